@@ -1,0 +1,279 @@
+// Package auth verifies the bearer JWTs every request carries and scopes each call to
+// the tenant in the token (P5). Tokens are signed with EdDSA (Ed25519), ES256 or RS256;
+// which key verifies them is configuration (auth.public_key_file), or a development key
+// created in the data folder when the fabric runs in simulation.
+package auth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Roles a token may carry.
+const (
+	RoleProposer = "proposer" // submits and reads proposals
+	RoleApprover = "approver" // approves high-impact decisions
+	RoleAuditor  = "auditor"  // reads audit trails
+	RoleAdmin    = "admin"    // everything within its tenant
+	RoleService  = "service"  // fabric services calling each other
+)
+
+// KnownRoles lists every role, for validation and docs.
+var KnownRoles = []string{RoleProposer, RoleApprover, RoleAuditor, RoleAdmin, RoleService}
+
+// Claims is the JWT body the fabric issues and accepts.
+type Claims struct {
+	// TenantID scopes everything the token can see or do.
+	TenantID string `json:"tenant_id"`
+	// Roles grant access to methods (see Policy).
+	Roles []string `json:"roles"`
+	jwt.RegisteredClaims
+}
+
+// Principal is the authenticated caller of one request.
+type Principal struct {
+	Subject  string
+	TenantID string
+	Roles    []string
+	// Token is the raw bearer token, kept only to forward the caller's identity on
+	// service-to-service calls. It is never logged.
+	Token string
+}
+
+// HasAnyRole reports whether the principal holds one of roles (admin holds them all).
+func (p *Principal) HasAnyRole(roles ...string) bool {
+	if slices.Contains(p.Roles, RoleAdmin) {
+		return true
+	}
+	for _, r := range roles {
+		if slices.Contains(p.Roles, r) {
+			return true
+		}
+	}
+	return false
+}
+
+type ctxKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// FromContext returns the request's principal, or nil outside an authenticated call.
+func FromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(ctxKey{}).(*Principal)
+	return p
+}
+
+// Tenant returns the caller's tenant or UNAUTHENTICATED: handlers call it first, so a
+// handler reached without the auth interceptor fails closed.
+func Tenant(ctx context.Context) (string, error) {
+	p := FromContext(ctx)
+	if p == nil || p.TenantID == "" {
+		return "", status.Error(codes.Unauthenticated, "no authenticated tenant on this request")
+	}
+	return p.TenantID, nil
+}
+
+// RequireTenant checks that a tenant named in a request body or path is the caller's own
+// (P5). A mismatch is PERMISSION_DENIED (HTTP 403); an empty one INVALID_ARGUMENT.
+func RequireTenant(ctx context.Context, tenantID string) error {
+	own, err := Tenant(ctx)
+	if err != nil {
+		return err
+	}
+	if tenantID == "" {
+		return status.Error(codes.InvalidArgument, "tenant_id is required")
+	}
+	if tenantID != own {
+		return status.Errorf(codes.PermissionDenied, "tenant_id %q does not match the token's tenant; cross-tenant requests need an explicit policy (P5)", tenantID)
+	}
+	return nil
+}
+
+// ErrInvalidToken is returned for every token that fails verification; the reason is
+// wrapped for logs but never reveals the token itself.
+var ErrInvalidToken = errors.New("invalid token")
+
+// Verifier checks tokens.
+type Verifier struct {
+	key      crypto.PublicKey
+	issuer   string
+	audience string
+	methods  []string
+}
+
+// NewVerifier verifies tokens signed by key's private half for issuer and audience.
+func NewVerifier(key crypto.PublicKey, issuer, audience string) (*Verifier, error) {
+	v := &Verifier{key: key, issuer: issuer, audience: audience}
+	switch key.(type) {
+	case ed25519.PublicKey:
+		v.methods = []string{jwt.SigningMethodEdDSA.Alg()}
+	case *ecdsa.PublicKey:
+		v.methods = []string{"ES256", "ES384", "ES512"}
+	case *rsa.PublicKey:
+		v.methods = []string{"RS256", "RS384", "RS512", "PS256"}
+	default:
+		return nil, fmt.Errorf("auth: unsupported public key type %T", key)
+	}
+	return v, nil
+}
+
+// Verify parses and checks a raw token: signature, algorithm, issuer, audience, expiry
+// (required), tenant claim (required) and roles (known ones only).
+func (v *Verifier) Verify(raw string) (*Principal, error) {
+	var c Claims
+	_, err := jwt.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return v.key, nil },
+		jwt.WithValidMethods(v.methods),
+		jwt.WithIssuer(v.issuer),
+		jwt.WithAudience(v.audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(30*time.Second),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	if c.TenantID == "" {
+		return nil, fmt.Errorf("%w: no tenant_id claim", ErrInvalidToken)
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(KnownRoles, r) {
+			return nil, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, r)
+		}
+	}
+	return &Principal{Subject: c.Subject, TenantID: c.TenantID, Roles: c.Roles, Token: raw}, nil
+}
+
+// Signer issues tokens; the fabric uses it for development tokens (`fabric token`).
+type Signer struct {
+	key      ed25519.PrivateKey
+	issuer   string
+	audience string
+}
+
+// NewSigner signs with an Ed25519 key.
+func NewSigner(key ed25519.PrivateKey, issuer, audience string) *Signer {
+	return &Signer{key: key, issuer: issuer, audience: audience}
+}
+
+// Mint returns a signed token for subject in tenant with roles, valid for ttl.
+func (s *Signer) Mint(subject, tenant string, roles []string, ttl time.Duration) (string, error) {
+	if tenant == "" {
+		return "", errors.New("auth: tenant is required")
+	}
+	for _, r := range roles {
+		if !slices.Contains(KnownRoles, r) {
+			return "", fmt.Errorf("auth: unknown role %q (known: %s)", r, strings.Join(KnownRoles, ", "))
+		}
+	}
+	now := time.Now()
+	c := Claims{
+		TenantID: tenant,
+		Roles:    roles,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.issuer,
+			Subject:   subject,
+			Audience:  jwt.ClaimStrings{s.audience},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now.Add(-time.Second)),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(s.key)
+}
+
+// DevKeyPath is where the development signing key lives inside the data folder.
+func DevKeyPath(dataDir string) string { return filepath.Join(dataDir, "keys", "dev-jwt-ed25519.pem") }
+
+// LoadOrCreateDevKey returns the development Ed25519 key, creating it (mode 0600, its
+// folder 0700) on first use. Concurrent first starts agree on one key: the file is
+// created exclusively and a loser re-reads the winner's.
+func LoadOrCreateDevKey(dataDir string) (ed25519.PrivateKey, error) {
+	path := DevKeyPath(dataDir)
+	if key, err := readEd25519(path); err == nil {
+		return key, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("auth: generate key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return readEd25519(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	defer f.Close()
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		return nil, fmt.Errorf("auth: write key: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("auth: write key: %w", err)
+	}
+	return priv, nil
+}
+
+func readEd25519(path string) (ed25519.PrivateKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return nil, fmt.Errorf("auth: %s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %s: %w", path, err)
+	}
+	ed, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("auth: %s: not an Ed25519 key", path)
+	}
+	return ed, nil
+}
+
+// LoadPublicKeyFile reads a PEM "PUBLIC KEY" (PKIX) file.
+func LoadPublicKeyFile(path string) (crypto.PublicKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil || block.Type != "PUBLIC KEY" {
+		return nil, fmt.Errorf("auth: %s: want a PEM \"PUBLIC KEY\" block", path)
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %s: %w", path, err)
+	}
+	return k, nil
+}

@@ -1,0 +1,335 @@
+// Package config is the one typed configuration of the fabric. The same struct serves
+// the all-in-one process and a single service: `target` says which modules run.
+//
+// Precedence: built-in defaults < YAML file (strict: unknown keys are errors) <
+// environment variables named in the spec (POSTGRES_DSN, SIMULATION_MODE, ...).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/decision-fabric/fabric/internal/fabric"
+)
+
+// Secret is a string that never prints: YAML, JSON and fmt show "<REDACTED>" when set.
+type Secret string
+
+const redacted = "<REDACTED>"
+
+// String implements fmt.Stringer without revealing the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// MarshalYAML hides the value when printing the effective config.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON hides the value.
+func (s Secret) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(s.String())), nil }
+
+// Reveal returns the secret value, for the one place that must use it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses "500ms", "30s", ...
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML prints the duration as text.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Listen is one service's addresses.
+type Listen struct {
+	// HTTPAddr is where REST, /health and /metrics listen, e.g. ":9201".
+	HTTPAddr string `yaml:"http_addr"`
+	// GRPCAddr is where gRPC listens, e.g. ":9301".
+	GRPCAddr string `yaml:"grpc_addr"`
+	// Dial is how other services reach this one over gRPC (host:port). Empty means
+	// 127.0.0.1 with GRPCAddr's port, right for the all-in-one and single-host modes.
+	Dial string `yaml:"dial,omitempty"`
+}
+
+// DialAddr is the address peers use to reach this service over gRPC.
+func (l Listen) DialAddr() string {
+	if l.Dial != "" {
+		return l.Dial
+	}
+	host, port, err := net.SplitHostPort(l.GRPCAddr)
+	if err != nil {
+		return l.GRPCAddr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Auth configures JWT verification (P5).
+type Auth struct {
+	// Issuer every token must carry ("iss").
+	Issuer string `yaml:"issuer"`
+	// Audience every token must carry ("aud").
+	Audience string `yaml:"audience"`
+	// PublicKeyFile is a PEM public key (Ed25519, ECDSA or RSA) that verifies tokens.
+	// Empty: a development Ed25519 key is created in data_dir on first run; allowed only
+	// in simulation mode.
+	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// Integrations are the external systems named by the spec's environment variables.
+type Integrations struct {
+	PostgresDSN       Secret `yaml:"postgres_dsn"`        // POSTGRES_DSN; empty = embedded SQLite
+	VaultAddr         string `yaml:"vault_addr"`          // VAULT_ADDR
+	CosignKeyPath     string `yaml:"cosign_key_path"`     // COSIGN_KEY_PATH
+	GlobalRegistryURL string `yaml:"global_registry_url"` // GLOBAL_REGISTRY_URL
+	FederationToken   Secret `yaml:"federation_token"`    // FEDERATION_TOKEN
+	RedisURL          Secret `yaml:"redis_url"`           // REDIS_URL (may carry a password)
+	KafkaURL          string `yaml:"kafka_url"`           // KAFKA_URL
+	PromURL           string `yaml:"prom_url"`            // PROM_URL
+	NeuralFabricURL   string `yaml:"neural_fabric_url"`   // NEURAL_FABRIC_URL
+	QuantumProvider   string `yaml:"quantum_provider"`    // QUANTUM_PROVIDER
+}
+
+// Telemetry configures logs and traces.
+type Telemetry struct {
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is json or text.
+	LogFormat string `yaml:"log_format"`
+	// OTLPEndpoint (host:port) turns on the OTLP/gRPC trace exporter; also read from
+	// OTEL_EXPORTER_OTLP_ENDPOINT. Empty: traces are created (ids reach logs and the
+	// audit log) but not exported.
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+}
+
+// Config is the whole configuration.
+type Config struct {
+	// Target is "all" or one service name; see `fabric -list-targets`.
+	Target string `yaml:"target"`
+	// DataDir holds the embedded database and the development keys (created 0700).
+	DataDir string `yaml:"data_dir"`
+	// ReportsDir receives the precheck report.
+	ReportsDir string `yaml:"reports_dir"`
+	// SimulationMode is "" (decided by the precheck), "true" or "false" (SIMULATION_MODE).
+	SimulationMode string `yaml:"simulation_mode"`
+	// DecisionTimeoutMS bounds a negotiation (PHASE_I4_DECISION_TIMEOUT_MS, P6).
+	DecisionTimeoutMS int64 `yaml:"decision_timeout_ms"`
+	// MaxRequestBytes caps a REST body and a gRPC message.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Services maps each service name to its addresses; unknown names are errors.
+	Services map[string]Listen `yaml:"services"`
+	// Auth configures token verification.
+	Auth Auth `yaml:"auth"`
+	// Integrations are the external systems.
+	Integrations Integrations `yaml:"integrations"`
+	// Telemetry configures logs and traces.
+	Telemetry Telemetry `yaml:"telemetry"`
+}
+
+// Default returns the built-in defaults: all seven services on their spec ports, an
+// embedded store in ./data, simulation decided by the precheck.
+func Default() Config {
+	c := Config{
+		Target:            "all",
+		DataDir:           "data",
+		ReportsDir:        "reports",
+		DecisionTimeoutMS: 30000,
+		MaxRequestBytes:   1 << 20,
+		ShutdownTimeout:   Duration(10 * time.Second),
+		Services:          map[string]Listen{},
+		Auth:              Auth{Issuer: "decision-fabric", Audience: "decision-fabric"},
+		Integrations:      Integrations{QuantumProvider: ""},
+		Telemetry:         Telemetry{LogLevel: "info", LogFormat: "json"},
+	}
+	for _, s := range fabric.Services {
+		c.Services[s.Name] = Listen{
+			HTTPAddr: fmt.Sprintf(":%d", s.Ports.HTTP),
+			GRPCAddr: fmt.Sprintf(":%d", s.Ports.GRPC),
+		}
+	}
+	return c
+}
+
+// Load reads defaults, then the YAML file at path (skipped when path is ""), then the
+// environment through lookup (os.LookupEnv in production), and validates the result.
+func Load(path string, lookup func(string) (string, bool)) (Config, error) {
+	c := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
+		}
+		if err := c.decodeYAML(raw); err != nil {
+			return Config{}, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(lookup); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// decodeYAML overlays raw onto c. Unknown keys are errors; service entries given in the
+// file are merged over the defaults field by field.
+func (c *Config) decodeYAML(raw []byte) error {
+	defaults := c.Services
+	c.Services = nil
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	merged := defaults
+	for name, l := range c.Services {
+		if !fabric.IsService(name) {
+			return fmt.Errorf("services: unknown service %q (known: %s)", name, strings.Join(fabric.Names(), ", "))
+		}
+		d := merged[name]
+		if l.HTTPAddr != "" {
+			d.HTTPAddr = l.HTTPAddr
+		}
+		if l.GRPCAddr != "" {
+			d.GRPCAddr = l.GRPCAddr
+		}
+		if l.Dial != "" {
+			d.Dial = l.Dial
+		}
+		merged[name] = d
+	}
+	c.Services = merged
+	return nil
+}
+
+// applyEnv overrides fields from the spec's environment variables.
+func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
+	if lookup == nil {
+		return nil
+	}
+	str := func(name string, dst *string) {
+		if v, ok := lookup(name); ok {
+			*dst = v
+		}
+	}
+	sec := func(name string, dst *Secret) {
+		if v, ok := lookup(name); ok {
+			*dst = Secret(v)
+		}
+	}
+	sec("POSTGRES_DSN", &c.Integrations.PostgresDSN)
+	str("VAULT_ADDR", &c.Integrations.VaultAddr)
+	str("COSIGN_KEY_PATH", &c.Integrations.CosignKeyPath)
+	str("GLOBAL_REGISTRY_URL", &c.Integrations.GlobalRegistryURL)
+	sec("FEDERATION_TOKEN", &c.Integrations.FederationToken)
+	sec("REDIS_URL", &c.Integrations.RedisURL)
+	str("KAFKA_URL", &c.Integrations.KafkaURL)
+	str("PROM_URL", &c.Integrations.PromURL)
+	str("NEURAL_FABRIC_URL", &c.Integrations.NeuralFabricURL)
+	str("QUANTUM_PROVIDER", &c.Integrations.QuantumProvider)
+	str("SIMULATION_MODE", &c.SimulationMode)
+	str("OTEL_EXPORTER_OTLP_ENDPOINT", &c.Telemetry.OTLPEndpoint)
+	str("FABRIC_DATA_DIR", &c.DataDir)
+	str("FABRIC_LOG_LEVEL", &c.Telemetry.LogLevel)
+	if v, ok := lookup("PHASE_I4_DECISION_TIMEOUT_MS"); ok && v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms <= 0 {
+			return fmt.Errorf("PHASE_I4_DECISION_TIMEOUT_MS=%q: want a positive number of milliseconds", v)
+		}
+		c.DecisionTimeoutMS = ms
+	}
+	return nil
+}
+
+// Validate reports the first invalid setting, naming the key and what is expected.
+func (c Config) Validate() error {
+	if c.Target != "all" && !fabric.IsService(c.Target) {
+		return fmt.Errorf("target %q: want \"all\" or one of %s", c.Target, strings.Join(fabric.Names(), ", "))
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: must not be empty")
+	}
+	switch strings.ToLower(c.SimulationMode) {
+	case "", "true", "false", "1", "0":
+	default:
+		return fmt.Errorf("simulation_mode %q: want true, false or empty (decided by the precheck)", c.SimulationMode)
+	}
+	if c.DecisionTimeoutMS <= 0 {
+		return fmt.Errorf("decision_timeout_ms %d: must be positive", c.DecisionTimeoutMS)
+	}
+	if c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 64<<20 {
+		return fmt.Errorf("max_request_bytes %d: want 1024..67108864", c.MaxRequestBytes)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return errors.New("shutdown_timeout: must be positive")
+	}
+	seen := map[string]string{}
+	for _, name := range fabric.Names() {
+		l := c.Services[name]
+		for _, a := range []struct{ key, addr string }{{"http_addr", l.HTTPAddr}, {"grpc_addr", l.GRPCAddr}} {
+			if _, _, err := net.SplitHostPort(a.addr); err != nil {
+				return fmt.Errorf("services.%s.%s %q: want host:port", name, a.key, a.addr)
+			}
+			if other, dup := seen[a.addr]; dup && c.runs(name) && c.runs(other) {
+				return fmt.Errorf("services.%s.%s %q: also used by %s", name, a.key, a.addr, other)
+			}
+			seen[a.addr] = name
+		}
+	}
+	switch c.Telemetry.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("telemetry.log_level %q: want debug, info, warn or error", c.Telemetry.LogLevel)
+	}
+	switch c.Telemetry.LogFormat {
+	case "json", "text":
+	default:
+		return fmt.Errorf("telemetry.log_format %q: want json or text", c.Telemetry.LogFormat)
+	}
+	if c.Auth.Issuer == "" || c.Auth.Audience == "" {
+		return errors.New("auth.issuer and auth.audience: must not be empty")
+	}
+	return nil
+}
+
+// runs reports whether the target includes the service.
+func (c Config) runs(name string) bool { return c.Target == "all" || c.Target == name }
+
+// DecisionTimeout is DecisionTimeoutMS as a duration.
+func (c Config) DecisionTimeout() time.Duration {
+	return time.Duration(c.DecisionTimeoutMS) * time.Millisecond
+}
+
+// Redacted renders the effective configuration as YAML with every secret shown as
+// "<REDACTED>", for `fabric -print-config`.
+func (c Config) Redacted() string {
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return string(out)
+}

@@ -1,0 +1,93 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func TestDefaultsAreValid(t *testing.T) {
+	t.Parallel()
+	c, err := Load("", nil)
+	require.NoError(t, err)
+	require.Equal(t, "all", c.Target)
+	require.Equal(t, ":9201", c.Services["decision-coordinator"].HTTPAddr)
+	require.Equal(t, "127.0.0.1:9307", c.Services["sim-canary"].DialAddr())
+	require.EqualValues(t, 30000, c.DecisionTimeoutMS)
+}
+
+func TestYAMLIsStrictAndMerged(t *testing.T) {
+	t.Parallel()
+	c, err := Load(writeFile(t, "target: decision-coordinator\nservices:\n  decision-coordinator:\n    http_addr: \"127.0.0.1:19201\"\n"), nil)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:19201", c.Services["decision-coordinator"].HTTPAddr)
+	require.Equal(t, ":9301", c.Services["decision-coordinator"].GRPCAddr, "unset fields keep their defaults")
+
+	_, err = Load(writeFile(t, "targt: all\n"), nil)
+	require.ErrorContains(t, err, "targt")
+	_, err = Load(writeFile(t, "services:\n  nope:\n    http_addr: \":1\"\n"), nil)
+	require.ErrorContains(t, err, `unknown service "nope"`)
+}
+
+func TestEnvOverrides(t *testing.T) {
+	t.Parallel()
+	c, err := Load("", env(map[string]string{
+		"POSTGRES_DSN":                 "postgres://u:pw@h/db",
+		"SIMULATION_MODE":              "true",
+		"PHASE_I4_DECISION_TIMEOUT_MS": "1500",
+		"FEDERATION_TOKEN":             "tok-123",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, "postgres://u:pw@h/db", c.Integrations.PostgresDSN.Reveal())
+	require.Equal(t, "true", c.SimulationMode)
+	require.EqualValues(t, 1500, c.DecisionTimeoutMS)
+
+	printed := c.Redacted()
+	require.NotContains(t, printed, "pw@h")
+	require.NotContains(t, printed, "tok-123")
+	require.Contains(t, printed, "<REDACTED>")
+}
+
+func TestValidationErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct {
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		"bad target":     {yaml: "target: everything\n", want: "target"},
+		"bad timeout":    {env: map[string]string{"PHASE_I4_DECISION_TIMEOUT_MS": "soon"}, want: "PHASE_I4_DECISION_TIMEOUT_MS"},
+		"bad simulation": {env: map[string]string{"SIMULATION_MODE": "maybe"}, want: "simulation_mode"},
+		"bad addr":       {yaml: "services:\n  hil-gateway:\n    http_addr: nope\n", want: "services.hil-gateway.http_addr"},
+		"port clash":     {yaml: "services:\n  hil-gateway:\n    http_addr: \":9201\"\n", want: "also used by"},
+		"bad log level":  {yaml: "telemetry:\n  log_level: loud\n", want: "telemetry.log_level"},
+		"tiny body":      {yaml: "max_request_bytes: 10\n", want: "max_request_bytes"},
+		"bad duration":   {yaml: "shutdown_timeout: forever\n", want: "line 1"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			path := ""
+			if tc.yaml != "" {
+				path = writeFile(t, tc.yaml)
+			}
+			_, err := Load(path, env(tc.env))
+			require.Error(t, err)
+			require.True(t, strings.Contains(err.Error(), tc.want), "%v should mention %q", err, tc.want)
+		})
+	}
+}
