@@ -291,8 +291,12 @@ func (c Config) Validate() error {
 	for _, name := range fabric.Names() {
 		l := c.Services[name]
 		for _, a := range []struct{ key, addr string }{{"http_addr", l.HTTPAddr}, {"grpc_addr", l.GRPCAddr}} {
-			if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			_, port, err := net.SplitHostPort(a.addr)
+			if err != nil {
 				return fmt.Errorf("services.%s.%s %q: want host:port", name, a.key, a.addr)
+			}
+			if port == "0" {
+				continue // an ephemeral port never clashes
 			}
 			if other, dup := seen[a.addr]; dup && c.runs(name) && c.runs(other) {
 				return fmt.Errorf("services.%s.%s %q: also used by %s", name, a.key, a.addr, other)

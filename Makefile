@@ -1,0 +1,103 @@
+# Decision Fabric — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO            ?= go
+TOOLS         := $(CURDIR)/.tools
+TOOLS_BIN     := $(TOOLS)/bin
+BUF_VERSION   := 1.75.0
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+GATEWAY_VERSION            := v2.33.0
+GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+BUF           := $(TOOLS)/node_modules/.bin/buf
+export PATH   := $(TOOLS_BIN):$(PATH)
+
+# Postgres used by the conformance suite; FABRIC_REQUIRE_POSTGRES=1 makes a missing
+# server a test failure instead of a skip (CI sets it).
+FABRIC_TEST_POSTGRES_DSN ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+export FABRIC_TEST_POSTGRES_DSN
+# The commit `buf breaking` compares against (use BREAKING_REF=main on a branch).
+BREAKING_REF  ?= HEAD~1
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## run all seven services in one process (embedded store, simulation mode)
+	$(GO) run ./cmd/fabric -config fabric.dev.yaml
+
+.PHONY: test
+test: ## unit tests, store conformance (SQLite + Postgres), end-to-end suite
+	$(GO) test -count=1 ./...
+
+.PHONY: test-race
+test-race: ## the tests under the race detector
+	$(GO) test -race -count=1 ./...
+
+.PHONY: bench
+bench: ## benchmarks, each printed beside its floor from the same run
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+.PHONY: token
+token: ## print a development JWT: make token TENANT=t1 ROLE=proposer
+	@$(GO) run ./cmd/fabric token -config fabric.dev.yaml -tenant $(or $(TENANT),t1) -role $(or $(ROLE),proposer)
+
+.PHONY: precheck
+precheck: ## run the compliance precheck; writes reports/I.4_precheck.json
+	$(GO) run ./cmd/fabric precheck -reports-dir reports
+
+.PHONY: build
+build: ## build bin/fabric and one binary per service
+	$(GO) build -o bin/ ./cmd/fabric ./services/...
+
+.PHONY: tools
+tools: $(BUF) $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/protoc-gen-grpc-gateway $(TOOLS_BIN)/protoc-gen-openapiv2 ## install pinned code generators into .tools
+
+$(BUF):
+	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund @bufbuild/buf@$(BUF_VERSION) >/dev/null
+$(TOOLS_BIN)/protoc-gen-go:
+	GOBIN=$(TOOLS_BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(TOOLS_BIN)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS_BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(TOOLS_BIN)/protoc-gen-grpc-gateway:
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GATEWAY_VERSION)
+$(TOOLS_BIN)/protoc-gen-openapiv2:
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GATEWAY_VERSION)
+
+.PHONY: googleapis
+googleapis: ## fetch google/api/{annotations,http}.proto from the Go module cache (not committed)
+	@dir=$$($(GO) mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+	mkdir -p $(TOOLS)/googleapis/google/api && \
+	install -m 0644 $$dir/third_party/googleapis/google/api/annotations.proto $$dir/third_party/googleapis/google/api/http.proto $(TOOLS)/googleapis/google/api/
+
+.PHONY: generate
+generate: tools googleapis ## regenerate gen/ from proto/ and infra/sql from the migrations
+	$(BUF) generate
+	$(GO) run ./internal/store/cmd/genschema
+
+.PHONY: check-generate
+check-generate: generate ## fail if generated code differs from what is committed
+	@git diff --exit-code -- gen infra/sql || (echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- gen infra/sql)" || (echo "untracked generated files: run 'make generate' and commit" >&2; git status --porcelain -- gen infra/sql; exit 1)
+
+.PHONY: lint
+lint: tools googleapis ## gofmt, go vet, buf lint, buf breaking against BREAKING_REF
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed" >&2; exit 1)
+	$(GO) vet ./...
+	$(BUF) lint
+	@$(MAKE) --no-print-directory breaking
+
+.PHONY: breaking
+breaking: googleapis ## buf breaking against BREAKING_REF (HEAD~1 by default)
+	@rm -rf $(TOOLS)/against && mkdir -p $(TOOLS)/against; \
+	if ! git cat-file -e $(BREAKING_REF):proto 2>/dev/null; then echo "buf breaking: $(BREAKING_REF) has no proto/ yet; nothing to compare"; exit 0; fi; \
+	git archive $(BREAKING_REF) proto buf.yaml | tar -x -C $(TOOLS)/against && \
+	mkdir -p $(TOOLS)/against/.tools && cp -r $(TOOLS)/googleapis $(TOOLS)/against/.tools/ && \
+	(cd $(TOOLS)/against && $(BUF) build -o ../against.binpb) && \
+	$(BUF) breaking --against $(TOOLS)/against.binpb && echo "buf breaking: no breaking change against $(BREAKING_REF)"
+
+.PHONY: clean
+clean: ## remove build output and local data
+	rm -rf bin data .tools/against .tools/against.binpb

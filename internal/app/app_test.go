@@ -1,0 +1,143 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/fabric"
+)
+
+func TestResolveOrdersDependenciesFirst(t *testing.T) {
+	t.Parallel()
+	order, err := resolve(fabric.Coordinator)
+	require.NoError(t, err)
+	require.Equal(t, []string{Telemetry, Precheck, Auth, Store, fabric.Coordinator}, order)
+
+	all, err := resolve(All)
+	require.NoError(t, err)
+	require.Len(t, all, 4+len(fabric.Services), "each module once")
+	require.Equal(t, Telemetry, all[0])
+
+	_, err = resolve("store")
+	require.ErrorContains(t, err, "unknown target", "shared modules are not targets")
+	_, err = resolve("nope")
+	require.ErrorContains(t, err, "unknown target")
+}
+
+func TestEveryServiceHasAModule(t *testing.T) {
+	t.Parallel()
+	for _, name := range fabric.Names() {
+		require.NotNil(t, modules[name].service, name)
+	}
+}
+
+// TestConfigExamplesBoot boots every services/*/config.example.yaml, so the examples
+// never rot: each must load strictly, start its service and answer /health.
+func TestConfigExamplesBoot(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..", "..", "services")
+	for _, name := range fabric.Names() {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(root, name, "config.example.yaml")
+			cfg, err := config.Load(path, func(k string) (string, bool) {
+				if k == "SIMULATION_MODE" {
+					return "true", true
+				}
+				return "", false
+			})
+			require.NoError(t, err)
+			require.Equal(t, name, cfg.Target)
+			cfg.DataDir = t.TempDir()
+			cfg.ReportsDir = t.TempDir()
+			for n, l := range cfg.Services {
+				l.HTTPAddr, l.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+				cfg.Services[n] = l
+			}
+			r, err := Start(context.Background(), cfg, io.Discard)
+			require.NoError(t, err)
+			defer func() { require.NoError(t, r.Stop()) }()
+			require.Len(t, r.Servers, 1)
+			resp, err := http.Get("http://" + r.Servers[name].HTTPAddr() + "/health")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			var h map[string]any
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&h))
+			require.Equal(t, name, h["service"])
+		})
+	}
+}
+
+func TestBlockRefusesToStart(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.DataDir, cfg.ReportsDir = t.TempDir(), t.TempDir()
+	cfg.SimulationMode = "false" // production demanded, but nothing is configured
+	_, err := Start(context.Background(), cfg, io.Discard)
+	require.ErrorContains(t, err, "precheck")
+	_, statErr := os.Stat(filepath.Join(cfg.ReportsDir, "I.4_precheck.json"))
+	require.NoError(t, statErr, "the report is written even when blocked")
+}
+
+func TestMainCommands(t *testing.T) {
+	t.Parallel()
+	run := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), args, All, &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	code, out, _ := run("-list-targets")
+	require.Equal(t, 0, code)
+	require.Equal(t, strings.Join(Targets(), "\n")+"\n", out)
+
+	code, _, errOut := run("bogus")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "unknown command")
+
+	code, out, _ = run("version")
+	require.Equal(t, 0, code)
+	require.Equal(t, fabric.Version+"\n", out)
+
+	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf("data_dir: %s\nintegrations:\n  federation_token: top-secret-value\n", t.TempDir())), 0o600))
+	code, out, _ = run("-config", cfgPath, "-print-config")
+	require.Equal(t, 0, code)
+	require.NotContains(t, out, "top-secret-value")
+	require.Contains(t, out, "<REDACTED>")
+
+	code, out, errOut = run("token", "-config", cfgPath, "-tenant", "t9", "-role", "proposer,auditor")
+	require.Equal(t, 0, code, errOut)
+	require.Equal(t, 2, strings.Count(strings.TrimSpace(out), "."), "a JWT")
+	code, _, errOut = run("token", "-config", cfgPath, "-role", "root")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "unknown role")
+}
+
+func TestStopIsGraceful(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.DataDir, cfg.ReportsDir = t.TempDir(), t.TempDir()
+	cfg.SimulationMode = "true"
+	cfg.ShutdownTimeout = config.Duration(2 * time.Second)
+	for n, l := range cfg.Services {
+		l.HTTPAddr, l.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Services[n] = l
+	}
+	r, err := Start(context.Background(), cfg, io.Discard)
+	require.NoError(t, err)
+	require.Len(t, r.Servers, len(fabric.Services))
+	require.NoError(t, r.Stop())
+}

@@ -1,0 +1,161 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/precheck"
+)
+
+// Main is the command line of `fabric` and of every services/<name> binary:
+//
+//	fabric [serve] [-config FILE] [-target all|<service>] [-list-targets] [-print-config]
+//	fabric precheck [-reports-dir DIR]
+//	fabric token [-config FILE] -tenant T [-role R[,R]] [-subject S] [-ttl 24h]
+//	fabric version
+//
+// defaultTarget is "all" for cmd/fabric and the service's name for services/<name>.
+// It returns the process exit code.
+func Main(ctx context.Context, args []string, defaultTarget string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, args, defaultTarget, stdout, stderr)
+	case "precheck":
+		return precheck.Main(ctx, args, stdout)
+	case "token":
+		err = token(args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, fabric.Version)
+	default:
+		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, version)", cmd)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fabric %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, args []string, defaultTarget string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration file (see services/<name>/config.example.yaml)")
+	target := fs.String("target", "", "what to run: all or one service (default: "+defaultTarget+")")
+	list := fs.Bool("list-targets", false, "list the targets and exit")
+	printCfg := fs.Bool("print-config", false, "print the effective configuration (secrets redacted) and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *list {
+		for _, t := range Targets() {
+			fmt.Fprintln(stdout, t)
+		}
+		return nil
+	}
+	cfg, err := loadConfig(*configPath, defaultTarget, *target)
+	if err != nil {
+		return err
+	}
+	if *printCfg {
+		fmt.Fprint(stdout, cfg.Redacted())
+		return nil
+	}
+	r, err := Start(ctx, cfg, stdout)
+	if err != nil {
+		return err
+	}
+	announce(r, stderr)
+	return r.Wait()
+}
+
+// loadConfig applies defaults, the file, the environment, then the -target flag.
+func loadConfig(path, defaultTarget, target string) (config.Config, error) {
+	cfg, err := config.Load(path, LookupEnv)
+	if err != nil {
+		return cfg, err
+	}
+	if path == "" && defaultTarget != "" {
+		cfg.Target = defaultTarget
+	}
+	if target != "" {
+		cfg.Target = target
+	}
+	return cfg, cfg.Validate()
+}
+
+// announce tells a developer where everything listens and, in simulation with the
+// development key, prints a ready-to-use token. It writes to stderr, never to the log.
+func announce(r *Running, w io.Writer) {
+	fmt.Fprintf(w, "\nDecision Fabric %s — precheck %s, simulation_mode=%v, store=%s\n",
+		fabric.Version, r.App.Precheck.Decision, r.App.Simulation, r.App.Store.Backend())
+	for _, name := range fabric.Names() {
+		if s, ok := r.Servers[name]; ok {
+			fmt.Fprintf(w, "  %-22s REST http://%s  gRPC %s\n", name, s.HTTPAddr(), s.GRPCAddr())
+		}
+	}
+	if r.App.DevSigner != nil {
+		tok, err := r.App.DevSigner.Mint("dev", "t1", []string{auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor}, 24*time.Hour)
+		if err == nil {
+			fmt.Fprintf(w, "\nDevelopment token (tenant t1, roles proposer,approver,auditor, 24h):\n  export TOKEN=%s\n"+
+				"More: make token TENANT=t2 ROLE=proposer\n\n", tok)
+		}
+	}
+}
+
+func token(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML configuration file (for data_dir, issuer, audience)")
+	tenant := fs.String("tenant", "t1", "tenant claim")
+	roles := fs.String("role", auth.RoleProposer, "comma-separated roles: "+strings.Join(auth.KnownRoles, ", "))
+	subject := fs.String("subject", "dev", "subject claim")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*configPath, "", "")
+	if err != nil {
+		return err
+	}
+	if cfg.Auth.PublicKeyFile != "" {
+		return errors.New("tokens are issued by your identity provider when auth.public_key_file is set; this command only mints development tokens")
+	}
+	key, err := auth.LoadOrCreateDevKey(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	tok, err := auth.NewSigner(key, cfg.Auth.Issuer, cfg.Auth.Audience).Mint(*subject, *tenant, strings.Split(*roles, ","), *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// Run is the whole body of a main function: it wires SIGINT/SIGTERM to a graceful
+// shutdown, runs Main with the process arguments and exits with its code.
+func Run(defaultTarget string) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Main(ctx, os.Args[1:], defaultTarget, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

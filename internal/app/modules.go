@@ -1,0 +1,339 @@
+// Package app is the fabric's module graph. Every service is a named module with
+// declared dependencies on shared modules (telemetry, precheck, store, auth); the
+// target "all" runs the seven services in one process and a service name runs that one
+// alone. Both modes go through the same code path: resolve the target's dependencies,
+// initialise them in order, then serve every service module's server.
+//
+// Modules are wired by explicit constructor calls, not a DI framework (see grafana/mimir
+// pkg/mimir/modules.go for the pattern).
+package app
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/precheck"
+	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/telemetry"
+	"github.com/decision-fabric/fabric/internal/world"
+	"github.com/decision-fabric/fabric/services/confidence-scorer/scorer"
+	"github.com/decision-fabric/fabric/services/decision-auditor/auditor"
+	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
+	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
+	"github.com/decision-fabric/fabric/services/hil-gateway/hil"
+	"github.com/decision-fabric/fabric/services/proposal-composer/composer"
+	"github.com/decision-fabric/fabric/services/sim-canary/canary"
+)
+
+// Shared (non-service) module names.
+const (
+	Telemetry = "telemetry"
+	Precheck  = "precheck"
+	Store     = "store"
+	Auth      = "auth"
+	All       = "all"
+)
+
+// App holds what the modules built; later modules read what earlier ones set.
+type App struct {
+	Cfg        config.Config
+	Log        *slog.Logger
+	Out        io.Writer
+	Tracing    *telemetry.Tracing
+	Precheck   precheck.Report
+	Simulation bool
+	Store      store.Store
+	Verifier   *auth.Verifier
+	// DevSigner is set when tokens are verified with the development key (simulation
+	// only); it mints the token printed at start.
+	DevSigner *auth.Signer
+
+	closers []func() error
+}
+
+type module struct {
+	deps []string
+	// init builds a shared module.
+	init func(ctx context.Context, a *App) error
+	// service builds a service module's definition.
+	service func(ctx context.Context, a *App) (server.Service, error)
+}
+
+// modules is the graph. Service modules list the shared modules they use.
+var modules = map[string]module{
+	Telemetry: {init: initTelemetry},
+	Precheck:  {deps: []string{Telemetry}, init: initPrecheck},
+	Store:     {deps: []string{Precheck}, init: initStore},
+	Auth:      {deps: []string{Precheck}, init: initAuth},
+
+	fabric.Coordinator: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App) (server.Service, error) {
+		return coordinator.New(coordinator.Deps{Store: a.Store, World: world.NewSimulated(a.Store), Logger: a.Log}).Definition(), nil
+	}},
+	fabric.Composer: {deps: []string{Auth}, service: func(context.Context, *App) (server.Service, error) {
+		return composer.New().Definition(), nil
+	}},
+	fabric.Negotiator: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
+		return negotiator.New().Definition(), nil
+	}},
+	fabric.Scorer: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
+		return scorer.New().Definition(), nil
+	}},
+	fabric.HIL: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
+		return hil.New().Definition(), nil
+	}},
+	fabric.Auditor: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
+		return auditor.New().Definition(), nil
+	}},
+	fabric.Canary: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
+		return canary.New().Definition(), nil
+	}},
+}
+
+// Targets lists what `-target` accepts: "all" and each service, in start order.
+func Targets() []string { return append([]string{All}, fabric.Names()...) }
+
+// resolve returns the modules a target needs, dependencies before dependants.
+func resolve(target string) ([]string, error) {
+	roots := []string{target}
+	if target == All {
+		roots = fabric.Names()
+	} else if _, ok := modules[target]; !ok || !fabric.IsService(target) {
+		return nil, fmt.Errorf("unknown target %q (targets: %s)", target, strings.Join(Targets(), ", "))
+	}
+	var order []string
+	seen := map[string]bool{}
+	var visit func(string)
+	visit = func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		deps := slices.Clone(modules[name].deps)
+		sort.Strings(deps)
+		for _, d := range deps {
+			visit(d)
+		}
+		order = append(order, name)
+	}
+	for _, r := range roots {
+		visit(r)
+	}
+	return order, nil
+}
+
+// Running is a started fabric: its servers and a way to stop it.
+type Running struct {
+	App     *App
+	Servers map[string]*server.Server
+	done    chan error
+	cancel  context.CancelFunc
+}
+
+// Wait blocks until every server has stopped and returns the first error.
+func (r *Running) Wait() error { return <-r.done }
+
+// Stop shuts everything down gracefully and waits.
+func (r *Running) Stop() error {
+	r.cancel()
+	return r.Wait()
+}
+
+// Start initialises the target's modules, binds every service's listeners and serves
+// them in the background. It returns once all listeners are bound, so callers (tests,
+// `make run`) can use the addresses at once.
+func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, error) {
+	order, err := resolve(cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Cfg: cfg, Out: out}
+	ctx, cancel := context.WithCancel(ctx)
+	fail := func(err error) (*Running, error) {
+		cancel()
+		a.close()
+		return nil, err
+	}
+	servers := map[string]*server.Server{}
+	var names []string
+	for _, name := range order {
+		m := modules[name]
+		if m.init != nil {
+			if err := m.init(ctx, a); err != nil {
+				return fail(fmt.Errorf("module %s: %w", name, err))
+			}
+			continue
+		}
+		def, err := m.service(ctx, a)
+		if err != nil {
+			return fail(fmt.Errorf("module %s: %w", name, err))
+		}
+		srv, err := server.New(ctx, def, server.Options{
+			Listen:          cfg.Services[name],
+			Logger:          a.Log,
+			Verifier:        a.Verifier,
+			MaxRequestBytes: cfg.MaxRequestBytes,
+			ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
+			Health:          a.health,
+		})
+		if err != nil {
+			for _, s := range servers {
+				s.Stop()
+			}
+			return fail(err)
+		}
+		servers[name] = srv
+		names = append(names, name)
+	}
+	r := &Running{App: a, Servers: servers, done: make(chan error, 1), cancel: cancel}
+	go func() {
+		errc := make(chan error, len(names))
+		for _, n := range names {
+			go func(s *server.Server) { errc <- s.Serve(ctx) }(servers[n])
+		}
+		var first error
+		for range names {
+			if err := <-errc; err != nil && first == nil {
+				first = err
+				cancel() // one server failing stops the process: never run half a fabric
+			}
+		}
+		a.close()
+		r.done <- first
+	}()
+	return r, nil
+}
+
+func (a *App) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		_ = a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// health reports the process-wide health: the store must answer.
+func (a *App) health(ctx context.Context) server.HealthReport {
+	rep := server.HealthReport{
+		Status:           "ok",
+		SimulationMode:   a.Simulation,
+		PrecheckDecision: string(a.Precheck.Decision),
+	}
+	if a.Store != nil {
+		rep.Store = a.Store.Backend()
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := a.Store.Ping(pctx); err != nil {
+			rep.Status = "degraded"
+			rep.Checks = map[string]string{"store": "unreachable"}
+		}
+	}
+	return rep
+}
+
+func initTelemetry(ctx context.Context, a *App) error {
+	a.Log = telemetry.NewLogger(a.Cfg.Telemetry, a.Out)
+	tr, err := telemetry.SetupTracing(ctx, a.Cfg.Telemetry, "decision-fabric-"+a.Cfg.Target)
+	if err != nil {
+		return err
+	}
+	a.Tracing = tr
+	a.closers = append(a.closers, func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return tr.Shutdown(sctx)
+	})
+	return nil
+}
+
+// initPrecheck runs the compliance precheck against the effective configuration,
+// writes the reports, and refuses to start on BLOCK with what to fix.
+func initPrecheck(ctx context.Context, a *App) error {
+	rep := precheck.Run(ctx, PrecheckEnv(a.Cfg), precheck.Options{})
+	if err := rep.WriteFiles(a.Cfg.ReportsDir); err != nil {
+		a.Log.WarnContext(ctx, "precheck: could not write reports", "error", err)
+	}
+	a.Precheck = rep
+	a.Simulation = rep.SimulationMode
+	if err := rep.Err(); err != nil {
+		return err
+	}
+	a.Log.InfoContext(ctx, "precheck", "decision", rep.Decision, "simulation_mode", rep.SimulationMode,
+		"missing", strings.Join(rep.Missing, ","), "simulated_providers", strings.Join(rep.SimulatedProviders, ","))
+	return nil
+}
+
+// PrecheckEnv maps the effective configuration (file and environment) to the
+// precheck's inputs.
+func PrecheckEnv(c config.Config) precheck.Env {
+	i := c.Integrations
+	return precheck.Env{
+		PostgresDSN:       i.PostgresDSN.Reveal(),
+		VaultAddr:         i.VaultAddr,
+		CosignKeyPath:     i.CosignKeyPath,
+		GlobalRegistryURL: i.GlobalRegistryURL,
+		FederationToken:   i.FederationToken.Reveal(),
+		SimulationMode:    c.SimulationMode,
+		RedisURL:          i.RedisURL.Reveal(),
+		KafkaURL:          i.KafkaURL,
+		PromURL:           i.PromURL,
+		NeuralFabricURL:   i.NeuralFabricURL,
+		QuantumProvider:   i.QuantumProvider,
+		DecisionTimeoutMS: fmt.Sprint(c.DecisionTimeoutMS),
+	}
+}
+
+func initStore(ctx context.Context, a *App) error {
+	st, err := store.Open(ctx, store.Config{PostgresDSN: a.Cfg.Integrations.PostgresDSN.Reveal(), DataDir: a.Cfg.DataDir})
+	if err != nil {
+		return err
+	}
+	a.Store = st
+	a.closers = append(a.closers, st.Close)
+	a.Log.InfoContext(ctx, "store ready", "backend", st.Backend())
+	return nil
+}
+
+// initAuth loads the token verification key. Without auth.public_key_file the
+// development key in data_dir is used, and only in simulation: production must be
+// configured with the identity provider's key.
+func initAuth(_ context.Context, a *App) error {
+	var pub crypto.PublicKey
+	if path := a.Cfg.Auth.PublicKeyFile; path != "" {
+		k, err := auth.LoadPublicKeyFile(path)
+		if err != nil {
+			return err
+		}
+		pub = k
+	} else {
+		if !a.Simulation {
+			return errors.New("auth.public_key_file is required outside simulation mode: set it to your identity provider's PEM public key")
+		}
+		key, err := auth.LoadOrCreateDevKey(a.Cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		pub = key.Public()
+		a.DevSigner = auth.NewSigner(key, a.Cfg.Auth.Issuer, a.Cfg.Auth.Audience)
+	}
+	v, err := auth.NewVerifier(pub, a.Cfg.Auth.Issuer, a.Cfg.Auth.Audience)
+	if err != nil {
+		return err
+	}
+	a.Verifier = v
+	return nil
+}
+
+// LookupEnv is os.LookupEnv, named for callers that pass it to config.Load.
+var LookupEnv = os.LookupEnv

@@ -1,0 +1,278 @@
+// Package server is the one platform every service runs on: a gRPC server with the
+// fabric's interceptor chain, the grpc-gateway REST API, gRPC health and reflection,
+// GET /health, GET /metrics and graceful shutdown.
+//
+// REST requests are served by gateway handlers registered against a gRPC client
+// connection to the service's own gRPC listener, never against the implementation
+// directly: that way REST passes through exactly the same interceptors (auth, tenancy,
+// redacting logs, metrics, validation) as gRPC.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/fabric"
+)
+
+// Service is what a module hands the platform.
+type Service struct {
+	// Name is the service name (fabric.Coordinator, ...).
+	Name string
+	// Register registers the gRPC implementation(s) on s.
+	Register func(s *grpc.Server)
+	// Gateway registers the REST handlers against conn (a client of this server).
+	Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
+	// Policy lists the roles allowed per method; methods not listed are refused.
+	Policy auth.Policy
+	// Validators check requests before handlers run.
+	Validators Validators
+	// HTTP adds plain HTTP routes (pages, downloads) beside the gateway; optional.
+	HTTP func(mux *http.ServeMux)
+	// Close releases the service's resources after the servers stopped; optional.
+	Close func() error
+}
+
+// HealthReport is the body of GET /health.
+type HealthReport struct {
+	Service          string            `json:"service"`
+	Version          string            `json:"version"`
+	Status           string            `json:"status"` // "ok" or "degraded"
+	SimulationMode   bool              `json:"simulation_mode"`
+	PrecheckDecision string            `json:"precheck_decision"`
+	Store            string            `json:"store"`
+	Checks           map[string]string `json:"checks,omitempty"`
+}
+
+// HealthFunc fills the process-wide parts of a health report.
+type HealthFunc func(ctx context.Context) HealthReport
+
+// Options are the platform's settings for one service.
+type Options struct {
+	Listen          config.Listen
+	Logger          *slog.Logger
+	Verifier        *auth.Verifier
+	MaxRequestBytes int64
+	ShutdownTimeout time.Duration
+	Health          HealthFunc
+	// Registry receives the service's metrics; a fresh one is created when nil.
+	Registry *prometheus.Registry
+}
+
+// Server runs one service.
+type Server struct {
+	svc      Service
+	opts     Options
+	log      *slog.Logger
+	grpc     *grpc.Server
+	http     *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	conn     *grpc.ClientConn
+	health   *health.Server
+	registry *prometheus.Registry
+	stopOnce sync.Once
+}
+
+// New binds both listeners (so a port clash fails at start, naming the address) and wires
+// the service. Serve must be called to accept connections.
+func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	s := &Server{svc: svc, opts: opts, log: opts.Logger.With("service", svc.Name), registry: opts.Registry}
+
+	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+		grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
+	))
+	if err := opts.Registry.Register(metrics); err != nil {
+		return nil, fmt.Errorf("server: register metrics: %w", err)
+	}
+	unary, stream := chain(s.log, metrics, opts.Verifier, svc.Policy, svc.Validators)
+	s.grpc = grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(int(opts.MaxRequestBytes)),
+	)
+	svc.Register(s.grpc)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	metrics.InitializeMetrics(s.grpc)
+	for name := range s.grpc.GetServiceInfo() {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", opts.Listen.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("server: %s: listen grpc %s: %w", svc.Name, opts.Listen.GRPCAddr, err)
+	}
+	if s.httpLis, err = net.Listen("tcp", opts.Listen.HTTPAddr); err != nil {
+		s.grpcLis.Close()
+		return nil, fmt.Errorf("server: %s: listen http %s: %w", svc.Name, opts.Listen.HTTPAddr, err)
+	}
+
+	// The gateway's client connection to our own gRPC listener, on loopback.
+	_, port, _ := net.SplitHostPort(s.grpcLis.Addr().String())
+	s.conn, err = grpc.NewClient(net.JoinHostPort("127.0.0.1", port),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(int(opts.MaxRequestBytes)*4)),
+	)
+	if err != nil {
+		s.closeListeners()
+		return nil, fmt.Errorf("server: %s: gateway client: %w", svc.Name, err)
+	}
+	gw := NewGatewayMux()
+	if svc.Gateway != nil {
+		if err := svc.Gateway(ctx, gw, s.conn); err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("server: %s: register gateway: %w", svc.Name, err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", s.serveHealth)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
+	if svc.HTTP != nil {
+		svc.HTTP(mux)
+	}
+	mux.Handle("/", limitBody(gw, opts.MaxRequestBytes))
+	s.http = &http.Server{
+		Handler:           otelhttp.NewHandler(mux, svc.Name, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	return s, nil
+}
+
+// GRPCAddr is the bound gRPC address.
+func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
+
+// HTTPAddr is the bound REST address.
+func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// Registry is the service's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Serve accepts connections until ctx is cancelled, then shuts down gracefully within
+// the shutdown timeout: health turns NOT_SERVING, REST drains, gRPC drains.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() {
+		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
+	s.log.InfoContext(ctx, "listening", "rest", s.HTTPAddr(), "grpc", s.GRPCAddr())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("server: %s: %w", s.svc.Name, err)
+	}
+	s.Stop()
+	return err
+}
+
+// Stop shuts the servers down gracefully (idempotent).
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		s.health.Shutdown()
+		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+		defer cancel()
+		_ = s.http.Shutdown(ctx)
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.grpc.Stop()
+		}
+		_ = s.conn.Close()
+		if s.svc.Close != nil {
+			if err := s.svc.Close(); err != nil {
+				s.log.Error("close", "error", err)
+			}
+		}
+	})
+}
+
+func (s *Server) closeListeners() {
+	s.grpcLis.Close()
+	s.httpLis.Close()
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	rep := HealthReport{Status: "ok"}
+	if s.opts.Health != nil {
+		rep = s.opts.Health(r.Context())
+	}
+	rep.Service = s.svc.Name
+	rep.Version = fabric.Version
+	code := http.StatusOK
+	if rep.Status != "ok" {
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(rep)
+}
+
+// limitBody refuses bodies larger than max: 413 when Content-Length says so up front,
+// and a read error (surfacing as 400) when a chunked body runs over.
+func limitBody(next http.Handler, max int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > max {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes exceeds the limit of %d bytes", r.ContentLength, max))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "message": msg})
+}
+
+// headerMatcher forwards the HTTP headers the fabric reads as gRPC metadata, besides
+// the gateway's defaults (Authorization is always forwarded by the gateway).
+func headerMatcher(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "idempotency-key":
+		return "idempotency-key", true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}

@@ -1,0 +1,300 @@
+// Package coordinator is the decision coordinator (I.4.1): it accepts proposals, keeps
+// their state machine and, with later issues, drives negotiation, scoring, approval and
+// enactment.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/oklog/ulid/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/redact"
+	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/telemetry"
+	"github.com/decision-fabric/fabric/internal/world"
+)
+
+// Deps are the coordinator's collaborators.
+type Deps struct {
+	Store  store.Store
+	World  world.Reader
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Service implements coordinatorv1.CoordinatorServiceServer.
+type Service struct {
+	coordinatorv1.UnimplementedCoordinatorServiceServer
+	deps Deps
+}
+
+// New returns the coordinator.
+func New(deps Deps) *Service {
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Service{deps: deps}
+}
+
+// Definition is what the platform serves.
+func (s *Service) Definition() server.Service {
+	m := func(name string) string {
+		return "/" + coordinatorv1.CoordinatorService_ServiceDesc.ServiceName + "/" + name
+	}
+	readers := []string{auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor, auth.RoleService}
+	return server.Service{
+		Name:     fabric.Coordinator,
+		Register: func(g *grpc.Server) { coordinatorv1.RegisterCoordinatorServiceServer(g, s) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+			return coordinatorv1.RegisterCoordinatorServiceHandlerClient(ctx, mux, coordinatorv1.NewCoordinatorServiceClient(conn))
+		},
+		Policy: auth.Policy{
+			m("SubmitProposal"): {auth.RoleProposer, auth.RoleService},
+			m("GetProposal"):    readers,
+			m("ListProposals"):  readers,
+			m("EnactProposal"):  {auth.RoleProposer, auth.RoleService},
+		},
+		Validators: server.Validators{
+			m("SubmitProposal"): validateSubmit,
+			m("GetProposal"):    validateGet,
+			m("ListProposals"):  validateList,
+			m("EnactProposal"):  validateEnact,
+		},
+	}
+}
+
+// SubmitProposal implements the RPC: P5 tenant check, P1 PII check, impact and dry-run
+// defaults (P3), pre-state snapshot with SHA256 (P7), one transaction for the proposal
+// and its pre snapshot, Idempotency-Key replay.
+func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitProposalRequest) (*coordinatorv1.SubmitProposalResponse, error) {
+	if err := auth.RequireTenant(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	key := idempotencyKey(ctx)
+	if err := validateIdempotencyKey(key); err != nil {
+		return nil, err
+	}
+	if err := checkPersonalData(req); err != nil {
+		return nil, err
+	}
+	if req.GetSignature() != nil {
+		// Signature verification (P2) arrives with the signing work of issue #3; accepting a
+		// signature we cannot check would claim a guarantee we do not give.
+		return nil, status.Error(codes.Unimplemented, "manifest signatures are not verified yet (issue #3); submit without `signature` in simulation")
+	}
+
+	manifest := req.GetManifest()
+	manifestJSON, err := canonical.Proto(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
+	}
+	metadataJSON := []byte("{}")
+	if md := req.GetMetadata(); md != nil {
+		if metadataJSON, err = canonical.Proto(md); err != nil {
+			return nil, fmt.Errorf("coordinator: canonical metadata: %w", err)
+		}
+	}
+	impact := effectiveImpact(manifest)
+	dryRun := req.GetDryRun() || impact == ImpactHigh // P3: high impact is dry-run until approved
+
+	principal := auth.FromContext(ctx)
+	now := s.deps.Now().UTC()
+	id := ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()
+
+	var stored *store.Proposal
+	var created bool
+	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
+		// Replay first: a retried request must not take a second snapshot.
+		pre, err := s.deps.World.Read(ctx, req.GetTenantId(), manifest.GetTarget(), manifest.GetRegions())
+		if err != nil {
+			return err
+		}
+		stored, created, err = tx.Proposals().Create(ctx, &store.Proposal{
+			ID:             id,
+			TenantID:       req.GetTenantId(),
+			Status:         statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SUBMITTED),
+			Impact:         impact,
+			DryRun:         dryRun,
+			Manifest:       manifestJSON,
+			ManifestSHA256: canonical.SHA256Hex(manifestJSON),
+			Metadata:       metadataJSON,
+			PreStateSHA256: pre.SHA256,
+			IdempotencyKey: key,
+			CreatedBy:      principal.Subject,
+			TraceID:        telemetry.TraceID(ctx),
+			CreatedAt:      now,
+		})
+		if err != nil || !created {
+			return err
+		}
+		return tx.Snapshots().Put(ctx, &store.Snapshot{
+			ID:         ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+			ProposalID: stored.ID,
+			TenantID:   stored.TenantID,
+			Kind:       "pre",
+			SHA256:     pre.SHA256,
+			State:      pre.JSON,
+			CreatedAt:  now,
+		})
+	})
+	if err != nil {
+		return nil, storeError(err)
+	}
+	out, err := toProto(stored)
+	if err != nil {
+		return nil, err
+	}
+	s.deps.Logger.InfoContext(ctx, "proposal submitted", "proposal_id", stored.ID, "tenant_id", stored.TenantID,
+		"impact", impact, "dry_run", dryRun, "created", created, "pre_state_sha256", stored.PreStateSHA256)
+	return &coordinatorv1.SubmitProposalResponse{Proposal: out, Created: created}, nil
+}
+
+// GetProposal implements the RPC; another tenant's proposal is NOT_FOUND.
+func (s *Service) GetProposal(ctx context.Context, req *coordinatorv1.GetProposalRequest) (*coordinatorv1.GetProposalResponse, error) {
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
+	if err != nil {
+		return nil, storeError(err)
+	}
+	out, err := toProto(p)
+	if err != nil {
+		return nil, err
+	}
+	return &coordinatorv1.GetProposalResponse{Proposal: out}, nil
+}
+
+// ListProposals implements the RPC for the caller's tenant.
+func (s *Service) ListProposals(ctx context.Context, req *coordinatorv1.ListProposalsRequest) (*coordinatorv1.ListProposalsResponse, error) {
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filter := ""
+	if req.GetStatus() != coordinatorv1.ProposalStatus_PROPOSAL_STATUS_UNSPECIFIED {
+		filter = statusString(req.GetStatus())
+	}
+	ps, err := s.deps.Store.Proposals().List(ctx, tenant, filter, int(req.GetLimit()))
+	if err != nil {
+		return nil, storeError(err)
+	}
+	resp := &coordinatorv1.ListProposalsResponse{Proposals: make([]*coordinatorv1.Proposal, 0, len(ps))}
+	for _, p := range ps {
+		out, err := toProto(p)
+		if err != nil {
+			return nil, err
+		}
+		resp.Proposals = append(resp.Proposals, out)
+	}
+	return resp, nil
+}
+
+// EnactProposal is not available until the decision path (issue #3) lands.
+func (s *Service) EnactProposal(context.Context, *coordinatorv1.EnactProposalRequest) (*coordinatorv1.EnactProposalResponse, error) {
+	return nil, server.Unimplemented(fabric.Coordinator, "EnactProposal", "enactment with dry run, snapshots and rollback", 3)
+}
+
+// effectiveImpact is the declared impact, or medium when none is declared. Computing
+// impact from blast radius and cost (and taking the higher) comes with the decision
+// policy of issue #3.
+func effectiveImpact(m *typesv1.Manifest) string {
+	if m.GetImpact() != "" {
+		return m.GetImpact()
+	}
+	return ImpactMedium
+}
+
+// checkPersonalData enforces P1 on the manifest and metadata: personal data without
+// consent is refused with PERMISSION_DENIED (HTTP 403) and nothing is stored; secrets
+// are refused with INVALID_ARGUMENT (reference them, never embed them). The error names
+// where and what kind, never the value.
+func checkPersonalData(req *coordinatorv1.SubmitProposalRequest) error {
+	var pii, secrets []string
+	for _, part := range []struct {
+		prefix string
+		value  any
+	}{
+		{"manifest", manifestAsMap(req.GetManifest())},
+		{"metadata", req.GetMetadata().AsMap()},
+	} {
+		_, notes := redact.Value(part.value, redact.Policy{})
+		for _, n := range notes {
+			path, kind, _ := strings.Cut(n, ": ")
+			where := part.prefix + "." + path
+			if redact.IsSecretKind(redact.Kind(kind)) || kind == "secret" {
+				secrets = append(secrets, where+" ("+kind+")")
+			} else {
+				pii = append(pii, where+" ("+kind+")")
+			}
+		}
+	}
+	if len(secrets) > 0 {
+		return status.Errorf(codes.InvalidArgument, "secrets must not be embedded in a proposal; reference them instead: %s", strings.Join(secrets, ", "))
+	}
+	if len(pii) == 0 {
+		return nil
+	}
+	if req.GetManifest().GetConsent() != nil {
+		return status.Errorf(codes.Unimplemented, "the proposal carries personal data (%s) with a consent record, but signed-consent verification is not implemented yet (issue #3)", strings.Join(pii, ", "))
+	}
+	return status.Errorf(codes.PermissionDenied, "personal data without recorded consent (P1): %s; redact it or attach a signed consent", strings.Join(pii, ", "))
+}
+
+// manifestAsMap renders a manifest as JSON-like data for the PII scan.
+func manifestAsMap(m *typesv1.Manifest) map[string]any {
+	raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	s := &structpb.Struct{}
+	if err := protojson.Unmarshal(raw, s); err != nil {
+		return nil
+	}
+	out := s.AsMap()
+	delete(out, "consent")
+	return out
+}
+
+// idempotencyKey reads the Idempotency-Key header (gRPC metadata "idempotency-key").
+func idempotencyKey(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get("idempotency-key"); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// storeError maps store sentinels to gRPC codes; anything else is left for the error
+// masking interceptor (logged, INTERNAL).
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, "proposal not found")
+	case errors.Is(err, store.ErrConflict):
+		return status.Error(codes.Aborted, "concurrent update; retry")
+	case errors.Is(err, store.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return err
+}
