@@ -1,0 +1,78 @@
+// Command genschema rewrites infra/sql/i4_decision_schema.sql from the
+// store's embedded Postgres migrations.
+//
+//	go run ./internal/store/cmd/genschema          # rewrite
+//	go run ./internal/store/cmd/genschema -check   # exit 1 if the file is stale
+//
+// It runs from anywhere inside the module (go generate runs it from
+// internal/store); -o overrides the output path.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/decision-fabric/fabric/internal/store"
+)
+
+const relPath = "infra/sql/i4_decision_schema.sql"
+
+func main() {
+	out := flag.String("o", "", "output file (default: <module root>/"+relPath+")")
+	check := flag.Bool("check", false, "do not write; exit 1 if the file differs")
+	flag.Parse()
+	if err := run(*out, *check); err != nil {
+		fmt.Fprintln(os.Stderr, "genschema:", err)
+		os.Exit(1)
+	}
+}
+
+func run(out string, check bool) error {
+	if out == "" {
+		root, err := moduleRoot()
+		if err != nil {
+			return err
+		}
+		out = filepath.Join(root, relPath)
+	}
+	want, err := store.PostgresSchemaSQL()
+	if err != nil {
+		return err
+	}
+	if check {
+		got, err := os.ReadFile(out)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("%s is stale: run go run ./internal/store/cmd/genschema", out)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(out, want, 0o644)
+}
+
+// moduleRoot walks up from the working directory to the folder holding go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory; use -o")
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,118 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+const proposalCols = `id, tenant_id, status, impact, dry_run, manifest, manifest_sha256, metadata,
+	pre_state_sha256, idempotency_key, created_by, trace_id, version, created_at, updated_at`
+
+const (
+	// The conflict target names the partial unique index, so only an
+	// idempotency-key collision is absorbed; a duplicate id still fails.
+	sqlProposalInsert = `INSERT INTO proposals (` + proposalCols + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+	ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
+	RETURNING ` + proposalCols
+	sqlProposalByKey = `SELECT ` + proposalCols + ` FROM proposals
+	WHERE tenant_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`
+	sqlProposalGet    = `SELECT ` + proposalCols + ` FROM proposals WHERE tenant_id = $1 AND id = $2`
+	sqlProposalExists = `SELECT 1 FROM proposals WHERE tenant_id = $1 AND id = $2`
+	sqlProposalList   = `SELECT ` + proposalCols + ` FROM proposals WHERE tenant_id = $1
+	ORDER BY created_at DESC, id DESC LIMIT $2`
+	sqlProposalListStatus = `SELECT ` + proposalCols + ` FROM proposals WHERE tenant_id = $1 AND status = $2
+	ORDER BY created_at DESC, id DESC LIMIT $3`
+	sqlProposalUpdateStatus = `UPDATE proposals SET status = $1, version = version + 1, updated_at = $2
+	WHERE tenant_id = $3 AND id = $4 AND status = $5 AND version = $6
+	RETURNING ` + proposalCols
+)
+
+func scanProposal(r row) (*Proposal, error) {
+	var p Proposal
+	err := r.Scan(&p.ID, &p.TenantID, &p.Status, &p.Impact, &p.DryRun, &p.Manifest, &p.ManifestSHA256,
+		&p.Metadata, &p.PreStateSHA256, &p.IdempotencyKey, &p.CreatedBy, &p.TraceID, &p.Version,
+		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt})
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+type proposalStore struct{ s *sqlStore }
+
+func (ps proposalStore) Create(ctx context.Context, p *Proposal) (*Proposal, bool, error) {
+	s := ps.s
+	r, err := normalizeProposal(p)
+	if err != nil {
+		return nil, false, err
+	}
+	stored, err := scanProposal(s.w.queryRow(ctx, sqlProposalInsert,
+		r.ID, r.TenantID, r.Status, r.Impact, r.DryRun, r.Manifest, r.ManifestSHA256, r.Metadata,
+		r.PreStateSHA256, r.IdempotencyKey, r.CreatedBy, r.TraceID, r.Version,
+		s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt)))
+	if err == nil {
+		return stored, true, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, false, s.wrap("create proposal", err)
+	}
+	// DO NOTHING fired: the idempotency key is taken; return the winner.
+	stored, err = scanProposal(s.w.queryRow(ctx, sqlProposalByKey, r.TenantID, r.IdempotencyKey))
+	if errors.Is(err, sql.ErrNoRows) { // unreachable unless rows are deleted concurrently
+		return nil, false, s.wrap("create proposal", ErrConflict)
+	}
+	if err != nil {
+		return nil, false, s.wrap("create proposal", err)
+	}
+	return stored, false, nil
+}
+
+func (ps proposalStore) Get(ctx context.Context, tenantID, id string) (*Proposal, error) {
+	p, err := scanProposal(ps.s.r.queryRow(ctx, sqlProposalGet, tenantID, id))
+	return p, ps.s.wrap("get proposal", err)
+}
+
+func (ps proposalStore) List(ctx context.Context, tenantID, status string, limit int) ([]*Proposal, error) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	limit = min(limit, MaxListLimit)
+	q, args := sqlProposalList, []any{tenantID, limit}
+	if status != "" {
+		q, args = sqlProposalListStatus, []any{tenantID, status, limit}
+	}
+	rs, err := ps.s.r.query(ctx, q, args...)
+	if err != nil {
+		return nil, ps.s.wrap("list proposals", err)
+	}
+	out, err := collect(rs, scanProposal)
+	return out, ps.s.wrap("list proposals", err)
+}
+
+func (ps proposalStore) UpdateStatus(ctx context.Context, tenantID, id, from, to string, expectedVersion int64) (*Proposal, error) {
+	s := ps.s
+	if err := checkText("to", to, true); err != nil {
+		return nil, err
+	}
+	p, err := scanProposal(s.w.queryRow(ctx, sqlProposalUpdateStatus,
+		to, s.drv.timeArg(now()), tenantID, id, from, expectedVersion))
+	if err == nil {
+		return p, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, s.wrap("update proposal status", err)
+	}
+	// Nothing matched: tell a missing row from a failed guard.
+	var one int
+	switch err := s.w.queryRow(ctx, sqlProposalExists, tenantID, id).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, s.wrap("update proposal status", ErrNotFound)
+	case err != nil:
+		return nil, s.wrap("update proposal status", err)
+	}
+	return nil, s.wrap("update proposal status",
+		fmt.Errorf("%w: status is not %q or version is not %d", ErrConflict, from, expectedVersion))
+}

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+const worldStateCols = `tenant_id, region, target, state, version, updated_at`
+
+const (
+	sqlWorldStateGet = `SELECT ` + worldStateCols + ` FROM world_states
+	WHERE tenant_id = $1 AND region = $2 AND target = $3`
+	// Unconditional upsert (expectedVersion < 0).
+	sqlWorldStateUpsert = `INSERT INTO world_states (` + worldStateCols + `) VALUES ($1, $2, $3, $4, 1, $5)
+	ON CONFLICT (tenant_id, region, target) DO UPDATE
+	SET state = excluded.state, version = world_states.version + 1, updated_at = excluded.updated_at
+	RETURNING ` + worldStateCols
+	// Create only (expectedVersion == 0): no row back means it already exists.
+	sqlWorldStateInsert = `INSERT INTO world_states (` + worldStateCols + `) VALUES ($1, $2, $3, $4, 1, $5)
+	ON CONFLICT (tenant_id, region, target) DO NOTHING
+	RETURNING ` + worldStateCols
+	// Compare-and-swap (expectedVersion > 0): no row back means missing or stale.
+	sqlWorldStateUpdate = `UPDATE world_states SET state = $4, version = version + 1, updated_at = $5
+	WHERE tenant_id = $1 AND region = $2 AND target = $3 AND version = $6
+	RETURNING ` + worldStateCols
+)
+
+func scanWorldState(r row) (*WorldState, error) {
+	var ws WorldState
+	err := r.Scan(&ws.TenantID, &ws.Region, &ws.Target, &ws.State, &ws.Version, timeCol{&ws.UpdatedAt})
+	if err != nil {
+		return nil, err
+	}
+	return &ws, nil
+}
+
+type worldStateStore struct{ s *sqlStore }
+
+func (wss worldStateStore) Get(ctx context.Context, tenantID, region, target string) (*WorldState, error) {
+	ws, err := scanWorldState(wss.s.r.queryRow(ctx, sqlWorldStateGet, tenantID, region, target))
+	return ws, wss.s.wrap("get world state", err)
+}
+
+func (wss worldStateStore) Put(ctx context.Context, ws *WorldState, expectedVersion int64) (*WorldState, error) {
+	s := wss.s
+	r, err := normalizeWorldState(ws)
+	if err != nil {
+		return nil, err
+	}
+	args := []any{r.TenantID, r.Region, r.Target, r.State, s.drv.timeArg(r.UpdatedAt)}
+	q := sqlWorldStateUpsert
+	switch {
+	case expectedVersion == 0:
+		q = sqlWorldStateInsert
+	case expectedVersion > 0:
+		q, args = sqlWorldStateUpdate, append(args, expectedVersion)
+	}
+	stored, err := scanWorldState(s.w.queryRow(ctx, q, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = fmt.Errorf("%w: current version is not %d", ErrConflict, expectedVersion)
+	}
+	return stored, s.wrap("put world state", err)
+}
