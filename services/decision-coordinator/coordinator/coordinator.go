@@ -120,14 +120,17 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	now := s.deps.Now().UTC()
 	id := ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()
 
+	// The pre-state is read before the transaction: the world provider is not part of
+	// the store's transaction (a real one is a cluster API), and a replayed request
+	// simply discards the reading.
+	pre, err := s.deps.World.Read(ctx, req.GetTenantId(), manifest.GetTarget(), manifest.GetRegions())
+	if err != nil {
+		return nil, err
+	}
 	var stored *store.Proposal
 	var created bool
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
-		// Replay first: a retried request must not take a second snapshot.
-		pre, err := s.deps.World.Read(ctx, req.GetTenantId(), manifest.GetTarget(), manifest.GetRegions())
-		if err != nil {
-			return err
-		}
+		var err error
 		stored, created, err = tx.Proposals().Create(ctx, &store.Proposal{
 			ID:             id,
 			TenantID:       req.GetTenantId(),
@@ -144,7 +147,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 			CreatedAt:      now,
 		})
 		if err != nil || !created {
-			return err
+			return err // a replay keeps the first request's snapshot
 		}
 		return tx.Snapshots().Put(ctx, &store.Snapshot{
 			ID:         ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
