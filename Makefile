@@ -96,8 +96,9 @@ breaking: googleapis ## buf breaking against BREAKING_REF (HEAD~1 by default)
 	git archive $(BREAKING_REF) proto buf.yaml | tar -x -C $(TOOLS)/against && \
 	mkdir -p $(TOOLS)/against/.tools && cp -r $(TOOLS)/googleapis $(TOOLS)/against/.tools/ && \
 	(cd $(TOOLS)/against && $(BUF) build -o ../against.binpb) && \
-	$(BUF) breaking --against $(TOOLS)/against.binpb && echo "buf breaking: no breaking change against $(BREAKING_REF)"
+	$(BUF) build -o $(TOOLS)/current.binpb && \
+	$(BUF) breaking $(TOOLS)/current.binpb --against $(TOOLS)/against.binpb && echo "buf breaking: no breaking change against $(BREAKING_REF)"
 
 .PHONY: clean
 clean: ## remove build output and local data
-	rm -rf bin data .tools/against .tools/against.binpb
+	rm -rf bin data .tools/against .tools/against.binpb .tools/current.binpb
