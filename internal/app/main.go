@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -109,7 +110,7 @@ func announce(r *Running, w io.Writer) {
 		fabric.Version, r.App.Precheck.Decision, r.App.Simulation, r.App.Store.Backend())
 	for _, name := range fabric.Names() {
 		if s, ok := r.Servers[name]; ok {
-			fmt.Fprintf(w, "  %-22s REST http://%s  gRPC %s\n", name, s.HTTPAddr(), s.GRPCAddr())
+			fmt.Fprintf(w, "  %-22s REST http://%s  gRPC %s\n", name, reachable(s.HTTPAddr()), reachable(s.GRPCAddr()))
 		}
 	}
 	if r.App.DevSigner != nil {
@@ -119,6 +120,18 @@ func announce(r *Running, w io.Writer) {
 				"More: make token TENANT=t2 ROLE=proposer\n\n", tok)
 		}
 	}
+}
+
+// reachable turns a wildcard listen address into one a developer can paste.
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func token(args []string, stdout, stderr io.Writer) error {
