@@ -257,3 +257,10 @@ func TestLinearTime(t *testing.T) {
 		require.Less(t, time.Since(start), 5*time.Second, "unit %q", u)
 	}
 }
+
+// TestFailClosed: input that keeps exposing new findings after each pass is
+// replaced as a whole once the pass bound is reached.
+func TestFailClosed(t *testing.T) {
+	require.Equal(t, "<REDACTED:phone><REDACTED:phone><REDACTED:phone>", String("+0000000+0000000+0000000"))
+	require.Equal(t, Placeholder, String(strings.Repeat("+0000000", 40)))
+}

@@ -21,6 +21,9 @@ var fuzzSeeds = []string{
 	"a@b.co4111111111111111",
 	"2026-11-27T10:30:00Z v1.2.3 01JD3Q0Z9M8K7B6V5C4X3W2Y1T",
 	"\xff\xfe password=\x00\x80",
+	"+0000000+0000000+0000000", // each redaction exposes the next phone
+	"a@a@a@a@a.io u:p@ss@h.io",
+	"password='x\npassword=\"y\ncookie: a=b; c",
 }
 
 // FuzzString checks String's contracts on arbitrary input: no panic, no

@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Policy says which PII kinds are allowed to stay (the scopes the tenant
@@ -32,8 +33,10 @@ const maxDepth = 256
 
 // Value walks JSON-like data and returns a redacted deep copy together with
 // notes of the form "path: kind" that say what was redacted where; a path is
-// "signals.owner", "items[2].email" or `labels["a.b"]` (root: "$"). Notes
-// never contain a value; map keys in paths are themselves redacted.
+// "signals.owner", "items[2].email" or `labels["a.b"]` (root: "$"). A path
+// never contains ": ", so a note splits at its first ": ". Notes never
+// contain a value; map keys in paths are themselves redacted. Notes are
+// deduplicated and in a deterministic order (map keys sorted).
 //
 // The walk handles map[string]any, []any, string, float64, bool, nil and
 // json.Number, as produced by encoding/json, and also Go integers and
@@ -267,7 +270,8 @@ func uniqueKey(out, in map[string]any, k string) string {
 }
 
 // childPath appends a map key to a path: ".key" for identifier-like keys,
-// `["key"]` otherwise.
+// `["key"]` otherwise, with colons escaped as \u003a so that a note splits
+// unambiguously at its first ": ".
 func childPath(path, key string) string {
 	simple := key != ""
 	for i := 0; i < len(key) && simple; i++ {
@@ -275,7 +279,7 @@ func childPath(path, key string) string {
 		simple = isAlnum(c) || c == '_' || c == '-'
 	}
 	if !simple {
-		return path + "[" + strconv.Quote(key) + "]"
+		return path + "[" + strings.ReplaceAll(strconv.Quote(key), ":", `\u003a`) + "]"
 	}
 	if path == "" {
 		return key

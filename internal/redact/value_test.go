@@ -48,7 +48,7 @@ func TestValueNested(t *testing.T) {
 	}`)
 	require.Equal(t, want, out)
 	require.ElementsMatch(t, []string{
-		`["<REDACTED:email>"]: email`,
+		`["<REDACTED\u003aemail>"]: email`,
 		"card: card",
 		"config.apiKey: secret",
 		"config.dsn: secret",
@@ -171,4 +171,24 @@ func TestValueDeepAndCyclic(t *testing.T) {
 	out, notes := Value(m, Policy{})
 	require.NotNil(t, out)
 	require.NotEmpty(t, notes)
+}
+
+func TestValueNotePaths(t *testing.T) {
+	_, notes := Value(map[string]any{
+		"a: b":    map[string]any{"password": "x"},
+		"labels":  map[string]any{"k.v": "a@b.io"},
+		"x":       []any{"z", []any{"10.0.0.1"}},
+		"2fa-key": "token=abc",
+	}, Policy{})
+	require.Equal(t, []string{
+		"2fa-key: secret_assignment",
+		`["a\u003a b"].password: secret`,
+		`labels["k.v"]: email`,
+		"x[1][0]: ipv4",
+	}, notes)
+	for _, n := range notes {
+		path, kind, _ := strings.Cut(n, ": ")
+		require.NotContains(t, path, ": ")
+		require.NotZero(t, kindBit(Kind(kind)), n)
+	}
 }
