@@ -39,12 +39,12 @@ type Reader interface {
 
 // Simulated is the in-store world used in simulation mode.
 type Simulated struct {
-	states func() store.WorldStateStore
+	st store.Store
 }
 
 // NewSimulated returns a simulated world backed by st.
 func NewSimulated(st store.Store) *Simulated {
-	return &Simulated{states: st.WorldStates}
+	return &Simulated{st: st}
 }
 
 // Read implements Reader; missing targets are seeded on first read.
@@ -72,7 +72,7 @@ func (s *Simulated) Read(ctx context.Context, tenantID, target string, regions [
 }
 
 func (s *Simulated) readOrSeed(ctx context.Context, tenantID, region, target string) (*store.WorldState, error) {
-	ws, err := s.states().Get(ctx, tenantID, region, target)
+	ws, err := s.st.WorldStates().Get(ctx, tenantID, region, target)
 	if err == nil {
 		return ws, nil
 	}
@@ -83,10 +83,10 @@ func (s *Simulated) readOrSeed(ctx context.Context, tenantID, region, target str
 	if err != nil {
 		return nil, fmt.Errorf("world: %w", err)
 	}
-	ws, err = s.states().Put(ctx, &store.WorldState{TenantID: tenantID, Region: region, Target: target, State: seed}, 0)
+	ws, err = s.st.WorldStates().Put(ctx, &store.WorldState{TenantID: tenantID, Region: region, Target: target, State: seed}, 0)
 	if errors.Is(err, store.ErrConflict) {
 		// Another request seeded it first; use theirs.
-		return s.states().Get(ctx, tenantID, region, target)
+		return s.st.WorldStates().Get(ctx, tenantID, region, target)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("world: seed %s/%s: %w", region, target, err)

@@ -1,0 +1,208 @@
+package world
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/store"
+)
+
+// Change is what an executor is asked to do: the typed core of a manifest.
+type Change struct {
+	TenantID   string
+	Action     string
+	Target     string
+	Regions    []string
+	Parameters map[string]any
+}
+
+// Executor changes the world. Every method is safe to retry.
+type Executor interface {
+	Reader
+	// Plan computes the state that applying c would produce, changing nothing: the dry
+	// run. An error wrapping ErrRejected means the change is not valid for the current
+	// state (the dry run fails); other errors are infrastructure failures.
+	Plan(ctx context.Context, c Change) (post Snapshot, err error)
+	// Apply makes the change, provided the world still is in state pre (optimistic
+	// concurrency: a concurrent change makes Apply fail with store.ErrConflict and
+	// change nothing). It returns the post-state.
+	Apply(ctx context.Context, c Change, pre Snapshot) (post Snapshot, err error)
+	// Restore puts the world back exactly into state pre (P7): afterwards Read returns
+	// byte-identical canonical JSON, hence the same SHA256.
+	Restore(ctx context.Context, c Change, pre Snapshot) (Snapshot, error)
+}
+
+// ErrRejected marks a change that is invalid for the current state.
+var ErrRejected = errors.New("world: change rejected")
+
+// MaxReplicas bounds a simulated target.
+const MaxReplicas = 1000
+
+// decoded is a snapshot document.
+type decoded struct {
+	TenantID string                    `json:"tenant_id"`
+	Target   string                    `json:"target"`
+	Regions  map[string]map[string]any `json:"regions"`
+}
+
+func decode(s Snapshot) (decoded, error) {
+	var d decoded
+	if err := json.Unmarshal(s.JSON, &d); err != nil {
+		return d, fmt.Errorf("world: snapshot: %w", err)
+	}
+	return d, nil
+}
+
+func encode(d decoded) (Snapshot, error) {
+	b, err := canonical.Marshal(d)
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("world: %w", err)
+	}
+	return Snapshot{JSON: b, SHA256: canonical.SHA256Hex(b)}, nil
+}
+
+// Plan implements Executor for the simulated world.
+func (s *Simulated) Plan(ctx context.Context, c Change) (Snapshot, error) {
+	pre, err := s.Read(ctx, c.TenantID, c.Target, c.Regions)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return planFrom(pre, c)
+}
+
+func planFrom(pre Snapshot, c Change) (Snapshot, error) {
+	d, err := decode(pre)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	for region, st := range d.Regions {
+		next, err := applyAction(st, c)
+		if err != nil {
+			return Snapshot{}, fmt.Errorf("%w: region %s: %v", ErrRejected, region, err)
+		}
+		d.Regions[region] = next
+	}
+	return encode(d)
+}
+
+// applyAction is the simulated semantics of each action on one region's state.
+func applyAction(st map[string]any, c Change) (map[string]any, error) {
+	out := make(map[string]any, len(st))
+	for k, v := range st {
+		out[k] = v
+	}
+	replicas, _ := st["replicas"].(float64)
+	switch c.Action {
+	case "scale":
+		n, err := targetReplicas(replicas, c.Parameters)
+		if err != nil {
+			return nil, err
+		}
+		out["replicas"] = n
+	case "reduce_cost":
+		delta := -1.0
+		if v, ok := number(c.Parameters, "replicas_delta"); ok {
+			delta = v
+		}
+		out["replicas"] = math.Max(1, replicas+delta)
+	case "configure":
+		cfg, _ := st["config"].(map[string]any)
+		merged := map[string]any{}
+		for k, v := range cfg {
+			merged[k] = v
+		}
+		patch, ok := c.Parameters["config"].(map[string]any)
+		if !ok {
+			return nil, errors.New(`configure needs parameters.config (an object)`)
+		}
+		for k, v := range patch {
+			merged[k] = v
+		}
+		out["config"] = merged
+	default:
+		return nil, fmt.Errorf("the simulated world does not know action %q (known: scale, reduce_cost, configure)", c.Action)
+	}
+	return out, nil
+}
+
+func targetReplicas(current float64, p map[string]any) (float64, error) {
+	n := current
+	if v, ok := number(p, "replicas"); ok {
+		n = v
+	} else if v, ok := number(p, "replicas_delta"); ok {
+		n = current + v
+	} else {
+		return 0, errors.New("scale needs parameters.replicas or parameters.replicas_delta")
+	}
+	if n != math.Trunc(n) || n < 0 || n > MaxReplicas {
+		return 0, fmt.Errorf("replicas %v out of range 0..%d", n, MaxReplicas)
+	}
+	return n, nil
+}
+
+func number(p map[string]any, key string) (float64, bool) {
+	v, ok := p[key].(float64)
+	return v, ok
+}
+
+// Apply implements Executor: writes each region's post-state if the world is still in
+// pre, all in one store transaction.
+func (s *Simulated) Apply(ctx context.Context, c Change, pre Snapshot) (Snapshot, error) {
+	post, err := planFrom(pre, c)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return post, s.write(ctx, c, pre, post)
+}
+
+// Restore implements Executor: writes the pre-state back, whatever is there now.
+func (s *Simulated) Restore(ctx context.Context, c Change, pre Snapshot) (Snapshot, error) {
+	if err := s.write(ctx, c, Snapshot{}, pre); err != nil {
+		return Snapshot{}, err
+	}
+	return s.Read(ctx, c.TenantID, c.Target, c.Regions)
+}
+
+// write stores want's per-region states; when expect is set, each region must still
+// hold expect's state (compare-and-swap on the stored bytes).
+func (s *Simulated) write(ctx context.Context, c Change, expect, want Snapshot) error {
+	w, err := decode(want)
+	if err != nil {
+		return err
+	}
+	var e decoded
+	if expect.JSON != nil {
+		if e, err = decode(expect); err != nil {
+			return err
+		}
+	}
+	return s.st.InTx(ctx, func(tx store.Store) error {
+		for _, region := range normalise(c.Regions) {
+			cur, err := tx.WorldStates().Get(ctx, c.TenantID, region, c.Target)
+			if err != nil {
+				return fmt.Errorf("world: %s/%s: %w", region, c.Target, err)
+			}
+			if expect.JSON != nil {
+				want, err := canonical.Marshal(e.Regions[region])
+				if err != nil {
+					return err
+				}
+				if string(want) != string(cur.State) {
+					return fmt.Errorf("world: %s/%s changed since the pre-state snapshot: %w", region, c.Target, store.ErrConflict)
+				}
+			}
+			next, err := canonical.Marshal(w.Regions[region])
+			if err != nil {
+				return err
+			}
+			if _, err := tx.WorldStates().Put(ctx, &store.WorldState{TenantID: c.TenantID, Region: region, Target: c.Target, State: next}, cur.Version); err != nil {
+				return fmt.Errorf("world: write %s/%s: %w", region, c.Target, err)
+			}
+		}
+		return nil
+	})
+}
