@@ -21,9 +21,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
+	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/metricsource"
+	"github.com/decision-fabric/fabric/internal/model"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/precheck"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -62,6 +70,7 @@ type App struct {
 	DevSigner *auth.Signer
 
 	closers []func() error
+	conns   conns
 }
 
 type module struct {
@@ -69,7 +78,7 @@ type module struct {
 	// init builds a shared module.
 	init func(ctx context.Context, a *App) error
 	// service builds a service module's definition.
-	service func(ctx context.Context, a *App) (server.Service, error)
+	service func(ctx context.Context, a *App, reg prometheus.Registerer) (server.Service, error)
 }
 
 // modules is the graph. Service modules list the shared modules they use.
@@ -79,25 +88,70 @@ var modules = map[string]module{
 	Store:     {deps: []string{Precheck}, init: initStore},
 	Auth:      {deps: []string{Precheck}, init: initAuth},
 
-	fabric.Coordinator: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App) (server.Service, error) {
-		return coordinator.New(coordinator.Deps{Store: a.Store, World: world.NewSimulated(a.Store), Logger: a.Log}).Definition(), nil
+	fabric.Coordinator: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, _ prometheus.Registerer) (server.Service, error) {
+		pol, err := a.policy()
+		if err != nil {
+			return server.Service{}, err
+		}
+		neg, err := a.Dial(fabric.Negotiator)
+		if err != nil {
+			return server.Service{}, err
+		}
+		sc, err := a.Dial(fabric.Scorer)
+		if err != nil {
+			return server.Service{}, err
+		}
+		return coordinator.New(coordinator.Deps{
+			Store: a.Store, World: world.NewSimulated(a.Store), Policy: pol,
+			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg)},
+			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc)},
+			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log,
+		}).Definition(), nil
 	}},
-	fabric.Composer: {deps: []string{Auth}, service: func(context.Context, *App) (server.Service, error) {
+	fabric.Composer: {deps: []string{Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
 		return composer.New().Definition(), nil
 	}},
-	fabric.Negotiator: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
-		return negotiator.New().Definition(), nil
+	fabric.Negotiator: {deps: []string{Store, Auth}, service: func(ctx context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
+		seed, err := negotiator.LoadOrCreateSeed(a.Cfg.DataDir)
+		if err != nil {
+			return server.Service{}, err
+		}
+		regions := negotiator.DefaultRegions()
+		if path := a.Cfg.RegionsFile; path != "" {
+			if regions, err = negotiator.LoadRegions(path); err != nil {
+				return server.Service{}, err
+			}
+		}
+		svc, err := negotiator.NewService(negotiator.Deps{
+			Store: a.Store, Proposals: storeManifests(a.Store), KeySeed: seed, Logger: a.Log,
+			Registerer: reg, DecisionTimeout: a.Cfg.DecisionTimeout(), Regions: regions,
+		})
+		if err != nil {
+			return server.Service{}, err
+		}
+		// Negotiations left RUNNING by a previous process resume or expire now.
+		if err := svc.Resume(ctx); err != nil {
+			return server.Service{}, err
+		}
+		return svc.Definition(), nil
 	}},
-	fabric.Scorer: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
-		return scorer.New().Definition(), nil
+	fabric.Scorer: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, _ prometheus.Registerer) (server.Service, error) {
+		return scorer.New(scorer.Deps{
+			// Proposals: scorer.StoreProposals (the services share one store). It must not
+			// be the coordinator's GetProposal, which advances proposals and would call
+			// the scorer back.
+			Store: a.Store, Votes: storeVotes{a.Store},
+			Model: a.modelProvider(), Metrics: a.metricSource(),
+			World: world.NewSimulated(a.Store), Logger: a.Log,
+		}).Definition(), nil
 	}},
-	fabric.HIL: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
+	fabric.HIL: {deps: []string{Store, Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
 		return hil.New().Definition(), nil
 	}},
-	fabric.Auditor: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
+	fabric.Auditor: {deps: []string{Store, Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
 		return auditor.New().Definition(), nil
 	}},
-	fabric.Canary: {deps: []string{Store, Auth}, service: func(context.Context, *App) (server.Service, error) {
+	fabric.Canary: {deps: []string{Store, Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
 		return canary.New().Definition(), nil
 	}},
 }
@@ -176,11 +230,17 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 			}
 			continue
 		}
-		def, err := m.service(ctx, a)
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		def, err := m.service(ctx, a, reg)
 		if err != nil {
+			for _, s := range servers {
+				s.Stop()
+			}
 			return fail(fmt.Errorf("module %s: %w", name, err))
 		}
 		srv, err := server.New(ctx, def, server.Options{
+			Registry:        reg,
 			Listen:          cfg.Services[name],
 			Logger:          a.Log,
 			Verifier:        a.Verifier,
@@ -333,6 +393,36 @@ func initAuth(_ context.Context, a *App) error {
 	}
 	a.Verifier = v
 	return nil
+}
+
+// policy loads the decision policy: policy_file, or the built-in default.
+func (a *App) policy() (*policy.Engine, error) {
+	e := policy.Default()
+	if path := a.Cfg.PolicyFile; path != "" {
+		var err error
+		if e, err = policy.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	return e.WithDefaultDecisionTimeout(a.Cfg.DecisionTimeout()), nil
+}
+
+// modelProvider is the Neural Fabric client when NEURAL_FABRIC_URL is set and the
+// precheck reached it, the simulated model otherwise.
+func (a *App) modelProvider() model.Provider {
+	if u := a.Cfg.Integrations.NeuralFabricURL; u != "" && !slices.Contains(a.Precheck.SimulatedProviders, precheck.CheckNeuralFabric) {
+		return model.NewHTTP(u, nil)
+	}
+	return model.NewSimulated()
+}
+
+// metricSource is Prometheus when PROM_URL is set and the precheck reached it, the
+// simulated source otherwise.
+func (a *App) metricSource() metricsource.Source {
+	if u := a.Cfg.Integrations.PromURL; u != "" && !slices.Contains(a.Precheck.SimulatedProviders, precheck.CheckPrometheus) {
+		return metricsource.NewPrometheus(u, nil)
+	}
+	return metricsource.NewSimulated()
 }
 
 // LookupEnv is os.LookupEnv, named for callers that pass it to config.Load.

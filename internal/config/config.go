@@ -135,6 +135,12 @@ type Config struct {
 	SimulationMode string `yaml:"simulation_mode"`
 	// DecisionTimeoutMS bounds a negotiation (PHASE_I4_DECISION_TIMEOUT_MS, P6).
 	DecisionTimeoutMS int64 `yaml:"decision_timeout_ms"`
+	// PolicyFile is the decision policy (docs/policies/decision_policy.md); empty uses
+	// the built-in policies/default.yaml.
+	PolicyFile string `yaml:"policy_file"`
+	// RegionsFile configures the negotiator's regions and their simulated agents
+	// (services/federated-negotiator/negotiator/regions.yaml); empty uses that default.
+	RegionsFile string `yaml:"regions_file"`
 	// MaxRequestBytes caps a REST body and a gRPC message.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
 	// ShutdownTimeout bounds graceful shutdown.
@@ -255,6 +261,7 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	str("OTEL_EXPORTER_OTLP_ENDPOINT", &c.Telemetry.OTLPEndpoint)
 	str("FABRIC_DATA_DIR", &c.DataDir)
 	str("FABRIC_LOG_LEVEL", &c.Telemetry.LogLevel)
+	str("FABRIC_POLICY_FILE", &c.PolicyFile)
 	if v, ok := lookup("PHASE_I4_DECISION_TIMEOUT_MS"); ok && v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms <= 0 {

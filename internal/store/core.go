@@ -82,9 +82,10 @@ func (s *sqlStore) Close() error {
 	return s.drv.close()
 }
 
-func (s *sqlStore) Proposals() ProposalStore     { return proposalStore{s} }
-func (s *sqlStore) Snapshots() SnapshotStore     { return snapshotStore{s} }
-func (s *sqlStore) WorldStates() WorldStateStore { return worldStateStore{s} }
+func (s *sqlStore) Proposals() ProposalStore       { return proposalStore{s} }
+func (s *sqlStore) Snapshots() SnapshotStore       { return snapshotStore{s} }
+func (s *sqlStore) WorldStates() WorldStateStore   { return worldStateStore{s} }
+func (s *sqlStore) Negotiations() NegotiationStore { return negotiationStore{s} }
 
 func (s *sqlStore) InTx(ctx context.Context, fn func(tx Store) error) (err error) {
 	if s.tx != nil {

@@ -8,13 +8,14 @@ import (
 )
 
 const proposalCols = `id, tenant_id, status, impact, dry_run, manifest, manifest_sha256, metadata,
-	pre_state_sha256, idempotency_key, created_by, trace_id, version, created_at, updated_at`
+	pre_state_sha256, idempotency_key, created_by, trace_id, version, created_at, updated_at,
+	decision, post_state_sha256`
 
 const (
 	// The conflict target names the partial unique index, so only an
 	// idempotency-key collision is absorbed; a duplicate id still fails.
 	sqlProposalInsert = `INSERT INTO proposals (` + proposalCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 	ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
 	RETURNING ` + proposalCols
 	sqlProposalByKey = `SELECT ` + proposalCols + ` FROM proposals
@@ -28,13 +29,17 @@ const (
 	sqlProposalUpdateStatus = `UPDATE proposals SET status = $1, version = version + 1, updated_at = $2
 	WHERE tenant_id = $3 AND id = $4 AND status = $5 AND version = $6
 	RETURNING ` + proposalCols
+	sqlProposalAdvance = `UPDATE proposals SET status = $1, dry_run = $2, decision = $3, post_state_sha256 = $4,
+	version = version + 1, updated_at = $5
+	WHERE tenant_id = $6 AND id = $7 AND status = $8 AND version = $9
+	RETURNING ` + proposalCols
 )
 
 func scanProposal(r row) (*Proposal, error) {
 	var p Proposal
 	err := r.Scan(&p.ID, &p.TenantID, &p.Status, &p.Impact, &p.DryRun, &p.Manifest, &p.ManifestSHA256,
 		&p.Metadata, &p.PreStateSHA256, &p.IdempotencyKey, &p.CreatedBy, &p.TraceID, &p.Version,
-		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt})
+		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Decision, &p.PostStateSHA256)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +57,7 @@ func (ps proposalStore) Create(ctx context.Context, p *Proposal) (*Proposal, boo
 	stored, err := scanProposal(s.w.queryRow(ctx, sqlProposalInsert,
 		r.ID, r.TenantID, r.Status, r.Impact, r.DryRun, r.Manifest, r.ManifestSHA256, r.Metadata,
 		r.PreStateSHA256, r.IdempotencyKey, r.CreatedBy, r.TraceID, r.Version,
-		s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt)))
+		s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256))
 	if err == nil {
 		return stored, true, nil
 	}
@@ -93,26 +98,43 @@ func (ps proposalStore) List(ctx context.Context, tenantID, status string, limit
 }
 
 func (ps proposalStore) UpdateStatus(ctx context.Context, tenantID, id, from, to string, expectedVersion int64) (*Proposal, error) {
-	s := ps.s
 	if err := checkText("to", to, true); err != nil {
 		return nil, err
 	}
-	p, err := scanProposal(s.w.queryRow(ctx, sqlProposalUpdateStatus,
-		to, s.drv.timeArg(now()), tenantID, id, from, expectedVersion))
+	return ps.guarded(ctx, "update proposal status", tenantID, id, from, expectedVersion, sqlProposalUpdateStatus,
+		to, ps.s.drv.timeArg(now()), tenantID, id, from, expectedVersion)
+}
+
+func (ps proposalStore) Advance(ctx context.Context, tenantID, id, from string, expectedVersion int64, c ProposalChange) (*Proposal, error) {
+	if err := checkText("Status", c.Status, true); err != nil {
+		return nil, err
+	}
+	if len(c.Decision) == 0 {
+		c.Decision = []byte("{}")
+	} else if err := checkJSON("Decision", c.Decision); err != nil {
+		return nil, err
+	}
+	return ps.guarded(ctx, "advance proposal", tenantID, id, from, expectedVersion, sqlProposalAdvance,
+		c.Status, c.DryRun, c.Decision, c.PostStateSHA256, ps.s.drv.timeArg(now()), tenantID, id, from, expectedVersion)
+}
+
+// guarded runs a compare-and-swap UPDATE ... RETURNING and, when nothing matched, tells
+// a missing row (ErrNotFound) from a failed guard (ErrConflict).
+func (ps proposalStore) guarded(ctx context.Context, op, tenantID, id, from string, expectedVersion int64, q string, args ...any) (*Proposal, error) {
+	s := ps.s
+	p, err := scanProposal(s.w.queryRow(ctx, q, args...))
 	if err == nil {
 		return p, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return nil, s.wrap("update proposal status", err)
+		return nil, s.wrap(op, err)
 	}
-	// Nothing matched: tell a missing row from a failed guard.
 	var one int
 	switch err := s.w.queryRow(ctx, sqlProposalExists, tenantID, id).Scan(&one); {
 	case errors.Is(err, sql.ErrNoRows):
-		return nil, s.wrap("update proposal status", ErrNotFound)
+		return nil, s.wrap(op, ErrNotFound)
 	case err != nil:
-		return nil, s.wrap("update proposal status", err)
+		return nil, s.wrap(op, err)
 	}
-	return nil, s.wrap("update proposal status",
-		fmt.Errorf("%w: status is not %q or version is not %d", ErrConflict, from, expectedVersion))
+	return nil, s.wrap(op, fmt.Errorf("%w: status is not %q or version is not %d", ErrConflict, from, expectedVersion))
 }

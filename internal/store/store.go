@@ -88,6 +88,7 @@ type Store interface {
 	Proposals() ProposalStore
 	Snapshots() SnapshotStore
 	WorldStates() WorldStateStore
+	Negotiations() NegotiationStore
 	// InTx runs fn in one transaction; fn receives a Store bound to the tx.
 	// It commits when fn returns nil and rolls back when fn returns an error
 	// (returned unchanged, so errors.Is works on it) or panics (the panic is
@@ -119,6 +120,19 @@ type Proposal struct {
 	Version        int64     // optimistic concurrency; 1 on create, +1 per update (input ignored)
 	CreatedAt      time.Time // UTC, set by store if zero
 	UpdatedAt      time.Time // UTC; CreatedAt on create when zero, store clock on update
+	// Decision is the coordinator's decision record (canonical JSON object; "{}" when
+	// empty): negotiation outcome, agreed manifest, policy verdict, score, dry run.
+	Decision []byte
+	// PostStateSHA256 is the lower-case hex SHA-256 of the post-state, once enacted.
+	PostStateSHA256 string
+}
+
+// ProposalChange is the mutable part of a proposal written by ProposalStore.Advance.
+type ProposalChange struct {
+	Status          string
+	DryRun          bool
+	Decision        []byte // JSON object; "{}" when empty
+	PostStateSHA256 string
 }
 
 // ProposalStore persists proposals. All methods are tenant-scoped.
@@ -140,6 +154,9 @@ type ProposalStore interface {
 	// equals expectedVersion; otherwise ErrConflict (ErrNotFound if missing/other tenant). Returns the updated
 	// row (Version+1, UpdatedAt = store clock). The check and the write are one atomic statement.
 	UpdateStatus(ctx context.Context, tenantID, id, from, to string, expectedVersion int64) (*Proposal, error)
+	// Advance is UpdateStatus that also writes the decision fields, in the same single
+	// compare-and-swap statement and with the same errors.
+	Advance(ctx context.Context, tenantID, id, from string, expectedVersion int64, c ProposalChange) (*Proposal, error)
 }
 
 // Snapshot is the captured state around a proposal's execution.

@@ -109,6 +109,15 @@ func normalizeProposal(p *Proposal) (*Proposal, error) {
 	} else if !bytes.HasPrefix(bytes.TrimLeft(r.Metadata, " \t\r\n"), []byte("{")) {
 		return nil, invalidf("Metadata must be a JSON object")
 	}
+	if len(r.Decision) == 0 {
+		r.Decision = []byte("{}")
+	} else if err := checkJSON("Decision", r.Decision); err != nil {
+		return nil, err
+	}
+	r.Decision = bytes.Clone(r.Decision)
+	if r.PostStateSHA256 != "" && !isSHA256Hex(r.PostStateSHA256) {
+		return nil, invalidf("PostStateSHA256 must be 64 lower-case hex characters")
+	}
 	if r.PreStateSHA256 != "" && !isSHA256Hex(r.PreStateSHA256) {
 		return nil, invalidf("PreStateSHA256 must be 64 lower-case hex characters")
 	}

@@ -125,7 +125,7 @@ func TestSubmitAndReadProposal(t *testing.T) {
 		p := created.Proposal
 		require.Len(t, p.ID, 26)
 		require.Equal(t, "t1", p.TenantID)
-		require.Equal(t, "PROPOSAL_STATUS_SUBMITTED", p.Status)
+		require.Equal(t, "PROPOSAL_STATUS_NEGOTIATING", p.Status, "submission starts the negotiation")
 		require.Regexp(t, hex64, p.PreStateSHA256)
 		require.Regexp(t, hex64, p.ManifestSHA256)
 		require.Len(t, p.TraceID, 32)
@@ -155,10 +155,10 @@ func TestSubmitAndReadProposal(t *testing.T) {
 		require.True(t, high.Proposal.DryRun)
 		require.Equal(t, p.PreStateSHA256, high.Proposal.PreStateSHA256)
 
-		// Not-yet-built RPCs say so with 501.
-		r = f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals/"+p.ID+"/enact", t1, `{}`)
-		require.Equal(t, http.StatusNotImplemented, r.Status)
-		require.Contains(t, string(r.Body), "not implemented yet")
+		// Cross-tenant proposals are refused by the default policy (P5).
+		r = post(t1, `{"tenant_id":"t1","manifest":{"action":"scale","target":"x","tenant_id":"t2","parameters":{"replicas":3}}}`)
+		require.Equal(t, http.StatusForbidden, r.Status, string(r.Body))
+		require.Contains(t, string(r.Body), "P5")
 
 		// Listing is tenant-scoped.
 		list := f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals", t2, "")
@@ -214,9 +214,6 @@ func TestUnimplementedServicesAnswer501(t *testing.T) {
 	for _, c := range []struct{ svc, method, path, body string }{
 		{fabric.Composer, http.MethodPost, "/compose", `{"context":"reduce cost","tenant_id":"t1"}`},
 		{fabric.Composer, http.MethodGet, "/templates", ""},
-		{fabric.Negotiator, http.MethodPost, "/negotiate", `{"proposal_id":"p1"}`},
-		{fabric.Negotiator, http.MethodGet, "/negotiate/n1/status", ""},
-		{fabric.Scorer, http.MethodPost, "/score", `{"proposal_id":"p1"}`},
 		{fabric.HIL, http.MethodPost, "/approve/p1", `{"decision":"APPROVAL_DECISION_APPROVE","approver_id":"a1"}`},
 		{fabric.HIL, http.MethodGet, "/pending/t1", ""},
 		{fabric.Auditor, http.MethodGet, "/audit/p1", ""},

@@ -329,3 +329,33 @@ func testUpdateStatusConcurrent(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Equal(t, int64(2), got.Version)
 }
+
+func testAdvance(t *testing.T, s store.Store) {
+	p := mustCreate(t, s, NewProposal("t"))
+	require.JSONEq(t, `{}`, string(p.Decision), "a new proposal has an empty decision record")
+	post := SHA256Hex([]byte("post"))
+	up, err := s.Proposals().Advance(ctx(t), "t", p.ID, "SUBMITTED", 1, store.ProposalChange{
+		Status: "ENACTED", DryRun: true, Decision: []byte(`{"score":{"confidence":0.8}}`), PostStateSHA256: post,
+	})
+	require.NoError(t, err)
+	require.Equal(t, "ENACTED", up.Status)
+	require.True(t, up.DryRun)
+	require.Equal(t, `{"score":{"confidence":0.8}}`, string(up.Decision), "stored byte for byte")
+	require.Equal(t, post, up.PostStateSHA256)
+	require.Equal(t, int64(2), up.Version)
+	got, err := s.Proposals().Get(ctx(t), "t", p.ID)
+	require.NoError(t, err)
+	require.Equal(t, up, got)
+
+	_, err = s.Proposals().Advance(ctx(t), "t", p.ID, "SUBMITTED", 2, store.ProposalChange{Status: "X"})
+	require.ErrorIs(t, err, store.ErrConflict, "wrong from-status")
+	_, err = s.Proposals().Advance(ctx(t), "t", p.ID, "ENACTED", 1, store.ProposalChange{Status: "X"})
+	require.ErrorIs(t, err, store.ErrConflict, "stale version")
+	_, err = s.Proposals().Advance(ctx(t), "other", p.ID, "ENACTED", 2, store.ProposalChange{Status: "X"})
+	require.ErrorIs(t, err, store.ErrNotFound, "other tenant")
+	_, err = s.Proposals().Advance(ctx(t), "t", p.ID, "ENACTED", 2, store.ProposalChange{Status: "X", Decision: []byte(`{`)})
+	require.ErrorIs(t, err, store.ErrInvalid)
+	got, err = s.Proposals().Get(ctx(t), "t", p.ID)
+	require.NoError(t, err)
+	require.Equal(t, up, got, "failed advances change nothing")
+}

@@ -18,7 +18,7 @@ import (
 // Run runs every conformance subtest. Each subtest gets its own Store from
 // newStore and runs in parallel with the others.
 func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
-	for _, tc := range []struct {
+	for _, tc := range append([]struct {
 		name string
 		fn   func(t *testing.T, s store.Store)
 	}{
@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateStatusStaleVersion", testUpdateStatusStaleVersion},
 		{"UpdateStatusNotFound", testUpdateStatusNotFound},
 		{"UpdateStatusConcurrent", testUpdateStatusConcurrent},
+		{"Advance", testAdvance},
 		{"SnapshotPutList", testSnapshotPutList},
 		{"SnapshotDuplicate", testSnapshotDuplicate},
 		{"SnapshotTenantScope", testSnapshotTenantScope},
@@ -48,7 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InTxRollback", testInTxRollback},
 		{"InTxPanic", testInTxPanic},
 		{"InTxNested", testInTxNested},
-	} {
+	}, negotiationTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newStore(t))
@@ -76,6 +77,7 @@ func NewProposal(tenant string) *store.Proposal {
 		PreStateSHA256: SHA256Hex([]byte(`{"pre":true}`)),
 		CreatedBy:      "user:alice",
 		TraceID:        "4bf92f3577b34da6a3ce929d0e0e4736",
+		Decision:       []byte(`{}`),
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -35,8 +36,15 @@ import (
 // Deps are the coordinator's collaborators.
 type Deps struct {
 	Store  store.Store
-	World  world.Reader
-	Logger *slog.Logger
+	World  world.Executor
+	Policy *policy.Engine
+	// Negotiator and Scorer are the other services, reached over gRPC with the caller's
+	// token; nil leaves proposals SUBMITTED (or AGREED) until they are wired.
+	Negotiator Negotiator
+	Scorer     Scorer
+	// DecisionTimeout is the default negotiation deadline (P6) when the policy sets none.
+	DecisionTimeout time.Duration
+	Logger          *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -68,16 +76,18 @@ func (s *Service) Definition() server.Service {
 			return coordinatorv1.RegisterCoordinatorServiceHandlerClient(ctx, mux, coordinatorv1.NewCoordinatorServiceClient(conn))
 		},
 		Policy: auth.Policy{
-			m("SubmitProposal"): {auth.RoleProposer, auth.RoleService},
-			m("GetProposal"):    readers,
-			m("ListProposals"):  readers,
-			m("EnactProposal"):  {auth.RoleProposer, auth.RoleService},
+			m("SubmitProposal"):   {auth.RoleProposer, auth.RoleService},
+			m("GetProposal"):      readers,
+			m("ListProposals"):    readers,
+			m("EnactProposal"):    {auth.RoleProposer, auth.RoleService},
+			m("RollbackProposal"): {auth.RoleProposer, auth.RoleService},
 		},
 		Validators: server.Validators{
-			m("SubmitProposal"): validateSubmit,
-			m("GetProposal"):    validateGet,
-			m("ListProposals"):  validateList,
-			m("EnactProposal"):  validateEnact,
+			m("SubmitProposal"):   validateSubmit,
+			m("GetProposal"):      validateGet,
+			m("ListProposals"):    validateList,
+			m("EnactProposal"):    validateEnact,
+			m("RollbackProposal"): validateRollback,
 		},
 	}
 }
@@ -113,13 +123,6 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 			return nil, fmt.Errorf("coordinator: canonical metadata: %w", err)
 		}
 	}
-	impact := effectiveImpact(manifest)
-	dryRun := req.GetDryRun() || impact == ImpactHigh // P3: high impact is dry-run until approved
-
-	principal := auth.FromContext(ctx)
-	now := s.deps.Now().UTC()
-	id := ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()
-
 	// The pre-state is read before the transaction: the world provider is not part of
 	// the store's transaction (a real one is a cluster API), and a replayed request
 	// simply discards the reading.
@@ -127,6 +130,21 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	if err != nil {
 		return nil, err
 	}
+	pol, err := s.evaluatePolicy(ctx, req.GetTenantId(), manifest, pre)
+	if err != nil {
+		return nil, err
+	}
+	record, err := canonical.Proto(&coordinatorv1.Proposal{Policy: pol.record})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	impact := pol.decision.Impact
+	dryRun := req.GetDryRun() || pol.decision.DryRunDefault // P3: high impact is dry-run until approved
+
+	principal := auth.FromContext(ctx)
+	now := s.deps.Now().UTC()
+	id := newID(now)
+
 	var stored *store.Proposal
 	var created bool
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
@@ -141,6 +159,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 			ManifestSHA256: canonical.SHA256Hex(manifestJSON),
 			Metadata:       metadataJSON,
 			PreStateSHA256: pre.SHA256,
+			Decision:       record,
 			IdempotencyKey: key,
 			CreatedBy:      principal.Subject,
 			TraceID:        telemetry.TraceID(ctx),
@@ -150,7 +169,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 			return err // a replay keeps the first request's snapshot
 		}
 		return tx.Snapshots().Put(ctx, &store.Snapshot{
-			ID:         ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+			ID:         newID(now),
 			ProposalID: stored.ID,
 			TenantID:   stored.TenantID,
 			Kind:       "pre",
@@ -161,6 +180,15 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	})
 	if err != nil {
 		return nil, storeError(err)
+	}
+	if created {
+		// Broadcast: start the negotiation now; if the negotiator is unavailable the
+		// proposal stays SUBMITTED and the next read retries.
+		if next, err := s.advance(ctx, stored); err != nil {
+			s.deps.Logger.WarnContext(ctx, "advance after submit", "proposal_id", stored.ID, "error", err)
+		} else {
+			stored = next
+		}
 	}
 	out, err := toProto(stored)
 	if err != nil {
@@ -177,9 +205,9 @@ func (s *Service) GetProposal(ctx context.Context, req *coordinatorv1.GetProposa
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
+	p, err := s.load(ctx, tenant, req.GetId())
 	if err != nil {
-		return nil, storeError(err)
+		return nil, err
 	}
 	out, err := toProto(p)
 	if err != nil {
@@ -213,19 +241,106 @@ func (s *Service) ListProposals(ctx context.Context, req *coordinatorv1.ListProp
 	return resp, nil
 }
 
-// EnactProposal is not available until the decision path (issue #3) lands.
-func (s *Service) EnactProposal(context.Context, *coordinatorv1.EnactProposalRequest) (*coordinatorv1.EnactProposalResponse, error) {
-	return nil, server.Unimplemented(fabric.Coordinator, "EnactProposal", "enactment with dry run, snapshots and rollback", 3)
+// load reads a proposal of tenant and advances it as far as it can go now; a
+// collaborator's failure is logged and the proposal returned as stored.
+func (s *Service) load(ctx context.Context, tenant, id string) (*store.Proposal, error) {
+	p, err := s.deps.Store.Proposals().Get(ctx, tenant, id)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	next, err := s.advance(ctx, p)
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+			return nil, err
+		}
+		s.deps.Logger.WarnContext(ctx, "advance", "proposal_id", id, "error", err)
+		return p, nil
+	}
+	return next, nil
 }
 
-// effectiveImpact is the declared impact, or medium when none is declared. Computing
-// impact from blast radius and cost (and taking the higher) comes with the decision
-// policy of issue #3.
-func effectiveImpact(m *typesv1.Manifest) string {
-	if m.GetImpact() != "" {
-		return m.GetImpact()
+// EnactProposal implements the RPC: a dry run on request (or while P3 still requires
+// one), otherwise a real enactment with pre/post snapshots.
+func (s *Service) EnactProposal(ctx context.Context, req *coordinatorv1.EnactProposalRequest) (*coordinatorv1.EnactProposalResponse, error) {
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return ImpactMedium
+	p, err := s.load(ctx, tenant, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	d, err := decision(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := notReady(p, d); err != nil {
+		return nil, err
+	}
+	now := s.deps.Now()
+	if req.GetDryRun() {
+		next, pre, err := s.dryRun(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return s.enactResponse(next, pre, nil, now)
+	}
+	if missing := missingForEnactment(p, d); len(missing) > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "enactment of %s-impact proposal %s refused; missing: %s", p.Impact, p.ID, strings.Join(missing, "; "))
+	}
+	if p.Status == stPendingApproval {
+		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s is waiting for approval (P3)", p.ID)
+	}
+	next, pre, post, err := s.enact(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	s.deps.Logger.InfoContext(ctx, "proposal enacted", "proposal_id", p.ID, "tenant_id", p.TenantID,
+		"pre_state_sha256", pre.SHA256, "post_state_sha256", post.SHA256)
+	return s.enactResponse(next, pre, &post, now)
+}
+
+func (s *Service) enactResponse(p *store.Proposal, pre world.Snapshot, post *world.Snapshot, at time.Time) (*coordinatorv1.EnactProposalResponse, error) {
+	out, err := toProto(p)
+	if err != nil {
+		return nil, err
+	}
+	resp := &coordinatorv1.EnactProposalResponse{Proposal: out}
+	if resp.Pre, err = snapshotProto("pre", pre, at); err != nil {
+		return nil, err
+	}
+	if post != nil {
+		if resp.Post, err = snapshotProto("post", *post, at); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// RollbackProposal implements the RPC (P7).
+func (s *Service) RollbackProposal(ctx context.Context, req *coordinatorv1.RollbackProposalRequest) (*coordinatorv1.RollbackProposalResponse, error) {
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
+	if err != nil {
+		return nil, storeError(err)
+	}
+	next, restored, err := s.rollback(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	out, err := toProto(next)
+	if err != nil {
+		return nil, err
+	}
+	snap, err := snapshotProto("pre", restored, s.deps.Now())
+	if err != nil {
+		return nil, err
+	}
+	s.deps.Logger.InfoContext(ctx, "proposal rolled back", "proposal_id", p.ID, "tenant_id", p.TenantID, "restored_sha256", restored.SHA256)
+	return &coordinatorv1.RollbackProposalResponse{Proposal: out, Restored: snap}, nil
 }
 
 // checkPersonalData enforces P1 on the manifest and metadata: personal data without
@@ -278,6 +393,9 @@ func manifestAsMap(m *typesv1.Manifest) map[string]any {
 	delete(out, "consent")
 	return out
 }
+
+// newID is a ULID for t.
+func newID(t time.Time) string { return ulid.MustNew(ulid.Timestamp(t), ulid.DefaultEntropy()).String() }
 
 // idempotencyKey reads the Idempotency-Key header (gRPC metadata "idempotency-key").
 func idempotencyKey(ctx context.Context) string {

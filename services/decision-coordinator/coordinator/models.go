@@ -52,8 +52,8 @@ func validateSubmit(req any) error {
 	if err := ValidateManifest(r.GetManifest()); err != nil {
 		return err
 	}
-	if t := r.GetManifest().GetTenantId(); t != "" && t != r.GetTenantId() {
-		return invalid("manifest.tenant_id %q differs from tenant_id %q", t, r.GetTenantId())
+	if t := r.GetManifest().GetTenantId(); t != "" && !reTenant.MatchString(t) {
+		return invalid("manifest.tenant_id %q: want 1-128 letters, digits, '.', '_' or '-'", t)
 	}
 	if m := r.GetMetadata(); m != nil && proto.Size(m) > maxMetadataBytes {
 		return invalid("metadata: larger than %d bytes", maxMetadataBytes)
@@ -108,6 +108,11 @@ func validateGet(req any) error {
 // validateEnact checks an EnactProposalRequest.
 func validateEnact(req any) error {
 	return validateID(req.(*coordinatorv1.EnactProposalRequest).GetId())
+}
+
+// validateRollback checks a RollbackProposalRequest.
+func validateRollback(req any) error {
+	return validateID(req.(*coordinatorv1.RollbackProposalRequest).GetId())
 }
 
 // validateList checks a ListProposalsRequest.
@@ -177,20 +182,34 @@ func toProto(p *store.Proposal) (*coordinatorv1.Proposal, error) {
 			return nil, fmt.Errorf("coordinator: stored metadata of %s: %w", p.ID, err)
 		}
 	}
-	return &coordinatorv1.Proposal{
-		Id:             p.ID,
-		TenantId:       p.TenantID,
-		Status:         statusFromString(p.Status),
-		Manifest:       m,
-		ManifestSha256: p.ManifestSHA256,
-		Metadata:       md,
-		Impact:         p.Impact,
-		DryRun:         p.DryRun,
-		PreStateSha256: p.PreStateSHA256,
-		CreatedBy:      p.CreatedBy,
-		TraceId:        p.TraceID,
-		Version:        p.Version,
-		CreatedAt:      timestamppb.New(p.CreatedAt),
-		UpdatedAt:      timestamppb.New(p.UpdatedAt),
-	}, nil
+	d, err := decision(p)
+	if err != nil {
+		return nil, err
+	}
+	out := &coordinatorv1.Proposal{
+		Id:              p.ID,
+		TenantId:        p.TenantID,
+		Status:          statusFromString(p.Status),
+		Manifest:        m,
+		ManifestSha256:  p.ManifestSHA256,
+		Metadata:        md,
+		Impact:          p.Impact,
+		DryRun:          p.DryRun,
+		PreStateSha256:  p.PreStateSHA256,
+		CreatedBy:       p.CreatedBy,
+		TraceId:         p.TraceID,
+		Version:         p.Version,
+		CreatedAt:       timestamppb.New(p.CreatedAt),
+		UpdatedAt:       timestamppb.New(p.UpdatedAt),
+		PostStateSha256: p.PostStateSHA256,
+		// The decision record's fields.
+		Votes:          d.GetVotes(),
+		AgreedManifest: d.GetAgreedManifest(),
+		Policy:         d.GetPolicy(),
+		Score:          d.GetScore(),
+		DryRunResult:   d.GetDryRunResult(),
+		Reason:         d.GetReason(),
+		Approvers:      d.GetApprovers(),
+	}
+	return out, nil
 }

@@ -18,20 +18,21 @@ func TestValidateSubmit(t *testing.T) {
 		body string
 		want string // "" = valid
 	}{
-		"spec example":       {`{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX"}}`, ""},
-		"full":               {`{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX","regions":["eu-west","us-east"],"impact":"high","parameters":{"replicas":12}},"metadata":{"ticket":"OPS-1"}}`, ""},
-		"no tenant":          {`{"manifest":{"action":"scale","target":"x"}}`, "tenant_id is required"},
-		"bad tenant":         {`{"tenant_id":"t 1","manifest":{"action":"scale","target":"x"}}`, "tenant_id"},
-		"no manifest":        {`{"tenant_id":"t1"}`, "manifest is required"},
-		"no action":          {`{"tenant_id":"t1","manifest":{"target":"x"}}`, "manifest.action is required"},
-		"bad action":         {`{"tenant_id":"t1","manifest":{"action":"Scale Up","target":"x"}}`, "manifest.action"},
-		"no target":          {`{"tenant_id":"t1","manifest":{"action":"scale"}}`, "manifest.target is required"},
-		"control char":       {`{"tenant_id":"t1","manifest":{"action":"scale","target":"a\u0007b"}}`, "manifest.target"},
-		"bad region":         {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","regions":["EU West"]}}`, "manifest.regions[0]"},
-		"dup region":         {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","regions":["eu","eu"]}}`, "duplicate"},
-		"bad impact":         {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","impact":"huge"}}`, "manifest.impact"},
-		"manifest tenant ≠":  {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","tenant_id":"t2"}}`, "differs"},
-		"oversized metadata": {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x"},"metadata":{"b":"` + strings.Repeat("a", maxMetadataBytes) + `"}}`, "metadata"},
+		"spec example":        {`{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX"}}`, ""},
+		"full":                {`{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX","regions":["eu-west","us-east"],"impact":"high","parameters":{"replicas":12}},"metadata":{"ticket":"OPS-1"}}`, ""},
+		"no tenant":           {`{"manifest":{"action":"scale","target":"x"}}`, "tenant_id is required"},
+		"bad tenant":          {`{"tenant_id":"t 1","manifest":{"action":"scale","target":"x"}}`, "tenant_id"},
+		"no manifest":         {`{"tenant_id":"t1"}`, "manifest is required"},
+		"no action":           {`{"tenant_id":"t1","manifest":{"target":"x"}}`, "manifest.action is required"},
+		"bad action":          {`{"tenant_id":"t1","manifest":{"action":"Scale Up","target":"x"}}`, "manifest.action"},
+		"no target":           {`{"tenant_id":"t1","manifest":{"action":"scale"}}`, "manifest.target is required"},
+		"control char":        {`{"tenant_id":"t1","manifest":{"action":"scale","target":"a\u0007b"}}`, "manifest.target"},
+		"bad region":          {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","regions":["EU West"]}}`, "manifest.regions[0]"},
+		"dup region":          {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","regions":["eu","eu"]}}`, "duplicate"},
+		"bad impact":          {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","impact":"huge"}}`, "manifest.impact"},
+		"cross-tenant shape":  {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","tenant_id":"t2"}}`, ""},
+		"bad manifest tenant": {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","tenant_id":"t 2"}}`, "manifest.tenant_id"},
+		"oversized metadata":  {`{"tenant_id":"t1","manifest":{"action":"scale","target":"x"},"metadata":{"b":"` + strings.Repeat("a", maxMetadataBytes) + `"}}`, "metadata"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

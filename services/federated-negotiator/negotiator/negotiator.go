@@ -1,27 +1,173 @@
-// Package negotiator is the federated negotiator (I.4.3): multi-region negotiation to a quorum within the decision deadline.
-// Its RPCs answer UNIMPLEMENTED (HTTP 501) until their issue lands; the contract,
-// routing, authentication and access policy are already live.
+// Package negotiator is the federated negotiator (I.4.3): it negotiates a proposal's
+// manifest with the regions it touches, round by round, until a quorum agrees, the
+// offer is rejected, or the decision deadline passes (P6).
+//
+// A negotiation starts with StartNegotiation, which returns at once; the rounds run in
+// the background and every vote and round transition is stored as it happens, so
+// GetNegotiationStatus and WatchNegotiation report progress from the store and a
+// restarted fabric resumes (or expires) what was running (Resume). Regions are agents
+// (agents.go): in simulation in-process SimulatedAgents configured by regions.yaml. The
+// quorum rules and the merge of counter-offers are pure functions (consensus.go).
 package negotiator
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/store"
 )
+
+// DefaultDecisionTimeout is PHASE_I4_DECISION_TIMEOUT_MS's default.
+const DefaultDecisionTimeout = 30 * time.Second
+
+// Deps are the negotiator's collaborators.
+type Deps struct {
+	// Store persists negotiations and votes. Required.
+	Store store.Store
+	// Proposals reads the manifest of the proposal to negotiate. Required.
+	Proposals ProposalSource
+	// KeySeed derives the simulated regions' signing keys (SeedSize bytes, see
+	// LoadOrCreateSeed). Required: it must survive restarts, or resumed
+	// negotiations could not verify their regions' votes.
+	KeySeed []byte
+	// Logger; discards when nil.
+	Logger *slog.Logger
+	// Registerer receives the negotiator's metrics; a private registry when nil.
+	Registerer prometheus.Registerer
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// DecisionTimeout bounds a negotiation whose request names no deadline_ms
+	// (PHASE_I4_DECISION_TIMEOUT_MS); DefaultDecisionTimeout when <= 0.
+	DecisionTimeout time.Duration
+	// Regions are the regions, their state and the tenants' policy;
+	// DefaultRegions() when nil.
+	Regions *RegionsConfig
+	// Agents replaces the simulated agent of a configured region (tests; in
+	// federation, a client of the region's negotiator). Optional.
+	Agents map[string]Agent
+	// OnFinished, when set, is called once a negotiation this process ran
+	// ended (AGREED, REJECTED or EXPIRED) and the outcome is stored, with the
+	// final negotiation. ctx carries no caller identity and ends within
+	// finishTimeout. It runs on the negotiation's goroutine: return promptly.
+	OnFinished func(ctx context.Context, n *negotiatorv1.Negotiation)
+}
 
 // Service implements negotiatorv1.NegotiatorServiceServer.
 type Service struct {
 	negotiatorv1.UnimplementedNegotiatorServiceServer
+	deps    Deps
+	log     *slog.Logger
+	agents  map[string]Agent
+	metrics *metrics
+	hub     *hub
+
+	// base is the parent of every negotiation's context; Close cancels it
+	// with errClosing, which stops the rounds without ending negotiations.
+	base context.Context
+	stop context.CancelCauseFunc
+
+	mu     sync.Mutex
+	closed bool
+	active map[string]bool // negotiation ids running in this process
+	wg     sync.WaitGroup
 }
 
-// New returns the service.
+// errClosing is the cause of the base context's cancellation on Close.
+var errClosing = errors.New("negotiator: service closing")
+
+// New returns a negotiator that is not wired to a store yet: its RPCs answer
+// UNIMPLEMENTED (HTTP 501), exactly as before the negotiation engine landed. It
+// keeps the module graph compiling until internal/app calls NewService.
+//
+// Deprecated: use NewService.
 func New() *Service { return &Service{} }
+
+// NewService returns the negotiator. It does not resume stored negotiations:
+// call Resume once at start-up. Close stops its background work.
+func NewService(deps Deps) (*Service, error) {
+	if deps.Store == nil {
+		return nil, errors.New("negotiator: Deps.Store is required")
+	}
+	if deps.Proposals == nil {
+		return nil, errors.New("negotiator: Deps.Proposals is required")
+	}
+	if len(deps.KeySeed) != SeedSize {
+		return nil, fmt.Errorf("negotiator: Deps.KeySeed: want %d bytes (see LoadOrCreateSeed), got %d", SeedSize, len(deps.KeySeed))
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.DecisionTimeout <= 0 {
+		deps.DecisionTimeout = DefaultDecisionTimeout
+	}
+	if deps.Regions == nil {
+		deps.Regions = DefaultRegions()
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	agents := map[string]Agent{}
+	for _, r := range deps.Regions.Regions {
+		if a, ok := deps.Agents[r.Name]; ok {
+			agents[r.Name] = a
+			continue
+		}
+		key, err := RegionKey(deps.KeySeed, r.Name)
+		if err != nil {
+			return nil, err
+		}
+		agents[r.Name] = NewSimulatedAgent(r, key, deps.Now)
+	}
+	for name, a := range deps.Agents {
+		if _, ok := deps.Regions.Region(name); !ok {
+			return nil, fmt.Errorf("negotiator: Deps.Agents[%q]: not a configured region", name)
+		}
+		if a.Region() != name {
+			return nil, fmt.Errorf("negotiator: Deps.Agents[%q] speaks for region %q", name, a.Region())
+		}
+	}
+	base, stop := context.WithCancelCause(context.Background())
+	return &Service{
+		deps:    deps,
+		log:     deps.Logger.With("service", fabric.Negotiator),
+		agents:  agents,
+		metrics: m,
+		hub:     newHub(),
+		base:    base,
+		stop:    stop,
+		active:  map[string]bool{},
+	}, nil
+}
+
+func (s *Service) wired() bool { return s.deps.Store != nil }
+
+func (s *Service) now() time.Time { return s.deps.Now().UTC() }
 
 // Definition is what the platform serves.
 func (s *Service) Definition() server.Service {
@@ -29,7 +175,7 @@ func (s *Service) Definition() server.Service {
 		return "/" + negotiatorv1.NegotiatorService_ServiceDesc.ServiceName + "/" + name
 	}
 	readers := []string{auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor, auth.RoleService}
-	return server.Service{
+	def := server.Service{
 		Name:     fabric.Negotiator,
 		Register: func(g *grpc.Server) { negotiatorv1.RegisterNegotiatorServiceServer(g, s) },
 		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
@@ -41,19 +187,274 @@ func (s *Service) Definition() server.Service {
 			m("WatchNegotiation"):     readers,
 		},
 	}
+	if s.wired() {
+		def.Validators = server.Validators{
+			m("StartNegotiation"):     validateStart,
+			m("GetNegotiationStatus"): func(req any) error { return validateID(req.(*negotiatorv1.GetNegotiationStatusRequest).GetId()) },
+			m("WatchNegotiation"):     func(req any) error { return validateID(req.(*negotiatorv1.WatchNegotiationRequest).GetId()) },
+		}
+		def.Close = s.Close
+	}
+	return def
 }
 
-// StartNegotiation answers UNIMPLEMENTED until regional agents, quorum rules and counter-offers land.
-func (s *Service) StartNegotiation(context.Context, *negotiatorv1.StartNegotiationRequest) (*negotiatorv1.StartNegotiationResponse, error) {
-	return nil, server.Unimplemented(fabric.Negotiator, "StartNegotiation", "regional agents, quorum rules and counter-offers", 3)
+// Close stops every negotiation this process runs and waits for their
+// goroutines. Stopped negotiations stay RUNNING in the store, with every vote
+// already cast, for Resume to pick up; nothing is marked EXPIRED by a
+// shutdown. Close is idempotent.
+func (s *Service) Close() error {
+	if !s.wired() {
+		return nil
+	}
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stop(errClosing)
+	s.wg.Wait()
+	return nil
 }
 
-// GetNegotiationStatus answers UNIMPLEMENTED until negotiation progress land.
-func (s *Service) GetNegotiationStatus(context.Context, *negotiatorv1.GetNegotiationStatusRequest) (*negotiatorv1.GetNegotiationStatusResponse, error) {
-	return nil, server.Unimplemented(fabric.Negotiator, "GetNegotiationStatus", "negotiation progress", 3)
+// StartNegotiation implements the RPC: it reads the proposal's manifest, stores a
+// RUNNING negotiation and starts its rounds in the background (P6: async).
+func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartNegotiationRequest) (*negotiatorv1.StartNegotiationResponse, error) {
+	if !s.wired() {
+		return nil, server.Unimplemented(fabric.Negotiator, "StartNegotiation", "regional agents, quorum rules and counter-offers", 3)
+	}
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.isClosed() {
+		return nil, status.Error(codes.Unavailable, "the negotiator is shutting down; retry")
+	}
+	rule := req.GetQuorumRule()
+	if rule == negotiatorv1.QuorumRule_QUORUM_RULE_UNSPECIFIED {
+		rule = s.deps.Regions.TenantRule(tenant)
+	}
+	timeout := s.deps.DecisionTimeout
+	if ms := req.GetDeadlineMs(); ms > 0 {
+		timeout = time.Duration(ms) * time.Millisecond
+	}
+
+	manifest, digest, err := s.deps.Proposals.GetManifest(ctx, tenant, req.GetProposalId())
+	if err != nil {
+		if errors.Is(err, ErrProposalNotFound) || status.Code(err) == codes.NotFound {
+			return nil, status.Errorf(codes.NotFound, "proposal %s not found", req.GetProposalId())
+		}
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, fmt.Errorf("negotiator: read proposal: %w", err)
+	}
+	if manifest == nil {
+		return nil, fmt.Errorf("negotiator: proposal %s has no manifest", req.GetProposalId())
+	}
+	offer, err := canonical.Proto(manifest)
+	if err != nil {
+		return nil, fmt.Errorf("negotiator: canonical manifest: %w", err)
+	}
+	if digest == "" {
+		digest = canonical.SHA256Hex(offer)
+	}
+	regions, err := s.participants(tenant, manifest)
+	if err != nil {
+		return nil, err
+	}
+
+	now := s.now()
+	stored, err := s.deps.Store.Negotiations().Create(ctx, &store.Negotiation{
+		ID:             ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		TenantID:       tenant,
+		ProposalID:     req.GetProposalId(),
+		ProposalDigest: digest,
+		State:          store.NegotiationRunning,
+		QuorumRule:     ruleString(rule),
+		Round:          1,
+		MaxRounds:      s.deps.Regions.MaxRounds,
+		Offer:          offer,
+		Regions:        regions,
+		Deadline:       now.Add(timeout),
+		CreatedAt:      now,
+	})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s already has a RUNNING negotiation", req.GetProposalId())
+	case errors.Is(err, store.ErrInvalid):
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	case err != nil:
+		return nil, err
+	}
+	s.launch(stored) // when closing, Resume picks it up at the next start
+	out, err := toProto(stored, nil, now)
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "negotiation started", "negotiation_id", stored.ID, "tenant_id", tenant,
+		"proposal_id", stored.ProposalID, "quorum_rule", RuleName(rule), "regions", len(regions), "deadline_ms", timeout.Milliseconds())
+	return &negotiatorv1.StartNegotiationResponse{Negotiation: out}, nil
 }
 
-// WatchNegotiation answers UNIMPLEMENTED until streamed negotiation progress land.
-func (s *Service) WatchNegotiation(*negotiatorv1.WatchNegotiationRequest, grpc.ServerStreamingServer[negotiatorv1.WatchNegotiationResponse]) error {
-	return server.Unimplemented(fabric.Negotiator, "WatchNegotiation", "streamed negotiation progress", 3)
+// participants are the voting regions of tenant's negotiation of manifest, with
+// the public keys that verify their votes.
+func (s *Service) participants(tenant string, manifest *typesv1.Manifest) ([]store.NegotiationRegion, error) {
+	allowed := s.deps.Regions.TenantRegions(tenant)
+	names := manifest.GetRegions()
+	if len(names) == 0 {
+		names = allowed
+	}
+	out := make([]store.NegotiationRegion, 0, len(names))
+	for i, name := range names {
+		if !slices.Contains(allowed, name) {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"manifest.regions[%d] %q has no negotiating agent for this tenant (regions: %s)", i, name, strings.Join(allowed, ", "))
+		}
+		if slices.ContainsFunc(out, func(r store.NegotiationRegion) bool { return r.Region == name }) {
+			return nil, status.Errorf(codes.InvalidArgument, "manifest.regions[%d] %q: duplicate", i, name)
+		}
+		cfg, _ := s.deps.Regions.Region(name)
+		pub := s.agents[name].PublicKey()
+		out = append(out, store.NegotiationRegion{Region: name, Weight: cfg.Weight, KeyID: KeyID(pub), PublicKey: PublicKeyPEM(pub)})
+	}
+	return out, nil
+}
+
+// GetNegotiationStatus implements the RPC; another tenant's negotiation is NOT_FOUND.
+func (s *Service) GetNegotiationStatus(ctx context.Context, req *negotiatorv1.GetNegotiationStatusRequest) (*negotiatorv1.GetNegotiationStatusResponse, error) {
+	if !s.wired() {
+		return nil, server.Unimplemented(fabric.Negotiator, "GetNegotiationStatus", "negotiation progress", 3)
+	}
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := s.load(ctx, tenant, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &negotiatorv1.GetNegotiationStatusResponse{Negotiation: out}, nil
+}
+
+// Watch timing: the store is polled for changes made by other processes and a
+// message is sent at least every heartbeat, so time_left_ms keeps moving.
+const (
+	watchPoll      = 250 * time.Millisecond
+	watchHeartbeat = time.Second
+)
+
+// WatchNegotiation implements the RPC: the current state, then one message per
+// change, until the negotiation ends or the caller goes away.
+func (s *Service) WatchNegotiation(req *negotiatorv1.WatchNegotiationRequest, stream grpc.ServerStreamingServer[negotiatorv1.WatchNegotiationResponse]) error {
+	if !s.wired() {
+		return server.Unimplemented(fabric.Negotiator, "WatchNegotiation", "streamed negotiation progress", 3)
+	}
+	ctx := stream.Context()
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return err
+	}
+	changed, unsubscribe := s.hub.subscribe(req.GetId())
+	defer unsubscribe()
+	poll := time.NewTicker(watchPoll)
+	defer poll.Stop()
+
+	var lastKey string
+	var lastSent time.Time
+	for {
+		n, key, err := s.load(ctx, tenant, req.GetId())
+		if err != nil {
+			return err
+		}
+		if key != lastKey || time.Since(lastSent) >= watchHeartbeat {
+			if err := stream.Send(&negotiatorv1.WatchNegotiationResponse{Negotiation: n}); err != nil {
+				return err
+			}
+			lastKey, lastSent = key, time.Now()
+		}
+		if n.GetState() != negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-changed:
+		case <-poll.C:
+		}
+	}
+}
+
+// orphanGrace is how long past its deadline a RUNNING negotiation that no
+// process of ours runs may stay so before a read expires it.
+const orphanGrace = 5 * time.Second
+
+// load reads a negotiation of tenant with its votes. A RUNNING negotiation past
+// its deadline (plus grace) that this process does not run is orphaned (the
+// process running it stopped and has not come back): it is expired here, so a
+// reader never waits on it forever. key changes whenever the content does.
+func (s *Service) load(ctx context.Context, tenant, id string) (*negotiatorv1.Negotiation, string, error) {
+	n, err := s.deps.Store.Negotiations().Get(ctx, tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, "", status.Errorf(codes.NotFound, "negotiation %s not found", id)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if n.State == store.NegotiationRunning && s.now().After(n.Deadline.Add(orphanGrace)) && !s.isActive(n.ID) {
+		s.finish(n, store.NegotiationExpired, nil, "the deadline passed while no negotiator was running it (its process stopped)")
+		if n, err = s.deps.Store.Negotiations().Get(ctx, tenant, id); err != nil {
+			return nil, "", err
+		}
+	}
+	votes, err := s.deps.Store.Negotiations().ListVotes(ctx, tenant, id)
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := toProto(n, votes, s.now())
+	if err != nil {
+		return nil, "", err
+	}
+	return out, fmt.Sprintf("%d/%d", n.Version, len(votes)), nil
+}
+
+// Resume picks up the RUNNING negotiations of every tenant after a start: one
+// past its deadline ends EXPIRED ("fabric restarted after the deadline"), any
+// other continues its current round with the votes already stored. Call it
+// once after NewService; negotiations already running here are skipped.
+func (s *Service) Resume(ctx context.Context) error {
+	if !s.wired() {
+		return nil
+	}
+	var resumed, expired int
+	after := ""
+	for {
+		page, err := s.deps.Store.Negotiations().ListRunning(ctx, after, store.DefaultListLimit)
+		if err != nil {
+			return fmt.Errorf("negotiator: resume: %w", err)
+		}
+		for _, n := range page {
+			if !s.now().Before(n.Deadline) {
+				s.finish(n, store.NegotiationExpired, nil, "fabric restarted after the deadline")
+				expired++
+			} else if s.launch(n) {
+				resumed++
+			}
+		}
+		if len(page) < store.DefaultListLimit {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	s.log.InfoContext(ctx, "negotiations resumed", "resumed", resumed, "expired", expired)
+	return nil
+}
+
+func (s *Service) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Service) isActive(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active[id]
 }

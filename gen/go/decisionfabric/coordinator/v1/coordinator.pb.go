@@ -158,7 +158,21 @@ type Proposal struct {
 	// When the proposal last changed.
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Vote results, once a negotiation has run.
-	Votes         *VoteSummary `protobuf:"bytes,15,opt,name=votes,proto3" json:"votes,omitempty"`
+	Votes *VoteSummary `protobuf:"bytes,15,opt,name=votes,proto3" json:"votes,omitempty"`
+	// The manifest the regions agreed to (counter-offers merged); enactment uses it.
+	AgreedManifest *v1.Manifest `protobuf:"bytes,16,opt,name=agreed_manifest,json=agreedManifest,proto3" json:"agreed_manifest,omitempty"`
+	// What the decision policy decided for this proposal.
+	Policy *PolicyDecision `protobuf:"bytes,17,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The confidence score, once scored.
+	Score *Score `protobuf:"bytes,18,opt,name=score,proto3" json:"score,omitempty"`
+	// The latest dry run, if any.
+	DryRunResult *DryRunResult `protobuf:"bytes,19,opt,name=dry_run_result,json=dryRunResult,proto3" json:"dry_run_result,omitempty"`
+	// Lower-case hex SHA256 of the post-state snapshot, once enacted.
+	PostStateSha256 string `protobuf:"bytes,20,opt,name=post_state_sha256,json=postStateSha256,proto3" json:"post_state_sha256,omitempty"`
+	// Why the proposal stopped where it is (rejection, expiry, failed dry run), in words.
+	Reason string `protobuf:"bytes,21,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Approvers recorded so far (P3).
+	Approvers     []string `protobuf:"bytes,22,rep,name=approvers,proto3" json:"approvers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -298,6 +312,328 @@ func (x *Proposal) GetVotes() *VoteSummary {
 	return nil
 }
 
+func (x *Proposal) GetAgreedManifest() *v1.Manifest {
+	if x != nil {
+		return x.AgreedManifest
+	}
+	return nil
+}
+
+func (x *Proposal) GetPolicy() *PolicyDecision {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *Proposal) GetScore() *Score {
+	if x != nil {
+		return x.Score
+	}
+	return nil
+}
+
+func (x *Proposal) GetDryRunResult() *DryRunResult {
+	if x != nil {
+		return x.DryRunResult
+	}
+	return nil
+}
+
+func (x *Proposal) GetPostStateSha256() string {
+	if x != nil {
+		return x.PostStateSha256
+	}
+	return ""
+}
+
+func (x *Proposal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Proposal) GetApprovers() []string {
+	if x != nil {
+		return x.Approvers
+	}
+	return nil
+}
+
+// PolicyDecision is the decision policy's verdict on a proposal (see docs/policies).
+type PolicyDecision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Impact computed from the change (blast radius, regions, size, cost).
+	ComputedImpact string `protobuf:"bytes,1,opt,name=computed_impact,json=computedImpact,proto3" json:"computed_impact,omitempty"`
+	// Quorum rule for the negotiation: "majority", "two_thirds", "unanimous", "weighted".
+	Quorum string `protobuf:"bytes,2,opt,name=quorum,proto3" json:"quorum,omitempty"`
+	// Whether a human must approve before enactment.
+	ApprovalRequired bool `protobuf:"varint,3,opt,name=approval_required,json=approvalRequired,proto3" json:"approval_required,omitempty"`
+	// How many approvals are needed when approval is required.
+	ApprovalsRequired int32 `protobuf:"varint,4,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	// The rules that fired, in words.
+	Reasons []string `protobuf:"bytes,5,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// Estimated monthly cost change at submission, in `currency`.
+	CostDeltaMonthly float64 `protobuf:"fixed64,6,opt,name=cost_delta_monthly,json=costDeltaMonthly,proto3" json:"cost_delta_monthly,omitempty"`
+	// ISO 4217 currency.
+	Currency      string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyDecision) Reset() {
+	*x = PolicyDecision{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyDecision) ProtoMessage() {}
+
+func (x *PolicyDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyDecision.ProtoReflect.Descriptor instead.
+func (*PolicyDecision) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PolicyDecision) GetComputedImpact() string {
+	if x != nil {
+		return x.ComputedImpact
+	}
+	return ""
+}
+
+func (x *PolicyDecision) GetQuorum() string {
+	if x != nil {
+		return x.Quorum
+	}
+	return ""
+}
+
+func (x *PolicyDecision) GetApprovalRequired() bool {
+	if x != nil {
+		return x.ApprovalRequired
+	}
+	return false
+}
+
+func (x *PolicyDecision) GetApprovalsRequired() int32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+func (x *PolicyDecision) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *PolicyDecision) GetCostDeltaMonthly() float64 {
+	if x != nil {
+		return x.CostDeltaMonthly
+	}
+	return 0
+}
+
+func (x *PolicyDecision) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+// Score is the confidence scorer's result as recorded on the proposal.
+type Score struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Probability in [0,1] that the decision succeeds.
+	Confidence float64 `protobuf:"fixed64,1,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	// Risk score in [0,1].
+	RiskScore float64 `protobuf:"fixed64,2,opt,name=risk_score,json=riskScore,proto3" json:"risk_score,omitempty"`
+	// "low", "medium" or "high".
+	RiskLevel string `protobuf:"bytes,3,opt,name=risk_level,json=riskLevel,proto3" json:"risk_level,omitempty"`
+	// Monthly cost change.
+	CostAmount float64 `protobuf:"fixed64,4,opt,name=cost_amount,json=costAmount,proto3" json:"cost_amount,omitempty"`
+	// ISO 4217 currency.
+	CostCurrency string `protobuf:"bytes,5,opt,name=cost_currency,json=costCurrency,proto3" json:"cost_currency,omitempty"`
+	// Prose explanation.
+	Explanation   string `protobuf:"bytes,6,opt,name=explanation,proto3" json:"explanation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Score) Reset() {
+	*x = Score{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Score) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Score) ProtoMessage() {}
+
+func (x *Score) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Score.ProtoReflect.Descriptor instead.
+func (*Score) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Score) GetConfidence() float64 {
+	if x != nil {
+		return x.Confidence
+	}
+	return 0
+}
+
+func (x *Score) GetRiskScore() float64 {
+	if x != nil {
+		return x.RiskScore
+	}
+	return 0
+}
+
+func (x *Score) GetRiskLevel() string {
+	if x != nil {
+		return x.RiskLevel
+	}
+	return ""
+}
+
+func (x *Score) GetCostAmount() float64 {
+	if x != nil {
+		return x.CostAmount
+	}
+	return 0
+}
+
+func (x *Score) GetCostCurrency() string {
+	if x != nil {
+		return x.CostCurrency
+	}
+	return ""
+}
+
+func (x *Score) GetExplanation() string {
+	if x != nil {
+		return x.Explanation
+	}
+	return ""
+}
+
+// DryRunResult is the outcome of a dry run.
+type DryRunResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether the change is valid against the current state.
+	Passed bool `protobuf:"varint,1,opt,name=passed,proto3" json:"passed,omitempty"`
+	// Why it failed, in words.
+	Detail string `protobuf:"bytes,2,opt,name=detail,proto3" json:"detail,omitempty"`
+	// SHA256 of the state the dry run started from.
+	PreStateSha256 string `protobuf:"bytes,3,opt,name=pre_state_sha256,json=preStateSha256,proto3" json:"pre_state_sha256,omitempty"`
+	// SHA256 of the state the change would produce.
+	PlannedPostStateSha256 string `protobuf:"bytes,4,opt,name=planned_post_state_sha256,json=plannedPostStateSha256,proto3" json:"planned_post_state_sha256,omitempty"`
+	// When it ran.
+	RanAt         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=ran_at,json=ranAt,proto3" json:"ran_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DryRunResult) Reset() {
+	*x = DryRunResult{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DryRunResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DryRunResult) ProtoMessage() {}
+
+func (x *DryRunResult) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DryRunResult.ProtoReflect.Descriptor instead.
+func (*DryRunResult) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DryRunResult) GetPassed() bool {
+	if x != nil {
+		return x.Passed
+	}
+	return false
+}
+
+func (x *DryRunResult) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *DryRunResult) GetPreStateSha256() string {
+	if x != nil {
+		return x.PreStateSha256
+	}
+	return ""
+}
+
+func (x *DryRunResult) GetPlannedPostStateSha256() string {
+	if x != nil {
+		return x.PlannedPostStateSha256
+	}
+	return ""
+}
+
+func (x *DryRunResult) GetRanAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RanAt
+	}
+	return nil
+}
+
 // VoteSummary aggregates the regions' votes on a proposal.
 type VoteSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -319,7 +655,7 @@ type VoteSummary struct {
 
 func (x *VoteSummary) Reset() {
 	*x = VoteSummary{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +667,7 @@ func (x *VoteSummary) String() string {
 func (*VoteSummary) ProtoMessage() {}
 
 func (x *VoteSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[1]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +680,7 @@ func (x *VoteSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoteSummary.ProtoReflect.Descriptor instead.
 func (*VoteSummary) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *VoteSummary) GetNegotiationId() string {
@@ -409,7 +745,7 @@ type SubmitProposalRequest struct {
 
 func (x *SubmitProposalRequest) Reset() {
 	*x = SubmitProposalRequest{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +757,7 @@ func (x *SubmitProposalRequest) String() string {
 func (*SubmitProposalRequest) ProtoMessage() {}
 
 func (x *SubmitProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[2]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +770,7 @@ func (x *SubmitProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitProposalRequest.ProtoReflect.Descriptor instead.
 func (*SubmitProposalRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubmitProposalRequest) GetTenantId() string {
@@ -485,7 +821,7 @@ type SubmitProposalResponse struct {
 
 func (x *SubmitProposalResponse) Reset() {
 	*x = SubmitProposalResponse{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +833,7 @@ func (x *SubmitProposalResponse) String() string {
 func (*SubmitProposalResponse) ProtoMessage() {}
 
 func (x *SubmitProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[3]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +846,7 @@ func (x *SubmitProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitProposalResponse.ProtoReflect.Descriptor instead.
 func (*SubmitProposalResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubmitProposalResponse) GetProposal() *Proposal {
@@ -538,7 +874,7 @@ type GetProposalRequest struct {
 
 func (x *GetProposalRequest) Reset() {
 	*x = GetProposalRequest{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +886,7 @@ func (x *GetProposalRequest) String() string {
 func (*GetProposalRequest) ProtoMessage() {}
 
 func (x *GetProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[4]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +899,7 @@ func (x *GetProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProposalRequest.ProtoReflect.Descriptor instead.
 func (*GetProposalRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetProposalRequest) GetId() string {
@@ -584,7 +920,7 @@ type GetProposalResponse struct {
 
 func (x *GetProposalResponse) Reset() {
 	*x = GetProposalResponse{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +932,7 @@ func (x *GetProposalResponse) String() string {
 func (*GetProposalResponse) ProtoMessage() {}
 
 func (x *GetProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[5]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +945,7 @@ func (x *GetProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProposalResponse.ProtoReflect.Descriptor instead.
 func (*GetProposalResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetProposalResponse) GetProposal() *Proposal {
@@ -632,7 +968,7 @@ type ListProposalsRequest struct {
 
 func (x *ListProposalsRequest) Reset() {
 	*x = ListProposalsRequest{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +980,7 @@ func (x *ListProposalsRequest) String() string {
 func (*ListProposalsRequest) ProtoMessage() {}
 
 func (x *ListProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[6]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +993,7 @@ func (x *ListProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProposalsRequest.ProtoReflect.Descriptor instead.
 func (*ListProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListProposalsRequest) GetStatus() ProposalStatus {
@@ -685,7 +1021,7 @@ type ListProposalsResponse struct {
 
 func (x *ListProposalsResponse) Reset() {
 	*x = ListProposalsResponse{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -697,7 +1033,7 @@ func (x *ListProposalsResponse) String() string {
 func (*ListProposalsResponse) ProtoMessage() {}
 
 func (x *ListProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[7]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -710,7 +1046,7 @@ func (x *ListProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProposalsResponse.ProtoReflect.Descriptor instead.
 func (*ListProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListProposalsResponse) GetProposals() []*Proposal {
@@ -733,7 +1069,7 @@ type EnactProposalRequest struct {
 
 func (x *EnactProposalRequest) Reset() {
 	*x = EnactProposalRequest{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +1081,7 @@ func (x *EnactProposalRequest) String() string {
 func (*EnactProposalRequest) ProtoMessage() {}
 
 func (x *EnactProposalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[8]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +1094,7 @@ func (x *EnactProposalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnactProposalRequest.ProtoReflect.Descriptor instead.
 func (*EnactProposalRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EnactProposalRequest) GetId() string {
@@ -773,6 +1109,107 @@ func (x *EnactProposalRequest) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+// RollbackProposalRequest names an enacted proposal.
+type RollbackProposalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Proposal id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackProposalRequest) Reset() {
+	*x = RollbackProposalRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackProposalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackProposalRequest) ProtoMessage() {}
+
+func (x *RollbackProposalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackProposalRequest.ProtoReflect.Descriptor instead.
+func (*RollbackProposalRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RollbackProposalRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// RollbackProposalResponse reports the rollback.
+type RollbackProposalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal, now ROLLED_BACK.
+	Proposal *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// The restored state; its sha256 equals the proposal's pre_state_sha256.
+	Restored      *v1.Snapshot `protobuf:"bytes,2,opt,name=restored,proto3" json:"restored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackProposalResponse) Reset() {
+	*x = RollbackProposalResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackProposalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackProposalResponse) ProtoMessage() {}
+
+func (x *RollbackProposalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackProposalResponse.ProtoReflect.Descriptor instead.
+func (*RollbackProposalResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RollbackProposalResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *RollbackProposalResponse) GetRestored() *v1.Snapshot {
+	if x != nil {
+		return x.Restored
+	}
+	return nil
 }
 
 // EnactProposalResponse reports the enactment.
@@ -790,7 +1227,7 @@ type EnactProposalResponse struct {
 
 func (x *EnactProposalResponse) Reset() {
 	*x = EnactProposalResponse{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1239,7 @@ func (x *EnactProposalResponse) String() string {
 func (*EnactProposalResponse) ProtoMessage() {}
 
 func (x *EnactProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[9]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1252,7 @@ func (x *EnactProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnactProposalResponse.ProtoReflect.Descriptor instead.
 func (*EnactProposalResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EnactProposalResponse) GetProposal() *Proposal {
@@ -843,7 +1280,7 @@ var File_decisionfabric_coordinator_v1_coordinator_proto protoreflect.FileDescri
 
 const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"/decisionfabric/coordinator/v1/coordinator.proto\x12\x1ddecisionfabric.coordinator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x05\n" +
+	"/decisionfabric/coordinator/v1/coordinator.proto\x12\x1ddecisionfabric.coordinator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\b\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12E\n" +
@@ -863,7 +1300,40 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"created_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12@\n" +
-	"\x05votes\x18\x0f \x01(\v2*.decisionfabric.coordinator.v1.VoteSummaryR\x05votes\"\xb2\x01\n" +
+	"\x05votes\x18\x0f \x01(\v2*.decisionfabric.coordinator.v1.VoteSummaryR\x05votes\x12J\n" +
+	"\x0fagreed_manifest\x18\x10 \x01(\v2!.decisionfabric.types.v1.ManifestR\x0eagreedManifest\x12E\n" +
+	"\x06policy\x18\x11 \x01(\v2-.decisionfabric.coordinator.v1.PolicyDecisionR\x06policy\x12:\n" +
+	"\x05score\x18\x12 \x01(\v2$.decisionfabric.coordinator.v1.ScoreR\x05score\x12Q\n" +
+	"\x0edry_run_result\x18\x13 \x01(\v2+.decisionfabric.coordinator.v1.DryRunResultR\fdryRunResult\x12*\n" +
+	"\x11post_state_sha256\x18\x14 \x01(\tR\x0fpostStateSha256\x12\x16\n" +
+	"\x06reason\x18\x15 \x01(\tR\x06reason\x12\x1c\n" +
+	"\tapprovers\x18\x16 \x03(\tR\tapprovers\"\x91\x02\n" +
+	"\x0ePolicyDecision\x12'\n" +
+	"\x0fcomputed_impact\x18\x01 \x01(\tR\x0ecomputedImpact\x12\x16\n" +
+	"\x06quorum\x18\x02 \x01(\tR\x06quorum\x12+\n" +
+	"\x11approval_required\x18\x03 \x01(\bR\x10approvalRequired\x12-\n" +
+	"\x12approvals_required\x18\x04 \x01(\x05R\x11approvalsRequired\x12\x18\n" +
+	"\areasons\x18\x05 \x03(\tR\areasons\x12,\n" +
+	"\x12cost_delta_monthly\x18\x06 \x01(\x01R\x10costDeltaMonthly\x12\x1a\n" +
+	"\bcurrency\x18\a \x01(\tR\bcurrency\"\xcd\x01\n" +
+	"\x05Score\x12\x1e\n" +
+	"\n" +
+	"confidence\x18\x01 \x01(\x01R\n" +
+	"confidence\x12\x1d\n" +
+	"\n" +
+	"risk_score\x18\x02 \x01(\x01R\triskScore\x12\x1d\n" +
+	"\n" +
+	"risk_level\x18\x03 \x01(\tR\triskLevel\x12\x1f\n" +
+	"\vcost_amount\x18\x04 \x01(\x01R\n" +
+	"costAmount\x12#\n" +
+	"\rcost_currency\x18\x05 \x01(\tR\fcostCurrency\x12 \n" +
+	"\vexplanation\x18\x06 \x01(\tR\vexplanation\"\xd6\x01\n" +
+	"\fDryRunResult\x12\x16\n" +
+	"\x06passed\x18\x01 \x01(\bR\x06passed\x12\x16\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\x12(\n" +
+	"\x10pre_state_sha256\x18\x03 \x01(\tR\x0epreStateSha256\x129\n" +
+	"\x19planned_post_state_sha256\x18\x04 \x01(\tR\x16plannedPostStateSha256\x121\n" +
+	"\x06ran_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05ranAt\"\xb2\x01\n" +
 	"\vVoteSummary\x12%\n" +
 	"\x0enegotiation_id\x18\x01 \x01(\tR\rnegotiationId\x12\x16\n" +
 	"\x06accept\x18\x02 \x01(\x05R\x06accept\x12\x16\n" +
@@ -893,7 +1363,12 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\tproposals\x18\x01 \x03(\v2'.decisionfabric.coordinator.v1.ProposalR\tproposals\"?\n" +
 	"\x14EnactProposalRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"\xc8\x01\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\")\n" +
+	"\x17RollbackProposalRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x9e\x01\n" +
+	"\x18RollbackProposalResponse\x12C\n" +
+	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12=\n" +
+	"\brestored\x18\x02 \x01(\v2!.decisionfabric.types.v1.SnapshotR\brestored\"\xc8\x01\n" +
 	"\x15EnactProposalResponse\x12C\n" +
 	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x123\n" +
 	"\x03pre\x18\x02 \x01(\v2!.decisionfabric.types.v1.SnapshotR\x03pre\x125\n" +
@@ -913,14 +1388,15 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x12\"\n" +
 	"\x1ePROPOSAL_STATUS_DRY_RUN_FAILED\x10\v\x12\x1b\n" +
 	"\x17PROPOSAL_STATUS_ENACTED\x10\f\x12\x1f\n" +
-	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xeb\x04\n" +
+	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\x96\x06\n" +
 	"\x12CoordinatorService\x12\x94\x01\n" +
 	"\x0eSubmitProposal\x124.decisionfabric.coordinator.v1.SubmitProposalRequest\x1a5.decisionfabric.coordinator.v1.SubmitProposalResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/proposals\x12\x8d\x01\n" +
 	"\vGetProposal\x121.decisionfabric.coordinator.v1.GetProposalRequest\x1a2.decisionfabric.coordinator.v1.GetProposalResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/proposals/{id}\x12\x8e\x01\n" +
 	"\rListProposals\x123.decisionfabric.coordinator.v1.ListProposalsRequest\x1a4.decisionfabric.coordinator.v1.ListProposalsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/proposals\x12\x9c\x01\n" +
-	"\rEnactProposal\x123.decisionfabric.coordinator.v1.EnactProposalRequest\x1a4.decisionfabric.coordinator.v1.EnactProposalResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/proposals/{id}/enactBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
+	"\rEnactProposal\x123.decisionfabric.coordinator.v1.EnactProposalRequest\x1a4.decisionfabric.coordinator.v1.EnactProposalResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/proposals/{id}/enact\x12\xa8\x01\n" +
+	"\x10RollbackProposal\x126.decisionfabric.coordinator.v1.RollbackProposalRequest\x1a7.decisionfabric.coordinator.v1.RollbackProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/proposals/{id}/rollbackBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_decisionfabric_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -935,55 +1411,69 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
-	(ProposalStatus)(0),            // 0: decisionfabric.coordinator.v1.ProposalStatus
-	(*Proposal)(nil),               // 1: decisionfabric.coordinator.v1.Proposal
-	(*VoteSummary)(nil),            // 2: decisionfabric.coordinator.v1.VoteSummary
-	(*SubmitProposalRequest)(nil),  // 3: decisionfabric.coordinator.v1.SubmitProposalRequest
-	(*SubmitProposalResponse)(nil), // 4: decisionfabric.coordinator.v1.SubmitProposalResponse
-	(*GetProposalRequest)(nil),     // 5: decisionfabric.coordinator.v1.GetProposalRequest
-	(*GetProposalResponse)(nil),    // 6: decisionfabric.coordinator.v1.GetProposalResponse
-	(*ListProposalsRequest)(nil),   // 7: decisionfabric.coordinator.v1.ListProposalsRequest
-	(*ListProposalsResponse)(nil),  // 8: decisionfabric.coordinator.v1.ListProposalsResponse
-	(*EnactProposalRequest)(nil),   // 9: decisionfabric.coordinator.v1.EnactProposalRequest
-	(*EnactProposalResponse)(nil),  // 10: decisionfabric.coordinator.v1.EnactProposalResponse
-	(*v1.Manifest)(nil),            // 11: decisionfabric.types.v1.Manifest
-	(*structpb.Struct)(nil),        // 12: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),  // 13: google.protobuf.Timestamp
-	(*v1.ManifestSignature)(nil),   // 14: decisionfabric.types.v1.ManifestSignature
-	(*v1.Snapshot)(nil),            // 15: decisionfabric.types.v1.Snapshot
+	(ProposalStatus)(0),              // 0: decisionfabric.coordinator.v1.ProposalStatus
+	(*Proposal)(nil),                 // 1: decisionfabric.coordinator.v1.Proposal
+	(*PolicyDecision)(nil),           // 2: decisionfabric.coordinator.v1.PolicyDecision
+	(*Score)(nil),                    // 3: decisionfabric.coordinator.v1.Score
+	(*DryRunResult)(nil),             // 4: decisionfabric.coordinator.v1.DryRunResult
+	(*VoteSummary)(nil),              // 5: decisionfabric.coordinator.v1.VoteSummary
+	(*SubmitProposalRequest)(nil),    // 6: decisionfabric.coordinator.v1.SubmitProposalRequest
+	(*SubmitProposalResponse)(nil),   // 7: decisionfabric.coordinator.v1.SubmitProposalResponse
+	(*GetProposalRequest)(nil),       // 8: decisionfabric.coordinator.v1.GetProposalRequest
+	(*GetProposalResponse)(nil),      // 9: decisionfabric.coordinator.v1.GetProposalResponse
+	(*ListProposalsRequest)(nil),     // 10: decisionfabric.coordinator.v1.ListProposalsRequest
+	(*ListProposalsResponse)(nil),    // 11: decisionfabric.coordinator.v1.ListProposalsResponse
+	(*EnactProposalRequest)(nil),     // 12: decisionfabric.coordinator.v1.EnactProposalRequest
+	(*RollbackProposalRequest)(nil),  // 13: decisionfabric.coordinator.v1.RollbackProposalRequest
+	(*RollbackProposalResponse)(nil), // 14: decisionfabric.coordinator.v1.RollbackProposalResponse
+	(*EnactProposalResponse)(nil),    // 15: decisionfabric.coordinator.v1.EnactProposalResponse
+	(*v1.Manifest)(nil),              // 16: decisionfabric.types.v1.Manifest
+	(*structpb.Struct)(nil),          // 17: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(*v1.ManifestSignature)(nil),     // 19: decisionfabric.types.v1.ManifestSignature
+	(*v1.Snapshot)(nil),              // 20: decisionfabric.types.v1.Snapshot
 }
 var file_decisionfabric_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.coordinator.v1.Proposal.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	11, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
-	12, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
-	13, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
-	13, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 5: decisionfabric.coordinator.v1.Proposal.votes:type_name -> decisionfabric.coordinator.v1.VoteSummary
-	11, // 6: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	12, // 7: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
-	14, // 8: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	1,  // 9: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	1,  // 10: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	0,  // 11: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	1,  // 12: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
-	1,  // 13: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	15, // 14: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
-	15, // 15: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
-	3,  // 16: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
-	5,  // 17: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
-	7,  // 18: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
-	9,  // 19: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
-	4,  // 20: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
-	6,  // 21: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
-	8,  // 22: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
-	10, // 23: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	16, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
+	17, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
+	18, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
+	18, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: decisionfabric.coordinator.v1.Proposal.votes:type_name -> decisionfabric.coordinator.v1.VoteSummary
+	16, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
+	2,  // 7: decisionfabric.coordinator.v1.Proposal.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
+	3,  // 8: decisionfabric.coordinator.v1.Proposal.score:type_name -> decisionfabric.coordinator.v1.Score
+	4,  // 9: decisionfabric.coordinator.v1.Proposal.dry_run_result:type_name -> decisionfabric.coordinator.v1.DryRunResult
+	18, // 10: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
+	16, // 11: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	17, // 12: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
+	19, // 13: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	1,  // 14: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	1,  // 15: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	0,  // 16: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
+	1,  // 17: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
+	1,  // 18: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	20, // 19: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
+	1,  // 20: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	20, // 21: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
+	20, // 22: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
+	6,  // 23: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
+	8,  // 24: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
+	10, // 25: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
+	12, // 26: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
+	13, // 27: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
+	7,  // 28: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
+	9,  // 29: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
+	11, // 30: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
+	15, // 31: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
+	14, // 32: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_coordinator_v1_coordinator_proto_init() }
@@ -991,14 +1481,14 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_init() {
 	if File_decisionfabric_coordinator_v1_coordinator_proto != nil {
 		return
 	}
-	file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[2].OneofWrappers = []any{}
+	file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc), len(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,10 +23,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_SubmitProposal_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/SubmitProposal"
-	CoordinatorService_GetProposal_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/GetProposal"
-	CoordinatorService_ListProposals_FullMethodName  = "/decisionfabric.coordinator.v1.CoordinatorService/ListProposals"
-	CoordinatorService_EnactProposal_FullMethodName  = "/decisionfabric.coordinator.v1.CoordinatorService/EnactProposal"
+	CoordinatorService_SubmitProposal_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/SubmitProposal"
+	CoordinatorService_GetProposal_FullMethodName      = "/decisionfabric.coordinator.v1.CoordinatorService/GetProposal"
+	CoordinatorService_ListProposals_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/ListProposals"
+	CoordinatorService_EnactProposal_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/EnactProposal"
+	CoordinatorService_RollbackProposal_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackProposal"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -57,6 +58,12 @@ type CoordinatorServiceClient interface {
 	// Errors: FAILED_PRECONDITION (409) when the proposal is not in a state that allows
 	// enactment, naming what is missing; NOT_FOUND (404) as for GetProposal.
 	EnactProposal(ctx context.Context, in *EnactProposalRequest, opts ...grpc.CallOption) (*EnactProposalResponse, error)
+	// RollbackProposal restores the pre-state snapshot of an enacted proposal exactly (P7):
+	// afterwards the target's state hashes to pre_state_sha256 again.
+	//
+	// Errors: FAILED_PRECONDITION (409) unless the proposal is ENACTED; ABORTED (409) if
+	// the restored state does not hash to the recorded pre-state.
+	RollbackProposal(ctx context.Context, in *RollbackProposalRequest, opts ...grpc.CallOption) (*RollbackProposalResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -107,6 +114,16 @@ func (c *coordinatorServiceClient) EnactProposal(ctx context.Context, in *EnactP
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) RollbackProposal(ctx context.Context, in *RollbackProposalRequest, opts ...grpc.CallOption) (*RollbackProposalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RollbackProposalResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_RollbackProposal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -135,6 +152,12 @@ type CoordinatorServiceServer interface {
 	// Errors: FAILED_PRECONDITION (409) when the proposal is not in a state that allows
 	// enactment, naming what is missing; NOT_FOUND (404) as for GetProposal.
 	EnactProposal(context.Context, *EnactProposalRequest) (*EnactProposalResponse, error)
+	// RollbackProposal restores the pre-state snapshot of an enacted proposal exactly (P7):
+	// afterwards the target's state hashes to pre_state_sha256 again.
+	//
+	// Errors: FAILED_PRECONDITION (409) unless the proposal is ENACTED; ABORTED (409) if
+	// the restored state does not hash to the recorded pre-state.
+	RollbackProposal(context.Context, *RollbackProposalRequest) (*RollbackProposalResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -156,6 +179,9 @@ func (UnimplementedCoordinatorServiceServer) ListProposals(context.Context, *Lis
 }
 func (UnimplementedCoordinatorServiceServer) EnactProposal(context.Context, *EnactProposalRequest) (*EnactProposalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EnactProposal not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) RollbackProposal(context.Context, *RollbackProposalRequest) (*RollbackProposalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RollbackProposal not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -250,6 +276,24 @@ func _CoordinatorService_EnactProposal_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_RollbackProposal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackProposalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).RollbackProposal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_RollbackProposal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).RollbackProposal(ctx, req.(*RollbackProposalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -272,6 +316,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EnactProposal",
 			Handler:    _CoordinatorService_EnactProposal_Handler,
+		},
+		{
+			MethodName: "RollbackProposal",
+			Handler:    _CoordinatorService_RollbackProposal_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

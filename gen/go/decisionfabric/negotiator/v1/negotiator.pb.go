@@ -27,19 +27,22 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// QuorumRule decides a round from the votes.
+// QuorumRule decides a round from the votes. Only ACCEPT counts for the offer; a COUNTER
+// is not an accept (it shapes the next round's offer). An ABSTAIN leaves the region out of
+// the denominator of every rule. A region that has not answered yet counts in the
+// denominator: it may still accept.
 type QuorumRule int32
 
 const (
 	// Use the tenant policy's rule (majority by default).
 	QuorumRule_QUORUM_RULE_UNSPECIFIED QuorumRule = 0
-	// More than half of the votes cast by weight-1 regions.
+	// More than half of the non-abstaining regions accept (each region counts once).
 	QuorumRule_QUORUM_RULE_MAJORITY QuorumRule = 1
-	// At least two thirds.
+	// At least two thirds of the non-abstaining regions accept.
 	QuorumRule_QUORUM_RULE_TWO_THIRDS QuorumRule = 2
-	// Every region.
+	// Every non-abstaining region accepts, and at least one does.
 	QuorumRule_QUORUM_RULE_UNANIMOUS QuorumRule = 3
-	// More than half of the total region weight.
+	// The accepting regions hold more than half of the non-abstaining regions' weight.
 	QuorumRule_QUORUM_RULE_WEIGHTED QuorumRule = 4
 )
 
@@ -218,6 +221,7 @@ type StartNegotiationRequest struct {
 	// Optional quorum rule; the tenant policy's otherwise.
 	QuorumRule QuorumRule `protobuf:"varint,2,opt,name=quorum_rule,json=quorumRule,proto3,enum=decisionfabric.negotiator.v1.QuorumRule" json:"quorum_rule,omitempty"`
 	// Optional deadline in milliseconds (1-600000); PHASE_I4_DECISION_TIMEOUT_MS otherwise.
+	// Outside the range: INVALID_ARGUMENT (400).
 	DeadlineMs    int64 `protobuf:"varint,3,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -534,7 +538,18 @@ type Negotiation struct {
 	// The manifest agreed on (set when AGREED).
 	FinalManifest *v1.Manifest `protobuf:"bytes,13,opt,name=final_manifest,json=finalManifest,proto3" json:"final_manifest,omitempty"`
 	// Why it ended as it did, in words.
-	Reason        string `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The offer the regions vote on in the current round: the proposal's manifest in
+	// round 1, the merge of the previous round's counter-offers after.
+	Offer *v1.Manifest `protobuf:"bytes,15,opt,name=offer,proto3" json:"offer,omitempty"`
+	// Lower-case hex SHA256 of the proposal's canonical manifest; every vote signs it.
+	ProposalDigest string `protobuf:"bytes,16,opt,name=proposal_digest,json=proposalDigest,proto3" json:"proposal_digest,omitempty"`
+	// The last round allowed; no agreement by its end is REJECTED.
+	MaxRounds int32 `protobuf:"varint,17,opt,name=max_rounds,json=maxRounds,proto3" json:"max_rounds,omitempty"`
+	// When the negotiation started.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// When it last changed (a round, or its end).
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -667,6 +682,41 @@ func (x *Negotiation) GetReason() string {
 	return ""
 }
 
+func (x *Negotiation) GetOffer() *v1.Manifest {
+	if x != nil {
+		return x.Offer
+	}
+	return nil
+}
+
+func (x *Negotiation) GetProposalDigest() string {
+	if x != nil {
+		return x.ProposalDigest
+	}
+	return ""
+}
+
+func (x *Negotiation) GetMaxRounds() int32 {
+	if x != nil {
+		return x.MaxRounds
+	}
+	return 0
+}
+
+func (x *Negotiation) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Negotiation) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
 // RegionProgress is one region's state in the negotiation.
 type RegionProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -675,7 +725,14 @@ type RegionProgress struct {
 	// Its latest verdict.
 	LastVerdict Verdict `protobuf:"varint,2,opt,name=last_verdict,json=lastVerdict,proto3,enum=decisionfabric.negotiator.v1.Verdict" json:"last_verdict,omitempty"`
 	// Whether it answered in the current round.
-	Answered      bool `protobuf:"varint,3,opt,name=answered,proto3" json:"answered,omitempty"`
+	Answered bool `protobuf:"varint,3,opt,name=answered,proto3" json:"answered,omitempty"`
+	// The region's weight (QUORUM_RULE_WEIGHTED), at least 1.
+	Weight int64 `protobuf:"varint,4,opt,name=weight,proto3" json:"weight,omitempty"`
+	// Id of the key that signs the region's votes: lower-case hex SHA256 of its DER
+	// (PKIX) public key.
+	KeyId string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// PEM "PUBLIC KEY" (Ed25519) that verifies the region's vote signatures.
+	PublicKey     string `protobuf:"bytes,6,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -731,6 +788,27 @@ func (x *RegionProgress) GetAnswered() bool {
 	return false
 }
 
+func (x *RegionProgress) GetWeight() int64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *RegionProgress) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *RegionProgress) GetPublicKey() string {
+	if x != nil {
+		return x.PublicKey
+	}
+	return ""
+}
+
 // Vote is one region's signed answer in one round.
 type Vote struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -744,9 +822,10 @@ type Vote struct {
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	// The modified manifest for a COUNTER.
 	Counter *v1.Manifest `protobuf:"bytes,5,opt,name=counter,proto3" json:"counter,omitempty"`
-	// Base64 signature over (proposal digest, round, region, verdict).
+	// Base64 (standard, padded) Ed25519 signature over the RFC 8785 canonical JSON of
+	// {"proposal_digest":"<hex>","region":"<name>","round":<n>,"verdict":"<ACCEPT|REJECT|COUNTER|ABSTAIN>"}.
 	Signature string `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
-	// The signing key's id.
+	// The signing key's id (see RegionProgress.key_id).
 	KeyId string `protobuf:"bytes,7,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	// When the vote was cast.
 	CastAt        *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=cast_at,json=castAt,proto3" json:"cast_at,omitempty"`
@@ -861,7 +940,7 @@ const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"\x17WatchNegotiationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"g\n" +
 	"\x18WatchNegotiationResponse\x12K\n" +
-	"\vnegotiation\x18\x01 \x01(\v2).decisionfabric.negotiator.v1.NegotiationR\vnegotiation\"\x82\x05\n" +
+	"\vnegotiation\x18\x01 \x01(\v2).decisionfabric.negotiator.v1.NegotiationR\vnegotiation\"\xf9\x06\n" +
 	"\vNegotiation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vproposal_id\x18\x02 \x01(\tR\n" +
@@ -880,11 +959,23 @@ const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"\aregions\x18\v \x03(\v2,.decisionfabric.negotiator.v1.RegionProgressR\aregions\x128\n" +
 	"\x05votes\x18\f \x03(\v2\".decisionfabric.negotiator.v1.VoteR\x05votes\x12H\n" +
 	"\x0efinal_manifest\x18\r \x01(\v2!.decisionfabric.types.v1.ManifestR\rfinalManifest\x12\x16\n" +
-	"\x06reason\x18\x0e \x01(\tR\x06reason\"\x8e\x01\n" +
+	"\x06reason\x18\x0e \x01(\tR\x06reason\x127\n" +
+	"\x05offer\x18\x0f \x01(\v2!.decisionfabric.types.v1.ManifestR\x05offer\x12'\n" +
+	"\x0fproposal_digest\x18\x10 \x01(\tR\x0eproposalDigest\x12\x1d\n" +
+	"\n" +
+	"max_rounds\x18\x11 \x01(\x05R\tmaxRounds\x129\n" +
+	"\n" +
+	"created_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xdc\x01\n" +
 	"\x0eRegionProgress\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12H\n" +
 	"\flast_verdict\x18\x02 \x01(\x0e2%.decisionfabric.negotiator.v1.VerdictR\vlastVerdict\x12\x1a\n" +
-	"\banswered\x18\x03 \x01(\bR\banswered\"\xb4\x02\n" +
+	"\banswered\x18\x03 \x01(\bR\banswered\x12\x16\n" +
+	"\x06weight\x18\x04 \x01(\x03R\x06weight\x12\x15\n" +
+	"\x06key_id\x18\x05 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x06 \x01(\tR\tpublicKey\"\xb4\x02\n" +
 	"\x04Vote\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x05R\x05round\x12?\n" +
@@ -960,21 +1051,24 @@ var file_decisionfabric_negotiator_v1_negotiator_proto_depIdxs = []int32{
 	10, // 7: decisionfabric.negotiator.v1.Negotiation.regions:type_name -> decisionfabric.negotiator.v1.RegionProgress
 	11, // 8: decisionfabric.negotiator.v1.Negotiation.votes:type_name -> decisionfabric.negotiator.v1.Vote
 	13, // 9: decisionfabric.negotiator.v1.Negotiation.final_manifest:type_name -> decisionfabric.types.v1.Manifest
-	2,  // 10: decisionfabric.negotiator.v1.RegionProgress.last_verdict:type_name -> decisionfabric.negotiator.v1.Verdict
-	2,  // 11: decisionfabric.negotiator.v1.Vote.verdict:type_name -> decisionfabric.negotiator.v1.Verdict
-	13, // 12: decisionfabric.negotiator.v1.Vote.counter:type_name -> decisionfabric.types.v1.Manifest
-	12, // 13: decisionfabric.negotiator.v1.Vote.cast_at:type_name -> google.protobuf.Timestamp
-	3,  // 14: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:input_type -> decisionfabric.negotiator.v1.StartNegotiationRequest
-	5,  // 15: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:input_type -> decisionfabric.negotiator.v1.GetNegotiationStatusRequest
-	7,  // 16: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:input_type -> decisionfabric.negotiator.v1.WatchNegotiationRequest
-	4,  // 17: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:output_type -> decisionfabric.negotiator.v1.StartNegotiationResponse
-	6,  // 18: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:output_type -> decisionfabric.negotiator.v1.GetNegotiationStatusResponse
-	8,  // 19: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:output_type -> decisionfabric.negotiator.v1.WatchNegotiationResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	13, // 10: decisionfabric.negotiator.v1.Negotiation.offer:type_name -> decisionfabric.types.v1.Manifest
+	12, // 11: decisionfabric.negotiator.v1.Negotiation.created_at:type_name -> google.protobuf.Timestamp
+	12, // 12: decisionfabric.negotiator.v1.Negotiation.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 13: decisionfabric.negotiator.v1.RegionProgress.last_verdict:type_name -> decisionfabric.negotiator.v1.Verdict
+	2,  // 14: decisionfabric.negotiator.v1.Vote.verdict:type_name -> decisionfabric.negotiator.v1.Verdict
+	13, // 15: decisionfabric.negotiator.v1.Vote.counter:type_name -> decisionfabric.types.v1.Manifest
+	12, // 16: decisionfabric.negotiator.v1.Vote.cast_at:type_name -> google.protobuf.Timestamp
+	3,  // 17: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:input_type -> decisionfabric.negotiator.v1.StartNegotiationRequest
+	5,  // 18: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:input_type -> decisionfabric.negotiator.v1.GetNegotiationStatusRequest
+	7,  // 19: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:input_type -> decisionfabric.negotiator.v1.WatchNegotiationRequest
+	4,  // 20: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:output_type -> decisionfabric.negotiator.v1.StartNegotiationResponse
+	6,  // 21: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:output_type -> decisionfabric.negotiator.v1.GetNegotiationStatusResponse
+	8,  // 22: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:output_type -> decisionfabric.negotiator.v1.WatchNegotiationResponse
+	20, // [20:23] is the sub-list for method output_type
+	17, // [17:20] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_negotiator_v1_negotiator_proto_init() }

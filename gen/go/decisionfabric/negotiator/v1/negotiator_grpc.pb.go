@@ -35,12 +35,20 @@ const (
 type NegotiatorServiceClient interface {
 	// StartNegotiation starts a negotiation for a proposal and returns at once (async, P6).
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id; NOT_FOUND (404) for an unknown
-	// proposal of the caller's tenant.
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or with a deadline_ms out of range;
+	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; FAILED_PRECONDITION
+	// (409) when the proposal already has a RUNNING negotiation or its manifest names a
+	// region without a negotiating agent.
 	StartNegotiation(ctx context.Context, in *StartNegotiationRequest, opts ...grpc.CallOption) (*StartNegotiationResponse, error)
-	// GetNegotiationStatus reports progress: round, votes in/expected, time left.
+	// GetNegotiationStatus reports progress: round, votes in/expected, time left, per-region
+	// state, every vote and, once ended, the outcome.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed id; NOT_FOUND (404) for an unknown
+	// negotiation or another tenant's.
 	GetNegotiationStatus(ctx context.Context, in *GetNegotiationStatusRequest, opts ...grpc.CallOption) (*GetNegotiationStatusResponse, error)
-	// WatchNegotiation streams progress until the negotiation ends (gRPC only).
+	// WatchNegotiation streams progress until the negotiation ends (gRPC only): the current
+	// state at once, then one message per change (a vote, a new round, the end). The stream
+	// closes after the message that carries the final state. Errors as GetNegotiationStatus.
 	WatchNegotiation(ctx context.Context, in *WatchNegotiationRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNegotiationResponse], error)
 }
 
@@ -99,12 +107,20 @@ type NegotiatorService_WatchNegotiationClient = grpc.ServerStreamingClient[Watch
 type NegotiatorServiceServer interface {
 	// StartNegotiation starts a negotiation for a proposal and returns at once (async, P6).
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id; NOT_FOUND (404) for an unknown
-	// proposal of the caller's tenant.
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or with a deadline_ms out of range;
+	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; FAILED_PRECONDITION
+	// (409) when the proposal already has a RUNNING negotiation or its manifest names a
+	// region without a negotiating agent.
 	StartNegotiation(context.Context, *StartNegotiationRequest) (*StartNegotiationResponse, error)
-	// GetNegotiationStatus reports progress: round, votes in/expected, time left.
+	// GetNegotiationStatus reports progress: round, votes in/expected, time left, per-region
+	// state, every vote and, once ended, the outcome.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed id; NOT_FOUND (404) for an unknown
+	// negotiation or another tenant's.
 	GetNegotiationStatus(context.Context, *GetNegotiationStatusRequest) (*GetNegotiationStatusResponse, error)
-	// WatchNegotiation streams progress until the negotiation ends (gRPC only).
+	// WatchNegotiation streams progress until the negotiation ends (gRPC only): the current
+	// state at once, then one message per change (a vote, a new round, the end). The stream
+	// closes after the message that carries the final state. Errors as GetNegotiationStatus.
 	WatchNegotiation(*WatchNegotiationRequest, grpc.ServerStreamingServer[WatchNegotiationResponse]) error
 	mustEmbedUnimplementedNegotiatorServiceServer()
 }

@@ -83,7 +83,16 @@ type ScoreResponse struct {
 	// Prose explanation naming the numbers used and the factor that moved the score most.
 	Explanation string `protobuf:"bytes,4,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	// The factors that went into the score.
-	Factors       []*Factor `protobuf:"bytes,5,rep,name=factors,proto3" json:"factors,omitempty"`
+	Factors []*Factor `protobuf:"bytes,5,rep,name=factors,proto3" json:"factors,omitempty"`
+	// The proposal that was scored.
+	ProposalId string `protobuf:"bytes,6,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// The Bayesian estimate from the outcomes of similar earlier decisions.
+	History *History `protobuf:"bytes,7,opt,name=history,proto3" json:"history,omitempty"`
+	// Lower-case hex SHA256 of the RFC 8785 canonical JSON of every input the score was
+	// computed from (votes, history counts, metrics, model verdict, world state). Equal
+	// hashes give byte-identical responses, so an auditor can tell "same inputs" from
+	// "same answer by chance" (P4).
+	InputsSha256  string `protobuf:"bytes,8,opt,name=inputs_sha256,json=inputsSha256,proto3" json:"inputs_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,13 +162,38 @@ func (x *ScoreResponse) GetFactors() []*Factor {
 	return nil
 }
 
+func (x *ScoreResponse) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *ScoreResponse) GetHistory() *History {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+func (x *ScoreResponse) GetInputsSha256() string {
+	if x != nil {
+		return x.InputsSha256
+	}
+	return ""
+}
+
 // Risk is a score and a level.
 type Risk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Risk score in [0,1].
 	Score float64 `protobuf:"fixed64,1,opt,name=score,proto3" json:"score,omitempty"`
 	// "low", "medium" or "high".
-	Level         string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	Level string `protobuf:"bytes,2,opt,name=level,proto3" json:"level,omitempty"`
+	// What the score is made of: each component's value in [0,1] and its weighted
+	// contribution (`effect`) to `score`; the contributions add up to `score`.
+	// Names: "impact", "blast_radius", "error_rate", "uncertainty".
+	Components    []*Factor `protobuf:"bytes,3,rep,name=components,proto3" json:"components,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -208,10 +242,17 @@ func (x *Risk) GetLevel() string {
 	return ""
 }
 
+func (x *Risk) GetComponents() []*Factor {
+	if x != nil {
+		return x.Components
+	}
+	return nil
+}
+
 // CostEstimate is a monthly cost delta.
 type CostEstimate struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Amount (positive = more spend) per month.
+	// Amount (positive = more spend, negative = a saving) per month (730 hours).
 	Amount float64 `protobuf:"fixed64,1,opt,name=amount,proto3" json:"amount,omitempty"`
 	// ISO 4217 currency, e.g. "USD".
 	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
@@ -275,12 +316,18 @@ func (x *CostEstimate) GetBreakdown() []*CostItem {
 // CostItem is one line of a cost breakdown.
 type CostItem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// What the line is for.
+	// What the line is for, e.g. "eu-west: +2 replicas x $0.12/replica-hour x 730 h".
 	Item string `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
 	// Amount per month.
-	Amount        float64 `protobuf:"fixed64,2,opt,name=amount,proto3" json:"amount,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Amount float64 `protobuf:"fixed64,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	// The region the line is for ("default" for a region-less target).
+	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// Change in replica count in that region (negative = fewer replicas).
+	ReplicasDelta int64 `protobuf:"varint,4,opt,name=replicas_delta,json=replicasDelta,proto3" json:"replicas_delta,omitempty"`
+	// Price of one replica for one hour in that region, in the estimate's currency.
+	CostPerReplicaHour float64 `protobuf:"fixed64,5,opt,name=cost_per_replica_hour,json=costPerReplicaHour,proto3" json:"cost_per_replica_hour,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CostItem) Reset() {
@@ -327,6 +374,27 @@ func (x *CostItem) GetAmount() float64 {
 	return 0
 }
 
+func (x *CostItem) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *CostItem) GetReplicasDelta() int64 {
+	if x != nil {
+		return x.ReplicasDelta
+	}
+	return 0
+}
+
+func (x *CostItem) GetCostPerReplicaHour() float64 {
+	if x != nil {
+		return x.CostPerReplicaHour
+	}
+	return 0
+}
+
 // Factor is one input to the score.
 type Factor struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -334,8 +402,15 @@ type Factor struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Value used.
 	Value float64 `protobuf:"fixed64,2,opt,name=value,proto3" json:"value,omitempty"`
-	// Signed effect on confidence.
-	Effect        float64 `protobuf:"fixed64,3,opt,name=effect,proto3" json:"effect,omitempty"`
+	// Signed effect on confidence: the confidence minus what it would have been had this
+	// factor read a neutral 0.5 at the same weight. In Risk.components: the component's
+	// weighted contribution to the risk score.
+	Effect float64 `protobuf:"fixed64,3,opt,name=effect,proto3" json:"effect,omitempty"`
+	// Weight the factor carried in the combination (0 = it did not count, e.g. no
+	// negotiation yet or the source was unavailable).
+	Weight float64 `protobuf:"fixed64,4,opt,name=weight,proto3" json:"weight,omitempty"`
+	// One sentence saying where the value came from, e.g. "7 of 8 similar changes succeeded".
+	Detail        string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -391,6 +466,131 @@ func (x *Factor) GetEffect() float64 {
 	return 0
 }
 
+func (x *Factor) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *Factor) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// History is a Beta-Binomial estimate of the success rate of similar decisions.
+type History struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Similar decisions that were enacted and not rolled back.
+	Successes int32 `protobuf:"varint,1,opt,name=successes,proto3" json:"successes,omitempty"`
+	// Similar decisions that were rolled back or failed their dry run.
+	Failures int32 `protobuf:"varint,2,opt,name=failures,proto3" json:"failures,omitempty"`
+	// Which decisions counted as similar: "action_target" (same tenant, action and
+	// target), "action" (same tenant and action, other targets; used when the target has
+	// no finished decisions) or "none" (no history; the prior alone).
+	Scope string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	// Beta prior parameters (alpha = pseudo-successes, beta = pseudo-failures).
+	PriorAlpha float64 `protobuf:"fixed64,4,opt,name=prior_alpha,json=priorAlpha,proto3" json:"prior_alpha,omitempty"`
+	// Beta prior pseudo-failures.
+	PriorBeta float64 `protobuf:"fixed64,5,opt,name=prior_beta,json=priorBeta,proto3" json:"prior_beta,omitempty"`
+	// Posterior mean success probability.
+	PosteriorMean float64 `protobuf:"fixed64,6,opt,name=posterior_mean,json=posteriorMean,proto3" json:"posterior_mean,omitempty"`
+	// Lower end of the 90% equal-tailed credible interval.
+	IntervalLow float64 `protobuf:"fixed64,7,opt,name=interval_low,json=intervalLow,proto3" json:"interval_low,omitempty"`
+	// Upper end of the 90% equal-tailed credible interval.
+	IntervalHigh  float64 `protobuf:"fixed64,8,opt,name=interval_high,json=intervalHigh,proto3" json:"interval_high,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *History) Reset() {
+	*x = History{}
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *History) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*History) ProtoMessage() {}
+
+func (x *History) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use History.ProtoReflect.Descriptor instead.
+func (*History) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *History) GetSuccesses() int32 {
+	if x != nil {
+		return x.Successes
+	}
+	return 0
+}
+
+func (x *History) GetFailures() int32 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *History) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *History) GetPriorAlpha() float64 {
+	if x != nil {
+		return x.PriorAlpha
+	}
+	return 0
+}
+
+func (x *History) GetPriorBeta() float64 {
+	if x != nil {
+		return x.PriorBeta
+	}
+	return 0
+}
+
+func (x *History) GetPosteriorMean() float64 {
+	if x != nil {
+		return x.PosteriorMean
+	}
+	return 0
+}
+
+func (x *History) GetIntervalLow() float64 {
+	if x != nil {
+		return x.IntervalLow
+	}
+	return 0
+}
+
+func (x *History) GetIntervalHigh() float64 {
+	if x != nil {
+		return x.IntervalHigh
+	}
+	return 0
+}
+
 var File_decisionfabric_scorer_v1_scorer_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_scorer_v1_scorer_proto_rawDesc = "" +
@@ -398,7 +598,7 @@ const file_decisionfabric_scorer_v1_scorer_proto_rawDesc = "" +
 	"%decisionfabric/scorer/v1/scorer.proto\x12\x18decisionfabric.scorer.v1\x1a\x1cgoogle/api/annotations.proto\"/\n" +
 	"\fScoreRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
-	"proposalId\"\x8e\x02\n" +
+	"proposalId\"\x91\x03\n" +
 	"\rScoreResponse\x12\x1e\n" +
 	"\n" +
 	"confidence\x18\x01 \x01(\x01R\n" +
@@ -406,21 +606,44 @@ const file_decisionfabric_scorer_v1_scorer_proto_rawDesc = "" +
 	"\x04risk\x18\x02 \x01(\v2\x1e.decisionfabric.scorer.v1.RiskR\x04risk\x12K\n" +
 	"\rcost_estimate\x18\x03 \x01(\v2&.decisionfabric.scorer.v1.CostEstimateR\fcostEstimate\x12 \n" +
 	"\vexplanation\x18\x04 \x01(\tR\vexplanation\x12:\n" +
-	"\afactors\x18\x05 \x03(\v2 .decisionfabric.scorer.v1.FactorR\afactors\"2\n" +
+	"\afactors\x18\x05 \x03(\v2 .decisionfabric.scorer.v1.FactorR\afactors\x12\x1f\n" +
+	"\vproposal_id\x18\x06 \x01(\tR\n" +
+	"proposalId\x12;\n" +
+	"\ahistory\x18\a \x01(\v2!.decisionfabric.scorer.v1.HistoryR\ahistory\x12#\n" +
+	"\rinputs_sha256\x18\b \x01(\tR\finputsSha256\"t\n" +
 	"\x04Risk\x12\x14\n" +
 	"\x05score\x18\x01 \x01(\x01R\x05score\x12\x14\n" +
-	"\x05level\x18\x02 \x01(\tR\x05level\"\x84\x01\n" +
+	"\x05level\x18\x02 \x01(\tR\x05level\x12@\n" +
+	"\n" +
+	"components\x18\x03 \x03(\v2 .decisionfabric.scorer.v1.FactorR\n" +
+	"components\"\x84\x01\n" +
 	"\fCostEstimate\x12\x16\n" +
 	"\x06amount\x18\x01 \x01(\x01R\x06amount\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12@\n" +
-	"\tbreakdown\x18\x03 \x03(\v2\".decisionfabric.scorer.v1.CostItemR\tbreakdown\"6\n" +
+	"\tbreakdown\x18\x03 \x03(\v2\".decisionfabric.scorer.v1.CostItemR\tbreakdown\"\xa8\x01\n" +
 	"\bCostItem\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x16\n" +
-	"\x06amount\x18\x02 \x01(\x01R\x06amount\"J\n" +
+	"\x06amount\x18\x02 \x01(\x01R\x06amount\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12%\n" +
+	"\x0ereplicas_delta\x18\x04 \x01(\x03R\rreplicasDelta\x121\n" +
+	"\x15cost_per_replica_hour\x18\x05 \x01(\x01R\x12costPerReplicaHour\"z\n" +
 	"\x06Factor\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value\x12\x16\n" +
-	"\x06effect\x18\x03 \x01(\x01R\x06effect2|\n" +
+	"\x06effect\x18\x03 \x01(\x01R\x06effect\x12\x16\n" +
+	"\x06weight\x18\x04 \x01(\x01R\x06weight\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\"\x88\x02\n" +
+	"\aHistory\x12\x1c\n" +
+	"\tsuccesses\x18\x01 \x01(\x05R\tsuccesses\x12\x1a\n" +
+	"\bfailures\x18\x02 \x01(\x05R\bfailures\x12\x14\n" +
+	"\x05scope\x18\x03 \x01(\tR\x05scope\x12\x1f\n" +
+	"\vprior_alpha\x18\x04 \x01(\x01R\n" +
+	"priorAlpha\x12\x1d\n" +
+	"\n" +
+	"prior_beta\x18\x05 \x01(\x01R\tpriorBeta\x12%\n" +
+	"\x0eposterior_mean\x18\x06 \x01(\x01R\rposteriorMean\x12!\n" +
+	"\finterval_low\x18\a \x01(\x01R\vintervalLow\x12#\n" +
+	"\rinterval_high\x18\b \x01(\x01R\fintervalHigh2|\n" +
 	"\rScorerService\x12k\n" +
 	"\x05Score\x12&.decisionfabric.scorer.v1.ScoreRequest\x1a'.decisionfabric.scorer.v1.ScoreResponse\"\x11\x82\xd3\xe4\x93\x02\v:\x01*\"\x06/scoreBLZJgithub.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1;scorerv1b\x06proto3"
 
@@ -436,7 +659,7 @@ func file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_scorer_v1_scorer_proto_rawDescData
 }
 
-var file_decisionfabric_scorer_v1_scorer_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_decisionfabric_scorer_v1_scorer_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_decisionfabric_scorer_v1_scorer_proto_goTypes = []any{
 	(*ScoreRequest)(nil),  // 0: decisionfabric.scorer.v1.ScoreRequest
 	(*ScoreResponse)(nil), // 1: decisionfabric.scorer.v1.ScoreResponse
@@ -444,19 +667,22 @@ var file_decisionfabric_scorer_v1_scorer_proto_goTypes = []any{
 	(*CostEstimate)(nil),  // 3: decisionfabric.scorer.v1.CostEstimate
 	(*CostItem)(nil),      // 4: decisionfabric.scorer.v1.CostItem
 	(*Factor)(nil),        // 5: decisionfabric.scorer.v1.Factor
+	(*History)(nil),       // 6: decisionfabric.scorer.v1.History
 }
 var file_decisionfabric_scorer_v1_scorer_proto_depIdxs = []int32{
 	2, // 0: decisionfabric.scorer.v1.ScoreResponse.risk:type_name -> decisionfabric.scorer.v1.Risk
 	3, // 1: decisionfabric.scorer.v1.ScoreResponse.cost_estimate:type_name -> decisionfabric.scorer.v1.CostEstimate
 	5, // 2: decisionfabric.scorer.v1.ScoreResponse.factors:type_name -> decisionfabric.scorer.v1.Factor
-	4, // 3: decisionfabric.scorer.v1.CostEstimate.breakdown:type_name -> decisionfabric.scorer.v1.CostItem
-	0, // 4: decisionfabric.scorer.v1.ScorerService.Score:input_type -> decisionfabric.scorer.v1.ScoreRequest
-	1, // 5: decisionfabric.scorer.v1.ScorerService.Score:output_type -> decisionfabric.scorer.v1.ScoreResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 3: decisionfabric.scorer.v1.ScoreResponse.history:type_name -> decisionfabric.scorer.v1.History
+	5, // 4: decisionfabric.scorer.v1.Risk.components:type_name -> decisionfabric.scorer.v1.Factor
+	4, // 5: decisionfabric.scorer.v1.CostEstimate.breakdown:type_name -> decisionfabric.scorer.v1.CostItem
+	0, // 6: decisionfabric.scorer.v1.ScorerService.Score:input_type -> decisionfabric.scorer.v1.ScoreRequest
+	1, // 7: decisionfabric.scorer.v1.ScorerService.Score:output_type -> decisionfabric.scorer.v1.ScoreResponse
+	7, // [7:8] is the sub-list for method output_type
+	6, // [6:7] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_scorer_v1_scorer_proto_init() }
@@ -470,7 +696,7 @@ func file_decisionfabric_scorer_v1_scorer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_scorer_v1_scorer_proto_rawDesc), len(file_decisionfabric_scorer_v1_scorer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

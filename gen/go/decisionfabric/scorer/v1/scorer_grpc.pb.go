@@ -32,10 +32,15 @@ const (
 // ScorerService scores proposals.
 type ScorerServiceClient interface {
 	// Score computes confidence, risk and cost for a proposal. Deterministic for equal
-	// inputs.
+	// inputs: the same proposal, history, votes, metrics, model verdict and world state
+	// give a byte-identical response (see inputs_sha256). A model or metrics source that
+	// is unavailable does not fail the call: it counts with weight 0 and the explanation
+	// says so.
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id; NOT_FOUND (404) for an unknown
-	// proposal of the caller's tenant.
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or when it is not a proposal id
+	// (26-character ULID); NOT_FOUND (404) for an unknown proposal of the caller's tenant,
+	// and for any proposal of another tenant (P5); UNAVAILABLE (503) when the proposal
+	// cannot be read.
 	Score(ctx context.Context, in *ScoreRequest, opts ...grpc.CallOption) (*ScoreResponse, error)
 }
 
@@ -64,10 +69,15 @@ func (c *scorerServiceClient) Score(ctx context.Context, in *ScoreRequest, opts 
 // ScorerService scores proposals.
 type ScorerServiceServer interface {
 	// Score computes confidence, risk and cost for a proposal. Deterministic for equal
-	// inputs.
+	// inputs: the same proposal, history, votes, metrics, model verdict and world state
+	// give a byte-identical response (see inputs_sha256). A model or metrics source that
+	// is unavailable does not fail the call: it counts with weight 0 and the explanation
+	// says so.
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id; NOT_FOUND (404) for an unknown
-	// proposal of the caller's tenant.
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or when it is not a proposal id
+	// (26-character ULID); NOT_FOUND (404) for an unknown proposal of the caller's tenant,
+	// and for any proposal of another tenant (P5); UNAVAILABLE (503) when the proposal
+	// cannot be read.
 	Score(context.Context, *ScoreRequest) (*ScoreResponse, error)
 	mustEmbedUnimplementedScorerServiceServer()
 }

@@ -1,0 +1,125 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
+	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
+)
+
+// conns are the process's gRPC client connections to peer services, one per peer,
+// created lazily (grpc.NewClient does not dial until the first call).
+type conns struct {
+	mu sync.Mutex
+	m  map[string]*grpc.ClientConn
+}
+
+// Dial returns the shared client connection to a service, in either topology: the
+// address comes from services.<name>.dial (default 127.0.0.1 and its gRPC port).
+func (a *App) Dial(service string) (*grpc.ClientConn, error) {
+	a.conns.mu.Lock()
+	defer a.conns.mu.Unlock()
+	if c, ok := a.conns.m[service]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(a.Cfg.Services[service].DialAddr(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", service, err)
+	}
+	if a.conns.m == nil {
+		a.conns.m = map[string]*grpc.ClientConn{}
+	}
+	a.conns.m[service] = c
+	a.closers = append(a.closers, c.Close)
+	return c, nil
+}
+
+// negotiatorClient is the coordinator's view of the negotiator, over gRPC, acting as the
+// caller (the bearer token is forwarded, so tenancy holds across the hop).
+type negotiatorClient struct {
+	c negotiatorv1.NegotiatorServiceClient
+}
+
+var quorumRules = map[string]negotiatorv1.QuorumRule{
+	"majority":   negotiatorv1.QuorumRule_QUORUM_RULE_MAJORITY,
+	"two_thirds": negotiatorv1.QuorumRule_QUORUM_RULE_TWO_THIRDS,
+	"unanimous":  negotiatorv1.QuorumRule_QUORUM_RULE_UNANIMOUS,
+	"weighted":   negotiatorv1.QuorumRule_QUORUM_RULE_WEIGHTED,
+}
+
+func (n negotiatorClient) Start(ctx context.Context, proposalID, quorum string, deadline time.Duration) (*negotiatorv1.Negotiation, error) {
+	resp, err := n.c.StartNegotiation(auth.ForwardToken(ctx), &negotiatorv1.StartNegotiationRequest{
+		ProposalId: proposalID, QuorumRule: quorumRules[quorum], DeadlineMs: deadline.Milliseconds(),
+	})
+	return resp.GetNegotiation(), err
+}
+
+func (n negotiatorClient) Status(ctx context.Context, id string) (*negotiatorv1.Negotiation, error) {
+	resp, err := n.c.GetNegotiationStatus(auth.ForwardToken(ctx), &negotiatorv1.GetNegotiationStatusRequest{Id: id})
+	return resp.GetNegotiation(), err
+}
+
+// scorerClient is the coordinator's view of the scorer, over gRPC.
+type scorerClient struct{ c scorerv1.ScorerServiceClient }
+
+func (s scorerClient) Score(ctx context.Context, proposalID string) (*scorerv1.ScoreResponse, error) {
+	return s.c.Score(auth.ForwardToken(ctx), &scorerv1.ScoreRequest{ProposalId: proposalID})
+}
+
+// storeManifests gives the negotiator a proposal's manifest straight from the shared
+// store. It must not go through the coordinator's GetProposal: that call advances the
+// proposal, which starts its negotiation — a loop back into the negotiator.
+func storeManifests(st store.Store) negotiator.ProposalSource {
+	return negotiator.ProposalSourceFunc(func(ctx context.Context, tenantID, proposalID string) (*typesv1.Manifest, string, error) {
+		p, err := st.Proposals().Get(ctx, tenantID, proposalID)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			return nil, "", fmt.Errorf("%w: %s", negotiator.ErrProposalNotFound, proposalID)
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		m := &typesv1.Manifest{}
+		if err := protojson.Unmarshal(p.Manifest, m); err != nil {
+			return nil, "", fmt.Errorf("stored manifest of %s: %w", proposalID, err)
+		}
+		return m, p.ManifestSHA256, nil
+	})
+}
+
+// storeVotes gives the scorer the vote agreement recorded on the proposal by the
+// coordinator once the negotiation ended.
+type storeVotes struct{ st store.Store }
+
+func (v storeVotes) Agreement(ctx context.Context, tenantID, proposalID string) (float64, float64, bool, error) {
+	p, err := v.st.Proposals().Get(ctx, tenantID, proposalID)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	d := &coordinatorv1.Proposal{}
+	if err := protojson.Unmarshal(p.Decision, d); err != nil {
+		return 0, 0, false, fmt.Errorf("decision record of %s: %w", proposalID, err)
+	}
+	votes := d.GetVotes()
+	total := float64(votes.GetAccept() + votes.GetReject() + votes.GetCounter())
+	if votes.GetOutcome() == "" || total == 0 {
+		return 0, 0, false, nil
+	}
+	return float64(votes.GetAccept()), total, true, nil
+}

@@ -1,0 +1,203 @@
+package scorer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/store"
+)
+
+// ErrNotFound is what a ProposalSource returns (wrapped or not) for a proposal that does
+// not exist for the tenant asked about, including one that belongs to another tenant.
+var ErrNotFound = errors.New("scorer: proposal not found")
+
+// ProposalInfo is what the scorer needs to know about a proposal.
+type ProposalInfo struct {
+	ID       string
+	TenantID string
+	// Status is the stored status name, e.g. "AGREED".
+	Status string
+	Action string
+	Target string
+	// Regions as in the manifest; empty means the tenant's default region.
+	Regions []string
+	// Parameters is the manifest's open JSON (numbers as float64).
+	Parameters map[string]any
+	// Impact is the effective impact ("low", "medium", "high"); "" counts as medium.
+	Impact string
+}
+
+// ProposalSource finds proposals. Implementations MUST be tenant-scoped: a proposal of
+// another tenant is ErrNotFound, never returned.
+type ProposalSource interface {
+	Get(ctx context.Context, tenantID, proposalID string) (ProposalInfo, error)
+}
+
+// StoreProposals reads proposals straight from the fabric's store (same process or same
+// database as the coordinator).
+type StoreProposals struct{ Store store.Store }
+
+// Get implements ProposalSource.
+func (s StoreProposals) Get(ctx context.Context, tenantID, proposalID string) (ProposalInfo, error) {
+	p, err := s.Store.Proposals().Get(ctx, tenantID, proposalID)
+	if errors.Is(err, store.ErrNotFound) {
+		return ProposalInfo{}, fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	if err != nil {
+		return ProposalInfo{}, fmt.Errorf("scorer: read proposal: %w", err)
+	}
+	m, err := decodeManifest(p.Manifest)
+	if err != nil {
+		return ProposalInfo{}, fmt.Errorf("scorer: stored manifest of %s: %w", p.ID, err)
+	}
+	impact := p.Impact
+	if impact == "" {
+		impact = m.Impact
+	}
+	return ProposalInfo{
+		ID: p.ID, TenantID: p.TenantID, Status: p.Status,
+		Action: m.Action, Target: m.Target, Regions: m.Regions, Parameters: m.Parameters, Impact: impact,
+	}, nil
+}
+
+// CoordinatorProposals reads proposals from the decision coordinator over gRPC, acting
+// for the caller: the caller's bearer token is forwarded, so the coordinator applies
+// the same tenant scoping (P5) it applies to the caller directly.
+type CoordinatorProposals struct {
+	Client coordinatorv1.CoordinatorServiceClient
+}
+
+// Get implements ProposalSource.
+func (c CoordinatorProposals) Get(ctx context.Context, tenantID, proposalID string) (ProposalInfo, error) {
+	resp, err := c.Client.GetProposal(auth.ForwardToken(ctx), &coordinatorv1.GetProposalRequest{Id: proposalID})
+	switch code := status.Code(err); code {
+	case codes.OK:
+	case codes.NotFound:
+		return ProposalInfo{}, fmt.Errorf("%w: %w", ErrNotFound, err)
+	case codes.Unavailable:
+		// The transport's message names addresses; the caller learns only what failed.
+		return ProposalInfo{}, status.Error(codes.Unavailable, "the decision coordinator is unavailable; retry")
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument:
+		return ProposalInfo{}, status.Error(code, "decision coordinator: "+status.Convert(err).Message())
+	default:
+		return ProposalInfo{}, fmt.Errorf("scorer: coordinator: %w", err) // logged and masked as INTERNAL
+	}
+	p := resp.GetProposal()
+	if p.GetTenantId() != tenantID { // defence in depth: never score another tenant's proposal
+		return ProposalInfo{}, ErrNotFound
+	}
+	m := p.GetManifest()
+	impact := p.GetImpact()
+	if impact == "" {
+		impact = m.GetImpact()
+	}
+	params := map[string]any{}
+	if m.GetParameters() != nil {
+		params = m.GetParameters().AsMap()
+	}
+	return ProposalInfo{
+		ID: p.GetId(), TenantID: p.GetTenantId(),
+		Status: statusName(p.GetStatus()),
+		Action: m.GetAction(), Target: m.GetTarget(), Regions: m.GetRegions(), Parameters: params, Impact: impact,
+	}, nil
+}
+
+// statusName is the stored form of a status ("AGREED").
+func statusName(s coordinatorv1.ProposalStatus) string {
+	name := s.String()
+	const prefix = "PROPOSAL_STATUS_"
+	if len(name) > len(prefix) && name[:len(prefix)] == prefix {
+		return name[len(prefix):]
+	}
+	return name
+}
+
+// VoteSource reports how the regions voted on a proposal.
+type VoteSource interface {
+	// Agreement returns the accepting weight and the total weight of the votes cast in
+	// the final round of the proposal's negotiation; found is false while no round has
+	// completed (no negotiation yet, or still in its first round).
+	Agreement(ctx context.Context, tenantID, proposalID string) (accepted, total float64, found bool, err error)
+}
+
+// NoVotes is a VoteSource for deployments without a negotiator: never found, so vote
+// agreement counts as neutral.
+type NoVotes struct{}
+
+// Agreement implements VoteSource.
+func (NoVotes) Agreement(context.Context, string, string) (float64, float64, bool, error) {
+	return 0, 0, false, nil
+}
+
+// manifest is the part of the canonical manifest JSON (proto field names) the scorer reads.
+type manifest struct {
+	Action     string         `json:"action"`
+	Target     string         `json:"target"`
+	Regions    []string       `json:"regions"`
+	Impact     string         `json:"impact"`
+	Parameters map[string]any `json:"parameters"`
+}
+
+func decodeManifest(raw []byte) (manifest, error) {
+	var m manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return manifest{}, err
+	}
+	if m.Parameters == nil {
+		m.Parameters = map[string]any{}
+	}
+	return m, nil
+}
+
+// Stored statuses that count as outcomes in the history.
+const (
+	statusEnacted      = "ENACTED"        // success: enacted and (still) not rolled back
+	statusRolledBack   = "ROLLED_BACK"    // failure
+	statusDryRunFailed = "DRY_RUN_FAILED" // failure
+)
+
+// history counts the outcomes of the tenant's earlier decisions like p: same action and
+// target, or, when the target has none, same action on other targets. It reads the
+// newest store.MaxListLimit proposals of each outcome status; p itself never counts.
+func history(ctx context.Context, st store.Store, p ProposalInfo) (HistoryInput, error) {
+	type tally struct{ ok, bad int }
+	var exact, action tally
+	for _, s := range []string{statusEnacted, statusRolledBack, statusDryRunFailed} {
+		ps, err := st.Proposals().List(ctx, p.TenantID, s, store.MaxListLimit)
+		if err != nil {
+			return HistoryInput{}, fmt.Errorf("scorer: history: %w", err)
+		}
+		for _, q := range ps {
+			if q.ID == p.ID {
+				continue
+			}
+			m, err := decodeManifest(q.Manifest)
+			if err != nil || m.Action != p.Action {
+				continue // an unreadable old manifest is not evidence either way
+			}
+			t := &action
+			if m.Target == p.Target {
+				t = &exact
+			}
+			if s == statusEnacted {
+				t.ok++
+			} else {
+				t.bad++
+			}
+		}
+	}
+	switch {
+	case exact.ok+exact.bad > 0:
+		return HistoryInput{Successes: exact.ok, Failures: exact.bad, Scope: ScopeActionTarget}, nil
+	case action.ok+action.bad > 0:
+		return HistoryInput{Successes: action.ok, Failures: action.bad, Scope: ScopeAction}, nil
+	}
+	return HistoryInput{Scope: ScopeNone}, nil
+}

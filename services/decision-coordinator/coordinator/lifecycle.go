@@ -1,0 +1,438 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
+	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/world"
+)
+
+// Negotiator starts and reads negotiations (the federated negotiator over gRPC).
+type Negotiator interface {
+	Start(ctx context.Context, proposalID, quorum string, deadline time.Duration) (*negotiatorv1.Negotiation, error)
+	Status(ctx context.Context, negotiationID string) (*negotiatorv1.Negotiation, error)
+}
+
+// Scorer scores proposals (the confidence scorer over gRPC).
+type Scorer interface {
+	Score(ctx context.Context, proposalID string) (*scorerv1.ScoreResponse, error)
+}
+
+// Status names as stored.
+var (
+	stSubmitted       = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SUBMITTED)
+	stNegotiating     = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_NEGOTIATING)
+	stAgreed          = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_AGREED)
+	stRejected        = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_REJECTED)
+	stExpired         = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_EXPIRED)
+	stScored          = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SCORED)
+	stPendingApproval = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_PENDING_APPROVAL)
+	stApproved        = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_APPROVED)
+	stDenied          = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_DENIED)
+	stDryRunPassed    = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_DRY_RUN_PASSED)
+	stDryRunFailed    = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_DRY_RUN_FAILED)
+	stEnacted         = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_ENACTED)
+	stRolledBack      = statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_ROLLED_BACK)
+)
+
+// transitions is the state machine of DESIGN.md: every legal move, and nothing else.
+// A move not listed is FAILED_PRECONDITION (HTTP 409) and changes nothing.
+var transitions = map[string][]string{
+	stSubmitted:       {stNegotiating},
+	stNegotiating:     {stAgreed, stRejected, stExpired},
+	stAgreed:          {stScored},
+	stScored:          {stPendingApproval, stDryRunPassed, stDryRunFailed},
+	stPendingApproval: {stApproved, stDenied},
+	stApproved:        {stDryRunPassed, stDryRunFailed},
+	stDryRunFailed:    {stDryRunPassed, stDryRunFailed},
+	stDryRunPassed:    {stEnacted, stDryRunPassed, stDryRunFailed},
+	stEnacted:         {stRolledBack},
+}
+
+func legal(from, to string) bool {
+	for _, t := range transitions[from] {
+		if t == to {
+			return true
+		}
+	}
+	return false
+}
+
+// decision decodes the proposal's decision record: the decision fields of a
+// coordinatorv1.Proposal, stored as canonical protojson.
+func decision(p *store.Proposal) (*coordinatorv1.Proposal, error) {
+	d := &coordinatorv1.Proposal{}
+	if len(p.Decision) > 0 {
+		if err := protojson.Unmarshal(p.Decision, d); err != nil {
+			return nil, fmt.Errorf("coordinator: decision record of %s: %w", p.ID, err)
+		}
+	}
+	return d, nil
+}
+
+// move performs one legal transition, updating the decision record with edit, as a
+// compare-and-swap on the proposal's version.
+func (s *Service) move(ctx context.Context, p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), post string) (*store.Proposal, error) {
+	return s.moveIn(ctx, s.deps.Store, p, to, edit, post)
+}
+
+// moveIn is move through st (a transaction's store).
+func (s *Service) moveIn(ctx context.Context, st store.Store, p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), post string) (*store.Proposal, error) {
+	if p.Status != to && !legal(p.Status, to) {
+		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s cannot go from %s to %s", p.ID, p.Status, to)
+	}
+	d, err := decision(p)
+	if err != nil {
+		return nil, err
+	}
+	if edit != nil {
+		edit(d)
+	}
+	raw, err := canonical.Proto(d)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	if post == "" {
+		post = p.PostStateSHA256
+	}
+	dryRun := p.DryRun
+	if to == stApproved {
+		dryRun = false // P3: an approver is recorded; real enactment may follow a passed dry run
+	}
+	next, err := st.Proposals().Advance(ctx, p.TenantID, p.ID, p.Status, p.Version, store.ProposalChange{
+		Status: to, DryRun: dryRun, Decision: raw, PostStateSHA256: post,
+	})
+	if err != nil {
+		return nil, storeError(err)
+	}
+	s.deps.Logger.InfoContext(ctx, "proposal transition", "proposal_id", p.ID, "tenant_id", p.TenantID, "from", p.Status, "to", to)
+	return next, nil
+}
+
+// advance moves a proposal forward as far as its collaborators allow right now:
+// starts its negotiation, records the outcome, scores it and asks for approval. It is
+// idempotent and safe to call from any request; a collaborator's failure leaves the
+// proposal where it was, to be retried by the next call.
+func (s *Service) advance(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+	for range 8 { // every step moves forward, so the loop ends; the bound is a backstop
+		var next *store.Proposal
+		var err error
+		switch p.Status {
+		case stSubmitted:
+			next, err = s.startNegotiation(ctx, p)
+		case stNegotiating:
+			next, err = s.readNegotiation(ctx, p)
+		case stAgreed:
+			next, err = s.score(ctx, p)
+		default:
+			return p, nil
+		}
+		if err != nil || next == nil {
+			return p, err
+		}
+		p = next
+	}
+	return p, nil
+}
+
+func (s *Service) startNegotiation(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+	if s.deps.Negotiator == nil {
+		return nil, nil
+	}
+	d, err := decision(p)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.deps.Negotiator.Start(ctx, p.ID, d.GetPolicy().GetQuorum(), s.deps.DecisionTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: start negotiation: %w", err)
+	}
+	return s.move(ctx, p, stNegotiating, func(d *coordinatorv1.Proposal) {
+		d.Votes = &coordinatorv1.VoteSummary{NegotiationId: n.GetId()}
+	}, "")
+}
+
+func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+	d, err := decision(p)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.deps.Negotiator.Status(ctx, d.GetVotes().GetNegotiationId())
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: negotiation status: %w", err)
+	}
+	summary := summarise(n)
+	var to string
+	switch n.GetState() {
+	case negotiatorv1.NegotiationState_NEGOTIATION_STATE_AGREED:
+		to = stAgreed
+	case negotiatorv1.NegotiationState_NEGOTIATION_STATE_REJECTED:
+		to = stRejected
+	case negotiatorv1.NegotiationState_NEGOTIATION_STATE_EXPIRED:
+		to = stExpired
+	default:
+		return nil, nil // still running
+	}
+	return s.move(ctx, p, to, func(d *coordinatorv1.Proposal) {
+		d.Votes = summary
+		d.Reason = n.GetReason()
+		if to == stAgreed {
+			d.AgreedManifest = n.GetFinalManifest()
+		}
+	}, "")
+}
+
+// summarise counts the final round's votes.
+func summarise(n *negotiatorv1.Negotiation) *coordinatorv1.VoteSummary {
+	v := &coordinatorv1.VoteSummary{NegotiationId: n.GetId(), Outcome: strings.TrimPrefix(n.GetState().String(), "NEGOTIATION_STATE_")}
+	if v.Outcome == "RUNNING" || v.Outcome == "UNSPECIFIED" {
+		v.Outcome = ""
+	}
+	for _, vote := range n.GetVotes() {
+		if vote.GetRound() != n.GetRound() {
+			continue
+		}
+		switch vote.GetVerdict() {
+		case negotiatorv1.Verdict_VERDICT_ACCEPT:
+			v.Accept++
+		case negotiatorv1.Verdict_VERDICT_REJECT:
+			v.Reject++
+		case negotiatorv1.Verdict_VERDICT_COUNTER:
+			v.Counter++
+		case negotiatorv1.Verdict_VERDICT_ABSTAIN:
+			v.Abstain++
+		}
+	}
+	return v
+}
+
+func (s *Service) score(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+	if s.deps.Scorer == nil {
+		return nil, nil
+	}
+	sc, err := s.deps.Scorer.Score(ctx, p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: score: %w", err)
+	}
+	next, err := s.move(ctx, p, stScored, func(d *coordinatorv1.Proposal) {
+		d.Score = &coordinatorv1.Score{
+			Confidence: sc.GetConfidence(), RiskScore: sc.GetRisk().GetScore(), RiskLevel: sc.GetRisk().GetLevel(),
+			CostAmount: sc.GetCostEstimate().GetAmount(), CostCurrency: sc.GetCostEstimate().GetCurrency(),
+			Explanation: sc.GetExplanation(),
+		}
+	}, "")
+	if err != nil {
+		return nil, err
+	}
+	d, err := decision(next)
+	if err != nil {
+		return nil, err
+	}
+	if d.GetPolicy().GetApprovalRequired() {
+		return s.move(ctx, next, stPendingApproval, nil, "")
+	}
+	return next, nil
+}
+
+// change is the executor's view of the manifest to enact: the agreed one when the
+// regions countered, else the submitted one.
+func change(p *store.Proposal, d *coordinatorv1.Proposal) (world.Change, *typesv1.Manifest, error) {
+	m := d.GetAgreedManifest()
+	if m == nil {
+		m = &typesv1.Manifest{}
+		if err := protojson.Unmarshal(p.Manifest, m); err != nil {
+			return world.Change{}, nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
+		}
+	}
+	return world.Change{
+		TenantID: p.TenantID, Action: m.GetAction(), Target: m.GetTarget(),
+		Regions: m.GetRegions(), Parameters: m.GetParameters().AsMap(),
+	}, m, nil
+}
+
+// missingForEnactment lists what P3 still requires before a real enactment.
+func missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string {
+	var missing []string
+	pol := d.GetPolicy()
+	if pol.GetApprovalRequired() || p.Impact == ImpactHigh {
+		need := max(int(pol.GetApprovalsRequired()), 1)
+		if got := len(d.GetApprovers()); got < need {
+			missing = append(missing, fmt.Sprintf("an approver recorded (%d of %d; P3)", got, need))
+		}
+		dr := d.GetDryRunResult()
+		if !dr.GetPassed() || dr.GetPreStateSha256() != p.PreStateSHA256 {
+			missing = append(missing, "a passed dry run (POST /proposals/{id}/enact with {\"dry_run\":true})")
+		}
+	}
+	return missing
+}
+
+// notReady explains why a proposal in status st cannot be enacted at all.
+func notReady(p *store.Proposal, d *coordinatorv1.Proposal) error {
+	switch p.Status {
+	case stSubmitted, stNegotiating, stAgreed:
+		return status.Errorf(codes.FailedPrecondition, "proposal %s is %s: the regions have not agreed yet (poll GET /proposals/%s)", p.ID, p.Status, p.ID)
+	case stRejected, stExpired, stDenied:
+		return status.Errorf(codes.FailedPrecondition, "proposal %s was %s and cannot be enacted: %s", p.ID, p.Status, d.GetReason())
+	case stEnacted, stRolledBack:
+		return status.Errorf(codes.FailedPrecondition, "proposal %s is already %s", p.ID, p.Status)
+	}
+	return nil
+}
+
+// dryRun plans the change against the current state and records the result; status
+// moves to DRY_RUN_PASSED/FAILED where the state machine allows it (a proposal waiting
+// for approval keeps waiting, with the result recorded for the approvers).
+func (s *Service) dryRun(ctx context.Context, p *store.Proposal) (*store.Proposal, world.Snapshot, error) {
+	d, err := decision(p)
+	if err != nil {
+		return nil, world.Snapshot{}, err
+	}
+	c, _, err := change(p, d)
+	if err != nil {
+		return nil, world.Snapshot{}, err
+	}
+	pre, err := s.deps.World.Read(ctx, c.TenantID, c.Target, c.Regions)
+	if err != nil {
+		return nil, world.Snapshot{}, err
+	}
+	res := &coordinatorv1.DryRunResult{Passed: true, PreStateSha256: pre.SHA256, RanAt: timestamppb.New(s.deps.Now())}
+	plan, err := s.deps.World.Plan(ctx, c)
+	switch {
+	case errors.Is(err, world.ErrRejected):
+		res.Passed, res.Detail = false, err.Error()
+	case err != nil:
+		return nil, world.Snapshot{}, err
+	default:
+		res.PlannedPostStateSha256 = plan.SHA256
+	}
+	if pre.SHA256 != p.PreStateSHA256 {
+		res.Passed = false
+		res.Detail = fmt.Sprintf("the state of %s changed since the proposal was submitted (pre-state %s, now %s); submit a new proposal", c.Target, short(p.PreStateSHA256), short(pre.SHA256))
+	}
+	to := stDryRunPassed
+	if !res.Passed {
+		to = stDryRunFailed
+	}
+	if p.Status == stPendingApproval {
+		to = stPendingApproval
+	}
+	next, err := s.move(ctx, p, to, func(d *coordinatorv1.Proposal) {
+		d.DryRunResult = res
+		if !res.Passed {
+			d.Reason = res.Detail
+		}
+	}, "")
+	return next, pre, err
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// enact applies the change: the world must still be in the submitted pre-state, the
+// dry run must pass, and the post-state snapshot is stored with the transition.
+func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal, world.Snapshot, world.Snapshot, error) {
+	p, pre, err := s.dryRun(ctx, p)
+	if err != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	d, err := decision(p)
+	if err != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	if !d.GetDryRunResult().GetPassed() {
+		return nil, world.Snapshot{}, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "dry run failed: %s", d.GetDryRunResult().GetDetail())
+	}
+	c, _, err := change(p, d)
+	if err != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	post, err := s.deps.World.Apply(ctx, c, pre)
+	if errors.Is(err, store.ErrConflict) {
+		return nil, world.Snapshot{}, world.Snapshot{}, status.Errorf(codes.Aborted, "the state of %s changed during enactment; nothing was applied, retry", c.Target)
+	}
+	if err != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	var next *store.Proposal
+	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
+		if err := tx.Snapshots().Put(ctx, &store.Snapshot{
+			ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
+			SHA256: post.SHA256, State: post.JSON, CreatedAt: s.deps.Now().UTC(),
+		}); err != nil {
+			return err
+		}
+		var err error
+		next, err = s.moveIn(ctx, tx, p, stEnacted, nil, post.SHA256)
+		return err
+	})
+	if err != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, storeError(err)
+	}
+	return next, pre, post, nil
+}
+
+// rollback restores the pre-state snapshot exactly and checks the hash (P7).
+func (s *Service) rollback(ctx context.Context, p *store.Proposal) (*store.Proposal, world.Snapshot, error) {
+	if p.Status != stEnacted {
+		return nil, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "proposal %s is %s; only an ENACTED proposal can be rolled back", p.ID, p.Status)
+	}
+	snaps, err := s.deps.Store.Snapshots().List(ctx, p.TenantID, p.ID)
+	if err != nil {
+		return nil, world.Snapshot{}, storeError(err)
+	}
+	var pre world.Snapshot
+	for _, sn := range snaps {
+		if sn.Kind == "pre" {
+			pre = world.Snapshot{JSON: sn.State, SHA256: sn.SHA256}
+		}
+	}
+	if pre.JSON == nil {
+		return nil, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "proposal %s has no pre-state snapshot to restore", p.ID)
+	}
+	d, err := decision(p)
+	if err != nil {
+		return nil, world.Snapshot{}, err
+	}
+	c, _, err := change(p, d)
+	if err != nil {
+		return nil, world.Snapshot{}, err
+	}
+	restored, err := s.deps.World.Restore(ctx, c, pre)
+	if err != nil {
+		return nil, world.Snapshot{}, err
+	}
+	if restored.SHA256 != p.PreStateSHA256 {
+		return nil, world.Snapshot{}, status.Errorf(codes.Aborted, "restored state hashes to %s, not the pre-state %s", short(restored.SHA256), short(p.PreStateSHA256))
+	}
+	next, err := s.move(ctx, p, stRolledBack, func(d *coordinatorv1.Proposal) { d.Reason = "rolled back to the pre-state snapshot" }, "")
+	return next, restored, err
+}
+
+// snapshotProto renders a snapshot for a response.
+func snapshotProto(kind string, s world.Snapshot, at time.Time) (*typesv1.Snapshot, error) {
+	out := &typesv1.Snapshot{Kind: kind, Sha256: s.SHA256, CreatedAt: timestamppb.New(at), State: &structpb.Struct{}}
+	if err := protojson.Unmarshal(s.JSON, out.State); err != nil {
+		return nil, fmt.Errorf("coordinator: snapshot: %w", err)
+	}
+	return out, nil
+}

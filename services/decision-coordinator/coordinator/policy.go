@@ -1,0 +1,85 @@
+package coordinator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/policy"
+	"github.com/decision-fabric/fabric/internal/world"
+)
+
+// hoursPerMonth converts an hourly cost to a monthly one (365 * 24 / 12).
+const hoursPerMonth = 730
+
+// referenceRegions is the region count a blast radius of 1 corresponds to: the five
+// default simulated regions.
+const referenceRegions = 5
+
+type policyResult struct {
+	decision policy.Decision
+	record   *coordinatorv1.PolicyDecision
+}
+
+// evaluatePolicy runs the tenant's decision policy on the manifest, with the size and
+// cost of the change computed from a dry-run plan against the pre-state. Cross-tenant
+// proposals refused by policy are PERMISSION_DENIED (P5); a change over the tenant's cost
+// cap is FAILED_PRECONDITION.
+func (s *Service) evaluatePolicy(ctx context.Context, tenant string, m *typesv1.Manifest, pre world.Snapshot) (policyResult, error) {
+	in := policy.Input{
+		TenantID: tenant, Action: m.GetAction(), Target: m.GetTarget(), DeclaredImpact: m.GetImpact(),
+		Regions: m.GetRegions(), Parameters: m.GetParameters().AsMap(), TargetTenant: m.GetTenantId(),
+		BlastRadius: math.Min(1, float64(max(len(m.GetRegions()), 1))/referenceRegions),
+	}
+	plan, err := s.deps.World.Plan(ctx, world.Change{TenantID: tenant, Action: m.GetAction(), Target: m.GetTarget(), Regions: m.GetRegions(), Parameters: in.Parameters})
+	if err == nil {
+		in.ReplicaDelta, in.CostDeltaMonthly = delta(pre, plan)
+	} else if !errors.Is(err, world.ErrRejected) {
+		return policyResult{}, err
+	} // a change the world rejects is still recorded; its dry run will fail with the reason
+	d, err := s.deps.Policy.Evaluate(in)
+	switch {
+	case errors.Is(err, policy.ErrCrossTenantDenied):
+		return policyResult{}, status.Errorf(codes.PermissionDenied, "cross-tenant proposal for %q refused by policy (P5)", m.GetTenantId())
+	case errors.Is(err, policy.ErrCostCapExceeded):
+		return policyResult{}, status.Errorf(codes.FailedPrecondition, "estimated cost change %.2f %s/month exceeds the tenant's cap of %.2f", in.CostDeltaMonthly, d.Currency, d.MaxMonthlyCostDelta)
+	case errors.Is(err, policy.ErrInvalidInput):
+		return policyResult{}, status.Errorf(codes.InvalidArgument, "%v", err)
+	case err != nil:
+		return policyResult{}, fmt.Errorf("coordinator: policy: %w", err)
+	}
+	return policyResult{decision: d, record: &coordinatorv1.PolicyDecision{
+		ComputedImpact: d.ComputedImpact, Quorum: d.Quorum, ApprovalRequired: d.ApprovalRequired,
+		ApprovalsRequired: int32(d.ApprovalsRequired), Reasons: d.Reasons,
+		CostDeltaMonthly: math.Round(in.CostDeltaMonthly*100) / 100, Currency: d.Currency,
+	}}, nil
+}
+
+// delta is the replica and monthly cost change between two snapshots of the same
+// target, summed over regions.
+func delta(pre, post world.Snapshot) (int64, float64) {
+	type state struct {
+		Regions map[string]struct {
+			Replicas float64 `json:"replicas"`
+			Cost     float64 `json:"cost_per_replica_hour"`
+		} `json:"regions"`
+	}
+	var a, b state
+	if json.Unmarshal(pre.JSON, &a) != nil || json.Unmarshal(post.JSON, &b) != nil {
+		return 0, 0
+	}
+	var replicas, cost float64
+	for region, after := range b.Regions {
+		d := after.Replicas - a.Regions[region].Replicas
+		replicas += d
+		cost += d * after.Cost * hoursPerMonth
+	}
+	return int64(replicas), cost
+}

@@ -1,0 +1,165 @@
+package negotiator
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/store"
+)
+
+// Request limits; each violation is INVALID_ARGUMENT naming the field.
+const (
+	maxDeadlineMS = 600000
+	maxReasonLen  = 1024
+)
+
+var (
+	reProposalID    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
+	reNegotiationID = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{26}$`)
+)
+
+func invalid(format string, a ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, a...)
+}
+
+func validateStart(req any) error {
+	r := req.(*negotiatorv1.StartNegotiationRequest)
+	if r.GetProposalId() == "" {
+		return invalid("proposal_id is required")
+	}
+	if !reProposalID.MatchString(r.GetProposalId()) {
+		return invalid("proposal_id %q: want 1-128 letters, digits, '_', '.', ':' or '-'", r.GetProposalId())
+	}
+	if _, ok := negotiatorv1.QuorumRule_name[int32(r.GetQuorumRule())]; !ok {
+		return invalid("quorum_rule %d: unknown rule", r.GetQuorumRule())
+	}
+	if d := r.GetDeadlineMs(); d != 0 && (d < 1 || d > maxDeadlineMS) {
+		return invalid("deadline_ms %d: want 1-%d (or 0 for the default)", d, maxDeadlineMS)
+	}
+	return nil
+}
+
+func validateID(id string) error {
+	if id == "" {
+		return invalid("id is required")
+	}
+	if !reNegotiationID.MatchString(id) {
+		return invalid("id %q: not a negotiation id (26-character ULID)", id)
+	}
+	return nil
+}
+
+// ruleString is the stored form of a rule ("MAJORITY").
+func ruleString(r negotiatorv1.QuorumRule) string {
+	return strings.TrimPrefix(r.String(), "QUORUM_RULE_")
+}
+
+func ruleFromString(s string) negotiatorv1.QuorumRule {
+	return negotiatorv1.QuorumRule(negotiatorv1.QuorumRule_value["QUORUM_RULE_"+s])
+}
+
+func stateFromString(s string) negotiatorv1.NegotiationState {
+	return negotiatorv1.NegotiationState(negotiatorv1.NegotiationState_value["NEGOTIATION_STATE_"+s])
+}
+
+var manifestJSON = protojson.UnmarshalOptions{DiscardUnknown: true}
+
+// unmarshalManifest reads a stored canonical manifest.
+func unmarshalManifest(raw []byte) (*typesv1.Manifest, error) {
+	m := &typesv1.Manifest{}
+	if err := manifestJSON.Unmarshal(raw, m); err != nil {
+		return nil, fmt.Errorf("negotiator: stored manifest: %w", err)
+	}
+	return m, nil
+}
+
+// fromStoreVote converts a stored vote.
+func fromStoreVote(v *store.NegotiationVote) (Vote, error) {
+	out := Vote{Region: v.Region, Round: v.Round, Verdict: parseVerdict(v.Verdict), Reason: v.Reason,
+		Signature: v.Signature, KeyID: v.KeyID}
+	if v.Counter != nil {
+		m, err := unmarshalManifest(v.Counter)
+		if err != nil {
+			return Vote{}, err
+		}
+		out.Counter = m
+	}
+	return out, nil
+}
+
+// toProto renders a stored negotiation and its votes as of now.
+func toProto(n *store.Negotiation, votes []*store.NegotiationVote, now time.Time) (*negotiatorv1.Negotiation, error) {
+	offer, err := unmarshalManifest(n.Offer)
+	if err != nil {
+		return nil, err
+	}
+	out := &negotiatorv1.Negotiation{
+		Id:             n.ID,
+		ProposalId:     n.ProposalID,
+		TenantId:       n.TenantID,
+		State:          stateFromString(n.State),
+		QuorumRule:     ruleFromString(n.QuorumRule),
+		Round:          n.Round,
+		VotesExpected:  int32(len(n.Regions)),
+		Deadline:       timestamppb.New(n.Deadline),
+		Reason:         n.Reason,
+		Offer:          offer,
+		ProposalDigest: n.ProposalDigest,
+		MaxRounds:      n.MaxRounds,
+		CreatedAt:      timestamppb.New(n.CreatedAt),
+		UpdatedAt:      timestamppb.New(n.UpdatedAt),
+		Votes:          make([]*negotiatorv1.Vote, 0, len(votes)),
+	}
+	if n.State == store.NegotiationRunning {
+		out.TimeLeftMs = max(0, n.Deadline.Sub(now).Milliseconds())
+	}
+	if n.FinalManifest != nil {
+		if out.FinalManifest, err = unmarshalManifest(n.FinalManifest); err != nil {
+			return nil, err
+		}
+	}
+	last := map[string]negotiatorv1.Verdict{}
+	answered := map[string]bool{}
+	for _, v := range votes { // ordered by round, so the last one seen is the latest
+		pv := &negotiatorv1.Vote{Region: v.Region, Round: v.Round, Verdict: parseVerdict(v.Verdict), Reason: v.Reason,
+			Signature: v.Signature, KeyId: v.KeyID, CastAt: timestamppb.New(v.CastAt)}
+		if v.Counter != nil {
+			if pv.Counter, err = unmarshalManifest(v.Counter); err != nil {
+				return nil, err
+			}
+		}
+		out.Votes = append(out.Votes, pv)
+		last[v.Region] = pv.Verdict
+		if v.Round == n.Round {
+			answered[v.Region] = true
+			out.VotesIn++
+		}
+	}
+	for _, r := range n.Regions {
+		out.Regions = append(out.Regions, &negotiatorv1.RegionProgress{Region: r.Region, LastVerdict: last[r.Region],
+			Answered: answered[r.Region], Weight: r.Weight, KeyId: r.KeyID, PublicKey: r.PublicKey})
+	}
+	return out, nil
+}
+
+// truncate shortens s to at most n bytes on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
