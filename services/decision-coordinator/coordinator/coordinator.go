@@ -395,7 +395,9 @@ func manifestAsMap(m *typesv1.Manifest) map[string]any {
 }
 
 // newID is a ULID for t.
-func newID(t time.Time) string { return ulid.MustNew(ulid.Timestamp(t), ulid.DefaultEntropy()).String() }
+func newID(t time.Time) string {
+	return ulid.MustNew(ulid.Timestamp(t), ulid.DefaultEntropy()).String()
+}
 
 // idempotencyKey reads the Idempotency-Key header (gRPC metadata "idempotency-key").
 func idempotencyKey(ctx context.Context) string {
