@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/precheck"
 	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/telemetry"
 	"github.com/decision-fabric/fabric/internal/world"
@@ -71,6 +73,10 @@ type App struct {
 
 	closers []func() error
 	conns   conns
+
+	signerOnce sync.Once
+	signer     signing.Signer
+	signerErr  error
 }
 
 type module struct {
@@ -101,8 +107,13 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		keys, err := a.trustedKeys()
+		if err != nil {
+			return server.Service{}, err
+		}
 		return coordinator.New(coordinator.Deps{
 			Store: a.Store, World: world.NewSimulated(a.Store), Policy: pol,
+			TrustedKeys: keys, RequireSignature: !a.Simulation,
 			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg)},
 			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc)},
 			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log,
@@ -405,6 +416,42 @@ func (a *App) policy() (*policy.Engine, error) {
 		}
 	}
 	return e.WithDefaultDecisionTimeout(a.Cfg.DecisionTimeout()), nil
+}
+
+// manifestSigner is the fabric's cosign-format signing key, loaded once: the simulation
+// key in data_dir, or COSIGN_KEY_PATH (password in COSIGN_PASSWORD) in production.
+func (a *App) manifestSigner() (signing.Signer, error) {
+	a.signerOnce.Do(func() {
+		if a.Simulation || a.Cfg.Integrations.CosignKeyPath == "" {
+			a.signer, a.signerErr = signing.LoadOrCreateSimulationKey(a.Cfg.DataDir)
+			return
+		}
+		a.signer, a.signerErr = signing.LoadCosignKey(a.Cfg.Integrations.CosignKeyPath, []byte(os.Getenv("COSIGN_PASSWORD")))
+	})
+	return a.signer, a.signerErr
+}
+
+// trustedKeys is the keyring of signers the coordinator trusts: the fabric's own key
+// and every trusted_keys file.
+func (a *App) trustedKeys() (*signing.Keyring, error) {
+	ring := &signing.Keyring{}
+	s, err := a.manifestSigner()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ring.Add(s.PublicKeyPEM()); err != nil {
+		return nil, err
+	}
+	for _, path := range a.Cfg.TrustedKeys {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_keys: %w", err)
+		}
+		if _, err := ring.Add(raw); err != nil {
+			return nil, fmt.Errorf("trusted_keys: %s: %w", path, err)
+		}
+	}
+	return ring, nil
 }
 
 // modelProvider is the Neural Fabric client when NEURAL_FABRIC_URL is set and the

@@ -141,6 +141,9 @@ type Config struct {
 	// RegionsFile configures the negotiator's regions and their simulated agents
 	// (services/federated-negotiator/negotiator/regions.yaml); empty uses that default.
 	RegionsFile string `yaml:"regions_file"`
+	// TrustedKeys are PEM public keys (cosign.pub files) whose manifest and consent
+	// signatures the coordinator accepts (P2), besides the fabric's own signing key.
+	TrustedKeys []string `yaml:"trusted_keys"`
 	// MaxRequestBytes caps a REST body and a gRPC message.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
 	// ShutdownTimeout bounds graceful shutdown.

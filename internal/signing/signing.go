@@ -290,3 +290,20 @@ func (k *Keyring) Verify(keyID string, payload []byte, sigB64 string) error {
 	}
 	return verifyWith(e.verifier, payload, sigB64)
 }
+
+// VerifyAny reports whether sigB64 is a valid signature over payload by any key in the
+// ring. For records (such as a consent) that do not name their key.
+func (k *Keyring) VerifyAny(payload []byte, sigB64 string) bool {
+	k.mu.RLock()
+	ids := make([]string, 0, len(k.keys))
+	for id := range k.keys {
+		ids = append(ids, id)
+	}
+	k.mu.RUnlock()
+	for _, id := range ids {
+		if k.Verify(id, payload, sigB64) == nil {
+			return true
+		}
+	}
+	return false
+}

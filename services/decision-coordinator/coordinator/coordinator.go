@@ -28,6 +28,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/telemetry"
 	"github.com/decision-fabric/fabric/internal/world"
@@ -42,6 +43,10 @@ type Deps struct {
 	// token; nil leaves proposals SUBMITTED (or AGREED) until they are wired.
 	Negotiator Negotiator
 	Scorer     Scorer
+	// TrustedKeys verify manifest and consent signatures (P2, P1).
+	TrustedKeys *signing.Keyring
+	// RequireSignature refuses unsigned manifests (production, SIMULATION_MODE=false).
+	RequireSignature bool
 	// DecisionTimeout is the default negotiation deadline (P6) when the policy sets none.
 	DecisionTimeout time.Duration
 	Logger          *slog.Logger
@@ -103,16 +108,13 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	if err := validateIdempotencyKey(key); err != nil {
 		return nil, err
 	}
-	if err := checkPersonalData(req); err != nil {
+	if err := s.verifyManifest(req); err != nil {
 		return nil, err
 	}
-	if req.GetSignature() != nil {
-		// Signature verification (P2) arrives with the signing work of issue #3; accepting a
-		// signature we cannot check would claim a guarantee we do not give.
-		return nil, status.Error(codes.Unimplemented, "manifest signatures are not verified yet (issue #3); submit without `signature` in simulation")
+	manifest, err := s.personalData(req)
+	if err != nil {
+		return nil, err
 	}
-
-	manifest := req.GetManifest()
 	manifestJSON, err := canonical.Proto(manifest)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
@@ -343,11 +345,11 @@ func (s *Service) RollbackProposal(ctx context.Context, req *coordinatorv1.Rollb
 	return &coordinatorv1.RollbackProposalResponse{Proposal: out, Restored: snap}, nil
 }
 
-// checkPersonalData enforces P1 on the manifest and metadata: personal data without
-// consent is refused with PERMISSION_DENIED (HTTP 403) and nothing is stored; secrets
-// are refused with INVALID_ARGUMENT (reference them, never embed them). The error names
-// where and what kind, never the value.
-func checkPersonalData(req *coordinatorv1.SubmitProposalRequest) error {
+// checkPersonalData enforces P1 on the manifest and metadata without consent: personal
+// data is refused with PERMISSION_DENIED (HTTP 403) and nothing is stored; secrets are
+// refused with INVALID_ARGUMENT (reference them, never embed them). The error names where
+// and what kind, never the value. allow lists consented PII kinds.
+func checkPersonalData(req *coordinatorv1.SubmitProposalRequest, allow map[redact.Kind]bool) error {
 	var pii, secrets []string
 	for _, part := range []struct {
 		prefix string
@@ -356,11 +358,11 @@ func checkPersonalData(req *coordinatorv1.SubmitProposalRequest) error {
 		{"manifest", manifestAsMap(req.GetManifest())},
 		{"metadata", req.GetMetadata().AsMap()},
 	} {
-		_, notes := redact.Value(part.value, redact.Policy{})
+		_, notes := redact.Value(part.value, redact.Policy{Allow: allow})
 		for _, n := range notes {
 			path, kind, _ := strings.Cut(n, ": ")
 			where := part.prefix + "." + path
-			if redact.IsSecretKind(redact.Kind(kind)) || kind == "secret" {
+			if redact.IsSecretKind(redact.Kind(kind)) {
 				secrets = append(secrets, where+" ("+kind+")")
 			} else {
 				pii = append(pii, where+" ("+kind+")")
@@ -370,13 +372,28 @@ func checkPersonalData(req *coordinatorv1.SubmitProposalRequest) error {
 	if len(secrets) > 0 {
 		return status.Errorf(codes.InvalidArgument, "secrets must not be embedded in a proposal; reference them instead: %s", strings.Join(secrets, ", "))
 	}
-	if len(pii) == 0 {
-		return nil
+	if len(pii) > 0 {
+		return status.Errorf(codes.PermissionDenied, "personal data without recorded consent (P1): %s; redact it or attach a signed consent covering it", strings.Join(pii, ", "))
 	}
-	if req.GetManifest().GetConsent() != nil {
-		return status.Errorf(codes.Unimplemented, "the proposal carries personal data (%s) with a consent record, but signed-consent verification is not implemented yet (issue #3)", strings.Join(pii, ", "))
+	return nil
+}
+
+// personalData applies P1 and returns the manifest to store. Without consent any
+// personal data is refused; with a verified, signed consent the consented kinds are kept
+// and anything else is still refused.
+func (s *Service) personalData(req *coordinatorv1.SubmitProposalRequest) (*typesv1.Manifest, error) {
+	consent := req.GetManifest().GetConsent()
+	if err := checkPersonalData(req, nil); err == nil || consent == nil || status.Code(err) != codes.PermissionDenied {
+		return req.GetManifest(), err
 	}
-	return status.Errorf(codes.PermissionDenied, "personal data without recorded consent (P1): %s; redact it or attach a signed consent", strings.Join(pii, ", "))
+	allow, err := s.verifyConsent(consent)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPersonalData(req, allow); err != nil {
+		return nil, err
+	}
+	return req.GetManifest(), nil
 }
 
 // manifestAsMap renders a manifest as JSON-like data for the PII scan.

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	"github.com/decision-fabric/fabric/internal/redact"
 )
 
 func TestValidateSubmit(t *testing.T) {
@@ -78,23 +79,28 @@ func TestCheckPersonalData(t *testing.T) {
 		require.NoError(t, protojson.Unmarshal([]byte(body), req))
 		return req
 	}
-	require.NoError(t, checkPersonalData(parse(`{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX","parameters":{"replicas":12}}}`)))
+	parseNil := func(body string) (*coordinatorv1.SubmitProposalRequest, map[redact.Kind]bool) {
+		return parse(body), nil
+	}
+	require.NoError(t, checkPersonalData(parseNil(`{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX","parameters":{"replicas":12}}}`)))
 
-	err := checkPersonalData(parse(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":{"note":"call +44 20 7946 0958"}}}`))
+	err := checkPersonalData(parseNil(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":{"note":"call +44 20 7946 0958"}}}`))
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
 	require.NotContains(t, err.Error(), "7946")
 
-	err = checkPersonalData(parse(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x"},"metadata":{"requester_email":"a@b.example"}}`))
+	err = checkPersonalData(parseNil(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x"},"metadata":{"requester_email":"a@b.example"}}`))
 	require.Equal(t, codes.PermissionDenied, status.Code(err))
 	require.Contains(t, err.Error(), "metadata.")
 	require.NotContains(t, err.Error(), "a@b.example")
 
-	err = checkPersonalData(parse(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":{"password":"hunter2"}}}`))
+	err = checkPersonalData(parseNil(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":{"password":"hunter2"}}}`))
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 	require.NotContains(t, err.Error(), "hunter2")
 
-	err = checkPersonalData(parse(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":{"owner":"jane@example.com"},"consent":{"granted_by":"u1","scopes":["email"]}}}`))
-	require.Equal(t, codes.Unimplemented, status.Code(err), "consent is not verified yet, so it must not be accepted")
+	err = checkPersonalData(parse(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":{"owner":"jane@example.com"}}}`), map[redact.Kind]bool{redact.KindEmail: true})
+	require.NoError(t, err, "consented kinds pass")
+	err = checkPersonalData(parse(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":{"owner":"jane@example.com","phone":"+44 20 7946 0958"}}}`), map[redact.Kind]bool{redact.KindEmail: true})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "kinds outside the consent are still refused")
 }
 
 // FuzzSubmitRequest feeds untrusted JSON through the gateway's decoder and the
@@ -110,6 +116,6 @@ func FuzzSubmitRequest(f *testing.F) {
 		if validateSubmit(req) != nil {
 			return
 		}
-		_ = checkPersonalData(req)
+		_ = checkPersonalData(req, nil)
 	})
 }
