@@ -111,8 +111,12 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		executor, err := a.executor()
+		if err != nil {
+			return server.Service{}, err
+		}
 		return coordinator.New(coordinator.Deps{
-			Store: a.Store, World: world.NewSimulated(a.Store), Policy: pol,
+			Store: a.Store, World: executor, Policy: pol,
 			TrustedKeys: keys, RequireSignature: !a.Simulation,
 			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg)},
 			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc)},
@@ -452,6 +456,20 @@ func (a *App) trustedKeys() (*signing.Keyring, error) {
 		}
 	}
 	return ring, nil
+}
+
+// executor is the simulated world, with each tenant configured under `executors` sent to
+// its webhook instead.
+func (a *App) executor() (world.Executor, error) {
+	r := world.Router{Default: world.NewSimulated(a.Store), PerTenant: map[string]world.Executor{}}
+	for tenant, e := range a.Cfg.Executors {
+		secret, ok := LookupEnv(e.SecretEnv)
+		if !ok || secret == "" {
+			return nil, fmt.Errorf("executors.%s: environment variable %s (the webhook's HMAC secret) is not set", tenant, e.SecretEnv)
+		}
+		r.PerTenant[tenant] = &world.Webhook{URL: e.WebhookURL, Secret: []byte(secret)}
+	}
+	return r, nil
 }
 
 // modelProvider is the Neural Fabric client when NEURAL_FABRIC_URL is set and the

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -111,6 +112,16 @@ type Integrations struct {
 	QuantumProvider   string `yaml:"quantum_provider"`    // QUANTUM_PROVIDER
 }
 
+// Executor sends one tenant's enactments to its own webhook instead of the simulated
+// world (see internal/world.Webhook for the protocol).
+type Executor struct {
+	// WebhookURL receives the signed read/plan/apply/restore requests.
+	WebhookURL string `yaml:"webhook_url"`
+	// SecretEnv names the environment variable holding the HMAC secret (never the
+	// secret itself, which must not sit in a config file).
+	SecretEnv string `yaml:"secret_env"`
+}
+
 // Telemetry configures logs and traces.
 type Telemetry struct {
 	// LogLevel is debug, info, warn or error.
@@ -144,6 +155,9 @@ type Config struct {
 	// TrustedKeys are PEM public keys (cosign.pub files) whose manifest and consent
 	// signatures the coordinator accepts (P2), besides the fabric's own signing key.
 	TrustedKeys []string `yaml:"trusted_keys"`
+	// Executors maps a tenant id to its webhook executor; tenants not listed use the
+	// simulated world.
+	Executors map[string]Executor `yaml:"executors"`
 	// MaxRequestBytes caps a REST body and a gRPC message.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
 	// ShutdownTimeout bounds graceful shutdown.
@@ -323,6 +337,15 @@ func (c Config) Validate() error {
 	case "json", "text":
 	default:
 		return fmt.Errorf("telemetry.log_format %q: want json or text", c.Telemetry.LogFormat)
+	}
+	for tenant, e := range c.Executors {
+		u, err := url.Parse(e.WebhookURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("executors.%s.webhook_url %q: want an http(s) URL", tenant, e.WebhookURL)
+		}
+		if e.SecretEnv == "" {
+			return fmt.Errorf("executors.%s.secret_env: name the environment variable holding the HMAC secret", tenant)
+		}
 	}
 	if c.Auth.Issuer == "" || c.Auth.Audience == "" {
 		return errors.New("auth.issuer and auth.audience: must not be empty")
