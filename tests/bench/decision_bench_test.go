@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/tests/fabrictest"
+)
+
+// benchRegions are the five default regions without their simulated network latency,
+// so the benchmark measures the fabric, not sleeps.
+const benchRegions = `
+quorum_rule: majority
+regions:
+  - {name: eu-west, capacity: 1000}
+  - {name: eu-central, capacity: 1000}
+  - {name: us-east, capacity: 1000}
+  - {name: us-west, capacity: 1000}
+  - {name: ap-south, capacity: 1000}
+`
+
+// benchPolicy classifies every change as low impact, so the whole path runs without a
+// human approval step.
+const benchPolicy = `
+version: 1
+defaults:
+  quorum: majority
+  max_monthly_cost_delta: 0
+  impact_rules: []
+`
+
+// BenchmarkDecisionPath drives the low-impact decision path over REST with 32
+// concurrent clients: compose -> submit -> negotiate across 5 regions -> score ->
+// enact, each client polling GET /proposals/{id} until the proposal is SCORED. It
+// reports p50/p99 latency of one whole decision, decisions per second and errors,
+// beside the bare gRPC round-trip floor from the same run.
+func BenchmarkDecisionPath(b *testing.B) {
+	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
+		b.Run(string(st), func(b *testing.B) { decisionPath(b, st) })
+	}
+}
+
+func decisionPath(b *testing.B, st fabrictest.Store) {
+	dir := b.TempDir()
+	regions, pol := filepath.Join(dir, "regions.yaml"), filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(regions, []byte(benchRegions), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(pol, []byte(benchPolicy), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	f := fabrictest.Start(b, fabrictest.Options{Topology: fabrictest.AllInOne, Store: st, Configure: func(c *config.Config) {
+		c.RegionsFile, c.PolicyFile = regions, pol
+	}})
+	tok := f.Token(b, "t1", auth.RoleProposer)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
+	do := func(method, url, body string) (int, []byte, error) {
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, raw, err
+	}
+	coord := f.URL(fabric.Coordinator)
+	decide := func(i int) error {
+		target := fmt.Sprintf("svc-%d", i)
+		code, body, err := do(http.MethodPost, coord+"/proposals", fmt.Sprintf(
+			`{"tenant_id":"t1","manifest":{"action":"scale","target":%q,"regions":["eu-west","eu-central","us-east","us-west","ap-south"],"parameters":{"replicas_delta":1}}}`, target))
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("submit: %d %v %s", code, err, body)
+		}
+		var p struct {
+			Proposal struct{ ID, Status string } `json:"proposal"`
+		}
+		if err := json.Unmarshal(body, &p); err != nil {
+			return err
+		}
+		for deadline := time.Now().Add(20 * time.Second); p.Proposal.Status != "PROPOSAL_STATUS_SCORED"; {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("proposal stuck in %s", p.Proposal.Status)
+			}
+			code, body, err = do(http.MethodGet, coord+"/proposals/"+p.Proposal.ID, "")
+			if err != nil || code != http.StatusOK {
+				return fmt.Errorf("get: %d %v", code, err)
+			}
+			if err := json.Unmarshal(body, &p); err != nil {
+				return err
+			}
+			if strings.Contains(p.Proposal.Status, "REJECTED") || strings.Contains(p.Proposal.Status, "EXPIRED") {
+				return fmt.Errorf("proposal %s", p.Proposal.Status)
+			}
+		}
+		code, body, err = do(http.MethodPost, coord+"/proposals/"+p.Proposal.ID+"/enact", `{}`)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("enact: %d %v %s", code, err, body)
+		}
+		return nil
+	}
+
+	const clients = 32
+	var (
+		mu        sync.Mutex
+		latencies []time.Duration
+		errs      int
+		firstErr  error
+	)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				t0 := time.Now()
+				err := decide(i)
+				mu.Lock()
+				latencies = append(latencies, time.Since(t0))
+				if err != nil {
+					errs++
+					if firstErr == nil {
+						firstErr = err
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range b.N {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if firstErr != nil {
+		b.Logf("first error: %v", firstErr)
+	}
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	pct := func(p float64) float64 { return float64(latencies[int(p*float64(len(latencies)-1))].Nanoseconds()) }
+	fl := floor(b)
+	b.ReportMetric(pct(0.50)/1e6, "p50-ms")
+	b.ReportMetric(pct(0.99)/1e6, "p99-ms")
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "decisions/s")
+	b.ReportMetric(float64(errs), "errors")
+	b.ReportMetric(fl/1e6, "floor-ms")
+	b.ReportMetric(pct(0.50)/fl, "p50-x-floor")
+}
