@@ -10,6 +10,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GATEWAY_VERSION            := v2.33.0
 GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
+COSIGN_VERSION             := v2.6.5
 BUF           := $(TOOLS)/node_modules/.bin/buf
 export PATH   := $(TOOLS_BIN):$(PATH)
 
@@ -54,6 +55,11 @@ build: ## build bin/fabric and one binary per service
 
 .PHONY: tools
 tools: $(BUF) $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/protoc-gen-grpc-gateway $(TOOLS_BIN)/protoc-gen-openapiv2 ## install pinned code generators into .tools
+
+.PHONY: cosign
+cosign: $(TOOLS_BIN)/cosign ## install the real cosign CLI into .tools (the signing interop test uses it)
+$(TOOLS_BIN)/cosign:
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
 $(BUF):
 	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund @bufbuild/buf@$(BUF_VERSION) >/dev/null

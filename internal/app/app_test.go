@@ -107,6 +107,15 @@ func TestMainCommands(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "unknown command")
 
+	code, out, _ = run("policy", "check", filepath.Join("..", "..", "policies", "default.yaml"))
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "ok")
+	bad := filepath.Join(t.TempDir(), "p.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("version: 1\ndefaults:\n  approval_when: impact ==\n"), 0o600))
+	code, _, errOut = run("policy", "check", bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, ":3:", "the error names the line")
+
 	code, out, _ = run("version")
 	require.Equal(t, 0, code)
 	require.Equal(t, fabric.Version+"\n", out)

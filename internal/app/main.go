@@ -16,6 +16,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/precheck"
 )
 
@@ -24,6 +25,7 @@ import (
 //	fabric [serve] [-config FILE] [-target all|<service>] [-list-targets] [-print-config]
 //	fabric precheck [-reports-dir DIR]
 //	fabric token [-config FILE] -tenant T [-role R[,R]] [-subject S] [-ttl 24h]
+//	fabric policy check FILE
 //	fabric version
 //
 // defaultTarget is "all" for cmd/fabric and the service's name for services/<name>.
@@ -41,10 +43,12 @@ func Main(ctx context.Context, args []string, defaultTarget string, stdout, stde
 		return precheck.Main(ctx, args, stdout)
 	case "token":
 		err = token(args, stdout, stderr)
+	case "policy":
+		err = policyCheck(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, fabric.Version)
 	default:
-		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, version)", cmd)
+		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, policy, version)", cmd)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -120,6 +124,18 @@ func announce(r *Running, w io.Writer) {
 				"More: make token TENANT=t2 ROLE=proposer\n\n", tok)
 		}
 	}
+}
+
+// policyCheck validates a decision policy file: `fabric policy check FILE`.
+func policyCheck(args []string, stdout io.Writer) error {
+	if len(args) != 2 || args[0] != "check" {
+		return errors.New("usage: fabric policy check FILE")
+	}
+	if err := policy.Check(args[1]); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", args[1])
+	return nil
 }
 
 // reachable turns a wildcard listen address into one a developer can paste.
