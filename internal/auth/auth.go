@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -119,11 +120,28 @@ type Verifier struct {
 	issuer   string
 	audience string
 	methods  []string
+
+	// cache remembers tokens that verified, keyed by the exact token bytes, until the
+	// earlier of their expiry and cacheTTL: a signature check per call is the largest
+	// cost of a request otherwise (every hop between services re-verifies the token).
+	mu    sync.Mutex
+	cache map[string]cached
+	now   func() time.Time
 }
+
+type cached struct {
+	p       Principal
+	expires time.Time
+}
+
+const (
+	cacheTTL  = 5 * time.Minute
+	cacheSize = 10000
+)
 
 // NewVerifier verifies tokens signed by key's private half for issuer and audience.
 func NewVerifier(key crypto.PublicKey, issuer, audience string) (*Verifier, error) {
-	v := &Verifier{key: key, issuer: issuer, audience: audience}
+	v := &Verifier{key: key, issuer: issuer, audience: audience, cache: map[string]cached{}, now: time.Now}
 	switch key.(type) {
 	case ed25519.PublicKey:
 		v.methods = []string{jwt.SigningMethodEdDSA.Alg()}
@@ -140,6 +158,36 @@ func NewVerifier(key crypto.PublicKey, issuer, audience string) (*Verifier, erro
 // Verify parses and checks a raw token: signature, algorithm, issuer, audience, expiry
 // (required), tenant claim (required) and roles (known ones only).
 func (v *Verifier) Verify(raw string) (*Principal, error) {
+	now := v.now()
+	v.mu.Lock()
+	hit, ok := v.cache[raw]
+	v.mu.Unlock()
+	if ok && now.Before(hit.expires) {
+		p := hit.p
+		p.Roles = slices.Clone(p.Roles)
+		return &p, nil
+	}
+	p, exp, err := v.verify(raw)
+	if err != nil {
+		return nil, err
+	}
+	stored := *p
+	stored.Roles = slices.Clone(p.Roles)
+	v.mu.Lock()
+	if len(v.cache) >= cacheSize {
+		clear(v.cache) // crude but bounded; the next calls re-verify
+	}
+	until := now.Add(cacheTTL)
+	if exp.Before(until) {
+		until = exp
+	}
+	v.cache[raw] = cached{p: stored, expires: until}
+	v.mu.Unlock()
+	return p, nil
+}
+
+// verify does the full check and returns the token's expiry.
+func (v *Verifier) verify(raw string) (*Principal, time.Time, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return v.key, nil },
 		jwt.WithValidMethods(v.methods),
@@ -147,19 +195,20 @@ func (v *Verifier) Verify(raw string) (*Principal, error) {
 		jwt.WithAudience(v.audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(30*time.Second),
+		jwt.WithTimeFunc(v.now),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return nil, time.Time{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	if c.TenantID == "" {
-		return nil, fmt.Errorf("%w: no tenant_id claim", ErrInvalidToken)
+		return nil, time.Time{}, fmt.Errorf("%w: no tenant_id claim", ErrInvalidToken)
 	}
 	for _, r := range c.Roles {
 		if !slices.Contains(KnownRoles, r) {
-			return nil, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, r)
+			return nil, time.Time{}, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, r)
 		}
 	}
-	return &Principal{Subject: c.Subject, TenantID: c.TenantID, Roles: c.Roles, Token: raw}, nil
+	return &Principal{Subject: c.Subject, TenantID: c.TenantID, Roles: slices.Clone(c.Roles), Token: raw}, c.ExpiresAt.Time, nil
 }
 
 // Signer issues tokens; the fabric uses it for development tokens (`fabric token`).

@@ -120,3 +120,23 @@ func TestRequireTenant(t *testing.T) {
 	require.Equal(t, codes.InvalidArgument, status.Code(RequireTenant(ctx, "")))
 	require.Equal(t, codes.Unauthenticated, status.Code(RequireTenant(context.Background(), "t1")))
 }
+
+func TestVerifyCacheHonoursExpiry(t *testing.T) {
+	t.Parallel()
+	s, v := newPair(t)
+	now := time.Now()
+	v.now = func() time.Time { return now }
+	tok, err := s.Mint("a", "t1", []string{RoleProposer}, 2*time.Second)
+	require.NoError(t, err)
+	p1, err := v.Verify(tok)
+	require.NoError(t, err)
+	p1.Roles[0] = "admin" // callers cannot poison the cache
+	p2, err := v.Verify(tok)
+	require.NoError(t, err)
+	require.Equal(t, []string{RoleProposer}, p2.Roles)
+
+	now = now.Add(time.Minute) // past exp (and past the 30s leeway)
+	v.now = func() time.Time { return now }
+	_, err = v.Verify(tok)
+	require.ErrorIs(t, err, ErrInvalidToken, "a cached token still expires")
+}
