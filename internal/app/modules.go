@@ -123,8 +123,18 @@ var modules = map[string]module{
 			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log,
 		}).Definition(), nil
 	}},
-	fabric.Composer: {deps: []string{Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
-		return composer.New().Definition(), nil
+	fabric.Composer: {deps: []string{Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
+		// Auth depends on Precheck, so a.Simulation is known here: the simulation key in
+		// data_dir, or the cosign key at COSIGN_KEY_PATH (COSIGN_PASSWORD) in production.
+		signer, err := a.manifestSigner()
+		if err != nil {
+			return server.Service{}, err
+		}
+		svc, err := composer.New(composer.Deps{Model: a.modelProvider(), Signer: signer, Logger: a.Log, Registerer: reg})
+		if err != nil {
+			return server.Service{}, err
+		}
+		return svc.Definition(), nil
 	}},
 	fabric.Negotiator: {deps: []string{Store, Auth}, service: func(ctx context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
 		seed, err := negotiator.LoadOrCreateSeed(a.Cfg.DataDir)

@@ -87,6 +87,8 @@ func (s *sqlStore) Snapshots() SnapshotStore       { return snapshotStore{s} }
 func (s *sqlStore) WorldStates() WorldStateStore   { return worldStateStore{s} }
 func (s *sqlStore) Negotiations() NegotiationStore { return negotiationStore{s} }
 
+func (s *sqlStore) AuditLog() AuditLogStore { return auditLogStore{s} }
+
 func (s *sqlStore) InTx(ctx context.Context, fn func(tx Store) error) (err error) {
 	if s.tx != nil {
 		return s.savepoint(ctx, fn)

@@ -89,6 +89,8 @@ type Store interface {
 	Snapshots() SnapshotStore
 	WorldStates() WorldStateStore
 	Negotiations() NegotiationStore
+	// AuditLog is the append-only audit log (internal/auditlog).
+	AuditLog() AuditLogStore
 	// InTx runs fn in one transaction; fn receives a Store bound to the tx.
 	// It commits when fn returns nil and rolls back when fn returns an error
 	// (returned unchanged, so errors.Is works on it) or panics (the panic is

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -69,13 +70,46 @@ type Tracing struct {
 	Provider *sdktrace.TracerProvider
 }
 
-// Shutdown flushes and stops the exporter.
-func (t *Tracing) Shutdown(ctx context.Context) error { return t.Provider.Shutdown(ctx) }
+// The tracer provider is process-global (the gRPC and HTTP instrumentation read the
+// global one), so several fabrics in one process (tests, or embedding) share it: the
+// first SetupTracing creates it, the last Shutdown stops it. Stopping it while another
+// fabric still runs would silently turn that fabric's spans, and trace ids, off.
+var (
+	globalMu    sync.Mutex
+	global      *Tracing
+	globalUsers int
+)
 
-// SetupTracing creates the tracer provider, installs it and the W3C propagators
-// globally (the gRPC and HTTP instrumentation read them), and returns it. Without an
-// OTLP endpoint spans are sampled and carry ids but are not exported.
+// Shutdown flushes and stops the exporter once the last user has shut down.
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	globalMu.Lock()
+	defer globalMu.Unlock()
+	if globalUsers--; globalUsers > 0 {
+		return nil
+	}
+	global = nil
+	return t.Provider.Shutdown(ctx)
+}
+
+// SetupTracing returns the process's tracer provider, creating it and installing it and
+// the W3C propagators globally on first use. Without an OTLP endpoint spans are sampled
+// and carry ids but are not exported.
 func SetupTracing(ctx context.Context, cfg config.Telemetry, process string) (*Tracing, error) {
+	globalMu.Lock()
+	defer globalMu.Unlock()
+	if global != nil {
+		globalUsers++
+		return global, nil
+	}
+	t, err := newTracing(ctx, cfg, process)
+	if err != nil {
+		return nil, err
+	}
+	global, globalUsers = t, 1
+	return t, nil
+}
+
+func newTracing(ctx context.Context, cfg config.Telemetry, process string) (*Tracing, error) {
 	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL,
 		semconv.ServiceName(process), semconv.ServiceVersion(fabric.Version), semconv.ServiceNamespace("decision-fabric")))
 	if err != nil {

@@ -212,8 +212,6 @@ func TestUnimplementedServicesAnswer501(t *testing.T) {
 	f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: fabrictest.SQLite})
 	tok := f.Token(t, "t1", auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor)
 	for _, c := range []struct{ svc, method, path, body string }{
-		{fabric.Composer, http.MethodPost, "/compose", `{"context":"reduce cost","tenant_id":"t1"}`},
-		{fabric.Composer, http.MethodGet, "/templates", ""},
 		{fabric.HIL, http.MethodPost, "/approve/p1", `{"decision":"APPROVAL_DECISION_APPROVE","approver_id":"a1"}`},
 		{fabric.HIL, http.MethodGet, "/pending/t1", ""},
 		{fabric.Auditor, http.MethodGet, "/audit/p1", ""},

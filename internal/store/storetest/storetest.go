@@ -49,7 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InTxRollback", testInTxRollback},
 		{"InTxPanic", testInTxPanic},
 		{"InTxNested", testInTxNested},
-	}, negotiationTests...) {
+	}, append(negotiationTests, auditLogTests...)...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newStore(t))

@@ -44,7 +44,10 @@ type ComposeRequest struct {
 	MetricHints map[string]float64 `protobuf:"bytes,6,rep,name=metric_hints,json=metricHints,proto3" json:"metric_hints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Optional structured signals, open JSON; PII in it is redacted unless consented.
 	Signals *structpb.Struct `protobuf:"bytes,7,opt,name=signals,proto3" json:"signals,omitempty"`
-	// Optional recorded consent for PII (P1).
+	// Optional recorded consent for PII (P1). Honoured only with granted_by and scopes set;
+	// scopes are kinds ("email", "phone", "card", "iban", "national_id", "ipv4", "ipv6",
+	// "pii_field") that are kept instead of redacted. Secrets are always redacted. An
+	// honoured consent is copied into the manifest; the coordinator verifies its signature.
 	Consent       *v1.Consent `protobuf:"bytes,8,opt,name=consent,proto3" json:"consent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -148,7 +151,11 @@ type ComposeResponse struct {
 	// The template used.
 	TemplateId string `protobuf:"bytes,4,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
 	// What was redacted, as "path: kind" (never the value), e.g. "signals.owner: email".
-	Redactions    []string `protobuf:"bytes,5,rep,name=redactions,proto3" json:"redactions,omitempty"`
+	Redactions []string `protobuf:"bytes,5,rep,name=redactions,proto3" json:"redactions,omitempty"`
+	// How the template was chosen: "template_id" (named in the request), "keywords"
+	// (its keywords appear in the context) or "model" (it produces the model's suggested
+	// action).
+	SelectedBy    string `protobuf:"bytes,6,opt,name=selected_by,json=selectedBy,proto3" json:"selected_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -216,6 +223,13 @@ func (x *ComposeResponse) GetRedactions() []string {
 		return x.Redactions
 	}
 	return nil
+}
+
+func (x *ComposeResponse) GetSelectedBy() string {
+	if x != nil {
+		return x.SelectedBy
+	}
+	return ""
 }
 
 // ListTemplatesRequest has no fields.
@@ -313,9 +327,19 @@ type Template struct {
 	// Keywords in the context that select this template.
 	Keywords []string `protobuf:"bytes,4,rep,name=keywords,proto3" json:"keywords,omitempty"`
 	// Declared impact of manifests from this template.
-	Impact        string `protobuf:"bytes,5,opt,name=impact,proto3" json:"impact,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Impact string `protobuf:"bytes,5,opt,name=impact,proto3" json:"impact,omitempty"`
+	// Target used when the request names none; empty means the request must name one.
+	DefaultTarget string `protobuf:"bytes,6,opt,name=default_target,json=defaultTarget,proto3" json:"default_target,omitempty"`
+	// Regions used when the request names none; empty means the tenant's default region.
+	DefaultRegions []string `protobuf:"bytes,7,rep,name=default_regions,json=defaultRegions,proto3" json:"default_regions,omitempty"`
+	// Default manifest parameters.
+	Parameters *structpb.Struct `protobuf:"bytes,8,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	// Parameters a model suggestion may replace (when it suggests this template's action).
+	ModelOverrides []string `protobuf:"bytes,9,rep,name=model_overrides,json=modelOverrides,proto3" json:"model_overrides,omitempty"`
+	// Parameters a field of the same name in the request's structured signals may replace.
+	SignalOverrides []string `protobuf:"bytes,10,rep,name=signal_overrides,json=signalOverrides,proto3" json:"signal_overrides,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Template) Reset() {
@@ -383,6 +407,41 @@ func (x *Template) GetImpact() string {
 	return ""
 }
 
+func (x *Template) GetDefaultTarget() string {
+	if x != nil {
+		return x.DefaultTarget
+	}
+	return ""
+}
+
+func (x *Template) GetDefaultRegions() []string {
+	if x != nil {
+		return x.DefaultRegions
+	}
+	return nil
+}
+
+func (x *Template) GetParameters() *structpb.Struct {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *Template) GetModelOverrides() []string {
+	if x != nil {
+		return x.ModelOverrides
+	}
+	return nil
+}
+
+func (x *Template) GetSignalOverrides() []string {
+	if x != nil {
+		return x.SignalOverrides
+	}
+	return nil
+}
+
 var File_decisionfabric_composer_v1_composer_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_composer_v1_composer_proto_rawDesc = "" +
@@ -400,7 +459,7 @@ const file_decisionfabric_composer_v1_composer_proto_rawDesc = "" +
 	"\aconsent\x18\b \x01(\v2 .decisionfabric.types.v1.ConsentR\aconsent\x1a>\n" +
 	"\x10MetricHintsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x84\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xa5\x02\n" +
 	"\x0fComposeResponse\x12=\n" +
 	"\bmanifest\x18\x01 \x01(\v2!.decisionfabric.types.v1.ManifestR\bmanifest\x12'\n" +
 	"\x0fmanifest_sha256\x18\x02 \x01(\tR\x0emanifestSha256\x12H\n" +
@@ -409,16 +468,26 @@ const file_decisionfabric_composer_v1_composer_proto_rawDesc = "" +
 	"templateId\x12\x1e\n" +
 	"\n" +
 	"redactions\x18\x05 \x03(\tR\n" +
-	"redactions\"\x16\n" +
+	"redactions\x12\x1f\n" +
+	"\vselected_by\x18\x06 \x01(\tR\n" +
+	"selectedBy\"\x16\n" +
 	"\x14ListTemplatesRequest\"[\n" +
 	"\x15ListTemplatesResponse\x12B\n" +
-	"\ttemplates\x18\x01 \x03(\v2$.decisionfabric.composer.v1.TemplateR\ttemplates\"\x88\x01\n" +
+	"\ttemplates\x18\x01 \x03(\v2$.decisionfabric.composer.v1.TemplateR\ttemplates\"\xe5\x02\n" +
 	"\bTemplate\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x16\n" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x1a\n" +
 	"\bkeywords\x18\x04 \x03(\tR\bkeywords\x12\x16\n" +
-	"\x06impact\x18\x05 \x01(\tR\x06impact2\x95\x02\n" +
+	"\x06impact\x18\x05 \x01(\tR\x06impact\x12%\n" +
+	"\x0edefault_target\x18\x06 \x01(\tR\rdefaultTarget\x12'\n" +
+	"\x0fdefault_regions\x18\a \x03(\tR\x0edefaultRegions\x127\n" +
+	"\n" +
+	"parameters\x18\b \x01(\v2\x17.google.protobuf.StructR\n" +
+	"parameters\x12'\n" +
+	"\x0fmodel_overrides\x18\t \x03(\tR\x0emodelOverrides\x12)\n" +
+	"\x10signal_overrides\x18\n" +
+	" \x03(\tR\x0fsignalOverrides2\x95\x02\n" +
 	"\x0fComposerService\x12w\n" +
 	"\aCompose\x12*.decisionfabric.composer.v1.ComposeRequest\x1a+.decisionfabric.composer.v1.ComposeResponse\"\x13\x82\xd3\xe4\x93\x02\r:\x01*\"\b/compose\x12\x88\x01\n" +
 	"\rListTemplates\x120.decisionfabric.composer.v1.ListTemplatesRequest\x1a1.decisionfabric.composer.v1.ListTemplatesResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
@@ -456,15 +525,16 @@ var file_decisionfabric_composer_v1_composer_proto_depIdxs = []int32{
 	8, // 3: decisionfabric.composer.v1.ComposeResponse.manifest:type_name -> decisionfabric.types.v1.Manifest
 	9, // 4: decisionfabric.composer.v1.ComposeResponse.signature:type_name -> decisionfabric.types.v1.ManifestSignature
 	4, // 5: decisionfabric.composer.v1.ListTemplatesResponse.templates:type_name -> decisionfabric.composer.v1.Template
-	0, // 6: decisionfabric.composer.v1.ComposerService.Compose:input_type -> decisionfabric.composer.v1.ComposeRequest
-	2, // 7: decisionfabric.composer.v1.ComposerService.ListTemplates:input_type -> decisionfabric.composer.v1.ListTemplatesRequest
-	1, // 8: decisionfabric.composer.v1.ComposerService.Compose:output_type -> decisionfabric.composer.v1.ComposeResponse
-	3, // 9: decisionfabric.composer.v1.ComposerService.ListTemplates:output_type -> decisionfabric.composer.v1.ListTemplatesResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 6: decisionfabric.composer.v1.Template.parameters:type_name -> google.protobuf.Struct
+	0, // 7: decisionfabric.composer.v1.ComposerService.Compose:input_type -> decisionfabric.composer.v1.ComposeRequest
+	2, // 8: decisionfabric.composer.v1.ComposerService.ListTemplates:input_type -> decisionfabric.composer.v1.ListTemplatesRequest
+	1, // 9: decisionfabric.composer.v1.ComposerService.Compose:output_type -> decisionfabric.composer.v1.ComposeResponse
+	3, // 10: decisionfabric.composer.v1.ComposerService.ListTemplates:output_type -> decisionfabric.composer.v1.ListTemplatesResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_composer_v1_composer_proto_init() }

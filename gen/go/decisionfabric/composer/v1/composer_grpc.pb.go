@@ -35,8 +35,10 @@ type ComposerServiceClient interface {
 	// Compose turns signals into a manifest, redacts PII unless consent is recorded, and
 	// signs the manifest's canonical JSON (cosign key format).
 	//
-	// Errors: INVALID_ARGUMENT (400) for missing context/tenant or an unknown template;
-	// PERMISSION_DENIED (403) when tenant_id differs from the token's tenant.
+	// Errors: INVALID_ARGUMENT (400) for missing context/tenant, an unknown template, no
+	// target for a template without a default one, or a context no template matches;
+	// PERMISSION_DENIED (403) when tenant_id differs from the token's tenant; UNAVAILABLE
+	// (503) when no keyword matches and the model cannot be asked.
 	Compose(ctx context.Context, in *ComposeRequest, opts ...grpc.CallOption) (*ComposeResponse, error)
 	// ListTemplates lists the composer's templates.
 	ListTemplates(ctx context.Context, in *ListTemplatesRequest, opts ...grpc.CallOption) (*ListTemplatesResponse, error)
@@ -79,8 +81,10 @@ type ComposerServiceServer interface {
 	// Compose turns signals into a manifest, redacts PII unless consent is recorded, and
 	// signs the manifest's canonical JSON (cosign key format).
 	//
-	// Errors: INVALID_ARGUMENT (400) for missing context/tenant or an unknown template;
-	// PERMISSION_DENIED (403) when tenant_id differs from the token's tenant.
+	// Errors: INVALID_ARGUMENT (400) for missing context/tenant, an unknown template, no
+	// target for a template without a default one, or a context no template matches;
+	// PERMISSION_DENIED (403) when tenant_id differs from the token's tenant; UNAVAILABLE
+	// (503) when no keyword matches and the model cannot be asked.
 	Compose(context.Context, *ComposeRequest) (*ComposeResponse, error)
 	// ListTemplates lists the composer's templates.
 	ListTemplates(context.Context, *ListTemplatesRequest) (*ListTemplatesResponse, error)

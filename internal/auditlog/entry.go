@@ -1,0 +1,277 @@
+package auditlog
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/redact"
+	"github.com/decision-fabric/fabric/internal/store"
+)
+
+// Events the fabric records. Event names are lower-case dotted words; others
+// matching the same pattern are accepted too.
+const (
+	EventProposalSubmitted  = "proposal.submitted"
+	EventNegotiationVote    = "negotiation.vote"
+	EventProposalScored     = "proposal.scored"
+	EventProposalDryRun     = "proposal.dry_run"
+	EventProposalEnacted    = "proposal.enacted"
+	EventProposalRolledBack = "proposal.rolled_back"
+	EventSnapshotRecorded   = "snapshot.recorded"
+)
+
+// Limits on what one event may carry.
+const (
+	// MaxPayloadBytes bounds the canonical payload that is hashed.
+	MaxPayloadBytes = 1 << 20
+	// MaxSummaryBytes bounds the redacted summary that is stored; a larger
+	// summary is replaced by {"omitted": "..."} (the hash still covers the
+	// whole payload).
+	MaxSummaryBytes = 4096
+	maxActorBytes   = 256
+	maxTenantBytes  = 256
+)
+
+// Event is what a caller appends. The log never stores Payload: it stores
+// its SHA-256 (of the RFC 8785 canonical JSON) and a summary of it passed
+// through redact.Value with no PII allowed, so no secret or personal data in
+// a payload reaches the store, the API or the logs.
+type Event struct {
+	TenantID   string // required: whose log
+	ProposalID string // required: 1-128 of A-Z a-z 0-9 . _ : - (e.g. a ULID)
+	Event      string // required: lower-case dotted name, e.g. "proposal.enacted"
+	// Actor is who caused it (JWT subject or service name). It is redacted
+	// like free text before it is stored (a subject that is an e-mail address
+	// is not kept).
+	Actor   string
+	TraceID string // 32 lower-case hex characters (OpenTelemetry), or ""
+	// Payload is the event's data: a JSON object, as a JSON-like Go value
+	// (map[string]any, a struct...) or as JSON text (json.RawMessage, []byte).
+	// Optional when PayloadSHA256 is given.
+	Payload any
+	// PayloadSHA256 is the lower-case hex SHA-256 of the canonical payload.
+	// When Payload is set too it must match it.
+	PayloadSHA256 string
+	// IdempotencyKey, when set, makes the append happen once per tenant and
+	// key: a retry returns the entry already appended (created=false).
+	// 1-200 of A-Z a-z 0-9 . _ : / -.
+	IdempotencyKey string
+}
+
+var (
+	idRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	eventRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
+	keyRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$`)
+	traceRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+)
+
+// ValidProposalID reports whether id is acceptable as Event.ProposalID.
+func ValidProposalID(id string) bool { return idRE.MatchString(id) }
+
+// ValidEventName reports whether name is acceptable as Event.Event.
+func ValidEventName(name string) bool { return len(name) <= 64 && eventRE.MatchString(name) }
+
+// ValidIdempotencyKey reports whether key is acceptable as Event.IdempotencyKey.
+func ValidIdempotencyKey(key string) bool { return keyRE.MatchString(key) }
+
+// IsSHA256Hex reports whether s is 64 lower-case hex characters.
+func IsSHA256Hex(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// prepared is a validated event: everything of its entry but the position.
+type prepared struct {
+	tenant, proposal, event, actor, trace string
+	payloadSHA, key                       string
+	summary                               []byte
+}
+
+func prepare(e Event) (*prepared, error) {
+	switch {
+	case e.TenantID == "" || len(e.TenantID) > maxTenantBytes || !utf8.ValidString(e.TenantID) ||
+		strings.IndexFunc(e.TenantID, unicode.IsControl) >= 0:
+		return nil, invalid("tenant_id must be 1-%d printable characters", maxTenantBytes)
+	case !ValidProposalID(e.ProposalID):
+		return nil, invalid("proposal_id must be 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit")
+	case !ValidEventName(e.Event):
+		return nil, invalid("event %q must be lower-case dotted words, e.g. %q", e.Event, EventProposalEnacted)
+	case e.TraceID != "" && !traceRE.MatchString(e.TraceID):
+		return nil, invalid("trace_id must be 32 lower-case hex characters")
+	case e.IdempotencyKey != "" && !ValidIdempotencyKey(e.IdempotencyKey):
+		return nil, invalid("idempotency_key must be 1-200 of A-Z a-z 0-9 . _ : / -")
+	case e.PayloadSHA256 != "" && !IsSHA256Hex(e.PayloadSHA256):
+		return nil, invalid("payload_sha256 must be 64 lower-case hex characters")
+	case e.Payload == nil && e.PayloadSHA256 == "":
+		return nil, invalid("a payload or its payload_sha256 is required")
+	}
+	p := &prepared{
+		tenant: e.TenantID, proposal: e.ProposalID, event: e.Event, trace: e.TraceID,
+		payloadSHA: e.PayloadSHA256, key: e.IdempotencyKey, summary: []byte("{}"),
+		actor: redact.String(strings.ToValidUTF8(e.Actor, "\uFFFD")),
+	}
+	if len(p.actor) > maxActorBytes || strings.IndexFunc(p.actor, unicode.IsControl) >= 0 {
+		return nil, invalid("actor must be at most %d printable bytes", maxActorBytes)
+	}
+	if e.Payload != nil {
+		sum, summary, err := digest(e.Payload)
+		if err != nil {
+			return nil, err
+		}
+		if p.payloadSHA != "" && p.payloadSHA != sum {
+			return nil, invalid("payload_sha256 does not match the payload (its canonical SHA-256 is %s)", sum)
+		}
+		p.payloadSHA, p.summary = sum, summary
+	}
+	return p, nil
+}
+
+// digest returns the hex SHA-256 of payload's canonical JSON and its redacted
+// summary (canonical JSON).
+func digest(payload any) (string, []byte, error) {
+	var raw []byte
+	var err error
+	switch v := payload.(type) {
+	case json.RawMessage:
+		raw, err = canonical.JSON(v)
+	case []byte:
+		raw, err = canonical.JSON(v)
+	default:
+		raw, err = canonical.Marshal(v)
+	}
+	if err != nil {
+		return "", nil, invalid("payload is not JSON: %v", err)
+	}
+	if len(raw) > MaxPayloadBytes {
+		return "", nil, invalid("payload is %d bytes of canonical JSON; the limit is %d (send its payload_sha256 instead)", len(raw), MaxPayloadBytes)
+	}
+	if raw[0] != '{' {
+		return "", nil, invalid("payload must be a JSON object")
+	}
+	sum := sha256.Sum256(raw)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return "", nil, invalid("payload is not JSON: %v", err)
+	}
+	red, _ := redact.Value(v, redact.Policy{})
+	summary, err := canonical.Marshal(red)
+	if err != nil {
+		return "", nil, fmt.Errorf("auditlog: summary: %w", err)
+	}
+	if len(summary) > MaxSummaryBytes {
+		summary = []byte(fmt.Sprintf(`{"omitted":"the redacted summary was %d bytes; the limit is %d"}`, len(summary), MaxSummaryBytes))
+	}
+	return hex.EncodeToString(sum[:]), summary, nil
+}
+
+// entry returns the entry p becomes at index after prev, at time at.
+func (p *prepared) entry(index int64, prev string, at time.Time) (*store.AuditEntry, error) {
+	e := &store.AuditEntry{
+		TenantID:       p.tenant,
+		Index:          index,
+		ProposalID:     p.proposal,
+		Event:          p.event,
+		Actor:          p.actor,
+		TraceID:        p.trace,
+		PayloadSHA256:  p.payloadSHA,
+		Summary:        p.summary,
+		IdempotencyKey: p.key,
+		PrevHash:       prev,
+		CreatedAt:      at.UTC().Truncate(time.Microsecond),
+	}
+	h, err := EntryHash(e)
+	if err != nil {
+		return nil, err
+	}
+	e.EntryHash = h
+	return e, nil
+}
+
+// hashedEntry is the document an entry hash covers: every stored field but
+// the hash itself, with "v" naming this layout.
+type hashedEntry struct {
+	V              int             `json:"v"`
+	TenantID       string          `json:"tenant_id"`
+	Index          int64           `json:"index"`
+	ProposalID     string          `json:"proposal_id"`
+	Event          string          `json:"event"`
+	Actor          string          `json:"actor"`
+	TraceID        string          `json:"trace_id"`
+	PayloadSHA256  string          `json:"payload_sha256"`
+	Summary        json.RawMessage `json:"summary"`
+	IdempotencyKey string          `json:"idempotency_key"`
+	PrevHash       string          `json:"prev_hash"`
+	CreatedAt      string          `json:"created_at"`
+}
+
+// TimeFormat is how created_at appears in the hashed document: RFC 3339 in
+// UTC with exactly six fractional digits.
+const TimeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
+// EntryHash returns the lower-case hex SHA-256 of the RFC 8785 canonical JSON
+// of e's fields (all but EntryHash):
+//
+//	{"actor","created_at","event","idempotency_key","index","payload_sha256",
+//	 "prev_hash","proposal_id","summary","tenant_id","trace_id","v":1}
+//
+// where created_at is formatted with TimeFormat and summary is the stored
+// JSON object. Anyone holding an entry can recompute it; the entry's Merkle
+// leaf is this hash's 32 bytes.
+func EntryHash(e *store.AuditEntry) (string, error) {
+	summary := e.Summary
+	if len(summary) == 0 {
+		summary = []byte("{}")
+	}
+	doc, err := canonical.Marshal(hashedEntry{
+		V: 1, TenantID: e.TenantID, Index: e.Index, ProposalID: e.ProposalID, Event: e.Event, Actor: e.Actor,
+		TraceID: e.TraceID, PayloadSHA256: e.PayloadSHA256, Summary: summary, IdempotencyKey: e.IdempotencyKey,
+		PrevHash: e.PrevHash, CreatedAt: e.CreatedAt.UTC().Format(TimeFormat),
+	})
+	if err != nil {
+		return "", fmt.Errorf("auditlog: entry %d: %w", e.Index, err)
+	}
+	sum := sha256.Sum256(doc)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// LeafHash returns the RFC 6962 leaf hash of an entry hash (hex), the value
+// an inclusion proof starts from.
+func LeafHash(entryHash string) ([]byte, error) {
+	h, err := decodeHash(entryHash)
+	if err != nil {
+		return nil, err
+	}
+	lh := leafHash(h)
+	return lh[:], nil
+}
+
+func decodeHash(s string) (node, error) {
+	var h node
+	if !IsSHA256Hex(s) {
+		return h, fmt.Errorf("auditlog: %q is not a lower-case hex SHA-256", s)
+	}
+	_, _ = hex.Decode(h[:], []byte(s))
+	return h, nil
+}
