@@ -42,8 +42,8 @@ defaults:
 `
 
 // BenchmarkDecisionPath drives the low-impact decision path over REST with 32
-// concurrent clients: compose -> submit -> negotiate across 5 regions -> score ->
-// enact, each client polling GET /proposals/{id} until the proposal is SCORED. It
+// concurrent clients: compose (signed) -> submit (signature verified) -> negotiate
+// across 5 regions -> score -> enact, each client polling GET /proposals/{id} until the proposal is SCORED. It
 // reports p50/p99 latency of one whole decision, decisions per second and errors,
 // beside the bare gRPC round-trip floor from the same run.
 func BenchmarkDecisionPath(b *testing.B) {
@@ -80,11 +80,22 @@ func decisionPath(b *testing.B, st fabrictest.Store) {
 		raw, err := io.ReadAll(resp.Body)
 		return resp.StatusCode, raw, err
 	}
-	coord := f.URL(fabric.Coordinator)
+	coord, composer := f.URL(fabric.Coordinator), f.URL(fabric.Composer)
 	decide := func(i int) error {
-		target := fmt.Sprintf("svc-%d", i)
-		code, body, err := do(http.MethodPost, coord+"/proposals", fmt.Sprintf(
-			`{"tenant_id":"t1","manifest":{"action":"scale","target":%q,"regions":["eu-west","eu-central","us-east","us-west","ap-south"],"parameters":{"replicas_delta":1}}}`, target))
+		code, body, err := do(http.MethodPost, composer+"/compose", fmt.Sprintf(
+			`{"tenant_id":"t1","context":"scale out, cpu is high","target":"svc-%d","template_id":"scale-out","regions":["eu-west","eu-central","us-east","us-west","ap-south"]}`, i))
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("compose: %d %v %s", code, err, body)
+		}
+		var composed struct {
+			Manifest  json.RawMessage `json:"manifest"`
+			Signature json.RawMessage `json:"signature"`
+		}
+		if err := json.Unmarshal(body, &composed); err != nil {
+			return err
+		}
+		code, body, err = do(http.MethodPost, coord+"/proposals", fmt.Sprintf(
+			`{"tenant_id":"t1","manifest":%s,"signature":%s}`, composed.Manifest, composed.Signature))
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("submit: %d %v %s", code, err, body)
 		}
