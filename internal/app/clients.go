@@ -10,13 +10,17 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
 
+	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
 )
@@ -122,4 +126,37 @@ func (v storeVotes) Agreement(ctx context.Context, tenantID, proposalID string) 
 		return 0, 0, false, nil
 	}
 	return float64(votes.GetAccept()), total, true, nil
+}
+
+// auditClient is the coordinator's view of the decision auditor, over gRPC. It calls as
+// the fabric's service identity for the tenant when one is available (simulation: a
+// short-lived token from the development key) and as the caller otherwise.
+type auditClient struct {
+	c      auditorv1.AuditorServiceClient
+	tokens func(tenant string) (string, error)
+}
+
+func (a auditClient) Append(ctx context.Context, tenantID, proposalID, event string, payload map[string]any, key string) error {
+	body, err := structpb.NewStruct(payload)
+	if err != nil {
+		return fmt.Errorf("audit payload: %w", err)
+	}
+	out := auth.ForwardToken(ctx)
+	if a.tokens != nil {
+		if tok, err := a.tokens(tenantID); err == nil {
+			out = metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok))
+		}
+	}
+	_, err = a.c.AppendEntry(out, &auditorv1.AppendEntryRequest{ProposalId: proposalID, Event: event, Payload: body, IdempotencyKey: key})
+	return err
+}
+
+// serviceToken mints the fabric's own token for a tenant (role service, 5 minutes) with
+// the development key; outside simulation there is none yet and callers forward the
+// caller's token instead.
+func (a *App) serviceToken(tenant string) (string, error) {
+	if a.DevSigner == nil {
+		return "", errors.New("no service identity outside simulation")
+	}
+	return a.DevSigner.Mint("fabric:"+fabric.Coordinator, tenant, []string{auth.RoleService}, 5*time.Minute)
 }

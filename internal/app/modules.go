@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
@@ -115,9 +116,14 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		aud, err := a.Dial(fabric.Auditor)
+		if err != nil {
+			return server.Service{}, err
+		}
 		return coordinator.New(coordinator.Deps{
 			Store: a.Store, World: executor, Policy: pol,
 			TrustedKeys: keys, RequireSignature: !a.Simulation,
+			Audit:           auditClient{c: auditorv1.NewAuditorServiceClient(aud), tokens: a.serviceToken},
 			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg)},
 			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc)},
 			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log,
@@ -173,8 +179,17 @@ var modules = map[string]module{
 	fabric.HIL: {deps: []string{Store, Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
 		return hil.New().Definition(), nil
 	}},
-	fabric.Auditor: {deps: []string{Store, Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
-		return auditor.New().Definition(), nil
+	fabric.Auditor: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
+		// The checkpoint signing keys live beside the fabric's other keys: created on
+		// first use in simulation, provisioned (cmd/audit-keygen) in production.
+		svc, err := auditor.NewService(auditor.Deps{
+			Store: a.Store, KeyDir: a.Cfg.DataDir + "/keys", Simulation: a.Simulation,
+			Logger: a.Log, Registerer: reg,
+		})
+		if err != nil {
+			return server.Service{}, err
+		}
+		return svc.Definition(), nil
 	}},
 	fabric.Canary: {deps: []string{Store, Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
 		return canary.New().Definition(), nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -201,29 +202,8 @@ func (p *prepared) entry(index int64, prev string, at time.Time) (*store.AuditEn
 		PrevHash:       prev,
 		CreatedAt:      at.UTC().Truncate(time.Microsecond),
 	}
-	h, err := EntryHash(e)
-	if err != nil {
-		return nil, err
-	}
-	e.EntryHash = h
+	e.EntryHash = entryHash(e, p.summary) // p.summary is canonical (digest)
 	return e, nil
-}
-
-// hashedEntry is the document an entry hash covers: every stored field but
-// the hash itself, with "v" naming this layout.
-type hashedEntry struct {
-	V              int             `json:"v"`
-	TenantID       string          `json:"tenant_id"`
-	Index          int64           `json:"index"`
-	ProposalID     string          `json:"proposal_id"`
-	Event          string          `json:"event"`
-	Actor          string          `json:"actor"`
-	TraceID        string          `json:"trace_id"`
-	PayloadSHA256  string          `json:"payload_sha256"`
-	Summary        json.RawMessage `json:"summary"`
-	IdempotencyKey string          `json:"idempotency_key"`
-	PrevHash       string          `json:"prev_hash"`
-	CreatedAt      string          `json:"created_at"`
 }
 
 // TimeFormat is how created_at appears in the hashed document: RFC 3339 in
@@ -244,16 +224,88 @@ func EntryHash(e *store.AuditEntry) (string, error) {
 	if len(summary) == 0 {
 		summary = []byte("{}")
 	}
-	doc, err := canonical.Marshal(hashedEntry{
-		V: 1, TenantID: e.TenantID, Index: e.Index, ProposalID: e.ProposalID, Event: e.Event, Actor: e.Actor,
-		TraceID: e.TraceID, PayloadSHA256: e.PayloadSHA256, Summary: summary, IdempotencyKey: e.IdempotencyKey,
-		PrevHash: e.PrevHash, CreatedAt: e.CreatedAt.UTC().Format(TimeFormat),
-	})
+	summary, err := canonical.JSON(summary)
 	if err != nil {
-		return "", fmt.Errorf("auditlog: entry %d: %w", e.Index, err)
+		return "", fmt.Errorf("auditlog: entry %d: summary: %w", e.Index, err)
 	}
-	sum := sha256.Sum256(doc)
-	return hex.EncodeToString(sum[:]), nil
+	return entryHash(e, summary), nil
+}
+
+// entryHash is EntryHash for a summary already in canonical form (as the log
+// produces it). It writes the canonical document directly: the fields are
+// strings and one integer in a fixed key order, and jcs would cost ten times
+// as much on the sequencer's path. FuzzEntryHash checks the two agree.
+func entryHash(e *store.AuditEntry, canonicalSummary []byte) string {
+	b := make([]byte, 0, 512+len(canonicalSummary))
+	b = append(b, `{"actor":`...)
+	b = appendJCSString(b, e.Actor)
+	b = append(b, `,"created_at":`...)
+	b = appendJCSString(b, e.CreatedAt.UTC().Format(TimeFormat))
+	b = append(b, `,"event":`...)
+	b = appendJCSString(b, e.Event)
+	b = append(b, `,"idempotency_key":`...)
+	b = appendJCSString(b, e.IdempotencyKey)
+	b = append(b, `,"index":`...)
+	b = strconv.AppendInt(b, e.Index, 10)
+	b = append(b, `,"payload_sha256":`...)
+	b = appendJCSString(b, e.PayloadSHA256)
+	b = append(b, `,"prev_hash":`...)
+	b = appendJCSString(b, e.PrevHash)
+	b = append(b, `,"proposal_id":`...)
+	b = appendJCSString(b, e.ProposalID)
+	b = append(b, `,"summary":`...)
+	b = append(b, canonicalSummary...)
+	b = append(b, `,"tenant_id":`...)
+	b = appendJCSString(b, e.TenantID)
+	b = append(b, `,"trace_id":`...)
+	b = appendJCSString(b, e.TraceID)
+	b = append(b, `,"v":1}`...)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// appendJCSString appends s as an RFC 8785 string (ECMAScript
+// JSON.stringify): '"' and '\\' escaped, control characters as \b \t \n \f
+// \r or \u00xx, everything else literal; invalid UTF-8 becomes U+FFFD, as
+// encoding/json would make it.
+func appendJCSString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = utf8.AppendRune(b, utf8.RuneError)
+			} else {
+				b = append(b, s[i:i+size]...)
+			}
+			i += size
+			continue
+		}
+		switch {
+		case c == '"':
+			b = append(b, '\\', '"')
+		case c == '\\':
+			b = append(b, '\\', '\\')
+		case c == '\b':
+			b = append(b, '\\', 'b')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\f':
+			b = append(b, '\\', 'f')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		default:
+			b = append(b, c)
+		}
+		i++
+	}
+	return append(b, '"')
 }
 
 // LeafHash returns the RFC 6962 leaf hash of an entry hash (hex), the value

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -208,7 +209,14 @@ func checkAuditHead(ctx context.Context, t *sqlStore, first *AuditEntry) error {
 	return nil
 }
 
+// auditInsert is one multi-row INSERT. SQLite gets ?NNN placeholders: it
+// resolves $NNN as names, by a linear search per parameter, which makes a
+// statement of thousands of parameters quadratic to prepare.
 func auditInsert(d driver, rows []*AuditEntry) (string, []any) {
+	mark := byte('$')
+	if d.name() == BackendSQLite {
+		mark = '?'
+	}
 	var b strings.Builder
 	b.WriteString(`INSERT INTO audit_entries (` + auditEntryCols + `) VALUES `)
 	args := make([]any, 0, len(rows)*12)
@@ -216,9 +224,16 @@ func auditInsert(d driver, rows []*AuditEntry) (string, []any) {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		n := len(args)
-		fmt.Fprintf(&b, "($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)",
-			n+1, n+2, n+3, n+4, n+5, n+6, n+7, n+8, n+9, n+10, n+11, n+12)
+		for c := range 12 {
+			if c == 0 {
+				b.WriteByte('(')
+			} else {
+				b.WriteString(", ")
+			}
+			b.WriteByte(mark)
+			b.WriteString(strconv.Itoa(len(args) + c + 1))
+		}
+		b.WriteByte(')')
 		args = append(args, r.TenantID, r.Index, r.ProposalID, r.Event, r.Actor, r.TraceID, r.PayloadSHA256,
 			r.Summary, r.IdempotencyKey, r.PrevHash, r.EntryHash, d.timeArg(r.CreatedAt))
 	}

@@ -130,6 +130,24 @@ func TestDecisionPath(t *testing.T) {
 		require.Equal(t, "PROPOSAL_STATUS_ROLLED_BACK", rolled.Proposal.Status)
 		require.Equal(t, p.PreStateSHA256, rolled.Restored.SHA256, "rollback restores the pre-state byte for byte")
 
+		// Every step is in the audit log, in order (issue #4 adds proofs and checkpoints).
+		r = f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p.ID, c.token, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		var trail struct {
+			Entries []struct {
+				Event string `json:"event"`
+			} `json:"entries"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &trail))
+		var events []string
+		for _, e := range trail.Entries {
+			events = append(events, e.Event)
+		}
+		require.Equal(t, []string{
+			"proposal.submitted", "proposal.negotiating", "proposal.agreed", "proposal.scored",
+			"proposal.dry_run_passed", "proposal.enacted", "proposal.rolled_back",
+		}, events)
+
 		// A new proposal on the same target sees the restored state.
 		same := c.submit(t, `{"action":"scale","target":"serviceX","regions":["eu-west"],"impact":"low","parameters":{"replicas_delta":1}}`)
 		require.Equal(t, p.PreStateSHA256, same.PreStateSHA256)

@@ -214,8 +214,6 @@ func TestUnimplementedServicesAnswer501(t *testing.T) {
 	for _, c := range []struct{ svc, method, path, body string }{
 		{fabric.HIL, http.MethodPost, "/approve/p1", `{"decision":"APPROVAL_DECISION_APPROVE","approver_id":"a1"}`},
 		{fabric.HIL, http.MethodGet, "/pending/t1", ""},
-		{fabric.Auditor, http.MethodGet, "/audit/p1", ""},
-		{fabric.Auditor, http.MethodPost, "/snapshot/p1", `{"kind":"pre","sha256":"00"}`},
 		{fabric.Canary, http.MethodPost, "/canary/run", `{"proposal_id":"p1","dry_run":true}`},
 		{fabric.Canary, http.MethodGet, "/canary/c1/result", ""},
 	} {

@@ -1,56 +1,334 @@
-// Package auditor is the decision auditor (I.4.6): the append-only, tamper-evident audit log.
-// Its RPCs answer UNIMPLEMENTED (HTTP 501) until their issue lands; the contract,
-// routing, authentication and access policy are already live.
+// Package auditor is the decision auditor (I.4.6): the tenant-scoped API of the
+// append-only, tamper-evident audit log kept by internal/auditlog.
+//
+// GET /audit/{proposal_id} returns a proposal's entries with inclusion proofs in one
+// signed checkpoint (Ed25519 note + ML-DSA-65); POST /snapshot/{proposal_id} records a
+// pre or post snapshot hash; AppendEntry (gRPC only) is how services record lifecycle
+// events; POST /audit/{proposal_id}/rollback-plan derives the plan that restores the
+// pre-state from the recorded snapshot hashes. Nothing in the API changes or removes an
+// entry, and no response carries a payload: only hashes and redacted summaries.
 package auditor
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
+	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/telemetry"
 )
+
+// Snapshot kinds (P7).
+const (
+	KindPre  = "pre"
+	KindPost = "post"
+)
+
+// snapshotKeyPrefix starts the idempotency key of snapshot entries; AppendEntry
+// refuses it, so only RecordSnapshot records snapshots.
+const snapshotKeyPrefix = "snapshot:"
+
+// Deps are the auditor's collaborators.
+type Deps struct {
+	// Store keeps the audit log. Required.
+	Store store.Store
+	// KeyDir holds the checkpoint signing keys (auditlog.Ed25519KeyFile and
+	// auditlog.MLDSAKeyFile). In simulation they are created there on first use
+	// (0600); otherwise they must exist (provision them with
+	// `go run ./services/decision-auditor/cmd/audit-keygen -dir <dir>`). Required
+	// unless Keys is set.
+	KeyDir string
+	// Ed25519KeyFile and MLDSAKeyFile, when set, are the key files' paths
+	// instead of the defaults inside KeyDir (production: both must exist).
+	Ed25519KeyFile, MLDSAKeyFile string
+	// Keys replaces loading keys from files (tests). Optional.
+	Keys *auditlog.Keys
+	// Simulation: keys are created on first use, and rollback plans are
+	// marked dry-run only.
+	Simulation bool
+	// Logger; discards when nil.
+	Logger *slog.Logger
+	// Registerer receives the audit log's metrics; a private registry when nil.
+	Registerer prometheus.Registerer
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// CheckpointEvery and CheckpointInterval batch checkpoints (see
+	// auditlog.Options); the auditlog defaults when zero.
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
+}
 
 // Service implements auditorv1.AuditorServiceServer.
 type Service struct {
 	auditorv1.UnimplementedAuditorServiceServer
+	deps Deps
+	log  *auditlog.Log
+	lg   *slog.Logger
 }
 
-// New returns the service.
+// New returns an auditor that is not wired to a store: its RPCs answer
+// UNIMPLEMENTED (HTTP 501), as before the audit log landed.
+//
+// Deprecated: use NewService.
 func New() *Service { return &Service{} }
+
+// NewService returns the auditor over a running audit log. Close (the
+// Definition's Close) stops the log after signing what is unsigned.
+func NewService(deps Deps) (*Service, error) {
+	if deps.Store == nil {
+		return nil, errors.New("auditor: Deps.Store is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	keys, err := loadKeys(deps)
+	if err != nil {
+		return nil, err
+	}
+	log, err := auditlog.New(auditlog.Options{
+		Store: deps.Store, Keys: keys, Logger: deps.Logger, Registerer: deps.Registerer, Now: deps.Now,
+		CheckpointEvery: deps.CheckpointEvery, CheckpointInterval: deps.CheckpointInterval,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Service{deps: deps, log: log, lg: deps.Logger.With("service", fabric.Auditor)}, nil
+}
+
+// loadKeys: explicit keys, else the files (created in simulation only).
+func loadKeys(d Deps) (*auditlog.Keys, error) {
+	if d.Keys != nil {
+		return d.Keys, nil
+	}
+	if d.Ed25519KeyFile == "" && d.MLDSAKeyFile == "" {
+		if d.KeyDir == "" {
+			return nil, errors.New("auditor: Deps.KeyDir (or Deps.Keys) is required")
+		}
+		if d.Simulation {
+			return auditlog.LoadOrCreateKeys(d.KeyDir)
+		}
+	}
+	ed, ml := d.Ed25519KeyFile, d.MLDSAKeyFile
+	if ed == "" {
+		ed = filepath.Join(d.KeyDir, auditlog.Ed25519KeyFile)
+	}
+	if ml == "" {
+		ml = filepath.Join(d.KeyDir, auditlog.MLDSAKeyFile)
+	}
+	k, err := auditlog.LoadKeys(ed, ml)
+	if err != nil {
+		return nil, fmt.Errorf("auditor: the audit checkpoint keys are required outside simulation "+
+			"(create them with `go run ./services/decision-auditor/cmd/audit-keygen -dir %s`): %w", filepath.Dir(ed), err)
+	}
+	return k, nil
+}
+
+func (s *Service) wired() bool { return s.log != nil }
+
+// Log is the audit log the service serves (for verification jobs and tests).
+func (s *Service) Log() *auditlog.Log { return s.log }
+
+// Close stops the audit log. Idempotent.
+func (s *Service) Close() error {
+	if !s.wired() {
+		return nil
+	}
+	return s.log.Close()
+}
 
 // Definition is what the platform serves.
 func (s *Service) Definition() server.Service {
 	m := func(name string) string { return "/" + auditorv1.AuditorService_ServiceDesc.ServiceName + "/" + name }
-	return server.Service{
+	readers := []string{auth.RoleAuditor, auth.RoleProposer, auth.RoleApprover, auth.RoleService}
+	def := server.Service{
 		Name:     fabric.Auditor,
 		Register: func(g *grpc.Server) { auditorv1.RegisterAuditorServiceServer(g, s) },
 		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
 			return auditorv1.RegisterAuditorServiceHandlerClient(ctx, mux, auditorv1.NewAuditorServiceClient(conn))
 		},
+		// Reading is open to every role of the tenant; writing only appends (nothing
+		// changes or removes an entry), by services and proposers.
 		Policy: auth.Policy{
-			m("GetAuditTrail"):  {auth.RoleAuditor, auth.RoleProposer, auth.RoleApprover},
+			m("GetAuditTrail"):  readers,
+			m("PlanRollback"):   readers,
 			m("RecordSnapshot"): {auth.RoleService, auth.RoleProposer},
-			m("AppendEntry"):    {auth.RoleService},
+			m("AppendEntry"):    {auth.RoleService, auth.RoleProposer},
 		},
 	}
+	if s.wired() {
+		def.Validators = server.Validators{
+			m("GetAuditTrail"):  func(req any) error { return validateProposalID(req.(*auditorv1.GetAuditTrailRequest).GetProposalId()) },
+			m("PlanRollback"):   func(req any) error { return validateProposalID(req.(*auditorv1.PlanRollbackRequest).GetProposalId()) },
+			m("RecordSnapshot"): func(req any) error { return validateSnapshot(req.(*auditorv1.RecordSnapshotRequest)) },
+			m("AppendEntry"):    func(req any) error { return validateAppend(req.(*auditorv1.AppendEntryRequest)) },
+		}
+		def.Close = s.Close
+	}
+	return def
 }
 
-// GetAuditTrail answers UNIMPLEMENTED until the audit log with inclusion proofs land.
-func (s *Service) GetAuditTrail(context.Context, *auditorv1.GetAuditTrailRequest) (*auditorv1.GetAuditTrailResponse, error) {
-	return nil, server.Unimplemented(fabric.Auditor, "GetAuditTrail", "the audit log with inclusion proofs", 4)
+func invalidArg(format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, args...)
 }
 
-// RecordSnapshot answers UNIMPLEMENTED until snapshot hash references in the audit log land.
-func (s *Service) RecordSnapshot(context.Context, *auditorv1.RecordSnapshotRequest) (*auditorv1.RecordSnapshotResponse, error) {
-	return nil, server.Unimplemented(fabric.Auditor, "RecordSnapshot", "snapshot hash references in the audit log", 4)
+func validateProposalID(id string) error {
+	if !auditlog.ValidProposalID(id) {
+		return invalidArg("proposal_id must be 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit")
+	}
+	return nil
 }
 
-// AppendEntry answers UNIMPLEMENTED until the append-only audit log land.
-func (s *Service) AppendEntry(context.Context, *auditorv1.AppendEntryRequest) (*auditorv1.AppendEntryResponse, error) {
-	return nil, server.Unimplemented(fabric.Auditor, "AppendEntry", "the append-only audit log", 4)
+func validateSnapshot(req *auditorv1.RecordSnapshotRequest) error {
+	if err := validateProposalID(req.GetProposalId()); err != nil {
+		return err
+	}
+	if k := req.GetKind(); k != KindPre && k != KindPost {
+		return invalidArg("kind must be %q or %q", KindPre, KindPost)
+	}
+	if !auditlog.IsSHA256Hex(req.GetSha256()) {
+		return invalidArg("sha256 must be 64 lower-case hex characters (the SHA-256 of the canonical state)")
+	}
+	return nil
+}
+
+func validateAppend(req *auditorv1.AppendEntryRequest) error {
+	if err := validateProposalID(req.GetProposalId()); err != nil {
+		return err
+	}
+	switch ev, key := req.GetEvent(), req.GetIdempotencyKey(); {
+	case !auditlog.ValidEventName(ev):
+		return invalidArg("event must be lower-case dotted words, e.g. %q", auditlog.EventProposalEnacted)
+	case ev == auditlog.EventSnapshotRecorded || strings.HasPrefix(key, snapshotKeyPrefix):
+		return invalidArg("snapshots are recorded with RecordSnapshot (POST /snapshot/{proposal_id}), not AppendEntry")
+	case key != "" && !auditlog.ValidIdempotencyKey(key):
+		return invalidArg("idempotency_key must be 1-200 of A-Z a-z 0-9 . _ : / -")
+	case req.GetPayloadSha256() != "" && !auditlog.IsSHA256Hex(req.GetPayloadSha256()):
+		return invalidArg("payload_sha256 must be 64 lower-case hex characters")
+	case req.GetPayload() == nil && req.GetPayloadSha256() == "":
+		return invalidArg("payload or payload_sha256 is required")
+	}
+	return nil
+}
+
+// actor is who the caller is: the token's subject (the log redacts it).
+func actor(ctx context.Context) string {
+	if p := auth.FromContext(ctx); p != nil {
+		return p.Subject
+	}
+	return ""
+}
+
+// fail maps the audit log's errors to statuses.
+func fail(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, auditlog.ErrNotFound):
+		return status.Error(codes.NotFound, "nothing is recorded in the audit log for this proposal")
+	case errors.Is(err, auditlog.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, auditlog.ErrCorrupt):
+		// The detail (which entry) is in the log; the caller learns that the log is not
+		// served because it does not verify.
+		return status.Error(codes.DataLoss, "the audit log no longer verifies (an entry or checkpoint was altered); it is not served: run the audit verification")
+	case errors.Is(err, auditlog.ErrClosed):
+		return status.Error(codes.Unavailable, "the auditor is shutting down; retry")
+	}
+	return err
+}
+
+// GetAuditTrail implements the RPC.
+func (s *Service) GetAuditTrail(ctx context.Context, req *auditorv1.GetAuditTrailRequest) (*auditorv1.GetAuditTrailResponse, error) {
+	if !s.wired() {
+		return nil, server.Unimplemented(fabric.Auditor, "GetAuditTrail", "the audit log with inclusion proofs", 4)
+	}
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := s.log.Trail(ctx, tenant, req.GetProposalId())
+	if err != nil {
+		s.logFailure(ctx, "GetAuditTrail", err)
+		return nil, fail(err)
+	}
+	out := &auditorv1.GetAuditTrailResponse{Checkpoint: checkpointProto(tr.Checkpoint, s.log.Verifier())}
+	for i, e := range tr.Entries {
+		out.Entries = append(out.Entries, entryProto(e, tr.Proofs[i]))
+	}
+	return out, nil
+}
+
+// RecordSnapshot implements the RPC.
+func (s *Service) RecordSnapshot(ctx context.Context, req *auditorv1.RecordSnapshotRequest) (*auditorv1.RecordSnapshotResponse, error) {
+	if !s.wired() {
+		return nil, server.Unimplemented(fabric.Auditor, "RecordSnapshot", "snapshot hash references in the audit log", 4)
+	}
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e, created, err := s.log.Append(ctx, auditlog.Event{
+		TenantID: tenant, ProposalID: req.GetProposalId(), Event: auditlog.EventSnapshotRecorded,
+		Actor: actor(ctx), TraceID: telemetry.TraceID(ctx),
+		Payload:        map[string]any{"kind": req.GetKind(), "sha256": req.GetSha256()},
+		IdempotencyKey: snapshotKeyPrefix + req.GetProposalId() + ":" + req.GetKind(),
+	})
+	if err != nil {
+		s.logFailure(ctx, "RecordSnapshot", err)
+		return nil, fail(err)
+	}
+	if !created {
+		return nil, status.Errorf(codes.AlreadyExists, "the %s snapshot of proposal %s is already recorded (audit entry %d)",
+			req.GetKind(), req.GetProposalId(), e.Index)
+	}
+	return &auditorv1.RecordSnapshotResponse{Entry: entryProto(e, nil)}, nil
+}
+
+// AppendEntry implements the RPC.
+func (s *Service) AppendEntry(ctx context.Context, req *auditorv1.AppendEntryRequest) (*auditorv1.AppendEntryResponse, error) {
+	if !s.wired() {
+		return nil, server.Unimplemented(fabric.Auditor, "AppendEntry", "the append-only audit log", 4)
+	}
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ev := auditlog.Event{
+		TenantID: tenant, ProposalID: req.GetProposalId(), Event: req.GetEvent(),
+		Actor: actor(ctx), TraceID: telemetry.TraceID(ctx),
+		PayloadSHA256: req.GetPayloadSha256(), IdempotencyKey: req.GetIdempotencyKey(),
+	}
+	if p := req.GetPayload(); p != nil {
+		ev.Payload = p.AsMap()
+	}
+	e, created, err := s.log.Append(ctx, ev)
+	if err != nil {
+		s.logFailure(ctx, "AppendEntry", err)
+		return nil, fail(err)
+	}
+	return &auditorv1.AppendEntryResponse{Entry: entryProto(e, nil), Created: created}, nil
+}
+
+// logFailure logs what the caller is not told (the entry that failed to
+// verify); expected outcomes (not found, invalid) are not logged.
+func (s *Service) logFailure(ctx context.Context, method string, err error) {
+	if errors.Is(err, auditlog.ErrNotFound) || errors.Is(err, auditlog.ErrInvalid) {
+		return
+	}
+	s.lg.ErrorContext(ctx, "audit log request failed", "method", method, "error", err)
 }

@@ -47,6 +47,8 @@ type Deps struct {
 	TrustedKeys *signing.Keyring
 	// RequireSignature refuses unsigned manifests (production, SIMULATION_MODE=false).
 	RequireSignature bool
+	// Audit receives every lifecycle event (the decision auditor); nil records none.
+	Audit Auditor
 	// DecisionTimeout is the default negotiation deadline (P6) when the policy sets none.
 	DecisionTimeout time.Duration
 	Logger          *slog.Logger
@@ -184,6 +186,10 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 		return nil, storeError(err)
 	}
 	if created {
+		s.audit(ctx, stored, "proposal.submitted", map[string]any{
+			"manifest_sha256": stored.ManifestSHA256, "pre_state_sha256": stored.PreStateSHA256,
+			"impact": stored.Impact, "dry_run": stored.DryRun, "signed": req.GetSignature() != nil,
+		})
 		// Broadcast: start the negotiation now; if the negotiator is unavailable the
 		// proposal stays SUBMITTED and the next read retries.
 		if next, err := s.advance(ctx, stored); err != nil {

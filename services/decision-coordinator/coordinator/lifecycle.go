@@ -121,6 +121,9 @@ func (s *Service) moveIn(ctx context.Context, st store.Store, p *store.Proposal,
 		return nil, storeError(err)
 	}
 	s.deps.Logger.InfoContext(ctx, "proposal transition", "proposal_id", p.ID, "tenant_id", p.TenantID, "from", p.Status, "to", to)
+	if st == s.deps.Store { // inside a transaction the caller audits after commit
+		s.audit(ctx, next, transitionEvent(to), transitionPayload(p.Status, next))
+	}
 	return next, nil
 }
 
@@ -388,6 +391,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, storeError(err)
 	}
+	s.audit(ctx, next, transitionEvent(stEnacted), transitionPayload(p.Status, next))
 	return next, pre, post, nil
 }
 
@@ -435,4 +439,31 @@ func snapshotProto(kind string, s world.Snapshot, at time.Time) (*typesv1.Snapsh
 		return nil, fmt.Errorf("coordinator: snapshot: %w", err)
 	}
 	return out, nil
+}
+
+// transitionPayload is what the audit log records of a transition: the hashes and
+// verdicts that let an auditor replay the decision, no manifest content.
+func transitionPayload(from string, p *store.Proposal) map[string]any {
+	out := map[string]any{"from": from, "manifest_sha256": p.ManifestSHA256, "pre_state_sha256": p.PreStateSHA256}
+	if p.PostStateSHA256 != "" {
+		out["post_state_sha256"] = p.PostStateSHA256
+	}
+	if d, err := decision(p); err == nil {
+		if v := d.GetVotes(); v != nil {
+			out["negotiation_id"] = v.GetNegotiationId()
+			out["votes"] = map[string]any{"accept": v.GetAccept(), "reject": v.GetReject(), "counter": v.GetCounter(), "abstain": v.GetAbstain(), "outcome": v.GetOutcome()}
+		}
+		if sc := d.GetScore(); sc != nil {
+			out["confidence"] = sc.GetConfidence()
+			out["risk_level"] = sc.GetRiskLevel()
+		}
+		if dr := d.GetDryRunResult(); dr != nil {
+			out["dry_run_passed"] = dr.GetPassed()
+			out["planned_post_state_sha256"] = dr.GetPlannedPostStateSha256()
+		}
+		if d.GetReason() != "" {
+			out["reason"] = d.GetReason()
+		}
+	}
+	return out
 }

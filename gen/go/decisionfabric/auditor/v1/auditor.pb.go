@@ -6,6 +6,15 @@
 
 // The decision auditor (REST :9206, gRPC :9306) keeps the append-only, tamper-evident
 // audit log and snapshot references.
+//
+// Each tenant has its own log. Entries are hash-chained (prev_hash) and are the leaves of
+// an RFC 6962 Merkle tree (leaf data: the 32 bytes of entry_hash); checkpoints of the tree
+// are signed twice, Ed25519 in a C2SP signed note and ML-DSA-65 (FIPS 204) over the same
+// body. A reader can check every entry it is given without trusting the service: recompute
+// entry_hash (see AuditEntry), verify the inclusion proof against the checkpoint's root,
+// and verify both checkpoint signatures with keys obtained out of band (the keys in a
+// response are for convenience and key pinning, not a trust anchor). Nothing in the API
+// modifies an entry; payloads are never stored, only their SHA-256 and a redacted summary.
 
 package auditorv1
 
@@ -13,6 +22,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -75,8 +85,10 @@ func (x *GetAuditTrailRequest) GetProposalId() string {
 // GetAuditTrailResponse carries the trail.
 type GetAuditTrailResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Entries in append order.
-	Entries       []*AuditEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Entries in append order, each with its inclusion_proof in checkpoint.
+	Entries []*AuditEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The signed checkpoint every inclusion proof leads to.
+	Checkpoint    *AuditCheckpoint `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -118,10 +130,23 @@ func (x *GetAuditTrailResponse) GetEntries() []*AuditEntry {
 	return nil
 }
 
+func (x *GetAuditTrailResponse) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 // AuditEntry is one immutable audit record.
+//
+// entry_hash is the lower-case hex SHA-256 of the RFC 8785 canonical JSON object
+// {"actor", "created_at", "event", "idempotency_key", "index", "payload_sha256",
+// "prev_hash", "proposal_id", "summary", "tenant_id", "trace_id", "v": 1} of this entry's
+// fields, where created_at is RFC 3339 UTC with six fractional digits
+// ("2025-06-01T12:00:00.123456Z") and summary is the JSON object of the summary field.
 type AuditEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Position in the log, from 0.
+	// Position in the tenant's log, from 0, without gaps.
 	Index int64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// The proposal.
 	ProposalId string `protobuf:"bytes,2,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
@@ -135,12 +160,23 @@ type AuditEntry struct {
 	TraceId string `protobuf:"bytes,6,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	// Lower-case hex SHA256 of the canonical payload.
 	PayloadSha256 string `protobuf:"bytes,7,opt,name=payload_sha256,json=payloadSha256,proto3" json:"payload_sha256,omitempty"`
-	// Hash chaining this entry to the previous one.
+	// Lower-case hex SHA-256 of this entry (see above); the next entry's prev_hash.
 	EntryHash string `protobuf:"bytes,8,opt,name=entry_hash,json=entryHash,proto3" json:"entry_hash,omitempty"`
-	// When it was appended.
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// When it was appended (whole microseconds).
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// entry_hash of the entry at index - 1; empty for index 0.
+	PrevHash string `protobuf:"bytes,10,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	// Redacted summary of the payload: a canonical JSON object with secrets and PII
+	// replaced ("<REDACTED>", "<REDACTED:email>"...). "{}" when only a hash was given.
+	Summary string `protobuf:"bytes,11,opt,name=summary,proto3" json:"summary,omitempty"`
+	// The key the entry was appended with once ("" when none), e.g. "snapshot:<id>:pre".
+	IdempotencyKey string `protobuf:"bytes,12,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	// RFC 6962 inclusion proof of this entry in the response's checkpoint: lower-case hex
+	// SHA-256 node hashes from the leaf up. The leaf hash is SHA-256(0x00 || entry_hash
+	// bytes). Empty outside GetAuditTrail and PlanRollback.
+	InclusionProof []string `protobuf:"bytes,13,rep,name=inclusion_proof,json=inclusionProof,proto3" json:"inclusion_proof,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AuditEntry) Reset() {
@@ -236,6 +272,156 @@ func (x *AuditEntry) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AuditEntry) GetPrevHash() string {
+	if x != nil {
+		return x.PrevHash
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetInclusionProof() []string {
+	if x != nil {
+		return x.InclusionProof
+	}
+	return nil
+}
+
+// AuditCheckpoint is a signed statement of a tenant's log: its size and Merkle root.
+type AuditCheckpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries covered.
+	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
+	// Lower-case hex RFC 6962 root hash of the first size entries.
+	RootHash string `protobuf:"bytes,2,opt,name=root_hash,json=rootHash,proto3" json:"root_hash,omitempty"`
+	// When it was signed.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The log's origin, "decision-fabric/audit/<tenant, percent-encoded>".
+	Origin string `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
+	// The C2SP signed note: the checkpoint body (origin, size, base64 root, and the extension
+	// line "time <created_at>"), a blank line, and the Ed25519 signature line
+	// "— decision-fabric/audit <base64>". Verify with golang.org/x/mod/sumdb/note and
+	// note_verifier_key.
+	Note string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
+	// Base64 (standard) ML-DSA-65 signature, empty context, of the checkpoint body: the note
+	// up to and including the newline before the blank line.
+	Mldsa65Signature string `protobuf:"bytes,6,opt,name=mldsa65_signature,json=mldsa65Signature,proto3" json:"mldsa65_signature,omitempty"`
+	// The note verifier key of the Ed25519 key ("decision-fabric/audit+<hash>+<base64>").
+	NoteVerifierKey string `protobuf:"bytes,7,opt,name=note_verifier_key,json=noteVerifierKey,proto3" json:"note_verifier_key,omitempty"`
+	// The ML-DSA-65 public key, PEM "PUBLIC KEY" (SubjectPublicKeyInfo, RFC 9881).
+	Mldsa65PublicKey string `protobuf:"bytes,8,opt,name=mldsa65_public_key,json=mldsa65PublicKey,proto3" json:"mldsa65_public_key,omitempty"`
+	// Lower-case hex SHA-256 of the ML-DSA-65 public key's DER.
+	Mldsa65KeyId  string `protobuf:"bytes,9,opt,name=mldsa65_key_id,json=mldsa65KeyId,proto3" json:"mldsa65_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditCheckpoint) Reset() {
+	*x = AuditCheckpoint{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditCheckpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditCheckpoint) ProtoMessage() {}
+
+func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
+func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AuditCheckpoint) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *AuditCheckpoint) GetRootHash() string {
+	if x != nil {
+		return x.RootHash
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *AuditCheckpoint) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetMldsa65Signature() string {
+	if x != nil {
+		return x.Mldsa65Signature
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetNoteVerifierKey() string {
+	if x != nil {
+		return x.NoteVerifierKey
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetMldsa65PublicKey() string {
+	if x != nil {
+		return x.Mldsa65PublicKey
+	}
+	return ""
+}
+
+func (x *AuditCheckpoint) GetMldsa65KeyId() string {
+	if x != nil {
+		return x.Mldsa65KeyId
+	}
+	return ""
+}
+
 // RecordSnapshotRequest is the body of POST /snapshot/{proposal_id}.
 type RecordSnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -251,7 +437,7 @@ type RecordSnapshotRequest struct {
 
 func (x *RecordSnapshotRequest) Reset() {
 	*x = RecordSnapshotRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[3]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +449,7 @@ func (x *RecordSnapshotRequest) String() string {
 func (*RecordSnapshotRequest) ProtoMessage() {}
 
 func (x *RecordSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[3]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +462,7 @@ func (x *RecordSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RecordSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{3}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RecordSnapshotRequest) GetProposalId() string {
@@ -311,7 +497,7 @@ type RecordSnapshotResponse struct {
 
 func (x *RecordSnapshotResponse) Reset() {
 	*x = RecordSnapshotResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[4]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +509,7 @@ func (x *RecordSnapshotResponse) String() string {
 func (*RecordSnapshotResponse) ProtoMessage() {}
 
 func (x *RecordSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[4]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +522,7 @@ func (x *RecordSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RecordSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{4}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordSnapshotResponse) GetEntry() *AuditEntry {
@@ -349,19 +535,29 @@ func (x *RecordSnapshotResponse) GetEntry() *AuditEntry {
 // AppendEntryRequest appends one event.
 type AppendEntryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The proposal.
+	// Required. The proposal: 1-128 of A-Z a-z 0-9 . _ : - (e.g. its ULID).
 	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
-	// Required. Event type.
+	// Required. Event type: lower-case dotted words, e.g. "proposal.submitted",
+	// "negotiation.vote", "proposal.scored", "proposal.dry_run", "proposal.enacted",
+	// "proposal.rolled_back".
 	Event string `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
-	// Lower-case hex SHA256 of the canonical payload.
+	// Lower-case hex SHA256 of the RFC 8785 canonical JSON of the payload. Required without
+	// payload; with payload it must match it.
 	PayloadSha256 string `protobuf:"bytes,3,opt,name=payload_sha256,json=payloadSha256,proto3" json:"payload_sha256,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Optional. The event's payload, a JSON object. It is never stored: the log keeps its
+	// SHA-256 and a summary with secrets and PII redacted (at most 4 KiB, else replaced by a
+	// note that it was omitted). At most 1 MiB of canonical JSON.
+	Payload *structpb.Struct `protobuf:"bytes,4,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Optional. Appends the event once per tenant and key: a retry with the same key returns
+	// the entry appended first (created false). 1-200 of A-Z a-z 0-9 . _ : / -.
+	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AppendEntryRequest) Reset() {
 	*x = AppendEntryRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[5]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +569,7 @@ func (x *AppendEntryRequest) String() string {
 func (*AppendEntryRequest) ProtoMessage() {}
 
 func (x *AppendEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[5]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +582,7 @@ func (x *AppendEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntryRequest.ProtoReflect.Descriptor instead.
 func (*AppendEntryRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{5}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AppendEntryRequest) GetProposalId() string {
@@ -410,18 +606,34 @@ func (x *AppendEntryRequest) GetPayloadSha256() string {
 	return ""
 }
 
+func (x *AppendEntryRequest) GetPayload() *structpb.Struct {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *AppendEntryRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 // AppendEntryResponse returns the entry.
 type AppendEntryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The appended entry.
-	Entry         *AuditEntry `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	// The appended entry (or the one appended earlier with the same idempotency_key).
+	Entry *AuditEntry `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	// False when idempotency_key named an entry appended earlier.
+	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendEntryResponse) Reset() {
 	*x = AppendEntryResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[6]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +645,7 @@ func (x *AppendEntryResponse) String() string {
 func (*AppendEntryResponse) ProtoMessage() {}
 
 func (x *AppendEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[6]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +658,7 @@ func (x *AppendEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntryResponse.ProtoReflect.Descriptor instead.
 func (*AppendEntryResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{6}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AppendEntryResponse) GetEntry() *AuditEntry {
@@ -456,16 +668,199 @@ func (x *AppendEntryResponse) GetEntry() *AuditEntry {
 	return nil
 }
 
+func (x *AppendEntryResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+// PlanRollbackRequest is the body of POST /audit/{proposal_id}/rollback-plan.
+type PlanRollbackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The proposal.
+	ProposalId    string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanRollbackRequest) Reset() {
+	*x = PlanRollbackRequest{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanRollbackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanRollbackRequest) ProtoMessage() {}
+
+func (x *PlanRollbackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanRollbackRequest.ProtoReflect.Descriptor instead.
+func (*PlanRollbackRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PlanRollbackRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+// PlanRollbackResponse is the plan to restore a proposal's pre-state.
+type PlanRollbackResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal.
+	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Lower-case hex SHA-256 of the state to roll back from (the recorded post snapshot).
+	FromSha256 string `protobuf:"bytes,2,opt,name=from_sha256,json=fromSha256,proto3" json:"from_sha256,omitempty"`
+	// Lower-case hex SHA-256 of the state to restore (the recorded pre snapshot).
+	ToSha256 string `protobuf:"bytes,3,opt,name=to_sha256,json=toSha256,proto3" json:"to_sha256,omitempty"`
+	// True when the plan must only be dry-run (simulation mode): nothing is to be enacted.
+	DryRunOnly bool `protobuf:"varint,4,opt,name=dry_run_only,json=dryRunOnly,proto3" json:"dry_run_only,omitempty"`
+	// The steps, in order, in plain words.
+	Steps []string `protobuf:"bytes,5,rep,name=steps,proto3" json:"steps,omitempty"`
+	// True when pre and post hash the same: there is nothing to restore.
+	Noop bool `protobuf:"varint,6,opt,name=noop,proto3" json:"noop,omitempty"`
+	// True when a "proposal.rolled_back" entry follows the post snapshot in the log.
+	AlreadyRolledBack bool `protobuf:"varint,7,opt,name=already_rolled_back,json=alreadyRolledBack,proto3" json:"already_rolled_back,omitempty"`
+	// The audit entries recording the pre and post snapshots, with inclusion proofs in checkpoint.
+	PreSnapshot *AuditEntry `protobuf:"bytes,8,opt,name=pre_snapshot,json=preSnapshot,proto3" json:"pre_snapshot,omitempty"`
+	// See pre_snapshot.
+	PostSnapshot *AuditEntry `protobuf:"bytes,9,opt,name=post_snapshot,json=postSnapshot,proto3" json:"post_snapshot,omitempty"`
+	// The signed checkpoint the snapshot entries' proofs lead to.
+	Checkpoint    *AuditCheckpoint `protobuf:"bytes,10,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanRollbackResponse) Reset() {
+	*x = PlanRollbackResponse{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanRollbackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanRollbackResponse) ProtoMessage() {}
+
+func (x *PlanRollbackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanRollbackResponse.ProtoReflect.Descriptor instead.
+func (*PlanRollbackResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PlanRollbackResponse) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *PlanRollbackResponse) GetFromSha256() string {
+	if x != nil {
+		return x.FromSha256
+	}
+	return ""
+}
+
+func (x *PlanRollbackResponse) GetToSha256() string {
+	if x != nil {
+		return x.ToSha256
+	}
+	return ""
+}
+
+func (x *PlanRollbackResponse) GetDryRunOnly() bool {
+	if x != nil {
+		return x.DryRunOnly
+	}
+	return false
+}
+
+func (x *PlanRollbackResponse) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *PlanRollbackResponse) GetNoop() bool {
+	if x != nil {
+		return x.Noop
+	}
+	return false
+}
+
+func (x *PlanRollbackResponse) GetAlreadyRolledBack() bool {
+	if x != nil {
+		return x.AlreadyRolledBack
+	}
+	return false
+}
+
+func (x *PlanRollbackResponse) GetPreSnapshot() *AuditEntry {
+	if x != nil {
+		return x.PreSnapshot
+	}
+	return nil
+}
+
+func (x *PlanRollbackResponse) GetPostSnapshot() *AuditEntry {
+	if x != nil {
+		return x.PostSnapshot
+	}
+	return nil
+}
+
+func (x *PlanRollbackResponse) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 var File_decisionfabric_auditor_v1_auditor_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\n" +
-	"'decisionfabric/auditor/v1/auditor.proto\x12\x19decisionfabric.auditor.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n" +
+	"'decisionfabric/auditor/v1/auditor.proto\x12\x19decisionfabric.auditor.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n" +
 	"\x14GetAuditTrailRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
-	"proposalId\"X\n" +
+	"proposalId\"\xa4\x01\n" +
 	"\x15GetAuditTrailResponse\x12?\n" +
-	"\aentries\x18\x01 \x03(\v2%.decisionfabric.auditor.v1.AuditEntryR\aentries\"\xa8\x02\n" +
+	"\aentries\x18\x01 \x03(\v2%.decisionfabric.auditor.v1.AuditEntryR\aentries\x12J\n" +
+	"\n" +
+	"checkpoint\x18\x02 \x01(\v2*.decisionfabric.auditor.v1.AuditCheckpointR\n" +
+	"checkpoint\"\xb1\x03\n" +
 	"\n" +
 	"AuditEntry\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x03R\x05index\x12\x1f\n" +
@@ -479,25 +874,65 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\n" +
 	"entry_hash\x18\b \x01(\tR\tentryHash\x129\n" +
 	"\n" +
-	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"d\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1b\n" +
+	"\tprev_hash\x18\n" +
+	" \x01(\tR\bprevHash\x12\x18\n" +
+	"\asummary\x18\v \x01(\tR\asummary\x12'\n" +
+	"\x0fidempotency_key\x18\f \x01(\tR\x0eidempotencyKey\x12'\n" +
+	"\x0finclusion_proof\x18\r \x03(\tR\x0einclusionProof\"\xd6\x02\n" +
+	"\x0fAuditCheckpoint\x12\x12\n" +
+	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x1b\n" +
+	"\troot_hash\x18\x02 \x01(\tR\brootHash\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x16\n" +
+	"\x06origin\x18\x04 \x01(\tR\x06origin\x12\x12\n" +
+	"\x04note\x18\x05 \x01(\tR\x04note\x12+\n" +
+	"\x11mldsa65_signature\x18\x06 \x01(\tR\x10mldsa65Signature\x12*\n" +
+	"\x11note_verifier_key\x18\a \x01(\tR\x0fnoteVerifierKey\x12,\n" +
+	"\x12mldsa65_public_key\x18\b \x01(\tR\x10mldsa65PublicKey\x12$\n" +
+	"\x0emldsa65_key_id\x18\t \x01(\tR\fmldsa65KeyId\"d\n" +
 	"\x15RecordSnapshotRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"U\n" +
 	"\x16RecordSnapshotResponse\x12;\n" +
-	"\x05entry\x18\x01 \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\x05entry\"r\n" +
+	"\x05entry\x18\x01 \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\x05entry\"\xce\x01\n" +
 	"\x12AppendEntryRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12%\n" +
-	"\x0epayload_sha256\x18\x03 \x01(\tR\rpayloadSha256\"R\n" +
+	"\x0epayload_sha256\x18\x03 \x01(\tR\rpayloadSha256\x121\n" +
+	"\apayload\x18\x04 \x01(\v2\x17.google.protobuf.StructR\apayload\x12'\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"l\n" +
 	"\x13AppendEntryResponse\x12;\n" +
-	"\x05entry\x18\x01 \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\x05entry2\xad\x03\n" +
+	"\x05entry\x18\x01 \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\x05entry\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"6\n" +
+	"\x13PlanRollbackRequest\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\"\xd3\x03\n" +
+	"\x14PlanRollbackResponse\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\x12\x1f\n" +
+	"\vfrom_sha256\x18\x02 \x01(\tR\n" +
+	"fromSha256\x12\x1b\n" +
+	"\tto_sha256\x18\x03 \x01(\tR\btoSha256\x12 \n" +
+	"\fdry_run_only\x18\x04 \x01(\bR\n" +
+	"dryRunOnly\x12\x14\n" +
+	"\x05steps\x18\x05 \x03(\tR\x05steps\x12\x12\n" +
+	"\x04noop\x18\x06 \x01(\bR\x04noop\x12.\n" +
+	"\x13already_rolled_back\x18\a \x01(\bR\x11alreadyRolledBack\x12H\n" +
+	"\fpre_snapshot\x18\b \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\vpreSnapshot\x12J\n" +
+	"\rpost_snapshot\x18\t \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\fpostSnapshot\x12J\n" +
+	"\n" +
+	"checkpoint\x18\n" +
+	" \x01(\v2*.decisionfabric.auditor.v1.AuditCheckpointR\n" +
+	"checkpoint2\xce\x04\n" +
 	"\x0eAuditorService\x12\x90\x01\n" +
 	"\rGetAuditTrail\x12/.decisionfabric.auditor.v1.GetAuditTrailRequest\x1a0.decisionfabric.auditor.v1.GetAuditTrailResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/audit/{proposal_id}\x12\x99\x01\n" +
 	"\x0eRecordSnapshot\x120.decisionfabric.auditor.v1.RecordSnapshotRequest\x1a1.decisionfabric.auditor.v1.RecordSnapshotResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/snapshot/{proposal_id}\x12l\n" +
-	"\vAppendEntry\x12-.decisionfabric.auditor.v1.AppendEntryRequest\x1a..decisionfabric.auditor.v1.AppendEntryResponseBNZLgithub.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1;auditorv1b\x06proto3"
+	"\vAppendEntry\x12-.decisionfabric.auditor.v1.AppendEntryRequest\x1a..decisionfabric.auditor.v1.AppendEntryResponse\x12\x9e\x01\n" +
+	"\fPlanRollback\x12..decisionfabric.auditor.v1.PlanRollbackRequest\x1a/.decisionfabric.auditor.v1.PlanRollbackResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/audit/{proposal_id}/rollback-planBNZLgithub.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1;auditorv1b\x06proto3"
 
 var (
 	file_decisionfabric_auditor_v1_auditor_proto_rawDescOnce sync.Once
@@ -511,33 +946,45 @@ func file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_auditor_v1_auditor_proto_rawDescData
 }
 
-var file_decisionfabric_auditor_v1_auditor_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_decisionfabric_auditor_v1_auditor_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_decisionfabric_auditor_v1_auditor_proto_goTypes = []any{
 	(*GetAuditTrailRequest)(nil),   // 0: decisionfabric.auditor.v1.GetAuditTrailRequest
 	(*GetAuditTrailResponse)(nil),  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse
 	(*AuditEntry)(nil),             // 2: decisionfabric.auditor.v1.AuditEntry
-	(*RecordSnapshotRequest)(nil),  // 3: decisionfabric.auditor.v1.RecordSnapshotRequest
-	(*RecordSnapshotResponse)(nil), // 4: decisionfabric.auditor.v1.RecordSnapshotResponse
-	(*AppendEntryRequest)(nil),     // 5: decisionfabric.auditor.v1.AppendEntryRequest
-	(*AppendEntryResponse)(nil),    // 6: decisionfabric.auditor.v1.AppendEntryResponse
-	(*timestamppb.Timestamp)(nil),  // 7: google.protobuf.Timestamp
+	(*AuditCheckpoint)(nil),        // 3: decisionfabric.auditor.v1.AuditCheckpoint
+	(*RecordSnapshotRequest)(nil),  // 4: decisionfabric.auditor.v1.RecordSnapshotRequest
+	(*RecordSnapshotResponse)(nil), // 5: decisionfabric.auditor.v1.RecordSnapshotResponse
+	(*AppendEntryRequest)(nil),     // 6: decisionfabric.auditor.v1.AppendEntryRequest
+	(*AppendEntryResponse)(nil),    // 7: decisionfabric.auditor.v1.AppendEntryResponse
+	(*PlanRollbackRequest)(nil),    // 8: decisionfabric.auditor.v1.PlanRollbackRequest
+	(*PlanRollbackResponse)(nil),   // 9: decisionfabric.auditor.v1.PlanRollbackResponse
+	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),        // 11: google.protobuf.Struct
 }
 var file_decisionfabric_auditor_v1_auditor_proto_depIdxs = []int32{
-	2, // 0: decisionfabric.auditor.v1.GetAuditTrailResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
-	7, // 1: decisionfabric.auditor.v1.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
-	2, // 2: decisionfabric.auditor.v1.RecordSnapshotResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
-	2, // 3: decisionfabric.auditor.v1.AppendEntryResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
-	0, // 4: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
-	3, // 5: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
-	5, // 6: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
-	1, // 7: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
-	4, // 8: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
-	6, // 9: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
-	7, // [7:10] is the sub-list for method output_type
-	4, // [4:7] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: decisionfabric.auditor.v1.GetAuditTrailResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
+	3,  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	10, // 2: decisionfabric.auditor.v1.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
+	10, // 3: decisionfabric.auditor.v1.AuditCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 4: decisionfabric.auditor.v1.RecordSnapshotResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
+	11, // 5: decisionfabric.auditor.v1.AppendEntryRequest.payload:type_name -> google.protobuf.Struct
+	2,  // 6: decisionfabric.auditor.v1.AppendEntryResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
+	2,  // 7: decisionfabric.auditor.v1.PlanRollbackResponse.pre_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
+	2,  // 8: decisionfabric.auditor.v1.PlanRollbackResponse.post_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
+	3,  // 9: decisionfabric.auditor.v1.PlanRollbackResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	0,  // 10: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
+	4,  // 11: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
+	6,  // 12: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
+	8,  // 13: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
+	1,  // 14: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
+	5,  // 15: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
+	7,  // 16: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
+	9,  // 17: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_auditor_v1_auditor_proto_init() }
@@ -551,7 +998,7 @@ func file_decisionfabric_auditor_v1_auditor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_auditor_v1_auditor_proto_rawDesc), len(file_decisionfabric_auditor_v1_auditor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -6,6 +6,15 @@
 
 // The decision auditor (REST :9206, gRPC :9306) keeps the append-only, tamper-evident
 // audit log and snapshot references.
+//
+// Each tenant has its own log. Entries are hash-chained (prev_hash) and are the leaves of
+// an RFC 6962 Merkle tree (leaf data: the 32 bytes of entry_hash); checkpoints of the tree
+// are signed twice, Ed25519 in a C2SP signed note and ML-DSA-65 (FIPS 204) over the same
+// body. A reader can check every entry it is given without trusting the service: recompute
+// entry_hash (see AuditEntry), verify the inclusion proof against the checkpoint's root,
+// and verify both checkpoint signatures with keys obtained out of band (the keys in a
+// response are for convenience and key pinning, not a trust anchor). Nothing in the API
+// modifies an entry; payloads are never stored, only their SHA-256 and a redacted summary.
 
 package auditorv1
 
@@ -25,6 +34,7 @@ const (
 	AuditorService_GetAuditTrail_FullMethodName  = "/decisionfabric.auditor.v1.AuditorService/GetAuditTrail"
 	AuditorService_RecordSnapshot_FullMethodName = "/decisionfabric.auditor.v1.AuditorService/RecordSnapshot"
 	AuditorService_AppendEntry_FullMethodName    = "/decisionfabric.auditor.v1.AuditorService/AppendEntry"
+	AuditorService_PlanRollback_FullMethodName   = "/decisionfabric.auditor.v1.AuditorService/PlanRollback"
 )
 
 // AuditorServiceClient is the client API for AuditorService service.
@@ -33,18 +43,38 @@ const (
 //
 // AuditorService reads and appends the audit log.
 type AuditorServiceClient interface {
-	// GetAuditTrail returns every audit entry for a proposal, in order, with no raw
-	// secrets or PII (hashes or redacted values only).
+	// GetAuditTrail returns every audit entry for a proposal, in order (at most 1000), with no
+	// raw secrets or PII (hashes or redacted values only), each with its inclusion proof in
+	// one signed checkpoint, returned beside them. When the latest checkpoint does not cover
+	// the entries yet, one is signed for the request.
 	//
-	// Errors: NOT_FOUND (404) when nothing is recorded for the caller's tenant.
+	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id; NOT_FOUND (404) when nothing
+	// is recorded for the caller's tenant; DATA_LOSS (500) when a stored entry or checkpoint
+	// no longer verifies (tampering: it is never served as genuine).
 	GetAuditTrail(ctx context.Context, in *GetAuditTrailRequest, opts ...grpc.CallOption) (*GetAuditTrailResponse, error)
-	// RecordSnapshot stores pre/post snapshot hash references for a proposal (P7).
+	// RecordSnapshot stores pre/post snapshot hash references for a proposal (P7), as a
+	// "snapshot.recorded" audit entry of the caller's tenant.
 	//
-	// Errors: INVALID_ARGUMENT (400) for a kind other than pre/post or a malformed hash;
-	// ALREADY_EXISTS (409) when that kind is already recorded.
+	// Errors: INVALID_ARGUMENT (400) for a kind other than pre/post, a malformed hash or
+	// proposal_id; ALREADY_EXISTS (409) when that kind is already recorded.
 	RecordSnapshot(ctx context.Context, in *RecordSnapshotRequest, opts ...grpc.CallOption) (*RecordSnapshotResponse, error)
-	// AppendEntry appends one lifecycle event (gRPC only; services call it).
+	// AppendEntry appends one lifecycle event to the caller's tenant's log (gRPC only).
+	// Services call it with the caller's forwarded token (auth.ForwardToken): the tenant and
+	// the actor come from the token, never from the request. The entry is durable when the
+	// call returns.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id, event, payload_sha256 or
+	// idempotency_key, a payload that is not a JSON object or does not match
+	// payload_sha256, or neither payload nor payload_sha256.
 	AppendEntry(ctx context.Context, in *AppendEntryRequest, opts ...grpc.CallOption) (*AppendEntryResponse, error)
+	// PlanRollback returns the plan that restores a proposal's pre-state, from the recorded
+	// pre and post snapshot hashes: the state to go from (post) and to (pre). It changes
+	// nothing; in simulation the plan is marked dry-run only.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id; NOT_FOUND (404) when nothing
+	// is recorded for the proposal; FAILED_PRECONDITION (409) when its pre or post snapshot
+	// is not recorded; DATA_LOSS (500) as GetAuditTrail.
+	PlanRollback(ctx context.Context, in *PlanRollbackRequest, opts ...grpc.CallOption) (*PlanRollbackResponse, error)
 }
 
 type auditorServiceClient struct {
@@ -85,24 +115,54 @@ func (c *auditorServiceClient) AppendEntry(ctx context.Context, in *AppendEntryR
 	return out, nil
 }
 
+func (c *auditorServiceClient) PlanRollback(ctx context.Context, in *PlanRollbackRequest, opts ...grpc.CallOption) (*PlanRollbackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanRollbackResponse)
+	err := c.cc.Invoke(ctx, AuditorService_PlanRollback_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditorServiceServer is the server API for AuditorService service.
 // All implementations must embed UnimplementedAuditorServiceServer
 // for forward compatibility.
 //
 // AuditorService reads and appends the audit log.
 type AuditorServiceServer interface {
-	// GetAuditTrail returns every audit entry for a proposal, in order, with no raw
-	// secrets or PII (hashes or redacted values only).
+	// GetAuditTrail returns every audit entry for a proposal, in order (at most 1000), with no
+	// raw secrets or PII (hashes or redacted values only), each with its inclusion proof in
+	// one signed checkpoint, returned beside them. When the latest checkpoint does not cover
+	// the entries yet, one is signed for the request.
 	//
-	// Errors: NOT_FOUND (404) when nothing is recorded for the caller's tenant.
+	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id; NOT_FOUND (404) when nothing
+	// is recorded for the caller's tenant; DATA_LOSS (500) when a stored entry or checkpoint
+	// no longer verifies (tampering: it is never served as genuine).
 	GetAuditTrail(context.Context, *GetAuditTrailRequest) (*GetAuditTrailResponse, error)
-	// RecordSnapshot stores pre/post snapshot hash references for a proposal (P7).
+	// RecordSnapshot stores pre/post snapshot hash references for a proposal (P7), as a
+	// "snapshot.recorded" audit entry of the caller's tenant.
 	//
-	// Errors: INVALID_ARGUMENT (400) for a kind other than pre/post or a malformed hash;
-	// ALREADY_EXISTS (409) when that kind is already recorded.
+	// Errors: INVALID_ARGUMENT (400) for a kind other than pre/post, a malformed hash or
+	// proposal_id; ALREADY_EXISTS (409) when that kind is already recorded.
 	RecordSnapshot(context.Context, *RecordSnapshotRequest) (*RecordSnapshotResponse, error)
-	// AppendEntry appends one lifecycle event (gRPC only; services call it).
+	// AppendEntry appends one lifecycle event to the caller's tenant's log (gRPC only).
+	// Services call it with the caller's forwarded token (auth.ForwardToken): the tenant and
+	// the actor come from the token, never from the request. The entry is durable when the
+	// call returns.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id, event, payload_sha256 or
+	// idempotency_key, a payload that is not a JSON object or does not match
+	// payload_sha256, or neither payload nor payload_sha256.
 	AppendEntry(context.Context, *AppendEntryRequest) (*AppendEntryResponse, error)
+	// PlanRollback returns the plan that restores a proposal's pre-state, from the recorded
+	// pre and post snapshot hashes: the state to go from (post) and to (pre). It changes
+	// nothing; in simulation the plan is marked dry-run only.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id; NOT_FOUND (404) when nothing
+	// is recorded for the proposal; FAILED_PRECONDITION (409) when its pre or post snapshot
+	// is not recorded; DATA_LOSS (500) as GetAuditTrail.
+	PlanRollback(context.Context, *PlanRollbackRequest) (*PlanRollbackResponse, error)
 	mustEmbedUnimplementedAuditorServiceServer()
 }
 
@@ -121,6 +181,9 @@ func (UnimplementedAuditorServiceServer) RecordSnapshot(context.Context, *Record
 }
 func (UnimplementedAuditorServiceServer) AppendEntry(context.Context, *AppendEntryRequest) (*AppendEntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AppendEntry not implemented")
+}
+func (UnimplementedAuditorServiceServer) PlanRollback(context.Context, *PlanRollbackRequest) (*PlanRollbackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlanRollback not implemented")
 }
 func (UnimplementedAuditorServiceServer) mustEmbedUnimplementedAuditorServiceServer() {}
 func (UnimplementedAuditorServiceServer) testEmbeddedByValue()                        {}
@@ -197,6 +260,24 @@ func _AuditorService_AppendEntry_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditorService_PlanRollback_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanRollbackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditorServiceServer).PlanRollback(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditorService_PlanRollback_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditorServiceServer).PlanRollback(ctx, req.(*PlanRollbackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditorService_ServiceDesc is the grpc.ServiceDesc for AuditorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -215,6 +296,10 @@ var AuditorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AppendEntry",
 			Handler:    _AuditorService_AppendEntry_Handler,
+		},
+		{
+			MethodName: "PlanRollback",
+			Handler:    _AuditorService_PlanRollback_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
