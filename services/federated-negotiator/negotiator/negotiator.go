@@ -94,13 +94,6 @@ type Service struct {
 // errClosing is the cause of the base context's cancellation on Close.
 var errClosing = errors.New("negotiator: service closing")
 
-// New returns a negotiator that is not wired to a store yet: its RPCs answer
-// UNIMPLEMENTED (HTTP 501), exactly as before the negotiation engine landed. It
-// keeps the module graph compiling until internal/app calls NewService.
-//
-// Deprecated: use NewService.
-func New() *Service { return &Service{} }
-
 // NewService returns the negotiator. It does not resume stored negotiations:
 // call Resume once at start-up. Close stops its background work.
 func NewService(deps Deps) (*Service, error) {
@@ -165,8 +158,6 @@ func NewService(deps Deps) (*Service, error) {
 	}, nil
 }
 
-func (s *Service) wired() bool { return s.deps.Store != nil }
-
 func (s *Service) now() time.Time { return s.deps.Now().UTC() }
 
 // Definition is what the platform serves.
@@ -187,14 +178,12 @@ func (s *Service) Definition() server.Service {
 			m("WatchNegotiation"):     readers,
 		},
 	}
-	if s.wired() {
-		def.Validators = server.Validators{
-			m("StartNegotiation"):     validateStart,
-			m("GetNegotiationStatus"): func(req any) error { return validateID(req.(*negotiatorv1.GetNegotiationStatusRequest).GetId()) },
-			m("WatchNegotiation"):     func(req any) error { return validateID(req.(*negotiatorv1.WatchNegotiationRequest).GetId()) },
-		}
-		def.Close = s.Close
+	def.Validators = server.Validators{
+		m("StartNegotiation"):     validateStart,
+		m("GetNegotiationStatus"): func(req any) error { return validateID(req.(*negotiatorv1.GetNegotiationStatusRequest).GetId()) },
+		m("WatchNegotiation"):     func(req any) error { return validateID(req.(*negotiatorv1.WatchNegotiationRequest).GetId()) },
 	}
+	def.Close = s.Close
 	return def
 }
 
@@ -203,9 +192,6 @@ func (s *Service) Definition() server.Service {
 // already cast, for Resume to pick up; nothing is marked EXPIRED by a
 // shutdown. Close is idempotent.
 func (s *Service) Close() error {
-	if !s.wired() {
-		return nil
-	}
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
@@ -217,9 +203,6 @@ func (s *Service) Close() error {
 // StartNegotiation implements the RPC: it reads the proposal's manifest, stores a
 // RUNNING negotiation and starts its rounds in the background (P6: async).
 func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartNegotiationRequest) (*negotiatorv1.StartNegotiationResponse, error) {
-	if !s.wired() {
-		return nil, server.Unimplemented(fabric.Negotiator, "StartNegotiation", "regional agents, quorum rules and counter-offers", 3)
-	}
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
@@ -320,9 +303,6 @@ func (s *Service) participants(tenant string, manifest *typesv1.Manifest) ([]sto
 
 // GetNegotiationStatus implements the RPC; another tenant's negotiation is NOT_FOUND.
 func (s *Service) GetNegotiationStatus(ctx context.Context, req *negotiatorv1.GetNegotiationStatusRequest) (*negotiatorv1.GetNegotiationStatusResponse, error) {
-	if !s.wired() {
-		return nil, server.Unimplemented(fabric.Negotiator, "GetNegotiationStatus", "negotiation progress", 3)
-	}
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
@@ -344,9 +324,6 @@ const (
 // WatchNegotiation implements the RPC: the current state, then one message per
 // change, until the negotiation ends or the caller goes away.
 func (s *Service) WatchNegotiation(req *negotiatorv1.WatchNegotiationRequest, stream grpc.ServerStreamingServer[negotiatorv1.WatchNegotiationResponse]) error {
-	if !s.wired() {
-		return server.Unimplemented(fabric.Negotiator, "WatchNegotiation", "streamed negotiation progress", 3)
-	}
 	ctx := stream.Context()
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
@@ -420,9 +397,6 @@ func (s *Service) load(ctx context.Context, tenant, id string) (*negotiatorv1.Ne
 // other continues its current round with the votes already stored. Call it
 // once after NewService; negotiations already running here are skipped.
 func (s *Service) Resume(ctx context.Context) error {
-	if !s.wired() {
-		return nil
-	}
 	var resumed, expired int
 	after := ""
 	for {

@@ -661,22 +661,6 @@ func TestNewServiceChecksDeps(t *testing.T) {
 	require.NoError(t, svc.Close())
 }
 
-// Until internal/app wires NewService, New keeps answering UNIMPLEMENTED.
-func TestUnwiredServiceAnswersUnimplemented(t *testing.T) {
-	t.Parallel()
-	svc := negotiator.New()
-	_, err := svc.StartNegotiation(as("t1"), &negotiatorv1.StartNegotiationRequest{ProposalId: "p1"})
-	require.Equal(t, codes.Unimplemented, status.Code(err))
-	_, err = svc.GetNegotiationStatus(as("t1"), &negotiatorv1.GetNegotiationStatusRequest{Id: "n1"})
-	require.Equal(t, codes.Unimplemented, status.Code(err))
-	require.Equal(t, codes.Unimplemented, status.Code(svc.WatchNegotiation(&negotiatorv1.WatchNegotiationRequest{Id: "n1"}, nil)))
-	def := svc.Definition()
-	require.Empty(t, def.Validators, "nothing answers differently before wiring")
-	require.Nil(t, def.Close)
-	require.NoError(t, svc.Close())
-	require.NoError(t, svc.Resume(t.Context()))
-}
-
 func keys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
