@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -231,4 +232,16 @@ func FuzzVerifyCheckpoint(f *testing.F) {
 		}
 		require.Equal(t, string(c.Body()), string(got.Body()), "only the genuine body verifies")
 	})
+}
+
+func TestKeysNeverPrintTheirSecrets(t *testing.T) {
+	t.Parallel()
+	k := testKeys(t)
+	seed := k.mldsaSeed
+	for _, s := range []string{fmt.Sprint(k), fmt.Sprintf("%+v", k), fmt.Sprintf("%#v", k), k.LogValue().String()} {
+		require.NotContains(t, s, k.skey)
+		require.NotContains(t, s, strings.Split(k.skey, "+")[4])
+		require.NotContains(t, s, fmt.Sprintf("%x", seed[:8]))
+		require.Contains(t, s, k.Verifier().MLDSAKeyID())
+	}
 }

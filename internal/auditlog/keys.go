@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,6 +144,18 @@ func newVerifier(vkey string, pub *mldsa65.PublicKey) (*Verifier, error) {
 		mldsaKeyID: hex.EncodeToString(sum[:]),
 	}, nil
 }
+
+// String names the keys by their public halves; the private keys never
+// reach a log or an error through fmt or slog.
+func (k *Keys) String() string {
+	return fmt.Sprintf("auditlog.Keys{ed25519: %s, mldsa65: %s}", k.verifier.vkey, k.verifier.mldsaKeyID)
+}
+
+// GoString is String, so %#v does not print the private keys either.
+func (k *Keys) GoString() string { return k.String() }
+
+// LogValue is String for log/slog.
+func (k *Keys) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // Verifier returns the public half of k.
 func (k *Keys) Verifier() *Verifier { return k.verifier }

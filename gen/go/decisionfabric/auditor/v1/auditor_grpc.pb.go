@@ -59,13 +59,14 @@ type AuditorServiceClient interface {
 	// proposal_id; ALREADY_EXISTS (409) when that kind is already recorded.
 	RecordSnapshot(ctx context.Context, in *RecordSnapshotRequest, opts ...grpc.CallOption) (*RecordSnapshotResponse, error)
 	// AppendEntry appends one lifecycle event to the caller's tenant's log (gRPC only).
-	// Services call it with the caller's forwarded token (auth.ForwardToken): the tenant and
-	// the actor come from the token, never from the request. The entry is durable when the
-	// call returns.
+	// Services call it with the caller's forwarded token (auth.ForwardToken) or a service
+	// token of the same tenant: the tenant and the actor come from the token, never from the
+	// request. The entry is durable when the call returns.
 	//
 	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id, event, payload_sha256 or
 	// idempotency_key, a payload that is not a JSON object or does not match
-	// payload_sha256, or neither payload nor payload_sha256.
+	// payload_sha256, neither payload nor payload_sha256, or a snapshot (event
+	// "snapshot.recorded" or a key starting "snapshot:": use RecordSnapshot).
 	AppendEntry(ctx context.Context, in *AppendEntryRequest, opts ...grpc.CallOption) (*AppendEntryResponse, error)
 	// PlanRollback returns the plan that restores a proposal's pre-state, from the recorded
 	// pre and post snapshot hashes: the state to go from (post) and to (pre). It changes
@@ -147,13 +148,14 @@ type AuditorServiceServer interface {
 	// proposal_id; ALREADY_EXISTS (409) when that kind is already recorded.
 	RecordSnapshot(context.Context, *RecordSnapshotRequest) (*RecordSnapshotResponse, error)
 	// AppendEntry appends one lifecycle event to the caller's tenant's log (gRPC only).
-	// Services call it with the caller's forwarded token (auth.ForwardToken): the tenant and
-	// the actor come from the token, never from the request. The entry is durable when the
-	// call returns.
+	// Services call it with the caller's forwarded token (auth.ForwardToken) or a service
+	// token of the same tenant: the tenant and the actor come from the token, never from the
+	// request. The entry is durable when the call returns.
 	//
 	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id, event, payload_sha256 or
 	// idempotency_key, a payload that is not a JSON object or does not match
-	// payload_sha256, or neither payload nor payload_sha256.
+	// payload_sha256, neither payload nor payload_sha256, or a snapshot (event
+	// "snapshot.recorded" or a key starting "snapshot:": use RecordSnapshot).
 	AppendEntry(context.Context, *AppendEntryRequest) (*AppendEntryResponse, error)
 	// PlanRollback returns the plan that restores a proposal's pre-state, from the recorded
 	// pre and post snapshot hashes: the state to go from (post) and to (pre). It changes
