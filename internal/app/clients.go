@@ -9,8 +9,10 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -141,14 +143,26 @@ func (a auditClient) Append(ctx context.Context, tenantID, proposalID, event str
 	if err != nil {
 		return fmt.Errorf("audit payload: %w", err)
 	}
-	out := auth.ForwardToken(ctx)
+	_, err = a.c.AppendEntry(a.as(ctx, tenantID), &auditorv1.AppendEntryRequest{ProposalId: proposalID, Event: event, Payload: body, IdempotencyKey: key})
+	return err
+}
+
+func (a auditClient) RecordSnapshot(ctx context.Context, tenantID, proposalID, kind, sha string) error {
+	_, err := a.c.RecordSnapshot(a.as(ctx, tenantID), &auditorv1.RecordSnapshotRequest{ProposalId: proposalID, Kind: kind, Sha256: sha})
+	if status.Code(err) == codes.AlreadyExists {
+		return nil // recorded by an earlier attempt
+	}
+	return err
+}
+
+// as is ctx carrying the identity the call is made with.
+func (a auditClient) as(ctx context.Context, tenantID string) context.Context {
 	if a.tokens != nil {
 		if tok, err := a.tokens(tenantID); err == nil {
-			out = metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok))
+			return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok))
 		}
 	}
-	_, err = a.c.AppendEntry(out, &auditorv1.AppendEntryRequest{ProposalId: proposalID, Event: event, Payload: body, IdempotencyKey: key})
-	return err
+	return auth.ForwardToken(ctx)
 }
 
 // serviceToken mints the fabric's own token for a tenant (role service, 5 minutes) with

@@ -144,9 +144,14 @@ func TestDecisionPath(t *testing.T) {
 			events = append(events, e.Event)
 		}
 		require.Equal(t, []string{
-			"proposal.submitted", "proposal.negotiating", "proposal.agreed", "proposal.scored",
-			"proposal.dry_run_passed", "proposal.enacted", "proposal.rolled_back",
+			"proposal.submitted", "snapshot.recorded", "proposal.negotiating", "proposal.agreed", "proposal.scored",
+			"proposal.dry_run_passed", "proposal.enacted", "snapshot.recorded", "proposal.rolled_back",
 		}, events)
+
+		// The auditor can plan the rollback from the recorded snapshot hashes.
+		plan := f.Do(t, http.MethodPost, fabric.Auditor, "/audit/"+p.ID+"/rollback-plan", c.token, `{}`)
+		require.Equal(t, http.StatusOK, plan.Status, string(plan.Body))
+		require.Contains(t, string(plan.Body), p.PreStateSHA256)
 
 		// A new proposal on the same target sees the restored state.
 		same := c.submit(t, `{"action":"scale","target":"serviceX","regions":["eu-west"],"impact":"low","parameters":{"replicas_delta":1}}`)

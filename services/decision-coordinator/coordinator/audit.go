@@ -14,6 +14,9 @@ type Auditor interface {
 	// small facts, never raw manifests). key makes the append idempotent: a retry with
 	// the same key records nothing new.
 	Append(ctx context.Context, tenantID, proposalID, event string, payload map[string]any, key string) error
+	// RecordSnapshot records a pre or post snapshot's SHA256 for the proposal (P7);
+	// recording the same kind twice is not an error.
+	RecordSnapshot(ctx context.Context, tenantID, proposalID, kind, sha256 string) error
 }
 
 // audit records one lifecycle event. The change it records has already been committed,
@@ -37,4 +40,15 @@ func (s *Service) audit(ctx context.Context, p *store.Proposal, event string, pa
 // transitionEvent names the audit event of a move to status to.
 func transitionEvent(to string) string {
 	return "proposal." + strings.ToLower(to)
+}
+
+// recordSnapshot sends a snapshot reference to the audit log; like audit, a failure is
+// logged, not fatal: the snapshot itself is already stored with the proposal.
+func (s *Service) recordSnapshot(ctx context.Context, p *store.Proposal, kind, sha string) {
+	if s.deps.Audit == nil {
+		return
+	}
+	if err := s.deps.Audit.RecordSnapshot(ctx, p.TenantID, p.ID, kind, sha); err != nil {
+		s.deps.Logger.ErrorContext(ctx, "audit snapshot failed", "proposal_id", p.ID, "kind", kind, "error", err)
+	}
 }

@@ -190,6 +190,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 			"manifest_sha256": stored.ManifestSHA256, "pre_state_sha256": stored.PreStateSHA256,
 			"impact": stored.Impact, "dry_run": stored.DryRun, "signed": req.GetSignature() != nil,
 		})
+		s.recordSnapshot(ctx, stored, "pre", stored.PreStateSHA256)
 		// Broadcast: start the negotiation now; if the negotiator is unavailable the
 		// proposal stays SUBMITTED and the next read retries.
 		if next, err := s.advance(ctx, stored); err != nil {

@@ -392,6 +392,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 		return nil, world.Snapshot{}, world.Snapshot{}, storeError(err)
 	}
 	s.audit(ctx, next, transitionEvent(stEnacted), transitionPayload(p.Status, next))
+	s.recordSnapshot(ctx, next, "post", post.SHA256)
 	return next, pre, post, nil
 }
 
