@@ -1,20 +1,16 @@
 package negotiator
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"regexp"
 	"slices"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
+	"github.com/decision-fabric/fabric/internal/config"
 )
 
 // defaultRegionsYAML is regions.yaml, the default region set.
@@ -164,14 +160,9 @@ func DefaultRegions() *RegionsConfig {
 
 // LoadRegions reads and parses a regions file.
 func LoadRegions(path string) (*RegionsConfig, error) {
-	f, err := os.Open(path)
+	raw, err := config.ReadBounded(path, maxRegionsFileBytes, "negotiator: regions")
 	if err != nil {
-		return nil, fmt.Errorf("negotiator: regions: %w", err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxRegionsFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("negotiator: regions: %w", err)
+		return nil, err
 	}
 	c, err := ParseRegions(raw)
 	if err != nil {
@@ -183,21 +174,9 @@ func LoadRegions(path string) (*RegionsConfig, error) {
 // ParseRegions decodes and validates a regions file strictly: unknown keys,
 // a second YAML document and out-of-range values are errors.
 func ParseRegions(raw []byte) (*RegionsConfig, error) {
-	if len(raw) > maxRegionsFileBytes {
-		return nil, fmt.Errorf("regions: larger than %d bytes", maxRegionsFileBytes)
-	}
 	var f regionsFile
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("regions: empty file")
-		}
-		return nil, fmt.Errorf("regions: %w", err)
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("regions: want exactly one YAML document")
+	if err := config.DecodeStrict(raw, maxRegionsFileBytes, "regions", &f); err != nil {
+		return nil, err
 	}
 	return f.validate()
 }

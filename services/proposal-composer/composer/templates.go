@@ -1,23 +1,20 @@
 package composer
 
 import (
-	"bytes"
 	_ "embed" // the default templates.yaml
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/structpb"
-	"gopkg.in/yaml.v3"
 
 	composerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/composer/v1"
+	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/redact"
 )
 
@@ -173,14 +170,9 @@ func DefaultTemplates() *Templates {
 
 // LoadTemplates reads and parses a templates file.
 func LoadTemplates(path string) (*Templates, error) {
-	f, err := os.Open(path)
+	raw, err := config.ReadBounded(path, maxTemplatesFileBytes, "composer: templates")
 	if err != nil {
-		return nil, fmt.Errorf("composer: templates: %w", err)
-	}
-	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, maxTemplatesFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("composer: templates: %w", err)
+		return nil, err
 	}
 	ts, err := ParseTemplates(raw)
 	if err != nil {
@@ -194,28 +186,10 @@ func LoadTemplates(path string) (*Templates, error) {
 // targets, parameters that are not JSON (NaN, non-string keys) or larger than 64 KiB,
 // the reserved parameter "provenance", and overrides of parameters without a default
 // are errors. It never panics.
-func ParseTemplates(raw []byte) (ts *Templates, err error) {
-	if len(raw) > maxTemplatesFileBytes {
-		return nil, fmt.Errorf("templates: larger than %d bytes", maxTemplatesFileBytes)
-	}
-	defer func() {
-		// yaml.v3 has panicked on hostile input before; a bad file must be an error.
-		if r := recover(); r != nil {
-			ts, err = nil, fmt.Errorf("templates: malformed YAML: %v", r)
-		}
-	}()
+func ParseTemplates(raw []byte) (*Templates, error) {
 	var f templatesFile
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("templates: empty file")
-		}
-		return nil, fmt.Errorf("templates: %w", err)
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("templates: want exactly one YAML document")
+	if err := config.DecodeStrict(raw, maxTemplatesFileBytes, "templates", &f); err != nil {
+		return nil, err
 	}
 	return f.validate()
 }
