@@ -144,7 +144,7 @@ func TestDecisionPath(t *testing.T) {
 			events = append(events, e.Event)
 		}
 		require.Equal(t, []string{
-			"proposal.submitted", "snapshot.recorded", "proposal.negotiating", "proposal.agreed", "proposal.scored",
+			"proposal.submitted", "snapshot.recorded", "proposal.negotiating", "negotiation.vote", "proposal.agreed", "proposal.scored",
 			"proposal.dry_run_passed", "proposal.enacted", "snapshot.recorded", "proposal.rolled_back",
 		}, events)
 

@@ -191,6 +191,7 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 	default:
 		return nil, nil // still running
 	}
+	s.auditVotes(ctx, p, n)
 	return s.move(ctx, p, to, func(d *coordinatorv1.Proposal) {
 		d.Votes = summary
 		d.Reason = n.GetReason()
@@ -467,4 +468,23 @@ func transitionPayload(from string, p *store.Proposal) map[string]any {
 		}
 	}
 	return out
+}
+
+// auditVotes records every signed vote of a finished negotiation in the audit log, once
+// (keyed by negotiation, round and region): the evidence behind the outcome.
+func (s *Service) auditVotes(ctx context.Context, p *store.Proposal, n *negotiatorv1.Negotiation) {
+	if s.deps.Audit == nil {
+		return
+	}
+	for _, v := range n.GetVotes() {
+		payload := map[string]any{
+			"negotiation_id": n.GetId(), "round": v.GetRound(), "region": v.GetRegion(),
+			"verdict": strings.TrimPrefix(v.GetVerdict().String(), "VERDICT_"), "reason": v.GetReason(),
+			"key_id": v.GetKeyId(), "signature_sha256": canonical.SHA256Hex([]byte(v.GetSignature())),
+		}
+		key := fmt.Sprintf("vote:%s:%d:%s", n.GetId(), v.GetRound(), v.GetRegion())
+		if err := s.deps.Audit.Append(ctx, p.TenantID, p.ID, "negotiation.vote", payload, key); err != nil {
+			s.deps.Logger.ErrorContext(ctx, "audit vote failed", "proposal_id", p.ID, "region", v.GetRegion(), "error", err)
+		}
+	}
 }
