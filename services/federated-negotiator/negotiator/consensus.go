@@ -13,6 +13,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 )
 
 // This file holds the consensus rules as pure functions: no clock, no I/O, no
@@ -119,21 +120,11 @@ func count(regions []RegionWeight, votes []Vote) tally {
 }
 
 // quorum reports whether yes regions (of weight yesW) satisfy rule when d
-// regions (of weight dW) take a position.
+// regions (of weight dW) take a position. The rules live in quorum.Met, which
+// certificate verification uses too; UNSPECIFIED (resolved before a
+// negotiation starts) is majority there.
 func quorum(rule negotiatorv1.QuorumRule, yes int, yesW int64, d int, dW int64) bool {
-	if yes < 1 {
-		return false
-	}
-	switch rule {
-	case negotiatorv1.QuorumRule_QUORUM_RULE_TWO_THIRDS:
-		return 3*yes >= 2*d
-	case negotiatorv1.QuorumRule_QUORUM_RULE_UNANIMOUS:
-		return yes == d
-	case negotiatorv1.QuorumRule_QUORUM_RULE_WEIGHTED:
-		return 2*yesW > dW
-	default: // majority (UNSPECIFIED is resolved before a negotiation starts)
-		return 2*yes > d
-	}
+	return qc.Met(RuleName(rule), yes, yesW, d, dW)
 }
 
 // Tally decides one round from its votes under rule. regions are the expected

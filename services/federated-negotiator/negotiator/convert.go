@@ -148,6 +148,7 @@ func toProto(n *store.Negotiation, votes []*store.NegotiationVote, now time.Time
 		out.Regions = append(out.Regions, &negotiatorv1.RegionProgress{Region: r.Region, LastVerdict: last[r.Region],
 			Answered: answered[r.Region], Weight: r.Weight, KeyId: r.KeyID, PublicKey: r.PublicKey})
 	}
+	out.QuorumCertificate = CertificateToProto(certificate(n, votes))
 	return out, nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 )
 
 // Vote signing. Every vote is an Ed25519 signature by its region's key over
@@ -134,14 +135,10 @@ func ParsePublicKeyPEM(s string) (ed25519.PublicKey, error) {
 	return pub, nil
 }
 
-// VotePayload is the canonical JSON a vote's signature covers.
+// VotePayload is the canonical JSON a vote's signature covers (internal/quorum.VotePayload,
+// the one definition a certificate verifier also uses).
 func VotePayload(proposalDigest string, round int32, region string, verdict negotiatorv1.Verdict) ([]byte, error) {
-	return canonical.Marshal(map[string]any{
-		"proposal_digest": proposalDigest,
-		"round":           round,
-		"region":          region,
-		"verdict":         verdictName(verdict),
-	})
+	return qc.VotePayload(proposalDigest, round, region, verdictName(verdict))
 }
 
 // SignVote signs a vote's payload and returns the base64 signature.

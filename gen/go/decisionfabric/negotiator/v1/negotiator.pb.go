@@ -549,9 +549,12 @@ type Negotiation struct {
 	// When the negotiation started.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	// When it last changed (a round, or its end).
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Set once the negotiation ended AGREED or REJECTED: the signed votes of the final
+	// round and the regions' keys, enough to re-check the outcome offline.
+	QuorumCertificate *QuorumCertificate `protobuf:"bytes,20,opt,name=quorum_certificate,json=quorumCertificate,proto3" json:"quorum_certificate,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Negotiation) Reset() {
@@ -717,6 +720,271 @@ func (x *Negotiation) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Negotiation) GetQuorumCertificate() *QuorumCertificate {
+	if x != nil {
+		return x.QuorumCertificate
+	}
+	return nil
+}
+
+// QuorumCertificate proves a negotiation's outcome: the signed votes of its final round,
+// the keys that verify them and the quorum rule that turns them into the outcome. A
+// verifier checks every signature against the regions' keys from its own registry (not
+// only the ones carried here) and recounts the outcome (Go: internal/quorum.Verify).
+type QuorumCertificate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lower-case hex SHA256 of the proposal's canonical manifest; every vote signs it.
+	ProposalDigest string `protobuf:"bytes,1,opt,name=proposal_digest,json=proposalDigest,proto3" json:"proposal_digest,omitempty"`
+	// The negotiation (ULID).
+	NegotiationId string `protobuf:"bytes,2,opt,name=negotiation_id,json=negotiationId,proto3" json:"negotiation_id,omitempty"`
+	// The final round; every vote is from it.
+	Round int32 `protobuf:"varint,3,opt,name=round,proto3" json:"round,omitempty"`
+	// The quorum rule: "majority", "two_thirds", "unanimous" or "weighted".
+	Rule string `protobuf:"bytes,4,opt,name=rule,proto3" json:"rule,omitempty"`
+	// The outcome the votes support: "AGREED" or "REJECTED".
+	Outcome string `protobuf:"bytes,5,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// The final round's signed votes, at most one per region.
+	Votes []*QuorumCertificateVote `protobuf:"bytes,6,rep,name=votes,proto3" json:"votes,omitempty"`
+	// Every expected region, with its key and weight (voted or not).
+	RegionKeys    []*QuorumCertificateRegionKey `protobuf:"bytes,7,rep,name=region_keys,json=regionKeys,proto3" json:"region_keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuorumCertificate) Reset() {
+	*x = QuorumCertificate{}
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuorumCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuorumCertificate) ProtoMessage() {}
+
+func (x *QuorumCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuorumCertificate.ProtoReflect.Descriptor instead.
+func (*QuorumCertificate) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *QuorumCertificate) GetProposalDigest() string {
+	if x != nil {
+		return x.ProposalDigest
+	}
+	return ""
+}
+
+func (x *QuorumCertificate) GetNegotiationId() string {
+	if x != nil {
+		return x.NegotiationId
+	}
+	return ""
+}
+
+func (x *QuorumCertificate) GetRound() int32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *QuorumCertificate) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *QuorumCertificate) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *QuorumCertificate) GetVotes() []*QuorumCertificateVote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *QuorumCertificate) GetRegionKeys() []*QuorumCertificateRegionKey {
+	if x != nil {
+		return x.RegionKeys
+	}
+	return nil
+}
+
+// QuorumCertificateVote is one signed vote in a QuorumCertificate.
+type QuorumCertificateVote struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Region name.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// Round number.
+	Round int32 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	// "ACCEPT", "REJECT", "COUNTER" or "ABSTAIN" (the signed form, see Vote.signature).
+	Verdict string `protobuf:"bytes,3,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// Base64 (standard, padded) Ed25519 signature, as Vote.signature.
+	Signature string `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The signing key's id (see RegionProgress.key_id).
+	KeyId         string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuorumCertificateVote) Reset() {
+	*x = QuorumCertificateVote{}
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuorumCertificateVote) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuorumCertificateVote) ProtoMessage() {}
+
+func (x *QuorumCertificateVote) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuorumCertificateVote.ProtoReflect.Descriptor instead.
+func (*QuorumCertificateVote) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *QuorumCertificateVote) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *QuorumCertificateVote) GetRound() int32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *QuorumCertificateVote) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *QuorumCertificateVote) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+func (x *QuorumCertificateVote) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// QuorumCertificateRegionKey is one expected region of a QuorumCertificate.
+type QuorumCertificateRegionKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Region name.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// Id of the region's key (see RegionProgress.key_id).
+	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// PEM "PUBLIC KEY" (Ed25519) that verifies the region's votes.
+	PublicKeyPem string `protobuf:"bytes,3,opt,name=public_key_pem,json=publicKeyPem,proto3" json:"public_key_pem,omitempty"`
+	// The region's weight (QUORUM_RULE_WEIGHTED), at least 1.
+	Weight        int64 `protobuf:"varint,4,opt,name=weight,proto3" json:"weight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuorumCertificateRegionKey) Reset() {
+	*x = QuorumCertificateRegionKey{}
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuorumCertificateRegionKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuorumCertificateRegionKey) ProtoMessage() {}
+
+func (x *QuorumCertificateRegionKey) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuorumCertificateRegionKey.ProtoReflect.Descriptor instead.
+func (*QuorumCertificateRegionKey) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *QuorumCertificateRegionKey) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *QuorumCertificateRegionKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *QuorumCertificateRegionKey) GetPublicKeyPem() string {
+	if x != nil {
+		return x.PublicKeyPem
+	}
+	return ""
+}
+
+func (x *QuorumCertificateRegionKey) GetWeight() int64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
 // RegionProgress is one region's state in the negotiation.
 type RegionProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -739,7 +1007,7 @@ type RegionProgress struct {
 
 func (x *RegionProgress) Reset() {
 	*x = RegionProgress{}
-	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[7]
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +1019,7 @@ func (x *RegionProgress) String() string {
 func (*RegionProgress) ProtoMessage() {}
 
 func (x *RegionProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[7]
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +1032,7 @@ func (x *RegionProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionProgress.ProtoReflect.Descriptor instead.
 func (*RegionProgress) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{7}
+	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RegionProgress) GetRegion() string {
@@ -835,7 +1103,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[8]
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1115,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[8]
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1128,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{8}
+	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Vote) GetRegion() string {
@@ -940,7 +1208,7 @@ const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"\x17WatchNegotiationRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"g\n" +
 	"\x18WatchNegotiationResponse\x12K\n" +
-	"\vnegotiation\x18\x01 \x01(\v2).decisionfabric.negotiator.v1.NegotiationR\vnegotiation\"\xf9\x06\n" +
+	"\vnegotiation\x18\x01 \x01(\v2).decisionfabric.negotiator.v1.NegotiationR\vnegotiation\"\xd9\a\n" +
 	"\vNegotiation\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vproposal_id\x18\x02 \x01(\tR\n" +
@@ -967,7 +1235,28 @@ const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\xdc\x01\n" +
+	"updated_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12^\n" +
+	"\x12quorum_certificate\x18\x14 \x01(\v2/.decisionfabric.negotiator.v1.QuorumCertificateR\x11quorumCertificate\"\xcd\x02\n" +
+	"\x11QuorumCertificate\x12'\n" +
+	"\x0fproposal_digest\x18\x01 \x01(\tR\x0eproposalDigest\x12%\n" +
+	"\x0enegotiation_id\x18\x02 \x01(\tR\rnegotiationId\x12\x14\n" +
+	"\x05round\x18\x03 \x01(\x05R\x05round\x12\x12\n" +
+	"\x04rule\x18\x04 \x01(\tR\x04rule\x12\x18\n" +
+	"\aoutcome\x18\x05 \x01(\tR\aoutcome\x12I\n" +
+	"\x05votes\x18\x06 \x03(\v23.decisionfabric.negotiator.v1.QuorumCertificateVoteR\x05votes\x12Y\n" +
+	"\vregion_keys\x18\a \x03(\v28.decisionfabric.negotiator.v1.QuorumCertificateRegionKeyR\n" +
+	"regionKeys\"\x94\x01\n" +
+	"\x15QuorumCertificateVote\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x05R\x05round\x12\x18\n" +
+	"\averdict\x18\x03 \x01(\tR\averdict\x12\x1c\n" +
+	"\tsignature\x18\x04 \x01(\tR\tsignature\x12\x15\n" +
+	"\x06key_id\x18\x05 \x01(\tR\x05keyId\"\x89\x01\n" +
+	"\x1aQuorumCertificateRegionKey\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12$\n" +
+	"\x0epublic_key_pem\x18\x03 \x01(\tR\fpublicKeyPem\x12\x16\n" +
+	"\x06weight\x18\x04 \x01(\x03R\x06weight\"\xdc\x01\n" +
 	"\x0eRegionProgress\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12H\n" +
 	"\flast_verdict\x18\x02 \x01(\x0e2%.decisionfabric.negotiator.v1.VerdictR\vlastVerdict\x12\x1a\n" +
@@ -1023,7 +1312,7 @@ func file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_negotiator_v1_negotiator_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_decisionfabric_negotiator_v1_negotiator_proto_goTypes = []any{
 	(QuorumRule)(0),                      // 0: decisionfabric.negotiator.v1.QuorumRule
 	(NegotiationState)(0),                // 1: decisionfabric.negotiator.v1.NegotiationState
@@ -1035,10 +1324,13 @@ var file_decisionfabric_negotiator_v1_negotiator_proto_goTypes = []any{
 	(*WatchNegotiationRequest)(nil),      // 7: decisionfabric.negotiator.v1.WatchNegotiationRequest
 	(*WatchNegotiationResponse)(nil),     // 8: decisionfabric.negotiator.v1.WatchNegotiationResponse
 	(*Negotiation)(nil),                  // 9: decisionfabric.negotiator.v1.Negotiation
-	(*RegionProgress)(nil),               // 10: decisionfabric.negotiator.v1.RegionProgress
-	(*Vote)(nil),                         // 11: decisionfabric.negotiator.v1.Vote
-	(*timestamppb.Timestamp)(nil),        // 12: google.protobuf.Timestamp
-	(*v1.Manifest)(nil),                  // 13: decisionfabric.types.v1.Manifest
+	(*QuorumCertificate)(nil),            // 10: decisionfabric.negotiator.v1.QuorumCertificate
+	(*QuorumCertificateVote)(nil),        // 11: decisionfabric.negotiator.v1.QuorumCertificateVote
+	(*QuorumCertificateRegionKey)(nil),   // 12: decisionfabric.negotiator.v1.QuorumCertificateRegionKey
+	(*RegionProgress)(nil),               // 13: decisionfabric.negotiator.v1.RegionProgress
+	(*Vote)(nil),                         // 14: decisionfabric.negotiator.v1.Vote
+	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
+	(*v1.Manifest)(nil),                  // 16: decisionfabric.types.v1.Manifest
 }
 var file_decisionfabric_negotiator_v1_negotiator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.negotiator.v1.StartNegotiationRequest.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
@@ -1047,28 +1339,31 @@ var file_decisionfabric_negotiator_v1_negotiator_proto_depIdxs = []int32{
 	9,  // 3: decisionfabric.negotiator.v1.WatchNegotiationResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
 	1,  // 4: decisionfabric.negotiator.v1.Negotiation.state:type_name -> decisionfabric.negotiator.v1.NegotiationState
 	0,  // 5: decisionfabric.negotiator.v1.Negotiation.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
-	12, // 6: decisionfabric.negotiator.v1.Negotiation.deadline:type_name -> google.protobuf.Timestamp
-	10, // 7: decisionfabric.negotiator.v1.Negotiation.regions:type_name -> decisionfabric.negotiator.v1.RegionProgress
-	11, // 8: decisionfabric.negotiator.v1.Negotiation.votes:type_name -> decisionfabric.negotiator.v1.Vote
-	13, // 9: decisionfabric.negotiator.v1.Negotiation.final_manifest:type_name -> decisionfabric.types.v1.Manifest
-	13, // 10: decisionfabric.negotiator.v1.Negotiation.offer:type_name -> decisionfabric.types.v1.Manifest
-	12, // 11: decisionfabric.negotiator.v1.Negotiation.created_at:type_name -> google.protobuf.Timestamp
-	12, // 12: decisionfabric.negotiator.v1.Negotiation.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 13: decisionfabric.negotiator.v1.RegionProgress.last_verdict:type_name -> decisionfabric.negotiator.v1.Verdict
-	2,  // 14: decisionfabric.negotiator.v1.Vote.verdict:type_name -> decisionfabric.negotiator.v1.Verdict
-	13, // 15: decisionfabric.negotiator.v1.Vote.counter:type_name -> decisionfabric.types.v1.Manifest
-	12, // 16: decisionfabric.negotiator.v1.Vote.cast_at:type_name -> google.protobuf.Timestamp
-	3,  // 17: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:input_type -> decisionfabric.negotiator.v1.StartNegotiationRequest
-	5,  // 18: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:input_type -> decisionfabric.negotiator.v1.GetNegotiationStatusRequest
-	7,  // 19: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:input_type -> decisionfabric.negotiator.v1.WatchNegotiationRequest
-	4,  // 20: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:output_type -> decisionfabric.negotiator.v1.StartNegotiationResponse
-	6,  // 21: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:output_type -> decisionfabric.negotiator.v1.GetNegotiationStatusResponse
-	8,  // 22: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:output_type -> decisionfabric.negotiator.v1.WatchNegotiationResponse
-	20, // [20:23] is the sub-list for method output_type
-	17, // [17:20] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	15, // 6: decisionfabric.negotiator.v1.Negotiation.deadline:type_name -> google.protobuf.Timestamp
+	13, // 7: decisionfabric.negotiator.v1.Negotiation.regions:type_name -> decisionfabric.negotiator.v1.RegionProgress
+	14, // 8: decisionfabric.negotiator.v1.Negotiation.votes:type_name -> decisionfabric.negotiator.v1.Vote
+	16, // 9: decisionfabric.negotiator.v1.Negotiation.final_manifest:type_name -> decisionfabric.types.v1.Manifest
+	16, // 10: decisionfabric.negotiator.v1.Negotiation.offer:type_name -> decisionfabric.types.v1.Manifest
+	15, // 11: decisionfabric.negotiator.v1.Negotiation.created_at:type_name -> google.protobuf.Timestamp
+	15, // 12: decisionfabric.negotiator.v1.Negotiation.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 13: decisionfabric.negotiator.v1.Negotiation.quorum_certificate:type_name -> decisionfabric.negotiator.v1.QuorumCertificate
+	11, // 14: decisionfabric.negotiator.v1.QuorumCertificate.votes:type_name -> decisionfabric.negotiator.v1.QuorumCertificateVote
+	12, // 15: decisionfabric.negotiator.v1.QuorumCertificate.region_keys:type_name -> decisionfabric.negotiator.v1.QuorumCertificateRegionKey
+	2,  // 16: decisionfabric.negotiator.v1.RegionProgress.last_verdict:type_name -> decisionfabric.negotiator.v1.Verdict
+	2,  // 17: decisionfabric.negotiator.v1.Vote.verdict:type_name -> decisionfabric.negotiator.v1.Verdict
+	16, // 18: decisionfabric.negotiator.v1.Vote.counter:type_name -> decisionfabric.types.v1.Manifest
+	15, // 19: decisionfabric.negotiator.v1.Vote.cast_at:type_name -> google.protobuf.Timestamp
+	3,  // 20: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:input_type -> decisionfabric.negotiator.v1.StartNegotiationRequest
+	5,  // 21: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:input_type -> decisionfabric.negotiator.v1.GetNegotiationStatusRequest
+	7,  // 22: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:input_type -> decisionfabric.negotiator.v1.WatchNegotiationRequest
+	4,  // 23: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:output_type -> decisionfabric.negotiator.v1.StartNegotiationResponse
+	6,  // 24: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:output_type -> decisionfabric.negotiator.v1.GetNegotiationStatusResponse
+	8,  // 25: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:output_type -> decisionfabric.negotiator.v1.WatchNegotiationResponse
+	23, // [23:26] is the sub-list for method output_type
+	20, // [20:23] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_negotiator_v1_negotiator_proto_init() }
@@ -1082,7 +1377,7 @@ func file_decisionfabric_negotiator_v1_negotiator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc), len(file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
