@@ -19,7 +19,7 @@ import (
 // chain builds the unary and stream interceptor chains, outermost first. The order is
 // the contract; each line says why its interceptor sits where it does.
 func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Verifier, policy auth.Policy, validators Validators) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
-	recover := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		// The panic value and stack go to the log (redacted); the caller sees a generic error.
 		log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
@@ -27,7 +27,7 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
 	unary := []grpc.UnaryServerInterceptor{
 		// 1. Recovery is outermost so a panic anywhere below becomes INTERNAL, not a crash.
-		recovery.UnaryServerInterceptor(recover),
+		recovery.UnaryServerInterceptor(onPanic),
 		// 2. Error masking: a handler error that is not a gRPC status (a driver error, say)
 		//    could carry internals; it is logged and replaced by INTERNAL.
 		maskErrorsUnary(log),
@@ -41,7 +41,7 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 		validators.unary(),
 	}
 	stream := []grpc.StreamServerInterceptor{
-		recovery.StreamServerInterceptor(recover),
+		recovery.StreamServerInterceptor(onPanic),
 		maskErrorsStream(log),
 		metrics.StreamServerInterceptor(),
 		logging.StreamServerInterceptor(slogAdapter(log), logOpts...),

@@ -86,12 +86,24 @@ func decision(p *store.Proposal) (*coordinatorv1.Proposal, error) {
 }
 
 // move performs one legal transition, updating the decision record with edit, as a
-// compare-and-swap on the proposal's version.
+// compare-and-swap on the proposal's version, audited as "proposal.<to>".
 func (s *Service) move(ctx context.Context, p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), post string) (*store.Proposal, error) {
-	return s.moveIn(ctx, s.deps.Store, p, to, edit, post)
+	return s.moveAudited(ctx, p, to, transitionEvent(to), edit, post)
 }
 
-// moveIn is move through st (a transaction's store).
+// moveAudited is move with an explicit audit event name, for moves whose meaning is not
+// the status they land in (a dry run recorded while approval is pending).
+func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event string, edit func(d *coordinatorv1.Proposal), post string) (*store.Proposal, error) {
+	next, err := s.moveIn(ctx, s.deps.Store, p, to, edit, post)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, next, event, transitionPayload(p.Status, next))
+	return next, nil
+}
+
+// moveIn is the transition itself, through st (a transaction's store); it does not
+// audit, because inside a transaction the caller audits after the commit.
 func (s *Service) moveIn(ctx context.Context, st store.Store, p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), post string) (*store.Proposal, error) {
 	if p.Status != to && !legal(p.Status, to) {
 		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s cannot go from %s to %s", p.ID, p.Status, to)
@@ -121,9 +133,6 @@ func (s *Service) moveIn(ctx context.Context, st store.Store, p *store.Proposal,
 		return nil, storeError(err)
 	}
 	s.deps.Logger.InfoContext(ctx, "proposal transition", "proposal_id", p.ID, "tenant_id", p.TenantID, "from", p.Status, "to", to)
-	if st == s.deps.Store { // inside a transaction the caller audits after commit
-		s.audit(ctx, next, transitionEvent(to), transitionPayload(p.Status, next))
-	}
 	return next, nil
 }
 
@@ -333,10 +342,11 @@ func (s *Service) dryRun(ctx context.Context, p *store.Proposal) (*store.Proposa
 	if !res.Passed {
 		to = stDryRunFailed
 	}
+	event := transitionEvent(to) // proposal.dry_run_passed or proposal.dry_run_failed
 	if p.Status == stPendingApproval {
 		to = stPendingApproval
 	}
-	next, err := s.move(ctx, p, to, func(d *coordinatorv1.Proposal) {
+	next, err := s.moveAudited(ctx, p, to, event, func(d *coordinatorv1.Proposal) {
 		d.DryRunResult = res
 		if !res.Passed {
 			d.Reason = res.Detail
