@@ -186,3 +186,17 @@ CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_ch
     FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
 CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+
+-- ---- 00005_proposal_action_target.sql ----
+
+-- Mirrors migrations/sqlite/00005_proposal_action_target.sql: the manifest's action and
+-- target as columns, so the history of similar decisions is an index range. The store
+-- fills them from the manifest on create; existing rows are back-filled.
+ALTER TABLE proposals ADD COLUMN action TEXT NOT NULL DEFAULT '';
+ALTER TABLE proposals ADD COLUMN target TEXT NOT NULL DEFAULT '';
+UPDATE proposals SET
+    action = coalesce(manifest ->> 'action', ''),
+    target = coalesce(manifest ->> 'target', '')
+WHERE json_typeof(manifest) = 'object';
+CREATE INDEX proposals_tenant_action_target_idx
+    ON proposals (tenant_id, action, target, status, created_at);

@@ -5,17 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 const proposalCols = `id, tenant_id, status, impact, dry_run, manifest, manifest_sha256, metadata,
 	pre_state_sha256, idempotency_key, created_by, trace_id, version, created_at, updated_at,
-	decision, post_state_sha256`
+	decision, post_state_sha256, action, target`
 
 const (
 	// The conflict target names the partial unique index, so only an
 	// idempotency-key collision is absorbed; a duplicate id still fails.
 	sqlProposalInsert = `INSERT INTO proposals (` + proposalCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 	ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
 	RETURNING ` + proposalCols
 	sqlProposalByKey = `SELECT ` + proposalCols + ` FROM proposals
@@ -39,7 +40,7 @@ func scanProposal(r row) (*Proposal, error) {
 	var p Proposal
 	err := r.Scan(&p.ID, &p.TenantID, &p.Status, &p.Impact, &p.DryRun, &p.Manifest, &p.ManifestSHA256,
 		&p.Metadata, &p.PreStateSHA256, &p.IdempotencyKey, &p.CreatedBy, &p.TraceID, &p.Version,
-		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Decision, &p.PostStateSHA256)
+		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Decision, &p.PostStateSHA256, &p.Action, &p.Target)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +58,7 @@ func (ps proposalStore) Create(ctx context.Context, p *Proposal) (*Proposal, boo
 	stored, err := scanProposal(s.w.queryRow(ctx, sqlProposalInsert,
 		r.ID, r.TenantID, r.Status, r.Impact, r.DryRun, r.Manifest, r.ManifestSHA256, r.Metadata,
 		r.PreStateSHA256, r.IdempotencyKey, r.CreatedBy, r.TraceID, r.Version,
-		s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256))
+		s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256, r.Action, r.Target))
 	if err == nil {
 		return stored, true, nil
 	}
@@ -95,6 +96,51 @@ func (ps proposalStore) List(ctx context.Context, tenantID, status string, limit
 	}
 	out, err := collect(rs, scanProposal)
 	return out, ps.s.wrap("list proposals", err)
+}
+
+func (ps proposalStore) History(ctx context.Context, tenantID, action, target string, statuses []string, limit int) (map[string]int, error) {
+	out := map[string]int{}
+	if len(statuses) == 0 {
+		return out, nil
+	}
+	if limit <= 0 || limit > MaxListLimit {
+		limit = MaxListLimit
+	}
+	// The inner query is a range of proposals_tenant_action_target_idx (it covers every
+	// column read), so the cost is bounded by limit, not by the size of the table.
+	args := []any{tenantID, action}
+	where := "tenant_id = $1 AND action = $2"
+	if target != "" {
+		args = append(args, target)
+		where += fmt.Sprintf(" AND target = $%d", len(args))
+	}
+	in := make([]string, len(statuses))
+	for i, st := range statuses {
+		args = append(args, st)
+		in[i] = fmt.Sprintf("$%d", len(args))
+	}
+	args = append(args, limit)
+	q := fmt.Sprintf(`SELECT status, count(*) FROM (SELECT status FROM proposals WHERE %s AND status IN (%s)
+	ORDER BY created_at DESC LIMIT $%d) AS recent GROUP BY status`, where, strings.Join(in, ", "), len(args))
+	rs, err := ps.s.r.query(ctx, q, args...)
+	if err != nil {
+		return nil, ps.s.wrap("proposal history", err)
+	}
+	type count struct {
+		status string
+		n      int
+	}
+	counts, err := collect(rs, func(r row) (*count, error) {
+		var c count
+		return &c, r.Scan(&c.status, &c.n)
+	})
+	if err != nil {
+		return nil, ps.s.wrap("proposal history", err)
+	}
+	for _, c := range counts {
+		out[c.status] = c.n
+	}
+	return out, nil
 }
 
 func (ps proposalStore) UpdateStatus(ctx context.Context, tenantID, id, from, to string, expectedVersion int64) (*Proposal, error) {

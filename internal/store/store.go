@@ -127,6 +127,10 @@ type Proposal struct {
 	Decision []byte
 	// PostStateSHA256 is the lower-case hex SHA-256 of the post-state, once enacted.
 	PostStateSHA256 string
+	// Action and Target are the manifest's "action" and "target" strings ("" when
+	// absent), filled by the store on Create from Manifest (input ignored). They index
+	// the history of similar decisions (ProposalStore.History).
+	Action, Target string
 }
 
 // ProposalChange is the mutable part of a proposal written by ProposalStore.Advance.
@@ -159,6 +163,12 @@ type ProposalStore interface {
 	// Advance is UpdateStatus that also writes the decision fields, in the same single
 	// compare-and-swap statement and with the same errors.
 	Advance(ctx context.Context, tenantID, id, from string, expectedVersion int64, c ProposalChange) (*Proposal, error)
+	// History counts a tenant's most recent proposals similar to one being decided:
+	// those with the given action (and target, unless target is "") whose status is one
+	// of statuses, newest first, at most limit of them (limit<=0 or above MaxListLimit ->
+	// MaxListLimit). The result maps status to count; statuses with no match are absent.
+	// It reads an index, not the manifests.
+	History(ctx context.Context, tenantID, action, target string, statuses []string, limit int) (map[string]int, error)
 }
 
 // Snapshot is the captured state around a proposal's execution.

@@ -126,6 +126,7 @@ func normalizeProposal(p *Proposal) (*Proposal, error) {
 		return nil, err
 	}
 	r.Manifest = bytes.Clone(r.Manifest)
+	r.Action, r.Target = manifestKeys(r.Manifest)
 	r.Metadata = bytes.Clone(r.Metadata)
 	r.Version = 1
 	if r.CreatedAt.IsZero() {
@@ -184,4 +185,24 @@ func normalizeWorldState(ws *WorldState) (*WorldState, error) {
 	}
 	r.UpdatedAt = normTime(r.UpdatedAt)
 	return &r, nil
+}
+
+// manifestKeys reads the manifest's "action" and "target" strings ("" when absent or
+// not strings); the manifest is already known to be valid JSON.
+func manifestKeys(manifest []byte) (action, target string) {
+	var m struct {
+		Action json.RawMessage `json:"action"`
+		Target json.RawMessage `json:"target"`
+	}
+	if json.Unmarshal(manifest, &m) != nil {
+		return "", ""
+	}
+	str := func(raw json.RawMessage) string {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+		return s
+	}
+	return str(m.Action), str(m.Target)
 }

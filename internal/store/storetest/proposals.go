@@ -359,3 +359,52 @@ func testAdvance(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Equal(t, up, got, "failed advances change nothing")
 }
+
+func testProposalHistory(t *testing.T, s store.Store) {
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	n := 0
+	add := func(tenant, status, manifest string) *store.Proposal {
+		n++
+		p := NewProposal(tenant)
+		p.Status, p.Manifest, p.ManifestSHA256 = status, []byte(manifest), ""
+		p.CreatedAt = base.Add(time.Duration(n) * time.Second)
+		return mustCreate(t, s, p)
+	}
+	scaleX := `{"action":"scale","target":"svc-x","parameters":{"replicas":3}}`
+	scaleY := `{"action":"scale","target":"svc-y"}`
+	first := add("t1", "ENACTED", scaleX)
+	require.Equal(t, "scale", first.Action, "Action comes from the manifest")
+	require.Equal(t, "svc-x", first.Target, "Target comes from the manifest")
+	add("t1", "ENACTED", scaleX)
+	add("t1", "ROLLED_BACK", scaleX)
+	add("t1", "SUBMITTED", scaleX) // not a finished status: not counted
+	add("t1", "ENACTED", scaleY)
+	add("t1", "DRY_RUN_FAILED", scaleY)
+	add("t1", "ENACTED", `{"action":"restart","target":"svc-x"}`)
+	add("t2", "ENACTED", scaleX) // another tenant: never counted
+	odd := add("t1", "ENACTED", `{"action":7,"target":["x"]}`)
+	require.Empty(t, odd.Action, "a non-string action is not indexed")
+	require.Empty(t, odd.Target)
+
+	finished := []string{"ENACTED", "ROLLED_BACK", "DRY_RUN_FAILED"}
+	h := s.Proposals().History
+	got, err := h(ctx(t), "t1", "scale", "svc-x", finished, 0)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"ENACTED": 2, "ROLLED_BACK": 1}, got)
+
+	got, err = h(ctx(t), "t1", "scale", "", finished, 0)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"ENACTED": 3, "ROLLED_BACK": 1, "DRY_RUN_FAILED": 1}, got)
+
+	// limit keeps the newest: the last two scale proposals are svc-y's.
+	got, err = h(ctx(t), "t1", "scale", "", finished, 2)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{"ENACTED": 1, "DRY_RUN_FAILED": 1}, got)
+
+	got, err = h(ctx(t), "t3", "scale", "", finished, 0)
+	require.NoError(t, err)
+	require.Empty(t, got)
+	got, err = h(ctx(t), "t1", "scale", "", nil, 0)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}

@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ProposalDuplicateID", testProposalDuplicateID},
 		{"ProposalTenantIsolation", testProposalTenantIsolation},
 		{"ProposalList", testProposalList},
+		{"ProposalHistory", testProposalHistory},
 		{"ProposalIdempotency", testProposalIdempotency},
 		{"ProposalIdempotencyConcurrent", testProposalIdempotencyConcurrent},
 		{"ProposalConcurrentWriters", testProposalConcurrentWriters},

@@ -164,40 +164,40 @@ const (
 )
 
 // history counts the outcomes of the tenant's earlier decisions like p: same action and
-// target, or, when the target has none, same action on other targets. It reads the
-// newest store.MaxListLimit proposals of each outcome status; p itself never counts.
+// target, or, when the target has none, same action on any target. It counts the newest
+// store.MaxListLimit finished proposals like p through the store's index (no manifest is
+// read); p itself never counts.
 func history(ctx context.Context, st store.Store, p ProposalInfo) (HistoryInput, error) {
-	type tally struct{ ok, bad int }
-	var exact, action tally
-	for _, s := range []string{statusEnacted, statusRolledBack, statusDryRunFailed} {
-		ps, err := st.Proposals().List(ctx, p.TenantID, s, store.MaxListLimit)
+	finished := []string{statusEnacted, statusRolledBack, statusDryRunFailed}
+	tally := func(target string) (ok, bad int, err error) {
+		counts, err := st.Proposals().History(ctx, p.TenantID, p.Action, target, finished, store.MaxListLimit)
 		if err != nil {
-			return HistoryInput{}, fmt.Errorf("scorer: history: %w", err)
+			return 0, 0, fmt.Errorf("scorer: history: %w", err)
 		}
-		for _, q := range ps {
-			if q.ID == p.ID {
-				continue
-			}
-			m, err := decodeManifest(q.Manifest)
-			if err != nil || m.Action != p.Action {
-				continue // an unreadable old manifest is not evidence either way
-			}
-			t := &action
-			if m.Target == p.Target {
-				t = &exact
-			}
-			if s == statusEnacted {
-				t.ok++
-			} else {
-				t.bad++
-			}
+		// A proposal re-scored after it finished is in its own history: take it out.
+		if counts[p.Status] > 0 {
+			counts[p.Status]--
+		}
+		return counts[statusEnacted], counts[statusRolledBack] + counts[statusDryRunFailed], nil
+	}
+	if p.Action == "" {
+		return HistoryInput{Scope: ScopeNone}, nil
+	}
+	if p.Target != "" {
+		ok, bad, err := tally(p.Target)
+		if err != nil {
+			return HistoryInput{}, err
+		}
+		if ok+bad > 0 {
+			return HistoryInput{Successes: ok, Failures: bad, Scope: ScopeActionTarget}, nil
 		}
 	}
-	switch {
-	case exact.ok+exact.bad > 0:
-		return HistoryInput{Successes: exact.ok, Failures: exact.bad, Scope: ScopeActionTarget}, nil
-	case action.ok+action.bad > 0:
-		return HistoryInput{Successes: action.ok, Failures: action.bad, Scope: ScopeAction}, nil
+	ok, bad, err := tally("")
+	if err != nil {
+		return HistoryInput{}, err
+	}
+	if ok+bad > 0 {
+		return HistoryInput{Successes: ok, Failures: bad, Scope: ScopeAction}, nil
 	}
 	return HistoryInput{Scope: ScopeNone}, nil
 }
