@@ -178,7 +178,11 @@ func (as auditLogStore) Head(ctx context.Context, tenantID string) (AuditHead, e
 		}
 	}
 	var h AuditHead
-	err := s.w.queryRow(ctx, sqlAuditHead, tenantID).Scan(&h.Size, &h.LastHash)
+	q := s.r // committed writes are visible to readers: no need to queue behind writers
+	if s.tx != nil {
+		q = s.w
+	}
+	err := q.queryRow(ctx, sqlAuditHead, tenantID).Scan(&h.Size, &h.LastHash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return AuditHead{}, nil
@@ -300,8 +304,12 @@ func (as auditLogStore) PutCheckpoint(ctx context.Context, cp *AuditCheckpoint) 
 	if err != nil {
 		return nil, err
 	}
-	stored, err := scanAuditCheckpoint(as.s.w.queryRow(ctx, sqlCheckpointInsert,
-		r.TenantID, r.Size, r.RootHash, r.Note, r.MLDSASignature, r.MLDSAKeyID, as.s.drv.timeArg(r.CreatedAt)))
+	var stored *AuditCheckpoint
+	err = as.s.write(ctx, func(w querier) (err error) {
+		stored, err = scanAuditCheckpoint(w.queryRow(ctx, sqlCheckpointInsert,
+			r.TenantID, r.Size, r.RootHash, r.Note, r.MLDSASignature, r.MLDSAKeyID, as.s.drv.timeArg(r.CreatedAt)))
+		return err
+	})
 	return stored, as.s.wrap("put audit checkpoint", err)
 }
 

@@ -89,9 +89,31 @@ func (s *sqlStore) Negotiations() NegotiationStore { return negotiationStore{s} 
 
 func (s *sqlStore) AuditLog() AuditLogStore { return auditLogStore{s} }
 
+// grouper is a driver that commits concurrent writers together (SQLite's group commit,
+// see sqlite.go): group runs fn inside a transaction shared with other callers, undoing
+// only fn's work when it fails, and returns once that transaction is durable.
+type grouper interface {
+	group(ctx context.Context, fn func(t txn) error) error
+}
+
+// write runs one write operation: fn's statements go through w. On a grouping driver
+// the root store queues fn for the next group commit; otherwise (Postgres, or inside
+// a transaction) fn runs at once on s.w.
+func (s *sqlStore) write(ctx context.Context, fn func(w querier) error) error {
+	if g, ok := s.drv.(grouper); ok && s.tx == nil {
+		return g.group(ctx, func(t txn) error { return fn(t) })
+	}
+	return fn(s.w)
+}
+
 func (s *sqlStore) InTx(ctx context.Context, fn func(tx Store) error) (err error) {
 	if s.tx != nil {
 		return s.savepoint(ctx, fn)
+	}
+	if g, ok := s.drv.(grouper); ok {
+		return g.group(ctx, func(t txn) error {
+			return fn(&sqlStore{drv: s.drv, r: t, w: t, tx: t, sp: new(int)})
+		})
 	}
 	t, err := s.drv.begin(ctx)
 	if err != nil {

@@ -187,10 +187,14 @@ func (ns negotiationStore) Create(ctx context.Context, n *Negotiation) (*Negotia
 	if err != nil {
 		return nil, err
 	}
-	stored, err := scanNegotiation(s.w.queryRow(ctx, sqlNegotiationInsert,
-		r.ID, r.TenantID, r.ProposalID, r.ProposalDigest, r.State, r.QuorumRule, r.Round, r.MaxRounds,
-		r.Offer, nullJSON(r.FinalManifest), r.Reason, regions, s.drv.timeArg(r.Deadline), r.Version,
-		s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt)))
+	var stored *Negotiation
+	err = s.write(ctx, func(w querier) (err error) {
+		stored, err = scanNegotiation(w.queryRow(ctx, sqlNegotiationInsert,
+			r.ID, r.TenantID, r.ProposalID, r.ProposalDigest, r.State, r.QuorumRule, r.Round, r.MaxRounds,
+			r.Offer, nullJSON(r.FinalManifest), r.Reason, regions, s.drv.timeArg(r.Deadline), r.Version,
+			s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt)))
+		return err
+	})
 	return stored, s.wrap("create negotiation", err)
 }
 
@@ -222,26 +226,34 @@ func (ns negotiationStore) Update(ctx context.Context, n *Negotiation, expectedV
 	if err := checkNegotiationUpdate(n); err != nil {
 		return nil, err
 	}
-	stored, err := scanNegotiation(s.w.queryRow(ctx, sqlNegotiationUpdate,
-		n.State, n.Round, n.Offer, nullJSON(n.FinalManifest), n.Reason, s.drv.timeArg(now()),
-		n.TenantID, n.ID, expectedVersion))
+	var stored *Negotiation
+	var exists error
+	err := s.write(ctx, func(w querier) (err error) {
+		stored, err = scanNegotiation(w.queryRow(ctx, sqlNegotiationUpdate,
+			n.State, n.Round, n.Offer, nullJSON(n.FinalManifest), n.Reason, s.drv.timeArg(now()),
+			n.TenantID, n.ID, expectedVersion))
+		if errors.Is(err, sql.ErrNoRows) {
+			exists = existsIn(ctx, w, n.TenantID, n.ID)
+		}
+		return err
+	})
 	if err == nil {
 		return stored, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, s.wrap("update negotiation", err)
 	}
-	if err := ns.exists(ctx, n.TenantID, n.ID); err != nil {
-		return nil, s.wrap("update negotiation", err)
+	if exists != nil {
+		return nil, s.wrap("update negotiation", exists)
 	}
 	return nil, s.wrap("update negotiation", fmt.Errorf(
 		"%w: negotiation is not RUNNING, its version is not %d or its round is past %d", ErrConflict, expectedVersion, n.Round))
 }
 
-// exists is nil when the negotiation exists for the tenant, ErrNotFound when not.
-func (ns negotiationStore) exists(ctx context.Context, tenantID, id string) error {
+// existsIn is nil when the negotiation exists for the tenant, sql.ErrNoRows when not.
+func existsIn(ctx context.Context, w querier, tenantID, id string) error {
 	var one int
-	return ns.s.w.queryRow(ctx, sqlNegotiationExists, tenantID, id).Scan(&one)
+	return w.queryRow(ctx, sqlNegotiationExists, tenantID, id).Scan(&one)
 }
 
 func (ns negotiationStore) AddVote(ctx context.Context, v *NegotiationVote) (*NegotiationVote, error) {
@@ -257,7 +269,7 @@ func (ns negotiationStore) AddVote(ctx context.Context, v *NegotiationVote) (*Ne
 			return t.wrap("add vote", err)
 		}
 		if n == 0 {
-			if err := (negotiationStore{t}).exists(ctx, r.TenantID, r.NegotiationID); err != nil {
+			if err := existsIn(ctx, t.w, r.TenantID, r.NegotiationID); err != nil {
 				return t.wrap("add vote", err)
 			}
 			return t.wrap("add vote", fmt.Errorf("%w: negotiation is not RUNNING in round %d", ErrConflict, r.Round))

@@ -55,25 +55,31 @@ func (ps proposalStore) Create(ctx context.Context, p *Proposal) (*Proposal, boo
 	if err != nil {
 		return nil, false, err
 	}
-	stored, err := scanProposal(s.w.queryRow(ctx, sqlProposalInsert,
-		r.ID, r.TenantID, r.Status, r.Impact, r.DryRun, r.Manifest, r.ManifestSHA256, r.Metadata,
-		r.PreStateSHA256, r.IdempotencyKey, r.CreatedBy, r.TraceID, r.Version,
-		s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256, r.Action, r.Target))
+	var stored *Proposal
+	created := true
+	err = s.write(ctx, func(w querier) (err error) {
+		stored, err = scanProposal(w.queryRow(ctx, sqlProposalInsert,
+			r.ID, r.TenantID, r.Status, r.Impact, r.DryRun, r.Manifest, r.ManifestSHA256, r.Metadata,
+			r.PreStateSHA256, r.IdempotencyKey, r.CreatedBy, r.TraceID, r.Version,
+			s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256, r.Action, r.Target))
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// DO NOTHING fired: the idempotency key is taken; return the winner.
+		created = false
+		stored, err = scanProposal(w.queryRow(ctx, sqlProposalByKey, r.TenantID, r.IdempotencyKey))
+		return err
+	})
 	if err == nil {
-		return stored, true, nil
+		return stored, created, nil
 	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	if created {
 		return nil, false, s.wrap("create proposal", err)
 	}
-	// DO NOTHING fired: the idempotency key is taken; return the winner.
-	stored, err = scanProposal(s.w.queryRow(ctx, sqlProposalByKey, r.TenantID, r.IdempotencyKey))
 	if errors.Is(err, sql.ErrNoRows) { // unreachable unless rows are deleted concurrently
 		return nil, false, s.wrap("create proposal", ErrConflict)
 	}
-	if err != nil {
-		return nil, false, s.wrap("create proposal", err)
-	}
-	return stored, false, nil
+	return nil, false, s.wrap("create proposal", err)
 }
 
 func (ps proposalStore) Get(ctx context.Context, tenantID, id string) (*Proposal, error) {
@@ -106,22 +112,23 @@ func (ps proposalStore) History(ctx context.Context, tenantID, action, target st
 	if limit <= 0 || limit > MaxListLimit {
 		limit = MaxListLimit
 	}
-	// The inner query is a range of proposals_tenant_action_target_idx (it covers every
-	// column read), so the cost is bounded by limit, not by the size of the table.
-	args := []any{tenantID, action}
+	// One index range per status (proposals_tenant_action_status_idx, or
+	// proposals_tenant_action_target_idx with a target), each already in created_at
+	// order and covering every column read: the cost is bounded by limit, not by the
+	// size of the table.
+	args := []any{tenantID, action, limit}
 	where := "tenant_id = $1 AND action = $2"
 	if target != "" {
 		args = append(args, target)
-		where += fmt.Sprintf(" AND target = $%d", len(args))
+		where += " AND target = $4"
 	}
-	in := make([]string, len(statuses))
+	parts := make([]string, len(statuses))
 	for i, st := range statuses {
 		args = append(args, st)
-		in[i] = fmt.Sprintf("$%d", len(args))
+		parts[i] = fmt.Sprintf(`SELECT $%d AS status, count(*) AS n FROM (SELECT 1 AS one FROM proposals
+	WHERE %s AND status = $%d ORDER BY created_at DESC LIMIT $3) AS s%d`, len(args), where, len(args), i)
 	}
-	args = append(args, limit)
-	q := fmt.Sprintf(`SELECT status, count(*) FROM (SELECT status FROM proposals WHERE %s AND status IN (%s)
-	ORDER BY created_at DESC LIMIT $%d) AS recent GROUP BY status`, where, strings.Join(in, ", "), len(args))
+	q := strings.Join(parts, "\nUNION ALL\n")
 	rs, err := ps.s.r.query(ctx, q, args...)
 	if err != nil {
 		return nil, ps.s.wrap("proposal history", err)
@@ -138,7 +145,9 @@ func (ps proposalStore) History(ctx context.Context, tenantID, action, target st
 		return nil, ps.s.wrap("proposal history", err)
 	}
 	for _, c := range counts {
-		out[c.status] = c.n
+		if c.n > 0 {
+			out[c.status] = c.n
+		}
 	}
 	return out, nil
 }
@@ -168,19 +177,27 @@ func (ps proposalStore) Advance(ctx context.Context, tenantID, id, from string, 
 // a missing row (ErrNotFound) from a failed guard (ErrConflict).
 func (ps proposalStore) guarded(ctx context.Context, op, tenantID, id, from string, expectedVersion int64, q string, args ...any) (*Proposal, error) {
 	s := ps.s
-	p, err := scanProposal(s.w.queryRow(ctx, q, args...))
+	var p *Proposal
+	var exists error
+	err := s.write(ctx, func(w querier) (err error) {
+		p, err = scanProposal(w.queryRow(ctx, q, args...))
+		if errors.Is(err, sql.ErrNoRows) {
+			var one int
+			exists = w.queryRow(ctx, sqlProposalExists, tenantID, id).Scan(&one)
+		}
+		return err
+	})
 	if err == nil {
 		return p, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, s.wrap(op, err)
 	}
-	var one int
-	switch err := s.w.queryRow(ctx, sqlProposalExists, tenantID, id).Scan(&one); {
-	case errors.Is(err, sql.ErrNoRows):
+	switch {
+	case errors.Is(exists, sql.ErrNoRows):
 		return nil, s.wrap(op, ErrNotFound)
-	case err != nil:
-		return nil, s.wrap(op, err)
+	case exists != nil:
+		return nil, s.wrap(op, exists)
 	}
 	return nil, s.wrap(op, fmt.Errorf("%w: status is not %q or version is not %d", ErrConflict, from, expectedVersion))
 }

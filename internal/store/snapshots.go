@@ -28,8 +28,11 @@ func (ss snapshotStore) Put(ctx context.Context, snap *Snapshot) error {
 	}
 	// The composite foreign key (tenant_id, proposal_id) makes a proposal of
 	// another tenant look missing: the driver reports it as ErrNotFound.
-	_, err = ss.s.w.exec(ctx, sqlSnapshotInsert,
-		r.ID, r.ProposalID, r.TenantID, r.Kind, r.SHA256, r.State, ss.s.drv.timeArg(r.CreatedAt))
+	err = ss.s.write(ctx, func(w querier) error {
+		_, err := w.exec(ctx, sqlSnapshotInsert,
+			r.ID, r.ProposalID, r.TenantID, r.Kind, r.SHA256, r.State, ss.s.drv.timeArg(r.CreatedAt))
+		return err
+	})
 	if err != nil {
 		return ss.s.wrap("put snapshot", err)
 	}

@@ -55,6 +55,7 @@ func openSQLite(ctx context.Context, dataDir string) (_ Store, err error) {
 	if err := d.ping(ctx); err != nil {
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
+	d.committer = newCommitter(d.w)
 	return newRootStore(d), nil
 }
 
@@ -82,8 +83,9 @@ func migrateSQLite(ctx context.Context, db *sql.DB) error {
 }
 
 type sqliteDriver struct {
-	w *sql.DB // single connection: all writes and transactions
+	w *sql.DB // single connection: all writes and transactions, run by the committer
 	r *sql.DB // read-only pool
+	*committer
 }
 
 func (d *sqliteDriver) name() string            { return BackendSQLite }
@@ -107,6 +109,9 @@ func (d *sqliteDriver) ping(ctx context.Context) error {
 }
 
 func (d *sqliteDriver) close() error {
+	if d.committer != nil {
+		d.committer.close()
+	}
 	var errs []error
 	for _, db := range []*sql.DB{d.r, d.w} {
 		if db != nil {

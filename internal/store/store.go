@@ -165,9 +165,9 @@ type ProposalStore interface {
 	Advance(ctx context.Context, tenantID, id, from string, expectedVersion int64, c ProposalChange) (*Proposal, error)
 	// History counts a tenant's most recent proposals similar to one being decided:
 	// those with the given action (and target, unless target is "") whose status is one
-	// of statuses, newest first, at most limit of them (limit<=0 or above MaxListLimit ->
-	// MaxListLimit). The result maps status to count; statuses with no match are absent.
-	// It reads an index, not the manifests.
+	// of statuses, counting at most the newest limit of each status (limit<=0 or above
+	// MaxListLimit -> MaxListLimit). The result maps status to count; statuses with no
+	// match are absent. It reads an index, not the manifests.
 	History(ctx context.Context, tenantID, action, target string, statuses []string, limit int) (map[string]int, error)
 }
 

@@ -57,7 +57,11 @@ func (wss worldStateStore) Put(ctx context.Context, ws *WorldState, expectedVers
 	case expectedVersion > 0:
 		q, args = sqlWorldStateUpdate, append(args, expectedVersion)
 	}
-	stored, err := scanWorldState(s.w.queryRow(ctx, q, args...))
+	var stored *WorldState
+	err = s.write(ctx, func(w querier) (err error) {
+		stored, err = scanWorldState(w.queryRow(ctx, q, args...))
+		return err
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		err = fmt.Errorf("%w: current version is not %d", ErrConflict, expectedVersion)
 	}

@@ -396,10 +396,10 @@ func testProposalHistory(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{"ENACTED": 3, "ROLLED_BACK": 1, "DRY_RUN_FAILED": 1}, got)
 
-	// limit keeps the newest: the last two scale proposals are svc-y's.
-	got, err = h(ctx(t), "t1", "scale", "", finished, 2)
+	// limit applies per status: at most one of each.
+	got, err = h(ctx(t), "t1", "scale", "", finished, 1)
 	require.NoError(t, err)
-	require.Equal(t, map[string]int{"ENACTED": 1, "DRY_RUN_FAILED": 1}, got)
+	require.Equal(t, map[string]int{"ENACTED": 1, "ROLLED_BACK": 1, "DRY_RUN_FAILED": 1}, got)
 
 	got, err = h(ctx(t), "t3", "scale", "", finished, 0)
 	require.NoError(t, err)

@@ -8,10 +8,13 @@ UPDATE proposals SET
     action = coalesce(manifest ->> 'action', ''),
     target = coalesce(manifest ->> 'target', '')
 WHERE json_typeof(manifest) = 'object';
+CREATE INDEX proposals_tenant_action_status_idx
+    ON proposals (tenant_id, action, status, created_at);
 CREATE INDEX proposals_tenant_action_target_idx
     ON proposals (tenant_id, action, target, status, created_at);
 
 -- +goose Down
 DROP INDEX proposals_tenant_action_target_idx;
+DROP INDEX proposals_tenant_action_status_idx;
 ALTER TABLE proposals DROP COLUMN target;
 ALTER TABLE proposals DROP COLUMN action;

@@ -8,10 +8,13 @@ UPDATE proposals SET
     action = coalesce(json_extract(CAST(manifest AS TEXT), '$.action'), ''),
     target = coalesce(json_extract(CAST(manifest AS TEXT), '$.target'), '')
 WHERE json_valid(CAST(manifest AS TEXT));
+CREATE INDEX proposals_tenant_action_status_idx
+    ON proposals (tenant_id, action, status, created_at);
 CREATE INDEX proposals_tenant_action_target_idx
     ON proposals (tenant_id, action, target, status, created_at);
 
 -- +goose Down
 DROP INDEX proposals_tenant_action_target_idx;
+DROP INDEX proposals_tenant_action_status_idx;
 ALTER TABLE proposals DROP COLUMN target;
 ALTER TABLE proposals DROP COLUMN action;
