@@ -172,5 +172,8 @@ func (a *App) serviceToken(tenant string) (string, error) {
 	if a.DevSigner == nil {
 		return "", errors.New("no service identity outside simulation")
 	}
-	return a.DevSigner.Mint("fabric:"+fabric.Coordinator, tenant, []string{auth.RoleService}, 5*time.Minute)
+	a.serviceTokensOnce.Do(func() {
+		a.serviceTokens = auth.NewTokenCache(a.DevSigner, "fabric:"+fabric.Coordinator, []string{auth.RoleService}, 5*time.Minute)
+	})
+	return a.serviceTokens.Token(tenant)
 }

@@ -78,6 +78,9 @@ type App struct {
 	signerOnce sync.Once
 	signer     signing.Signer
 	signerErr  error
+
+	serviceTokensOnce sync.Once
+	serviceTokens     *auth.TokenCache
 }
 
 type module struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -481,11 +482,13 @@ func transitionPayload(from string, p *store.Proposal) map[string]any {
 }
 
 // auditVotes records every signed vote of a finished negotiation in the audit log, once
-// (keyed by negotiation, round and region): the evidence behind the outcome.
+// (keyed by negotiation, round and region): the evidence behind the outcome. The votes
+// are appended concurrently, so they share the auditor's durable commits.
 func (s *Service) auditVotes(ctx context.Context, p *store.Proposal, n *negotiatorv1.Negotiation) {
 	if s.deps.Audit == nil {
 		return
 	}
+	var wg sync.WaitGroup
 	for _, v := range n.GetVotes() {
 		payload := map[string]any{
 			"negotiation_id": n.GetId(), "round": v.GetRound(), "region": v.GetRegion(),
@@ -493,8 +496,11 @@ func (s *Service) auditVotes(ctx context.Context, p *store.Proposal, n *negotiat
 			"key_id": v.GetKeyId(), "signature_sha256": canonical.SHA256Hex([]byte(v.GetSignature())),
 		}
 		key := fmt.Sprintf("vote:%s:%d:%s", n.GetId(), v.GetRound(), v.GetRegion())
-		if err := s.deps.Audit.Append(ctx, p.TenantID, p.ID, "negotiation.vote", payload, key); err != nil {
-			s.deps.Logger.ErrorContext(ctx, "audit vote failed", "proposal_id", p.ID, "region", v.GetRegion(), "error", err)
-		}
+		wg.Go(func() {
+			if err := s.deps.Audit.Append(ctx, p.TenantID, p.ID, "negotiation.vote", payload, key); err != nil {
+				s.deps.Logger.ErrorContext(ctx, "audit vote failed", "proposal_id", p.ID, "region", v.GetRegion(), "error", err)
+			}
+		})
 	}
+	wg.Wait()
 }
