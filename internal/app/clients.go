@@ -82,6 +82,23 @@ func (n negotiatorClient) Status(ctx context.Context, id string) (*negotiatorv1.
 	return resp.GetNegotiation(), err
 }
 
+// Wait follows the negotiation's progress stream until it closes after the final state.
+func (n negotiatorClient) Wait(ctx context.Context, id string) error {
+	stream, err := n.c.WatchNegotiation(auth.ForwardToken(ctx), &negotiatorv1.WatchNegotiationRequest{Id: id})
+	if err != nil {
+		return err
+	}
+	for {
+		msg, err := stream.Recv()
+		if err != nil {
+			return err // io.EOF never comes before a final state: see the terminal check
+		}
+		if msg.GetNegotiation().GetState() != negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING {
+			return nil
+		}
+	}
+}
+
 // scorerClient is the coordinator's view of the scorer, over gRPC.
 type scorerClient struct{ c scorerv1.ScorerServiceClient }
 

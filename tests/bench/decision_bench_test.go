@@ -19,8 +19,9 @@ import (
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
-// pollInterval is how often a client re-reads a proposal while it is negotiated: what a
-// well-behaved API client does, rather than a tight loop.
+// pollInterval is how long a client waits before re-reading a proposal that a long poll
+// (GET /proposals/{id}?wait_ms=) left unfinished: what a well-behaved API client does,
+// rather than a tight loop.
 const pollInterval = 10 * time.Millisecond
 
 // benchRegions are the five default regions without their simulated network latency,
@@ -47,7 +48,8 @@ defaults:
 
 // BenchmarkDecisionPath drives the low-impact decision path over REST with 32
 // concurrent clients: compose (signed) -> submit (signature verified) -> negotiate
-// across 5 regions -> score -> enact, each client polling GET /proposals/{id} every 10 ms until the proposal is SCORED. It
+// across 5 regions -> score -> enact, each client long-polling GET /proposals/{id}?wait_ms=5000
+// until the proposal is SCORED. It
 // reports p50/p99 latency of one whole decision, decisions per second and errors,
 // beside the bare gRPC round-trip floor from the same run.
 func BenchmarkDecisionPath(b *testing.B) {
@@ -109,12 +111,14 @@ func decisionPath(b *testing.B, st fabrictest.Store) {
 		if err := json.Unmarshal(body, &p); err != nil {
 			return err
 		}
-		for deadline := time.Now().Add(20 * time.Second); p.Proposal.Status != "PROPOSAL_STATUS_SCORED"; {
+		for deadline, first := time.Now().Add(20*time.Second), true; p.Proposal.Status != "PROPOSAL_STATUS_SCORED"; first = false {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("proposal stuck in %s", p.Proposal.Status)
 			}
-			time.Sleep(pollInterval)
-			code, body, err = do(http.MethodGet, coord+"/proposals/"+p.Proposal.ID, "")
+			if !first {
+				time.Sleep(pollInterval)
+			}
+			code, body, err = do(http.MethodGet, coord+"/proposals/"+p.Proposal.ID+"?wait_ms=5000", "")
 			if err != nil || code != http.StatusOK {
 				return fmt.Errorf("get: %d %v", code, err)
 			}

@@ -238,3 +238,34 @@ func TestNegotiatorStatusOverREST(t *testing.T) {
 		require.Contains(t, s, k)
 	}
 }
+
+// TestGetProposalLongPoll: GET /proposals/{id}?wait_ms= answers once the negotiation has
+// ended (regions that take 150 ms to answer), in one call instead of a polling loop; an
+// out-of-range wait is 400.
+func TestGetProposalLongPoll(t *testing.T) {
+	regions := filepath.Join(t.TempDir(), "regions.yaml")
+	require.NoError(t, os.WriteFile(regions, []byte(`
+quorum_rule: majority
+regions:
+  - {name: eu-west, latency: 150ms}
+  - {name: us-east, latency: 150ms}
+  - {name: ap-south, latency: 150ms}
+`), 0o600))
+	f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: fabrictest.SQLite, Configure: func(c *config.Config) {
+		c.RegionsFile = regions
+	}})
+	c := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
+	p := c.submit(t, `{"action":"scale","target":"serviceX","regions":["eu-west","us-east","ap-south"],"impact":"low","parameters":{"replicas":3}}`)
+	require.Equal(t, "PROPOSAL_STATUS_NEGOTIATING", p.Status, "the regions take 150 ms: still negotiating after submit")
+
+	r := f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals/"+p.ID+"?wait_ms=20000", c.token, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var out struct{ Proposal proposal }
+	require.NoError(t, json.Unmarshal(r.Body, &out))
+	require.Equal(t, "AGREED", out.Proposal.Votes.Outcome, "one long poll sees the outcome")
+	require.NotEqual(t, "PROPOSAL_STATUS_NEGOTIATING", out.Proposal.Status)
+	require.NotZero(t, out.Proposal.Score.Confidence, "and the proposal is already scored")
+
+	r = f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals/"+p.ID+"?wait_ms=30001", c.token, "")
+	require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+}

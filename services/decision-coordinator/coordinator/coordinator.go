@@ -218,6 +218,9 @@ func (s *Service) GetProposal(ctx context.Context, req *coordinatorv1.GetProposa
 	if err != nil {
 		return nil, err
 	}
+	if p.Status == stNegotiating && req.GetWaitMs() > 0 {
+		p = s.waitNegotiation(ctx, p, time.Duration(req.GetWaitMs())*time.Millisecond)
+	}
 	out, err := toProto(p)
 	if err != nil {
 		return nil, err
@@ -252,6 +255,26 @@ func (s *Service) ListProposals(ctx context.Context, req *coordinatorv1.ListProp
 
 // load reads a proposal of tenant and advances it as far as it can go now; a
 // collaborator's failure is logged and the proposal returned as stored.
+// waitNegotiation is GetProposal's long poll: it follows p's negotiation for up to
+// wait and then advances p once more. Whatever goes wrong while waiting, the answer is
+// the proposal as it stands (the client polls again).
+func (s *Service) waitNegotiation(ctx context.Context, p *store.Proposal, wait time.Duration) *store.Proposal {
+	d, err := decision(p)
+	if err != nil || d.GetVotes().GetNegotiationId() == "" {
+		return p
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	err = s.deps.Negotiator.Wait(wctx, d.GetVotes().GetNegotiationId())
+	cancel()
+	if err != nil {
+		return p
+	}
+	if next, err := s.load(ctx, p.TenantID, p.ID); err == nil {
+		return next
+	}
+	return p
+}
+
 func (s *Service) load(ctx context.Context, tenant, id string) (*store.Proposal, error) {
 	p, err := s.deps.Store.Proposals().Get(ctx, tenant, id)
 	if err != nil {

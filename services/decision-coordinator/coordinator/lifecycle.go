@@ -27,6 +27,8 @@ import (
 type Negotiator interface {
 	Start(ctx context.Context, proposalID, quorum string, deadline time.Duration) (*negotiatorv1.Negotiation, error)
 	Status(ctx context.Context, negotiationID string) (*negotiatorv1.Negotiation, error)
+	// Wait returns when the negotiation has ended, or with ctx's error when ctx ends first.
+	Wait(ctx context.Context, negotiationID string) error
 }
 
 // Scorer scores proposals (the confidence scorer over gRPC).

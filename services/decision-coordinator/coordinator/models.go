@@ -102,8 +102,15 @@ func ValidateManifest(m *typesv1.Manifest) error {
 
 // validateGet checks a GetProposalRequest.
 func validateGet(req any) error {
-	return validateID(req.(*coordinatorv1.GetProposalRequest).GetId())
+	r := req.(*coordinatorv1.GetProposalRequest)
+	if r.GetWaitMs() > maxWaitMs {
+		return status.Errorf(codes.InvalidArgument, "wait_ms: at most %d", maxWaitMs)
+	}
+	return validateID(r.GetId())
 }
+
+// maxWaitMs bounds GetProposal's long poll.
+const maxWaitMs = 30000
 
 // validateEnact checks an EnactProposalRequest.
 func validateEnact(req any) error {

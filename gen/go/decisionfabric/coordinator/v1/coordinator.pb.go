@@ -867,7 +867,12 @@ func (x *SubmitProposalResponse) GetCreated() bool {
 type GetProposalRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. Proposal id.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Optional long poll, in milliseconds (at most 30000): while the proposal is being
+	// negotiated, wait up to this long for the negotiation to end before answering, so a
+	// client learns the outcome as soon as it exists instead of polling. 0 answers at once.
+	// REST: GET /proposals/{id}?wait_ms=2000.
+	WaitMs        uint32 `protobuf:"varint,2,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -907,6 +912,13 @@ func (x *GetProposalRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *GetProposalRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
 }
 
 // GetProposalResponse carries the proposal.
@@ -1351,9 +1363,10 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\b_dry_run\"w\n" +
 	"\x16SubmitProposalResponse\x12C\n" +
 	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"$\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"=\n" +
 	"\x12GetProposalRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"Z\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
+	"\await_ms\x18\x02 \x01(\rR\x06waitMs\"Z\n" +
 	"\x13GetProposalResponse\x12C\n" +
 	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\"s\n" +
 	"\x14ListProposalsRequest\x12E\n" +
