@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,10 +20,19 @@ import (
 // processes that start at once migrate one after the other.
 var migrationLockID = int64(crc32.ChecksumIEEE([]byte("decision-fabric/store/migrate")))
 
+// defaultMaxConns is the pool size unless the DSN sets pool_max_conns.
+const defaultMaxConns = 16
+
 func openPostgres(ctx context.Context, dsn string) (Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: postgres dsn: %w", ErrInvalid, err)
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		// pgx's default (max(4, CPUs)) starves a server whose requests each wait for a
+		// durable COMMIT: Postgres commits concurrent transactions together, so more
+		// connections in flight means more commits per flush. Connections open lazily.
+		cfg.MaxConns = defaultMaxConns
 	}
 	if err := migratePostgres(ctx, cfg.ConnConfig); err != nil {
 		return nil, err
