@@ -23,6 +23,7 @@ import (
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
 	"github.com/decision-fabric/fabric/internal/store/storetest"
@@ -195,7 +196,7 @@ func requireSignedVotes(t *testing.T, n *negotiatorv1.Negotiation) {
 	for _, v := range n.GetVotes() {
 		r := keys[v.GetRegion()]
 		require.NotNil(t, r, "vote of an unknown region %s", v.GetRegion())
-		pub, err := negotiator.ParsePublicKeyPEM(r.GetPublicKey())
+		pub, err := regionkeys.ParsePublicKeyPEM(r.GetPublicKey())
 		require.NoError(t, err)
 		require.Equal(t, r.GetKeyId(), v.GetKeyId())
 		require.NoError(t, negotiator.VerifyVote(pub, n.GetProposalDigest(), v.GetRound(), v.GetRegion(), v.GetVerdict(), v.GetSignature()),
@@ -588,7 +589,7 @@ type scripted struct {
 }
 
 func newScripted(t *testing.T, region string) *scripted {
-	key, err := negotiator.RegionKey(testSeed, region)
+	key, err := regionkeys.Derive(testSeed, region)
 	require.NoError(t, err)
 	return &scripted{region: region, key: key}
 }
@@ -606,7 +607,7 @@ func (a *scripted) Vote(_ context.Context, o negotiator.Offer) (negotiator.Vote,
 	}
 	sig, err := negotiator.SignVote(a.key, digest, o.Round, a.region, accept)
 	return negotiator.Vote{Region: a.region, Round: o.Round, Verdict: accept, Reason: "ok\x00\xff", Signature: sig,
-		KeyID: negotiator.KeyID(a.PublicKey())}, err
+		KeyID: regionkeys.KeyID(a.PublicKey())}, err
 }
 
 // Failing agents are retried; a vote whose signature does not verify never counts.
