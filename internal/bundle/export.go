@@ -31,6 +31,7 @@ const (
 	PartExport     = "export"
 	PartCheckpoint = "checkpoint"
 	PartAuditTrail = "audit trail"
+	PartStatus     = "status"
 )
 
 // Audit events and summary members an export's trail must hold to tie the decision
@@ -40,6 +41,7 @@ const (
 	EventSubmitted               = auditlog.EventProposalSubmitted
 	SummaryManifestSHA256        = "manifest_sha256"
 	SummaryConsensusBundleSHA256 = "consensus_bundle_sha256"
+	SummaryStatus                = "status"
 )
 
 // Decision is the decision record an export is made from.
@@ -120,8 +122,10 @@ func (r *Report) ok(name, format string, a ...any) {
 // size and root it states; every audit entry belongs to the decision, hashes to its
 // entry_hash, links to the entry before it when that one is exported too, and is
 // included in the checkpoint (RFC 6962 proof); and the trail records the manifest's
-// digest at submission and the consensus bundle's at agreement. It returns the checks
-// that passed and the first failure, an *Error naming the part.
+// digest at submission and the consensus bundle's at agreement, and its last
+// transition is to the export's status. It returns the checks that passed and the
+// first failure, an *Error naming the part. The approvals and the keys carried beside
+// the checkpoint are reported, not trusted.
 func VerifyExport(x *auditorv1.ExportDecisionResponse, keys Keys) (*Report, error) {
 	r := &Report{}
 	if x.GetFormat() != ExportFormat {
@@ -130,7 +134,7 @@ func VerifyExport(x *auditorv1.ExportDecisionResponse, keys Keys) (*Report, erro
 	if x.GetTenantId() == "" || x.GetProposalId() == "" {
 		return r, fail(PartExport, "tenant_id and proposal_id are required")
 	}
-	r.ok(PartExport, "proposal %s of tenant %s, status %s (the status is not signed)", x.GetProposalId(), x.GetTenantId(), x.GetStatus())
+	r.ok(PartExport, "proposal %s of tenant %s", x.GetProposalId(), x.GetTenantId())
 
 	if x.GetManifest() == nil {
 		return r, missing(PartManifest, "no manifest")
@@ -183,6 +187,10 @@ func VerifyExport(x *auditorv1.ExportDecisionResponse, keys Keys) (*Report, erro
 		return r, err
 	}
 	r.ok(PartAuditTrail, "records the manifest's sha256 at submission and the consensus bundle's at agreement")
+	if err := verifyStatus(x); err != nil {
+		return r, err
+	}
+	r.ok(PartStatus, "%s, the status the last audited transition records", x.GetStatus())
 	return r, nil
 }
 
@@ -275,6 +283,29 @@ func verifyEntries(x *auditorv1.ExportDecisionResponse, cp *auditlog.Checkpoint,
 		}
 		r.ok(part, "entry_hash %s recomputed; included in the checkpoint", short(pe.GetEntryHash()))
 		prev = pe
+	}
+	return nil
+}
+
+// verifyStatus checks the export's status against the (verified) trail: every
+// transition's entry records the status it moved to, so the last one that records a
+// status is the decision's status.
+func verifyStatus(x *auditorv1.ExportDecisionResponse) error {
+	last := ""
+	for _, e := range x.GetEntries() {
+		var s map[string]any
+		if json.Unmarshal([]byte(e.GetSummary()), &s) != nil {
+			continue
+		}
+		if st, ok := s[SummaryStatus].(string); ok {
+			last = st
+		}
+	}
+	switch {
+	case last == "":
+		return missing(PartStatus, "no audit entry records a status")
+	case last != x.GetStatus():
+		return fail(PartStatus, "the export says %q, but the last audited transition is to %q", x.GetStatus(), last)
 	}
 	return nil
 }
