@@ -5,8 +5,10 @@
 // signed checkpoint (Ed25519 note + ML-DSA-65); POST /snapshot/{proposal_id} records a
 // pre or post snapshot hash; AppendEntry (gRPC only) is how services record lifecycle
 // events; POST /audit/{proposal_id}/rollback-plan derives the plan that restores the
-// pre-state from the recorded snapshot hashes. Nothing in the API changes or removes an
-// entry, and no response carries a payload: only hashes and redacted summaries.
+// pre-state from the recorded snapshot hashes; GET /audit/{proposal_id}/bundle exports a
+// whole decision (its record and trail, internal/bundle) for offline verification.
+// Nothing in the API changes or removes an entry, and no response carries a payload:
+// only hashes and redacted summaries.
 package auditor
 
 import (
