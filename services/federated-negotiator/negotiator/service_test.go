@@ -1,6 +1,7 @@
 package negotiator_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -642,6 +643,16 @@ func TestNewServiceChecksDeps(t *testing.T) {
 	t.Parallel()
 	st := storeOpener(t, store.BackendSQLite)()
 	p := &proposals{}
+	var names []string
+	for _, r := range negotiator.DefaultRegions().Regions {
+		names = append(names, r.Name)
+	}
+	seedRegistry, err := regionkeys.FromSeed(testSeed, names)
+	require.NoError(t, err)
+	otherRegistry, err := regionkeys.FromSeed(bytes.Repeat([]byte{8}, regionkeys.SeedSize), names)
+	require.NoError(t, err)
+	partialRegistry, err := regionkeys.FromSeed(testSeed, []string{"eu-west"})
+	require.NoError(t, err)
 	for name, tc := range map[string]struct {
 		deps negotiator.Deps
 		err  string
@@ -653,12 +664,20 @@ func TestNewServiceChecksDeps(t *testing.T) {
 			Agents: map[string]negotiator.Agent{"mars-1": newScripted(t, "mars-1")}}, `Agents["mars-1"]: not a configured region`},
 		"wrong agent": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
 			Agents: map[string]negotiator.Agent{"eu-west": newScripted(t, "us-east")}}, `speaks for region "us-east"`},
+		"region signs with a key the registry does not trust": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
+			RegionKeys: otherRegistry}, "but the registry trusts"},
+		"region missing from the registry": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
+			RegionKeys: partialRegistry}, `region "eu-central" has no key in the registry`},
 	} {
 		_, err := negotiator.NewService(tc.deps)
 		require.ErrorContains(t, err, tc.err, name)
 	}
 	svc, err := negotiator.NewService(negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed})
 	require.NoError(t, err, "every other dependency has a default")
+	require.NoError(t, svc.Close())
+	svc, err = negotiator.NewService(negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed, RegionKeys: seedRegistry})
+	require.NoError(t, err, "the simulation registry is the seed's keys")
+	require.Equal(t, seedRegistry.Trusted(), svc.RegionKeys())
 	require.NoError(t, svc.Close())
 }
 
