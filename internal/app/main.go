@@ -26,10 +26,14 @@ import (
 //	fabric precheck [-reports-dir DIR]
 //	fabric token [-config FILE] -tenant T [-role R[,R]] [-subject S] [-ttl 24h]
 //	fabric policy check FILE
+//	fabric decision export -url URL -id ID [-token T] [-out FILE]
+//	fabric decision verify -bundle FILE -cosign-key PUB -audit-key PUB -mldsa-key PUB -region-keys DIR
+//	fabric region-keys export [-config FILE] -out DIR
 //	fabric version
 //
 // defaultTarget is "all" for cmd/fabric and the service's name for services/<name>.
-// It returns the process exit code.
+// It returns the process exit code: 0, 1 on an error, 2 when `decision verify` finds
+// that a decision does not verify.
 func Main(ctx context.Context, args []string, defaultTarget string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -45,13 +49,21 @@ func Main(ctx context.Context, args []string, defaultTarget string, stdout, stde
 		err = token(args, stdout, stderr)
 	case "policy":
 		err = policyCheck(args, stdout)
+	case "decision":
+		err = decision(ctx, args, stdout, stderr)
+	case "region-keys":
+		err = regionKeysExport(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, fabric.Version)
 	default:
-		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, policy, version)", cmd)
+		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, policy, decision, region-keys, version)", cmd)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	if errors.Is(err, errNotVerified) {
+		fmt.Fprintf(stderr, "fabric %s: %v\n", cmd, err)
+		return 2
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "fabric %s: %v\n", cmd, err)

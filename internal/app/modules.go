@@ -35,6 +35,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/model"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/precheck"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -81,6 +82,10 @@ type App struct {
 
 	serviceTokensOnce sync.Once
 	serviceTokens     *auth.TokenCache
+
+	regionKeysOnce sync.Once
+	regionKeys     *regionkeys.Registry
+	regionKeysErr  error
 }
 
 type module struct {
@@ -123,9 +128,20 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		// P2: consensus bundles are signed with the fabric's cosign key (the composer's,
+		// in TrustedKeys) and their quorum certificates checked against the registry.
+		signer, err := a.manifestSigner()
+		if err != nil {
+			return server.Service{}, err
+		}
+		registry, err := a.regionRegistry()
+		if err != nil {
+			return server.Service{}, err
+		}
 		return coordinator.New(coordinator.Deps{
 			Store: a.Store, World: executor, Policy: pol,
 			TrustedKeys: keys, RequireSignature: !a.Simulation,
+			Signer: signer, RegionKeys: registry.Trusted(), RequireConsensusBundle: !a.Simulation,
 			Audit:           auditClient{c: auditorv1.NewAuditorServiceClient(aud), tokens: a.serviceToken},
 			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg)},
 			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc)},
@@ -146,18 +162,20 @@ var modules = map[string]module{
 		return svc.Definition(), nil
 	}},
 	fabric.Negotiator: {deps: []string{Store, Auth}, service: func(ctx context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
-		seed, err := negotiator.LoadOrCreateSeed(a.Cfg.DataDir)
+		seed, err := regionkeys.LoadOrCreateSeed(a.Cfg.DataDir)
 		if err != nil {
 			return server.Service{}, err
 		}
-		regions := negotiator.DefaultRegions()
-		if path := a.Cfg.RegionsFile; path != "" {
-			if regions, err = negotiator.LoadRegions(path); err != nil {
-				return server.Service{}, err
-			}
+		regions, err := a.regions()
+		if err != nil {
+			return server.Service{}, err
+		}
+		registry, err := a.regionRegistry()
+		if err != nil {
+			return server.Service{}, err
 		}
 		svc, err := negotiator.NewService(negotiator.Deps{
-			Store: a.Store, Proposals: storeManifests(a.Store), KeySeed: seed, Logger: a.Log,
+			Store: a.Store, Proposals: storeManifests(a.Store), KeySeed: seed, RegionKeys: registry, Logger: a.Log,
 			Registerer: reg, DecisionTimeout: a.Cfg.DecisionTimeout(), Regions: regions,
 		})
 		if err != nil {
@@ -188,6 +206,8 @@ var modules = map[string]module{
 		svc, err := auditor.NewService(auditor.Deps{
 			Store: a.Store, KeyDir: a.Cfg.DataDir + "/keys", Simulation: a.Simulation,
 			Logger: a.Log, Registerer: reg,
+			// The export reads the coordinator's decision records from the shared store.
+			Decisions: coordinator.Decisions(a.Store),
 		})
 		if err != nil {
 			return server.Service{}, err
@@ -461,6 +481,57 @@ func (a *App) manifestSigner() (signing.Signer, error) {
 		a.signer, a.signerErr = signing.LoadCosignKey(a.Cfg.Integrations.CosignKeyPath, []byte(os.Getenv("COSIGN_PASSWORD")))
 	})
 	return a.signer, a.signerErr
+}
+
+// regions is the negotiator's region set: regions_file, or the built-in one.
+func (a *App) regions() (*negotiator.RegionsConfig, error) {
+	return loadRegions(a.Cfg)
+}
+
+func loadRegions(cfg config.Config) (*negotiator.RegionsConfig, error) {
+	if path := cfg.RegionsFile; path != "" {
+		return negotiator.LoadRegions(path)
+	}
+	return negotiator.DefaultRegions(), nil
+}
+
+// regionRegistry is the region key registry, loaded once and shared by the negotiator
+// (its regions must sign with these keys) and the coordinator (quorum certificates are
+// verified with them): region_keys_dir, or in simulation the keys derived from the
+// negotiator's seed in data_dir for every configured region.
+func (a *App) regionRegistry() (*regionkeys.Registry, error) {
+	a.regionKeysOnce.Do(func() {
+		if a.Cfg.RegionKeysDir == "" && !a.Simulation {
+			a.regionKeysErr = errors.New("region_keys_dir (FABRIC_REGION_KEYS_DIR) is required outside simulation mode: " +
+				"a folder of <region>.pub Ed25519 public keys the regions sign their votes with " +
+				"(`fabric region-keys export -out DIR` writes the simulated regions' keys)")
+			return
+		}
+		a.regionKeys, a.regionKeysErr = RegionRegistry(a.Cfg)
+	})
+	return a.regionKeys, a.regionKeysErr
+}
+
+// RegionRegistry is the region key registry cfg configures: the folder
+// region_keys_dir when set, else the keys derived from the negotiator's seed in
+// data_dir (created on first use) for every configured region.
+func RegionRegistry(cfg config.Config) (*regionkeys.Registry, error) {
+	if dir := cfg.RegionKeysDir; dir != "" {
+		return regionkeys.LoadDir(dir)
+	}
+	regions, err := loadRegions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := regionkeys.LoadOrCreateSeed(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(regions.Regions))
+	for _, r := range regions.Regions {
+		names = append(names, r.Name)
+	}
+	return regionkeys.FromSeed(seed, names)
 }
 
 // trustedKeys is the keyring of signers the coordinator trusts: the fabric's own key

@@ -152,6 +152,12 @@ type Config struct {
 	// RegionsFile configures the negotiator's regions and their simulated agents
 	// (services/federated-negotiator/negotiator/regions.yaml); empty uses that default.
 	RegionsFile string `yaml:"regions_file"`
+	// RegionKeysDir is the region key registry (internal/regionkeys): a folder with one
+	// "<region>.pub" file (PEM "PUBLIC KEY", Ed25519) per region, the keys that verify
+	// the regions' votes in quorum certificates. Required outside simulation; in
+	// simulation empty derives the keys from the negotiator's seed in data_dir.
+	// Also FABRIC_REGION_KEYS_DIR.
+	RegionKeysDir string `yaml:"region_keys_dir"`
 	// TrustedKeys are PEM public keys (cosign.pub files) whose manifest and consent
 	// signatures the coordinator accepts (P2), besides the fabric's own signing key.
 	TrustedKeys []string `yaml:"trusted_keys"`
@@ -279,6 +285,7 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	str("FABRIC_DATA_DIR", &c.DataDir)
 	str("FABRIC_LOG_LEVEL", &c.Telemetry.LogLevel)
 	str("FABRIC_POLICY_FILE", &c.PolicyFile)
+	str("FABRIC_REGION_KEYS_DIR", &c.RegionKeysDir)
 	if v, ok := lookup("PHASE_I4_DECISION_TIMEOUT_MS"); ok && v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms <= 0 {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"regexp"
 
+	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/signing"
 )
@@ -274,4 +275,51 @@ func Recount(rule string, regions []RegionKey, verdicts map[string]string) (stri
 	default:
 		return "", rule + " quorum still possible: " + counted
 	}
+}
+
+// ToProto renders a certificate for the API (negotiator.v1.QuorumCertificate).
+func ToProto(c *Certificate) *negotiatorv1.QuorumCertificate {
+	if c == nil {
+		return nil
+	}
+	out := &negotiatorv1.QuorumCertificate{
+		ProposalDigest: c.ProposalDigest,
+		NegotiationId:  c.NegotiationID,
+		Round:          c.Round,
+		Rule:           c.Rule,
+		Outcome:        c.Outcome,
+	}
+	for _, v := range c.Votes {
+		out.Votes = append(out.Votes, &negotiatorv1.QuorumCertificateVote{Region: v.Region, Round: v.Round, Verdict: v.Verdict,
+			Signature: v.Signature, KeyId: v.KeyID})
+	}
+	for _, r := range c.RegionKeys {
+		out.RegionKeys = append(out.RegionKeys, &negotiatorv1.QuorumCertificateRegionKey{Region: r.Region, KeyId: r.KeyID,
+			PublicKeyPem: r.PublicKeyPEM, Weight: r.Weight})
+	}
+	return out
+}
+
+// FromProto is the inverse of ToProto, for a client that verifies a
+// certificate it received with Verify. A nil p gives the zero Certificate
+// (which Verify refuses).
+func FromProto(p *negotiatorv1.QuorumCertificate) Certificate {
+	c := Certificate{
+		ProposalDigest: p.GetProposalDigest(),
+		NegotiationID:  p.GetNegotiationId(),
+		Round:          p.GetRound(),
+		Rule:           p.GetRule(),
+		Outcome:        p.GetOutcome(),
+		Votes:          make([]Vote, 0, len(p.GetVotes())),
+		RegionKeys:     make([]RegionKey, 0, len(p.GetRegionKeys())),
+	}
+	for _, v := range p.GetVotes() {
+		c.Votes = append(c.Votes, Vote{Region: v.GetRegion(), Round: v.GetRound(), Verdict: v.GetVerdict(),
+			Signature: v.GetSignature(), KeyID: v.GetKeyId()})
+	}
+	for _, r := range p.GetRegionKeys() {
+		c.RegionKeys = append(c.RegionKeys, RegionKey{Region: r.GetRegion(), KeyID: r.GetKeyId(),
+			PublicKeyPEM: r.GetPublicKeyPem(), Weight: r.GetWeight()})
+	}
+	return c
 }

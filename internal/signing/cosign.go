@@ -54,6 +54,13 @@ func newECDSASigner(sv signature.SignerVerifier) (*ecdsaSigner, error) {
 	return &ecdsaSigner{sv: sv, pemPub: pemPub, keyID: id}, nil
 }
 
+// NewECDSASigner returns the cosign-format Signer of an in-memory ECDSA P-256 key: the
+// signatures of a cosign key, without a key file (and without the scrypt run that
+// decrypting one costs). For tests and tools that hold a key already.
+func NewECDSASigner(priv *ecdsa.PrivateKey) (Signer, error) {
+	return newECDSASignerFromKey(priv)
+}
+
 // newECDSASignerFromKey wraps an in-memory P-256 private key (tests and benchmarks).
 func newECDSASignerFromKey(priv *ecdsa.PrivateKey) (*ecdsaSigner, error) {
 	sv, err := signature.LoadECDSASignerVerifier(priv, crypto.SHA256)

@@ -8,13 +8,16 @@ package fabrictest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,13 +83,7 @@ func Start(t testing.TB, opts Options) *Fabric {
 	if opts.Store == Postgres {
 		cfg.Integrations.PostgresDSN = config.Secret(pgtest.NewDSN(t))
 	}
-	ports := freePorts(t, 2*len(fabric.Services))
-	for i, s := range fabric.Services {
-		cfg.Services[s.Name] = config.Listen{
-			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i]),
-			GRPCAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
-		}
-	}
+	chosen := assignPorts(t, cfg.Services, nil)
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
@@ -96,7 +93,7 @@ func Start(t testing.TB, opts Options) *Fabric {
 	if os.Getenv("FABRIC_TEST_LOGS") == "1" {
 		out = os.Stderr
 	}
-	f := &Fabric{Cfg: cfg, client: &http.Client{Timeout: 30 * time.Second}}
+	f := &Fabric{client: &http.Client{Timeout: 30 * time.Second}}
 	targets := []string{app.All}
 	if opts.Topology == Split {
 		targets = fabric.Names()
@@ -104,22 +101,76 @@ func Start(t testing.TB, opts Options) *Fabric {
 	if len(opts.Targets) > 0 {
 		targets = opts.Targets
 	}
-	for _, target := range targets {
-		c := cfg
-		c.Target = target
-		r, err := app.Start(context.Background(), c, out)
-		require.NoError(t, err, "start %s", target)
-		f.running = append(f.running, r)
-	}
 	t.Cleanup(func() {
 		for _, r := range f.running {
 			require.NoError(t, r.Stop())
 		}
 	})
+	for attempt := 1; ; attempt++ {
+		err := f.start(cfg, targets, out)
+		if err == nil {
+			break
+		}
+		if attempt == maxStartAttempts || !addrInUse(err) {
+			require.NoError(t, err)
+		}
+		// Another process bound one of the ports between freePorts and the fabric's
+		// listen: give the services the harness chose ports for new ones, start again.
+		t.Logf("fabrictest: %v; retrying with other ports", err)
+		cfg.Services = maps.Clone(cfg.Services)
+		chosen = assignPorts(t, cfg.Services, chosen)
+	}
+	f.Cfg = cfg
 	key, err := auth.LoadOrCreateDevKey(cfg.DataDir)
 	require.NoError(t, err)
 	f.signer = auth.NewSigner(key, cfg.Auth.Issuer, cfg.Auth.Audience)
 	return f
+}
+
+// maxStartAttempts bounds the retries of a start that lost a port race.
+const maxStartAttempts = 5
+
+// start starts every target with cfg; on an error it stops the ones it started.
+func (f *Fabric) start(cfg config.Config, targets []string, out io.Writer) error {
+	for _, target := range targets {
+		c := cfg
+		c.Target = target
+		r, err := app.Start(context.Background(), c, out)
+		if err != nil {
+			for _, r := range f.running {
+				_ = r.Stop()
+			}
+			f.running = nil
+			return fmt.Errorf("start %s: %w", target, err)
+		}
+		f.running = append(f.running, r)
+	}
+	return nil
+}
+
+// assignPorts gives every service free loopback ports, except those whose addresses
+// differ from prev (set by a Configure hook), and returns what it assigned. prev nil
+// assigns all.
+func assignPorts(t testing.TB, services map[string]config.Listen, prev map[string]config.Listen) map[string]config.Listen {
+	t.Helper()
+	ports := freePorts(t, 2*len(fabric.Services))
+	out := map[string]config.Listen{}
+	for i, s := range fabric.Services {
+		if prev != nil && services[s.Name] != prev[s.Name] {
+			continue
+		}
+		l := config.Listen{
+			HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i]),
+			GRPCAddr: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]),
+		}
+		services[s.Name], out[s.Name] = l, l
+	}
+	return out
+}
+
+// addrInUse reports whether err is a listener losing its port to another process.
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
 
 // freePorts reserves n distinct loopback ports (closed again before use; collisions

@@ -5,8 +5,10 @@
 // signed checkpoint (Ed25519 note + ML-DSA-65); POST /snapshot/{proposal_id} records a
 // pre or post snapshot hash; AppendEntry (gRPC only) is how services record lifecycle
 // events; POST /audit/{proposal_id}/rollback-plan derives the plan that restores the
-// pre-state from the recorded snapshot hashes. Nothing in the API changes or removes an
-// entry, and no response carries a payload: only hashes and redacted summaries.
+// pre-state from the recorded snapshot hashes; GET /audit/{proposal_id}/bundle exports a
+// whole decision (its record and trail, internal/bundle) for offline verification.
+// Nothing in the API changes or removes an entry, and no response carries a payload:
+// only hashes and redacted summaries.
 package auditor
 
 import (
@@ -27,6 +29,7 @@ import (
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -71,6 +74,10 @@ type Deps struct {
 	// auditlog.Options); the auditlog defaults when zero.
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
+	// Decisions reads a decision record of a tenant (the coordinator's, see
+	// coordinator.Decisions) for ExportDecision; an unknown proposal is
+	// store.ErrNotFound. Nil: ExportDecision answers UNIMPLEMENTED.
+	Decisions func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error)
 }
 
 // Service implements auditorv1.AuditorServiceServer.
@@ -168,6 +175,8 @@ func (s *Service) Definition() server.Service {
 			m("PlanRollback"):   readers,
 			m("RecordSnapshot"): {auth.RoleService, auth.RoleProposer},
 			m("AppendEntry"):    {auth.RoleService, auth.RoleProposer},
+			// A whole decision leaves the fabric in an export: auditors and admins only.
+			m("ExportDecision"): {auth.RoleAuditor, auth.RoleAdmin},
 		},
 	}
 	if s.wired() {
@@ -176,6 +185,9 @@ func (s *Service) Definition() server.Service {
 			m("PlanRollback"):   func(req any) error { return validateProposalID(req.(*auditorv1.PlanRollbackRequest).GetProposalId()) },
 			m("RecordSnapshot"): func(req any) error { return validateSnapshot(req.(*auditorv1.RecordSnapshotRequest)) },
 			m("AppendEntry"):    func(req any) error { return validateAppend(req.(*auditorv1.AppendEntryRequest)) },
+			m("ExportDecision"): func(req any) error {
+				return validateProposalID(req.(*auditorv1.ExportDecisionRequest).GetProposalId())
+			},
 		}
 		def.Close = s.Close
 	}
@@ -266,11 +278,41 @@ func (s *Service) GetAuditTrail(ctx context.Context, req *auditorv1.GetAuditTrai
 		s.logFailure(ctx, "GetAuditTrail", err)
 		return nil, fail(err)
 	}
-	out := &auditorv1.GetAuditTrailResponse{Checkpoint: checkpointProto(tr.Checkpoint, s.log.Verifier())}
+	out := &auditorv1.GetAuditTrailResponse{Checkpoint: auditlog.CheckpointProto(tr.Checkpoint, s.log.Verifier())}
 	for i, e := range tr.Entries {
-		out.Entries = append(out.Entries, entryProto(e, tr.Proofs[i]))
+		out.Entries = append(out.Entries, auditlog.EntryProto(e, tr.Proofs[i]))
 	}
 	return out, nil
+}
+
+// ExportDecision implements the RPC: the decision record (manifest, signature,
+// consensus bundle, approvals) and the proposal's audit trail with inclusion proofs
+// in one signed checkpoint, as one document (internal/bundle.Assemble).
+func (s *Service) ExportDecision(ctx context.Context, req *auditorv1.ExportDecisionRequest) (*auditorv1.ExportDecisionResponse, error) {
+	if !s.wired() || s.deps.Decisions == nil {
+		return nil, server.Unimplemented(fabric.Auditor, "ExportDecision", "decision exports need the audit log and the decision records", 4)
+	}
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.deps.Decisions(ctx, tenant, req.GetProposalId())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Error(codes.NotFound, "proposal not found")
+	}
+	if err != nil {
+		return nil, err
+	}
+	tr, err := s.log.Trail(ctx, tenant, req.GetProposalId())
+	if err != nil {
+		s.logFailure(ctx, "ExportDecision", err)
+		return nil, fail(err)
+	}
+	now := time.Now
+	if s.deps.Now != nil {
+		now = s.deps.Now
+	}
+	return bundle.Assemble(d, tr, s.log.Verifier(), now().UTC()), nil
 }
 
 // RecordSnapshot implements the RPC.
@@ -296,7 +338,7 @@ func (s *Service) RecordSnapshot(ctx context.Context, req *auditorv1.RecordSnaps
 		return nil, status.Errorf(codes.AlreadyExists, "the %s snapshot of proposal %s is already recorded (audit entry %d)",
 			req.GetKind(), req.GetProposalId(), e.Index)
 	}
-	return &auditorv1.RecordSnapshotResponse{Entry: entryProto(e, nil)}, nil
+	return &auditorv1.RecordSnapshotResponse{Entry: auditlog.EntryProto(e, nil)}, nil
 }
 
 // AppendEntry implements the RPC.
@@ -321,7 +363,7 @@ func (s *Service) AppendEntry(ctx context.Context, req *auditorv1.AppendEntryReq
 		s.logFailure(ctx, "AppendEntry", err)
 		return nil, fail(err)
 	}
-	return &auditorv1.AppendEntryResponse{Entry: entryProto(e, nil), Created: created}, nil
+	return &auditorv1.AppendEntryResponse{Entry: auditlog.EntryProto(e, nil), Created: created}, nil
 }
 
 // logFailure logs what the caller is not told (the entry that failed to

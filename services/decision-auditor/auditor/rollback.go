@@ -40,7 +40,7 @@ func (s *Service) PlanRollback(ctx context.Context, req *auditorv1.PlanRollbackR
 	out := &auditorv1.PlanRollbackResponse{
 		ProposalId: req.GetProposalId(),
 		DryRunOnly: s.deps.Simulation,
-		Checkpoint: checkpointProto(tr.Checkpoint, s.log.Verifier()),
+		Checkpoint: auditlog.CheckpointProto(tr.Checkpoint, s.log.Verifier()),
 	}
 	var pre, post snapshotSummary
 	postIndex := int64(-1)
@@ -53,9 +53,9 @@ func (s *Service) PlanRollback(ctx context.Context, req *auditorv1.PlanRollbackR
 			}
 			switch {
 			case sum.Kind == KindPre && out.PreSnapshot == nil:
-				pre, out.PreSnapshot = sum, entryProto(e, tr.Proofs[i])
+				pre, out.PreSnapshot = sum, auditlog.EntryProto(e, tr.Proofs[i])
 			case sum.Kind == KindPost && out.PostSnapshot == nil:
-				post, out.PostSnapshot, postIndex = sum, entryProto(e, tr.Proofs[i]), e.Index
+				post, out.PostSnapshot, postIndex = sum, auditlog.EntryProto(e, tr.Proofs[i]), e.Index
 			}
 		case e.Event == auditlog.EventProposalRolledBack && postIndex >= 0 && e.Index > postIndex:
 			out.AlreadyRolledBack = true

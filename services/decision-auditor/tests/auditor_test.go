@@ -422,6 +422,7 @@ func TestAPIOnlyReadsAndAppends(t *testing.T) {
 	for _, m := range auditorv1.AuditorService_ServiceDesc.Methods {
 		names = append(names, m.MethodName)
 	}
-	require.ElementsMatch(t, []string{"GetAuditTrail", "RecordSnapshot", "AppendEntry", "PlanRollback"}, names)
+	// ExportDecision only reads: the entries and checkpoint it returns are the trail's.
+	require.ElementsMatch(t, []string{"GetAuditTrail", "RecordSnapshot", "AppendEntry", "PlanRollback", "ExportDecision"}, names)
 	require.Empty(t, auditorv1.AuditorService_ServiceDesc.Streams)
 }

@@ -47,6 +47,18 @@ type Deps struct {
 	TrustedKeys *signing.Keyring
 	// RequireSignature refuses unsigned manifests (production, SIMULATION_MODE=false).
 	RequireSignature bool
+	// RegionKeys is the region key registry (region -> PEM "PUBLIC KEY", see
+	// internal/regionkeys): the only keys quorum certificates are verified with, before
+	// a consensus bundle is signed and before enactment.
+	RegionKeys map[string][]byte
+	// Signer signs consensus bundles with the fabric's cosign-format key (the key the
+	// composer signs manifests with); its public key must be in TrustedKeys. Nil makes
+	// no bundles.
+	Signer signing.Signer
+	// RequireConsensusBundle refuses to enact or dry-run an agreed proposal without a
+	// consensus bundle (production, SIMULATION_MODE=false). A bundle that is present is
+	// always verified.
+	RequireConsensusBundle bool
 	// Audit receives every lifecycle event (the decision auditor); nil records none.
 	Audit Auditor
 	// DecisionTimeout is the default negotiation deadline (P6) when the policy sets none.
@@ -110,7 +122,8 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	if err := validateIdempotencyKey(key); err != nil {
 		return nil, err
 	}
-	if err := s.verifyManifest(req); err != nil {
+	signature, err := s.verifyManifest(req)
+	if err != nil {
 		return nil, err
 	}
 	manifest, err := s.personalData(req)
@@ -138,7 +151,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	if err != nil {
 		return nil, err
 	}
-	record, err := canonical.Proto(&coordinatorv1.Proposal{Policy: pol.record})
+	record, err := canonical.Proto(&coordinatorv1.Proposal{Policy: pol.record, ManifestSignature: signature})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
@@ -307,6 +320,9 @@ func (s *Service) EnactProposal(ctx context.Context, req *coordinatorv1.EnactPro
 		return nil, err
 	}
 	if err := notReady(p, d); err != nil {
+		return nil, err
+	}
+	if err := s.verifyConsensus(p, d); err != nil {
 		return nil, err
 	}
 	now := s.deps.Now()

@@ -204,11 +204,23 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 		return nil, nil // still running
 	}
 	s.auditVotes(ctx, p, n)
+	// P2: an agreement is packaged as a signed consensus bundle. Without one (the
+	// certificate does not verify, no signing key) the proposal is still AGREED, with
+	// the reason recorded; enactment outside simulation then refuses it.
+	var cb *typesv1.ConsensusBundle
+	var cbErr string
+	if to == stAgreed {
+		if cb, err = s.consensusBundle(p, d, n); err != nil {
+			cbErr = err.Error()
+			s.deps.Logger.WarnContext(ctx, "no consensus bundle", "proposal_id", p.ID, "negotiation_id", n.GetId(), "error", err)
+		}
+	}
 	return s.move(ctx, p, to, func(d *coordinatorv1.Proposal) {
 		d.Votes = summary
 		d.Reason = n.GetReason()
 		if to == stAgreed {
 			d.AgreedManifest = n.GetFinalManifest()
+			d.ConsensusBundle, d.ConsensusError = cb, cbErr
 		}
 	}, "")
 }
@@ -478,6 +490,13 @@ func transitionPayload(from string, p *store.Proposal) map[string]any {
 		}
 		if d.GetReason() != "" {
 			out["reason"] = d.GetReason()
+		}
+		// The consensus bundle's digest ties the signed bundle into the audit log (the
+		// offline verifier looks for it).
+		if b := d.GetConsensusBundle(); b != nil {
+			out["consensus_bundle_sha256"] = b.GetSha256()
+		} else if e := d.GetConsensusError(); e != "" {
+			out["consensus_error"] = e
 		}
 	}
 	return out

@@ -217,6 +217,10 @@ func toProto(p *store.Proposal) (*coordinatorv1.Proposal, error) {
 		DryRunResult:   d.GetDryRunResult(),
 		Reason:         d.GetReason(),
 		Approvers:      d.GetApprovers(),
+		// P2: how the manifest was signed and the consensus bundle of the agreement.
+		ManifestSignature: d.GetManifestSignature(),
+		ConsensusBundle:   d.GetConsensusBundle(),
+		ConsensusError:    d.GetConsensusError(),
 	}
 	return out, nil
 }

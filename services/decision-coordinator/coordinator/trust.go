@@ -20,40 +20,42 @@ import (
 // by a trusted key over the manifest's RFC 8785 canonical JSON; outside simulation a
 // signature is required. The public key in the request only names the key: trust comes
 // from the keyring (the composer's key and the configured trusted keys), never from the
-// request itself.
-func (s *Service) verifyManifest(req *coordinatorv1.SubmitProposalRequest) error {
+// request itself. It returns the verified signature as the decision record keeps it
+// (key_id and the trusted key's public_key filled in), nil for an unsigned manifest.
+func (s *Service) verifyManifest(req *coordinatorv1.SubmitProposalRequest) (*typesv1.ManifestSignature, error) {
 	sig := req.GetSignature()
 	if sig == nil {
 		if s.deps.RequireSignature {
-			return status.Error(codes.PermissionDenied, "unsigned manifest refused outside simulation (P2): compose it with POST /compose or sign its canonical JSON with cosign")
+			return nil, status.Error(codes.PermissionDenied, "unsigned manifest refused outside simulation (P2): compose it with POST /compose or sign its canonical JSON with cosign")
 		}
-		return nil
+		return nil, nil
 	}
 	keyID := sig.GetKeyId()
 	if keyID == "" && sig.GetPublicKey() != "" {
 		id, err := signing.KeyIDFromPEM([]byte(sig.GetPublicKey()))
 		if err != nil {
-			return status.Errorf(codes.InvalidArgument, "signature.public_key: %v", err)
+			return nil, status.Errorf(codes.InvalidArgument, "signature.public_key: %v", err)
 		}
 		keyID = id
 	}
 	if keyID == "" {
-		return status.Error(codes.InvalidArgument, "signature.key_id or signature.public_key is required with a signature")
+		return nil, status.Error(codes.InvalidArgument, "signature.key_id or signature.public_key is required with a signature")
 	}
 	payload, err := canonical.Proto(req.GetManifest())
 	if err != nil {
-		return fmt.Errorf("coordinator: canonical manifest: %w", err)
+		return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
 	}
 	err = s.deps.TrustedKeys.Verify(keyID, payload, sig.GetSignature())
 	switch {
 	case err == nil:
-		return nil
+		pub, _ := s.deps.TrustedKeys.PublicKeyPEM(keyID)
+		return &typesv1.ManifestSignature{Signature: strings.TrimSpace(sig.GetSignature()), KeyId: keyID, PublicKey: string(pub)}, nil
 	case errors.Is(err, signing.ErrUnknownKey):
-		return status.Errorf(codes.PermissionDenied, "manifest signed by untrusted key %s (P2)", short(keyID))
+		return nil, status.Errorf(codes.PermissionDenied, "manifest signed by untrusted key %s (P2)", short(keyID))
 	case errors.Is(err, signing.ErrBadSignature):
-		return status.Error(codes.PermissionDenied, "manifest signature does not verify (P2): the manifest was changed after signing, or signed with another key")
+		return nil, status.Error(codes.PermissionDenied, "manifest signature does not verify (P2): the manifest was changed after signing, or signed with another key")
 	default:
-		return status.Errorf(codes.InvalidArgument, "signature: %v", err)
+		return nil, status.Errorf(codes.InvalidArgument, "signature: %v", err)
 	}
 }
 

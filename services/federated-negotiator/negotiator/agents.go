@@ -12,6 +12,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 )
 
 // Offer is what a region is asked to vote on in one round.
@@ -98,7 +99,7 @@ func (a *SimulatedAgent) Vote(ctx context.Context, offer Offer) (Vote, error) {
 		return Vote{}, err
 	}
 	return Vote{Region: a.cfg.Name, Round: offer.Round, Verdict: verdict, Reason: reason, Counter: counter,
-		Signature: sig, KeyID: KeyID(a.PublicKey())}, nil
+		Signature: sig, KeyID: regionkeys.KeyID(a.PublicKey())}, nil
 }
 
 // Errors budgets below this fraction accept only low-impact changes.

@@ -3,10 +3,6 @@ package negotiator_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"os"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,10 +12,11 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
 )
 
-var testSeed = bytes.Repeat([]byte{7}, negotiator.SeedSize)
+var testSeed = bytes.Repeat([]byte{7}, regionkeys.SeedSize)
 
 func manifest(impact string, params map[string]any) *typesv1.Manifest {
 	s, err := structpb.NewStruct(params)
@@ -38,7 +35,7 @@ func region(t *testing.T, yaml string) negotiator.RegionConfig {
 
 func agent(t *testing.T, cfg negotiator.RegionConfig) *negotiator.SimulatedAgent {
 	t.Helper()
-	key, err := negotiator.RegionKey(testSeed, cfg.Name)
+	key, err := regionkeys.Derive(testSeed, cfg.Name)
 	require.NoError(t, err)
 	return negotiator.NewSimulatedAgent(cfg, key, nil)
 }
@@ -111,7 +108,7 @@ func TestSimulatedAgentSignsVotes(t *testing.T) {
 	require.Equal(t, "eu-west", v.Region)
 	require.Equal(t, int32(2), v.Round)
 	require.Equal(t, counter, v.Verdict)
-	require.Equal(t, negotiator.KeyID(a.PublicKey()), v.KeyID)
+	require.Equal(t, regionkeys.KeyID(a.PublicKey()), v.KeyID)
 	require.NoError(t, negotiator.VerifyVote(a.PublicKey(), digest, 2, "eu-west", counter, v.Signature))
 
 	// The signature binds digest, round, region and verdict.
@@ -139,58 +136,4 @@ func TestSimulatedAgentLatencyAndSilence(t *testing.T) {
 	cancel()
 	_, err = slow.Vote(ctx, negotiator.Offer{Manifest: manifest("", nil)})
 	require.ErrorIs(t, err, context.Canceled, "latency respects the context")
-}
-
-func TestRegionKeys(t *testing.T) {
-	t.Parallel()
-	k1, err := negotiator.RegionKey(testSeed, "eu-west")
-	require.NoError(t, err)
-	k2, err := negotiator.RegionKey(testSeed, "eu-west")
-	require.NoError(t, err)
-	require.Equal(t, k1, k2, "deterministic per seed and region")
-	other, err := negotiator.RegionKey(testSeed, "us-east")
-	require.NoError(t, err)
-	require.NotEqual(t, k1, other)
-	_, err = negotiator.RegionKey([]byte("short"), "eu-west")
-	require.Error(t, err)
-
-	pub := k1.Public().(ed25519.PublicKey)
-	parsed, err := negotiator.ParsePublicKeyPEM(negotiator.PublicKeyPEM(pub))
-	require.NoError(t, err)
-	require.True(t, pub.Equal(parsed))
-	require.Len(t, negotiator.KeyID(parsed), 64)
-	_, err = negotiator.ParsePublicKeyPEM("not pem")
-	require.Error(t, err)
-}
-
-func TestLoadOrCreateSeed(t *testing.T) {
-	t.Parallel()
-	dir := filepath.Join(t.TempDir(), "data")
-	var wg sync.WaitGroup
-	seeds := make([][]byte, 4)
-	errs := make([]error, 4)
-	for i := range seeds {
-		wg.Go(func() { seeds[i], errs[i] = negotiator.LoadOrCreateSeed(dir) })
-	}
-	wg.Wait()
-	for i := range seeds {
-		if errs[i] != nil {
-			// A loser may read the winner's file mid-write; a retry sees it whole.
-			seeds[i], errs[i] = negotiator.LoadOrCreateSeed(dir)
-		}
-		require.NoError(t, errs[i])
-		require.Equal(t, seeds[0], seeds[i], "concurrent first starts agree on one seed")
-	}
-	require.Len(t, seeds[0], negotiator.SeedSize)
-	info, err := os.Stat(negotiator.SeedPath(dir))
-	require.NoError(t, err)
-	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
-
-	again, err := negotiator.LoadOrCreateSeed(dir)
-	require.NoError(t, err)
-	require.Equal(t, seeds[0], again, "the seed survives restarts")
-
-	require.NoError(t, os.WriteFile(negotiator.SeedPath(dir), []byte("zz"), 0o600))
-	_, err = negotiator.LoadOrCreateSeed(dir)
-	require.Error(t, err, "a corrupt seed is an error, never silently replaced")
 }

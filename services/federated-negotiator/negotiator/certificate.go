@@ -1,20 +1,16 @@
 package negotiator
 
 import (
-	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
-// RegionKeys is the registry the simulated regions publish: region -> PEM
-// "PUBLIC KEY" of the key that signs its votes, for every configured region.
-// It is what a verifier passes to quorum.Verify as the trusted keys.
+// RegionKeys is the region key registry the negotiator checked its regions
+// against (Deps.RegionKeys, or its agents' own keys): region -> PEM "PUBLIC
+// KEY" of the key that signs its votes, for every configured region. It is
+// what a verifier passes to quorum.Verify as the trusted keys.
 func (s *Service) RegionKeys() map[string][]byte {
-	out := make(map[string][]byte, len(s.agents))
-	for name, a := range s.agents {
-		out[name] = []byte(PublicKeyPEM(a.PublicKey()))
-	}
-	return out
+	return s.registry.Trusted()
 }
 
 // certificate builds the quorum certificate of an ended negotiation from the
@@ -57,52 +53,6 @@ func certificate(n *store.Negotiation, votes []*store.NegotiationVote) *qc.Certi
 	}
 	if got, _ := qc.Recount(c.Rule, c.RegionKeys, verdicts); got != outcome {
 		return nil
-	}
-	return c
-}
-
-// CertificateToProto renders a certificate for the API.
-func CertificateToProto(c *qc.Certificate) *negotiatorv1.QuorumCertificate {
-	if c == nil {
-		return nil
-	}
-	out := &negotiatorv1.QuorumCertificate{
-		ProposalDigest: c.ProposalDigest,
-		NegotiationId:  c.NegotiationID,
-		Round:          c.Round,
-		Rule:           c.Rule,
-		Outcome:        c.Outcome,
-	}
-	for _, v := range c.Votes {
-		out.Votes = append(out.Votes, &negotiatorv1.QuorumCertificateVote{Region: v.Region, Round: v.Round, Verdict: v.Verdict,
-			Signature: v.Signature, KeyId: v.KeyID})
-	}
-	for _, r := range c.RegionKeys {
-		out.RegionKeys = append(out.RegionKeys, &negotiatorv1.QuorumCertificateRegionKey{Region: r.Region, KeyId: r.KeyID,
-			PublicKeyPem: r.PublicKeyPEM, Weight: r.Weight})
-	}
-	return out
-}
-
-// CertificateFromProto is the inverse of CertificateToProto, for a client
-// that verifies a certificate it received with quorum.Verify.
-func CertificateFromProto(p *negotiatorv1.QuorumCertificate) qc.Certificate {
-	c := qc.Certificate{
-		ProposalDigest: p.GetProposalDigest(),
-		NegotiationID:  p.GetNegotiationId(),
-		Round:          p.GetRound(),
-		Rule:           p.GetRule(),
-		Outcome:        p.GetOutcome(),
-		Votes:          make([]qc.Vote, 0, len(p.GetVotes())),
-		RegionKeys:     make([]qc.RegionKey, 0, len(p.GetRegionKeys())),
-	}
-	for _, v := range p.GetVotes() {
-		c.Votes = append(c.Votes, qc.Vote{Region: v.GetRegion(), Round: v.GetRound(), Verdict: v.GetVerdict(),
-			Signature: v.GetSignature(), KeyID: v.GetKeyId()})
-	}
-	for _, r := range p.GetRegionKeys() {
-		c.RegionKeys = append(c.RegionKeys, qc.RegionKey{Region: r.GetRegion(), KeyID: r.GetKeyId(),
-			PublicKeyPEM: r.GetPublicKeyPem(), Weight: r.GetWeight()})
 	}
 	return c
 }

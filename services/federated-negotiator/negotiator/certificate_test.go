@@ -11,6 +11,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/quorum"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
 )
@@ -47,7 +48,7 @@ func TestQuorumCertificateVerifies(t *testing.T) {
 
 			pc := got.GetQuorumCertificate()
 			require.NotNil(t, pc)
-			c := negotiator.CertificateFromProto(pc)
+			c := quorum.FromProto(pc)
 			require.Equal(t, got.GetId(), c.NegotiationID)
 			require.Equal(t, got.GetProposalDigest(), c.ProposalDigest)
 			require.Equal(t, got.GetRound(), c.Round)
@@ -60,7 +61,7 @@ func TestQuorumCertificateVerifies(t *testing.T) {
 			require.NoError(t, quorum.Verify(c, h.svc.RegionKeys()))
 
 			// The proto and the Go struct are the same certificate.
-			require.True(t, bytes.Equal(mustCanonical(t, c), mustCanonical(t, negotiator.CertificateFromProto(negotiator.CertificateToProto(&c)))))
+			require.True(t, bytes.Equal(mustCanonical(t, c), mustCanonical(t, quorum.FromProto(quorum.ToProto(&c)))))
 		})
 	}
 }
@@ -93,7 +94,7 @@ func TestQuorumCertificateTampering(t *testing.T) {
 	n := h.start(t, "t1", &negotiatorv1.StartNegotiationRequest{ProposalId: "p1"})
 	got := h.waitEnd(t, "t1", n.GetId())
 	require.Equal(t, agreed, got.GetState(), got.GetReason())
-	base := negotiator.CertificateFromProto(got.GetQuorumCertificate())
+	base := quorum.FromProto(got.GetQuorumCertificate())
 	registry := h.svc.RegionKeys()
 	require.NoError(t, quorum.Verify(base, registry))
 	require.GreaterOrEqual(t, len(base.Votes), 3)
@@ -139,7 +140,7 @@ func TestQuorumCertificateTampering(t *testing.T) {
 			c.Votes[0].Signature = c.Votes[1].Signature
 		}, []string{first, "signature"}},
 		"vote signed for another digest": {func(c *quorum.Certificate, _ map[string][]byte) {
-			key, err := negotiator.RegionKey(testSeed, first)
+			key, err := regionkeys.Derive(testSeed, first)
 			require.NoError(t, err)
 			other := *c
 			other.ProposalDigest = "00" + c.ProposalDigest[2:]
@@ -151,16 +152,16 @@ func TestQuorumCertificateTampering(t *testing.T) {
 		"swapped key in the certificate": {func(c *quorum.Certificate, _ map[string][]byte) {
 			// The forger re-signs the vote with its own key and ships that key.
 			i := regionIndex(*c, first)
-			c.RegionKeys[i].PublicKeyPEM = negotiator.PublicKeyPEM(attackerPub)
-			c.RegionKeys[i].KeyID = negotiator.KeyID(attackerPub)
-			c.Votes[0].KeyID = negotiator.KeyID(attackerPub)
+			c.RegionKeys[i].PublicKeyPEM = regionkeys.PublicKeyPEM(attackerPub)
+			c.RegionKeys[i].KeyID = regionkeys.KeyID(attackerPub)
+			c.Votes[0].KeyID = regionkeys.KeyID(attackerPub)
 			c.Votes[0].Signature = sign(attacker, *c, c.Votes[0])
 		}, []string{first, "differs from the registry"}},
 		"swapped key in the registry": {func(_ *quorum.Certificate, trusted map[string][]byte) {
-			trusted[first] = []byte(negotiator.PublicKeyPEM(attackerPub))
+			trusted[first] = []byte(regionkeys.PublicKeyPEM(attackerPub))
 		}, []string{first, "differs from the registry"}},
 		"vote from another round": {func(c *quorum.Certificate, _ map[string][]byte) {
-			key, err := negotiator.RegionKey(testSeed, first)
+			key, err := regionkeys.Derive(testSeed, first)
 			require.NoError(t, err)
 			c.Votes[0].Round = c.Round + 1
 			c.Votes[0].Signature = sign(key, *c, c.Votes[0]) // validly signed, wrong round
@@ -218,8 +219,8 @@ func TestServiceRegionKeys(t *testing.T) {
 	keys := h.svc.RegionKeys()
 	require.Len(t, keys, 5)
 	for region, pemKey := range keys {
-		key, err := negotiator.RegionKey(testSeed, region)
+		key, err := regionkeys.Derive(testSeed, region)
 		require.NoError(t, err)
-		require.Equal(t, negotiator.PublicKeyPEM(key.Public().(ed25519.PublicKey)), string(pemKey))
+		require.Equal(t, regionkeys.PublicKeyPEM(key.Public().(ed25519.PublicKey)), string(pemKey))
 	}
 }

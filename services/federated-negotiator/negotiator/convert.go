@@ -13,6 +13,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -148,7 +149,7 @@ func toProto(n *store.Negotiation, votes []*store.NegotiationVote, now time.Time
 		out.Regions = append(out.Regions, &negotiatorv1.RegionProgress{Region: r.Region, LastVerdict: last[r.Region],
 			Answered: answered[r.Region], Weight: r.Weight, KeyId: r.KeyID, PublicKey: r.PublicKey})
 	}
-	out.QuorumCertificate = CertificateToProto(certificate(n, votes))
+	out.QuorumCertificate = qc.ToProto(certificate(n, votes))
 	return out, nil
 }
 

@@ -12,6 +12,7 @@ package negotiator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
 )
@@ -45,10 +47,16 @@ type Deps struct {
 	Store store.Store
 	// Proposals reads the manifest of the proposal to negotiate. Required.
 	Proposals ProposalSource
-	// KeySeed derives the simulated regions' signing keys (SeedSize bytes, see
-	// LoadOrCreateSeed). Required: it must survive restarts, or resumed
-	// negotiations could not verify their regions' votes.
+	// KeySeed derives the simulated regions' signing keys (regionkeys.SeedSize
+	// bytes, see regionkeys.LoadOrCreateSeed). Required: it must survive
+	// restarts, or resumed negotiations could not verify their regions' votes.
 	KeySeed []byte
+	// RegionKeys is the region key registry verifiers trust (internal/regionkeys):
+	// every configured region must have a key there and its agent must sign
+	// with it, or NewService fails (a certificate signed with any other key
+	// would not verify). Each negotiation records the registry's keys and
+	// checks every vote against them. Nil trusts the agents' own keys.
+	RegionKeys *regionkeys.Registry
 	// Logger; discards when nil.
 	Logger *slog.Logger
 	// Registerer receives the negotiator's metrics; a private registry when nil.
@@ -74,11 +82,12 @@ type Deps struct {
 // Service implements negotiatorv1.NegotiatorServiceServer.
 type Service struct {
 	negotiatorv1.UnimplementedNegotiatorServiceServer
-	deps    Deps
-	log     *slog.Logger
-	agents  map[string]Agent
-	metrics *metrics
-	hub     *hub
+	deps     Deps
+	registry *regionkeys.Registry
+	log      *slog.Logger
+	agents   map[string]Agent
+	metrics  *metrics
+	hub      *hub
 
 	// base is the parent of every negotiation's context; Close cancels it
 	// with errClosing, which stops the rounds without ending negotiations.
@@ -103,8 +112,8 @@ func NewService(deps Deps) (*Service, error) {
 	if deps.Proposals == nil {
 		return nil, errors.New("negotiator: Deps.Proposals is required")
 	}
-	if len(deps.KeySeed) != SeedSize {
-		return nil, fmt.Errorf("negotiator: Deps.KeySeed: want %d bytes (see LoadOrCreateSeed), got %d", SeedSize, len(deps.KeySeed))
+	if len(deps.KeySeed) != regionkeys.SeedSize {
+		return nil, fmt.Errorf("negotiator: Deps.KeySeed: want %d bytes (see regionkeys.LoadOrCreateSeed), got %d", regionkeys.SeedSize, len(deps.KeySeed))
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -131,7 +140,7 @@ func NewService(deps Deps) (*Service, error) {
 			agents[r.Name] = a
 			continue
 		}
-		key, err := RegionKey(deps.KeySeed, r.Name)
+		key, err := regionkeys.Derive(deps.KeySeed, r.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -145,16 +154,32 @@ func NewService(deps Deps) (*Service, error) {
 			return nil, fmt.Errorf("negotiator: Deps.Agents[%q] speaks for region %q", name, a.Region())
 		}
 	}
+	registry := deps.RegionKeys
+	if registry == nil {
+		own := make(map[string]ed25519.PublicKey, len(agents))
+		for name, a := range agents {
+			own[name] = a.PublicKey()
+		}
+		if registry, err = regionkeys.New(own); err != nil {
+			return nil, fmt.Errorf("negotiator: %w", err)
+		}
+	}
+	for _, r := range deps.Regions.Regions {
+		if err := registry.Check(r.Name, agents[r.Name].PublicKey()); err != nil {
+			return nil, fmt.Errorf("negotiator: region_keys_dir: %w", err)
+		}
+	}
 	base, stop := context.WithCancelCause(context.Background())
 	return &Service{
-		deps:    deps,
-		log:     deps.Logger.With("service", fabric.Negotiator),
-		agents:  agents,
-		metrics: m,
-		hub:     newHub(),
-		base:    base,
-		stop:    stop,
-		active:  map[string]bool{},
+		deps:     deps,
+		registry: registry,
+		log:      deps.Logger.With("service", fabric.Negotiator),
+		agents:   agents,
+		metrics:  m,
+		hub:      newHub(),
+		base:     base,
+		stop:     stop,
+		active:   map[string]bool{},
 	}, nil
 }
 
@@ -295,8 +320,8 @@ func (s *Service) participants(tenant string, manifest *typesv1.Manifest) ([]sto
 			return nil, status.Errorf(codes.InvalidArgument, "manifest.regions[%d] %q: duplicate", i, name)
 		}
 		cfg, _ := s.deps.Regions.Region(name)
-		pub := s.agents[name].PublicKey()
-		out = append(out, store.NegotiationRegion{Region: name, Weight: cfg.Weight, KeyID: KeyID(pub), PublicKey: PublicKeyPEM(pub)})
+		pub, _ := s.registry.Key(name) // NewService checked every configured region has one
+		out = append(out, store.NegotiationRegion{Region: name, Weight: cfg.Weight, KeyID: regionkeys.KeyID(pub), PublicKey: regionkeys.PublicKeyPEM(pub)})
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -211,7 +212,7 @@ func (s *Service) round(ctx context.Context, n *store.Negotiation, rule negotiat
 			continue
 		}
 		agent, ok := s.agents[r.Region]
-		pub, err := ParsePublicKeyPEM(r.PublicKey)
+		pub, err := regionkeys.ParsePublicKeyPEM(r.PublicKey)
 		if !ok || err != nil {
 			// The region left the configuration since the negotiation started
 			// (or its stored key is unreadable): it cannot answer.
@@ -283,8 +284,8 @@ func checkVote(v Vote, o Offer, region string, pub ed25519.PublicKey) error {
 	default:
 		return fmt.Errorf("verdict %v is not ACCEPT, REJECT, COUNTER or ABSTAIN", v.Verdict)
 	}
-	if v.KeyID != KeyID(pub) {
-		return fmt.Errorf("vote signed with key %q, want the region's key %q", v.KeyID, KeyID(pub))
+	if v.KeyID != regionkeys.KeyID(pub) {
+		return fmt.Errorf("vote signed with key %q, want the region's key %q", v.KeyID, regionkeys.KeyID(pub))
 	}
 	return VerifyVote(pub, o.ProposalDigest, o.Round, region, v.Verdict, v.Signature)
 }

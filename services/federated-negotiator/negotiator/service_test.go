@@ -1,6 +1,7 @@
 package negotiator_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
 	"github.com/decision-fabric/fabric/internal/store/storetest"
@@ -195,7 +197,7 @@ func requireSignedVotes(t *testing.T, n *negotiatorv1.Negotiation) {
 	for _, v := range n.GetVotes() {
 		r := keys[v.GetRegion()]
 		require.NotNil(t, r, "vote of an unknown region %s", v.GetRegion())
-		pub, err := negotiator.ParsePublicKeyPEM(r.GetPublicKey())
+		pub, err := regionkeys.ParsePublicKeyPEM(r.GetPublicKey())
 		require.NoError(t, err)
 		require.Equal(t, r.GetKeyId(), v.GetKeyId())
 		require.NoError(t, negotiator.VerifyVote(pub, n.GetProposalDigest(), v.GetRound(), v.GetRegion(), v.GetVerdict(), v.GetSignature()),
@@ -588,7 +590,7 @@ type scripted struct {
 }
 
 func newScripted(t *testing.T, region string) *scripted {
-	key, err := negotiator.RegionKey(testSeed, region)
+	key, err := regionkeys.Derive(testSeed, region)
 	require.NoError(t, err)
 	return &scripted{region: region, key: key}
 }
@@ -606,7 +608,7 @@ func (a *scripted) Vote(_ context.Context, o negotiator.Offer) (negotiator.Vote,
 	}
 	sig, err := negotiator.SignVote(a.key, digest, o.Round, a.region, accept)
 	return negotiator.Vote{Region: a.region, Round: o.Round, Verdict: accept, Reason: "ok\x00\xff", Signature: sig,
-		KeyID: negotiator.KeyID(a.PublicKey())}, err
+		KeyID: regionkeys.KeyID(a.PublicKey())}, err
 }
 
 // Failing agents are retried; a vote whose signature does not verify never counts.
@@ -641,6 +643,16 @@ func TestNewServiceChecksDeps(t *testing.T) {
 	t.Parallel()
 	st := storeOpener(t, store.BackendSQLite)()
 	p := &proposals{}
+	var names []string
+	for _, r := range negotiator.DefaultRegions().Regions {
+		names = append(names, r.Name)
+	}
+	seedRegistry, err := regionkeys.FromSeed(testSeed, names)
+	require.NoError(t, err)
+	otherRegistry, err := regionkeys.FromSeed(bytes.Repeat([]byte{8}, regionkeys.SeedSize), names)
+	require.NoError(t, err)
+	partialRegistry, err := regionkeys.FromSeed(testSeed, []string{"eu-west"})
+	require.NoError(t, err)
 	for name, tc := range map[string]struct {
 		deps negotiator.Deps
 		err  string
@@ -652,12 +664,20 @@ func TestNewServiceChecksDeps(t *testing.T) {
 			Agents: map[string]negotiator.Agent{"mars-1": newScripted(t, "mars-1")}}, `Agents["mars-1"]: not a configured region`},
 		"wrong agent": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
 			Agents: map[string]negotiator.Agent{"eu-west": newScripted(t, "us-east")}}, `speaks for region "us-east"`},
+		"region signs with a key the registry does not trust": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
+			RegionKeys: otherRegistry}, "but the registry trusts"},
+		"region missing from the registry": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
+			RegionKeys: partialRegistry}, `region "eu-central" has no key in the registry`},
 	} {
 		_, err := negotiator.NewService(tc.deps)
 		require.ErrorContains(t, err, tc.err, name)
 	}
 	svc, err := negotiator.NewService(negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed})
 	require.NoError(t, err, "every other dependency has a default")
+	require.NoError(t, svc.Close())
+	svc, err = negotiator.NewService(negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed, RegionKeys: seedRegistry})
+	require.NoError(t, err, "the simulation registry is the seed's keys")
+	require.Equal(t, seedRegistry.Trusted(), svc.RegionKeys())
 	require.NoError(t, svc.Close())
 }
 

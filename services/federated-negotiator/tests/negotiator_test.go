@@ -34,6 +34,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
@@ -101,7 +102,7 @@ func start(t *testing.T, backend string) *fabric {
 	require.NoError(t, err)
 	verifier, err := auth.NewVerifier(key.Public(), "decision-fabric", "decision-fabric")
 	require.NoError(t, err)
-	seed, err := negotiator.LoadOrCreateSeed(t.TempDir())
+	seed, err := regionkeys.LoadOrCreateSeed(t.TempDir())
 	require.NoError(t, err)
 	rc, err := negotiator.ParseRegions([]byte(regions))
 	require.NoError(t, err)

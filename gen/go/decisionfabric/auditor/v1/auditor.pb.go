@@ -19,6 +19,7 @@
 package auditorv1
 
 import (
+	v1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -848,11 +849,210 @@ func (x *PlanRollbackResponse) GetCheckpoint() *AuditCheckpoint {
 	return nil
 }
 
+// ExportDecisionRequest names a proposal.
+type ExportDecisionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Proposal id.
+	ProposalId    string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportDecisionRequest) Reset() {
+	*x = ExportDecisionRequest{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportDecisionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportDecisionRequest) ProtoMessage() {}
+
+func (x *ExportDecisionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportDecisionRequest.ProtoReflect.Descriptor instead.
+func (*ExportDecisionRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExportDecisionRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+// ExportDecisionResponse is the decision export: everything needed to check a decision
+// offline, with only the public keys (cosign.pub, the region key registry, the audit
+// checkpoint keys). Nothing in it is trusted because it is here: every signature is
+// checked against keys the verifier holds.
+type ExportDecisionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The document format, "decision-fabric/decision-export/v1".
+	Format string `protobuf:"bytes,1,opt,name=format,proto3" json:"format,omitempty"`
+	// The proposal.
+	ProposalId string `protobuf:"bytes,2,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Owning tenant.
+	TenantId string `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The proposal's status when exported, e.g. "ENACTED" (informative: not signed).
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// When the export was made.
+	ExportedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=exported_at,json=exportedAt,proto3" json:"exported_at,omitempty"`
+	// The submitted manifest; manifest_signature covers its RFC 8785 canonical JSON.
+	Manifest *v1.Manifest `protobuf:"bytes,6,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// Lower-case hex SHA256 of the manifest's canonical JSON (the quorum certificate's
+	// proposal_digest).
+	ManifestSha256 string `protobuf:"bytes,7,opt,name=manifest_sha256,json=manifestSha256,proto3" json:"manifest_sha256,omitempty"`
+	// The manifest's cosign-format signature; absent when it was submitted unsigned
+	// (simulation only).
+	ManifestSignature *v1.ManifestSignature `protobuf:"bytes,8,opt,name=manifest_signature,json=manifestSignature,proto3" json:"manifest_signature,omitempty"`
+	// The signed consensus bundle (the quorum certificate is its "quorum_certificate"
+	// member); absent unless the regions agreed.
+	ConsensusBundle *v1.ConsensusBundle `protobuf:"bytes,9,opt,name=consensus_bundle,json=consensusBundle,proto3" json:"consensus_bundle,omitempty"`
+	// Approvers recorded on the decision (P3). Not signed: approvals are recorded by the
+	// human-in-loop gateway, which does not sign them yet.
+	Approvals []string `protobuf:"bytes,10,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// Every audit entry of the proposal in log order, each with its inclusion_proof in
+	// checkpoint.
+	Entries []*AuditEntry `protobuf:"bytes,11,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The signed checkpoint (Ed25519 note and ML-DSA-65 signature) the proofs lead to.
+	Checkpoint    *AuditCheckpoint `protobuf:"bytes,12,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportDecisionResponse) Reset() {
+	*x = ExportDecisionResponse{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportDecisionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportDecisionResponse) ProtoMessage() {}
+
+func (x *ExportDecisionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportDecisionResponse.ProtoReflect.Descriptor instead.
+func (*ExportDecisionResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ExportDecisionResponse) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *ExportDecisionResponse) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *ExportDecisionResponse) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ExportDecisionResponse) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ExportDecisionResponse) GetExportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExportedAt
+	}
+	return nil
+}
+
+func (x *ExportDecisionResponse) GetManifest() *v1.Manifest {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+func (x *ExportDecisionResponse) GetManifestSha256() string {
+	if x != nil {
+		return x.ManifestSha256
+	}
+	return ""
+}
+
+func (x *ExportDecisionResponse) GetManifestSignature() *v1.ManifestSignature {
+	if x != nil {
+		return x.ManifestSignature
+	}
+	return nil
+}
+
+func (x *ExportDecisionResponse) GetConsensusBundle() *v1.ConsensusBundle {
+	if x != nil {
+		return x.ConsensusBundle
+	}
+	return nil
+}
+
+func (x *ExportDecisionResponse) GetApprovals() []string {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *ExportDecisionResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ExportDecisionResponse) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 var File_decisionfabric_auditor_v1_auditor_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\n" +
-	"'decisionfabric/auditor/v1/auditor.proto\x12\x19decisionfabric.auditor.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n" +
+	"'decisionfabric/auditor/v1/auditor.proto\x12\x19decisionfabric.auditor.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n" +
 	"\x14GetAuditTrailRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\"\xa4\x01\n" +
@@ -927,11 +1127,33 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\n" +
 	"checkpoint\x18\n" +
 	" \x01(\v2*.decisionfabric.auditor.v1.AuditCheckpointR\n" +
-	"checkpoint2\xce\x04\n" +
+	"checkpoint\"8\n" +
+	"\x15ExportDecisionRequest\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\"\x86\x05\n" +
+	"\x16ExportDecisionResponse\x12\x16\n" +
+	"\x06format\x18\x01 \x01(\tR\x06format\x12\x1f\n" +
+	"\vproposal_id\x18\x02 \x01(\tR\n" +
+	"proposalId\x12\x1b\n" +
+	"\ttenant_id\x18\x03 \x01(\tR\btenantId\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12;\n" +
+	"\vexported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"exportedAt\x12=\n" +
+	"\bmanifest\x18\x06 \x01(\v2!.decisionfabric.types.v1.ManifestR\bmanifest\x12'\n" +
+	"\x0fmanifest_sha256\x18\a \x01(\tR\x0emanifestSha256\x12Y\n" +
+	"\x12manifest_signature\x18\b \x01(\v2*.decisionfabric.types.v1.ManifestSignatureR\x11manifestSignature\x12S\n" +
+	"\x10consensus_bundle\x18\t \x01(\v2(.decisionfabric.types.v1.ConsensusBundleR\x0fconsensusBundle\x12\x1c\n" +
+	"\tapprovals\x18\n" +
+	" \x03(\tR\tapprovals\x12?\n" +
+	"\aentries\x18\v \x03(\v2%.decisionfabric.auditor.v1.AuditEntryR\aentries\x12J\n" +
+	"\n" +
+	"checkpoint\x18\f \x01(\v2*.decisionfabric.auditor.v1.AuditCheckpointR\n" +
+	"checkpoint2\xeb\x05\n" +
 	"\x0eAuditorService\x12\x90\x01\n" +
 	"\rGetAuditTrail\x12/.decisionfabric.auditor.v1.GetAuditTrailRequest\x1a0.decisionfabric.auditor.v1.GetAuditTrailResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/audit/{proposal_id}\x12\x99\x01\n" +
 	"\x0eRecordSnapshot\x120.decisionfabric.auditor.v1.RecordSnapshotRequest\x1a1.decisionfabric.auditor.v1.RecordSnapshotResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/snapshot/{proposal_id}\x12l\n" +
-	"\vAppendEntry\x12-.decisionfabric.auditor.v1.AppendEntryRequest\x1a..decisionfabric.auditor.v1.AppendEntryResponse\x12\x9e\x01\n" +
+	"\vAppendEntry\x12-.decisionfabric.auditor.v1.AppendEntryRequest\x1a..decisionfabric.auditor.v1.AppendEntryResponse\x12\x9a\x01\n" +
+	"\x0eExportDecision\x120.decisionfabric.auditor.v1.ExportDecisionRequest\x1a1.decisionfabric.auditor.v1.ExportDecisionResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/audit/{proposal_id}/bundle\x12\x9e\x01\n" +
 	"\fPlanRollback\x12..decisionfabric.auditor.v1.PlanRollbackRequest\x1a/.decisionfabric.auditor.v1.PlanRollbackResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/audit/{proposal_id}/rollback-planBNZLgithub.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1;auditorv1b\x06proto3"
 
 var (
@@ -946,7 +1168,7 @@ func file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_auditor_v1_auditor_proto_rawDescData
 }
 
-var file_decisionfabric_auditor_v1_auditor_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_decisionfabric_auditor_v1_auditor_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_decisionfabric_auditor_v1_auditor_proto_goTypes = []any{
 	(*GetAuditTrailRequest)(nil),   // 0: decisionfabric.auditor.v1.GetAuditTrailRequest
 	(*GetAuditTrailResponse)(nil),  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse
@@ -958,33 +1180,46 @@ var file_decisionfabric_auditor_v1_auditor_proto_goTypes = []any{
 	(*AppendEntryResponse)(nil),    // 7: decisionfabric.auditor.v1.AppendEntryResponse
 	(*PlanRollbackRequest)(nil),    // 8: decisionfabric.auditor.v1.PlanRollbackRequest
 	(*PlanRollbackResponse)(nil),   // 9: decisionfabric.auditor.v1.PlanRollbackResponse
-	(*timestamppb.Timestamp)(nil),  // 10: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),        // 11: google.protobuf.Struct
+	(*ExportDecisionRequest)(nil),  // 10: decisionfabric.auditor.v1.ExportDecisionRequest
+	(*ExportDecisionResponse)(nil), // 11: decisionfabric.auditor.v1.ExportDecisionResponse
+	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),        // 13: google.protobuf.Struct
+	(*v1.Manifest)(nil),            // 14: decisionfabric.types.v1.Manifest
+	(*v1.ManifestSignature)(nil),   // 15: decisionfabric.types.v1.ManifestSignature
+	(*v1.ConsensusBundle)(nil),     // 16: decisionfabric.types.v1.ConsensusBundle
 }
 var file_decisionfabric_auditor_v1_auditor_proto_depIdxs = []int32{
 	2,  // 0: decisionfabric.auditor.v1.GetAuditTrailResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
 	3,  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	10, // 2: decisionfabric.auditor.v1.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
-	10, // 3: decisionfabric.auditor.v1.AuditCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	12, // 2: decisionfabric.auditor.v1.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
+	12, // 3: decisionfabric.auditor.v1.AuditCheckpoint.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: decisionfabric.auditor.v1.RecordSnapshotResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
-	11, // 5: decisionfabric.auditor.v1.AppendEntryRequest.payload:type_name -> google.protobuf.Struct
+	13, // 5: decisionfabric.auditor.v1.AppendEntryRequest.payload:type_name -> google.protobuf.Struct
 	2,  // 6: decisionfabric.auditor.v1.AppendEntryResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
 	2,  // 7: decisionfabric.auditor.v1.PlanRollbackResponse.pre_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
 	2,  // 8: decisionfabric.auditor.v1.PlanRollbackResponse.post_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
 	3,  // 9: decisionfabric.auditor.v1.PlanRollbackResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	0,  // 10: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
-	4,  // 11: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
-	6,  // 12: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
-	8,  // 13: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
-	1,  // 14: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
-	5,  // 15: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
-	7,  // 16: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
-	9,  // 17: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 10: decisionfabric.auditor.v1.ExportDecisionResponse.exported_at:type_name -> google.protobuf.Timestamp
+	14, // 11: decisionfabric.auditor.v1.ExportDecisionResponse.manifest:type_name -> decisionfabric.types.v1.Manifest
+	15, // 12: decisionfabric.auditor.v1.ExportDecisionResponse.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	16, // 13: decisionfabric.auditor.v1.ExportDecisionResponse.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	2,  // 14: decisionfabric.auditor.v1.ExportDecisionResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
+	3,  // 15: decisionfabric.auditor.v1.ExportDecisionResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	0,  // 16: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
+	4,  // 17: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
+	6,  // 18: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
+	10, // 19: decisionfabric.auditor.v1.AuditorService.ExportDecision:input_type -> decisionfabric.auditor.v1.ExportDecisionRequest
+	8,  // 20: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
+	1,  // 21: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
+	5,  // 22: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
+	7,  // 23: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
+	11, // 24: decisionfabric.auditor.v1.AuditorService.ExportDecision:output_type -> decisionfabric.auditor.v1.ExportDecisionResponse
+	9,  // 25: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
+	21, // [21:26] is the sub-list for method output_type
+	16, // [16:21] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_auditor_v1_auditor_proto_init() }
@@ -998,7 +1233,7 @@ func file_decisionfabric_auditor_v1_auditor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_auditor_v1_auditor_proto_rawDesc), len(file_decisionfabric_auditor_v1_auditor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	AuditorService_GetAuditTrail_FullMethodName  = "/decisionfabric.auditor.v1.AuditorService/GetAuditTrail"
 	AuditorService_RecordSnapshot_FullMethodName = "/decisionfabric.auditor.v1.AuditorService/RecordSnapshot"
 	AuditorService_AppendEntry_FullMethodName    = "/decisionfabric.auditor.v1.AuditorService/AppendEntry"
+	AuditorService_ExportDecision_FullMethodName = "/decisionfabric.auditor.v1.AuditorService/ExportDecision"
 	AuditorService_PlanRollback_FullMethodName   = "/decisionfabric.auditor.v1.AuditorService/PlanRollback"
 )
 
@@ -68,6 +69,17 @@ type AuditorServiceClient interface {
 	// payload_sha256, neither payload nor payload_sha256, or a snapshot (event
 	// "snapshot.recorded" or a key starting "snapshot:": use RecordSnapshot).
 	AppendEntry(ctx context.Context, in *AppendEntryRequest, opts ...grpc.CallOption) (*AppendEntryResponse, error)
+	// ExportDecision returns one self-contained, offline-verifiable document for a
+	// decision of the caller's tenant: the submitted manifest with its signature, the
+	// signed consensus bundle (which holds the quorum certificate and the agreed manifest),
+	// the approvals, every audit entry of the proposal with its inclusion proof, and the
+	// signed checkpoint those proofs lead to. Save the body to a file and check it with
+	// `fabric decision verify` and the public keys alone (docs/offline-verification.md).
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id; NOT_FOUND (404) when the
+	// proposal or its audit trail does not exist for the caller's tenant; DATA_LOSS (500)
+	// as GetAuditTrail.
+	ExportDecision(ctx context.Context, in *ExportDecisionRequest, opts ...grpc.CallOption) (*ExportDecisionResponse, error)
 	// PlanRollback returns the plan that restores a proposal's pre-state, from the recorded
 	// pre and post snapshot hashes: the state to go from (post) and to (pre). It changes
 	// nothing; in simulation the plan is marked dry-run only.
@@ -116,6 +128,16 @@ func (c *auditorServiceClient) AppendEntry(ctx context.Context, in *AppendEntryR
 	return out, nil
 }
 
+func (c *auditorServiceClient) ExportDecision(ctx context.Context, in *ExportDecisionRequest, opts ...grpc.CallOption) (*ExportDecisionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportDecisionResponse)
+	err := c.cc.Invoke(ctx, AuditorService_ExportDecision_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *auditorServiceClient) PlanRollback(ctx context.Context, in *PlanRollbackRequest, opts ...grpc.CallOption) (*PlanRollbackResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PlanRollbackResponse)
@@ -157,6 +179,17 @@ type AuditorServiceServer interface {
 	// payload_sha256, neither payload nor payload_sha256, or a snapshot (event
 	// "snapshot.recorded" or a key starting "snapshot:": use RecordSnapshot).
 	AppendEntry(context.Context, *AppendEntryRequest) (*AppendEntryResponse, error)
+	// ExportDecision returns one self-contained, offline-verifiable document for a
+	// decision of the caller's tenant: the submitted manifest with its signature, the
+	// signed consensus bundle (which holds the quorum certificate and the agreed manifest),
+	// the approvals, every audit entry of the proposal with its inclusion proof, and the
+	// signed checkpoint those proofs lead to. Save the body to a file and check it with
+	// `fabric decision verify` and the public keys alone (docs/offline-verification.md).
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed proposal_id; NOT_FOUND (404) when the
+	// proposal or its audit trail does not exist for the caller's tenant; DATA_LOSS (500)
+	// as GetAuditTrail.
+	ExportDecision(context.Context, *ExportDecisionRequest) (*ExportDecisionResponse, error)
 	// PlanRollback returns the plan that restores a proposal's pre-state, from the recorded
 	// pre and post snapshot hashes: the state to go from (post) and to (pre). It changes
 	// nothing; in simulation the plan is marked dry-run only.
@@ -183,6 +216,9 @@ func (UnimplementedAuditorServiceServer) RecordSnapshot(context.Context, *Record
 }
 func (UnimplementedAuditorServiceServer) AppendEntry(context.Context, *AppendEntryRequest) (*AppendEntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AppendEntry not implemented")
+}
+func (UnimplementedAuditorServiceServer) ExportDecision(context.Context, *ExportDecisionRequest) (*ExportDecisionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportDecision not implemented")
 }
 func (UnimplementedAuditorServiceServer) PlanRollback(context.Context, *PlanRollbackRequest) (*PlanRollbackResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PlanRollback not implemented")
@@ -262,6 +298,24 @@ func _AuditorService_AppendEntry_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditorService_ExportDecision_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportDecisionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditorServiceServer).ExportDecision(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditorService_ExportDecision_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditorServiceServer).ExportDecision(ctx, req.(*ExportDecisionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AuditorService_PlanRollback_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PlanRollbackRequest)
 	if err := dec(in); err != nil {
@@ -298,6 +352,10 @@ var AuditorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AppendEntry",
 			Handler:    _AuditorService_AppendEntry_Handler,
+		},
+		{
+			MethodName: "ExportDecision",
+			Handler:    _AuditorService_ExportDecision_Handler,
 		},
 		{
 			MethodName: "PlanRollback",

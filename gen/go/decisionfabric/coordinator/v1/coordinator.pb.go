@@ -172,9 +172,21 @@ type Proposal struct {
 	// Why the proposal stopped where it is (rejection, expiry, failed dry run), in words.
 	Reason string `protobuf:"bytes,21,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Approvers recorded so far (P3).
-	Approvers     []string `protobuf:"bytes,22,rep,name=approvers,proto3" json:"approvers,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Approvers []string `protobuf:"bytes,22,rep,name=approvers,proto3" json:"approvers,omitempty"`
+	// The signature the manifest was submitted with, once verified against the trusted
+	// keys (P2); key_id and public_key name the trusted key that verified it. Absent when
+	// the manifest was submitted unsigned (simulation only).
+	ManifestSignature *v1.ManifestSignature `protobuf:"bytes,23,opt,name=manifest_signature,json=manifestSignature,proto3" json:"manifest_signature,omitempty"`
+	// The signed consensus bundle, once the regions agreed: manifest, signature, quorum
+	// certificate and agreed manifest, signed by the coordinator (P2). Enactment (and a
+	// dry run) verifies it first; outside simulation a missing or invalid bundle is
+	// FAILED_PRECONDITION (409).
+	ConsensusBundle *v1.ConsensusBundle `protobuf:"bytes,24,opt,name=consensus_bundle,json=consensusBundle,proto3" json:"consensus_bundle,omitempty"`
+	// Why an AGREED proposal has no consensus bundle (for example, the negotiator's quorum
+	// certificate did not verify against the region key registry), in words.
+	ConsensusError string `protobuf:"bytes,25,opt,name=consensus_error,json=consensusError,proto3" json:"consensus_error,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Proposal) Reset() {
@@ -359,6 +371,27 @@ func (x *Proposal) GetApprovers() []string {
 		return x.Approvers
 	}
 	return nil
+}
+
+func (x *Proposal) GetManifestSignature() *v1.ManifestSignature {
+	if x != nil {
+		return x.ManifestSignature
+	}
+	return nil
+}
+
+func (x *Proposal) GetConsensusBundle() *v1.ConsensusBundle {
+	if x != nil {
+		return x.ConsensusBundle
+	}
+	return nil
+}
+
+func (x *Proposal) GetConsensusError() string {
+	if x != nil {
+		return x.ConsensusError
+	}
+	return ""
 }
 
 // PolicyDecision is the decision policy's verdict on a proposal (see docs/policies).
@@ -1292,7 +1325,7 @@ var File_decisionfabric_coordinator_v1_coordinator_proto protoreflect.FileDescri
 
 const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"/decisionfabric/coordinator/v1/coordinator.proto\x12\x1ddecisionfabric.coordinator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\b\n" +
+	"/decisionfabric/coordinator/v1/coordinator.proto\x12\x1ddecisionfabric.coordinator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\t\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12E\n" +
@@ -1319,7 +1352,10 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x0edry_run_result\x18\x13 \x01(\v2+.decisionfabric.coordinator.v1.DryRunResultR\fdryRunResult\x12*\n" +
 	"\x11post_state_sha256\x18\x14 \x01(\tR\x0fpostStateSha256\x12\x16\n" +
 	"\x06reason\x18\x15 \x01(\tR\x06reason\x12\x1c\n" +
-	"\tapprovers\x18\x16 \x03(\tR\tapprovers\"\x91\x02\n" +
+	"\tapprovers\x18\x16 \x03(\tR\tapprovers\x12Y\n" +
+	"\x12manifest_signature\x18\x17 \x01(\v2*.decisionfabric.types.v1.ManifestSignatureR\x11manifestSignature\x12S\n" +
+	"\x10consensus_bundle\x18\x18 \x01(\v2(.decisionfabric.types.v1.ConsensusBundleR\x0fconsensusBundle\x12'\n" +
+	"\x0fconsensus_error\x18\x19 \x01(\tR\x0econsensusError\"\x91\x02\n" +
 	"\x0ePolicyDecision\x12'\n" +
 	"\x0fcomputed_impact\x18\x01 \x01(\tR\x0ecomputedImpact\x12\x16\n" +
 	"\x06quorum\x18\x02 \x01(\tR\x06quorum\x12+\n" +
@@ -1446,7 +1482,8 @@ var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*structpb.Struct)(nil),          // 17: google.protobuf.Struct
 	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
 	(*v1.ManifestSignature)(nil),     // 19: decisionfabric.types.v1.ManifestSignature
-	(*v1.Snapshot)(nil),              // 20: decisionfabric.types.v1.Snapshot
+	(*v1.ConsensusBundle)(nil),       // 20: decisionfabric.types.v1.ConsensusBundle
+	(*v1.Snapshot)(nil),              // 21: decisionfabric.types.v1.Snapshot
 }
 var file_decisionfabric_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.coordinator.v1.Proposal.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
@@ -1459,34 +1496,36 @@ var file_decisionfabric_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	2,  // 7: decisionfabric.coordinator.v1.Proposal.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
 	3,  // 8: decisionfabric.coordinator.v1.Proposal.score:type_name -> decisionfabric.coordinator.v1.Score
 	4,  // 9: decisionfabric.coordinator.v1.Proposal.dry_run_result:type_name -> decisionfabric.coordinator.v1.DryRunResult
-	18, // 10: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
-	16, // 11: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	17, // 12: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
-	19, // 13: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	1,  // 14: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	1,  // 15: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	0,  // 16: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	1,  // 17: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
-	1,  // 18: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	20, // 19: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
-	1,  // 20: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	20, // 21: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
-	20, // 22: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
-	6,  // 23: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
-	8,  // 24: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
-	10, // 25: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
-	12, // 26: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
-	13, // 27: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
-	7,  // 28: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
-	9,  // 29: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
-	11, // 30: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
-	15, // 31: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
-	14, // 32: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	19, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	20, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	18, // 12: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
+	16, // 13: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	17, // 14: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
+	19, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	1,  // 16: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	1,  // 17: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	0,  // 18: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
+	1,  // 19: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
+	1,  // 20: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	21, // 21: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
+	1,  // 22: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	21, // 23: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
+	21, // 24: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
+	6,  // 25: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
+	8,  // 26: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
+	10, // 27: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
+	12, // 28: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
+	13, // 29: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
+	7,  // 30: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
+	9,  // 31: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
+	11, // 32: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
+	15, // 33: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
+	14, // 34: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
+	30, // [30:35] is the sub-list for method output_type
+	25, // [25:30] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_coordinator_v1_coordinator_proto_init() }

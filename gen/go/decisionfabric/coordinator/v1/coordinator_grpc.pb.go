@@ -55,8 +55,15 @@ type CoordinatorServiceClient interface {
 	// EnactProposal carries out an agreed proposal: dry run, pre/post snapshots, execution.
 	// High impact requires a recorded approver and a passed dry run (P3).
 	//
+	// Before a dry run or an enactment the proposal's consensus bundle is verified: the
+	// coordinator's signature by a trusted key, the quorum certificate against the region
+	// key registry, its digest against manifest_sha256, outcome AGREED, and the agreed
+	// manifest against the one to enact (P2).
+	//
 	// Errors: FAILED_PRECONDITION (409) when the proposal is not in a state that allows
-	// enactment, naming what is missing; NOT_FOUND (404) as for GetProposal.
+	// enactment, naming what is missing, or when its consensus bundle is missing (outside
+	// simulation) or does not verify, naming what failed; nothing changes. NOT_FOUND (404)
+	// as for GetProposal.
 	EnactProposal(ctx context.Context, in *EnactProposalRequest, opts ...grpc.CallOption) (*EnactProposalResponse, error)
 	// RollbackProposal restores the pre-state snapshot of an enacted proposal exactly (P7):
 	// afterwards the target's state hashes to pre_state_sha256 again.
@@ -149,8 +156,15 @@ type CoordinatorServiceServer interface {
 	// EnactProposal carries out an agreed proposal: dry run, pre/post snapshots, execution.
 	// High impact requires a recorded approver and a passed dry run (P3).
 	//
+	// Before a dry run or an enactment the proposal's consensus bundle is verified: the
+	// coordinator's signature by a trusted key, the quorum certificate against the region
+	// key registry, its digest against manifest_sha256, outcome AGREED, and the agreed
+	// manifest against the one to enact (P2).
+	//
 	// Errors: FAILED_PRECONDITION (409) when the proposal is not in a state that allows
-	// enactment, naming what is missing; NOT_FOUND (404) as for GetProposal.
+	// enactment, naming what is missing, or when its consensus bundle is missing (outside
+	// simulation) or does not verify, naming what failed; nothing changes. NOT_FOUND (404)
+	// as for GetProposal.
 	EnactProposal(context.Context, *EnactProposalRequest) (*EnactProposalResponse, error)
 	// RollbackProposal restores the pre-state snapshot of an enacted proposal exactly (P7):
 	// afterwards the target's state hashes to pre_state_sha256 again.

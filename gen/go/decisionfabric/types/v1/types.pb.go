@@ -213,7 +213,9 @@ func (x *Consent) GetSignature() string {
 
 // ManifestSignature is a detached signature over the RFC 8785 canonical JSON of a
 // Manifest, in the format `cosign sign-blob` produces (base64 of an ECDSA P-256/SHA-256
-// or Ed25519 signature), so `cosign verify-blob --key <public_key>` accepts it.
+// or Ed25519 signature), so `cosign verify-blob --key <public_key>` accepts it. The
+// same message carries the signature of other signed documents (ConsensusBundle), over
+// their canonical JSON in the same format.
 type ManifestSignature struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Base64-encoded signature bytes.
@@ -277,6 +279,88 @@ func (x *ManifestSignature) GetPublicKey() string {
 	return ""
 }
 
+// ConsensusBundle packages a negotiation's agreed result for enactment (P2): the
+// submitted manifest with its signature, the quorum certificate of the regions' signed
+// votes, and the final agreed manifest, signed by the coordinator's cosign key. The
+// coordinator makes it when the regions agree, after checking the certificate against
+// the region key registry, and checks it again before every enactment (outside
+// simulation an AGREED proposal without a valid bundle is never enacted).
+type ConsensusBundle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bundle document, a JSON object with exactly these members:
+	//
+	//	"type": "decision-fabric/consensus-bundle/v1",
+	//	"tenant_id", "proposal_id": the decision,
+	//	"manifest": the submitted manifest (its canonical JSON is what manifest_signature covers),
+	//	"manifest_sha256": lower-case hex SHA256 of that canonical JSON,
+	//	"manifest_signature": {"signature","key_id","public_key"} or null when submitted unsigned (simulation only),
+	//	"quorum_certificate": the negotiator's QuorumCertificate (internal/quorum.Certificate JSON),
+	//	"agreed_manifest": the manifest the regions agreed to and enactment carries out,
+	//	"agreed_manifest_sha256": lower-case hex SHA256 of its canonical JSON,
+	//	"created_at": RFC 3339 UTC time it was signed.
+	Bundle *structpb.Struct `protobuf:"bytes,1,opt,name=bundle,proto3" json:"bundle,omitempty"`
+	// Lower-case hex SHA256 of the bundle's RFC 8785 canonical JSON: the exact bytes the
+	// signature covers (`fabric decision verify -write-bundle-payload` writes them).
+	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The coordinator's cosign-format signature over the bundle's canonical JSON, with the
+	// signing key's id and public key (a verifier trusts its own copy of the key, never
+	// this one).
+	Signature     *ManifestSignature `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsensusBundle) Reset() {
+	*x = ConsensusBundle{}
+	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsensusBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsensusBundle) ProtoMessage() {}
+
+func (x *ConsensusBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsensusBundle.ProtoReflect.Descriptor instead.
+func (*ConsensusBundle) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_types_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConsensusBundle) GetBundle() *structpb.Struct {
+	if x != nil {
+		return x.Bundle
+	}
+	return nil
+}
+
+func (x *ConsensusBundle) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ConsensusBundle) GetSignature() *ManifestSignature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // Snapshot references a recorded state of the world before or after enactment (P7).
 type Snapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -294,7 +378,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[3]
+	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -306,7 +390,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[3]
+	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -319,7 +403,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_types_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_decisionfabric_types_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Snapshot) GetKind() string {
@@ -376,7 +460,11 @@ const file_decisionfabric_types_v1_types_proto_rawDesc = "" +
 	"\tsignature\x18\x01 \x01(\tR\tsignature\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x03 \x01(\tR\tpublicKey\"\xa0\x01\n" +
+	"public_key\x18\x03 \x01(\tR\tpublicKey\"\xa4\x01\n" +
+	"\x0fConsensusBundle\x12/\n" +
+	"\x06bundle\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06bundle\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12H\n" +
+	"\tsignature\x18\x03 \x01(\v2*.decisionfabric.types.v1.ManifestSignatureR\tsignature\"\xa0\x01\n" +
 	"\bSnapshot\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12-\n" +
@@ -396,26 +484,29 @@ func file_decisionfabric_types_v1_types_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_types_v1_types_proto_rawDescData
 }
 
-var file_decisionfabric_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_decisionfabric_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_decisionfabric_types_v1_types_proto_goTypes = []any{
 	(*Manifest)(nil),              // 0: decisionfabric.types.v1.Manifest
 	(*Consent)(nil),               // 1: decisionfabric.types.v1.Consent
 	(*ManifestSignature)(nil),     // 2: decisionfabric.types.v1.ManifestSignature
-	(*Snapshot)(nil),              // 3: decisionfabric.types.v1.Snapshot
-	(*structpb.Struct)(nil),       // 4: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*ConsensusBundle)(nil),       // 3: decisionfabric.types.v1.ConsensusBundle
+	(*Snapshot)(nil),              // 4: decisionfabric.types.v1.Snapshot
+	(*structpb.Struct)(nil),       // 5: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_decisionfabric_types_v1_types_proto_depIdxs = []int32{
-	4, // 0: decisionfabric.types.v1.Manifest.parameters:type_name -> google.protobuf.Struct
+	5, // 0: decisionfabric.types.v1.Manifest.parameters:type_name -> google.protobuf.Struct
 	1, // 1: decisionfabric.types.v1.Manifest.consent:type_name -> decisionfabric.types.v1.Consent
-	5, // 2: decisionfabric.types.v1.Consent.granted_at:type_name -> google.protobuf.Timestamp
-	4, // 3: decisionfabric.types.v1.Snapshot.state:type_name -> google.protobuf.Struct
-	5, // 4: decisionfabric.types.v1.Snapshot.created_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	6, // 2: decisionfabric.types.v1.Consent.granted_at:type_name -> google.protobuf.Timestamp
+	5, // 3: decisionfabric.types.v1.ConsensusBundle.bundle:type_name -> google.protobuf.Struct
+	2, // 4: decisionfabric.types.v1.ConsensusBundle.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	5, // 5: decisionfabric.types.v1.Snapshot.state:type_name -> google.protobuf.Struct
+	6, // 6: decisionfabric.types.v1.Snapshot.created_at:type_name -> google.protobuf.Timestamp
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_types_v1_types_proto_init() }
@@ -429,7 +520,7 @@ func file_decisionfabric_types_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_types_v1_types_proto_rawDesc), len(file_decisionfabric_types_v1_types_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
