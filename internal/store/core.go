@@ -88,6 +88,7 @@ func (s *sqlStore) WorldStates() WorldStateStore   { return worldStateStore{s} }
 func (s *sqlStore) Negotiations() NegotiationStore { return negotiationStore{s} }
 
 func (s *sqlStore) AuditLog() AuditLogStore { return auditLogStore{s} }
+func (s *sqlStore) Outbox() OutboxStore     { return outboxStore{s} }
 
 // grouper is a driver that commits concurrent writers together (SQLite's group commit,
 // see sqlite.go): group runs fn inside a transaction shared with other callers, undoing

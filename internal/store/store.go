@@ -91,6 +91,8 @@ type Store interface {
 	Negotiations() NegotiationStore
 	// AuditLog is the append-only audit log (internal/auditlog).
 	AuditLog() AuditLogStore
+	// Outbox holds audit events until the decision auditor has them.
+	Outbox() OutboxStore
 	// InTx runs fn in one transaction; fn receives a Store bound to the tx.
 	// It commits when fn returns nil and rolls back when fn returns an error
 	// (returned unchanged, so errors.Is works on it) or panics (the panic is

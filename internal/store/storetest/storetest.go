@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ProposalTenantIsolation", testProposalTenantIsolation},
 		{"ProposalList", testProposalList},
 		{"ProposalHistory", testProposalHistory},
+		{"Outbox", testOutbox},
 		{"ProposalIdempotency", testProposalIdempotency},
 		{"ProposalIdempotencyConcurrent", testProposalIdempotencyConcurrent},
 		{"ProposalConcurrentWriters", testProposalConcurrentWriters},

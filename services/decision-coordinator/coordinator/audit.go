@@ -2,8 +2,15 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/decision-fabric/fabric/internal/store"
 )
@@ -19,22 +26,35 @@ type Auditor interface {
 	RecordSnapshot(ctx context.Context, tenantID, proposalID, kind, sha256 string) error
 }
 
-// audit records one lifecycle event. The change it records has already been committed,
-// so a failure is logged rather than undoing it; the key (proposal id and version) makes
-// a later re-append of the same event harmless.
-func (s *Service) audit(ctx context.Context, p *store.Proposal, event string, payload map[string]any) {
-	if s.deps.Audit == nil {
-		return
-	}
+// Audit events go through a transactional outbox. Each event is written to the store's
+// audit outbox in the same transaction as the change it records, then delivered to the
+// auditor right after the commit, in order. When the auditor cannot take it (down,
+// unreachable), the event stays in the outbox and the relay delivers it later: no
+// event is lost, and the change itself never waits for, or fails because of, the
+// auditor. Delivery is idempotent (the auditor keeps one entry per key), so delivering
+// twice after a crash is harmless.
+
+// auditEvent is one audit event to stage with a change.
+type auditEvent struct {
+	kind    string // store.OutboxEntryKind or store.OutboxSnapshotKind
+	event   string // the event name; for a snapshot, its kind ("pre" or "post")
+	payload map[string]any
+	key     string
+}
+
+// transitionAudit is the event of p having reached its current status and version.
+func transitionAudit(p *store.Proposal, event string, payload map[string]any) auditEvent {
 	if payload == nil {
 		payload = map[string]any{}
 	}
 	payload["status"] = p.Status
 	payload["version"] = p.Version
-	key := fmt.Sprintf("%s:%d:%s", p.ID, p.Version, event)
-	if err := s.deps.Audit.Append(ctx, p.TenantID, p.ID, event, payload, key); err != nil {
-		s.deps.Logger.ErrorContext(ctx, "audit append failed", "proposal_id", p.ID, "event", event, "error", err)
-	}
+	return auditEvent{kind: store.OutboxEntryKind, event: event, payload: payload, key: fmt.Sprintf("%s:%d:%s", p.ID, p.Version, event)}
+}
+
+// snapshotAudit is the reference to p's pre or post snapshot (P7).
+func snapshotAudit(p *store.Proposal, kind, sha string) auditEvent {
+	return auditEvent{kind: store.OutboxSnapshotKind, event: kind, payload: map[string]any{"sha256": sha}, key: p.ID + ":snapshot:" + kind}
 }
 
 // transitionEvent names the audit event of a move to status to.
@@ -42,13 +62,210 @@ func transitionEvent(to string) string {
 	return "proposal." + strings.ToLower(to)
 }
 
-// recordSnapshot sends a snapshot reference to the audit log; like audit, a failure is
-// logged, not fatal: the snapshot itself is already stored with the proposal.
-func (s *Service) recordSnapshot(ctx context.Context, p *store.Proposal, kind, sha string) {
+// stage writes events for a proposal into the outbox through st (the transaction of
+// the change they record). With no auditor wired it stages nothing.
+func (s *Service) stage(ctx context.Context, st store.Store, tenantID, proposalID string, events ...auditEvent) ([]*store.OutboxEntry, error) {
 	if s.deps.Audit == nil {
+		return nil, nil
+	}
+	out := make([]*store.OutboxEntry, 0, len(events))
+	for _, e := range events {
+		payload, err := json.Marshal(e.payload)
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: audit payload of %s: %w", e.event, err)
+		}
+		staged, err := st.Outbox().Add(ctx, &store.OutboxEntry{TenantID: tenantID, ProposalID: proposalID, Kind: e.kind,
+			Event: e.event, Payload: payload, IdempotencyKey: e.key})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, staged)
+	}
+	return out, nil
+}
+
+// deliver hands staged events to the auditor now, in order. The first one the auditor
+// does not take stops the delivery: it and the rest stay for the relay, which then
+// delivers everything in the outbox in order (the backlog) before the request path
+// delivers again.
+func (s *Service) deliver(ctx context.Context, entries []*store.OutboxEntry) {
+	if len(entries) == 0 || s.relay == nil {
 		return
 	}
-	if err := s.deps.Audit.RecordSnapshot(ctx, p.TenantID, p.ID, kind, sha); err != nil {
-		s.deps.Logger.ErrorContext(ctx, "audit snapshot failed", "proposal_id", p.ID, "kind", kind, "error", err)
+	if s.relay.backlog.Load() {
+		s.relay.kick()
+		return
 	}
+	for _, e := range entries {
+		if err := s.send(ctx, e); err != nil {
+			s.deps.Logger.WarnContext(ctx, "audit delivery deferred to the relay", "proposal_id", e.ProposalID, "event", e.Event, "error", err)
+			s.relay.backlog.Store(true)
+			s.relay.kick()
+			return
+		}
+		s.relay.delivered(e.Seq)
+	}
+}
+
+// send delivers one outbox entry.
+func (s *Service) send(ctx context.Context, e *store.OutboxEntry) error {
+	var payload map[string]any
+	if err := json.Unmarshal(e.Payload, &payload); err != nil {
+		return status.Errorf(codes.DataLoss, "coordinator: outbox entry %d is unreadable: %v", e.Seq, err)
+	}
+	if e.Kind == store.OutboxSnapshotKind {
+		sha, _ := payload["sha256"].(string)
+		return s.deps.Audit.RecordSnapshot(ctx, e.TenantID, e.ProposalID, e.Event, sha)
+	}
+	return s.deps.Audit.Append(ctx, e.TenantID, e.ProposalID, e.Event, payload, e.IdempotencyKey)
+}
+
+// The relay's timing.
+const (
+	relayInterval = time.Second     // how often it sweeps the outbox
+	relayGrace    = 3 * time.Second // an entry younger than this is still the request's to deliver
+	relayBatch    = 200
+)
+
+// relay delivers what the request path could not, and deletes what was delivered. One
+// relay runs per coordinator process; relays of several processes sharing a store may
+// deliver an entry twice, which the auditor's idempotency keys absorb.
+type relay struct {
+	s    *Service
+	mu   sync.Mutex
+	done []int64 // delivered by the request path, not yet deleted
+	// backlog is set when a delivery failed: until the relay has caught up, every
+	// event is left to it, so events reach the auditor in the order they happened.
+	backlog atomic.Bool
+
+	wake, stop, exited chan struct{}
+	once               sync.Once
+}
+
+func newRelay(s *Service) *relay {
+	return &relay{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
+}
+
+// kick asks for a sweep now.
+func (r *relay) kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// delivered notes that entry seq reached the auditor.
+func (r *relay) delivered(seq int64) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.done = append(r.done, seq)
+	r.mu.Unlock()
+}
+
+func (r *relay) run() {
+	defer close(r.exited)
+	t := time.NewTicker(relayInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		case <-r.wake:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		r.sweep(ctx)
+		cancel()
+	}
+}
+
+// close stops the relay; what is left in the outbox is delivered after the next start.
+func (r *relay) close() {
+	r.once.Do(func() { close(r.stop) })
+	<-r.exited
+}
+
+// sweep deletes the entries the request path delivered, then delivers, in order, the
+// entries older than relayGrace (all of them while there is a backlog). An auditor that
+// is unavailable ends the sweep (the next one retries from the same entry, so order
+// holds); an entry the auditor refuses for good is logged and left in place.
+func (r *relay) sweep(ctx context.Context) {
+	st, log := r.s.deps.Store, r.s.deps.Logger
+	backlog := r.backlog.Load()
+	cutoff := r.s.deps.Now().Add(-relayGrace)
+	if backlog {
+		cutoff = time.Time{}
+	}
+	r.mu.Lock()
+	done := r.done
+	r.done = nil
+	r.mu.Unlock()
+	skip := make(map[int64]bool, len(done))
+	for _, seq := range done {
+		skip[seq] = true
+	}
+	if len(done) > 0 {
+		if err := st.Outbox().Delete(ctx, done); err != nil {
+			log.WarnContext(ctx, "audit outbox: delete delivered entries", "error", err)
+			r.mu.Lock()
+			r.done = append(r.done, done...)
+			r.mu.Unlock()
+		}
+	}
+	var after int64
+	for {
+		entries, err := st.Outbox().List(ctx, after, cutoff, relayBatch)
+		if err != nil {
+			log.WarnContext(ctx, "audit outbox: list", "error", err)
+			return
+		}
+		var sent []int64
+		for _, e := range entries {
+			after = e.Seq
+			if skip[e.Seq] {
+				continue
+			}
+			if err := r.s.send(ctx, e); err != nil {
+				if retryable(err) {
+					log.WarnContext(ctx, "audit outbox: auditor unavailable; will retry", "seq", e.Seq, "error", err)
+					r.deleteSent(ctx, sent)
+					return
+				}
+				log.ErrorContext(ctx, "audit outbox: entry refused by the auditor; left in the outbox", "seq", e.Seq,
+					"proposal_id", e.ProposalID, "event", e.Event, "error", err)
+				continue
+			}
+			sent = append(sent, e.Seq)
+		}
+		r.deleteSent(ctx, sent)
+		if len(entries) < relayBatch {
+			if backlog {
+				r.backlog.Store(false) // caught up: the request path delivers again
+			}
+			return
+		}
+	}
+}
+
+func (r *relay) deleteSent(ctx context.Context, seqs []int64) {
+	if len(seqs) == 0 {
+		return
+	}
+	if err := r.s.deps.Store.Outbox().Delete(ctx, seqs); err != nil {
+		r.delivered(seqs[0]) // keep them for the next sweep's delete
+		r.mu.Lock()
+		r.done = append(r.done, seqs[1:]...)
+		r.mu.Unlock()
+	}
+}
+
+// retryable: the auditor may take the entry later.
+func retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Internal, codes.Unknown, codes.Canceled:
+		return true
+	}
+	return false
 }

@@ -71,15 +71,31 @@ type Deps struct {
 // Service implements coordinatorv1.CoordinatorServiceServer.
 type Service struct {
 	coordinatorv1.UnimplementedCoordinatorServiceServer
-	deps Deps
+	deps  Deps
+	relay *relay // delivers audit events the request path could not; nil without an auditor
 }
 
-// New returns the coordinator.
+// New returns the coordinator. With an auditor it starts the audit outbox relay; Close
+// stops it.
 func New(deps Deps) *Service {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{deps: deps}
+	s := &Service{deps: deps}
+	if deps.Audit != nil && deps.Store != nil {
+		s.relay = newRelay(s)
+		go s.relay.run()
+	}
+	return s
+}
+
+// Close stops the background audit relay. Events it had not delivered stay in the
+// outbox for the next start.
+func (s *Service) Close() error {
+	if s.relay != nil {
+		s.relay.close()
+	}
+	return nil
 }
 
 // Definition is what the platform serves.
@@ -91,6 +107,7 @@ func (s *Service) Definition() server.Service {
 	return server.Service{
 		Name:     fabric.Coordinator,
 		Register: func(g *grpc.Server) { coordinatorv1.RegisterCoordinatorServiceServer(g, s) },
+		Close:    s.Close,
 		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
 			return coordinatorv1.RegisterCoordinatorServiceHandlerClient(ctx, mux, coordinatorv1.NewCoordinatorServiceClient(conn))
 		},
@@ -164,6 +181,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 
 	var stored *store.Proposal
 	var created bool
+	var staged []*store.OutboxEntry
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
 		var err error
 		stored, created, err = tx.Proposals().Create(ctx, &store.Proposal{
@@ -185,7 +203,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 		if err != nil || !created {
 			return err // a replay keeps the first request's snapshot
 		}
-		return tx.Snapshots().Put(ctx, &store.Snapshot{
+		if err := tx.Snapshots().Put(ctx, &store.Snapshot{
 			ID:         newID(now),
 			ProposalID: stored.ID,
 			TenantID:   stored.TenantID,
@@ -193,17 +211,22 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 			SHA256:     pre.SHA256,
 			State:      pre.JSON,
 			CreatedAt:  now,
-		})
+		}); err != nil {
+			return err
+		}
+		staged, err = s.stage(ctx, tx, stored.TenantID, stored.ID,
+			transitionAudit(stored, "proposal.submitted", map[string]any{
+				"manifest_sha256": stored.ManifestSHA256, "pre_state_sha256": stored.PreStateSHA256,
+				"impact": stored.Impact, "dry_run": stored.DryRun, "signed": req.GetSignature() != nil,
+			}),
+			snapshotAudit(stored, "pre", stored.PreStateSHA256))
+		return err
 	})
 	if err != nil {
 		return nil, storeError(err)
 	}
 	if created {
-		s.audit(ctx, stored, "proposal.submitted", map[string]any{
-			"manifest_sha256": stored.ManifestSHA256, "pre_state_sha256": stored.PreStateSHA256,
-			"impact": stored.Impact, "dry_run": stored.DryRun, "signed": req.GetSignature() != nil,
-		})
-		s.recordSnapshot(ctx, stored, "pre", stored.PreStateSHA256)
+		s.deliver(ctx, staged)
 		// Broadcast: start the negotiation now; if the negotiator is unavailable the
 		// proposal stays SUBMITTED and the next read retries.
 		if next, err := s.advance(ctx, stored); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -96,12 +95,23 @@ func (s *Service) move(ctx context.Context, p *store.Proposal, to string, edit f
 
 // moveAudited is move with an explicit audit event name, for moves whose meaning is not
 // the status they land in (a dry run recorded while approval is pending).
-func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event string, edit func(d *coordinatorv1.Proposal), post string) (*store.Proposal, error) {
-	next, err := s.moveIn(ctx, s.deps.Store, p, to, edit, post)
+// The transition and its audit event (after the events in before) are written in one
+// transaction, then the events are delivered.
+func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event string, edit func(d *coordinatorv1.Proposal), post string, before ...auditEvent) (*store.Proposal, error) {
+	var next *store.Proposal
+	var staged []*store.OutboxEntry
+	err := s.deps.Store.InTx(ctx, func(tx store.Store) error {
+		var err error
+		if next, err = s.moveIn(ctx, tx, p, to, edit, post); err != nil {
+			return err
+		}
+		staged, err = s.stage(ctx, tx, p.TenantID, p.ID, append(before, transitionAudit(next, event, transitionPayload(p.Status, next)))...)
+		return err
+	})
 	if err != nil {
-		return nil, err
+		return nil, storeError(err)
 	}
-	s.audit(ctx, next, event, transitionPayload(p.Status, next))
+	s.deliver(ctx, staged)
 	return next, nil
 }
 
@@ -203,7 +213,6 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 	default:
 		return nil, nil // still running
 	}
-	s.auditVotes(ctx, p, n)
 	// P2: an agreement is packaged as a signed consensus bundle. Without one (the
 	// certificate does not verify, no signing key) the proposal is still AGREED, with
 	// the reason recorded; enactment outside simulation then refuses it.
@@ -215,14 +224,14 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 			s.deps.Logger.WarnContext(ctx, "no consensus bundle", "proposal_id", p.ID, "negotiation_id", n.GetId(), "error", err)
 		}
 	}
-	return s.move(ctx, p, to, func(d *coordinatorv1.Proposal) {
+	return s.moveAudited(ctx, p, to, transitionEvent(to), func(d *coordinatorv1.Proposal) {
 		d.Votes = summary
 		d.Reason = n.GetReason()
 		if to == stAgreed {
 			d.AgreedManifest = n.GetFinalManifest()
 			d.ConsensusBundle, d.ConsensusError = cb, cbErr
 		}
-	}, "")
+	}, "", voteAudits(n)...)
 }
 
 // summarise counts the final round's votes.
@@ -403,6 +412,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
 	var next *store.Proposal
+	var staged []*store.OutboxEntry
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
 		if err := tx.Snapshots().Put(ctx, &store.Snapshot{
 			ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
@@ -411,14 +421,18 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 			return err
 		}
 		var err error
-		next, err = s.moveIn(ctx, tx, p, stEnacted, nil, post.SHA256)
+		if next, err = s.moveIn(ctx, tx, p, stEnacted, nil, post.SHA256); err != nil {
+			return err
+		}
+		staged, err = s.stage(ctx, tx, p.TenantID, p.ID,
+			transitionAudit(next, transitionEvent(stEnacted), transitionPayload(p.Status, next)),
+			snapshotAudit(next, "post", post.SHA256))
 		return err
 	})
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, storeError(err)
 	}
-	s.audit(ctx, next, transitionEvent(stEnacted), transitionPayload(p.Status, next))
-	s.recordSnapshot(ctx, next, "post", post.SHA256)
+	s.deliver(ctx, staged)
 	return next, pre, post, nil
 }
 
@@ -502,26 +516,16 @@ func transitionPayload(from string, p *store.Proposal) map[string]any {
 	return out
 }
 
-// auditVotes records every signed vote of a finished negotiation in the audit log, once
-// (keyed by negotiation, round and region): the evidence behind the outcome. The votes
-// are appended concurrently, so they share the auditor's durable commits.
-func (s *Service) auditVotes(ctx context.Context, p *store.Proposal, n *negotiatorv1.Negotiation) {
-	if s.deps.Audit == nil {
-		return
-	}
-	var wg sync.WaitGroup
+// voteAudits are the audit events of a finished negotiation's signed votes, one per
+// negotiation, round and region: the evidence behind the outcome, recorded with it.
+func voteAudits(n *negotiatorv1.Negotiation) []auditEvent {
+	out := make([]auditEvent, 0, len(n.GetVotes()))
 	for _, v := range n.GetVotes() {
-		payload := map[string]any{
+		out = append(out, auditEvent{kind: store.OutboxEntryKind, event: "negotiation.vote", payload: map[string]any{
 			"negotiation_id": n.GetId(), "round": v.GetRound(), "region": v.GetRegion(),
 			"verdict": strings.TrimPrefix(v.GetVerdict().String(), "VERDICT_"), "reason": v.GetReason(),
 			"key_id": v.GetKeyId(), "signature_sha256": canonical.SHA256Hex([]byte(v.GetSignature())),
-		}
-		key := fmt.Sprintf("vote:%s:%d:%s", n.GetId(), v.GetRound(), v.GetRegion())
-		wg.Go(func() {
-			if err := s.deps.Audit.Append(ctx, p.TenantID, p.ID, "negotiation.vote", payload, key); err != nil {
-				s.deps.Logger.ErrorContext(ctx, "audit vote failed", "proposal_id", p.ID, "region", v.GetRegion(), "error", err)
-			}
-		})
+		}, key: fmt.Sprintf("vote:%s:%d:%s", n.GetId(), v.GetRound(), v.GetRegion())})
 	}
-	wg.Wait()
+	return out
 }
