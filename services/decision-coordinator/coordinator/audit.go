@@ -62,9 +62,9 @@ func transitionEvent(to string) string {
 	return "proposal." + strings.ToLower(to)
 }
 
-// stage writes events for a proposal into the outbox through st (the transaction of
-// the change they record). With no auditor wired it stages nothing.
-func (s *Service) stage(ctx context.Context, st store.Store, tenantID, proposalID string, events ...auditEvent) ([]*store.OutboxEntry, error) {
+// outboxEntries renders events for a proposal as outbox entries, before the
+// transaction that stores them (stageIn). With no auditor wired there are none.
+func (s *Service) outboxEntries(tenantID, proposalID string, events ...auditEvent) ([]*store.OutboxEntry, error) {
 	if s.deps.Audit == nil {
 		return nil, nil
 	}
@@ -74,14 +74,33 @@ func (s *Service) stage(ctx context.Context, st store.Store, tenantID, proposalI
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: audit payload of %s: %w", e.event, err)
 		}
-		staged, err := st.Outbox().Add(ctx, &store.OutboxEntry{TenantID: tenantID, ProposalID: proposalID, Kind: e.kind,
+		out = append(out, &store.OutboxEntry{TenantID: tenantID, ProposalID: proposalID, Kind: e.kind,
 			Event: e.event, Payload: payload, IdempotencyKey: e.key})
+	}
+	return out, nil
+}
+
+// stageIn writes entries into the outbox through st (the transaction of the change
+// they record) and returns them as stored, in order.
+func stageIn(ctx context.Context, st store.Store, entries []*store.OutboxEntry) ([]*store.OutboxEntry, error) {
+	out := make([]*store.OutboxEntry, 0, len(entries))
+	for _, e := range entries {
+		staged, err := st.Outbox().Add(ctx, e)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, staged)
 	}
 	return out, nil
+}
+
+// stage is outboxEntries then stageIn.
+func (s *Service) stage(ctx context.Context, st store.Store, tenantID, proposalID string, events ...auditEvent) ([]*store.OutboxEntry, error) {
+	entries, err := s.outboxEntries(tenantID, proposalID, events...)
+	if err != nil {
+		return nil, err
+	}
+	return stageIn(ctx, st, entries)
 }
 
 // deliver hands staged events to the auditor now, in order. The first one the auditor

@@ -179,47 +179,47 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	now := s.deps.Now().UTC()
 	id := newID(now)
 
+	planned := &store.Proposal{
+		ID:             id,
+		TenantID:       req.GetTenantId(),
+		Status:         statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SUBMITTED),
+		Impact:         impact,
+		DryRun:         dryRun,
+		Manifest:       manifestJSON,
+		ManifestSHA256: canonical.SHA256Hex(manifestJSON),
+		Metadata:       metadataJSON,
+		PreStateSHA256: pre.SHA256,
+		Decision:       record,
+		IdempotencyKey: key,
+		CreatedBy:      principal.Subject,
+		TraceID:        telemetry.TraceID(ctx),
+		CreatedAt:      now,
+		Version:        1,
+	}
+	entries, err := s.outboxEntries(planned.TenantID, planned.ID,
+		transitionAudit(planned, "proposal.submitted", map[string]any{
+			"manifest_sha256": planned.ManifestSHA256, "pre_state_sha256": planned.PreStateSHA256,
+			"impact": planned.Impact, "dry_run": planned.DryRun, "signed": req.GetSignature() != nil,
+		}),
+		snapshotAudit(planned, "pre", planned.PreStateSHA256))
+	if err != nil {
+		return nil, err
+	}
+	preSnap := &store.Snapshot{ID: newID(now), ProposalID: id, TenantID: planned.TenantID, Kind: "pre",
+		SHA256: pre.SHA256, State: pre.JSON, CreatedAt: now}
 	var stored *store.Proposal
 	var created bool
 	var staged []*store.OutboxEntry
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
 		var err error
-		stored, created, err = tx.Proposals().Create(ctx, &store.Proposal{
-			ID:             id,
-			TenantID:       req.GetTenantId(),
-			Status:         statusString(coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SUBMITTED),
-			Impact:         impact,
-			DryRun:         dryRun,
-			Manifest:       manifestJSON,
-			ManifestSHA256: canonical.SHA256Hex(manifestJSON),
-			Metadata:       metadataJSON,
-			PreStateSHA256: pre.SHA256,
-			Decision:       record,
-			IdempotencyKey: key,
-			CreatedBy:      principal.Subject,
-			TraceID:        telemetry.TraceID(ctx),
-			CreatedAt:      now,
-		})
+		stored, created, err = tx.Proposals().Create(ctx, planned)
 		if err != nil || !created {
 			return err // a replay keeps the first request's snapshot
 		}
-		if err := tx.Snapshots().Put(ctx, &store.Snapshot{
-			ID:         newID(now),
-			ProposalID: stored.ID,
-			TenantID:   stored.TenantID,
-			Kind:       "pre",
-			SHA256:     pre.SHA256,
-			State:      pre.JSON,
-			CreatedAt:  now,
-		}); err != nil {
+		if err := tx.Snapshots().Put(ctx, preSnap); err != nil {
 			return err
 		}
-		staged, err = s.stage(ctx, tx, stored.TenantID, stored.ID,
-			transitionAudit(stored, "proposal.submitted", map[string]any{
-				"manifest_sha256": stored.ManifestSHA256, "pre_state_sha256": stored.PreStateSHA256,
-				"impact": stored.Impact, "dry_run": stored.DryRun, "signed": req.GetSignature() != nil,
-			}),
-			snapshotAudit(stored, "pre", stored.PreStateSHA256))
+		staged, err = stageIn(ctx, tx, entries)
 		return err
 	})
 	if err != nil {

@@ -96,28 +96,47 @@ func (s *Service) move(ctx context.Context, p *store.Proposal, to string, edit f
 // moveAudited is move with an explicit audit event name, for moves whose meaning is not
 // the status they land in (a dry run recorded while approval is pending).
 // The transition and its audit event (after the events in before) are written in one
-// transaction, then the events are delivered.
+// transaction, then the events are delivered. Everything that can be computed before
+// the transaction is (the decision record, the audit payloads): on SQLite the
+// transaction runs on the store's single writer.
 func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event string, edit func(d *coordinatorv1.Proposal), post string, before ...auditEvent) (*store.Proposal, error) {
+	m, err := s.planMove(p, to, edit, post)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := s.outboxEntries(p.TenantID, p.ID, append(before, transitionAudit(m.next, event, transitionPayload(p.Status, m.next, m.d)))...)
+	if err != nil {
+		return nil, err
+	}
 	var next *store.Proposal
 	var staged []*store.OutboxEntry
-	err := s.deps.Store.InTx(ctx, func(tx store.Store) error {
+	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
 		var err error
-		if next, err = s.moveIn(ctx, tx, p, to, edit, post); err != nil {
+		if next, err = applyMove(ctx, tx, p, m); err != nil {
 			return err
 		}
-		staged, err = s.stage(ctx, tx, p.TenantID, p.ID, append(before, transitionAudit(next, event, transitionPayload(p.Status, next)))...)
+		staged, err = stageIn(ctx, tx, entries)
 		return err
 	})
 	if err != nil {
 		return nil, storeError(err)
 	}
+	s.logMove(ctx, p, next)
 	s.deliver(ctx, staged)
 	return next, nil
 }
 
-// moveIn is the transition itself, through st (a transaction's store); it does not
-// audit, because inside a transaction the caller audits after the commit.
-func (s *Service) moveIn(ctx context.Context, st store.Store, p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), post string) (*store.Proposal, error) {
+// plannedMove is a transition computed before the store's transaction.
+type plannedMove struct {
+	change store.ProposalChange
+	// next is the proposal as the move will leave it (the store sets UpdatedAt).
+	next *store.Proposal
+	d    *coordinatorv1.Proposal // next's decision record
+}
+
+// planMove checks that p may move to status to and computes the move: the decision
+// record edited by edit, and the post-state hash (post, or p's).
+func (s *Service) planMove(p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), post string) (*plannedMove, error) {
 	if p.Status != to && !legal(p.Status, to) {
 		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s cannot go from %s to %s", p.ID, p.Status, to)
 	}
@@ -139,14 +158,26 @@ func (s *Service) moveIn(ctx context.Context, st store.Store, p *store.Proposal,
 	if to == stApproved {
 		dryRun = false // P3: an approver is recorded; real enactment may follow a passed dry run
 	}
-	next, err := st.Proposals().Advance(ctx, p.TenantID, p.ID, p.Status, p.Version, store.ProposalChange{
-		Status: to, DryRun: dryRun, Decision: raw, PostStateSHA256: post,
-	})
+	next := *p
+	next.Status, next.DryRun, next.Decision, next.PostStateSHA256, next.Version = to, dryRun, raw, post, p.Version+1
+	return &plannedMove{
+		change: store.ProposalChange{Status: to, DryRun: dryRun, Decision: raw, PostStateSHA256: post},
+		next:   &next, d: d,
+	}, nil
+}
+
+// applyMove stores a planned move through st, as a compare-and-swap on p's status and
+// version.
+func applyMove(ctx context.Context, st store.Store, p *store.Proposal, m *plannedMove) (*store.Proposal, error) {
+	next, err := st.Proposals().Advance(ctx, p.TenantID, p.ID, p.Status, p.Version, m.change)
 	if err != nil {
 		return nil, storeError(err)
 	}
-	s.deps.Logger.InfoContext(ctx, "proposal transition", "proposal_id", p.ID, "tenant_id", p.TenantID, "from", p.Status, "to", to)
 	return next, nil
+}
+
+func (s *Service) logMove(ctx context.Context, from, to *store.Proposal) {
+	s.deps.Logger.InfoContext(ctx, "proposal transition", "proposal_id", from.ID, "tenant_id", from.TenantID, "from", from.Status, "to", to.Status)
 }
 
 // advance moves a proposal forward as far as its collaborators allow right now:
@@ -411,27 +442,37 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
+	m, err := s.planMove(p, stEnacted, nil, post.SHA256)
+	if err != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	entries, err := s.outboxEntries(p.TenantID, p.ID,
+		transitionAudit(m.next, transitionEvent(stEnacted), transitionPayload(p.Status, m.next, m.d)),
+		snapshotAudit(m.next, "post", post.SHA256))
+	if err != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	snap := &store.Snapshot{
+		ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
+		SHA256: post.SHA256, State: post.JSON, CreatedAt: s.deps.Now().UTC(),
+	}
 	var next *store.Proposal
 	var staged []*store.OutboxEntry
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
-		if err := tx.Snapshots().Put(ctx, &store.Snapshot{
-			ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
-			SHA256: post.SHA256, State: post.JSON, CreatedAt: s.deps.Now().UTC(),
-		}); err != nil {
+		if err := tx.Snapshots().Put(ctx, snap); err != nil {
 			return err
 		}
 		var err error
-		if next, err = s.moveIn(ctx, tx, p, stEnacted, nil, post.SHA256); err != nil {
+		if next, err = applyMove(ctx, tx, p, m); err != nil {
 			return err
 		}
-		staged, err = s.stage(ctx, tx, p.TenantID, p.ID,
-			transitionAudit(next, transitionEvent(stEnacted), transitionPayload(p.Status, next)),
-			snapshotAudit(next, "post", post.SHA256))
+		staged, err = stageIn(ctx, tx, entries)
 		return err
 	})
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, storeError(err)
 	}
+	s.logMove(ctx, p, next)
 	s.deliver(ctx, staged)
 	return next, pre, post, nil
 }
@@ -484,12 +525,13 @@ func snapshotProto(kind string, s world.Snapshot, at time.Time) (*typesv1.Snapsh
 
 // transitionPayload is what the audit log records of a transition: the hashes and
 // verdicts that let an auditor replay the decision, no manifest content.
-func transitionPayload(from string, p *store.Proposal) map[string]any {
+// d is p's decision record.
+func transitionPayload(from string, p *store.Proposal, d *coordinatorv1.Proposal) map[string]any {
 	out := map[string]any{"from": from, "manifest_sha256": p.ManifestSHA256, "pre_state_sha256": p.PreStateSHA256}
 	if p.PostStateSHA256 != "" {
 		out["post_state_sha256"] = p.PostStateSHA256
 	}
-	if d, err := decision(p); err == nil {
+	{
 		if v := d.GetVotes(); v != nil {
 			out["negotiation_id"] = v.GetNegotiationId()
 			out["votes"] = map[string]any{"accept": v.GetAccept(), "reject": v.GetReject(), "counter": v.GetCounter(), "abstain": v.GetAbstain(), "outcome": v.GetOutcome()}
