@@ -36,17 +36,22 @@ type groupUnit struct {
 }
 
 type committer struct {
-	db     *sql.DB
+	conn   *sql.Conn       // the writer connection, owned for the committer's lifetime
+	stmts  *stmtRunner     // prepared statements on conn, run without cancellation
 	queue  chan *groupUnit // unbuffered: a write is either taken by the committer or refused
 	quit   chan struct{}
 	exited chan struct{}
 	once   sync.Once
 }
 
-func newCommitter(db *sql.DB) *committer {
-	c := &committer{db: db, queue: make(chan *groupUnit), quit: make(chan struct{}), exited: make(chan struct{})}
+func newCommitter(ctx context.Context, db *sql.DB) (*committer, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: writer connection: %w", err)
+	}
+	c := &committer{conn: conn, stmts: newStmtRunner(conn, true), queue: make(chan *groupUnit), quit: make(chan struct{}), exited: make(chan struct{})}
 	go c.run()
-	return c
+	return c, nil
 }
 
 // group implements grouper.
@@ -72,6 +77,18 @@ func (c *committer) group(ctx context.Context, fn func(t txn) error) error {
 func (c *committer) close() {
 	c.once.Do(func() { close(c.quit) })
 	<-c.exited
+	c.stmts.close()
+	_ = c.conn.Close()
+}
+
+// alive is nil while the committer takes writes.
+func (c *committer) alive() error {
+	select {
+	case <-c.quit:
+		return errStoreClosed
+	default:
+		return nil
+	}
 }
 
 func (c *committer) run() {
@@ -105,14 +122,14 @@ func (c *committer) commit(batch []*groupUnit) {
 	}()
 	// The group's transaction outlives any one caller's context; each write's
 	// statements also run without cancellation (see noCancel).
-	tx, err := c.db.BeginTx(context.Background(), nil) // BEGIN IMMEDIATE (_txlock)
-	if err != nil {
+	bg := context.Background()
+	if _, err := c.conn.ExecContext(bg, "BEGIN IMMEDIATE"); err != nil {
 		for _, u := range batch {
 			u.err = fmt.Errorf("store: begin: %w", err)
 		}
 		return
 	}
-	t := sqlTx{sqlDBQuerier{noCancel{tx}}, tx}
+	t := groupTx{sqlDBQuerier{c.stmts}}
 	for _, u := range batch {
 		if err := u.ctx.Err(); err != nil {
 			u.err = err
@@ -120,7 +137,8 @@ func (c *committer) commit(batch []*groupUnit) {
 		}
 		u.err, u.panic = runUnit(t, u)
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := c.conn.ExecContext(bg, "COMMIT"); err != nil {
+		_, _ = c.conn.ExecContext(bg, "ROLLBACK")
 		for _, u := range batch {
 			if u.err == nil && u.panic == nil {
 				u.err = fmt.Errorf("store: commit: %w", err)
@@ -129,9 +147,18 @@ func (c *committer) commit(batch []*groupUnit) {
 	}
 }
 
+// groupTx is the group's transaction as the writes see it: they run statements; the
+// committer alone begins and ends it.
+type groupTx struct{ sqlDBQuerier }
+
+var errGroupManaged = errors.New("store: the group's transaction is committed by the committer")
+
+func (groupTx) commit(context.Context) error   { return errGroupManaged }
+func (groupTx) rollback(context.Context) error { return errGroupManaged }
+
 // runUnit runs one write inside its own savepoint of the group's transaction; a
 // failure or panic undoes only that write.
-func runUnit(t sqlTx, u *groupUnit) (err error, panicked any) {
+func runUnit(t groupTx, u *groupUnit) (err error, panicked any) {
 	if _, err := t.exec(u.ctx, "SAVEPOINT fabric_group"); err != nil {
 		return fmt.Errorf("store: savepoint: %w", err), nil
 	}
@@ -148,23 +175,4 @@ func runUnit(t sqlTx, u *groupUnit) (err error, panicked any) {
 		}
 	}()
 	return u.fn(t), nil
-}
-
-// noCancel runs statements without their context's cancellation. SQLite answers a
-// cancelled statement with sqlite3_interrupt, which rolls back the whole
-// transaction: in a group commit that would undo other callers' writes. The
-// statements of one write are short; a caller whose context ends while its write is
-// queued is skipped instead.
-type noCancel struct{ tx *sql.Tx }
-
-func (n noCancel) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return n.tx.ExecContext(context.WithoutCancel(ctx), q, args...)
-}
-
-func (n noCancel) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return n.tx.QueryContext(context.WithoutCancel(ctx), q, args...)
-}
-
-func (n noCancel) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	return n.tx.QueryRowContext(context.WithoutCancel(ctx), q, args...)
 }

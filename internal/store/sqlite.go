@@ -51,11 +51,16 @@ func openSQLite(ctx context.Context, dataDir string) (_ Store, err error) {
 	if d.r, err = sql.Open("sqlite", sqliteDSN(file, "_pragma=query_only(1)")); err != nil {
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
-	d.r.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	if err := d.ping(ctx); err != nil {
+	readers := max(4, runtime.GOMAXPROCS(0))
+	d.r.SetMaxOpenConns(readers)
+	d.r.SetMaxIdleConns(readers) // a new connection parses the schema and re-prepares statements: keep them
+	if err := d.r.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("store: open sqlite: %w", err)
 	}
-	d.committer = newCommitter(d.w)
+	d.rs = newStmtRunner(d.r, false)
+	if d.committer, err = newCommitter(ctx, d.w); err != nil {
+		return nil, err
+	}
 	return newRootStore(d), nil
 }
 
@@ -83,26 +88,38 @@ func migrateSQLite(ctx context.Context, db *sql.DB) error {
 }
 
 type sqliteDriver struct {
-	w *sql.DB // single connection: all writes and transactions, run by the committer
-	r *sql.DB // read-only pool
+	w  *sql.DB // single connection: all writes and transactions, owned by the committer
+	r  *sql.DB // read-only pool
+	rs *stmtRunner
 	*committer
 }
 
 func (d *sqliteDriver) name() string            { return BackendSQLite }
-func (d *sqliteDriver) reader() querier         { return sqlDBQuerier{d.r} }
-func (d *sqliteDriver) writer() querier         { return sqlDBQuerier{d.w} }
+func (d *sqliteDriver) reader() querier         { return sqlDBQuerier{d.rs} }
+func (d *sqliteDriver) writer() querier         { return errQuerier{} }
 func (d *sqliteDriver) timeArg(t time.Time) any { return t.UnixMicro() }
 
-func (d *sqliteDriver) begin(ctx context.Context) (txn, error) {
-	tx, err := d.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE via _txlock
-	if err != nil {
-		return nil, err
-	}
-	return sqlTx{sqlDBQuerier{tx}, tx}, nil
+// begin is not used on SQLite: transactions run in the committer's groups (grouper).
+func (d *sqliteDriver) begin(context.Context) (txn, error) {
+	return nil, errGroupManaged
 }
 
+// errQuerier is the SQLite root store's writer: every write goes through the
+// committer (sqlStore.write), so a statement sent here is a bug.
+type errQuerier struct{}
+
+var errNoDirectWrites = errors.New("store: sqlite writes must go through the committer")
+
+func (errQuerier) exec(context.Context, string, ...any) (int64, error) { return 0, errNoDirectWrites }
+func (errQuerier) query(context.Context, string, ...any) (rows, error) { return nil, errNoDirectWrites }
+func (errQuerier) queryRow(context.Context, string, ...any) row        { return errRow{} }
+
+type errRow struct{}
+
+func (errRow) Scan(...any) error { return errNoDirectWrites }
+
 func (d *sqliteDriver) ping(ctx context.Context) error {
-	if err := d.w.PingContext(ctx); err != nil {
+	if err := d.committer.alive(); err != nil {
 		return err
 	}
 	return d.r.PingContext(ctx)
@@ -111,6 +128,9 @@ func (d *sqliteDriver) ping(ctx context.Context) error {
 func (d *sqliteDriver) close() error {
 	if d.committer != nil {
 		d.committer.close()
+	}
+	if d.rs != nil {
+		d.rs.close()
 	}
 	var errs []error
 	for _, db := range []*sql.DB{d.r, d.w} {
@@ -170,11 +190,3 @@ func (q sqlDBQuerier) queryRow(ctx context.Context, query string, args ...any) r
 type sqlRows struct{ *sql.Rows }
 
 func (r sqlRows) Close() { _ = r.Rows.Close() }
-
-type sqlTx struct {
-	sqlDBQuerier
-	tx *sql.Tx
-}
-
-func (t sqlTx) commit(context.Context) error   { return t.tx.Commit() }
-func (t sqlTx) rollback(context.Context) error { return t.tx.Rollback() }
