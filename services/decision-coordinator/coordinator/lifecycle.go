@@ -7,9 +7,11 @@ import (
 	"strings"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -76,15 +78,39 @@ func legal(from, to string) bool {
 }
 
 // decision decodes the proposal's decision record: the decision fields of a
-// coordinatorv1.Proposal, stored as canonical protojson.
+// coordinatorv1.Proposal, stored as canonical protojson. The result is shared and must
+// not be modified (planMove edits a clone).
 func decision(p *store.Proposal) (*coordinatorv1.Proposal, error) {
+	key := decisionKey{p.ID, p.Version}
+	if d, ok := decisions.Get(key); ok {
+		return d, nil
+	}
 	d := &coordinatorv1.Proposal{}
 	if len(p.Decision) > 0 {
 		if err := protojson.Unmarshal(p.Decision, d); err != nil {
 			return nil, fmt.Errorf("coordinator: decision record of %s: %w", p.ID, err)
 		}
 	}
+	decisions.Add(key, d)
 	return d, nil
+}
+
+// decisions caches decoded decision records. A proposal's version identifies its
+// record (every change of the record is a compare-and-swap that moves the version on),
+// and the record is a few kilobytes of JSON that every step of a request reads again.
+var decisions = mustLRU[decisionKey, *coordinatorv1.Proposal](8192)
+
+type decisionKey struct {
+	id      string
+	version int64
+}
+
+func mustLRU[K comparable, V any](size int) *lru.Cache[K, V] {
+	c, err := lru.New[K, V](size)
+	if err != nil {
+		panic(err) // only for size <= 0
+	}
+	return c
 }
 
 // move performs one legal transition, updating the decision record with edit, as a
@@ -121,6 +147,7 @@ func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event 
 	if err != nil {
 		return nil, storeError(err)
 	}
+	remember(next, m)
 	s.logMove(ctx, p, next)
 	s.deliver(ctx, staged)
 	return next, nil
@@ -140,10 +167,11 @@ func (s *Service) planMove(p *store.Proposal, to string, edit func(d *coordinato
 	if p.Status != to && !legal(p.Status, to) {
 		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s cannot go from %s to %s", p.ID, p.Status, to)
 	}
-	d, err := decision(p)
+	shared, err := decision(p)
 	if err != nil {
 		return nil, err
 	}
+	d := proto.Clone(shared).(*coordinatorv1.Proposal)
 	if edit != nil {
 		edit(d)
 	}
@@ -174,6 +202,12 @@ func applyMove(ctx context.Context, st store.Store, p *store.Proposal, m *planne
 		return nil, storeError(err)
 	}
 	return next, nil
+}
+
+// remember caches the decision record of a committed move (it is already decoded).
+// Only after the commit: a rolled-back version must not be remembered.
+func remember(next *store.Proposal, m *plannedMove) {
+	decisions.Add(decisionKey{next.ID, next.Version}, m.d)
 }
 
 func (s *Service) logMove(ctx context.Context, from, to *store.Proposal) {
@@ -472,6 +506,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, storeError(err)
 	}
+	remember(next, m)
 	s.logMove(ctx, p, next)
 	s.deliver(ctx, staged)
 	return next, pre, post, nil
