@@ -215,5 +215,7 @@ CREATE TABLE audit_outbox (
     event           TEXT        NOT NULL CHECK (event <> ''),
     payload         JSON        NOT NULL,
     idempotency_key TEXT        NOT NULL CHECK (idempotency_key <> ''),
+    actor           TEXT        NOT NULL DEFAULT '',
+    trace_id        TEXT        NOT NULL DEFAULT '',
     created_at      TIMESTAMPTZ NOT NULL
 );

@@ -24,6 +24,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
 )
 
@@ -155,17 +156,19 @@ type auditClient struct {
 	tokens func(tenant string) (string, error)
 }
 
-func (a auditClient) Append(ctx context.Context, tenantID, proposalID, event string, payload map[string]any, key string) error {
-	body, err := structpb.NewStruct(payload)
+func (a auditClient) Append(ctx context.Context, e coordinator.AuditRecord) error {
+	body, err := structpb.NewStruct(e.Payload)
 	if err != nil {
 		return fmt.Errorf("audit payload: %w", err)
 	}
-	_, err = a.c.AppendEntry(a.as(ctx, tenantID), &auditorv1.AppendEntryRequest{ProposalId: proposalID, Event: event, Payload: body, IdempotencyKey: key})
+	_, err = a.c.AppendEntry(a.as(ctx, e.TenantID), &auditorv1.AppendEntryRequest{ProposalId: e.ProposalID, Event: e.Event,
+		Payload: body, IdempotencyKey: e.Key, OnBehalfOf: e.Actor, OriginTraceId: e.TraceID})
 	return err
 }
 
-func (a auditClient) RecordSnapshot(ctx context.Context, tenantID, proposalID, kind, sha string) error {
-	_, err := a.c.RecordSnapshot(a.as(ctx, tenantID), &auditorv1.RecordSnapshotRequest{ProposalId: proposalID, Kind: kind, Sha256: sha})
+func (a auditClient) RecordSnapshot(ctx context.Context, e coordinator.AuditRecord, sha string) error {
+	_, err := a.c.RecordSnapshot(a.as(ctx, e.TenantID), &auditorv1.RecordSnapshotRequest{ProposalId: e.ProposalID, Kind: e.Event,
+		Sha256: sha, OnBehalfOf: e.Actor, OriginTraceId: e.TraceID})
 	if status.Code(err) == codes.AlreadyExists {
 		return nil // recorded by an earlier attempt
 	}

@@ -16,6 +16,8 @@ type OutboxEntry struct {
 	Event          string // e.g. "proposal.enacted"; for a snapshot, its kind ("pre" or "post")
 	Payload        []byte // JSON object; for a snapshot, {"sha256": "..."}
 	IdempotencyKey string // required: the auditor records one entry per key
+	Actor          string // the principal whose request caused the event
+	TraceID        string // that request's trace id
 	CreatedAt      time.Time
 }
 
@@ -39,8 +41,9 @@ type OutboxStore interface {
 }
 
 const (
-	outboxCols       = `seq, tenant_id, proposal_id, kind, event, payload, idempotency_key, created_at`
-	sqlOutboxInsert  = `INSERT INTO audit_outbox (tenant_id, proposal_id, kind, event, payload, idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ` + outboxCols
+	outboxCols      = `seq, tenant_id, proposal_id, kind, event, payload, idempotency_key, actor, trace_id, created_at`
+	sqlOutboxInsert = `INSERT INTO audit_outbox (tenant_id, proposal_id, kind, event, payload, idempotency_key, actor, trace_id, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ` + outboxCols
 	sqlOutboxList    = `SELECT ` + outboxCols + ` FROM audit_outbox WHERE seq > $1 ORDER BY seq LIMIT $2`
 	sqlOutboxListOld = `SELECT ` + outboxCols + ` FROM audit_outbox WHERE seq > $1 AND created_at <= $3 ORDER BY seq LIMIT $2`
 )
@@ -49,7 +52,7 @@ type outboxStore struct{ s *sqlStore }
 
 func scanOutbox(r row) (*OutboxEntry, error) {
 	var e OutboxEntry
-	if err := r.Scan(&e.Seq, &e.TenantID, &e.ProposalID, &e.Kind, &e.Event, &e.Payload, &e.IdempotencyKey, timeCol{&e.CreatedAt}); err != nil {
+	if err := r.Scan(&e.Seq, &e.TenantID, &e.ProposalID, &e.Kind, &e.Event, &e.Payload, &e.IdempotencyKey, &e.Actor, &e.TraceID, timeCol{&e.CreatedAt}); err != nil {
 		return nil, err
 	}
 	return &e, nil
@@ -64,6 +67,8 @@ func (ob outboxStore) Add(ctx context.Context, e *OutboxEntry) (*OutboxEntry, er
 		checkText("ProposalID", e.ProposalID, true),
 		checkText("Event", e.Event, true),
 		checkText("IdempotencyKey", e.IdempotencyKey, true),
+		checkText("Actor", e.Actor, false),
+		checkText("TraceID", e.TraceID, false),
 		checkJSON("Payload", e.Payload),
 	); err != nil {
 		return nil, err
@@ -78,7 +83,7 @@ func (ob outboxStore) Add(ctx context.Context, e *OutboxEntry) (*OutboxEntry, er
 	var stored *OutboxEntry
 	err := ob.s.write(ctx, func(w querier) (err error) {
 		stored, err = scanOutbox(w.queryRow(ctx, sqlOutboxInsert, e.TenantID, e.ProposalID, e.Kind, e.Event,
-			e.Payload, e.IdempotencyKey, ob.s.drv.timeArg(normTime(at))))
+			e.Payload, e.IdempotencyKey, e.Actor, e.TraceID, ob.s.drv.timeArg(normTime(at))))
 		return err
 	})
 	return stored, ob.s.wrap("add outbox entry", err)

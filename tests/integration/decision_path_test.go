@@ -135,13 +135,19 @@ func TestDecisionPath(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 		var trail struct {
 			Entries []struct {
-				Event string `json:"event"`
+				Event   string `json:"event"`
+				Actor   string `json:"actor"`
+				TraceID string `json:"trace_id"`
 			} `json:"entries"`
 		}
 		require.NoError(t, json.Unmarshal(r.Body, &trail))
 		var events []string
 		for _, e := range trail.Entries {
 			events = append(events, e.Event)
+			// The coordinator records events with its service identity, on behalf of
+			// the caller whose request caused them: the caller is the actor.
+			require.Equal(t, "test-user", e.Actor, "actor of %s", e.Event)
+			require.Len(t, e.TraceID, 32, "trace id of %s", e.Event)
 		}
 		require.Equal(t, []string{
 			"proposal.submitted", "snapshot.recorded", "proposal.negotiating", "negotiation.vote", "proposal.agreed", "proposal.scored",

@@ -14,7 +14,8 @@ func testOutbox(t *testing.T, s store.Store) {
 	old := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	var seqs []int64
 	for i, e := range []*store.OutboxEntry{
-		{TenantID: "t1", ProposalID: "p1", Kind: store.OutboxEntryKind, Event: "proposal.submitted", Payload: []byte(`{"a":1}`), IdempotencyKey: "k1", CreatedAt: old},
+		{TenantID: "t1", ProposalID: "p1", Kind: store.OutboxEntryKind, Event: "proposal.submitted", Payload: []byte(`{"a":1}`), IdempotencyKey: "k1",
+			Actor: "user:alice", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", CreatedAt: old},
 		{TenantID: "t2", ProposalID: "p2", Kind: store.OutboxSnapshotKind, Event: "pre", Payload: []byte(`{"sha256":"x"}`), IdempotencyKey: "k2", CreatedAt: old},
 		{TenantID: "t1", ProposalID: "p1", Kind: store.OutboxEntryKind, Event: "proposal.negotiating", Payload: []byte(`{}`), IdempotencyKey: "k3"},
 	} {
@@ -34,6 +35,8 @@ func testOutbox(t *testing.T, s store.Store) {
 	require.Len(t, all, 3)
 	require.Equal(t, "k1", all[0].IdempotencyKey)
 	require.Equal(t, old, all[0].CreatedAt)
+	require.Equal(t, "user:alice", all[0].Actor)
+	require.Equal(t, "4bf92f3577b34da6a3ce929d0e0e4736", all[0].TraceID)
 
 	aged, err := ob.List(ctx(t), 0, old.Add(time.Hour), 0)
 	require.NoError(t, err)

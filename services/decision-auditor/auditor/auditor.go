@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -215,7 +216,30 @@ func validateSnapshot(req *auditorv1.RecordSnapshotRequest) error {
 	if !auditlog.IsSHA256Hex(req.GetSha256()) {
 		return invalidArg("sha256 must be 64 lower-case hex characters (the SHA-256 of the canonical state)")
 	}
+	return validateOrigin(req.GetOnBehalfOf(), req.GetOriginTraceId())
+}
+
+// validateOrigin checks the on-behalf-of fields of a relayed event.
+func validateOrigin(onBehalfOf, traceID string) error {
+	switch {
+	case len(onBehalfOf) > 256 || strings.ContainsAny(onBehalfOf, "\r\n"):
+		return invalidArg("on_behalf_of must be at most 256 characters on one line")
+	case traceID != "" && !validTraceID(traceID):
+		return invalidArg("origin_trace_id must be 32 lower-case hex characters")
+	}
 	return nil
+}
+
+func validTraceID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func validateAppend(req *auditorv1.AppendEntryRequest) error {
@@ -234,7 +258,7 @@ func validateAppend(req *auditorv1.AppendEntryRequest) error {
 	case req.GetPayload() == nil && req.GetPayloadSha256() == "":
 		return invalidArg("payload or payload_sha256 is required")
 	}
-	return nil
+	return validateOrigin(req.GetOnBehalfOf(), req.GetOriginTraceId())
 }
 
 // actor is who the caller is: the token's subject (the log redacts it).
@@ -243,6 +267,20 @@ func actor(ctx context.Context) string {
 		return p.Subject
 	}
 	return ""
+}
+
+// origin is the actor and trace id an event is recorded with: the caller's own, or,
+// for a fabric service relaying an event on behalf of the request that caused it, that
+// request's principal and trace id.
+func origin(ctx context.Context, onBehalfOf, traceID string) (string, string) {
+	p := auth.FromContext(ctx)
+	if onBehalfOf != "" && p != nil && slices.Contains(p.Roles, auth.RoleService) {
+		if traceID == "" {
+			traceID = telemetry.TraceID(ctx)
+		}
+		return onBehalfOf, traceID
+	}
+	return actor(ctx), telemetry.TraceID(ctx)
 }
 
 // fail maps the audit log's errors to statuses.
@@ -324,9 +362,10 @@ func (s *Service) RecordSnapshot(ctx context.Context, req *auditorv1.RecordSnaps
 	if err != nil {
 		return nil, err
 	}
+	who, trace := origin(ctx, req.GetOnBehalfOf(), req.GetOriginTraceId())
 	e, created, err := s.log.Append(ctx, auditlog.Event{
 		TenantID: tenant, ProposalID: req.GetProposalId(), Event: auditlog.EventSnapshotRecorded,
-		Actor: actor(ctx), TraceID: telemetry.TraceID(ctx),
+		Actor: who, TraceID: trace,
 		Payload:        map[string]any{"kind": req.GetKind(), "sha256": req.GetSha256()},
 		IdempotencyKey: snapshotKeyPrefix + req.GetProposalId() + ":" + req.GetKind(),
 	})
@@ -350,9 +389,10 @@ func (s *Service) AppendEntry(ctx context.Context, req *auditorv1.AppendEntryReq
 	if err != nil {
 		return nil, err
 	}
+	who, trace := origin(ctx, req.GetOnBehalfOf(), req.GetOriginTraceId())
 	ev := auditlog.Event{
 		TenantID: tenant, ProposalID: req.GetProposalId(), Event: req.GetEvent(),
-		Actor: actor(ctx), TraceID: telemetry.TraceID(ctx),
+		Actor: who, TraceID: trace,
 		PayloadSHA256: req.GetPayloadSha256(), IdempotencyKey: req.GetIdempotencyKey(),
 	}
 	if p := req.GetPayload(); p != nil {

@@ -414,6 +414,35 @@ func TestAppendEntryOverGRPC(t *testing.T) {
 	require.Len(t, trail(t, f, svc, p).GetEntries(), 4)
 }
 
+// A fabric service relaying an event records the principal and trace of the request
+// that caused it; any other caller's on_behalf_of is ignored (it cannot pose as someone
+// else); malformed origin fields are 400.
+func TestAppendEntryOnBehalfOf(t *testing.T) {
+	t.Parallel()
+	f := start(t, fabrictest.SQLite)
+	p := ulid.Make().String()
+	sum := canonical.SHA256Hex([]byte(`{"a":1}`))
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	relayed, err := appendEvent(t, f, f.Token(t, "t1", auth.RoleService), &auditorv1.AppendEntryRequest{ProposalId: p,
+		Event: "proposal.scored", PayloadSha256: sum, OnBehalfOf: "agent:planner", OriginTraceId: trace})
+	require.NoError(t, err)
+	require.Equal(t, "agent:planner", relayed.GetEntry().GetActor())
+	require.Equal(t, trace, relayed.GetEntry().GetTraceId())
+
+	posing, err := appendEvent(t, f, f.Token(t, "t1", auth.RoleProposer), &auditorv1.AppendEntryRequest{ProposalId: p,
+		Event: "proposal.submitted", PayloadSha256: sum, OnBehalfOf: "agent:planner", OriginTraceId: trace})
+	require.NoError(t, err)
+	require.Equal(t, "test-user", posing.GetEntry().GetActor(), "a proposer's on_behalf_of is ignored")
+	require.NotEqual(t, trace, posing.GetEntry().GetTraceId())
+
+	_, err = appendEvent(t, f, f.Token(t, "t1", auth.RoleService), &auditorv1.AppendEntryRequest{ProposalId: p,
+		Event: "proposal.scored", PayloadSha256: sum, OnBehalfOf: "x", OriginTraceId: "not-hex"})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	_, err = appendEvent(t, f, f.Token(t, "t1", auth.RoleService), &auditorv1.AppendEntryRequest{ProposalId: p,
+		Event: "proposal.scored", PayloadSha256: sum, OnBehalfOf: "two\nlines"})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+}
+
 // Nothing in the API can change or remove an entry: the service has exactly
 // these methods, each of which only reads or appends.
 func TestAPIOnlyReadsAndAppends(t *testing.T) {

@@ -12,18 +12,31 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/telemetry"
 )
 
 // Auditor appends lifecycle events to the decision auditor's log.
 type Auditor interface {
-	// Append records event for the proposal with a JSON-object payload (hashes and
-	// small facts, never raw manifests). key makes the append idempotent: a retry with
-	// the same key records nothing new.
-	Append(ctx context.Context, tenantID, proposalID, event string, payload map[string]any, key string) error
-	// RecordSnapshot records a pre or post snapshot's SHA256 for the proposal (P7);
-	// recording the same kind twice is not an error.
-	RecordSnapshot(ctx context.Context, tenantID, proposalID, kind, sha256 string) error
+	// Append records an event for a proposal. Its key makes the append idempotent: a
+	// retry with the same key records nothing new.
+	Append(ctx context.Context, e AuditRecord) error
+	// RecordSnapshot records a pre or post snapshot's SHA256 for the proposal (P7),
+	// e.Event being the kind; recording the same kind twice is not an error.
+	RecordSnapshot(ctx context.Context, e AuditRecord, sha256 string) error
+}
+
+// AuditRecord is one event as the auditor receives it.
+type AuditRecord struct {
+	TenantID, ProposalID string
+	Event                string
+	// Payload is a JSON object: hashes and small facts, never raw manifests.
+	Payload map[string]any
+	Key     string
+	// Actor and TraceID are the principal and the trace of the request that caused the
+	// event (the auditor records them instead of the relaying service's).
+	Actor, TraceID string
 }
 
 // Audit events go through a transactional outbox. Each event is written to the store's
@@ -64,10 +77,16 @@ func transitionEvent(to string) string {
 
 // outboxEntries renders events for a proposal as outbox entries, before the
 // transaction that stores them (stageIn). With no auditor wired there are none.
-func (s *Service) outboxEntries(tenantID, proposalID string, events ...auditEvent) ([]*store.OutboxEntry, error) {
+// The entries carry the principal and trace of the request in ctx, which caused them.
+func (s *Service) outboxEntries(ctx context.Context, tenantID, proposalID string, events ...auditEvent) ([]*store.OutboxEntry, error) {
 	if s.deps.Audit == nil {
 		return nil, nil
 	}
+	var actor string
+	if p := auth.FromContext(ctx); p != nil {
+		actor = p.Subject
+	}
+	trace := telemetry.TraceID(ctx)
 	out := make([]*store.OutboxEntry, 0, len(events))
 	for _, e := range events {
 		payload, err := json.Marshal(e.payload)
@@ -75,7 +94,7 @@ func (s *Service) outboxEntries(tenantID, proposalID string, events ...auditEven
 			return nil, fmt.Errorf("coordinator: audit payload of %s: %w", e.event, err)
 		}
 		out = append(out, &store.OutboxEntry{TenantID: tenantID, ProposalID: proposalID, Kind: e.kind,
-			Event: e.event, Payload: payload, IdempotencyKey: e.key})
+			Event: e.event, Payload: payload, IdempotencyKey: e.key, Actor: actor, TraceID: trace})
 	}
 	return out, nil
 }
@@ -96,7 +115,7 @@ func stageIn(ctx context.Context, st store.Store, entries []*store.OutboxEntry) 
 
 // stage is outboxEntries then stageIn.
 func (s *Service) stage(ctx context.Context, st store.Store, tenantID, proposalID string, events ...auditEvent) ([]*store.OutboxEntry, error) {
-	entries, err := s.outboxEntries(tenantID, proposalID, events...)
+	entries, err := s.outboxEntries(ctx, tenantID, proposalID, events...)
 	if err != nil {
 		return nil, err
 	}
@@ -132,11 +151,13 @@ func (s *Service) send(ctx context.Context, e *store.OutboxEntry) error {
 	if err := json.Unmarshal(e.Payload, &payload); err != nil {
 		return status.Errorf(codes.DataLoss, "coordinator: outbox entry %d is unreadable: %v", e.Seq, err)
 	}
+	rec := AuditRecord{TenantID: e.TenantID, ProposalID: e.ProposalID, Event: e.Event, Payload: payload,
+		Key: e.IdempotencyKey, Actor: e.Actor, TraceID: e.TraceID}
 	if e.Kind == store.OutboxSnapshotKind {
 		sha, _ := payload["sha256"].(string)
-		return s.deps.Audit.RecordSnapshot(ctx, e.TenantID, e.ProposalID, e.Event, sha)
+		return s.deps.Audit.RecordSnapshot(ctx, rec, sha)
 	}
-	return s.deps.Audit.Append(ctx, e.TenantID, e.ProposalID, e.Event, payload, e.IdempotencyKey)
+	return s.deps.Audit.Append(ctx, rec)
 }
 
 // The relay's timing.

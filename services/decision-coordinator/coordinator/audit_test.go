@@ -13,28 +13,31 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
 // flakyAuditor records what it is given, in order, and refuses while down.
 type flakyAuditor struct {
-	mu   sync.Mutex
-	down bool
-	got  []string
+	mu     sync.Mutex
+	down   bool
+	got    []string
+	actors []string
 }
 
-func (a *flakyAuditor) Append(_ context.Context, tenantID, proposalID, event string, payload map[string]any, key string) error {
+func (a *flakyAuditor) Append(_ context.Context, e AuditRecord) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.down {
 		return status.Error(codes.Unavailable, "auditor down")
 	}
-	a.got = append(a.got, key)
+	a.got = append(a.got, e.Key)
+	a.actors = append(a.actors, e.Actor)
 	return nil
 }
 
-func (a *flakyAuditor) RecordSnapshot(_ context.Context, tenantID, proposalID, kind, sha string) error {
-	return a.Append(context.Background(), tenantID, proposalID, "snapshot", nil, proposalID+":snapshot:"+kind)
+func (a *flakyAuditor) RecordSnapshot(ctx context.Context, e AuditRecord, sha string) error {
+	return a.Append(ctx, e)
 }
 
 func (a *flakyAuditor) setDown(down bool) {
@@ -61,7 +64,7 @@ func outboxLen(t *testing.T, st store.Store) int {
 // them all in order once the auditor is back, then empties the outbox.
 func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
+	ctx := auth.WithPrincipal(context.Background(), &auth.Principal{Subject: "user:alice", TenantID: "t1", Roles: []string{auth.RoleProposer}})
 	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
@@ -96,6 +99,9 @@ func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 	s.relay.sweep(ctx)
 	require.Equal(t, []string{"k1", p.ID + ":snapshot:pre", "k2", "k3", "k4"}, aud.keys(), "in the order they happened")
 	require.Zero(t, outboxLen(t, st))
+	for _, a := range aud.actors {
+		require.Equal(t, "user:alice", a, "relayed events keep the principal of the request that caused them")
+	}
 
 	stageAndDeliver(event(5))
 	require.Equal(t, "k5", aud.keys()[5], "caught up: the request path delivers directly again")

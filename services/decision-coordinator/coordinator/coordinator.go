@@ -196,7 +196,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 		CreatedAt:      now,
 		Version:        1,
 	}
-	entries, err := s.outboxEntries(planned.TenantID, planned.ID,
+	entries, err := s.outboxEntries(ctx, planned.TenantID, planned.ID,
 		transitionAudit(planned, "proposal.submitted", map[string]any{
 			"manifest_sha256": planned.ManifestSHA256, "pre_state_sha256": planned.PreStateSHA256,
 			"impact": planned.Impact, "dry_run": planned.DryRun, "signed": req.GetSignature() != nil,

@@ -130,7 +130,7 @@ func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event 
 	if err != nil {
 		return nil, err
 	}
-	entries, err := s.outboxEntries(p.TenantID, p.ID, append(before, transitionAudit(m.next, event, transitionPayload(p.Status, m.next, m.d)))...)
+	entries, err := s.outboxEntries(ctx, p.TenantID, p.ID, append(before, transitionAudit(m.next, event, transitionPayload(p.Status, m.next, m.d)))...)
 	if err != nil {
 		return nil, err
 	}
@@ -480,7 +480,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
-	entries, err := s.outboxEntries(p.TenantID, p.ID,
+	entries, err := s.outboxEntries(ctx, p.TenantID, p.ID,
 		transitionAudit(m.next, transitionEvent(stEnacted), transitionPayload(p.Status, m.next, m.d)),
 		snapshotAudit(m.next, "post", post.SHA256))
 	if err != nil {

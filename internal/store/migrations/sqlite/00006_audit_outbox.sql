@@ -11,6 +11,8 @@ CREATE TABLE audit_outbox (
     event           TEXT    NOT NULL CHECK (event <> ''),
     payload         BLOB    NOT NULL,
     idempotency_key TEXT    NOT NULL CHECK (idempotency_key <> ''),
+    actor           TEXT    NOT NULL DEFAULT '', -- the principal whose request caused the event
+    trace_id        TEXT    NOT NULL DEFAULT '', -- that request's trace id
     created_at      INTEGER NOT NULL
 ) STRICT;
 

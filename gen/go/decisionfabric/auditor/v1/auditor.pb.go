@@ -431,7 +431,15 @@ type RecordSnapshotRequest struct {
 	// Required. "pre" or "post".
 	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	// Required. Lower-case hex SHA256 (64 chars) of the canonical JSON state.
-	Sha256        string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Set by a fabric service (role service) that records an event on behalf of the
+	// request that caused it (the decision coordinator relaying its audit outbox): that
+	// request's principal (JWT subject), recorded as the entry's actor. Ignored for other
+	// callers, whose own subject is recorded. At most 256 characters.
+	OnBehalfOf string `protobuf:"bytes,4,opt,name=on_behalf_of,json=onBehalfOf,proto3" json:"on_behalf_of,omitempty"`
+	// With on_behalf_of: the trace id (32 lower-case hex) of the request that caused the
+	// event, recorded instead of the relaying call's. Ignored for other callers.
+	OriginTraceId string `protobuf:"bytes,5,opt,name=origin_trace_id,json=originTraceId,proto3" json:"origin_trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -483,6 +491,20 @@ func (x *RecordSnapshotRequest) GetKind() string {
 func (x *RecordSnapshotRequest) GetSha256() string {
 	if x != nil {
 		return x.Sha256
+	}
+	return ""
+}
+
+func (x *RecordSnapshotRequest) GetOnBehalfOf() string {
+	if x != nil {
+		return x.OnBehalfOf
+	}
+	return ""
+}
+
+func (x *RecordSnapshotRequest) GetOriginTraceId() string {
+	if x != nil {
+		return x.OriginTraceId
 	}
 	return ""
 }
@@ -552,8 +574,16 @@ type AppendEntryRequest struct {
 	// Optional. Appends the event once per tenant and key: a retry with the same key returns
 	// the entry appended first (created false). 1-200 of A-Z a-z 0-9 . _ : / -.
 	IdempotencyKey string `protobuf:"bytes,5,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set by a fabric service (role service) that records an event on behalf of the
+	// request that caused it (the decision coordinator relaying its audit outbox): that
+	// request's principal (JWT subject), recorded as the entry's actor. Ignored for other
+	// callers, whose own subject is recorded. At most 256 characters.
+	OnBehalfOf string `protobuf:"bytes,6,opt,name=on_behalf_of,json=onBehalfOf,proto3" json:"on_behalf_of,omitempty"`
+	// With on_behalf_of: the trace id (32 lower-case hex) of the request that caused the
+	// event, recorded instead of the relaying call's. Ignored for other callers.
+	OriginTraceId string `protobuf:"bytes,7,opt,name=origin_trace_id,json=originTraceId,proto3" json:"origin_trace_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendEntryRequest) Reset() {
@@ -617,6 +647,20 @@ func (x *AppendEntryRequest) GetPayload() *structpb.Struct {
 func (x *AppendEntryRequest) GetIdempotencyKey() string {
 	if x != nil {
 		return x.IdempotencyKey
+	}
+	return ""
+}
+
+func (x *AppendEntryRequest) GetOnBehalfOf() string {
+	if x != nil {
+		return x.OnBehalfOf
+	}
+	return ""
+}
+
+func (x *AppendEntryRequest) GetOriginTraceId() string {
+	if x != nil {
+		return x.OriginTraceId
 	}
 	return ""
 }
@@ -1090,21 +1134,27 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\x11mldsa65_signature\x18\x06 \x01(\tR\x10mldsa65Signature\x12*\n" +
 	"\x11note_verifier_key\x18\a \x01(\tR\x0fnoteVerifierKey\x12,\n" +
 	"\x12mldsa65_public_key\x18\b \x01(\tR\x10mldsa65PublicKey\x12$\n" +
-	"\x0emldsa65_key_id\x18\t \x01(\tR\fmldsa65KeyId\"d\n" +
+	"\x0emldsa65_key_id\x18\t \x01(\tR\fmldsa65KeyId\"\xae\x01\n" +
 	"\x15RecordSnapshotRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"U\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12 \n" +
+	"\fon_behalf_of\x18\x04 \x01(\tR\n" +
+	"onBehalfOf\x12&\n" +
+	"\x0forigin_trace_id\x18\x05 \x01(\tR\roriginTraceId\"U\n" +
 	"\x16RecordSnapshotResponse\x12;\n" +
-	"\x05entry\x18\x01 \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\x05entry\"\xce\x01\n" +
+	"\x05entry\x18\x01 \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\x05entry\"\x98\x02\n" +
 	"\x12AppendEntryRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x14\n" +
 	"\x05event\x18\x02 \x01(\tR\x05event\x12%\n" +
 	"\x0epayload_sha256\x18\x03 \x01(\tR\rpayloadSha256\x121\n" +
 	"\apayload\x18\x04 \x01(\v2\x17.google.protobuf.StructR\apayload\x12'\n" +
-	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\"l\n" +
+	"\x0fidempotency_key\x18\x05 \x01(\tR\x0eidempotencyKey\x12 \n" +
+	"\fon_behalf_of\x18\x06 \x01(\tR\n" +
+	"onBehalfOf\x12&\n" +
+	"\x0forigin_trace_id\x18\a \x01(\tR\roriginTraceId\"l\n" +
 	"\x13AppendEntryResponse\x12;\n" +
 	"\x05entry\x18\x01 \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\x05entry\x12\x18\n" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"6\n" +
