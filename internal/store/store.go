@@ -124,7 +124,7 @@ type Proposal struct {
 	Version        int64     // optimistic concurrency; 1 on create, +1 per update (input ignored)
 	CreatedAt      time.Time // UTC, set by store if zero
 	UpdatedAt      time.Time // UTC; CreatedAt on create when zero, store clock on update
-	// Decision is the coordinator's decision record (canonical JSON object; "{}" when
+	// Decision is the coordinator's decision record (a JSON object; "{}" when
 	// empty): negotiation outcome, agreed manifest, policy verdict, score, dry run.
 	Decision []byte
 	// PostStateSHA256 is the lower-case hex SHA-256 of the post-state, once enacted.

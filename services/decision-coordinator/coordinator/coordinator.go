@@ -168,9 +168,9 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	if err != nil {
 		return nil, err
 	}
-	record, err := canonical.Proto(&coordinatorv1.Proposal{Policy: pol.record, ManifestSignature: signature})
+	record, err := decisionJSON(&coordinatorv1.Proposal{Policy: pol.record, ManifestSignature: signature})
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
+		return nil, err
 	}
 	impact := pol.decision.Impact
 	dryRun := req.GetDryRun() || pol.decision.DryRunDefault // P3: high impact is dry-run until approved
