@@ -186,14 +186,14 @@ func (a auditClient) as(ctx context.Context, tenantID string) context.Context {
 }
 
 // serviceToken mints the fabric's own token for a tenant (role service, 5 minutes) with
-// the development key; outside simulation there is none yet and callers forward the
+// the service key (the development key in simulation); without one, callers forward the
 // caller's token instead.
 func (a *App) serviceToken(tenant string) (string, error) {
-	if a.DevSigner == nil {
-		return "", errors.New("no service identity outside simulation")
+	if a.ServiceSigner == nil {
+		return "", errors.New("no service identity: set auth.service_key_file")
 	}
 	a.serviceTokensOnce.Do(func() {
-		a.serviceTokens = auth.NewTokenCache(a.DevSigner, "fabric:"+fabric.Coordinator, []string{auth.RoleService}, 5*time.Minute)
+		a.serviceTokens = auth.NewTokenCache(a.ServiceSigner, "fabric:"+fabric.Coordinator, []string{auth.RoleService}, 5*time.Minute)
 	})
 	return a.serviceTokens.Token(tenant)
 }

@@ -11,6 +11,7 @@ package app
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +73,9 @@ type App struct {
 	// DevSigner is set when tokens are verified with the development key (simulation
 	// only); it mints the token printed at start.
 	DevSigner *auth.Signer
+	// ServiceSigner mints the fabric's own service tokens: auth.service_key_file, or the
+	// development key in simulation; nil when the fabric has no service identity.
+	ServiceSigner *auth.Signer
 
 	closers []func() error
 	conns   conns
@@ -453,6 +457,15 @@ func initAuth(_ context.Context, a *App) error {
 	v, err := auth.NewVerifier(pub, a.Cfg.Auth.Issuer, a.Cfg.Auth.Audience)
 	if err != nil {
 		return err
+	}
+	a.ServiceSigner = a.DevSigner // simulation: the development key is trusted already
+	if path := a.Cfg.Auth.ServiceKeyFile; path != "" {
+		key, err := auth.LoadPrivateKeyFile(path)
+		if err != nil {
+			return fmt.Errorf("auth.service_key_file: %w", err)
+		}
+		v.TrustServiceKey(key.Public().(ed25519.PublicKey))
+		a.ServiceSigner = auth.NewServiceSigner(key, a.Cfg.Auth.Issuer, a.Cfg.Auth.Audience)
 	}
 	a.Verifier = v
 	return nil

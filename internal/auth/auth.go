@@ -120,6 +120,8 @@ type Verifier struct {
 	issuer   string
 	audience string
 	methods  []string
+	// serviceKey verifies the fabric's own service tokens (TrustServiceKey); nil: none.
+	serviceKey ed25519.PublicKey
 
 	// cache remembers tokens that verified, keyed by the exact token bytes, until the
 	// earlier of their expiry and cacheTTL: a signature check per call is the largest
@@ -140,6 +142,16 @@ const (
 )
 
 // NewVerifier verifies tokens signed by key's private half for issuer and audience.
+// TrustServiceKey makes v also accept the fabric's own service tokens: tokens whose
+// "kid" is ServiceKeyID, signed (EdDSA) by key, and carrying the service role and no
+// other. Every other token is still verified with the identity provider's key.
+func (v *Verifier) TrustServiceKey(key ed25519.PublicKey) {
+	v.serviceKey = key
+	if !slices.Contains(v.methods, jwt.SigningMethodEdDSA.Alg()) {
+		v.methods = append(v.methods, jwt.SigningMethodEdDSA.Alg())
+	}
+}
+
 func NewVerifier(key crypto.PublicKey, issuer, audience string) (*Verifier, error) {
 	v := &Verifier{key: key, issuer: issuer, audience: audience, cache: map[string]cached{}, now: time.Now}
 	switch key.(type) {
@@ -189,7 +201,20 @@ func (v *Verifier) Verify(raw string) (*Principal, error) {
 // verify does the full check and returns the token's expiry.
 func (v *Verifier) verify(raw string) (*Principal, time.Time, error) {
 	var c Claims
-	_, err := jwt.ParseWithClaims(raw, &c, func(*jwt.Token) (any, error) { return v.key, nil },
+	service := false
+	_, err := jwt.ParseWithClaims(raw, &c, func(t *jwt.Token) (any, error) {
+		if kid, _ := t.Header["kid"].(string); kid == ServiceKeyID && v.serviceKey != nil {
+			if t.Method.Alg() != jwt.SigningMethodEdDSA.Alg() {
+				return nil, errors.New("a service token must be EdDSA")
+			}
+			service = true
+			return v.serviceKey, nil
+		}
+		if _, idpEd := v.key.(ed25519.PublicKey); !idpEd && t.Method.Alg() == jwt.SigningMethodEdDSA.Alg() {
+			return nil, errors.New("EdDSA is accepted for service tokens only")
+		}
+		return v.key, nil
+	},
 		jwt.WithValidMethods(v.methods),
 		jwt.WithIssuer(v.issuer),
 		jwt.WithAudience(v.audience),
@@ -202,6 +227,9 @@ func (v *Verifier) verify(raw string) (*Principal, time.Time, error) {
 	}
 	if c.TenantID == "" {
 		return nil, time.Time{}, fmt.Errorf("%w: no tenant_id claim", ErrInvalidToken)
+	}
+	if service && (len(c.Roles) != 1 || c.Roles[0] != RoleService) {
+		return nil, time.Time{}, fmt.Errorf("%w: a token signed with the service key carries the service role only", ErrInvalidToken)
 	}
 	for _, r := range c.Roles {
 		if !slices.Contains(KnownRoles, r) {
@@ -216,6 +244,7 @@ type Signer struct {
 	key      ed25519.PrivateKey
 	issuer   string
 	audience string
+	keyID    string // "kid" header, when set
 }
 
 // NewSigner signs with an Ed25519 key.
@@ -246,7 +275,28 @@ func (s *Signer) Mint(subject, tenant string, roles []string, ttl time.Duration)
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(s.key)
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	if s.keyID != "" {
+		t.Header["kid"] = s.keyID
+	}
+	return t.SignedString(s.key)
+}
+
+// ServiceKeyID is the "kid" of the fabric's own service tokens (see
+// NewServiceSigner and Verifier.TrustServiceKey).
+const ServiceKeyID = "fabric-service"
+
+// NewServiceSigner mints the fabric's own service tokens: signed with the service key
+// and marked with ServiceKeyID, so a verifier that trusts the key accepts them for the
+// service role only.
+func NewServiceSigner(key ed25519.PrivateKey, issuer, audience string) *Signer {
+	return &Signer{key: key, issuer: issuer, audience: audience, keyID: ServiceKeyID}
+}
+
+// LoadPrivateKeyFile reads an Ed25519 private key (PEM "PRIVATE KEY", PKCS #8), e.g.
+// made with `openssl genpkey -algorithm ed25519`.
+func LoadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
+	return readEd25519(path)
 }
 
 // DevKeyPath is where the development signing key lives inside the data folder.

@@ -96,6 +96,13 @@ type Auth struct {
 	// Empty: a development Ed25519 key is created in data_dir on first run; allowed only
 	// in simulation mode.
 	PublicKeyFile string `yaml:"public_key_file"`
+	// ServiceKeyFile is the fabric's own Ed25519 private key (PEM, PKCS #8; e.g.
+	// `openssl genpkey -algorithm ed25519`), shared by its services: they sign the tokens
+	// they call each other with (role service only), such as the coordinator relaying
+	// audit events. Outside simulation without it, services forward the caller's token
+	// and service-only calls (audit appends) wait in the coordinator's outbox. In
+	// simulation the development key serves. Env FABRIC_SERVICE_KEY_FILE.
+	ServiceKeyFile string `yaml:"service_key_file"`
 }
 
 // Integrations are the external systems named by the spec's environment variables.
@@ -286,6 +293,7 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	str("FABRIC_LOG_LEVEL", &c.Telemetry.LogLevel)
 	str("FABRIC_POLICY_FILE", &c.PolicyFile)
 	str("FABRIC_REGION_KEYS_DIR", &c.RegionKeysDir)
+	str("FABRIC_SERVICE_KEY_FILE", &c.Auth.ServiceKeyFile)
 	if v, ok := lookup("PHASE_I4_DECISION_TIMEOUT_MS"); ok && v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms <= 0 {

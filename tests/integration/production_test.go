@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -101,6 +102,15 @@ func production(t *testing.T, regionsFile string) (func(*config.Config), signing
 		require.NoError(t, err)
 		c.Auth.PublicKeyFile = filepath.Join(keyDir, "idp.pub")
 		require.NoError(t, os.WriteFile(c.Auth.PublicKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644))
+
+		// The fabric's own service key, with which its services call each other (the
+		// coordinator's audit appends are refused to anyone else).
+		_, svc, err := ed25519.GenerateKey(rand.Reader)
+		require.NoError(t, err)
+		svcDER, err := x509.MarshalPKCS8PrivateKey(svc)
+		require.NoError(t, err)
+		c.Auth.ServiceKeyFile = filepath.Join(keyDir, "service.pem")
+		require.NoError(t, os.WriteFile(c.Auth.ServiceKeyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: svcDER}), 0o600))
 
 		// Production never creates the audit checkpoint keys: provision them.
 		k, err := auditlog.GenerateKeys()
@@ -276,6 +286,23 @@ func TestProductionRefusesEnactmentWithoutValidConsensusBundle(t *testing.T) {
 		r := c.post(t, "/proposals/"+p.ID+"/enact", `{}`)
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 		require.Contains(t, string(r.Body), "PROPOSAL_STATUS_ENACTED")
+
+		// The audit trail is complete outside simulation too: the coordinator appends
+		// with the service key, on behalf of the caller.
+		r = f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p.ID, f.Token(t, "t1", auth.RoleAuditor), "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		var trail struct {
+			Entries []struct{ Event, Actor string } `json:"entries"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &trail))
+		var events []string
+		for _, e := range trail.Entries {
+			events = append(events, e.Event)
+			require.Equal(t, "test-user", e.Actor, e.Event)
+		}
+		require.Contains(t, events, "proposal.submitted")
+		require.Contains(t, events, "proposal.agreed")
+		require.Equal(t, "proposal.enacted", events[len(events)-2], "then the post snapshot: %v", events)
 	})
 }
 

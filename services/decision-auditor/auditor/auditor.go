@@ -174,8 +174,11 @@ func (s *Service) Definition() server.Service {
 		Policy: auth.Policy{
 			m("GetAuditTrail"):  readers,
 			m("PlanRollback"):   readers,
-			m("RecordSnapshot"): {auth.RoleService, auth.RoleProposer},
-			m("AppendEntry"):    {auth.RoleService, auth.RoleProposer},
+			// Only the fabric's own services write (with their service identity): a
+			// person or agent cannot add entries, nor front-run the coordinator's
+			// snapshot references that rollback plans are computed from.
+			m("RecordSnapshot"): {auth.RoleService},
+			m("AppendEntry"):    {auth.RoleService},
 			// A whole decision leaves the fabric in an export: auditors and admins only.
 			m("ExportDecision"): {auth.RoleAuditor, auth.RoleAdmin},
 		},

@@ -155,7 +155,7 @@ func TestAuditTrailWithVerifiableProofs(t *testing.T) {
 				require.Equal(t, "test-user", resp.GetEntry().GetActor(), "the token's subject")
 			}
 		}
-		r := f.Do(t, http.MethodPost, fabric.Auditor, "/snapshot/"+p1, f.Token(t, "t1", auth.RoleProposer),
+		r := f.Do(t, http.MethodPost, fabric.Auditor, "/snapshot/"+p1, f.Token(t, "t1", auth.RoleService),
 			`{"kind":"pre","sha256":"`+strings.Repeat("ab", 32)+`"}`)
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 
@@ -268,7 +268,7 @@ func TestRESTStatusCodes(t *testing.T) {
 	t.Parallel()
 	f := start(t, fabrictest.SQLite)
 	p := ulid.Make().String()
-	proposer := f.Token(t, "t1", auth.RoleProposer)
+	service := f.Token(t, "t1", auth.RoleService)
 	auditor := f.Token(t, "t1", auth.RoleAuditor)
 	sha := strings.Repeat("0f", 32)
 	snap := func(kind, sum string) string { return fmt.Sprintf(`{"kind":%q,"sha256":%q}`, kind, sum) }
@@ -277,13 +277,14 @@ func TestRESTStatusCodes(t *testing.T) {
 		name, method, path, token, body string
 		want                            int
 	}{
-		{"record pre", http.MethodPost, "/snapshot/" + p, proposer, snap("pre", sha), http.StatusOK},
-		{"record pre again", http.MethodPost, "/snapshot/" + p, proposer, snap("pre", sha), http.StatusConflict},
-		{"record pre again, other hash", http.MethodPost, "/snapshot/" + p, proposer, snap("pre", strings.Repeat("1", 64)), http.StatusConflict},
-		{"kind during", http.MethodPost, "/snapshot/" + p, proposer, snap("during", sha), http.StatusBadRequest},
-		{"short sha", http.MethodPost, "/snapshot/" + p, proposer, snap("post", "00"), http.StatusBadRequest},
-		{"upper-case sha", http.MethodPost, "/snapshot/" + p, proposer, snap("post", strings.ToUpper(sha)), http.StatusBadRequest},
-		{"unknown field", http.MethodPost, "/snapshot/" + p, proposer, `{"kind":"post","sha256":"` + sha + `","x":1}`, http.StatusBadRequest},
+		{"a proposer cannot write", http.MethodPost, "/snapshot/" + p, f.Token(t, "t1", auth.RoleProposer), snap("pre", sha), http.StatusForbidden},
+		{"record pre", http.MethodPost, "/snapshot/" + p, service, snap("pre", sha), http.StatusOK},
+		{"record pre again", http.MethodPost, "/snapshot/" + p, service, snap("pre", sha), http.StatusConflict},
+		{"record pre again, other hash", http.MethodPost, "/snapshot/" + p, service, snap("pre", strings.Repeat("1", 64)), http.StatusConflict},
+		{"kind during", http.MethodPost, "/snapshot/" + p, service, snap("during", sha), http.StatusBadRequest},
+		{"short sha", http.MethodPost, "/snapshot/" + p, service, snap("post", "00"), http.StatusBadRequest},
+		{"upper-case sha", http.MethodPost, "/snapshot/" + p, service, snap("post", strings.ToUpper(sha)), http.StatusBadRequest},
+		{"unknown field", http.MethodPost, "/snapshot/" + p, service, `{"kind":"post","sha256":"` + sha + `","x":1}`, http.StatusBadRequest},
 		{"bad proposal id", http.MethodGet, "/audit/a%40b.example", auditor, "", http.StatusBadRequest},
 		{"no token", http.MethodGet, "/audit/" + p, "", "", http.StatusUnauthorized},
 		{"no token, write", http.MethodPost, "/snapshot/" + p, "", snap("post", sha), http.StatusUnauthorized},
@@ -300,7 +301,7 @@ func TestRESTStatusCodes(t *testing.T) {
 	}
 	// No route changes or removes an entry (the gateway answers 501 "Method Not Allowed").
 	for _, method := range []string{http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		r := f.Do(t, method, fabric.Auditor, "/audit/"+p, proposer, `{}`)
+		r := f.Do(t, method, fabric.Auditor, "/audit/"+p, service, `{}`)
 		require.Contains(t, []int{http.StatusMethodNotAllowed, http.StatusNotImplemented}, r.Status, "%s: %s", method, r.Body)
 		require.Contains(t, string(r.Body), "Method Not Allowed")
 	}
@@ -313,10 +314,10 @@ func TestTenantIsolation(t *testing.T) {
 		p := ulid.Make().String()
 		sha := strings.Repeat("ab", 32)
 		body := `{"kind":"pre","sha256":"` + sha + `"}`
-		r := f.Do(t, http.MethodPost, fabric.Auditor, "/snapshot/"+p, f.Token(t, "t1", auth.RoleProposer), body)
+		r := f.Do(t, http.MethodPost, fabric.Auditor, "/snapshot/"+p, f.Token(t, "t1", auth.RoleService), body)
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 
-		t2 := f.Token(t, "t2", auth.RoleAuditor, auth.RoleProposer)
+		t2 := f.Token(t, "t2", auth.RoleAuditor, auth.RoleService)
 		require.Equal(t, http.StatusNotFound, f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p, t2, "").Status,
 			"another tenant's trail does not exist")
 		require.Equal(t, http.StatusNotFound, f.Do(t, http.MethodPost, fabric.Auditor, "/audit/"+p+"/rollback-plan", t2, `{}`).Status)
@@ -340,7 +341,7 @@ func TestRollbackPlan(t *testing.T) {
 	t.Parallel()
 	f := start(t, fabrictest.SQLite)
 	p := ulid.Make().String()
-	tok := f.Token(t, "t1", auth.RoleProposer)
+	tok := f.Token(t, "t1", auth.RoleService)
 	pre, post := strings.Repeat("aa", 32), strings.Repeat("bb", 32)
 	for _, s := range [][2]string{{"pre", pre}, {"post", post}} {
 		r := f.Do(t, http.MethodPost, fabric.Auditor, "/snapshot/"+p, tok, fmt.Sprintf(`{"kind":%q,"sha256":%q}`, s[0], s[1]))
@@ -382,7 +383,7 @@ func TestAppendEntryOverGRPC(t *testing.T) {
 		want  codes.Code
 	}{
 		{"hash only", svc, &auditorv1.AppendEntryRequest{ProposalId: p, Event: "proposal.scored", PayloadSha256: sum}, codes.OK},
-		{"proposer", f.Token(t, "t1", auth.RoleProposer), &auditorv1.AppendEntryRequest{ProposalId: p, Event: "proposal.submitted", PayloadSha256: sum}, codes.OK},
+		{"a proposer cannot append", f.Token(t, "t1", auth.RoleProposer), &auditorv1.AppendEntryRequest{ProposalId: p, Event: "proposal.submitted", PayloadSha256: sum}, codes.PermissionDenied},
 		{"auditor cannot append", f.Token(t, "t1", auth.RoleAuditor), &auditorv1.AppendEntryRequest{ProposalId: p, Event: "proposal.scored", PayloadSha256: sum}, codes.PermissionDenied},
 		{"no token", "", &auditorv1.AppendEntryRequest{ProposalId: p, Event: "proposal.scored", PayloadSha256: sum}, codes.Unauthenticated},
 		{"no payload", svc, &auditorv1.AppendEntryRequest{ProposalId: p, Event: "proposal.scored"}, codes.InvalidArgument},
@@ -411,7 +412,7 @@ func TestAppendEntryOverGRPC(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, again.GetCreated())
 	require.Equal(t, first.GetEntry().GetIndex(), again.GetEntry().GetIndex())
-	require.Len(t, trail(t, f, svc, p).GetEntries(), 4)
+	require.Len(t, trail(t, f, svc, p).GetEntries(), 3)
 }
 
 // A fabric service relaying an event records the principal and trace of the request
@@ -429,10 +430,10 @@ func TestAppendEntryOnBehalfOf(t *testing.T) {
 	require.Equal(t, "agent:planner", relayed.GetEntry().GetActor())
 	require.Equal(t, trace, relayed.GetEntry().GetTraceId())
 
-	posing, err := appendEvent(t, f, f.Token(t, "t1", auth.RoleProposer), &auditorv1.AppendEntryRequest{ProposalId: p,
+	posing, err := appendEvent(t, f, f.Token(t, "t1", auth.RoleAdmin), &auditorv1.AppendEntryRequest{ProposalId: p,
 		Event: "proposal.submitted", PayloadSha256: sum, OnBehalfOf: "agent:planner", OriginTraceId: trace})
 	require.NoError(t, err)
-	require.Equal(t, "test-user", posing.GetEntry().GetActor(), "a proposer's on_behalf_of is ignored")
+	require.Equal(t, "test-user", posing.GetEntry().GetActor(), "only a service's on_behalf_of counts")
 	require.NotEqual(t, trace, posing.GetEntry().GetTraceId())
 
 	_, err = appendEvent(t, f, f.Token(t, "t1", auth.RoleService), &auditorv1.AppendEntryRequest{ProposalId: p,
