@@ -172,8 +172,8 @@ func (s *Service) Definition() server.Service {
 		// Reading is open to every role of the tenant; writing only appends (nothing
 		// changes or removes an entry), by services and proposers.
 		Policy: auth.Policy{
-			m("GetAuditTrail"):  readers,
-			m("PlanRollback"):   readers,
+			m("GetAuditTrail"): readers,
+			m("PlanRollback"):  readers,
 			// Only the fabric's own services write (with their service identity): a
 			// person or agent cannot add entries, nor front-run the coordinator's
 			// snapshot references that rollback plans are computed from.
