@@ -170,7 +170,7 @@ func (s *Service) Definition() server.Service {
 			return auditorv1.RegisterAuditorServiceHandlerClient(ctx, mux, auditorv1.NewAuditorServiceClient(conn))
 		},
 		// Reading is open to every role of the tenant; writing only appends (nothing
-		// changes or removes an entry), by services and proposers.
+		// changes or removes an entry), by the fabric's services alone.
 		Policy: auth.Policy{
 			m("GetAuditTrail"): readers,
 			m("PlanRollback"):  readers,
