@@ -16,6 +16,9 @@ import (
 
 // JSON canonicalises JSON text.
 func JSON(raw []byte) ([]byte, error) {
+	if out, ok := fast(raw); ok {
+		return out, nil
+	}
 	out, err := jcs.Transform(raw)
 	if err != nil {
 		return nil, fmt.Errorf("canonical: %w", err)
