@@ -121,7 +121,8 @@ func (c *committer) commit(batch []*groupUnit) {
 		}
 	}()
 	// The group's transaction outlives any one caller's context; each write's
-	// statements also run without cancellation (see noCancel).
+	// statements also run without cancellation (stmtRunner.noCancel): SQLite answers a
+	// cancelled statement with sqlite3_interrupt, which would roll back the whole group.
 	bg := context.Background()
 	if _, err := c.conn.ExecContext(bg, "BEGIN IMMEDIATE"); err != nil {
 		for _, u := range batch {
