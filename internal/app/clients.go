@@ -156,13 +156,25 @@ type auditClient struct {
 	tokens func(tenant string) (string, error)
 }
 
-func (a auditClient) Append(ctx context.Context, e coordinator.AuditRecord) error {
-	body, err := structpb.NewStruct(e.Payload)
-	if err != nil {
-		return fmt.Errorf("audit payload: %w", err)
+func (a auditClient) Append(ctx context.Context, events ...coordinator.AuditRecord) error {
+	if len(events) == 0 {
+		return nil
 	}
-	_, err = a.c.AppendEntry(a.as(ctx, e.TenantID), &auditorv1.AppendEntryRequest{ProposalId: e.ProposalID, Event: e.Event,
-		Payload: body, IdempotencyKey: e.Key, OnBehalfOf: e.Actor, OriginTraceId: e.TraceID})
+	reqs := make([]*auditorv1.AppendEntryRequest, len(events))
+	for i, e := range events {
+		body, err := structpb.NewStruct(e.Payload)
+		if err != nil {
+			return fmt.Errorf("audit payload: %w", err)
+		}
+		reqs[i] = &auditorv1.AppendEntryRequest{ProposalId: e.ProposalID, Event: e.Event,
+			Payload: body, IdempotencyKey: e.Key, OnBehalfOf: e.Actor, OriginTraceId: e.TraceID}
+	}
+	ctx = a.as(ctx, events[0].TenantID) // one request serves one tenant
+	if len(reqs) == 1 {
+		_, err := a.c.AppendEntry(ctx, reqs[0])
+		return err
+	}
+	_, err := a.c.AppendEntries(ctx, &auditorv1.AppendEntriesRequest{Entries: reqs})
 	return err
 }
 

@@ -100,7 +100,7 @@ type Log struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	queue    chan *request
+	queue    chan []*request // a caller's events, appended together and in order
 	stopping chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -164,7 +164,7 @@ func New(opts Options) (*Log, error) {
 	}
 	l := &Log{
 		opts: opts, st: opts.Store, keys: opts.Keys, log: opts.Logger.With("component", "auditlog"), metrics: m,
-		queue: make(chan *request), stopping: make(chan struct{}), stopped: make(chan struct{}),
+		queue: make(chan []*request), stopping: make(chan struct{}), stopped: make(chan struct{}),
 		tenants: map[string]*tenantLog{},
 	}
 	go l.run()
@@ -188,24 +188,55 @@ func (l *Log) Close() error {
 // invalid event is ErrInvalid. If ctx ends first the entry may still be
 // appended (look it up by idempotency key to know).
 func (l *Log) Append(ctx context.Context, e Event) (entry *store.AuditEntry, created bool, err error) {
-	p, err := prepare(e)
+	out, err := l.AppendAll(ctx, []Event{e})
 	if err != nil {
 		return nil, false, err
 	}
-	r := &request{p: p, done: make(chan result, 1)}
+	return out[0].Entry, out[0].Created, nil
+}
+
+// Appended is the outcome of one event of AppendAll.
+type Appended struct {
+	Entry   *store.AuditEntry
+	Created bool
+}
+
+// AppendAll appends events in order, in the same commit, and returns once all are
+// durable, with Append's rules for each. An invalid event fails the call before
+// anything is appended; a failure while appending is the first error (events before
+// it may be appended: retry with the same idempotency keys).
+func (l *Log) AppendAll(ctx context.Context, events []Event) ([]Appended, error) {
+	reqs := make([]*request, len(events))
+	for i, e := range events {
+		p, err := prepare(e)
+		if err != nil {
+			return nil, err
+		}
+		reqs[i] = &request{p: p, done: make(chan result, 1)}
+	}
+	if len(reqs) == 0 {
+		return nil, nil
+	}
 	select {
-	case l.queue <- r:
+	case l.queue <- reqs:
 	case <-l.stopping:
-		return nil, false, ErrClosed
+		return nil, ErrClosed
 	case <-ctx.Done():
-		return nil, false, ctx.Err()
+		return nil, ctx.Err()
 	}
-	select {
-	case res := <-r.done:
-		return res.entry, res.created, res.err
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
+	out := make([]Appended, len(reqs))
+	for i, r := range reqs {
+		select {
+		case res := <-r.done:
+			if res.err != nil {
+				return nil, res.err
+			}
+			out[i] = Appended{Entry: res.entry, Created: res.created}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
+	return out, nil
 }
 
 // run is the sequencer: the only goroutine that appends.
@@ -218,13 +249,13 @@ func (l *Log) run() {
 		case <-l.stopping:
 			l.checkpointPending(true)
 			return
-		case r := <-l.queue:
-			batch := []*request{r}
+		case reqs := <-l.queue:
+			batch := reqs
 		more:
 			for len(batch) < l.opts.MaxBatch {
 				select {
-				case r := <-l.queue:
-					batch = append(batch, r)
+				case reqs := <-l.queue:
+					batch = append(batch, reqs...)
 				default:
 					break more
 				}

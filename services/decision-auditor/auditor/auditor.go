@@ -179,6 +179,7 @@ func (s *Service) Definition() server.Service {
 			// snapshot references that rollback plans are computed from.
 			m("RecordSnapshot"): {auth.RoleService},
 			m("AppendEntry"):    {auth.RoleService},
+			m("AppendEntries"):  {auth.RoleService},
 			// A whole decision leaves the fabric in an export: auditors and admins only.
 			m("ExportDecision"): {auth.RoleAuditor, auth.RoleAdmin},
 		},
@@ -189,6 +190,7 @@ func (s *Service) Definition() server.Service {
 			m("PlanRollback"):   func(req any) error { return validateProposalID(req.(*auditorv1.PlanRollbackRequest).GetProposalId()) },
 			m("RecordSnapshot"): func(req any) error { return validateSnapshot(req.(*auditorv1.RecordSnapshotRequest)) },
 			m("AppendEntry"):    func(req any) error { return validateAppend(req.(*auditorv1.AppendEntryRequest)) },
+			m("AppendEntries"):  func(req any) error { return validateAppendAll(req.(*auditorv1.AppendEntriesRequest)) },
 			m("ExportDecision"): func(req any) error {
 				return validateProposalID(req.(*auditorv1.ExportDecisionRequest).GetProposalId())
 			},
@@ -220,6 +222,22 @@ func validateSnapshot(req *auditorv1.RecordSnapshotRequest) error {
 		return invalidArg("sha256 must be 64 lower-case hex characters (the SHA-256 of the canonical state)")
 	}
 	return validateOrigin(req.GetOnBehalfOf(), req.GetOriginTraceId())
+}
+
+// maxAppendEntries bounds one AppendEntries call.
+const maxAppendEntries = 100
+
+func validateAppendAll(req *auditorv1.AppendEntriesRequest) error {
+	n := len(req.GetEntries())
+	if n == 0 || n > maxAppendEntries {
+		return invalidArg("entries: 1 to %d are required, got %d", maxAppendEntries, n)
+	}
+	for i, e := range req.GetEntries() {
+		if err := validateAppend(e); err != nil {
+			return invalidArg("entries[%d]: %s", i, status.Convert(err).Message())
+		}
+	}
+	return nil
 }
 
 // validateOrigin checks the on-behalf-of fields of a relayed event.
@@ -388,25 +406,53 @@ func (s *Service) AppendEntry(ctx context.Context, req *auditorv1.AppendEntryReq
 	if !s.wired() {
 		return nil, server.Unimplemented(fabric.Auditor, "AppendEntry", "the append-only audit log", 4)
 	}
+	out, err := s.appendAll(ctx, "AppendEntry", []*auditorv1.AppendEntryRequest{req})
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// AppendEntries implements the RPC.
+func (s *Service) AppendEntries(ctx context.Context, req *auditorv1.AppendEntriesRequest) (*auditorv1.AppendEntriesResponse, error) {
+	if !s.wired() {
+		return nil, server.Unimplemented(fabric.Auditor, "AppendEntries", "the append-only audit log", 4)
+	}
+	out, err := s.appendAll(ctx, "AppendEntries", req.GetEntries())
+	if err != nil {
+		return nil, err
+	}
+	return &auditorv1.AppendEntriesResponse{Results: out}, nil
+}
+
+// appendAll appends the caller's events in order, in one commit.
+func (s *Service) appendAll(ctx context.Context, method string, reqs []*auditorv1.AppendEntryRequest) ([]*auditorv1.AppendEntryResponse, error) {
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
-	who, trace := origin(ctx, req.GetOnBehalfOf(), req.GetOriginTraceId())
-	ev := auditlog.Event{
-		TenantID: tenant, ProposalID: req.GetProposalId(), Event: req.GetEvent(),
-		Actor: who, TraceID: trace,
-		PayloadSHA256: req.GetPayloadSha256(), IdempotencyKey: req.GetIdempotencyKey(),
+	events := make([]auditlog.Event, len(reqs))
+	for i, req := range reqs {
+		who, trace := origin(ctx, req.GetOnBehalfOf(), req.GetOriginTraceId())
+		events[i] = auditlog.Event{
+			TenantID: tenant, ProposalID: req.GetProposalId(), Event: req.GetEvent(),
+			Actor: who, TraceID: trace,
+			PayloadSHA256: req.GetPayloadSha256(), IdempotencyKey: req.GetIdempotencyKey(),
+		}
+		if p := req.GetPayload(); p != nil {
+			events[i].Payload = p.AsMap()
+		}
 	}
-	if p := req.GetPayload(); p != nil {
-		ev.Payload = p.AsMap()
-	}
-	e, created, err := s.log.Append(ctx, ev)
+	appended, err := s.log.AppendAll(ctx, events)
 	if err != nil {
-		s.logFailure(ctx, "AppendEntry", err)
+		s.logFailure(ctx, method, err)
 		return nil, fail(err)
 	}
-	return &auditorv1.AppendEntryResponse{Entry: auditlog.EntryProto(e, nil), Created: created}, nil
+	out := make([]*auditorv1.AppendEntryResponse, len(appended))
+	for i, a := range appended {
+		out[i] = &auditorv1.AppendEntryResponse{Entry: auditlog.EntryProto(a.Entry, nil), Created: a.Created}
+	}
+	return out, nil
 }
 
 // logFailure logs what the caller is not told (the entry that failed to

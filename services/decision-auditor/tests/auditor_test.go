@@ -444,6 +444,44 @@ func TestAppendEntryOnBehalfOf(t *testing.T) {
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
 }
 
+// AppendEntries appends in order, in one call; one invalid entry refuses them all; only
+// services may call it.
+func TestAppendEntries(t *testing.T) {
+	t.Parallel()
+	f := start(t, fabrictest.SQLite)
+	p := ulid.Make().String()
+	sum := canonical.SHA256Hex([]byte(`{"a":1}`))
+	svc := f.Token(t, "t1", auth.RoleService)
+	c := auditorv1.NewAuditorServiceClient(f.Conn(t, fabric.Auditor))
+	call := func(tok string, entries ...*auditorv1.AppendEntryRequest) (*auditorv1.AppendEntriesResponse, error) {
+		return c.AppendEntries(fabrictest.WithToken(context.Background(), tok), &auditorv1.AppendEntriesRequest{Entries: entries})
+	}
+	ev := func(name, key string) *auditorv1.AppendEntryRequest {
+		return &auditorv1.AppendEntryRequest{ProposalId: p, Event: name, PayloadSha256: sum, IdempotencyKey: key, OnBehalfOf: "user:bob"}
+	}
+	_, err := call(svc, ev("proposal.submitted", "k1"), ev("snapshot.recorded", "k2"))
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "an invalid entry refuses the call")
+	require.Contains(t, status.Convert(err).Message(), "entries[1]")
+	_, err = call(svc)
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	_, err = call(f.Token(t, "t1", auth.RoleProposer), ev("proposal.submitted", "k1"))
+	require.Equal(t, codes.PermissionDenied, status.Code(err))
+
+	resp, err := call(svc, ev("proposal.submitted", "k1"), ev("proposal.negotiating", "k2"), ev("proposal.agreed", "k3"))
+	require.NoError(t, err)
+	require.Len(t, resp.GetResults(), 3)
+	for i, r := range resp.GetResults() {
+		require.True(t, r.GetCreated())
+		require.EqualValues(t, i, r.GetEntry().GetIndex(), "in the request's order")
+		require.Equal(t, "user:bob", r.GetEntry().GetActor())
+	}
+	again, err := call(svc, ev("proposal.submitted", "k1"), ev("proposal.scored", "k4"))
+	require.NoError(t, err)
+	require.False(t, again.GetResults()[0].GetCreated(), "idempotent per key")
+	require.True(t, again.GetResults()[1].GetCreated())
+	require.Len(t, trail(t, f, svc, p).GetEntries(), 4)
+}
+
 // Nothing in the API can change or remove an entry: the service has exactly
 // these methods, each of which only reads or appends.
 func TestAPIOnlyReadsAndAppends(t *testing.T) {
@@ -453,6 +491,6 @@ func TestAPIOnlyReadsAndAppends(t *testing.T) {
 		names = append(names, m.MethodName)
 	}
 	// ExportDecision only reads: the entries and checkpoint it returns are the trail's.
-	require.ElementsMatch(t, []string{"GetAuditTrail", "RecordSnapshot", "AppendEntry", "PlanRollback", "ExportDecision"}, names)
+	require.ElementsMatch(t, []string{"GetAuditTrail", "RecordSnapshot", "AppendEntry", "AppendEntries", "PlanRollback", "ExportDecision"}, names)
 	require.Empty(t, auditorv1.AuditorService_ServiceDesc.Streams)
 }

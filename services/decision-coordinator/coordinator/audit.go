@@ -19,9 +19,9 @@ import (
 
 // Auditor appends lifecycle events to the decision auditor's log.
 type Auditor interface {
-	// Append records an event for a proposal. Its key makes the append idempotent: a
-	// retry with the same key records nothing new.
-	Append(ctx context.Context, e AuditRecord) error
+	// Append records events, in order and together (one durable commit). Each key
+	// makes its append idempotent: a retry with the same key records nothing new.
+	Append(ctx context.Context, events ...AuditRecord) error
 	// RecordSnapshot records a pre or post snapshot's SHA256 for the proposal (P7),
 	// e.Event being the kind; recording the same kind twice is not an error.
 	RecordSnapshot(ctx context.Context, e AuditRecord, sha256 string) error
@@ -134,27 +134,72 @@ func (s *Service) deliver(ctx context.Context, entries []*store.OutboxEntry) {
 		s.relay.kick()
 		return
 	}
-	for _, e := range entries {
-		if err := s.send(ctx, e); err != nil {
-			s.deps.Logger.WarnContext(ctx, "audit delivery deferred to the relay", "proposal_id", e.ProposalID, "event", e.Event, "error", err)
-			s.relay.backlog.Store(true)
-			s.relay.kick()
-			return
-		}
+	sent, err := s.sendAll(ctx, entries)
+	for _, e := range entries[:sent] {
 		s.relay.delivered(e.Seq)
 	}
+	if err != nil {
+		e := entries[sent]
+		s.deps.Logger.WarnContext(ctx, "audit delivery deferred to the relay", "proposal_id", e.ProposalID, "event", e.Event, "error", err)
+		s.relay.backlog.Store(true)
+		s.relay.kick()
+	}
+}
+
+// sendAll delivers entries in order: each run of events in one Append, each snapshot
+// reference on its own. It returns how many were delivered before the first failure.
+func (s *Service) sendAll(ctx context.Context, entries []*store.OutboxEntry) (int, error) {
+	done := 0
+	for done < len(entries) {
+		if entries[done].Kind == store.OutboxSnapshotKind {
+			if err := s.send(ctx, entries[done]); err != nil {
+				return done, err
+			}
+			done++
+			continue
+		}
+		end := done
+		for end < len(entries) && entries[end].Kind != store.OutboxSnapshotKind && end-done < maxAppendBatch &&
+			entries[end].TenantID == entries[done].TenantID {
+			end++
+		}
+		recs := make([]AuditRecord, 0, end-done)
+		for _, e := range entries[done:end] {
+			rec, err := record(e)
+			if err != nil {
+				return done, err
+			}
+			recs = append(recs, rec)
+		}
+		if err := s.deps.Audit.Append(ctx, recs...); err != nil {
+			return done, err
+		}
+		done = end
+	}
+	return done, nil
+}
+
+// maxAppendBatch is the most events sent in one Append (the auditor takes 100).
+const maxAppendBatch = 100
+
+// record is an outbox entry as the auditor receives it.
+func record(e *store.OutboxEntry) (AuditRecord, error) {
+	var payload map[string]any
+	if err := json.Unmarshal(e.Payload, &payload); err != nil {
+		return AuditRecord{}, status.Errorf(codes.DataLoss, "coordinator: outbox entry %d is unreadable: %v", e.Seq, err)
+	}
+	return AuditRecord{TenantID: e.TenantID, ProposalID: e.ProposalID, Event: e.Event, Payload: payload,
+		Key: e.IdempotencyKey, Actor: e.Actor, TraceID: e.TraceID}, nil
 }
 
 // send delivers one outbox entry.
 func (s *Service) send(ctx context.Context, e *store.OutboxEntry) error {
-	var payload map[string]any
-	if err := json.Unmarshal(e.Payload, &payload); err != nil {
-		return status.Errorf(codes.DataLoss, "coordinator: outbox entry %d is unreadable: %v", e.Seq, err)
+	rec, err := record(e)
+	if err != nil {
+		return err
 	}
-	rec := AuditRecord{TenantID: e.TenantID, ProposalID: e.ProposalID, Event: e.Event, Payload: payload,
-		Key: e.IdempotencyKey, Actor: e.Actor, TraceID: e.TraceID}
 	if e.Kind == store.OutboxSnapshotKind {
-		sha, _ := payload["sha256"].(string)
+		sha, _ := rec.Payload["sha256"].(string)
 		return s.deps.Audit.RecordSnapshot(ctx, rec, sha)
 	}
 	return s.deps.Audit.Append(ctx, rec)

@@ -23,16 +23,20 @@ type flakyAuditor struct {
 	down   bool
 	got    []string
 	actors []string
+	calls  int
 }
 
-func (a *flakyAuditor) Append(_ context.Context, e AuditRecord) error {
+func (a *flakyAuditor) Append(_ context.Context, events ...AuditRecord) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.down {
 		return status.Error(codes.Unavailable, "auditor down")
 	}
-	a.got = append(a.got, e.Key)
-	a.actors = append(a.actors, e.Actor)
+	a.calls++
+	for _, e := range events {
+		a.got = append(a.got, e.Key)
+		a.actors = append(a.actors, e.Actor)
+	}
 	return nil
 }
 
@@ -84,6 +88,14 @@ func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 
 	stageAndDeliver(event(1), snapshotAudit(p, "pre", "abc"))
 	require.Equal(t, []string{"k1", p.ID + ":snapshot:pre"}, aud.keys(), "delivered at once")
+	aud.mu.Lock()
+	aud.calls = 0
+	aud.mu.Unlock()
+	stageAndDeliver(event(6), event(7), event(8))
+	require.Equal(t, 1, aud.calls, "consecutive events go in one call")
+	aud.mu.Lock()
+	aud.got = aud.got[:2]
+	aud.mu.Unlock()
 	s.relay.sweep(ctx)
 	require.Zero(t, outboxLen(t, st), "the sweep deletes what the request path delivered")
 

@@ -720,6 +720,98 @@ func (x *AppendEntryResponse) GetCreated() bool {
 	return false
 }
 
+// AppendEntriesRequest carries events of the caller's tenant, in the order to append them.
+type AppendEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required: 1 to 100 entries.
+	Entries       []*AppendEntryRequest `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendEntriesRequest) Reset() {
+	*x = AppendEntriesRequest{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendEntriesRequest) ProtoMessage() {}
+
+func (x *AppendEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendEntriesRequest.ProtoReflect.Descriptor instead.
+func (*AppendEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AppendEntriesRequest) GetEntries() []*AppendEntryRequest {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// AppendEntriesResponse has one result per entry, in the request's order.
+type AppendEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The results.
+	Results       []*AppendEntryResponse `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendEntriesResponse) Reset() {
+	*x = AppendEntriesResponse{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendEntriesResponse) ProtoMessage() {}
+
+func (x *AppendEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendEntriesResponse.ProtoReflect.Descriptor instead.
+func (*AppendEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AppendEntriesResponse) GetResults() []*AppendEntryResponse {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // PlanRollbackRequest is the body of POST /audit/{proposal_id}/rollback-plan.
 type PlanRollbackRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -731,7 +823,7 @@ type PlanRollbackRequest struct {
 
 func (x *PlanRollbackRequest) Reset() {
 	*x = PlanRollbackRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +835,7 @@ func (x *PlanRollbackRequest) String() string {
 func (*PlanRollbackRequest) ProtoMessage() {}
 
 func (x *PlanRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +848,7 @@ func (x *PlanRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRollbackRequest.ProtoReflect.Descriptor instead.
 func (*PlanRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{8}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlanRollbackRequest) GetProposalId() string {
@@ -795,7 +887,7 @@ type PlanRollbackResponse struct {
 
 func (x *PlanRollbackResponse) Reset() {
 	*x = PlanRollbackResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +899,7 @@ func (x *PlanRollbackResponse) String() string {
 func (*PlanRollbackResponse) ProtoMessage() {}
 
 func (x *PlanRollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +912,7 @@ func (x *PlanRollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRollbackResponse.ProtoReflect.Descriptor instead.
 func (*PlanRollbackResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{9}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PlanRollbackResponse) GetProposalId() string {
@@ -904,7 +996,7 @@ type ExportDecisionRequest struct {
 
 func (x *ExportDecisionRequest) Reset() {
 	*x = ExportDecisionRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1008,7 @@ func (x *ExportDecisionRequest) String() string {
 func (*ExportDecisionRequest) ProtoMessage() {}
 
 func (x *ExportDecisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1021,7 @@ func (x *ExportDecisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDecisionRequest.ProtoReflect.Descriptor instead.
 func (*ExportDecisionRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{10}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExportDecisionRequest) GetProposalId() string {
@@ -980,7 +1072,7 @@ type ExportDecisionResponse struct {
 
 func (x *ExportDecisionResponse) Reset() {
 	*x = ExportDecisionResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1084,7 @@ func (x *ExportDecisionResponse) String() string {
 func (*ExportDecisionResponse) ProtoMessage() {}
 
 func (x *ExportDecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1097,7 @@ func (x *ExportDecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDecisionResponse.ProtoReflect.Descriptor instead.
 func (*ExportDecisionResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{11}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExportDecisionResponse) GetFormat() string {
@@ -1157,7 +1249,11 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\x0forigin_trace_id\x18\a \x01(\tR\roriginTraceId\"l\n" +
 	"\x13AppendEntryResponse\x12;\n" +
 	"\x05entry\x18\x01 \x01(\v2%.decisionfabric.auditor.v1.AuditEntryR\x05entry\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"6\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"_\n" +
+	"\x14AppendEntriesRequest\x12G\n" +
+	"\aentries\x18\x01 \x03(\v2-.decisionfabric.auditor.v1.AppendEntryRequestR\aentries\"a\n" +
+	"\x15AppendEntriesResponse\x12H\n" +
+	"\aresults\x18\x01 \x03(\v2..decisionfabric.auditor.v1.AppendEntryResponseR\aresults\"6\n" +
 	"\x13PlanRollbackRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\"\xd3\x03\n" +
@@ -1198,11 +1294,12 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\aentries\x18\v \x03(\v2%.decisionfabric.auditor.v1.AuditEntryR\aentries\x12J\n" +
 	"\n" +
 	"checkpoint\x18\f \x01(\v2*.decisionfabric.auditor.v1.AuditCheckpointR\n" +
-	"checkpoint2\xeb\x05\n" +
+	"checkpoint2\xdf\x06\n" +
 	"\x0eAuditorService\x12\x90\x01\n" +
 	"\rGetAuditTrail\x12/.decisionfabric.auditor.v1.GetAuditTrailRequest\x1a0.decisionfabric.auditor.v1.GetAuditTrailResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/audit/{proposal_id}\x12\x99\x01\n" +
 	"\x0eRecordSnapshot\x120.decisionfabric.auditor.v1.RecordSnapshotRequest\x1a1.decisionfabric.auditor.v1.RecordSnapshotResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/snapshot/{proposal_id}\x12l\n" +
-	"\vAppendEntry\x12-.decisionfabric.auditor.v1.AppendEntryRequest\x1a..decisionfabric.auditor.v1.AppendEntryResponse\x12\x9a\x01\n" +
+	"\vAppendEntry\x12-.decisionfabric.auditor.v1.AppendEntryRequest\x1a..decisionfabric.auditor.v1.AppendEntryResponse\x12r\n" +
+	"\rAppendEntries\x12/.decisionfabric.auditor.v1.AppendEntriesRequest\x1a0.decisionfabric.auditor.v1.AppendEntriesResponse\x12\x9a\x01\n" +
 	"\x0eExportDecision\x120.decisionfabric.auditor.v1.ExportDecisionRequest\x1a1.decisionfabric.auditor.v1.ExportDecisionResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/audit/{proposal_id}/bundle\x12\x9e\x01\n" +
 	"\fPlanRollback\x12..decisionfabric.auditor.v1.PlanRollbackRequest\x1a/.decisionfabric.auditor.v1.PlanRollbackResponse\"-\x82\xd3\xe4\x93\x02':\x01*\"\"/audit/{proposal_id}/rollback-planBNZLgithub.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1;auditorv1b\x06proto3"
 
@@ -1218,7 +1315,7 @@ func file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_auditor_v1_auditor_proto_rawDescData
 }
 
-var file_decisionfabric_auditor_v1_auditor_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_decisionfabric_auditor_v1_auditor_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_decisionfabric_auditor_v1_auditor_proto_goTypes = []any{
 	(*GetAuditTrailRequest)(nil),   // 0: decisionfabric.auditor.v1.GetAuditTrailRequest
 	(*GetAuditTrailResponse)(nil),  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse
@@ -1228,48 +1325,54 @@ var file_decisionfabric_auditor_v1_auditor_proto_goTypes = []any{
 	(*RecordSnapshotResponse)(nil), // 5: decisionfabric.auditor.v1.RecordSnapshotResponse
 	(*AppendEntryRequest)(nil),     // 6: decisionfabric.auditor.v1.AppendEntryRequest
 	(*AppendEntryResponse)(nil),    // 7: decisionfabric.auditor.v1.AppendEntryResponse
-	(*PlanRollbackRequest)(nil),    // 8: decisionfabric.auditor.v1.PlanRollbackRequest
-	(*PlanRollbackResponse)(nil),   // 9: decisionfabric.auditor.v1.PlanRollbackResponse
-	(*ExportDecisionRequest)(nil),  // 10: decisionfabric.auditor.v1.ExportDecisionRequest
-	(*ExportDecisionResponse)(nil), // 11: decisionfabric.auditor.v1.ExportDecisionResponse
-	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),        // 13: google.protobuf.Struct
-	(*v1.Manifest)(nil),            // 14: decisionfabric.types.v1.Manifest
-	(*v1.ManifestSignature)(nil),   // 15: decisionfabric.types.v1.ManifestSignature
-	(*v1.ConsensusBundle)(nil),     // 16: decisionfabric.types.v1.ConsensusBundle
+	(*AppendEntriesRequest)(nil),   // 8: decisionfabric.auditor.v1.AppendEntriesRequest
+	(*AppendEntriesResponse)(nil),  // 9: decisionfabric.auditor.v1.AppendEntriesResponse
+	(*PlanRollbackRequest)(nil),    // 10: decisionfabric.auditor.v1.PlanRollbackRequest
+	(*PlanRollbackResponse)(nil),   // 11: decisionfabric.auditor.v1.PlanRollbackResponse
+	(*ExportDecisionRequest)(nil),  // 12: decisionfabric.auditor.v1.ExportDecisionRequest
+	(*ExportDecisionResponse)(nil), // 13: decisionfabric.auditor.v1.ExportDecisionResponse
+	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),        // 15: google.protobuf.Struct
+	(*v1.Manifest)(nil),            // 16: decisionfabric.types.v1.Manifest
+	(*v1.ManifestSignature)(nil),   // 17: decisionfabric.types.v1.ManifestSignature
+	(*v1.ConsensusBundle)(nil),     // 18: decisionfabric.types.v1.ConsensusBundle
 }
 var file_decisionfabric_auditor_v1_auditor_proto_depIdxs = []int32{
 	2,  // 0: decisionfabric.auditor.v1.GetAuditTrailResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
 	3,  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	12, // 2: decisionfabric.auditor.v1.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
-	12, // 3: decisionfabric.auditor.v1.AuditCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	14, // 2: decisionfabric.auditor.v1.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
+	14, // 3: decisionfabric.auditor.v1.AuditCheckpoint.created_at:type_name -> google.protobuf.Timestamp
 	2,  // 4: decisionfabric.auditor.v1.RecordSnapshotResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
-	13, // 5: decisionfabric.auditor.v1.AppendEntryRequest.payload:type_name -> google.protobuf.Struct
+	15, // 5: decisionfabric.auditor.v1.AppendEntryRequest.payload:type_name -> google.protobuf.Struct
 	2,  // 6: decisionfabric.auditor.v1.AppendEntryResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
-	2,  // 7: decisionfabric.auditor.v1.PlanRollbackResponse.pre_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
-	2,  // 8: decisionfabric.auditor.v1.PlanRollbackResponse.post_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
-	3,  // 9: decisionfabric.auditor.v1.PlanRollbackResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	12, // 10: decisionfabric.auditor.v1.ExportDecisionResponse.exported_at:type_name -> google.protobuf.Timestamp
-	14, // 11: decisionfabric.auditor.v1.ExportDecisionResponse.manifest:type_name -> decisionfabric.types.v1.Manifest
-	15, // 12: decisionfabric.auditor.v1.ExportDecisionResponse.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	16, // 13: decisionfabric.auditor.v1.ExportDecisionResponse.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
-	2,  // 14: decisionfabric.auditor.v1.ExportDecisionResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
-	3,  // 15: decisionfabric.auditor.v1.ExportDecisionResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	0,  // 16: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
-	4,  // 17: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
-	6,  // 18: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
-	10, // 19: decisionfabric.auditor.v1.AuditorService.ExportDecision:input_type -> decisionfabric.auditor.v1.ExportDecisionRequest
-	8,  // 20: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
-	1,  // 21: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
-	5,  // 22: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
-	7,  // 23: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
-	11, // 24: decisionfabric.auditor.v1.AuditorService.ExportDecision:output_type -> decisionfabric.auditor.v1.ExportDecisionResponse
-	9,  // 25: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
-	21, // [21:26] is the sub-list for method output_type
-	16, // [16:21] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	6,  // 7: decisionfabric.auditor.v1.AppendEntriesRequest.entries:type_name -> decisionfabric.auditor.v1.AppendEntryRequest
+	7,  // 8: decisionfabric.auditor.v1.AppendEntriesResponse.results:type_name -> decisionfabric.auditor.v1.AppendEntryResponse
+	2,  // 9: decisionfabric.auditor.v1.PlanRollbackResponse.pre_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
+	2,  // 10: decisionfabric.auditor.v1.PlanRollbackResponse.post_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
+	3,  // 11: decisionfabric.auditor.v1.PlanRollbackResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	14, // 12: decisionfabric.auditor.v1.ExportDecisionResponse.exported_at:type_name -> google.protobuf.Timestamp
+	16, // 13: decisionfabric.auditor.v1.ExportDecisionResponse.manifest:type_name -> decisionfabric.types.v1.Manifest
+	17, // 14: decisionfabric.auditor.v1.ExportDecisionResponse.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	18, // 15: decisionfabric.auditor.v1.ExportDecisionResponse.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	2,  // 16: decisionfabric.auditor.v1.ExportDecisionResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
+	3,  // 17: decisionfabric.auditor.v1.ExportDecisionResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	0,  // 18: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
+	4,  // 19: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
+	6,  // 20: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
+	8,  // 21: decisionfabric.auditor.v1.AuditorService.AppendEntries:input_type -> decisionfabric.auditor.v1.AppendEntriesRequest
+	12, // 22: decisionfabric.auditor.v1.AuditorService.ExportDecision:input_type -> decisionfabric.auditor.v1.ExportDecisionRequest
+	10, // 23: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
+	1,  // 24: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
+	5,  // 25: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
+	7,  // 26: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
+	9,  // 27: decisionfabric.auditor.v1.AuditorService.AppendEntries:output_type -> decisionfabric.auditor.v1.AppendEntriesResponse
+	13, // 28: decisionfabric.auditor.v1.AuditorService.ExportDecision:output_type -> decisionfabric.auditor.v1.ExportDecisionResponse
+	11, // 29: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
+	24, // [24:30] is the sub-list for method output_type
+	18, // [18:24] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_auditor_v1_auditor_proto_init() }
@@ -1283,7 +1386,7 @@ func file_decisionfabric_auditor_v1_auditor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_auditor_v1_auditor_proto_rawDesc), len(file_decisionfabric_auditor_v1_auditor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

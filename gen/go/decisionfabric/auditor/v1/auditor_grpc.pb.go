@@ -34,6 +34,7 @@ const (
 	AuditorService_GetAuditTrail_FullMethodName  = "/decisionfabric.auditor.v1.AuditorService/GetAuditTrail"
 	AuditorService_RecordSnapshot_FullMethodName = "/decisionfabric.auditor.v1.AuditorService/RecordSnapshot"
 	AuditorService_AppendEntry_FullMethodName    = "/decisionfabric.auditor.v1.AuditorService/AppendEntry"
+	AuditorService_AppendEntries_FullMethodName  = "/decisionfabric.auditor.v1.AuditorService/AppendEntries"
 	AuditorService_ExportDecision_FullMethodName = "/decisionfabric.auditor.v1.AuditorService/ExportDecision"
 	AuditorService_PlanRollback_FullMethodName   = "/decisionfabric.auditor.v1.AuditorService/PlanRollback"
 )
@@ -69,6 +70,14 @@ type AuditorServiceClient interface {
 	// payload_sha256, neither payload nor payload_sha256, or a snapshot (event
 	// "snapshot.recorded" or a key starting "snapshot:": use RecordSnapshot).
 	AppendEntry(ctx context.Context, in *AppendEntryRequest, opts ...grpc.CallOption) (*AppendEntryResponse, error)
+	// AppendEntries appends several lifecycle events (gRPC only, service role), in order and
+	// in one durable commit: what one request of a service caused, delivered at once. Each
+	// entry follows AppendEntry's rules; an invalid entry fails the whole call before
+	// anything is appended.
+	//
+	// Errors: INVALID_ARGUMENT (400) for no entries, more than 100, or an invalid entry
+	// (the message names its position).
+	AppendEntries(ctx context.Context, in *AppendEntriesRequest, opts ...grpc.CallOption) (*AppendEntriesResponse, error)
 	// ExportDecision returns one self-contained, offline-verifiable document for a
 	// decision of the caller's tenant: the submitted manifest with its signature, the
 	// signed consensus bundle (which holds the quorum certificate and the agreed manifest),
@@ -128,6 +137,16 @@ func (c *auditorServiceClient) AppendEntry(ctx context.Context, in *AppendEntryR
 	return out, nil
 }
 
+func (c *auditorServiceClient) AppendEntries(ctx context.Context, in *AppendEntriesRequest, opts ...grpc.CallOption) (*AppendEntriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AppendEntriesResponse)
+	err := c.cc.Invoke(ctx, AuditorService_AppendEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *auditorServiceClient) ExportDecision(ctx context.Context, in *ExportDecisionRequest, opts ...grpc.CallOption) (*ExportDecisionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ExportDecisionResponse)
@@ -179,6 +198,14 @@ type AuditorServiceServer interface {
 	// payload_sha256, neither payload nor payload_sha256, or a snapshot (event
 	// "snapshot.recorded" or a key starting "snapshot:": use RecordSnapshot).
 	AppendEntry(context.Context, *AppendEntryRequest) (*AppendEntryResponse, error)
+	// AppendEntries appends several lifecycle events (gRPC only, service role), in order and
+	// in one durable commit: what one request of a service caused, delivered at once. Each
+	// entry follows AppendEntry's rules; an invalid entry fails the whole call before
+	// anything is appended.
+	//
+	// Errors: INVALID_ARGUMENT (400) for no entries, more than 100, or an invalid entry
+	// (the message names its position).
+	AppendEntries(context.Context, *AppendEntriesRequest) (*AppendEntriesResponse, error)
 	// ExportDecision returns one self-contained, offline-verifiable document for a
 	// decision of the caller's tenant: the submitted manifest with its signature, the
 	// signed consensus bundle (which holds the quorum certificate and the agreed manifest),
@@ -216,6 +243,9 @@ func (UnimplementedAuditorServiceServer) RecordSnapshot(context.Context, *Record
 }
 func (UnimplementedAuditorServiceServer) AppendEntry(context.Context, *AppendEntryRequest) (*AppendEntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AppendEntry not implemented")
+}
+func (UnimplementedAuditorServiceServer) AppendEntries(context.Context, *AppendEntriesRequest) (*AppendEntriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AppendEntries not implemented")
 }
 func (UnimplementedAuditorServiceServer) ExportDecision(context.Context, *ExportDecisionRequest) (*ExportDecisionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExportDecision not implemented")
@@ -298,6 +328,24 @@ func _AuditorService_AppendEntry_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditorService_AppendEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AppendEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditorServiceServer).AppendEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditorService_AppendEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditorServiceServer).AppendEntries(ctx, req.(*AppendEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AuditorService_ExportDecision_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ExportDecisionRequest)
 	if err := dec(in); err != nil {
@@ -352,6 +400,10 @@ var AuditorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AppendEntry",
 			Handler:    _AuditorService_AppendEntry_Handler,
+		},
+		{
+			MethodName: "AppendEntries",
+			Handler:    _AuditorService_AppendEntries_Handler,
 		},
 		{
 			MethodName: "ExportDecision",
