@@ -107,7 +107,7 @@ var modules = map[string]module{
 	Store:     {deps: []string{Precheck}, init: initStore},
 	Auth:      {deps: []string{Precheck}, init: initAuth},
 
-	fabric.Coordinator: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, _ prometheus.Registerer) (server.Service, error) {
+	fabric.Coordinator: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
 		pol, err := a.policy()
 		if err != nil {
 			return server.Service{}, err
@@ -142,15 +142,19 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
-		return coordinator.New(coordinator.Deps{
+		svc, err := coordinator.New(coordinator.Deps{
 			Store: a.Store, World: executor, Policy: pol,
 			TrustedKeys: keys, RequireSignature: !a.Simulation,
 			Signer: signer, RegionKeys: registry.Trusted(), RequireConsensusBundle: !a.Simulation,
 			Audit:           auditClient{c: auditorv1.NewAuditorServiceClient(aud), tokens: a.serviceToken},
 			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg)},
 			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc)},
-			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log,
-		}).Definition(), nil
+			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log, Registerer: reg,
+		})
+		if err != nil {
+			return server.Service{}, err
+		}
+		return svc.Definition(), nil
 	}},
 	fabric.Composer: {deps: []string{Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
 		// Auth depends on Precheck, so a.Simulation is known here: the simulation key in

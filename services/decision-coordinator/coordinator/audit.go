@@ -131,6 +131,7 @@ func (s *Service) deliver(ctx context.Context, entries []*store.OutboxEntry) {
 		return
 	}
 	if s.relay.backlog.Load() {
+		s.metrics.outboxDeferred.Add(float64(len(entries)))
 		s.relay.kick()
 		return
 	}
@@ -141,6 +142,7 @@ func (s *Service) deliver(ctx context.Context, entries []*store.OutboxEntry) {
 	if err != nil {
 		e := entries[sent]
 		s.deps.Logger.WarnContext(ctx, "audit delivery deferred to the relay", "proposal_id", e.ProposalID, "event", e.Event, "error", err)
+		s.metrics.outboxDeferred.Add(float64(len(entries) - sent))
 		s.relay.backlog.Store(true)
 		s.relay.kick()
 	}
@@ -300,6 +302,8 @@ func (r *relay) sweep(ctx context.Context) {
 		}
 	}
 	var after int64
+	pending := 0
+	defer func() { r.s.metrics.outboxPending.Set(float64(pending)) }()
 	for {
 		entries, err := st.Outbox().List(ctx, after, cutoff, relayBatch)
 		if err != nil {
@@ -316,13 +320,16 @@ func (r *relay) sweep(ctx context.Context) {
 				if retryable(err) {
 					log.WarnContext(ctx, "audit outbox: auditor unavailable; will retry", "seq", e.Seq, "error", err)
 					r.deleteSent(ctx, sent)
+					pending += len(entries) - len(sent) // at least: later pages were not read
 					return
 				}
+				pending++
 				log.ErrorContext(ctx, "audit outbox: entry refused by the auditor; left in the outbox", "seq", e.Seq,
 					"proposal_id", e.ProposalID, "event", e.Event, "error", err)
 				continue
 			}
 			sent = append(sent, e.Seq)
+			r.s.metrics.outboxRelayed.Inc()
 		}
 		r.deleteSent(ctx, sent)
 		if len(entries) < relayBatch {

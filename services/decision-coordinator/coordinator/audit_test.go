@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -73,7 +74,8 @@ func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	aud := &flakyAuditor{}
-	s := New(Deps{Store: st, Audit: aud, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := New(Deps{Store: st, Audit: aud, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
 	require.NoError(t, s.Close()) // the test drives the relay's sweeps itself
 
 	p := &store.Proposal{ID: "01J00000000000000000000000", TenantID: "t1", Status: stSubmitted, Version: 1}
@@ -104,6 +106,8 @@ func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 	require.Equal(t, 2, outboxLen(t, st), "kept while the auditor is down")
 	s.relay.sweep(ctx)
 	require.Equal(t, 2, outboxLen(t, st), "a sweep during the outage delivers nothing and loses nothing")
+	require.Equal(t, 2.0, testutil.ToFloat64(s.metrics.outboxPending), "the backlog is exported")
+	require.Equal(t, 2.0, testutil.ToFloat64(s.metrics.outboxDeferred))
 
 	aud.setDown(false)
 	stageAndDeliver(event(4)) // the auditor is back, but 2 and 3 are not delivered yet
@@ -111,6 +115,8 @@ func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 	s.relay.sweep(ctx)
 	require.Equal(t, []string{"k1", p.ID + ":snapshot:pre", "k2", "k3", "k4"}, aud.keys(), "in the order they happened")
 	require.Zero(t, outboxLen(t, st))
+	require.Zero(t, testutil.ToFloat64(s.metrics.outboxPending))
+	require.Equal(t, 3.0, testutil.ToFloat64(s.metrics.outboxRelayed))
 	for _, a := range aud.actors {
 		require.Equal(t, "user:alice", a, "relayed events keep the principal of the request that caused them")
 	}
@@ -127,7 +133,8 @@ func TestAuditOutboxSkipsRefusedEntry(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
 	aud := &flakyAuditor{}
-	s := New(Deps{Store: st, Audit: aud, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := New(Deps{Store: st, Audit: aud, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	_, err = st.Outbox().Add(ctx, &store.OutboxEntry{TenantID: "t1", ProposalID: "p", Kind: store.OutboxEntryKind,
 		Event: "e", Payload: []byte(`[1]`), IdempotencyKey: "bad"}) // not an object: unreadable for the relay

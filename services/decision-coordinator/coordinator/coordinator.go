@@ -13,6 +13,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -66,27 +67,34 @@ type Deps struct {
 	Logger          *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Registerer receives the coordinator's metrics; nil exports none.
+	Registerer prometheus.Registerer
 }
 
 // Service implements coordinatorv1.CoordinatorServiceServer.
 type Service struct {
 	coordinatorv1.UnimplementedCoordinatorServiceServer
-	deps  Deps
-	relay *relay // delivers audit events the request path could not; nil without an auditor
+	deps    Deps
+	relay   *relay // delivers audit events the request path could not; nil without an auditor
+	metrics *metrics
 }
 
 // New returns the coordinator. With an auditor it starts the audit outbox relay; Close
 // stops it.
-func New(deps Deps) *Service {
+func New(deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &Service{deps: deps}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{deps: deps, metrics: m}
 	if deps.Audit != nil && deps.Store != nil {
 		s.relay = newRelay(s)
 		go s.relay.run()
 	}
-	return s
+	return s, nil
 }
 
 // Close stops the background audit relay. Events it had not delivered stay in the
