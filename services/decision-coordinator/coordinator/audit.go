@@ -113,15 +113,6 @@ func stageIn(ctx context.Context, st store.Store, entries []*store.OutboxEntry) 
 	return out, nil
 }
 
-// stage is outboxEntries then stageIn.
-func (s *Service) stage(ctx context.Context, st store.Store, tenantID, proposalID string, events ...auditEvent) ([]*store.OutboxEntry, error) {
-	entries, err := s.outboxEntries(ctx, tenantID, proposalID, events...)
-	if err != nil {
-		return nil, err
-	}
-	return stageIn(ctx, st, entries)
-}
-
 // deliver hands staged events to the auditor now, in order. The first one the auditor
 // does not take stops the delivery: it and the rest stay for the relay, which then
 // delivers everything in the outbox in order (the backlog) before the request path
@@ -241,14 +232,26 @@ func (r *relay) kick() {
 	}
 }
 
-// delivered notes that entry seq reached the auditor.
-func (r *relay) delivered(seq int64) {
+// delivered notes that entries reached the auditor; the next sweep deletes them.
+func (r *relay) delivered(seqs ...int64) {
 	if r == nil {
 		return
 	}
 	r.mu.Lock()
-	r.done = append(r.done, seq)
+	r.done = append(r.done, seqs...)
 	r.mu.Unlock()
+}
+
+// forget deletes delivered entries from the outbox; on failure the next sweep tries
+// again (a re-delivery in between is harmless).
+func (r *relay) forget(ctx context.Context, seqs []int64) {
+	if len(seqs) == 0 {
+		return
+	}
+	if err := r.s.deps.Store.Outbox().Delete(ctx, seqs); err != nil {
+		r.s.deps.Logger.WarnContext(ctx, "audit outbox: delete delivered entries", "error", err)
+		r.delivered(seqs...)
+	}
 }
 
 func (r *relay) run() {
@@ -279,7 +282,7 @@ func (r *relay) close() {
 // is unavailable ends the sweep (the next one retries from the same entry, so order
 // holds); an entry the auditor refuses for good is logged and left in place.
 func (r *relay) sweep(ctx context.Context) {
-	st, log := r.s.deps.Store, r.s.deps.Logger
+	log := r.s.deps.Logger
 	backlog := r.backlog.Load()
 	cutoff := r.s.deps.Now().Add(-relayGrace)
 	if backlog {
@@ -293,63 +296,46 @@ func (r *relay) sweep(ctx context.Context) {
 	for _, seq := range done {
 		skip[seq] = true
 	}
-	if len(done) > 0 {
-		if err := st.Outbox().Delete(ctx, done); err != nil {
-			log.WarnContext(ctx, "audit outbox: delete delivered entries", "error", err)
-			r.mu.Lock()
-			r.done = append(r.done, done...)
-			r.mu.Unlock()
-		}
-	}
-	var after int64
-	pending := 0
+	r.forget(ctx, done)
+
+	pending := 0 // entries left waiting: refused ones, and all from an unavailable auditor on
 	defer func() { r.s.metrics.outboxPending.Set(float64(pending)) }()
+	var after int64
 	for {
-		entries, err := st.Outbox().List(ctx, after, cutoff, relayBatch)
+		entries, err := r.s.deps.Store.Outbox().List(ctx, after, cutoff, relayBatch)
 		if err != nil {
 			log.WarnContext(ctx, "audit outbox: list", "error", err)
 			return
 		}
 		var sent []int64
-		for _, e := range entries {
+		for i, e := range entries {
 			after = e.Seq
 			if skip[e.Seq] {
 				continue
 			}
-			if err := r.s.send(ctx, e); err != nil {
-				if retryable(err) {
-					log.WarnContext(ctx, "audit outbox: auditor unavailable; will retry", "seq", e.Seq, "error", err)
-					r.deleteSent(ctx, sent)
-					pending += len(entries) - len(sent) // at least: later pages were not read
-					return
-				}
+			err := r.s.send(ctx, e)
+			switch {
+			case err == nil:
+				sent = append(sent, e.Seq)
+				r.s.metrics.outboxRelayed.Inc()
+			case retryable(err):
+				log.WarnContext(ctx, "audit outbox: auditor unavailable; will retry", "seq", e.Seq, "error", err)
+				r.forget(ctx, sent)
+				pending += len(entries) - i // at least: later pages were not read
+				return
+			default:
 				pending++
 				log.ErrorContext(ctx, "audit outbox: entry refused by the auditor; left in the outbox", "seq", e.Seq,
 					"proposal_id", e.ProposalID, "event", e.Event, "error", err)
-				continue
 			}
-			sent = append(sent, e.Seq)
-			r.s.metrics.outboxRelayed.Inc()
 		}
-		r.deleteSent(ctx, sent)
+		r.forget(ctx, sent)
 		if len(entries) < relayBatch {
 			if backlog {
 				r.backlog.Store(false) // caught up: the request path delivers again
 			}
 			return
 		}
-	}
-}
-
-func (r *relay) deleteSent(ctx context.Context, seqs []int64) {
-	if len(seqs) == 0 {
-		return
-	}
-	if err := r.s.deps.Store.Outbox().Delete(ctx, seqs); err != nil {
-		r.delivered(seqs[0]) // keep them for the next sweep's delete
-		r.mu.Lock()
-		r.done = append(r.done, seqs[1:]...)
-		r.mu.Unlock()
 	}
 }
 

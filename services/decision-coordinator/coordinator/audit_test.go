@@ -83,7 +83,9 @@ func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 		return auditEvent{kind: store.OutboxEntryKind, event: "e", payload: map[string]any{"n": n}, key: fmt.Sprintf("k%d", n)}
 	}
 	stageAndDeliver := func(events ...auditEvent) {
-		staged, err := s.stage(ctx, st, p.TenantID, p.ID, events...)
+		entries, err := s.outboxEntries(ctx, p.TenantID, p.ID, events...)
+		require.NoError(t, err)
+		staged, err := stageIn(ctx, st, entries)
 		require.NoError(t, err)
 		s.deliver(ctx, staged)
 	}
