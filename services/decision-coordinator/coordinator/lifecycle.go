@@ -490,15 +490,43 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
+	next, err := s.recordEnactment(ctx, p, post)
+	if err != nil {
+		// The world changed but the enactment could not be recorded (the proposal
+		// moved on concurrently, or the store failed): put the world back, so no
+		// change exists without its record.
+		return nil, world.Snapshot{}, world.Snapshot{}, s.undoApply(ctx, c, pre, err)
+	}
+	return next, pre, post, nil
+}
+
+// undoApply restores the pre-state after an applied change could not be recorded, and
+// says what happened. cause is the recording's error.
+func (s *Service) undoApply(ctx context.Context, c world.Change, pre world.Snapshot, cause error) error {
+	bg := context.WithoutCancel(ctx)
+	if _, rerr := s.deps.World.Restore(bg, c, pre); rerr != nil {
+		s.deps.Logger.ErrorContext(ctx, "enactment applied but neither recorded nor undone; the world differs from the record",
+			"tenant_id", c.TenantID, "target", c.Target, "record_error", cause, "restore_error", rerr)
+		return status.Errorf(codes.Internal, "the change to %s was applied but could not be recorded, and undoing it failed: restore the pre-state %s", c.Target, short(pre.SHA256))
+	}
+	if st, ok := status.FromError(cause); ok && st.Code() == codes.Aborted {
+		return status.Errorf(codes.Aborted, "proposal changed concurrently during enactment; the change was undone, retry")
+	}
+	return cause
+}
+
+// recordEnactment stores the post snapshot and the move to ENACTED, with their audit
+// events, in one transaction.
+func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, post world.Snapshot) (*store.Proposal, error) {
 	m, err := s.planMove(p, stEnacted, nil, post.SHA256)
 	if err != nil {
-		return nil, world.Snapshot{}, world.Snapshot{}, err
+		return nil, err
 	}
 	entries, err := s.outboxEntries(ctx, p.TenantID, p.ID,
 		transitionAudit(m.next, transitionEvent(stEnacted), transitionPayload(p.Status, m.next, m.d)),
 		snapshotAudit(m.next, "post", post.SHA256))
 	if err != nil {
-		return nil, world.Snapshot{}, world.Snapshot{}, err
+		return nil, err
 	}
 	snap := &store.Snapshot{
 		ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
@@ -518,12 +546,12 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 		return err
 	})
 	if err != nil {
-		return nil, world.Snapshot{}, world.Snapshot{}, storeError(err)
+		return nil, storeError(err)
 	}
 	remember(next, m)
 	s.logMove(ctx, p, next)
 	s.deliver(ctx, staged)
-	return next, pre, post, nil
+	return next, nil
 }
 
 // rollback restores the pre-state snapshot exactly and checks the hash (P7).
