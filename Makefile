@@ -41,6 +41,10 @@ test-race: ## the tests under the race detector
 bench: ## benchmarks, each printed beside its floor from the same run
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
+.PHONY: bench-smoke
+bench-smoke: ## every benchmark once, so one that breaks fails CI (figures mean nothing here)
+	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
+
 .PHONY: token
 token: ## print a development JWT: make token TENANT=t1 ROLE=proposer
 	@$(GO) run ./cmd/fabric token -config fabric.dev.yaml -tenant $(or $(TENANT),t1) -role $(or $(ROLE),proposer)

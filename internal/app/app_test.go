@@ -150,3 +150,41 @@ func TestStopIsGraceful(t *testing.T) {
 	require.Len(t, r.Servers, len(fabric.Services))
 	require.NoError(t, r.Stop())
 }
+
+// A service binary started with a config file that names no target serves its own
+// service; a -target flag wins over the file, and the config is checked for that target
+// only (a port clash between two other services does not stop it).
+func TestLoadConfigTarget(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("data_dir: d\n"), 0o600))
+	cfg, err := loadConfig(path, fabric.HIL, "")
+	require.NoError(t, err)
+	require.Equal(t, fabric.HIL, cfg.Target)
+
+	clash := filepath.Join(t.TempDir(), "clash.yaml")
+	require.NoError(t, os.WriteFile(clash, []byte("target: all\nservices:\n  decision-coordinator: {http_addr: \":9999\"}\n  proposal-composer: {http_addr: \":9999\"}\n"), 0o600))
+	_, err = loadConfig(clash, "", "")
+	require.Error(t, err, "all services: the clash matters")
+	cfg, err = loadConfig(clash, "", fabric.Auditor)
+	require.NoError(t, err, "one service: it does not")
+	require.Equal(t, fabric.Auditor, cfg.Target)
+}
+
+// An unreachable POSTGRES_DSN makes the precheck choose simulation, and simulation runs
+// on the embedded store: the fabric starts instead of failing on the DSN.
+func TestUnreachablePostgresFallsBackToTheEmbeddedStore(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Target = fabric.Scorer
+	cfg.DataDir, cfg.ReportsDir = t.TempDir(), t.TempDir()
+	cfg.Integrations.PostgresDSN = "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"
+	for n, l := range cfg.Services {
+		l.HTTPAddr, l.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Services[n] = l
+	}
+	r, err := Start(context.Background(), cfg, io.Discard)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, r.Stop()) }()
+	require.True(t, r.App.Simulation)
+	require.Equal(t, "sqlite", r.App.Store.Backend())
+}

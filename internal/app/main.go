@@ -104,26 +104,21 @@ func serve(ctx context.Context, args []string, defaultTarget string, stdout, std
 	return r.Wait()
 }
 
-// loadConfig applies defaults, the file, the environment, then the -target flag.
+// loadConfig applies defaults (a service binary serves its own service), the file, the
+// environment, then the -target flag.
 func loadConfig(path, defaultTarget, target string) (config.Config, error) {
-	cfg, err := config.Load(path, LookupEnv)
-	if err != nil {
-		return cfg, err
-	}
-	if path == "" && defaultTarget != "" {
-		cfg.Target = defaultTarget
-	}
-	if target != "" {
-		cfg.Target = target
-	}
-	return cfg, cfg.Validate()
+	return config.LoadTarget(path, LookupEnv, defaultTarget, target)
 }
 
 // announce tells a developer where everything listens and, in simulation with the
 // development key, prints a ready-to-use token. It writes to stderr, never to the log.
 func announce(r *Running, w io.Writer) {
+	backend := "none"
+	if r.App.Store != nil {
+		backend = r.App.Store.Backend()
+	}
 	fmt.Fprintf(w, "\nDecision Fabric %s — precheck %s, simulation_mode=%v, store=%s\n",
-		fabric.Version, r.App.Precheck.Decision, r.App.Simulation, r.App.Store.Backend())
+		fabric.Version, r.App.Precheck.Decision, r.App.Simulation, backend)
 	for _, name := range fabric.Names() {
 		if s, ok := r.Servers[name]; ok {
 			fmt.Fprintf(w, "  %-22s REST http://%s  gRPC %s\n", name, reachable(s.HTTPAddr()), reachable(s.GRPCAddr()))

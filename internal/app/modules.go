@@ -196,16 +196,22 @@ var modules = map[string]module{
 		return svc.Definition(), nil
 	}},
 	fabric.Scorer: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, _ prometheus.Registerer) (server.Service, error) {
+		// The scorer reads the world through the same executors the coordinator enacts
+		// with (a tenant's webhook, or the simulated world).
+		executor, err := a.executor()
+		if err != nil {
+			return server.Service{}, err
+		}
 		return scorer.New(scorer.Deps{
 			// Proposals: scorer.StoreProposals (the services share one store). It must not
 			// be the coordinator's GetProposal, which advances proposals and would call
 			// the scorer back.
 			Store: a.Store, Votes: storeVotes{a.Store},
 			Model: a.modelProvider(), Metrics: a.metricSource(),
-			World: world.NewSimulated(a.Store), Logger: a.Log,
+			World: executor, Logger: a.Log,
 		}).Definition(), nil
 	}},
-	fabric.HIL: {deps: []string{Store, Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
+	fabric.HIL: {deps: []string{Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
 		return hil.New().Definition(), nil
 	}},
 	fabric.Auditor: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
@@ -222,7 +228,7 @@ var modules = map[string]module{
 		}
 		return svc.Definition(), nil
 	}},
-	fabric.Canary: {deps: []string{Store, Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
+	fabric.Canary: {deps: []string{Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
 		return canary.New().Definition(), nil
 	}},
 }
@@ -286,12 +292,15 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 	}
 	a := &App{Cfg: cfg, Out: out}
 	ctx, cancel := context.WithCancel(ctx)
+	servers := map[string]*server.Server{}
 	fail := func(err error) (*Running, error) {
+		for _, s := range servers {
+			s.Stop()
+		}
 		cancel()
 		a.close()
 		return nil, err
 	}
-	servers := map[string]*server.Server{}
 	var names []string
 	for _, name := range order {
 		m := modules[name]
@@ -305,9 +314,6 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		def, err := m.service(ctx, a, reg)
 		if err != nil {
-			for _, s := range servers {
-				s.Stop()
-			}
 			return fail(fmt.Errorf("module %s: %w", name, err))
 		}
 		srv, err := server.New(ctx, def, server.Options{
@@ -320,8 +326,8 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 			Health:          a.health,
 		})
 		if err != nil {
-			for _, s := range servers {
-				s.Stop()
+			if def.Close != nil {
+				_ = def.Close() // the service's background work, started by m.service
 			}
 			return fail(err)
 		}
@@ -426,7 +432,14 @@ func PrecheckEnv(c config.Config) precheck.Env {
 }
 
 func initStore(ctx context.Context, a *App) error {
-	st, err := store.Open(ctx, store.Config{PostgresDSN: a.Cfg.Integrations.PostgresDSN.Reveal(), DataDir: a.Cfg.DataDir})
+	dsn := a.Cfg.Integrations.PostgresDSN.Reveal()
+	if dsn != "" && a.Simulation && !a.precheckOK(precheck.CheckPostgres) {
+		// The precheck found the database unusable and chose simulation, which runs
+		// on the embedded store: do what it announced rather than fail on the DSN.
+		a.Log.WarnContext(ctx, "POSTGRES_DSN is set but the precheck found it unusable; using the embedded store")
+		dsn = ""
+	}
+	st, err := store.Open(ctx, store.Config{PostgresDSN: dsn, DataDir: a.Cfg.DataDir})
 	if err != nil {
 		return err
 	}
@@ -434,6 +447,16 @@ func initStore(ctx context.Context, a *App) error {
 	a.closers = append(a.closers, st.Close)
 	a.Log.InfoContext(ctx, "store ready", "backend", st.Backend())
 	return nil
+}
+
+// precheckOK reports whether the precheck found dependency name usable.
+func (a *App) precheckOK(name string) bool {
+	for _, c := range a.Precheck.Checks {
+		if c.Name == name {
+			return c.Status == precheck.StatusOK
+		}
+	}
+	return false
 }
 
 // initAuth loads the token verification key. Without auth.public_key_file the

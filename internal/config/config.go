@@ -212,7 +212,17 @@ func Default() Config {
 // Load reads defaults, then the YAML file at path (skipped when path is ""), then the
 // environment through lookup (os.LookupEnv in production), and validates the result.
 func Load(path string, lookup func(string) (string, bool)) (Config, error) {
+	return LoadTarget(path, lookup, "", "")
+}
+
+// LoadTarget is Load for a process that serves defaultTarget unless the file or the
+// environment names another, and target above all (a -target flag). The result is
+// validated once, for the target it will serve.
+func LoadTarget(path string, lookup func(string) (string, bool), defaultTarget, target string) (Config, error) {
 	c := Default()
+	if defaultTarget != "" {
+		c.Target = defaultTarget
+	}
 	if path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -224,6 +234,9 @@ func Load(path string, lookup func(string) (string, bool)) (Config, error) {
 	}
 	if err := c.applyEnv(lookup); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if target != "" {
+		c.Target = target
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)

@@ -151,6 +151,7 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 	gw := NewGatewayMux()
 	if svc.Gateway != nil {
 		if err := svc.Gateway(ctx, gw, s.conn); err != nil {
+			_ = s.conn.Close()
 			s.closeListeners()
 			return nil, fmt.Errorf("server: %s: register gateway: %w", svc.Name, err)
 		}

@@ -1,78 +1,20 @@
 package signing
 
 import (
-	"bytes"
-	"context"
 	"errors"
+	"github.com/decision-fabric/fabric/internal/signing/cosigntest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
-
-// cosignCLI returns the path of the real cosign CLI, or skips the test. Tests never
-// download it; install it with
-//
-//	go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5
-//
-// and put $GOBIN on PATH (or set COSIGN_BIN) to run the interop tests.
-func cosignCLI(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("COSIGN_BIN"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("cosign")
-	if err != nil {
-		t.Skip("skipping real cosign CLI interop: `cosign` is not on PATH (install with " +
-			"`go install github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5`, or set COSIGN_BIN)")
-	}
-	return p
-}
-
-// runCosign runs the CLI offline-safe: an isolated HOME/TUF_ROOT, the given password in
-// COSIGN_PASSWORD, a bounded run time.
-func runCosign(t *testing.T, bin, workDir string, password []byte, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = workDir
-	home := filepath.Join(workDir, ".home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// verify-blob fetches Sigstore's TUF trusted root unless one of the SIGSTORE_* key
-	// variables is set. With --key and --insecure-ignore-tlog nothing from it is used,
-	// so point SIGSTORE_CT_LOG_PUBLIC_KEY_FILE (read only for keyless certificate SCTs)
-	// at a throwaway key: the CLI then makes no network request at all.
-	ctPub := filepath.Join(home, "unused-ctlog.pub")
-	writeFile(t, ctPub, NewEd25519Signer(make([]byte, 32)).PublicKeyPEM())
-	env := []string{
-		"HOME=" + home,
-		"SIGSTORE_CT_LOG_PUBLIC_KEY_FILE=" + ctPub,
-		"TUF_ROOT=" + filepath.Join(home, ".sigstore", "root"),
-		"PATH=" + os.Getenv("PATH"),
-		"COSIGN_PASSWORD=" + string(password),
-	}
-	cmd.Env = env
-	var out, errOut bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &errOut
-	err = cmd.Run()
-	t.Logf("cosign %s\nstdout: %s\nstderr: %s", strings.Join(args, " "), out.String(), errOut.String())
-	if ctx.Err() != nil {
-		t.Fatalf("cosign %v timed out (is it trying the network?)", args)
-	}
-	return out.String(), errOut.String(), err
-}
 
 // TestCosignCLIInterop checks both directions against the real cosign CLI: our
 // signatures verify with `cosign verify-blob`, and `cosign sign-blob` signatures made
 // with our generated key file verify with Verify. Skipped when cosign is not on PATH.
 func TestCosignCLIInterop(t *testing.T) {
-	bin := cosignCLI(t)
+	bin := cosigntest.Binary(t)
 	payload := testPayload(t)
 	password := []byte("interop-pass")
 
@@ -92,13 +34,13 @@ func TestCosignCLIInterop(t *testing.T) {
 		writeFile(t, blob, payload)
 		writeFile(t, sigPath, []byte(sig))
 
-		if _, _, err := runCosign(t, bin, dir, nil, "verify-blob", "--key", pubPath, "--signature", sigPath,
+		if _, _, err := cosigntest.Run(t, bin, dir, nil, "verify-blob", "--key", pubPath, "--signature", sigPath,
 			"--insecure-ignore-tlog=true", blob); err != nil {
 			t.Fatalf("cosign verify-blob rejected our signature: %v", err)
 		}
 
 		writeFile(t, blob, flipByte(payload, len(payload)/2))
-		_, stderr, err := runCosign(t, bin, dir, nil, "verify-blob", "--key", pubPath, "--signature", sigPath,
+		_, stderr, err := cosigntest.Run(t, bin, dir, nil, "verify-blob", "--key", pubPath, "--signature", sigPath,
 			"--insecure-ignore-tlog=true", blob)
 		if err == nil {
 			t.Fatal("cosign verify-blob accepted a signature over a payload with one byte changed")
@@ -117,7 +59,7 @@ func TestCosignCLIInterop(t *testing.T) {
 		blob := filepath.Join(dir, "blob.json")
 		writeFile(t, blob, payload)
 		// The signature is printed on stdout (base64 of ASN.1 ECDSA over SHA-256).
-		cliSig, _, err := runCosign(t, bin, dir, password, "sign-blob", "--key", filepath.Join(dir, CosignKeyFile),
+		cliSig, _, err := cosigntest.Run(t, bin, dir, password, "sign-blob", "--key", filepath.Join(dir, CosignKeyFile),
 			"--tlog-upload=false", "--yes", blob)
 		if err != nil {
 			t.Fatalf("cosign sign-blob with our generated key: %v", err)
@@ -143,7 +85,7 @@ func TestCosignCLIInterop(t *testing.T) {
 
 	t.Run("cosign generate-key-pair, our LoadCosignKey", func(t *testing.T) {
 		dir := t.TempDir()
-		if _, _, err := runCosign(t, bin, dir, password, "generate-key-pair"); err != nil {
+		if _, _, err := cosigntest.Run(t, bin, dir, password, "generate-key-pair"); err != nil {
 			t.Fatalf("cosign generate-key-pair: %v", err)
 		}
 		s, err := LoadCosignKey(filepath.Join(dir, CosignKeyFile), password)
@@ -165,7 +107,7 @@ func TestCosignCLIInterop(t *testing.T) {
 		sigPath := filepath.Join(dir, "blob.sig")
 		writeFile(t, blob, payload)
 		writeFile(t, sigPath, []byte(sig))
-		if _, _, err := runCosign(t, bin, dir, nil, "verify-blob", "--key", filepath.Join(dir, CosignPubFile),
+		if _, _, err := cosigntest.Run(t, bin, dir, nil, "verify-blob", "--key", filepath.Join(dir, CosignPubFile),
 			"--signature", sigPath, "--insecure-ignore-tlog=true", blob); err != nil {
 			t.Fatalf("cosign verify-blob rejected a signature by its own key loaded here: %v", err)
 		}

@@ -104,8 +104,11 @@ func BenchmarkSubmitProposal(b *testing.B) {
 					fmt.Sprintf(`{"tenant_id":"t1","manifest":{"action":"scale","target":"svc-%d"}}`, i%64)))
 				req.Header.Set("Authorization", "Bearer "+tok)
 				resp, err := client.Do(req)
-				if err != nil || resp.StatusCode != http.StatusOK {
-					b.Fatalf("status %v err %v", resp.StatusCode, err)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("status %d", resp.StatusCode)
 				}
 				resp.Body.Close()
 			}

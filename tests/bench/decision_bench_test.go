@@ -174,7 +174,8 @@ func decisionPath(b *testing.B, st fabrictest.Store) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if firstErr != nil {
-		b.Logf("first error: %v", firstErr)
+		// Figures over failed decisions would mean nothing: the benchmark fails.
+		b.Fatalf("%d of %d decisions failed; first: %v", errs, b.N, firstErr)
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
 	pct := func(p float64) float64 { return float64(latencies[int(p*float64(len(latencies)-1))].Nanoseconds()) }

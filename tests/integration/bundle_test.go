@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -22,6 +21,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/signing"
+	"github.com/decision-fabric/fabric/internal/signing/cosigntest"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
@@ -35,39 +35,12 @@ func fabricCLI(t *testing.T, args ...string) (int, string) {
 	return code, out.String() + errOut.String()
 }
 
-// cosignBinary is the real cosign CLI: $COSIGN_BIN, `cosign` on PATH, or the copy
-// `make cosign` installs in .tools/bin. The caller skips without it.
-func cosignBinary() string {
-	if p := os.Getenv("COSIGN_BIN"); p != "" {
-		return p
-	}
-	if p, err := exec.LookPath("cosign"); err == nil {
-		return p
-	}
-	if p, err := filepath.Abs(filepath.Join("..", "..", ".tools", "bin", "cosign")); err == nil {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
-}
-
 // cosignVerifyBlob runs `cosign verify-blob --key KEY --signature SIG
-// --insecure-ignore-tlog=true PAYLOAD` offline: an isolated HOME, and
-// SIGSTORE_CT_LOG_PUBLIC_KEY_FILE set so the CLI does not fetch Sigstore's TUF root.
+// --insecure-ignore-tlog=true PAYLOAD`, offline.
 func cosignVerifyBlob(t *testing.T, bin, key, sig, payload string) (string, error) {
 	t.Helper()
-	home := t.TempDir()
-	ct := filepath.Join(home, "unused-ctlog.pub")
-	require.NoError(t, os.WriteFile(ct, signing.NewEd25519Signer(make([]byte, 32)).PublicKeyPEM(), 0o644))
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "verify-blob", "--key", key, "--signature", sig, "--insecure-ignore-tlog=true", payload)
-	cmd.Env = []string{"HOME=" + home, "TUF_ROOT=" + filepath.Join(home, "tuf"), "SIGSTORE_CT_LOG_PUBLIC_KEY_FILE=" + ct, "PATH=" + os.Getenv("PATH")}
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, ctx.Err(), "cosign timed out (is it trying the network?)")
-	t.Logf("cosign verify-blob %s: %v\n%s", payload, err, out)
-	return string(out), err
+	stdout, stderr, err := cosigntest.Run(t, bin, t.TempDir(), nil, "verify-blob", "--key", key, "--signature", sig, "--insecure-ignore-tlog=true", payload)
+	return stdout + stderr, err
 }
 
 // flipFirst changes one byte: the last byte of the first occurrence of needle in path.
@@ -218,10 +191,7 @@ func TestDecisionExportVerifiesOffline(t *testing.T) {
 			}
 
 			t.Run("cosign CLI", func(t *testing.T) {
-				bin := cosignBinary()
-				if bin == "" {
-					t.Skip("the cosign CLI is not installed (make cosign, or set COSIGN_BIN)")
-				}
+				bin := cosigntest.Binary(t)
 				pub := filepath.Join(keys, signing.CosignPubFile)
 				// The genuine export's manifest and bundle verify with the real cosign CLI.
 				code, out := verify(export)

@@ -1,0 +1,67 @@
+package coordinator
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/world"
+)
+
+// racingWorld applies for real, then lets the proposal move on before the coordinator
+// records the enactment (a concurrent dry run of the same proposal).
+type racingWorld struct {
+	*world.Simulated
+	interfere func()
+}
+
+func (w racingWorld) Apply(ctx context.Context, c world.Change, pre world.Snapshot) (world.Snapshot, error) {
+	post, err := w.Simulated.Apply(ctx, c, pre)
+	if err == nil {
+		w.interfere()
+	}
+	return post, err
+}
+
+// A change applied but not recorded (the proposal moved on concurrently) is undone:
+// the world never differs from the record.
+func TestEnactUndoesAnApplyItCannotRecord(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	sim := world.NewSimulated(st)
+	pre, err := sim.Read(ctx, "t1", "svc", []string{"eu-west"})
+	require.NoError(t, err)
+
+	p, _, err := st.Proposals().Create(ctx, &store.Proposal{ID: newID(time.Now()), TenantID: "t1", Status: stScored, Impact: ImpactLow,
+		Manifest: []byte(`{"action":"scale","target":"svc","regions":["eu-west"],"parameters":{"replicas":7}}`), PreStateSHA256: pre.SHA256})
+	require.NoError(t, err)
+	rw := racingWorld{Simulated: sim}
+	rw.interfere = func() {
+		cur, err := st.Proposals().Get(ctx, "t1", p.ID)
+		require.NoError(t, err)
+		_, err = st.Proposals().Advance(ctx, "t1", p.ID, cur.Status, cur.Version,
+			store.ProposalChange{Status: cur.Status, Decision: cur.Decision})
+		require.NoError(t, err)
+	}
+	s, err := New(Deps{Store: st, World: rw, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+
+	_, _, _, err = s.enact(ctx, p)
+	require.Equal(t, codes.Aborted, status.Code(err), "%v", err)
+	now, err := sim.Read(ctx, "t1", "svc", []string{"eu-west"})
+	require.NoError(t, err)
+	require.Equal(t, pre.SHA256, now.SHA256, "the applied change was undone")
+	got, err := st.Proposals().Get(ctx, "t1", p.ID)
+	require.NoError(t, err)
+	require.NotEqual(t, stEnacted, got.Status)
+}
