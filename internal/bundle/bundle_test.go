@@ -491,7 +491,7 @@ func TestOneByteChangeFails(t *testing.T) {
 }
 
 // flip changes a byte to another of the same class, so JSON stays valid: a digit to
-// another digit, a base64/hex letter to another letter.
+// another digit, a base64/hex letter to another letter, '+' and '/' to each other.
 func flip(b byte) byte {
 	switch {
 	case b >= '0' && b <= '8', b >= 'a' && b <= 'y', b >= 'A' && b <= 'Y':
@@ -502,6 +502,10 @@ func flip(b byte) byte {
 		return 'a'
 	case b == 'Z':
 		return 'A'
+	case b == '+': // the other two base64 characters
+		return '/'
+	case b == '/':
+		return '+'
 	}
 	panic("flip: unexpected byte " + string(b))
 }

@@ -275,3 +275,33 @@ regions:
 	r = f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals/"+p.ID+"?wait_ms=30001", c.token, "")
 	require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
 }
+
+// TestPolicyDecisionTimeout: the tenant policy's decision_timeout_ms (P6) is the
+// negotiation's deadline, not the process default, and it is recorded with the decision.
+func TestPolicyDecisionTimeout(t *testing.T) {
+	dir := t.TempDir()
+	regions, pol := filepath.Join(dir, "regions.yaml"), filepath.Join(dir, "policy.yaml")
+	require.NoError(t, os.WriteFile(regions, []byte("quorum_rule: majority\nregions:\n  - {name: eu-west, silent: true}\n  - {name: us-east, silent: true}\n"), 0o600))
+	require.NoError(t, os.WriteFile(pol, []byte("version: 1\ndefaults:\n  quorum: majority\n  decision_timeout_ms: 300\n"), 0o600))
+	f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: fabrictest.SQLite, Configure: func(c *config.Config) {
+		c.RegionsFile, c.PolicyFile = regions, pol
+		c.DecisionTimeoutMS = 60000 // the process default, which the policy overrides
+	}})
+	c := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
+	p := c.submit(t, `{"action":"scale","target":"serviceZ","regions":["eu-west","us-east"],"impact":"low","parameters":{"replicas":3}}`)
+	r := f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals/"+p.ID+"?wait_ms=10000", c.token, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var out struct {
+		Proposal struct {
+			Status string `json:"status"`
+			Policy struct {
+				DecisionTimeoutMS string `json:"decision_timeout_ms"`
+				PolicyDigest      string `json:"policy_digest"`
+			} `json:"policy"`
+		} `json:"proposal"`
+	}
+	require.NoError(t, json.Unmarshal(r.Body, &out))
+	require.Equal(t, "PROPOSAL_STATUS_EXPIRED", out.Proposal.Status, "expired at the policy's 300 ms, not the default 60 s")
+	require.Equal(t, "300", out.Proposal.Policy.DecisionTimeoutMS)
+	require.Contains(t, out.Proposal.Policy.PolicyDigest, "sha256:")
+}

@@ -17,11 +17,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
-	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/metricsource"
@@ -356,30 +354,6 @@ func (f *fakeCoordinator) GetProposal(ctx context.Context, in *coordinatorv1.Get
 		return nil, status.Error(codes.NotFound, "proposal not found")
 	}
 	return &coordinatorv1.GetProposalResponse{Proposal: p}, nil
-}
-
-func TestCoordinatorProposals(t *testing.T) {
-	t.Parallel()
-	params, err := structpb.NewStruct(map[string]any{"replicas_delta": -1})
-	require.NoError(t, err)
-	fc := &fakeCoordinator{proposals: map[string]*coordinatorv1.Proposal{
-		"A": {Id: "A", TenantId: "t1", Status: coordinatorv1.ProposalStatus_PROPOSAL_STATUS_AGREED, Impact: "low",
-			Manifest: &typesv1.Manifest{Action: "reduce_cost", Target: "serviceX", Regions: []string{"eu-west"}, Parameters: params}},
-		"B": {Id: "B", TenantId: "t2", Manifest: &typesv1.Manifest{Action: "scale", Target: "y"}},
-	}}
-	src := CoordinatorProposals{Client: fc}
-	p, err := src.Get(as("t1"), "t1", "A")
-	require.NoError(t, err)
-	require.Equal(t, ProposalInfo{ID: "A", TenantID: "t1", Status: "AGREED", Action: "reduce_cost", Target: "serviceX",
-		Regions: []string{"eu-west"}, Parameters: map[string]any{"replicas_delta": -1.0}, Impact: "low"}, p)
-	require.Equal(t, "Bearer tok-t1", fc.sawToken, "acts for the caller")
-	_, err = src.Get(as("t1"), "t1", "missing")
-	require.ErrorIs(t, err, ErrNotFound)
-	_, err = src.Get(as("t1"), "t1", "B")
-	require.ErrorIs(t, err, ErrNotFound, "a coordinator answer for another tenant is not trusted")
-	_, err = src.Get(as("t1"), "t1", "down")
-	require.Equal(t, codes.Unavailable, status.Code(err))
-	require.NotContains(t, err.Error(), "10.0.0.7")
 }
 
 func TestServiceIgnoresOutOfRangeAnswers(t *testing.T) {

@@ -6,11 +6,6 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
-	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
-	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -65,58 +60,6 @@ func (s StoreProposals) Get(ctx context.Context, tenantID, proposalID string) (P
 		ID: p.ID, TenantID: p.TenantID, Status: p.Status,
 		Action: m.Action, Target: m.Target, Regions: m.Regions, Parameters: m.Parameters, Impact: impact,
 	}, nil
-}
-
-// CoordinatorProposals reads proposals from the decision coordinator over gRPC, acting
-// for the caller: the caller's bearer token is forwarded, so the coordinator applies
-// the same tenant scoping (P5) it applies to the caller directly.
-type CoordinatorProposals struct {
-	Client coordinatorv1.CoordinatorServiceClient
-}
-
-// Get implements ProposalSource.
-func (c CoordinatorProposals) Get(ctx context.Context, tenantID, proposalID string) (ProposalInfo, error) {
-	resp, err := c.Client.GetProposal(auth.ForwardToken(ctx), &coordinatorv1.GetProposalRequest{Id: proposalID})
-	switch code := status.Code(err); code {
-	case codes.OK:
-	case codes.NotFound:
-		return ProposalInfo{}, fmt.Errorf("%w: %w", ErrNotFound, err)
-	case codes.Unavailable:
-		// The transport's message names addresses; the caller learns only what failed.
-		return ProposalInfo{}, status.Error(codes.Unavailable, "the decision coordinator is unavailable; retry")
-	case codes.Canceled, codes.DeadlineExceeded, codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument:
-		return ProposalInfo{}, status.Error(code, "decision coordinator: "+status.Convert(err).Message())
-	default:
-		return ProposalInfo{}, fmt.Errorf("scorer: coordinator: %w", err) // logged and masked as INTERNAL
-	}
-	p := resp.GetProposal()
-	if p.GetTenantId() != tenantID { // defence in depth: never score another tenant's proposal
-		return ProposalInfo{}, ErrNotFound
-	}
-	m := p.GetManifest()
-	impact := p.GetImpact()
-	if impact == "" {
-		impact = m.GetImpact()
-	}
-	params := map[string]any{}
-	if m.GetParameters() != nil {
-		params = m.GetParameters().AsMap()
-	}
-	return ProposalInfo{
-		ID: p.GetId(), TenantID: p.GetTenantId(),
-		Status: statusName(p.GetStatus()),
-		Action: m.GetAction(), Target: m.GetTarget(), Regions: m.GetRegions(), Parameters: params, Impact: impact,
-	}, nil
-}
-
-// statusName is the stored form of a status ("AGREED").
-func statusName(s coordinatorv1.ProposalStatus) string {
-	name := s.String()
-	const prefix = "PROPOSAL_STATUS_"
-	if len(name) > len(prefix) && name[:len(prefix)] == prefix {
-		return name[len(prefix):]
-	}
-	return name
 }
 
 // VoteSource reports how the regions voted on a proposal.

@@ -297,12 +297,13 @@ func (s *Service) ListProposals(ctx context.Context, req *coordinatorv1.ListProp
 	return resp, nil
 }
 
-// load reads a proposal of tenant and advances it as far as it can go now; a
-// collaborator's failure is logged and the proposal returned as stored.
 // waitNegotiation is GetProposal's long poll: it follows p's negotiation for up to
 // wait and then advances p once more. Whatever goes wrong while waiting, the answer is
 // the proposal as it stands (the client polls again).
 func (s *Service) waitNegotiation(ctx context.Context, p *store.Proposal, wait time.Duration) *store.Proposal {
+	if s.deps.Negotiator == nil {
+		return p
+	}
 	d, err := decision(p)
 	if err != nil || d.GetVotes().GetNegotiationId() == "" {
 		return p
@@ -319,6 +320,8 @@ func (s *Service) waitNegotiation(ctx context.Context, p *store.Proposal, wait t
 	return p
 }
 
+// load reads a proposal of tenant and advances it as far as it can go now; a
+// collaborator's failure is logged and the proposal returned as stored.
 func (s *Service) load(ctx context.Context, tenant, id string) (*store.Proposal, error) {
 	p, err := s.deps.Store.Proposals().Get(ctx, tenant, id)
 	if err != nil {

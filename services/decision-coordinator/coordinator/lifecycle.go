@@ -262,7 +262,12 @@ func (s *Service) startNegotiation(ctx context.Context, p *store.Proposal) (*sto
 	if err != nil {
 		return nil, err
 	}
-	n, err := s.deps.Negotiator.Start(ctx, p.ID, d.GetPolicy().GetQuorum(), s.deps.DecisionTimeout)
+	// P6: the policy's deadline; DecisionTimeout for proposals recorded before it was kept.
+	deadline := time.Duration(d.GetPolicy().GetDecisionTimeoutMs()) * time.Millisecond
+	if deadline <= 0 {
+		deadline = s.deps.DecisionTimeout
+	}
+	n, err := s.deps.Negotiator.Start(ctx, p.ID, d.GetPolicy().GetQuorum(), deadline)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: start negotiation: %w", err)
 	}
@@ -272,6 +277,9 @@ func (s *Service) startNegotiation(ctx context.Context, p *store.Proposal) (*sto
 }
 
 func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+	if s.deps.Negotiator == nil {
+		return nil, nil
+	}
 	d, err := decision(p)
 	if err != nil {
 		return nil, err

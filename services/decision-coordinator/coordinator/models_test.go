@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"strings"
 	"testing"
 
@@ -115,6 +116,11 @@ func FuzzSubmitRequest(f *testing.F) {
 		}
 		if validateSubmit(req) != nil {
 			return
+		}
+		// A valid request is one the coordinator can store and sign: its manifest has
+		// a canonical form.
+		if _, err := canonical.Proto(req.GetManifest()); err != nil {
+			t.Fatalf("valid manifest without a canonical form: %v", err)
 		}
 		_ = checkPersonalData(req, nil)
 	})

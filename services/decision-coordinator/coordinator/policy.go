@@ -59,6 +59,7 @@ func (s *Service) evaluatePolicy(ctx context.Context, tenant string, m *typesv1.
 		ComputedImpact: d.ComputedImpact, Quorum: d.Quorum, ApprovalRequired: d.ApprovalRequired,
 		ApprovalsRequired: int32(d.ApprovalsRequired), Reasons: d.Reasons,
 		CostDeltaMonthly: math.Round(in.CostDeltaMonthly*100) / 100, Currency: d.Currency,
+		DecisionTimeoutMs: d.DecisionTimeout.Milliseconds(), PolicyDigest: d.PolicyDigest,
 	}}, nil
 }
 

@@ -410,7 +410,13 @@ type PolicyDecision struct {
 	// Estimated monthly cost change at submission, in `currency`.
 	CostDeltaMonthly float64 `protobuf:"fixed64,6,opt,name=cost_delta_monthly,json=costDeltaMonthly,proto3" json:"cost_delta_monthly,omitempty"`
 	// ISO 4217 currency.
-	Currency      string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
+	Currency string `protobuf:"bytes,7,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The negotiation deadline the policy set (P6), in milliseconds: decision_timeout_ms of
+	// the tenant's rules, else PHASE_I4_DECISION_TIMEOUT_MS.
+	DecisionTimeoutMs int64 `protobuf:"varint,8,opt,name=decision_timeout_ms,json=decisionTimeoutMs,proto3" json:"decision_timeout_ms,omitempty"`
+	// "sha256:<hex>" of the policy file that decided, so an auditor can tell which rules
+	// applied.
+	PolicyDigest  string `protobuf:"bytes,9,opt,name=policy_digest,json=policyDigest,proto3" json:"policy_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -490,6 +496,20 @@ func (x *PolicyDecision) GetCostDeltaMonthly() float64 {
 func (x *PolicyDecision) GetCurrency() string {
 	if x != nil {
 		return x.Currency
+	}
+	return ""
+}
+
+func (x *PolicyDecision) GetDecisionTimeoutMs() int64 {
+	if x != nil {
+		return x.DecisionTimeoutMs
+	}
+	return 0
+}
+
+func (x *PolicyDecision) GetPolicyDigest() string {
+	if x != nil {
+		return x.PolicyDigest
 	}
 	return ""
 }
@@ -1355,7 +1375,7 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\tapprovers\x18\x16 \x03(\tR\tapprovers\x12Y\n" +
 	"\x12manifest_signature\x18\x17 \x01(\v2*.decisionfabric.types.v1.ManifestSignatureR\x11manifestSignature\x12S\n" +
 	"\x10consensus_bundle\x18\x18 \x01(\v2(.decisionfabric.types.v1.ConsensusBundleR\x0fconsensusBundle\x12'\n" +
-	"\x0fconsensus_error\x18\x19 \x01(\tR\x0econsensusError\"\x91\x02\n" +
+	"\x0fconsensus_error\x18\x19 \x01(\tR\x0econsensusError\"\xe6\x02\n" +
 	"\x0ePolicyDecision\x12'\n" +
 	"\x0fcomputed_impact\x18\x01 \x01(\tR\x0ecomputedImpact\x12\x16\n" +
 	"\x06quorum\x18\x02 \x01(\tR\x06quorum\x12+\n" +
@@ -1363,7 +1383,9 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x12approvals_required\x18\x04 \x01(\x05R\x11approvalsRequired\x12\x18\n" +
 	"\areasons\x18\x05 \x03(\tR\areasons\x12,\n" +
 	"\x12cost_delta_monthly\x18\x06 \x01(\x01R\x10costDeltaMonthly\x12\x1a\n" +
-	"\bcurrency\x18\a \x01(\tR\bcurrency\"\xcd\x01\n" +
+	"\bcurrency\x18\a \x01(\tR\bcurrency\x12.\n" +
+	"\x13decision_timeout_ms\x18\b \x01(\x03R\x11decisionTimeoutMs\x12#\n" +
+	"\rpolicy_digest\x18\t \x01(\tR\fpolicyDigest\"\xcd\x01\n" +
 	"\x05Score\x12\x1e\n" +
 	"\n" +
 	"confidence\x18\x01 \x01(\x01R\n" +
