@@ -65,7 +65,6 @@ type App struct {
 	Cfg        config.Config
 	Log        *slog.Logger
 	Out        io.Writer
-	Tracing    *telemetry.Tracing
 	Precheck   precheck.Report
 	Simulation bool
 	Store      store.Store
@@ -385,7 +384,6 @@ func initTelemetry(ctx context.Context, a *App) error {
 	if err != nil {
 		return err
 	}
-	a.Tracing = tr
 	a.closers = append(a.closers, func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -81,6 +81,9 @@ func ValidProposalID(id string) bool { return idRE.MatchString(id) }
 // ValidEventName reports whether name is acceptable as Event.Event.
 func ValidEventName(name string) bool { return len(name) <= 64 && eventRE.MatchString(name) }
 
+// ValidTraceID reports whether id is an OpenTelemetry trace id: 32 lower-case hex.
+func ValidTraceID(id string) bool { return traceRE.MatchString(id) }
+
 // ValidIdempotencyKey reports whether key is acceptable as Event.IdempotencyKey.
 func ValidIdempotencyKey(key string) bool { return keyRE.MatchString(key) }
 
@@ -117,7 +120,7 @@ func prepare(e Event) (*prepared, error) {
 		return nil, invalid("proposal_id must be 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit")
 	case !ValidEventName(e.Event):
 		return nil, invalid("event %q must be lower-case dotted words, e.g. %q", e.Event, EventProposalEnacted)
-	case e.TraceID != "" && !traceRE.MatchString(e.TraceID):
+	case e.TraceID != "" && !ValidTraceID(e.TraceID):
 		return nil, invalid("trace_id must be 32 lower-case hex characters")
 	case e.IdempotencyKey != "" && !ValidIdempotencyKey(e.IdempotencyKey):
 		return nil, invalid("idempotency_key must be 1-200 of A-Z a-z 0-9 . _ : / -")
@@ -238,74 +241,30 @@ func EntryHash(e *store.AuditEntry) (string, error) {
 func entryHash(e *store.AuditEntry, canonicalSummary []byte) string {
 	b := make([]byte, 0, 512+len(canonicalSummary))
 	b = append(b, `{"actor":`...)
-	b = appendJCSString(b, e.Actor)
+	b = canonical.AppendString(b, e.Actor)
 	b = append(b, `,"created_at":`...)
-	b = appendJCSString(b, e.CreatedAt.UTC().Format(TimeFormat))
+	b = canonical.AppendString(b, e.CreatedAt.UTC().Format(TimeFormat))
 	b = append(b, `,"event":`...)
-	b = appendJCSString(b, e.Event)
+	b = canonical.AppendString(b, e.Event)
 	b = append(b, `,"idempotency_key":`...)
-	b = appendJCSString(b, e.IdempotencyKey)
+	b = canonical.AppendString(b, e.IdempotencyKey)
 	b = append(b, `,"index":`...)
 	b = strconv.AppendInt(b, e.Index, 10)
 	b = append(b, `,"payload_sha256":`...)
-	b = appendJCSString(b, e.PayloadSHA256)
+	b = canonical.AppendString(b, e.PayloadSHA256)
 	b = append(b, `,"prev_hash":`...)
-	b = appendJCSString(b, e.PrevHash)
+	b = canonical.AppendString(b, e.PrevHash)
 	b = append(b, `,"proposal_id":`...)
-	b = appendJCSString(b, e.ProposalID)
+	b = canonical.AppendString(b, e.ProposalID)
 	b = append(b, `,"summary":`...)
 	b = append(b, canonicalSummary...)
 	b = append(b, `,"tenant_id":`...)
-	b = appendJCSString(b, e.TenantID)
+	b = canonical.AppendString(b, e.TenantID)
 	b = append(b, `,"trace_id":`...)
-	b = appendJCSString(b, e.TraceID)
+	b = canonical.AppendString(b, e.TraceID)
 	b = append(b, `,"v":1}`...)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-// appendJCSString appends s as an RFC 8785 string (ECMAScript
-// JSON.stringify): '"' and '\\' escaped, control characters as \b \t \n \f
-// \r or \u00xx, everything else literal; invalid UTF-8 becomes U+FFFD, as
-// encoding/json would make it.
-func appendJCSString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				b = utf8.AppendRune(b, utf8.RuneError)
-			} else {
-				b = append(b, s[i:i+size]...)
-			}
-			i += size
-			continue
-		}
-		switch {
-		case c == '"':
-			b = append(b, '\\', '"')
-		case c == '\\':
-			b = append(b, '\\', '\\')
-		case c == '\b':
-			b = append(b, '\\', 'b')
-		case c == '\t':
-			b = append(b, '\\', 't')
-		case c == '\n':
-			b = append(b, '\\', 'n')
-		case c == '\f':
-			b = append(b, '\\', 'f')
-		case c == '\r':
-			b = append(b, '\\', 'r')
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		default:
-			b = append(b, c)
-		}
-		i++
-	}
-	return append(b, '"')
 }
 
 // LeafHash returns the RFC 6962 leaf hash of an entry hash (hex), the value

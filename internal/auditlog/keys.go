@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/keyfile"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -228,7 +229,7 @@ func LoadOrCreateKeys(dir string) (*Keys, error) {
 		return nil, err
 	}
 	for path, data := range map[string][]byte{edPath: []byte(fresh.skey + "\n"), mlPath: fresh.mldsaPrivatePEM()} {
-		if err := createExclusive(path, data, privateKeyMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := keyfile.CreateExclusive(path, data, privateKeyMode); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, err
 		}
 	}
@@ -248,10 +249,10 @@ func (k *Keys) WriteFiles(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("auditlog: %w", err)
 	}
-	if err := createExclusive(filepath.Join(dir, Ed25519KeyFile), []byte(k.skey+"\n"), privateKeyMode); err != nil {
+	if err := keyfile.CreateExclusive(filepath.Join(dir, Ed25519KeyFile), []byte(k.skey+"\n"), privateKeyMode); err != nil {
 		return err
 	}
-	if err := createExclusive(filepath.Join(dir, MLDSAKeyFile), k.mldsaPrivatePEM(), privateKeyMode); err != nil {
+	if err := keyfile.CreateExclusive(filepath.Join(dir, MLDSAKeyFile), k.mldsaPrivatePEM(), privateKeyMode); err != nil {
 		return err
 	}
 	return k.writePublic(dir)
@@ -262,17 +263,8 @@ func (k *Keys) writePublic(dir string) error {
 		Ed25519PubFile: []byte(k.verifier.vkey + "\n"),
 		MLDSAPubFile:   k.verifier.mldsaPEM,
 	} {
-		path := filepath.Join(dir, name)
-		if cur, err := os.ReadFile(path); err == nil && string(cur) == string(data) {
-			continue
-		}
-		tmp, err := tempFile(dir, data, publicKeyMode)
-		if err != nil {
+		if err := keyfile.Ensure(filepath.Join(dir, name), data, publicKeyMode); err != nil {
 			return err
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			_ = os.Remove(tmp)
-			return fmt.Errorf("auditlog: %w", err)
 		}
 	}
 	return nil
@@ -353,46 +345,4 @@ func parseMLDSAPublicKey(raw []byte) (*mldsa65.PublicKey, error) {
 		return nil, fmt.Errorf("auditlog: ML-DSA-65 public key: %w", err)
 	}
 	return &pub, nil
-}
-
-// tempFile writes data to a new, synced temporary file in dir with mode.
-func tempFile(dir string, data []byte, mode fs.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, ".auditlog-*.tmp")
-	if err != nil {
-		return "", fmt.Errorf("auditlog: %w", err)
-	}
-	name := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(name)
-		return "", fmt.Errorf("auditlog: write %s: %w", name, err)
-	}
-	return name, nil
-}
-
-// createExclusive makes path hold data, or fails with an error wrapping
-// fs.ErrExist if path exists. Readers never see a partial file: the content is
-// written to a temporary file and published with os.Link.
-func createExclusive(path string, data []byte, mode fs.FileMode) error {
-	tmp, err := tempFile(filepath.Dir(path), data, mode)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(tmp) }()
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("auditlog: %s: %w", path, fs.ErrExist)
-		}
-		return fmt.Errorf("auditlog: publish %s: %w", path, err)
-	}
-	return nil
 }

@@ -15,6 +15,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/keyfile"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -323,19 +325,12 @@ func LoadOrCreateDevKey(dataDir string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		return readEd25519(path)
+	err = keyfile.CreateExclusive(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return readEd25519(path) // another first start won; its key is complete
 	}
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
-	}
-	defer f.Close()
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		return nil, fmt.Errorf("auth: write key: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("auth: write key: %w", err)
 	}
 	return priv, nil
 }

@@ -68,7 +68,7 @@ func (c *canonicalizer) value() bool {
 		if !ok {
 			return false
 		}
-		c.out = appendQuoted(c.out, s)
+		c.out = AppendString(c.out, s)
 		return true
 	default:
 		return c.scalar()
@@ -241,14 +241,25 @@ func (c *canonicalizer) strEscaped(start int) (string, bool) {
 	return "", false
 }
 
-// appendQuoted writes s as RFC 8785 prescribes: the short escapes, \u00xx for other
-// control characters, everything else as is.
-func appendQuoted(out []byte, s string) []byte {
+// AppendString appends s as an RFC 8785 string: the short escapes, \u00xx for other
+// control characters, everything else as is; an invalid UTF-8 byte becomes U+FFFD.
+func AppendString(out []byte, s string) []byte {
 	out = append(out, '"')
 	last := 0
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		b := s[i]
+		if b >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				out = append(out, s[last:i]...)
+				out = utf8.AppendRune(out, utf8.RuneError)
+				last = i + 1
+			}
+			i += size
+			continue
+		}
 		if b >= 0x20 && b != '"' && b != '\\' {
+			i++
 			continue
 		}
 		out = append(out, s[last:i]...)
@@ -269,7 +280,8 @@ func appendQuoted(out []byte, s string) []byte {
 			const hex = "0123456789abcdef"
 			out = append(out, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xf])
 		}
-		last = i + 1
+		i++
+		last = i
 	}
 	out = append(out, s[last:]...)
 	return append(out, '"')
@@ -348,7 +360,7 @@ func (c *canonicalizer) object() bool {
 		c.i++
 		c.skipSpace()
 		start := len(c.out)
-		c.out = appendQuoted(c.out, name)
+		c.out = AppendString(c.out, name)
 		c.out = append(c.out, ':')
 		if !c.value() {
 			return false

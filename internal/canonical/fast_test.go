@@ -84,3 +84,16 @@ func BenchmarkJSON(b *testing.B) {
 		}
 	})
 }
+
+// AppendString writes what the reference writes for a valid string, and U+FFFD for an
+// invalid UTF-8 byte.
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{"", "plain", "q\"b\\s/", "\b\f\n\r\t\x00\x1f\x7f", "é 😀 \u2028"} {
+		raw, err := json.Marshal(s)
+		require.NoError(t, err)
+		want, err := jcs.Transform(raw)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(AppendString(nil, s)), "%q", s)
+	}
+	require.Equal(t, "\"a\uFFFDb\"", string(AppendString(nil, "a\xffb")))
+}

@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -109,7 +108,7 @@ type Report struct {
 	GeneratedAt        time.Time `json:"generated_at"`
 }
 
-// Env is the set of spec variables. Build it with FromOS or FromEnviron so
+// Env is the set of spec variables. Build it with FromEnviron so
 // that tests do not need to touch the real process environment.
 type Env struct {
 	PostgresDSN       string
@@ -124,11 +123,6 @@ type Env struct {
 	NeuralFabricURL   string
 	QuantumProvider   string
 	DecisionTimeoutMS string
-}
-
-// FromOS reads the spec variables from the process environment.
-func FromOS() Env {
-	return FromEnviron(os.LookupEnv)
 }
 
 // FromEnviron reads the spec variables through lookup (os.LookupEnv has the

@@ -576,14 +576,6 @@ func luhn(s string) bool {
 	return sum%10 == 0
 }
 
-func totalDigits(gs []span) int {
-	t := 0
-	for _, g := range gs {
-		t += g.end - g.start
-	}
-	return t
-}
-
 // phoneEndOK reports whether a phone number may end at e: not followed by an
 // alphanumeric byte.
 func phoneEndOK(s string, e int) bool {

@@ -30,6 +30,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/keyfile"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -76,19 +78,14 @@ func LoadOrCreateSeed(dataDir string) ([]byte, error) {
 	if _, err := rand.Read(seed); err != nil {
 		return nil, fmt.Errorf("regionkeys: seed: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
+	// Published whole (keyfile.CreateExclusive): a concurrent loser reads the winner's
+	// complete seed, and a crash never leaves an empty one.
+	err := keyfile.CreateExclusive(path, []byte(hex.EncodeToString(seed)+"\n"), 0o600)
+	if errors.Is(err, fs.ErrExist) {
 		return readSeed(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("regionkeys: seed: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(hex.EncodeToString(seed) + "\n"); err != nil {
-		return nil, fmt.Errorf("regionkeys: write seed: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("regionkeys: write seed: %w", err)
 	}
 	return seed, nil
 }

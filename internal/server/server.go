@@ -93,7 +93,6 @@ type Server struct {
 	httpLis  net.Listener
 	conn     *grpc.ClientConn
 	health   *health.Server
-	registry *prometheus.Registry
 	stopOnce sync.Once
 }
 
@@ -104,7 +103,7 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 		opts.Registry = prometheus.NewRegistry()
 		opts.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	s := &Server{svc: svc, opts: opts, log: opts.Logger.With("service", svc.Name), registry: opts.Registry}
+	s := &Server{svc: svc, opts: opts, log: opts.Logger.With("service", svc.Name)}
 
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
 		grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
@@ -178,9 +177,6 @@ func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 
 // HTTPAddr is the bound REST address.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
-
-// Registry is the service's metrics registry.
-func (s *Server) Registry() *prometheus.Registry { return s.registry }
 
 // Serve accepts connections until ctx is cancelled, then shuts down gracefully within
 // the shutdown timeout: health turns NOT_SERVING, REST drains, gRPC drains.

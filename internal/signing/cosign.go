@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/keyfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -153,10 +154,10 @@ func GenerateCosignKey(dir string, password []byte) (Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := createExclusive(keyPath, kb.PrivateBytes, privateKeyMode); err != nil {
+	if err := keyfile.CreateExclusive(keyPath, kb.PrivateBytes, privateKeyMode); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(pubPath, s.PublicKeyPEM(), publicKeyMode); err != nil {
+	if err := keyfile.WriteAtomic(pubPath, s.PublicKeyPEM(), publicKeyMode); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -191,7 +192,7 @@ func LoadOrCreateSimulationKey(dataDir string) (Signer, error) {
 		if genErr != nil {
 			return nil, genErr
 		}
-		if cErr := createExclusive(keyPath, kb.PrivateBytes, privateKeyMode); cErr != nil && !errors.Is(cErr, fs.ErrExist) {
+		if cErr := keyfile.CreateExclusive(keyPath, kb.PrivateBytes, privateKeyMode); cErr != nil && !errors.Is(cErr, fs.ErrExist) {
 			return nil, cErr
 		}
 		// Winner or loser, the file now holds the one agreed key.
@@ -200,99 +201,8 @@ func LoadOrCreateSimulationKey(dataDir string) (Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureFile(pubPath, s.PublicKeyPEM(), publicKeyMode); err != nil {
+	if err := keyfile.Ensure(pubPath, s.PublicKeyPEM(), publicKeyMode); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// tempFile writes data to a new temporary file in dir with the given mode, synced and
-// closed, and returns its path.
-func tempFile(dir string, data []byte, mode fs.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, ".signing-*.tmp")
-	if err != nil {
-		return "", fmt.Errorf("signing: %w", err)
-	}
-	name := f.Name()
-	fail := func(err error) (string, error) {
-		_ = f.Close()
-		_ = os.Remove(name)
-		return "", fmt.Errorf("signing: write %s: %w", name, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(name)
-		return "", fmt.Errorf("signing: write %s: %w", name, err)
-	}
-	return name, nil
-}
-
-// createExclusive makes path hold exactly data, failing with an error wrapping
-// fs.ErrExist if path already exists. Readers never see a partial file: the content is
-// written to a temporary file and published with os.Link, which fails if path exists.
-// On file systems without hard links it falls back to O_EXCL creation (still exclusive,
-// but a concurrent reader may then see a partially written file).
-func createExclusive(path string, data []byte, mode fs.FileMode) error {
-	tmp, err := tempFile(filepath.Dir(path), data, mode)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.Remove(tmp) }()
-	linkErr := os.Link(tmp, path)
-	if linkErr == nil {
-		return nil
-	}
-	if errors.Is(linkErr, fs.ErrExist) {
-		return fmt.Errorf("signing: %s: %w", path, fs.ErrExist)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		return fmt.Errorf("signing: create %s (link failed: %v): %w", path, linkErr, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("signing: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("signing: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("signing: write %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeAtomic replaces path with data (temporary file + rename).
-func writeAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp, err := tempFile(filepath.Dir(path), data, mode)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("signing: %w", err)
-	}
-	return nil
-}
-
-// ensureFile makes path hold data, rewriting it atomically only if it is missing or
-// different. Concurrent callers write identical bytes, so the race is benign.
-func ensureFile(path string, data []byte, mode fs.FileMode) error {
-	cur, err := os.ReadFile(path)
-	if err == nil && bytes.Equal(cur, data) {
-		return nil
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("signing: %w", err)
-	}
-	return writeAtomic(path, data, mode)
 }

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-
-	"github.com/decision-fabric/fabric/internal/canonical"
 )
 
 // ed25519Signer signs with pure Ed25519 (RFC 8032): base64 of the raw 64-byte
@@ -61,48 +59,3 @@ func (s *ed25519Signer) Sign(payload []byte) (string, error) {
 
 func (s *ed25519Signer) PublicKeyPEM() []byte { return s.pemPub }
 func (s *ed25519Signer) KeyID() string        { return s.keyID }
-
-// Vote is what a region signs when it votes on a proposal.
-type Vote struct {
-	// ProposalDigest is the canonical.SHA256Hex of the proposal's canonical bytes.
-	ProposalDigest string `json:"proposal_digest"`
-	// Round is the consensus round the vote belongs to.
-	Round uint64 `json:"round"`
-	// Region is the voting region's name.
-	Region string `json:"region"`
-	// Verdict is the region's decision (for example "approve" or "reject").
-	Verdict string `json:"verdict"`
-}
-
-// Payload returns the exact bytes a region signs for v: the RFC 8785 canonical JSON
-// object {"proposal_digest":…,"region":…,"round":…,"verdict":…} (keys sorted, no
-// whitespace, round as a JSON integer). Rounds above 2^53 are rejected, since JSON
-// numbers beyond that are not exact.
-func (v Vote) Payload() ([]byte, error) {
-	if v.Round > 1<<53 {
-		return nil, fmt.Errorf("signing: vote round %d exceeds 2^53", v.Round)
-	}
-	b, err := canonical.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("signing: vote payload: %w", err)
-	}
-	return b, nil
-}
-
-// SignVote signs v.Payload() with s.
-func SignVote(s Signer, v Vote) (sigB64 string, err error) {
-	p, err := v.Payload()
-	if err != nil {
-		return "", err
-	}
-	return s.Sign(p)
-}
-
-// VerifyVote verifies sigB64 over v.Payload() with publicKeyPEM (errors as for Verify).
-func VerifyVote(publicKeyPEM []byte, v Vote, sigB64 string) error {
-	p, err := v.Payload()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	return Verify(publicKeyPEM, p, sigB64)
-}

@@ -426,42 +426,6 @@ func TestEd25519Generate(t *testing.T) {
 	NewEd25519Signer(make([]byte, 31))
 }
 
-func TestVote(t *testing.T) {
-	s := newTestEd25519(t, 5)
-	v := Vote{ProposalDigest: canonical.SHA256Hex([]byte("proposal")), Round: 3, Region: "eu-west", Verdict: "approve"}
-	p, err := v.Payload()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := `{"proposal_digest":"` + v.ProposalDigest + `","region":"eu-west","round":3,"verdict":"approve"}`
-	if string(p) != want {
-		t.Fatalf("payload\n got %s\nwant %s", p, want)
-	}
-	sig, err := SignVote(s, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := VerifyVote(s.PublicKeyPEM(), v, sig); err != nil {
-		t.Fatal(err)
-	}
-	if err := Verify(s.PublicKeyPEM(), p, sig); err != nil {
-		t.Fatal(err)
-	}
-	for _, changed := range []Vote{
-		{v.ProposalDigest, 4, v.Region, v.Verdict},
-		{v.ProposalDigest, v.Round, "us-east", v.Verdict},
-		{v.ProposalDigest, v.Round, v.Region, "reject"},
-		{canonical.SHA256Hex([]byte("other")), v.Round, v.Region, v.Verdict},
-	} {
-		if err := VerifyVote(s.PublicKeyPEM(), changed, sig); !errors.Is(err, ErrBadSignature) {
-			t.Fatalf("changed vote %+v: %v", changed, err)
-		}
-	}
-	if _, err := (Vote{Round: 1<<53 + 1}).Payload(); err == nil {
-		t.Fatal("round above 2^53 accepted")
-	}
-}
-
 func TestGenerateAndLoadCosignKey(t *testing.T) {
 	t.Parallel() // scrypt-bound
 	dir := t.TempDir()
@@ -596,49 +560,6 @@ func TestLoadOrCreateSimulationKey(t *testing.T) {
 	}
 	if !bytes.Equal(before, mustRead(t, filepath.Join(other, "keys", CosignKeyFile))) {
 		t.Fatal("existing key was replaced")
-	}
-}
-
-// TestCreateExclusiveRace exercises the cross-process path (no in-process mutex): many
-// creators, one winner, every reader sees the winner's complete bytes.
-func TestCreateExclusiveRace(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "f")
-	const n = 16
-	var wg sync.WaitGroup
-	wins := make([]bool, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			data := bytes.Repeat([]byte{byte('a' + i)}, 1<<16)
-			err := createExclusive(path, data, 0o600)
-			switch {
-			case err == nil:
-				wins[i] = true
-			case errors.Is(err, fs.ErrExist):
-			default:
-				t.Error(err)
-			}
-			got, err := os.ReadFile(path)
-			if err != nil || len(got) != 1<<16 || !bytes.Equal(got, bytes.Repeat(got[:1], 1<<16)) {
-				t.Errorf("reader saw partial or mixed content (%d bytes, %v)", len(got), err)
-			}
-		}(i)
-	}
-	wg.Wait()
-	count := 0
-	for _, w := range wins {
-		if w {
-			count++
-		}
-	}
-	if count != 1 {
-		t.Fatalf("%d winners", count)
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Fatalf("%d entries left", len(entries))
 	}
 }
 

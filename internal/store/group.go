@@ -92,12 +92,23 @@ func (c *committer) alive() error {
 }
 
 func (c *committer) run() {
-	defer close(c.exited)
+	stopped := false
+	defer func() {
+		if stopped {
+			close(c.exited)
+			return
+		}
+		// A write ended this goroutine (runtime.Goexit, e.g. t.FailNow inside an InTx
+		// callback): commit has already failed its group; carry on in a new goroutine
+		// so later writes are not left waiting.
+		go c.run()
+	}()
 	for {
 		var first *groupUnit
 		select {
 		case first = <-c.queue:
 		case <-c.quit:
+			stopped = true
 			return
 		}
 		batch := []*groupUnit{first}
@@ -115,7 +126,16 @@ func (c *committer) run() {
 }
 
 func (c *committer) commit(batch []*groupUnit) {
+	finished := false
 	defer func() {
+		if !finished { // a write ended the goroutine mid-group: nothing of it is kept
+			_, _ = c.conn.ExecContext(context.Background(), "ROLLBACK")
+			for _, u := range batch {
+				if u.err == nil && u.panic == nil {
+					u.err = errGroupAborted
+				}
+			}
+		}
 		for _, u := range batch {
 			close(u.done)
 		}
@@ -128,6 +148,7 @@ func (c *committer) commit(batch []*groupUnit) {
 		for _, u := range batch {
 			u.err = fmt.Errorf("store: begin: %w", err)
 		}
+		finished = true
 		return
 	}
 	t := groupTx{sqlDBQuerier{c.stmts}}
@@ -146,7 +167,12 @@ func (c *committer) commit(batch []*groupUnit) {
 			}
 		}
 	}
+	finished = true
 }
+
+// errGroupAborted fails the writes of a group that one of them ended by leaving its
+// goroutine (runtime.Goexit) instead of returning.
+var errGroupAborted = errors.New("store: a write in the same group ended its goroutine; nothing was committed")
 
 // groupTx is the group's transaction as the writes see it: they run statements; the
 // committer alone begins and ends it.
@@ -163,9 +189,13 @@ func runUnit(t groupTx, u *groupUnit) (err error, panicked any) {
 	if _, err := t.exec(u.ctx, "SAVEPOINT fabric_group"); err != nil {
 		return fmt.Errorf("store: savepoint: %w", err), nil
 	}
+	returned := false
 	defer func() {
 		if r := recover(); r != nil {
 			panicked = r
+		}
+		if !returned && panicked == nil {
+			return // runtime.Goexit: commit rolls the whole group back
 		}
 		bg := context.Background()
 		if err != nil || panicked != nil {
@@ -175,5 +205,7 @@ func runUnit(t groupTx, u *groupUnit) (err error, panicked any) {
 			err = fmt.Errorf("store: release savepoint: %w", rerr)
 		}
 	}()
-	return u.fn(t), nil
+	err = u.fn(t)
+	returned = true
+	return err, nil
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -86,4 +88,55 @@ func TestGroupCommitCancelledAndClosed(t *testing.T) {
 	err = st.InTx(ctx, func(Store) error { ran = true; return nil })
 	require.ErrorIs(t, err, errStoreClosed)
 	require.False(t, ran)
+}
+
+// A write that leaves its goroutine (runtime.Goexit, as t.FailNow does) instead of
+// returning fails with its group, nothing of the group is kept, and the store goes on
+// taking writes.
+func TestGroupCommitSurvivesGoexit(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	defer st.Close()
+	s := st.(*sqlStore)
+	put := func(w querier, target string) error {
+		_, err := w.exec(ctx, sqlWorldStateInsert, "t1", "r", target, []byte(`{}`), s.drv.timeArg(now()))
+		return err
+	}
+	err = st.InTx(ctx, func(tx Store) error {
+		if err := put(tx.(*sqlStore).w, "gone"); err != nil {
+			return err
+		}
+		runtime.Goexit()
+		return nil
+	})
+	require.ErrorIs(t, err, errGroupAborted)
+	_, err = st.WorldStates().Get(ctx, "t1", "r", "gone")
+	require.ErrorIs(t, err, ErrNotFound, "the aborted group kept nothing")
+
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, st.InTx(wctx, func(tx Store) error { return put(tx.(*sqlStore).w, "after") }), "later writes go through")
+	_, err = st.WorldStates().Get(ctx, "t1", "r", "after")
+	require.NoError(t, err)
+}
+
+// Statements built for one batch size (many arguments) are not cached; fixed ones are.
+func TestStatementCacheSkipsOneOffs(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	defer st.Close()
+	seqs := make([]int64, 100)
+	for i := range seqs {
+		seqs[i] = int64(i + 1)
+	}
+	for n := 40; n <= 100; n++ {
+		require.NoError(t, st.Outbox().Delete(ctx, seqs[:n]))
+	}
+	c := st.(*sqlStore).drv.(*sqliteDriver).committer
+	c.stmts.mu.Lock()
+	cached := len(c.stmts.stmts)
+	c.stmts.mu.Unlock()
+	require.Less(t, cached, 10, "61 batch sizes did not each leave a prepared statement")
 }

@@ -169,6 +169,9 @@ func (ps proposalStore) Advance(ctx context.Context, tenantID, id, from string, 
 	} else if err := checkJSON("Decision", c.Decision); err != nil {
 		return nil, err
 	}
+	if c.PostStateSHA256 != "" && !isSHA256Hex(c.PostStateSHA256) {
+		return nil, invalidf("PostStateSHA256 must be 64 lower-case hex characters")
+	}
 	return ps.guarded(ctx, "advance proposal", tenantID, id, from, expectedVersion, sqlProposalAdvance,
 		c.Status, c.DryRun, c.Decision, c.PostStateSHA256, ps.s.drv.timeArg(now()), tenantID, id, from, expectedVersion)
 }

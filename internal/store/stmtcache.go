@@ -12,9 +12,13 @@ import (
 // statement is prepared per connection as database/sql needs it) or for the
 // committer's single connection.
 
-// maxCachedStmts bounds the cache: query texts built from a variable number of
-// placeholders beyond it run unprepared.
-const maxCachedStmts = 512
+// Statements with more than maxCachedArgs arguments are built for one batch size (a
+// multi-row insert, an IN list) and would fill the cache with one-offs: they run
+// unprepared. maxCachedStmts bounds the cache in any case.
+const (
+	maxCachedArgs  = 32
+	maxCachedStmts = 512
+)
 
 type preparer interface {
 	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
@@ -23,8 +27,8 @@ type preparer interface {
 
 type stmtRunner struct {
 	db preparer
-	// noCancel runs statements without their context's cancellation (see noCancel in
-	// group.go): set for the committer's connection.
+	// noCancel runs statements without their context's cancellation: set for the
+	// committer's connection (see committer.commit).
 	noCancel bool
 
 	mu    sync.Mutex
@@ -42,9 +46,13 @@ func (r *stmtRunner) ctx(ctx context.Context) context.Context {
 	return ctx
 }
 
-// stmt returns the prepared statement for q, or nil when q is not cached (the cache is
-// full, or preparing failed: running q unprepared then reports the error).
-func (r *stmtRunner) stmt(ctx context.Context, q string) *sql.Stmt {
+// stmt returns the prepared statement for q with nargs arguments, or nil when q is not
+// cached (too many arguments, the cache is full, or preparing failed: running q
+// unprepared then reports the error).
+func (r *stmtRunner) stmt(ctx context.Context, q string, nargs int) *sql.Stmt {
+	if nargs > maxCachedArgs {
+		return nil
+	}
 	r.mu.Lock()
 	st, ok := r.stmts[q]
 	full := len(r.stmts) >= maxCachedStmts
@@ -67,21 +75,21 @@ func (r *stmtRunner) stmt(ctx context.Context, q string) *sql.Stmt {
 }
 
 func (r *stmtRunner) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	if st := r.stmt(ctx, q); st != nil {
+	if st := r.stmt(ctx, q, len(args)); st != nil {
 		return st.ExecContext(r.ctx(ctx), args...)
 	}
 	return r.db.ExecContext(r.ctx(ctx), q, args...)
 }
 
 func (r *stmtRunner) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	if st := r.stmt(ctx, q); st != nil {
+	if st := r.stmt(ctx, q, len(args)); st != nil {
 		return st.QueryContext(r.ctx(ctx), args...)
 	}
 	return r.db.QueryContext(r.ctx(ctx), q, args...)
 }
 
 func (r *stmtRunner) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
-	if st := r.stmt(ctx, q); st != nil {
+	if st := r.stmt(ctx, q, len(args)); st != nil {
 		return st.QueryRowContext(r.ctx(ctx), args...)
 	}
 	return r.db.QueryRowContext(r.ctx(ctx), q, args...)

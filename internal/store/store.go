@@ -99,7 +99,9 @@ type Store interface {
 	// re-raised after the rollback). Calling InTx on a tx-bound Store nests
 	// with a SAVEPOINT: an inner error undoes only the inner work.
 	//
-	// Inside fn use only the tx Store: on SQLite all writes share one
+	// On SQLite fn runs on the store's committer goroutine (group commit), not the
+	// caller's: do not call t.FailNow or runtime.Goexit in it (the group is then
+	// rolled back and fails). Inside fn use only the tx Store: on SQLite all writes share one
 	// connection, so writing through the outer Store from fn blocks until ctx
 	// ends. On Postgres the tx runs at READ COMMITTED, and a statement that
 	// fails with a database error (e.g. a unique violation) aborts the rest of

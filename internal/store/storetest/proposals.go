@@ -355,6 +355,8 @@ func testAdvance(t *testing.T, s store.Store) {
 	require.ErrorIs(t, err, store.ErrNotFound, "other tenant")
 	_, err = s.Proposals().Advance(ctx(t), "t", p.ID, "ENACTED", 2, store.ProposalChange{Status: "X", Decision: []byte(`{`)})
 	require.ErrorIs(t, err, store.ErrInvalid)
+	_, err = s.Proposals().Advance(ctx(t), "t", p.ID, "ENACTED", 2, store.ProposalChange{Status: "X", PostStateSHA256: "not-a-hash"})
+	require.ErrorIs(t, err, store.ErrInvalid, "a malformed post-state hash, as Create refuses it")
 	got, err = s.Proposals().Get(ctx(t), "t", p.ID)
 	require.NoError(t, err)
 	require.Equal(t, up, got, "failed advances change nothing")

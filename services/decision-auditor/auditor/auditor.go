@@ -89,12 +89,6 @@ type Service struct {
 	lg   *slog.Logger
 }
 
-// New returns an auditor that is not wired to a store: its RPCs answer
-// UNIMPLEMENTED (HTTP 501), as before the audit log landed.
-//
-// Deprecated: use NewService.
-func New() *Service { return &Service{} }
-
 // NewService returns the auditor over a running audit log. Close (the
 // Definition's Close) stops the log after signing what is unsigned.
 func NewService(deps Deps) (*Service, error) {
@@ -146,16 +140,8 @@ func loadKeys(d Deps) (*auditlog.Keys, error) {
 	return k, nil
 }
 
-func (s *Service) wired() bool { return s.log != nil }
-
-// Log is the audit log the service serves (for verification jobs and tests).
-func (s *Service) Log() *auditlog.Log { return s.log }
-
 // Close stops the audit log. Idempotent.
 func (s *Service) Close() error {
-	if !s.wired() {
-		return nil
-	}
 	return s.log.Close()
 }
 
@@ -184,19 +170,17 @@ func (s *Service) Definition() server.Service {
 			m("ExportDecision"): {auth.RoleAuditor, auth.RoleAdmin},
 		},
 	}
-	if s.wired() {
-		def.Validators = server.Validators{
-			m("GetAuditTrail"):  func(req any) error { return validateProposalID(req.(*auditorv1.GetAuditTrailRequest).GetProposalId()) },
-			m("PlanRollback"):   func(req any) error { return validateProposalID(req.(*auditorv1.PlanRollbackRequest).GetProposalId()) },
-			m("RecordSnapshot"): func(req any) error { return validateSnapshot(req.(*auditorv1.RecordSnapshotRequest)) },
-			m("AppendEntry"):    func(req any) error { return validateAppend(req.(*auditorv1.AppendEntryRequest)) },
-			m("AppendEntries"):  func(req any) error { return validateAppendAll(req.(*auditorv1.AppendEntriesRequest)) },
-			m("ExportDecision"): func(req any) error {
-				return validateProposalID(req.(*auditorv1.ExportDecisionRequest).GetProposalId())
-			},
-		}
-		def.Close = s.Close
+	def.Validators = server.Validators{
+		m("GetAuditTrail"):  func(req any) error { return validateProposalID(req.(*auditorv1.GetAuditTrailRequest).GetProposalId()) },
+		m("PlanRollback"):   func(req any) error { return validateProposalID(req.(*auditorv1.PlanRollbackRequest).GetProposalId()) },
+		m("RecordSnapshot"): func(req any) error { return validateSnapshot(req.(*auditorv1.RecordSnapshotRequest)) },
+		m("AppendEntry"):    func(req any) error { return validateAppend(req.(*auditorv1.AppendEntryRequest)) },
+		m("AppendEntries"):  func(req any) error { return validateAppendAll(req.(*auditorv1.AppendEntriesRequest)) },
+		m("ExportDecision"): func(req any) error {
+			return validateProposalID(req.(*auditorv1.ExportDecisionRequest).GetProposalId())
+		},
 	}
+	def.Close = s.Close
 	return def
 }
 
@@ -245,22 +229,10 @@ func validateOrigin(onBehalfOf, traceID string) error {
 	switch {
 	case len(onBehalfOf) > 256 || strings.ContainsAny(onBehalfOf, "\r\n"):
 		return invalidArg("on_behalf_of must be at most 256 characters on one line")
-	case traceID != "" && !validTraceID(traceID):
+	case traceID != "" && !auditlog.ValidTraceID(traceID):
 		return invalidArg("origin_trace_id must be 32 lower-case hex characters")
 	}
 	return nil
-}
-
-func validTraceID(s string) bool {
-	if len(s) != 32 {
-		return false
-	}
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 func validateAppend(req *auditorv1.AppendEntryRequest) error {
@@ -325,9 +297,6 @@ func fail(err error) error {
 
 // GetAuditTrail implements the RPC.
 func (s *Service) GetAuditTrail(ctx context.Context, req *auditorv1.GetAuditTrailRequest) (*auditorv1.GetAuditTrailResponse, error) {
-	if !s.wired() {
-		return nil, server.Unimplemented(fabric.Auditor, "GetAuditTrail", "the audit log with inclusion proofs", 4)
-	}
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
@@ -348,7 +317,7 @@ func (s *Service) GetAuditTrail(ctx context.Context, req *auditorv1.GetAuditTrai
 // consensus bundle, approvals) and the proposal's audit trail with inclusion proofs
 // in one signed checkpoint, as one document (internal/bundle.Assemble).
 func (s *Service) ExportDecision(ctx context.Context, req *auditorv1.ExportDecisionRequest) (*auditorv1.ExportDecisionResponse, error) {
-	if !s.wired() || s.deps.Decisions == nil {
+	if s.deps.Decisions == nil {
 		return nil, server.Unimplemented(fabric.Auditor, "ExportDecision", "decision exports need the audit log and the decision records", 4)
 	}
 	tenant, err := auth.Tenant(ctx)
@@ -376,9 +345,6 @@ func (s *Service) ExportDecision(ctx context.Context, req *auditorv1.ExportDecis
 
 // RecordSnapshot implements the RPC.
 func (s *Service) RecordSnapshot(ctx context.Context, req *auditorv1.RecordSnapshotRequest) (*auditorv1.RecordSnapshotResponse, error) {
-	if !s.wired() {
-		return nil, server.Unimplemented(fabric.Auditor, "RecordSnapshot", "snapshot hash references in the audit log", 4)
-	}
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
@@ -403,9 +369,6 @@ func (s *Service) RecordSnapshot(ctx context.Context, req *auditorv1.RecordSnaps
 
 // AppendEntry implements the RPC.
 func (s *Service) AppendEntry(ctx context.Context, req *auditorv1.AppendEntryRequest) (*auditorv1.AppendEntryResponse, error) {
-	if !s.wired() {
-		return nil, server.Unimplemented(fabric.Auditor, "AppendEntry", "the append-only audit log", 4)
-	}
 	out, err := s.appendAll(ctx, "AppendEntry", []*auditorv1.AppendEntryRequest{req})
 	if err != nil {
 		return nil, err
@@ -415,9 +378,6 @@ func (s *Service) AppendEntry(ctx context.Context, req *auditorv1.AppendEntryReq
 
 // AppendEntries implements the RPC.
 func (s *Service) AppendEntries(ctx context.Context, req *auditorv1.AppendEntriesRequest) (*auditorv1.AppendEntriesResponse, error) {
-	if !s.wired() {
-		return nil, server.Unimplemented(fabric.Auditor, "AppendEntries", "the append-only audit log", 4)
-	}
 	out, err := s.appendAll(ctx, "AppendEntries", req.GetEntries())
 	if err != nil {
 		return nil, err

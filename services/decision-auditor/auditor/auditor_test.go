@@ -38,7 +38,7 @@ func TestKeysOutsideSimulationMustBeProvisioned(t *testing.T) {
 	require.NoError(t, k.WriteFiles(dir))
 	svc, err := NewService(Deps{Store: st, KeyDir: dir})
 	require.NoError(t, err)
-	require.Equal(t, k.Verifier().MLDSAKeyID(), svc.Log().Verifier().MLDSAKeyID())
+	require.Equal(t, k.Verifier().MLDSAKeyID(), svc.log.Verifier().MLDSAKeyID())
 	require.NoError(t, svc.Close())
 
 	svc, err = NewService(Deps{Store: st, Ed25519KeyFile: filepath.Join(dir, auditlog.Ed25519KeyFile), MLDSAKeyFile: filepath.Join(dir, auditlog.MLDSAKeyFile)})
@@ -51,17 +51,6 @@ func TestKeysOutsideSimulationMustBeProvisioned(t *testing.T) {
 	require.FileExists(t, filepath.Join(sim, auditlog.MLDSAKeyFile))
 	require.NoError(t, svc.Close())
 	require.NoError(t, svc.Close(), "idempotent")
-}
-
-func TestUnwiredAnswersUnimplemented(t *testing.T) {
-	t.Parallel()
-	s := New()
-	_, err := s.GetAuditTrail(context.Background(), &auditorv1.GetAuditTrailRequest{ProposalId: "p"})
-	require.Equal(t, codes.Unimplemented, status.Code(err))
-	_, err = s.PlanRollback(context.Background(), &auditorv1.PlanRollbackRequest{ProposalId: "p"})
-	require.Equal(t, codes.Unimplemented, status.Code(err))
-	require.NoError(t, s.Close())
-	require.Nil(t, s.Definition().Validators)
 }
 
 func TestHandlersFailClosedWithoutATenant(t *testing.T) {

@@ -11,8 +11,6 @@ import (
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
-	"github.com/decision-fabric/fabric/internal/fabric"
-	"github.com/decision-fabric/fabric/internal/server"
 )
 
 // snapshotSummary is the summary of a "snapshot.recorded" entry.
@@ -25,9 +23,6 @@ type snapshotSummary struct {
 // snapshot hashes, the plan that goes back from post to pre. It reads only the
 // audit log (verified entries with proofs) and changes nothing.
 func (s *Service) PlanRollback(ctx context.Context, req *auditorv1.PlanRollbackRequest) (*auditorv1.PlanRollbackResponse, error) {
-	if !s.wired() {
-		return nil, server.Unimplemented(fabric.Auditor, "PlanRollback", "rollback plans from snapshot hashes", 4)
-	}
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
