@@ -20,13 +20,18 @@ type Change struct {
 	Parameters map[string]any
 }
 
-// Executor changes the world. Every method is safe to retry.
-type Executor interface {
+// Planner reads the world and computes what a change would do to it, changing nothing.
+type Planner interface {
 	Reader
 	// Plan computes the state that applying c would produce, changing nothing: the dry
 	// run. An error wrapping ErrRejected means the change is not valid for the current
 	// state (the dry run fails); other errors are infrastructure failures.
 	Plan(ctx context.Context, c Change) (post Snapshot, err error)
+}
+
+// Executor changes the world. Every method is safe to retry.
+type Executor interface {
+	Planner
 	// Apply makes the change, provided the world still is in state pre (optimistic
 	// concurrency: a concurrent change makes Apply fail with store.ErrConflict and
 	// change nothing). It returns the post-state.

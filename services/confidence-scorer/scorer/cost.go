@@ -1,64 +1,35 @@
 package scorer
 
 import (
-	"encoding/json"
-	"fmt"
-	"math"
-	"sort"
+	"context"
+	"errors"
+
+	"github.com/decision-fabric/fabric/internal/world"
 )
 
-// Manifest parameters the cost estimate reads.
-const (
-	// ParamReplicasDelta changes every region's replica count by the same signed amount.
-	ParamReplicasDelta = "replicas_delta"
-	// ParamReplicas sets every region's replica count; the delta is per region.
-	ParamReplicas = "replicas"
-)
-
-// worldDoc is the part of a world.Snapshot's JSON the scorer reads.
-type worldDoc struct {
-	Regions map[string]struct {
-		Replicas           float64 `json:"replicas"`
-		CostPerReplicaHour float64 `json:"cost_per_replica_hour"`
-	} `json:"regions"`
-}
-
-// regionInputs combines the world state (canonical JSON from world.Reader) with the
-// manifest's parameters: replicas_delta applies to every region; otherwise replicas is a
-// target count and each region's delta is replicas minus its current count; with
-// neither, nothing changes. Regions come out sorted by name.
-func regionInputs(worldJSON []byte, params map[string]any) ([]RegionInput, error) {
-	var doc worldDoc
-	if err := json.Unmarshal(worldJSON, &doc); err != nil {
-		return nil, fmt.Errorf("scorer: world state: %w", err)
+// regionChanges is what the proposal's change does to each region, planned by the
+// world with the rules enactment applies (so the estimate prices exactly the change a
+// dry run would make). A change the world rejects changes nothing: its cost is zero,
+// and its dry run will fail.
+func (s *Service) regionChanges(ctx context.Context, p ProposalInfo) ([]RegionInput, error) {
+	pre, err := s.deps.World.Read(ctx, p.TenantID, p.Target, p.Regions)
+	if err != nil {
+		return nil, err
 	}
-	names := make([]string, 0, len(doc.Regions))
-	for name := range doc.Regions {
-		names = append(names, name)
+	post, err := s.deps.World.Plan(ctx, world.Change{TenantID: p.TenantID, Action: p.Action, Target: p.Target,
+		Regions: p.Regions, Parameters: p.Parameters})
+	if errors.Is(err, world.ErrRejected) {
+		post = pre
+	} else if err != nil {
+		return nil, err
 	}
-	sort.Strings(names)
-	delta, hasDelta := integer(params[ParamReplicasDelta])
-	target, hasTarget := integer(params[ParamReplicas])
-	out := make([]RegionInput, 0, len(names))
-	for _, name := range names {
-		st := doc.Regions[name]
-		reg := RegionInput{Region: name, Replicas: int(math.Round(st.Replicas)), CostPerReplicaHour: st.CostPerReplicaHour}
-		switch {
-		case hasDelta:
-			reg.ReplicasDelta = delta
-		case hasTarget:
-			reg.ReplicasDelta = target - reg.Replicas
-		}
-		out = append(out, reg)
+	changes, err := world.Diff(pre, post)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RegionInput, len(changes))
+	for i, c := range changes {
+		out[i] = RegionInput{Region: c.Region, Replicas: c.Replicas, CostPerReplicaHour: c.CostPerReplicaHour, ReplicasDelta: c.ReplicasDelta}
 	}
 	return out, nil
-}
-
-// integer reads a whole JSON number within ±1e6 (larger is not a replica count).
-func integer(v any) (int, bool) {
-	f, ok := v.(float64)
-	if !ok || math.IsNaN(f) || math.Abs(f) > 1e6 || f != math.Trunc(f) {
-		return 0, false
-	}
-	return int(f), true
 }

@@ -2,6 +2,7 @@ package scorer
 
 import (
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/world"
 	"math"
 	"strconv"
 	"strings"
@@ -124,7 +125,7 @@ func costSentence(r *result) string {
 // costItemText describes one line of the breakdown.
 func costItemText(reg RegionInput) string {
 	return fmt.Sprintf("%s: %+d replicas × %s/replica-hour × %d h", reg.Region, reg.ReplicasDelta,
-		price(reg.CostPerReplicaHour), HoursPerMonth)
+		price(reg.CostPerReplicaHour), world.HoursPerMonth)
 }
 
 // price formats a unit price with at least two decimals and as many more as it has:

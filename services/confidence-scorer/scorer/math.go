@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"github.com/decision-fabric/fabric/internal/world"
 	"math"
 
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
@@ -52,8 +53,6 @@ const (
 	minP = 0.02
 	maxP = 0.98
 
-	// HoursPerMonth converts hourly prices to monthly ones (365·24/12).
-	HoursPerMonth = 730
 	// Currency of every cost estimate.
 	Currency = "USD"
 )
@@ -371,7 +370,7 @@ func cost(regions []RegionInput) *scorerv1.CostEstimate {
 	out := &scorerv1.CostEstimate{Currency: Currency}
 	cents := 0.0
 	for _, reg := range regions {
-		amount := round2(float64(reg.ReplicasDelta) * reg.CostPerReplicaHour * HoursPerMonth)
+		amount := round2(float64(reg.ReplicasDelta) * reg.CostPerReplicaHour * world.HoursPerMonth)
 		cents += math.Round(amount * 100)
 		out.Breakdown = append(out.Breakdown, &scorerv1.CostItem{
 			Item:               costItemText(reg),

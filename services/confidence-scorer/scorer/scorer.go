@@ -78,8 +78,9 @@ type Deps struct {
 	Model model.Provider
 	// Metrics reads live metrics; metricsource.NewSimulated() when nil.
 	Metrics metricsource.Source
-	// World reads replicas and prices for the cost; world.NewSimulated(Store) when nil.
-	World world.Reader
+	// World reads replicas and prices and plans the change for the cost, with the same
+	// rules enactment applies; world.NewSimulated(Store) when nil.
+	World world.Planner
 	// Logger; discards when nil.
 	Logger *slog.Logger
 	// SourceTimeout bounds each model and metrics call; DefaultSourceTimeout when 0.
@@ -255,11 +256,7 @@ func (s *Service) Gather(ctx context.Context, tenant, proposalID string) (Inputs
 		in.Model = ModelInput{Available: true, Provider: s.deps.Model.Name(), Model: a.Model, Probability: a.SuccessProbability}
 	}
 
-	w, err := s.deps.World.Read(ctx, tenant, p.Target, p.Regions)
-	if err != nil {
-		return Inputs{}, err
-	}
-	if in.Regions, err = regionInputs(w.JSON, p.Parameters); err != nil {
+	if in.Regions, err = s.regionChanges(ctx, p); err != nil {
 		return Inputs{}, err
 	}
 	return in, nil

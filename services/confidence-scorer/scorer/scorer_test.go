@@ -369,3 +369,22 @@ func TestServiceIgnoresOutOfRangeAnswers(t *testing.T) {
 	}
 	require.Equal(t, 3, strings.Count(f.logs.String(), "source unavailable"))
 }
+
+// The estimate prices the change the world would make, by its rules: a reduce_cost
+// with no parameter removes one replica per region, and replicas wins over
+// replicas_delta, as enactment applies them.
+func TestServiceCostFollowsTheWorldsRules(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	reduce := addProposal(t, f.st, proposal{tenant: "t1", status: "AGREED", action: "reduce_cost", target: "serviceX",
+		regions: []string{"us-east", "eu-west"}})
+	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: reduce})
+	require.NoError(t, err)
+	require.Equal(t, -219.0, r.GetCostEstimate().GetAmount(), "-1 replica × $0.15/h × 730 h in each of 2 regions")
+
+	both := addProposal(t, f.st, proposal{tenant: "t1", status: "AGREED", action: "scale", target: "serviceX",
+		regions: []string{"us-east", "eu-west"}, params: map[string]any{"replicas": 5, "replicas_delta": 2}})
+	r, err = f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: both})
+	require.NoError(t, err)
+	require.Equal(t, 0.0, r.GetCostEstimate().GetAmount(), "to 5 replicas: +1 in eu-west, -1 in us-east")
+}

@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -15,9 +14,6 @@ import (
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/world"
 )
-
-// hoursPerMonth converts an hourly cost to a monthly one (365 * 24 / 12).
-const hoursPerMonth = 730
 
 // referenceRegions is the region count a blast radius of 1 corresponds to: the five
 // default simulated regions.
@@ -40,7 +36,9 @@ func (s *Service) evaluatePolicy(ctx context.Context, tenant string, m *typesv1.
 	}
 	plan, err := s.deps.World.Plan(ctx, world.Change{TenantID: tenant, Action: m.GetAction(), Target: m.GetTarget(), Regions: m.GetRegions(), Parameters: in.Parameters})
 	if err == nil {
-		in.ReplicaDelta, in.CostDeltaMonthly = delta(pre, plan)
+		if changes, derr := world.Diff(pre, plan); derr == nil {
+			in.ReplicaDelta, in.CostDeltaMonthly = world.Totals(changes)
+		}
 	} else if !errors.Is(err, world.ErrRejected) {
 		return policyResult{}, err
 	} // a change the world rejects is still recorded; its dry run will fail with the reason
@@ -61,26 +59,4 @@ func (s *Service) evaluatePolicy(ctx context.Context, tenant string, m *typesv1.
 		CostDeltaMonthly: math.Round(in.CostDeltaMonthly*100) / 100, Currency: d.Currency,
 		DecisionTimeoutMs: d.DecisionTimeout.Milliseconds(), PolicyDigest: d.PolicyDigest,
 	}}, nil
-}
-
-// delta is the replica and monthly cost change between two snapshots of the same
-// target, summed over regions.
-func delta(pre, post world.Snapshot) (int64, float64) {
-	type state struct {
-		Regions map[string]struct {
-			Replicas float64 `json:"replicas"`
-			Cost     float64 `json:"cost_per_replica_hour"`
-		} `json:"regions"`
-	}
-	var a, b state
-	if json.Unmarshal(pre.JSON, &a) != nil || json.Unmarshal(post.JSON, &b) != nil {
-		return 0, 0
-	}
-	var replicas, cost float64
-	for region, after := range b.Regions {
-		d := after.Replicas - a.Regions[region].Replicas
-		replicas += d
-		cost += d * after.Cost * hoursPerMonth
-	}
-	return int64(replicas), cost
 }
