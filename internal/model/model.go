@@ -21,6 +21,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"math"
 )
 
@@ -83,13 +84,6 @@ type Provider interface {
 // probability out of range, missing action). Callers branch on it with errors.Is.
 var ErrInvalidResponse = errors.New("model: invalid response")
 
-// Impact levels a Suggestion may carry.
-const (
-	ImpactLow    = "low"
-	ImpactMedium = "medium"
-	ImpactHigh   = "high"
-)
-
 func validProbability(p float64) bool { return !math.IsNaN(p) && p >= 0 && p <= 1 }
 
 // validateSuggestion enforces the Suggestion contract.
@@ -101,7 +95,7 @@ func validateSuggestion(s Suggestion) error {
 		return fmt.Errorf("%w: confidence %v is not in [0,1]", ErrInvalidResponse, s.Confidence)
 	}
 	switch s.Impact {
-	case "", ImpactLow, ImpactMedium, ImpactHigh:
+	case "", policy.ImpactLow, policy.ImpactMedium, policy.ImpactHigh:
 	default:
 		return fmt.Errorf("%w: impact %q is not low, medium or high", ErrInvalidResponse, s.Impact)
 	}

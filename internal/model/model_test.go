@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -183,19 +184,19 @@ func TestSimulatedSuggestRules(t *testing.T) {
 		delta   any
 		impact  string
 	}{
-		{"reduce cost", "reduce cost", nil, "reduce_cost", -1, ImpactLow},
-		{"cost word, any case", "Our COSTS are too high", nil, "reduce_cost", -1, ImpactLow},
-		{"not a substring match", "costume party", nil, "no_change", nil, ImpactLow},
-		{"cpu hint", "", map[string]float64{"cpu": 0.85}, "scale", 1, ImpactMedium},
-		{"latency hint very high", "", map[string]float64{"latency": 0.97}, "scale", 2, ImpactMedium},
-		{"scale hint", "", map[string]float64{"scale": 0.81}, "scale", 1, ImpactMedium},
-		{"error rate hint", "", map[string]float64{"error_rate": 0.08}, "scale", 1, ImpactMedium},
-		{"latency word", "p99 latency is up", nil, "scale", 1, ImpactMedium},
-		{"pressure beats cost", "reduce cost", map[string]float64{"cpu": 0.9}, "scale", 1, ImpactMedium},
-		{"scale down word", "scale down serviceX", nil, "scale", -1, ImpactLow},
-		{"idle cpu", "", map[string]float64{"cpu": 0.1}, "scale", -1, ImpactLow},
-		{"hint at threshold is not pressure", "", map[string]float64{"cpu": 0.8}, "no_change", nil, ImpactLow},
-		{"nothing", "hello", nil, "no_change", nil, ImpactLow},
+		{"reduce cost", "reduce cost", nil, "reduce_cost", -1, policy.ImpactLow},
+		{"cost word, any case", "Our COSTS are too high", nil, "reduce_cost", -1, policy.ImpactLow},
+		{"not a substring match", "costume party", nil, "no_change", nil, policy.ImpactLow},
+		{"cpu hint", "", map[string]float64{"cpu": 0.85}, "scale", 1, policy.ImpactMedium},
+		{"latency hint very high", "", map[string]float64{"latency": 0.97}, "scale", 2, policy.ImpactMedium},
+		{"scale hint", "", map[string]float64{"scale": 0.81}, "scale", 1, policy.ImpactMedium},
+		{"error rate hint", "", map[string]float64{"error_rate": 0.08}, "scale", 1, policy.ImpactMedium},
+		{"latency word", "p99 latency is up", nil, "scale", 1, policy.ImpactMedium},
+		{"pressure beats cost", "reduce cost", map[string]float64{"cpu": 0.9}, "scale", 1, policy.ImpactMedium},
+		{"scale down word", "scale down serviceX", nil, "scale", -1, policy.ImpactLow},
+		{"idle cpu", "", map[string]float64{"cpu": 0.1}, "scale", -1, policy.ImpactLow},
+		{"hint at threshold is not pressure", "", map[string]float64{"cpu": 0.8}, "no_change", nil, policy.ImpactLow},
+		{"nothing", "hello", nil, "no_change", nil, policy.ImpactLow},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

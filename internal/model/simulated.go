@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"hash/fnv"
 	"math"
 	"slices"
@@ -111,7 +112,7 @@ func (simulated) Suggest(ctx context.Context, r SuggestRequest) (Suggestion, err
 		if c := has("cost", "costs", "save", "saving", "spend", "cheaper"); c != "" {
 			rationale += " Cost reduction was asked for too, but removing capacity from a service under pressure is riskier than the saving is worth."
 		}
-		return Suggestion{Action: "scale", Parameters: map[string]any{"replicas_delta": delta}, Impact: ImpactMedium,
+		return Suggestion{Action: "scale", Parameters: map[string]any{"replicas_delta": delta}, Impact: policy.ImpactMedium,
 			Confidence: round4(conf), Rationale: rationale}, nil
 	}
 
@@ -123,7 +124,7 @@ func (simulated) Suggest(ctx context.Context, r SuggestRequest) (Suggestion, err
 			conf = math.Max(0.3, 0.75-(cpu-0.5))
 			rationale += fmt.Sprintf(" CPU is at %.0f%%, so the remaining replicas will run hotter.", 100*cpu)
 		}
-		return Suggestion{Action: "reduce_cost", Parameters: map[string]any{"replicas_delta": -1}, Impact: ImpactLow,
+		return Suggestion{Action: "reduce_cost", Parameters: map[string]any{"replicas_delta": -1}, Impact: policy.ImpactLow,
 			Confidence: round4(conf), Rationale: rationale}, nil
 	}
 
@@ -137,12 +138,12 @@ func (simulated) Suggest(ctx context.Context, r SuggestRequest) (Suggestion, err
 		if idle == "" {
 			why = fmt.Sprintf("CPU %.0f%% is below %.0f%%", 100*cpu, 100*IdleThreshold)
 		}
-		return Suggestion{Action: "scale", Parameters: map[string]any{"replicas_delta": -1}, Impact: ImpactLow,
+		return Suggestion{Action: "scale", Parameters: map[string]any{"replicas_delta": -1}, Impact: policy.ImpactLow,
 			Confidence: 0.65, Rationale: fmt.Sprintf("Scale down by one replica: %s.", why)}, nil
 	}
 
 	// Rule 4: nothing to do.
-	return Suggestion{Action: "no_change", Parameters: map[string]any{}, Impact: ImpactLow, Confidence: 0.5,
+	return Suggestion{Action: "no_change", Parameters: map[string]any{}, Impact: policy.ImpactLow, Confidence: 0.5,
 		Rationale: "Nothing in the context or the metric hints calls for a change."}, nil
 }
 

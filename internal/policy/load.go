@@ -121,7 +121,7 @@ func Parse(raw []byte, source string) (*Engine, error) {
 	sum := sha256.Sum256(raw)
 	e.source = source
 	e.digest = "sha256:" + hex.EncodeToString(sum[:])
-	e.defaultTimeout = timeoutFromEnv()
+	e.defaultTimeout = DefaultDecisionTimeout // the process's setting: WithDefaultDecisionTimeout
 	e.costBudget = EvaluateCostLimit
 	return e, nil
 }

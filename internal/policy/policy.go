@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -133,20 +132,6 @@ func (e *Engine) WithDefaultDecisionTimeout(d time.Duration) *Engine {
 		c.defaultTimeout = d
 	}
 	return &c
-}
-
-// timeoutFromEnv reads PHASE_I4_DECISION_TIMEOUT_MS; an unset or invalid value
-// (the config package rejects those at start-up) yields the 30 s default.
-func timeoutFromEnv() time.Duration {
-	v, ok := os.LookupEnv(DecisionTimeoutEnv)
-	if !ok {
-		return DefaultDecisionTimeout
-	}
-	ms, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || ms <= 0 || time.Duration(ms)*time.Millisecond > MaxDecisionTimeout {
-		return DefaultDecisionTimeout
-	}
-	return time.Duration(ms) * time.Millisecond
 }
 
 func impactRank(s string) int {

@@ -629,13 +629,14 @@ func TestDecisionTimeout(t *testing.T) {
 }
 
 // Not parallel: it sets the environment.
-func TestDecisionTimeoutFromEnv(t *testing.T) {
+// The process's default deadline comes from configuration (WithDefaultDecisionTimeout),
+// never from the environment behind its back.
+func TestDefaultDecisionTimeout(t *testing.T) {
 	t.Setenv(DecisionTimeoutEnv, "1234")
 	e := mustParse(t, "version: 1\n")
-	require.Equal(t, 1234*time.Millisecond, e.DefaultDecisionTimeout())
-	t.Setenv(DecisionTimeoutEnv, "soon")
-	e = mustParse(t, "version: 1\n")
-	require.Equal(t, DefaultDecisionTimeout, e.DefaultDecisionTimeout())
+	require.Equal(t, DefaultDecisionTimeout, e.DefaultDecisionTimeout(), "the environment is config's to read")
+	require.Equal(t, 1234*time.Millisecond, e.WithDefaultDecisionTimeout(1234*time.Millisecond).DefaultDecisionTimeout())
+	require.Equal(t, DefaultDecisionTimeout, e.WithDefaultDecisionTimeout(MaxDecisionTimeout+1).DefaultDecisionTimeout(), "out of range is ignored")
 }
 
 func TestDefaultPolicyFilesMatch(t *testing.T) {

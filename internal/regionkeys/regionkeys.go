@@ -53,8 +53,13 @@ const (
 	maxRegions      = 1024
 )
 
-// reRegion is a region name (the negotiator's rule for regions.yaml).
+// reRegion is a region name.
 var reRegion = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+
+// ValidRegion reports whether name is a region name: 1-64 of a-z 0-9 -, starting with a
+// letter or digit. It is the one rule for regions in manifests, regions.yaml, templates
+// and key registries.
+func ValidRegion(name string) bool { return reRegion.MatchString(name) }
 
 // SeedPath is where LoadOrCreateSeed keeps the seed inside the data folder.
 func SeedPath(dataDir string) string {

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"io"
 	"log/slog"
 	"testing"
@@ -42,7 +43,7 @@ func TestEnactUndoesAnApplyItCannotRecord(t *testing.T) {
 	pre, err := sim.Read(ctx, "t1", "svc", []string{"eu-west"})
 	require.NoError(t, err)
 
-	p, _, err := st.Proposals().Create(ctx, &store.Proposal{ID: newID(time.Now()), TenantID: "t1", Status: stScored, Impact: ImpactLow,
+	p, _, err := st.Proposals().Create(ctx, &store.Proposal{ID: newID(time.Now()), TenantID: "t1", Status: stScored, Impact: policy.ImpactLow,
 		Manifest: []byte(`{"action":"scale","target":"svc","regions":["eu-west"],"parameters":{"replicas":7}}`), PreStateSHA256: pre.SHA256})
 	require.NoError(t, err)
 	rw := racingWorld{Simulated: sim}

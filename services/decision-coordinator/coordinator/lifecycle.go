@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"strings"
 	"time"
 
@@ -393,7 +394,7 @@ func change(p *store.Proposal, d *coordinatorv1.Proposal) (world.Change, *typesv
 func missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string {
 	var missing []string
 	pol := d.GetPolicy()
-	if pol.GetApprovalRequired() || p.Impact == ImpactHigh {
+	if pol.GetApprovalRequired() || p.Impact == policy.ImpactHigh {
 		need := max(int(pol.GetApprovalsRequired()), 1)
 		if got := len(d.GetApprovers()); got < need {
 			missing = append(missing, fmt.Sprintf("an approver recorded (%d of %d; P3)", got, need))

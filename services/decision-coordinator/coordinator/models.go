@@ -2,6 +2,8 @@ package coordinator
 
 import (
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/policy"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -29,7 +31,6 @@ const (
 var (
 	reTenant = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 	reAction = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-	reRegion = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 	reULID   = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{26}$`)
 )
 
@@ -81,7 +82,7 @@ func ValidateManifest(m *typesv1.Manifest) error {
 	}
 	seen := map[string]bool{}
 	for i, r := range m.GetRegions() {
-		if !reRegion.MatchString(r) {
+		if !regionkeys.ValidRegion(r) {
 			return invalid("manifest.regions[%d] %q: want 1-64 of [a-z0-9-]", i, r)
 		}
 		if seen[r] {
@@ -90,7 +91,7 @@ func ValidateManifest(m *typesv1.Manifest) error {
 		seen[r] = true
 	}
 	switch m.GetImpact() {
-	case "", ImpactLow, ImpactMedium, ImpactHigh:
+	case "", policy.ImpactLow, policy.ImpactMedium, policy.ImpactHigh:
 	default:
 		return invalid("manifest.impact %q: want low, medium or high", m.GetImpact())
 	}
@@ -153,13 +154,6 @@ func validateIdempotencyKey(k string) error {
 	}
 	return nil
 }
-
-// Impact levels, lowest first.
-const (
-	ImpactLow    = "low"
-	ImpactMedium = "medium"
-	ImpactHigh   = "high"
-)
 
 var statusNames = func() map[coordinatorv1.ProposalStatus]string {
 	m := map[coordinatorv1.ProposalStatus]string{}

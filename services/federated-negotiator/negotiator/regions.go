@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"math"
 	"regexp"
 	"slices"
@@ -29,7 +30,6 @@ const (
 )
 
 var (
-	reRegionName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 	reTenantName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 	reCurrency   = regexp.MustCompile(`^[A-Z]{3}$`)
 	reClock      = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
@@ -247,7 +247,7 @@ func (rf regionFile) validate() (RegionConfig, error) {
 		CostCeiling: rf.CostCeiling, ReplicaCost: rf.ReplicaCost, Currency: rf.Currency,
 		Silent: rf.Silent, Abstain: rf.Abstain,
 	}
-	if !reRegionName.MatchString(r.Name) {
+	if !regionkeys.ValidRegion(r.Name) {
 		return r, fmt.Errorf("name %q: want 1-64 of [a-z0-9-], starting with a letter or digit", r.Name)
 	}
 	if rf.Weight != nil {

@@ -61,6 +61,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"io"
 	"log/slog"
 	"maps"
@@ -185,9 +186,8 @@ func (s *Service) Definition() server.Service {
 			m("Compose"):       {auth.RoleProposer, auth.RoleService},
 			m("ListTemplates"): readers,
 		},
-		Validators: server.Validators{
-			m("Compose"): func(req any) error { return s.validateCompose(req.(*composerv1.ComposeRequest)) },
-		},
+		// Compose validates its request itself (direct Go callers get the same checks),
+		// so it has no interceptor validator: the request is walked once.
 	}
 }
 
@@ -479,7 +479,7 @@ func checkSuggestion(s model.Suggestion) error {
 		return fmt.Errorf("%w: confidence %v", model.ErrInvalidResponse, s.Confidence)
 	}
 	switch s.Impact {
-	case "", model.ImpactLow, model.ImpactMedium, model.ImpactHigh:
+	case "", policy.ImpactLow, policy.ImpactMedium, policy.ImpactHigh:
 	default:
 		return fmt.Errorf("%w: impact", model.ErrInvalidResponse)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"math"
 	"regexp"
 	"slices"
@@ -44,10 +45,9 @@ const ReservedParameter = "provenance"
 
 var (
 	reTemplateID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	// reAction and reRegion are the coordinator's rules (coordinator.ValidateManifest),
-	// so that every composed manifest passes it.
+	// reAction is the coordinator's rule (coordinator.ValidateManifest) and regions
+	// follow regionkeys.ValidRegion, so that every composed manifest passes it.
 	reAction  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-	reRegion  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 	reKeyword = regexp.MustCompile(`^[a-z0-9]+( [a-z0-9]+)*$`)
 )
 
@@ -362,7 +362,7 @@ func checkRegions(regions []string) ([]string, error) {
 	}
 	seen := map[string]bool{}
 	for i, r := range regions {
-		if !reRegion.MatchString(r) {
+		if !regionkeys.ValidRegion(r) {
 			return nil, fmt.Errorf("[%d]: want 1-64 of [a-z0-9-], starting with a letter or digit", i)
 		}
 		if fs := redact.Find(r); len(fs) > 0 {
