@@ -87,19 +87,6 @@ func ValidTraceID(id string) bool { return traceRE.MatchString(id) }
 // ValidIdempotencyKey reports whether key is acceptable as Event.IdempotencyKey.
 func ValidIdempotencyKey(key string) bool { return keyRE.MatchString(key) }
 
-// IsSHA256Hex reports whether s is 64 lower-case hex characters.
-func IsSHA256Hex(s string) bool {
-	if len(s) != 2*sha256.Size {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 }
@@ -124,7 +111,7 @@ func prepare(e Event) (*prepared, error) {
 		return nil, invalid("trace_id must be 32 lower-case hex characters")
 	case e.IdempotencyKey != "" && !ValidIdempotencyKey(e.IdempotencyKey):
 		return nil, invalid("idempotency_key must be 1-200 of A-Z a-z 0-9 . _ : / -")
-	case e.PayloadSHA256 != "" && !IsSHA256Hex(e.PayloadSHA256):
+	case e.PayloadSHA256 != "" && !canonical.IsSHA256Hex(e.PayloadSHA256):
 		return nil, invalid("payload_sha256 must be 64 lower-case hex characters")
 	case e.Payload == nil && e.PayloadSHA256 == "":
 		return nil, invalid("a payload or its payload_sha256 is required")
@@ -280,7 +267,7 @@ func LeafHash(entryHash string) ([]byte, error) {
 
 func decodeHash(s string) (node, error) {
 	var h node
-	if !IsSHA256Hex(s) {
+	if !canonical.IsSHA256Hex(s) {
 		return h, fmt.Errorf("auditlog: %q is not a lower-case hex SHA-256", s)
 	}
 	_, _ = hex.Decode(h[:], []byte(s))

@@ -269,6 +269,7 @@ func verifyTenant(ctx context.Context, st store.Store, v *Verifier, tenant strin
 // otherwise its content was altered.
 func classify(ctx context.Context, al store.AuditLogStore, e *store.AuditEntry) (*Problem, error) {
 	candidates := []int64{}
+	predMissing := false // the entry it chains to is gone
 	if e.PrevHash == "" {
 		candidates = append(candidates, 0)
 	} else {
@@ -276,7 +277,9 @@ func classify(ctx context.Context, al store.AuditLogStore, e *store.AuditEntry) 
 		switch {
 		case err == nil:
 			candidates = append(candidates, pred.Index+1)
-		case !errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, store.ErrNotFound):
+			predMissing = true
+		default:
 			return nil, err
 		}
 	}
@@ -290,11 +293,9 @@ func classify(ctx context.Context, al store.AuditLogStore, e *store.AuditEntry) 
 		moved := *e
 		moved.Index = orig
 		if h, err := EntryHash(&moved); err == nil && h == e.EntryHash {
-			if orig > e.Index {
-				if _, err := al.FindByHash(ctx, e.TenantID, e.PrevHash); errors.Is(err, store.ErrNotFound) {
-					return &Problem{Index: e.Index, Kind: ProblemMissing,
-						Detail: fmt.Sprintf("entries from %d were removed and the entry appended at %d renumbered to take their place", e.Index, orig)}, nil
-				}
+			if orig > e.Index && predMissing {
+				return &Problem{Index: e.Index, Kind: ProblemMissing,
+					Detail: fmt.Sprintf("entries from %d were removed and the entry appended at %d renumbered to take their place", e.Index, orig)}, nil
 			}
 			return &Problem{Index: e.Index, Kind: ProblemReordered,
 				Detail: fmt.Sprintf("this position holds the entry appended at index %d", orig)}, nil

@@ -48,6 +48,20 @@ func Proto(m proto.Message) ([]byte, error) {
 	return JSON(raw)
 }
 
+// IsSHA256Hex reports whether s is a lower-case hex SHA256 (64 characters), the form
+// SHA256Hex produces.
+func IsSHA256Hex(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // SHA256Hex is the lower-case hex SHA256 of b.
 func SHA256Hex(b []byte) string {
 	sum := sha256.Sum256(b)

@@ -3,6 +3,7 @@ package canonical
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/gowebpki/jcs"
@@ -96,4 +97,11 @@ func TestAppendString(t *testing.T) {
 		require.Equal(t, string(want), string(AppendString(nil, s)), "%q", s)
 	}
 	require.Equal(t, "\"a\uFFFDb\"", string(AppendString(nil, "a\xffb")))
+}
+
+func TestIsSHA256Hex(t *testing.T) {
+	require.True(t, IsSHA256Hex(SHA256Hex([]byte("x"))))
+	for _, bad := range []string{"", "ab", SHA256Hex(nil)[:63], strings.ToUpper(SHA256Hex(nil)), SHA256Hex(nil)[:63] + "g"} {
+		require.False(t, IsSHA256Hex(bad), bad)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"strconv"
 	"strings"
 	"time"
@@ -352,13 +353,13 @@ func normalizeAuditEntries(entries []*AuditEntry) (rows, firsts []*AuditEntry, e
 		switch {
 		case r.Index < 0:
 			return nil, nil, invalidf("%s %d: want >= 0", field("Index"), r.Index)
-		case !isSHA256Hex(r.PayloadSHA256):
+		case !canonical.IsSHA256Hex(r.PayloadSHA256):
 			return nil, nil, invalidf("%s must be 64 lower-case hex characters", field("PayloadSHA256"))
-		case !isSHA256Hex(r.EntryHash):
+		case !canonical.IsSHA256Hex(r.EntryHash):
 			return nil, nil, invalidf("%s must be 64 lower-case hex characters", field("EntryHash"))
 		case r.Index == 0 && r.PrevHash != "":
 			return nil, nil, invalidf("%s must be empty for the first entry", field("PrevHash"))
-		case r.Index > 0 && !isSHA256Hex(r.PrevHash):
+		case r.Index > 0 && !canonical.IsSHA256Hex(r.PrevHash):
 			return nil, nil, invalidf("%s must be 64 lower-case hex characters", field("PrevHash"))
 		case r.CreatedAt.IsZero() || !r.CreatedAt.Equal(normTime(r.CreatedAt)):
 			return nil, nil, invalidf("%s must be set, in whole microseconds (it is hashed)", field("CreatedAt"))
@@ -408,7 +409,7 @@ func normalizeAuditCheckpoint(cp *AuditCheckpoint) (*AuditCheckpoint, error) {
 	if r.Size < 1 {
 		return nil, invalidf("Size %d: want >= 1", r.Size)
 	}
-	if !isSHA256Hex(r.RootHash) {
+	if !canonical.IsSHA256Hex(r.RootHash) {
 		return nil, invalidf("RootHash must be 64 lower-case hex characters")
 	}
 	if r.CreatedAt.IsZero() {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"path/filepath"
 	"testing"
 
@@ -29,7 +30,7 @@ func seedAudit(t *testing.T, s store.Store) {
 	t.Helper()
 	require.NoError(t, s.AuditLog().Append(t.Context(), storetest.AuditChain("t", "p", 0, "", 3)))
 	_, err := s.AuditLog().PutCheckpoint(t.Context(), &store.AuditCheckpoint{
-		TenantID: "t", Size: 3, RootHash: storetest.SHA256Hex([]byte("root")),
+		TenantID: "t", Size: 3, RootHash: canonical.SHA256Hex([]byte("root")),
 		Note: "n\n", MLDSASignature: "s", MLDSAKeyID: "k",
 	})
 	require.NoError(t, err)
@@ -43,7 +44,7 @@ func requireUntouched(t *testing.T, s store.Store) {
 	cps, err := s.AuditLog().ListCheckpoints(t.Context(), "t")
 	require.NoError(t, err)
 	require.Len(t, cps, 1)
-	require.Equal(t, storetest.SHA256Hex([]byte("root")), cps[0].RootHash)
+	require.Equal(t, canonical.SHA256Hex([]byte("root")), cps[0].RootHash)
 }
 
 func TestSQLiteAuditLogIsAppendOnly(t *testing.T) {

@@ -191,6 +191,15 @@ func (c timeCol) Scan(src any) error {
 	return nil
 }
 
+// listLimit applies the List methods' limit rule: <= 0 is DefaultListLimit, and it is
+// capped at MaxListLimit.
+func listLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultListLimit
+	}
+	return min(limit, MaxListLimit)
+}
+
 // collect drains rs, scanning each row with scan.
 func collect[T any](rs rows, scan func(row) (*T, error)) ([]*T, error) {
 	defer rs.Close()

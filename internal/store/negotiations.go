@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"time"
 )
 
@@ -290,13 +291,6 @@ func (ns negotiationStore) ListVotes(ctx context.Context, tenantID, negotiationI
 	return out, ns.s.wrap("list votes", err)
 }
 
-func listLimit(limit int) int {
-	if limit <= 0 {
-		return DefaultListLimit
-	}
-	return min(limit, MaxListLimit)
-}
-
 func checkNegotiationState(state string) error {
 	switch state {
 	case NegotiationRunning, NegotiationAgreed, NegotiationRejected, NegotiationExpired:
@@ -337,7 +331,7 @@ func normalizeNegotiation(n *Negotiation) (*Negotiation, []byte, error) {
 	if r.State != NegotiationRunning {
 		return nil, nil, invalidf("State %q: a negotiation is created RUNNING", r.State)
 	}
-	if !isSHA256Hex(r.ProposalDigest) {
+	if !canonical.IsSHA256Hex(r.ProposalDigest) {
 		return nil, nil, invalidf("ProposalDigest must be 64 lower-case hex characters")
 	}
 	if r.MaxRounds < 1 || r.Round < 1 || r.Round > r.MaxRounds {

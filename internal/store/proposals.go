@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"strings"
 )
 
@@ -88,10 +89,7 @@ func (ps proposalStore) Get(ctx context.Context, tenantID, id string) (*Proposal
 }
 
 func (ps proposalStore) List(ctx context.Context, tenantID, status string, limit int) ([]*Proposal, error) {
-	if limit <= 0 {
-		limit = DefaultListLimit
-	}
-	limit = min(limit, MaxListLimit)
+	limit = listLimit(limit)
 	q, args := sqlProposalList, []any{tenantID, limit}
 	if status != "" {
 		q, args = sqlProposalListStatus, []any{tenantID, status, limit}
@@ -169,7 +167,7 @@ func (ps proposalStore) Advance(ctx context.Context, tenantID, id, from string, 
 	} else if err := checkJSON("Decision", c.Decision); err != nil {
 		return nil, err
 	}
-	if c.PostStateSHA256 != "" && !isSHA256Hex(c.PostStateSHA256) {
+	if c.PostStateSHA256 != "" && !canonical.IsSHA256Hex(c.PostStateSHA256) {
 		return nil, invalidf("PostStateSHA256 must be 64 lower-case hex characters")
 	}
 	return ps.guarded(ctx, "advance proposal", tenantID, id, from, expectedVersion, sqlProposalAdvance,

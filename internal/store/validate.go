@@ -2,10 +2,9 @@ package store
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"strings"
 	"unicode/utf8"
 
@@ -45,26 +44,9 @@ func checkJSON(field string, b []byte) error {
 	return nil
 }
 
-func sha256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-func isSHA256Hex(v string) bool {
-	if len(v) != sha256.Size*2 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // contentHash returns the hex SHA-256 of data, checking it against claimed when set.
 func contentHash(field, claimed string, data []byte) (string, error) {
-	actual := sha256Hex(data)
+	actual := canonical.SHA256Hex(data)
 	if claimed != "" && claimed != actual {
 		return "", invalidf("%s %q does not match the content (sha256 %s)", field, claimed, actual)
 	}
@@ -115,10 +97,10 @@ func normalizeProposal(p *Proposal) (*Proposal, error) {
 		return nil, err
 	}
 	r.Decision = bytes.Clone(r.Decision)
-	if r.PostStateSHA256 != "" && !isSHA256Hex(r.PostStateSHA256) {
+	if r.PostStateSHA256 != "" && !canonical.IsSHA256Hex(r.PostStateSHA256) {
 		return nil, invalidf("PostStateSHA256 must be 64 lower-case hex characters")
 	}
-	if r.PreStateSHA256 != "" && !isSHA256Hex(r.PreStateSHA256) {
+	if r.PreStateSHA256 != "" && !canonical.IsSHA256Hex(r.PreStateSHA256) {
 		return nil, invalidf("PreStateSHA256 must be 64 lower-case hex characters")
 	}
 	var err error

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"sync"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func AuditChain(tenant, proposal string, from int64, prev string, n int) []*stor
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 	for i := range out {
 		idx := from + int64(i)
-		h := SHA256Hex(fmt.Appendf(nil, "%s/%d/%s", tenant, idx, prev))
+		h := canonical.SHA256Hex(fmt.Appendf(nil, "%s/%d/%s", tenant, idx, prev))
 		out[i] = &store.AuditEntry{
 			TenantID:      tenant,
 			Index:         idx,
@@ -44,7 +45,7 @@ func AuditChain(tenant, proposal string, from int64, prev string, n int) []*stor
 			Event:         "proposal.submitted",
 			Actor:         "user:alice",
 			TraceID:       "4bf92f3577b34da6a3ce929d0e0e4736",
-			PayloadSHA256: SHA256Hex(fmt.Appendf(nil, "payload %d", idx)),
+			PayloadSHA256: canonical.SHA256Hex(fmt.Appendf(nil, "payload %d", idx)),
 			Summary:       []byte(`{"n":1,"z":"\u00e9"}`),
 			PrevHash:      prev,
 			EntryHash:     h,
@@ -100,7 +101,7 @@ func testAuditAppendList(t *testing.T, s store.Store) {
 	found, err := al.FindByHash(ctx(t), "t", want[1].EntryHash)
 	require.NoError(t, err)
 	require.Equal(t, want[1], found)
-	_, err = al.FindByHash(ctx(t), "t", SHA256Hex([]byte("x")))
+	_, err = al.FindByHash(ctx(t), "t", canonical.SHA256Hex([]byte("x")))
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
@@ -121,7 +122,7 @@ func testAuditAppendContinuity(t *testing.T, s store.Store) {
 	// second run does not continue, nor another tenant's entries.
 	good := AuditChain("t", "p", 2, head[1].EntryHash, 1)
 	other := AuditChain("u", "p", 0, "", 1)
-	bad := AuditChain("v", "p", 1, SHA256Hex([]byte("x")), 1)
+	bad := AuditChain("v", "p", 1, canonical.SHA256Hex([]byte("x")), 1)
 	require.ErrorIs(t, al.Append(ctx(t), append(append(good, other...), bad...)), store.ErrConflict)
 	for tenant, want := range map[string]int64{"t": 2, "u": 0, "v": 0} {
 		n, err := al.Size(ctx(t), tenant)
@@ -265,7 +266,7 @@ func testAuditInTx(t *testing.T, s store.Store) {
 
 	// A conflict inside a transaction (nested, so the tx stays usable).
 	require.NoError(t, s.InTx(ctx(t), func(tx store.Store) error {
-		require.ErrorIs(t, tx.AuditLog().Append(ctx(t), AuditChain("t", "p", 1, SHA256Hex(nil), 1)), store.ErrConflict)
+		require.ErrorIs(t, tx.AuditLog().Append(ctx(t), AuditChain("t", "p", 1, canonical.SHA256Hex(nil), 1)), store.ErrConflict)
 		return tx.AuditLog().Append(ctx(t), AuditChain("t", "p", 0, "", 1))
 	}))
 	n, err = s.AuditLog().Size(ctx(t), "t")
@@ -277,7 +278,7 @@ func newCheckpoint(tenant string, size int64) *store.AuditCheckpoint {
 	return &store.AuditCheckpoint{
 		TenantID:       tenant,
 		Size:           size,
-		RootHash:       SHA256Hex(fmt.Appendf(nil, "root %d", size)),
+		RootHash:       canonical.SHA256Hex(fmt.Appendf(nil, "root %d", size)),
 		Note:           fmt.Sprintf("decision-fabric/audit/%s\n%d\nAAAA\n\n— decision-fabric/audit sig\n", tenant, size),
 		MLDSASignature: "c2ln",
 		MLDSAKeyID:     "k1",

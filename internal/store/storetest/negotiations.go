@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"sync"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func NewNegotiation(tenant string) *store.Negotiation {
 		ID:             NewID(),
 		TenantID:       tenant,
 		ProposalID:     NewID(),
-		ProposalDigest: SHA256Hex(offer),
+		ProposalDigest: canonical.SHA256Hex(offer),
 		State:          store.NegotiationRunning,
 		QuorumRule:     "MAJORITY",
 		Round:          1,

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func testProposalDefaults(t *testing.T, s store.Store) {
 
 	require.Equal(t, int64(1), stored.Version, "Version is 1 on create whatever the input")
 	require.Equal(t, []byte("{}"), stored.Metadata)
-	require.Equal(t, SHA256Hex(manifest), stored.ManifestSHA256, "ManifestSHA256 is computed when empty")
+	require.Equal(t, canonical.SHA256Hex(manifest), stored.ManifestSHA256, "ManifestSHA256 is computed when empty")
 	require.False(t, stored.DryRun)
 	require.Empty(t, stored.Impact)
 	require.Empty(t, stored.IdempotencyKey)
@@ -68,7 +69,7 @@ func testProposalInvalid(t *testing.T, s store.Store) {
 		"bad impact":        func(p *store.Proposal) { p.Impact = "critical" },
 		"manifest not JSON": func(p *store.Proposal) { p.Manifest = []byte("{"); p.ManifestSHA256 = "" },
 		"empty manifest":    func(p *store.Proposal) { p.Manifest = nil; p.ManifestSHA256 = "" },
-		"hash mismatch":     func(p *store.Proposal) { p.ManifestSHA256 = SHA256Hex([]byte("other")) },
+		"hash mismatch":     func(p *store.Proposal) { p.ManifestSHA256 = canonical.SHA256Hex([]byte("other")) },
 		"metadata array":    func(p *store.Proposal) { p.Metadata = []byte("[]") },
 		"bad pre-state":     func(p *store.Proposal) { p.PreStateSHA256 = "ABC" },
 		"NUL in text":       func(p *store.Proposal) { p.CreatedBy = "a\x00b" },
@@ -333,7 +334,7 @@ func testUpdateStatusConcurrent(t *testing.T, s store.Store) {
 func testAdvance(t *testing.T, s store.Store) {
 	p := mustCreate(t, s, NewProposal("t"))
 	require.JSONEq(t, `{}`, string(p.Decision), "a new proposal has an empty decision record")
-	post := SHA256Hex([]byte("post"))
+	post := canonical.SHA256Hex([]byte("post"))
 	up, err := s.Proposals().Advance(ctx(t), "t", p.ID, "SUBMITTED", 1, store.ProposalChange{
 		Status: "ENACTED", DryRun: true, Decision: []byte(`{"score":{"confidence":0.8}}`), PostStateSHA256: post,
 	})

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"testing"
 	"time"
 
@@ -11,7 +12,7 @@ import (
 
 func newSnapshot(p *store.Proposal, kind string, state string) *store.Snapshot {
 	return &store.Snapshot{ID: NewID(), ProposalID: p.ID, TenantID: p.TenantID, Kind: kind,
-		SHA256: SHA256Hex([]byte(state)), State: []byte(state)}
+		SHA256: canonical.SHA256Hex([]byte(state)), State: []byte(state)}
 }
 
 func testSnapshotPutList(t *testing.T, s store.Store) {
@@ -26,7 +27,7 @@ func testSnapshotPutList(t *testing.T, s store.Store) {
 	pre.SHA256 = "" // computed by Put
 	pre.CreatedAt = time.Date(2025, 6, 1, 11, 0, 0, 0, time.UTC)
 	require.NoError(t, s.Snapshots().Put(ctx(t), pre))
-	require.Equal(t, SHA256Hex(pre.State), pre.SHA256)
+	require.Equal(t, canonical.SHA256Hex(pre.State), pre.SHA256)
 
 	got, err := s.Snapshots().List(ctx(t), "t", p.ID)
 	require.NoError(t, err)
@@ -78,7 +79,7 @@ func testSnapshotInvalid(t *testing.T, s store.Store) {
 		"bad kind":      func(sn *store.Snapshot) { sn.Kind = "during" },
 		"bad ID":        func(sn *store.Snapshot) { sn.ID = "x" },
 		"not JSON":      func(sn *store.Snapshot) { sn.State = []byte("nope"); sn.SHA256 = "" },
-		"hash mismatch": func(sn *store.Snapshot) { sn.SHA256 = SHA256Hex([]byte("other")) },
+		"hash mismatch": func(sn *store.Snapshot) { sn.SHA256 = canonical.SHA256Hex([]byte("other")) },
 		"no tenant":     func(sn *store.Snapshot) { sn.TenantID = "" },
 	} {
 		require.ErrorIs(t, s.Snapshots().Put(ctx(t), func() *store.Snapshot {

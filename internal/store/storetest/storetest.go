@@ -5,8 +5,7 @@ package storetest
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"testing"
 
 	"github.com/oklog/ulid/v2"
@@ -74,19 +73,13 @@ func NewProposal(tenant string) *store.Proposal {
 		Impact:         "medium",
 		DryRun:         true,
 		Manifest:       manifest,
-		ManifestSHA256: SHA256Hex(manifest),
+		ManifestSHA256: canonical.SHA256Hex(manifest),
 		Metadata:       []byte(`{"source":"storetest","n":1}`),
-		PreStateSHA256: SHA256Hex([]byte(`{"pre":true}`)),
+		PreStateSHA256: canonical.SHA256Hex([]byte(`{"pre":true}`)),
 		CreatedBy:      "user:alice",
 		TraceID:        "4bf92f3577b34da6a3ce929d0e0e4736",
 		Decision:       []byte(`{}`),
 	}
-}
-
-// SHA256Hex is the lower-case hex SHA-256 of b.
-func SHA256Hex(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }
 
 func ctx(t *testing.T) context.Context { return t.Context() }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -202,7 +203,7 @@ func validateSnapshot(req *auditorv1.RecordSnapshotRequest) error {
 	if k := req.GetKind(); k != KindPre && k != KindPost {
 		return invalidArg("kind must be %q or %q", KindPre, KindPost)
 	}
-	if !auditlog.IsSHA256Hex(req.GetSha256()) {
+	if !canonical.IsSHA256Hex(req.GetSha256()) {
 		return invalidArg("sha256 must be 64 lower-case hex characters (the SHA-256 of the canonical state)")
 	}
 	return validateOrigin(req.GetOnBehalfOf(), req.GetOriginTraceId())
@@ -246,7 +247,7 @@ func validateAppend(req *auditorv1.AppendEntryRequest) error {
 		return invalidArg("snapshots are recorded with RecordSnapshot (POST /snapshot/{proposal_id}), not AppendEntry")
 	case key != "" && !auditlog.ValidIdempotencyKey(key):
 		return invalidArg("idempotency_key must be 1-200 of A-Z a-z 0-9 . _ : / -")
-	case req.GetPayloadSha256() != "" && !auditlog.IsSHA256Hex(req.GetPayloadSha256()):
+	case req.GetPayloadSha256() != "" && !canonical.IsSHA256Hex(req.GetPayloadSha256()):
 		return invalidArg("payload_sha256 must be 64 lower-case hex characters")
 	case req.GetPayload() == nil && req.GetPayloadSha256() == "":
 		return invalidArg("payload or payload_sha256 is required")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -43,7 +44,7 @@ func (s *Service) PlanRollback(ctx context.Context, req *auditorv1.PlanRollbackR
 		switch {
 		case e.Event == auditlog.EventSnapshotRecorded:
 			var sum snapshotSummary
-			if err := json.Unmarshal(e.Summary, &sum); err != nil || !auditlog.IsSHA256Hex(sum.SHA256) {
+			if err := json.Unmarshal(e.Summary, &sum); err != nil || !canonical.IsSHA256Hex(sum.SHA256) {
 				return nil, status.Errorf(codes.DataLoss, "audit entry %d does not hold a snapshot hash", e.Index)
 			}
 			switch {
