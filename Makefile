@@ -51,7 +51,7 @@ token: ## print a development JWT: make token TENANT=t1 ROLE=proposer
 
 .PHONY: precheck
 precheck: ## run the compliance precheck; writes reports/I.4_precheck.json
-	$(GO) run ./cmd/fabric precheck -reports-dir reports
+	$(GO) run ./cmd/fabric precheck -config fabric.dev.yaml -reports-dir reports
 
 .PHONY: build
 build: ## build bin/fabric and one binary per service

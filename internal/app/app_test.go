@@ -188,3 +188,15 @@ func TestUnreachablePostgresFallsBackToTheEmbeddedStore(t *testing.T) {
 	require.True(t, r.App.Simulation)
 	require.Equal(t, "sqlite", r.App.Store.Backend())
 }
+
+// `fabric precheck -config FILE` decides from the same configuration `fabric serve`
+// reads: a dependency named only in the file is checked.
+func TestPrecheckCommandReadsTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte("integrations:\n  vault_addr: \"http://127.0.0.1:1\"\n"), 0o600))
+	var out, errOut bytes.Buffer
+	code := Main(context.Background(), []string{"precheck", "-config", cfgPath, "-reports-dir", filepath.Join(dir, "r"), "-timeout", "1s"}, All, &out, &errOut)
+	require.Contains(t, []int{0, 2}, code, out.String())
+	require.Regexp(t, `unreachable\s+vault`, out.String(), "VAULT_ADDR came from the file")
+}

@@ -44,7 +44,10 @@ func Main(ctx context.Context, args []string, defaultTarget string, stdout, stde
 	case "serve":
 		err = serve(ctx, args, defaultTarget, stdout, stderr)
 	case "precheck":
-		return precheck.Main(ctx, args, stdout)
+		return precheck.Main(ctx, args, stdout, func(path string) (precheck.Env, error) {
+			cfg, err := loadConfig(path, "", "")
+			return PrecheckEnv(cfg), err
+		})
 	case "token":
 		err = token(args, stdout, stderr)
 	case "policy":

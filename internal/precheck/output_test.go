@@ -88,7 +88,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			var stdout bytes.Buffer
-			code := mainWithEnv(context.Background(), []string{"-reports-dir", dir, "-timeout", "2s"}, &stdout, mapLookup(tc.env))
+			code := mainWithEnv(context.Background(), []string{"-reports-dir", dir, "-timeout", "2s"}, &stdout, envOf(mapLookup(tc.env)))
 
 			js, err := os.ReadFile(filepath.Join(dir, ReportFileName))
 			require.NoError(t, err)
@@ -216,7 +216,7 @@ func TestMainWithEnv(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "reports")
 			args := append([]string{"-reports-dir", dir}, tc.args...)
 			var out bytes.Buffer
-			code := mainWithEnv(context.Background(), args, &out, mapLookup(tc.env))
+			code := mainWithEnv(context.Background(), args, &out, envOf(mapLookup(tc.env)))
 			require.Equal(t, tc.wantCode, code, out.String())
 			require.Contains(t, out.String(), tc.wantOut)
 			_, err := os.Stat(filepath.Join(dir, ReportFileName))
@@ -230,7 +230,7 @@ func TestMainWriteFailure(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	require.NoError(t, os.WriteFile(file, nil, 0o600))
 	var out bytes.Buffer
-	code := mainWithEnv(context.Background(), []string{"-reports-dir", filepath.Join(file, "x")}, &out, mapLookup(nil))
+	code := mainWithEnv(context.Background(), []string{"-reports-dir", filepath.Join(file, "x")}, &out, envOf(mapLookup(nil)))
 	require.Equal(t, ExitError, code)
 	require.Contains(t, out.String(), "cannot write the report")
 }
@@ -247,8 +247,13 @@ func TestMainReadsOSEnv(t *testing.T) {
 	t.Setenv(EnvDecisionTimeoutMS, "1234")
 	dir := t.TempDir()
 	var out bytes.Buffer
-	code := Main(context.Background(), []string{"-reports-dir", dir}, &out)
+	code := Main(context.Background(), []string{"-reports-dir", dir}, &out, nil)
 	require.Equal(t, ExitBlock, code, out.String())
 	require.Contains(t, out.String(), "BLOCK")
 	require.Contains(t, out.String(), "decision timeout 1234 ms")
+}
+
+// envOf is an EnvLoader over lookup, ignoring the configuration path.
+func envOf(lookup func(string) (string, bool)) EnvLoader {
+	return func(string) (Env, error) { return FromEnviron(lookup), nil }
 }
