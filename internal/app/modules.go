@@ -173,7 +173,7 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
-		regions, err := a.regions()
+		regions, err := loadRegions(a.Cfg)
 		if err != nil {
 			return server.Service{}, err
 		}
@@ -522,10 +522,6 @@ func (a *App) manifestSigner() (signing.Signer, error) {
 }
 
 // regions is the negotiator's region set: regions_file, or the built-in one.
-func (a *App) regions() (*negotiator.RegionsConfig, error) {
-	return loadRegions(a.Cfg)
-}
-
 func loadRegions(cfg config.Config) (*negotiator.RegionsConfig, error) {
 	if path := cfg.RegionsFile; path != "" {
 		return negotiator.LoadRegions(path)

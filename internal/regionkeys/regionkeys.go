@@ -30,6 +30,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/keyfile"
 	"io/fs"
 	"os"
@@ -231,20 +232,14 @@ func LoadDir(dir string) (*Registry, error) {
 }
 
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	raw, err := config.ReadBounded(path, maxKeyFileBytes, "regionkeys: "+path)
 	if err != nil {
-		return nil, fmt.Errorf("regionkeys: %w", err)
+		return nil, err
 	}
-	defer f.Close()
-	buf := make([]byte, maxKeyFileBytes+1)
-	n, err := f.Read(buf)
-	if err != nil && n == 0 {
-		return nil, fmt.Errorf("regionkeys: read %s: %w", path, err)
-	}
-	if n > maxKeyFileBytes {
+	if len(raw) > maxKeyFileBytes {
 		return nil, fmt.Errorf("regionkeys: %s: larger than %d bytes", path, maxKeyFileBytes)
 	}
-	return buf[:n], nil
+	return raw, nil
 }
 
 // WriteDir writes the registry as a folder LoadDir reads: "<region>.pub" per

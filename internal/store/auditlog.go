@@ -366,10 +366,8 @@ func normalizeAuditEntries(entries []*AuditEntry) (rows, firsts []*AuditEntry, e
 		}
 		if len(r.Summary) == 0 {
 			r.Summary = []byte("{}")
-		} else if err := checkJSON(field("Summary"), r.Summary); err != nil {
+		} else if err := checkJSONObject(field("Summary"), r.Summary); err != nil {
 			return nil, nil, err
-		} else if !bytes.HasPrefix(bytes.TrimLeft(r.Summary, " \t\r\n"), []byte("{")) {
-			return nil, nil, invalidf("%s must be a JSON object", field("Summary"))
 		}
 		if r.IdempotencyKey != "" {
 			k := r.TenantID + "\x00" + r.IdempotencyKey

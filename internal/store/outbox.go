@@ -69,7 +69,7 @@ func (ob outboxStore) Add(ctx context.Context, e *OutboxEntry) (*OutboxEntry, er
 		checkText("IdempotencyKey", e.IdempotencyKey, true),
 		checkText("Actor", e.Actor, false),
 		checkText("TraceID", e.TraceID, false),
-		checkJSON("Payload", e.Payload),
+		checkJSONObject("Payload", e.Payload),
 	); err != nil {
 		return nil, err
 	}

@@ -44,6 +44,17 @@ func checkJSON(field string, b []byte) error {
 	return nil
 }
 
+// checkJSONObject is checkJSON for a value that must be a JSON object.
+func checkJSONObject(field string, b []byte) error {
+	if err := checkJSON(field, b); err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(bytes.TrimLeft(b, " \t\r\n"), []byte("{")) {
+		return invalidf("%s must be a JSON object", field)
+	}
+	return nil
+}
+
 // contentHash returns the hex SHA-256 of data, checking it against claimed when set.
 func contentHash(field, claimed string, data []byte) (string, error) {
 	actual := canonical.SHA256Hex(data)
@@ -86,10 +97,8 @@ func normalizeProposal(p *Proposal) (*Proposal, error) {
 	}
 	if len(r.Metadata) == 0 {
 		r.Metadata = []byte("{}")
-	} else if err := checkJSON("Metadata", r.Metadata); err != nil {
+	} else if err := checkJSONObject("Metadata", r.Metadata); err != nil {
 		return nil, err
-	} else if !bytes.HasPrefix(bytes.TrimLeft(r.Metadata, " \t\r\n"), []byte("{")) {
-		return nil, invalidf("Metadata must be a JSON object")
 	}
 	if len(r.Decision) == 0 {
 		r.Decision = []byte("{}")

@@ -22,6 +22,7 @@ import (
 type flakyAuditor struct {
 	mu     sync.Mutex
 	down   bool
+	refuse string // a key the auditor refuses for good (INVALID_ARGUMENT)
 	got    []string
 	actors []string
 	calls  int
@@ -32,6 +33,11 @@ func (a *flakyAuditor) Append(_ context.Context, events ...AuditRecord) error {
 	defer a.mu.Unlock()
 	if a.down {
 		return status.Error(codes.Unavailable, "auditor down")
+	}
+	for _, e := range events {
+		if e.Key == a.refuse && a.refuse != "" {
+			return status.Error(codes.InvalidArgument, "refused")
+		}
 	}
 	a.calls++
 	for _, e := range events {
@@ -134,12 +140,12 @@ func TestAuditOutboxSkipsRefusedEntry(t *testing.T) {
 	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
-	aud := &flakyAuditor{}
+	aud := &flakyAuditor{refuse: "bad"}
 	s, err := New(Deps{Store: st, Audit: aud, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	_, err = st.Outbox().Add(ctx, &store.OutboxEntry{TenantID: "t1", ProposalID: "p", Kind: store.OutboxEntryKind,
-		Event: "e", Payload: []byte(`[1]`), IdempotencyKey: "bad"}) // not an object: unreadable for the relay
+		Event: "e", Payload: []byte(`{}`), IdempotencyKey: "bad"})
 	require.NoError(t, err)
 	_, err = st.Outbox().Add(ctx, &store.OutboxEntry{TenantID: "t1", ProposalID: "p", Kind: store.OutboxEntryKind,
 		Event: "e", Payload: []byte(`{}`), IdempotencyKey: "good"})
