@@ -62,10 +62,7 @@ func TestConfigExamplesBoot(t *testing.T) {
 			require.Equal(t, name, cfg.Target)
 			cfg.DataDir = t.TempDir()
 			cfg.ReportsDir = t.TempDir()
-			for n, l := range cfg.Services {
-				l.HTTPAddr, l.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
-				cfg.Services[n] = l
-			}
+			ephemeralPorts(cfg)
 			r, err := Start(context.Background(), cfg, io.Discard)
 			require.NoError(t, err)
 			defer func() { require.NoError(t, r.Stop()) }()
@@ -141,10 +138,7 @@ func TestStopIsGraceful(t *testing.T) {
 	cfg.DataDir, cfg.ReportsDir = t.TempDir(), t.TempDir()
 	cfg.SimulationMode = "true"
 	cfg.ShutdownTimeout = config.Duration(2 * time.Second)
-	for n, l := range cfg.Services {
-		l.HTTPAddr, l.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.Services[n] = l
-	}
+	ephemeralPorts(cfg)
 	r, err := Start(context.Background(), cfg, io.Discard)
 	require.NoError(t, err)
 	require.Len(t, r.Servers, len(fabric.Services))
@@ -178,10 +172,7 @@ func TestUnreachablePostgresFallsBackToTheEmbeddedStore(t *testing.T) {
 	cfg.Target = fabric.Scorer
 	cfg.DataDir, cfg.ReportsDir = t.TempDir(), t.TempDir()
 	cfg.Integrations.PostgresDSN = "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"
-	for n, l := range cfg.Services {
-		l.HTTPAddr, l.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.Services[n] = l
-	}
+	ephemeralPorts(cfg)
 	r, err := Start(context.Background(), cfg, io.Discard)
 	require.NoError(t, err)
 	defer func() { require.NoError(t, r.Stop()) }()
@@ -199,4 +190,12 @@ func TestPrecheckCommandReadsTheConfig(t *testing.T) {
 	code := Main(context.Background(), []string{"precheck", "-config", cfgPath, "-reports-dir", filepath.Join(dir, "r"), "-timeout", "1s"}, All, &out, &errOut)
 	require.Contains(t, []int{0, 2}, code, out.String())
 	require.Regexp(t, `unreachable\s+vault`, out.String(), "VAULT_ADDR came from the file")
+}
+
+// ephemeralPorts makes every service of cfg listen on a free loopback port.
+func ephemeralPorts(cfg config.Config) {
+	for n, l := range cfg.Services {
+		l.HTTPAddr, l.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Services[n] = l
+	}
 }
