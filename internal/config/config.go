@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/policy"
+	"github.com/decision-fabric/fabric/internal/precheck"
 	"io"
 	"net"
 	"net/url"
@@ -192,7 +194,7 @@ func Default() Config {
 		Target:            "all",
 		DataDir:           "data",
 		ReportsDir:        "reports",
-		DecisionTimeoutMS: 30000,
+		DecisionTimeoutMS: policy.DefaultDecisionTimeout.Milliseconds(),
 		MaxRequestBytes:   1 << 20,
 		ShutdownTimeout:   Duration(10 * time.Second),
 		Services:          map[string]Listen{},
@@ -290,27 +292,27 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 			*dst = Secret(v)
 		}
 	}
-	sec("POSTGRES_DSN", &c.Integrations.PostgresDSN)
-	str("VAULT_ADDR", &c.Integrations.VaultAddr)
-	str("COSIGN_KEY_PATH", &c.Integrations.CosignKeyPath)
-	str("GLOBAL_REGISTRY_URL", &c.Integrations.GlobalRegistryURL)
-	sec("FEDERATION_TOKEN", &c.Integrations.FederationToken)
-	sec("REDIS_URL", &c.Integrations.RedisURL)
-	str("KAFKA_URL", &c.Integrations.KafkaURL)
-	str("PROM_URL", &c.Integrations.PromURL)
-	str("NEURAL_FABRIC_URL", &c.Integrations.NeuralFabricURL)
-	str("QUANTUM_PROVIDER", &c.Integrations.QuantumProvider)
-	str("SIMULATION_MODE", &c.SimulationMode)
+	sec(precheck.EnvPostgresDSN, &c.Integrations.PostgresDSN)
+	str(precheck.EnvVaultAddr, &c.Integrations.VaultAddr)
+	str(precheck.EnvCosignKeyPath, &c.Integrations.CosignKeyPath)
+	str(precheck.EnvGlobalRegistryURL, &c.Integrations.GlobalRegistryURL)
+	sec(precheck.EnvFederationToken, &c.Integrations.FederationToken)
+	sec(precheck.EnvRedisURL, &c.Integrations.RedisURL)
+	str(precheck.EnvKafkaURL, &c.Integrations.KafkaURL)
+	str(precheck.EnvPromURL, &c.Integrations.PromURL)
+	str(precheck.EnvNeuralFabricURL, &c.Integrations.NeuralFabricURL)
+	str(precheck.EnvQuantumProvider, &c.Integrations.QuantumProvider)
+	str(precheck.EnvSimulationMode, &c.SimulationMode)
 	str("OTEL_EXPORTER_OTLP_ENDPOINT", &c.Telemetry.OTLPEndpoint)
 	str("FABRIC_DATA_DIR", &c.DataDir)
 	str("FABRIC_LOG_LEVEL", &c.Telemetry.LogLevel)
 	str("FABRIC_POLICY_FILE", &c.PolicyFile)
 	str("FABRIC_REGION_KEYS_DIR", &c.RegionKeysDir)
 	str("FABRIC_SERVICE_KEY_FILE", &c.Auth.ServiceKeyFile)
-	if v, ok := lookup("PHASE_I4_DECISION_TIMEOUT_MS"); ok && v != "" {
+	if v, ok := lookup(precheck.EnvDecisionTimeoutMS); ok && v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms <= 0 {
-			return fmt.Errorf("PHASE_I4_DECISION_TIMEOUT_MS=%q: want a positive number of milliseconds", v)
+			return fmt.Errorf("%s=%q: want a positive number of milliseconds", precheck.EnvDecisionTimeoutMS, v)
 		}
 		c.DecisionTimeoutMS = ms
 	}
@@ -330,8 +332,8 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("simulation_mode %q: want true, false or empty (decided by the precheck)", c.SimulationMode)
 	}
-	if c.DecisionTimeoutMS <= 0 {
-		return fmt.Errorf("decision_timeout_ms %d: must be positive", c.DecisionTimeoutMS)
+	if max := policy.MaxDecisionTimeout.Milliseconds(); c.DecisionTimeoutMS <= 0 || c.DecisionTimeoutMS > max {
+		return fmt.Errorf("decision_timeout_ms %d: want 1..%d (P6)", c.DecisionTimeoutMS, max)
 	}
 	if c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 64<<20 {
 		return fmt.Errorf("max_request_bytes %d: want 1024..67108864", c.MaxRequestBytes)

@@ -91,3 +91,13 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		})
 	}
 }
+
+// decision_timeout_ms is refused past the policy's bound, instead of being silently
+// replaced by the default later.
+func TestDecisionTimeoutBound(t *testing.T) {
+	c := Default()
+	c.DecisionTimeoutMS = 600000
+	require.NoError(t, c.Validate())
+	c.DecisionTimeoutMS = 600001
+	require.ErrorContains(t, c.Validate(), "decision_timeout_ms")
+}

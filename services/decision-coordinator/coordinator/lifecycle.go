@@ -617,29 +617,27 @@ func transitionPayload(from string, p *store.Proposal, d *coordinatorv1.Proposal
 	if p.PostStateSHA256 != "" {
 		out["post_state_sha256"] = p.PostStateSHA256
 	}
-	{
-		if v := d.GetVotes(); v != nil {
-			out["negotiation_id"] = v.GetNegotiationId()
-			out["votes"] = map[string]any{"accept": v.GetAccept(), "reject": v.GetReject(), "counter": v.GetCounter(), "abstain": v.GetAbstain(), "outcome": v.GetOutcome()}
-		}
-		if sc := d.GetScore(); sc != nil {
-			out["confidence"] = sc.GetConfidence()
-			out["risk_level"] = sc.GetRiskLevel()
-		}
-		if dr := d.GetDryRunResult(); dr != nil {
-			out["dry_run_passed"] = dr.GetPassed()
-			out["planned_post_state_sha256"] = dr.GetPlannedPostStateSha256()
-		}
-		if d.GetReason() != "" {
-			out["reason"] = d.GetReason()
-		}
-		// The consensus bundle's digest ties the signed bundle into the audit log (the
-		// offline verifier looks for it).
-		if b := d.GetConsensusBundle(); b != nil {
-			out["consensus_bundle_sha256"] = b.GetSha256()
-		} else if e := d.GetConsensusError(); e != "" {
-			out["consensus_error"] = e
-		}
+	if v := d.GetVotes(); v != nil {
+		out["negotiation_id"] = v.GetNegotiationId()
+		out["votes"] = map[string]any{"accept": v.GetAccept(), "reject": v.GetReject(), "counter": v.GetCounter(), "abstain": v.GetAbstain(), "outcome": v.GetOutcome()}
+	}
+	if sc := d.GetScore(); sc != nil {
+		out["confidence"] = sc.GetConfidence()
+		out["risk_level"] = sc.GetRiskLevel()
+	}
+	if dr := d.GetDryRunResult(); dr != nil {
+		out["dry_run_passed"] = dr.GetPassed()
+		out["planned_post_state_sha256"] = dr.GetPlannedPostStateSha256()
+	}
+	if d.GetReason() != "" {
+		out["reason"] = d.GetReason()
+	}
+	// The consensus bundle's digest ties the signed bundle into the audit log (the
+	// offline verifier looks for it).
+	if b := d.GetConsensusBundle(); b != nil {
+		out["consensus_bundle_sha256"] = b.GetSha256()
+	} else if e := d.GetConsensusError(); e != "" {
+		out["consensus_error"] = e
 	}
 	return out
 }
