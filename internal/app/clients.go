@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
-	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
@@ -136,9 +135,9 @@ func (v storeVotes) Agreement(ctx context.Context, tenantID, proposalID string) 
 	if err != nil {
 		return 0, 0, false, err
 	}
-	d := &coordinatorv1.Proposal{}
-	if err := protojson.Unmarshal(p.Decision, d); err != nil {
-		return 0, 0, false, fmt.Errorf("decision record of %s: %w", proposalID, err)
+	d, err := coordinator.Record(p)
+	if err != nil {
+		return 0, 0, false, err
 	}
 	votes := d.GetVotes()
 	total := float64(votes.GetAccept() + votes.GetReject() + votes.GetCounter())

@@ -569,3 +569,68 @@ func TestVerifyExportWithOtherKeys(t *testing.T) {
 	_, err = bundle.VerifyExport(c, k)
 	requirePart(t, err, bundle.PartBundle) // the bundle still says it was signed
 }
+
+// TestSealedStoredForm: the stored form (Seal, Encode, DecodeSigned) keeps the signed
+// bytes exactly, is the API form's JSON, and verifies like it; Matches checks a
+// verified bundle against what the caller expects.
+func TestSealedStoredForm(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c, err := bundle.Build(f.in)
+	require.NoError(t, err)
+	sb, err := bundle.Seal(c, signer(t))
+	require.NoError(t, err)
+	raw, err := sb.Encode()
+	require.NoError(t, err)
+
+	back, err := bundle.DecodeSigned(raw)
+	require.NoError(t, err)
+	require.Equal(t, sb.Payload, back.Payload, "the signed bytes come back exactly")
+	require.True(t, proto.Equal(sb.Signature, back.Signature))
+	want := bundle.Expect{TenantID: "t1", ProposalID: "p1", ManifestSHA256: f.digest, Enact: f.agreed}
+	verified, err := bundle.VerifySigned(back, trust(t), want)
+	require.NoError(t, err)
+
+	// The stored form is the API form's protojson, and the API form's document gives
+	// back the signed bytes (what the decision export and cosign verify).
+	api := &typesv1.ConsensusBundle{}
+	require.NoError(t, protojson.Unmarshal(raw, api))
+	payload, err := bundle.Payload(api)
+	require.NoError(t, err)
+	require.Equal(t, sb.Payload, payload)
+	fromProto, err := sb.Proto()
+	require.NoError(t, err)
+	require.True(t, proto.Equal(api, fromProto))
+	_, err = bundle.Verify(api, trust(t), want)
+	require.NoError(t, err)
+
+	// Spacing does not matter (the document is canonicalised); content does.
+	spaced := bytes.Replace(raw, []byte(`{"bundle":{`), []byte(`{ "bundle" : {  `), 1)
+	back, err = bundle.DecodeSigned(spaced)
+	require.NoError(t, err)
+	require.Equal(t, sb.Payload, back.Payload)
+	changed := bytes.Replace(raw, []byte(`"tenant_id":"t1"`), []byte(`"tenant_id":"t2"`), 1)
+	require.NotEqual(t, raw, changed)
+	back, err = bundle.DecodeSigned(changed)
+	require.NoError(t, err)
+	_, err = bundle.VerifySigned(back, trust(t), bundle.Expect{})
+	requirePart(t, err, bundle.PartBundle)
+
+	for _, bad := range []string{`{`, `[]`, `{"bundle":null,"sha256":"x"}`, `{"bundle":{},"extra":1}`, `{"bundle":{}} {}`} {
+		_, err := bundle.DecodeSigned([]byte(bad))
+		requirePart(t, err, bundle.PartBundle)
+	}
+
+	// Matches: what Check compares with the caller's expectation, nothing else.
+	require.NoError(t, verified.Matches(want))
+	for name, w := range map[string]bundle.Expect{
+		"tenant":   {TenantID: "t2"},
+		"proposal": {ProposalID: "p2"},
+		"manifest": {ManifestSHA256: canonical.SHA256Hex([]byte("other"))},
+		"enact":    {Enact: f.manifest},
+	} {
+		err := verified.Matches(w)
+		require.Error(t, err, name)
+		require.ErrorIs(t, err, bundle.ErrInvalid, name)
+	}
+}

@@ -182,9 +182,20 @@ func (c *Consensus) Canonical() ([]byte, error) {
 	return canonical.Marshal(cc)
 }
 
-// Sign signs the bundle's canonical JSON with s (the coordinator's cosign key) and
-// returns it in its API form.
-func Sign(c *Consensus, s signing.Signer) (*typesv1.ConsensusBundle, error) {
+// Signed is a signed consensus bundle as the coordinator stores it: the exact bytes
+// that were signed, their digest and the signature. It is what Seal makes and
+// VerifySigned checks; Proto gives its API form.
+type Signed struct {
+	// Payload is the bundle document's RFC 8785 canonical JSON: the signed bytes.
+	Payload []byte
+	// SHA256 is the lower-case hex SHA256 of Payload.
+	SHA256 string
+	// Signature is the cosign-format signature over Payload, with its key.
+	Signature *typesv1.ManifestSignature
+}
+
+// Seal signs the bundle's canonical JSON with s (the coordinator's cosign key).
+func Seal(c *Consensus, s signing.Signer) (*Signed, error) {
 	payload, err := c.Canonical()
 	if err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
@@ -193,17 +204,82 @@ func Sign(c *Consensus, s signing.Signer) (*typesv1.ConsensusBundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle: sign: %w", err)
 	}
+	return &Signed{
+		Payload: payload, SHA256: canonical.SHA256Hex(payload),
+		Signature: &typesv1.ManifestSignature{Signature: sig, KeyId: s.KeyID(), PublicKey: string(s.PublicKeyPEM())},
+	}, nil
+}
+
+// Sign is Seal, returning the bundle in its API form.
+func Sign(c *Consensus, s signing.Signer) (*typesv1.ConsensusBundle, error) {
+	sb, err := Seal(c, s)
+	if err != nil {
+		return nil, err
+	}
+	return sb.Proto()
+}
+
+// Proto returns the bundle in its API form (types.v1.ConsensusBundle). Its document
+// gives back the signed bytes exactly (Payload(b) == s.Payload): canonical JSON holds
+// only IEEE 754 double numbers, which a Struct represents exactly.
+func (s *Signed) Proto() (*typesv1.ConsensusBundle, error) {
 	doc := &structpb.Struct{}
-	if err := protojson.Unmarshal(payload, doc); err != nil {
+	if err := protojson.Unmarshal(s.Payload, doc); err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
-	out := &typesv1.ConsensusBundle{
-		Bundle: doc, Sha256: canonical.SHA256Hex(payload),
-		Signature: &typesv1.ManifestSignature{Signature: sig, KeyId: s.KeyID(), PublicKey: string(s.PublicKeyPEM())},
+	return &typesv1.ConsensusBundle{Bundle: doc, Sha256: s.SHA256, Signature: s.Signature}, nil
+}
+
+// signedJSON is the JSON form of a Signed: the protojson form of
+// types.v1.ConsensusBundle, with the signed bytes as its "bundle" member.
+type signedJSON struct {
+	Bundle    json.RawMessage `json:"bundle"`
+	SHA256    string          `json:"sha256"`
+	Signature *Signature      `json:"signature"`
+}
+
+// Encode returns the bundle's JSON form for storage: the protojson form of its API
+// form (types.v1.ConsensusBundle), whose "bundle" member is the signed bytes
+// themselves, so DecodeSigned gets them back without re-encoding.
+func (s *Signed) Encode() ([]byte, error) {
+	out := signedJSON{Bundle: s.Payload, SHA256: s.SHA256}
+	if g := s.Signature; g != nil {
+		out.Signature = &Signature{Signature: g.GetSignature(), KeyID: g.GetKeyId(), PublicKey: g.GetPublicKey()}
 	}
-	// The API form must give back the signed bytes exactly (numbers stay float64-exact).
-	if again, err := Payload(out); err != nil || !bytes.Equal(again, payload) {
-		return nil, fmt.Errorf("bundle: the bundle does not round-trip through JSON (%v)", err)
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: encode: %w", err)
+	}
+	return raw, nil
+}
+
+// DecodeSigned parses the JSON form of a signed bundle (Encode's output, or the
+// protojson form of types.v1.ConsensusBundle) strictly and bounded. The document is
+// canonicalised, so Payload is the bytes the signature must cover whatever its
+// spacing; it checks the form only (VerifySigned checks what it proves).
+func DecodeSigned(raw []byte) (*Signed, error) {
+	if len(raw) > 2*MaxConsensusBytes {
+		return nil, fail(PartBundle, "larger than %d bytes", 2*MaxConsensusBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var in signedJSON
+	if err := dec.Decode(&in); err != nil {
+		return nil, fail(PartBundle, "not a signed consensus bundle: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fail(PartBundle, "trailing data after the bundle")
+	}
+	if len(in.Bundle) == 0 || bytes.Equal(in.Bundle, []byte("null")) {
+		return nil, missing(PartBundle, "no bundle document")
+	}
+	payload, err := canonical.JSON(in.Bundle)
+	if err != nil {
+		return nil, fail(PartBundle, "%v", err)
+	}
+	out := &Signed{Payload: payload, SHA256: in.SHA256}
+	if g := in.Signature; g != nil {
+		out.Signature = &typesv1.ManifestSignature{Signature: g.Signature, KeyId: g.KeyID, PublicKey: g.PublicKey}
 	}
 	return out, nil
 }
@@ -289,13 +365,21 @@ func Verify(b *typesv1.ConsensusBundle, trust Trust, want Expect) (*Consensus, e
 	if err != nil {
 		return nil, err
 	}
-	if sum := canonical.SHA256Hex(payload); b.GetSha256() != sum {
-		return nil, fail(PartBundle, "sha256 %s is not its content's %s: the bundle was changed", short(b.GetSha256()), short(sum))
+	return VerifySigned(&Signed{Payload: payload, SHA256: b.GetSha256(), Signature: b.GetSignature()}, trust, want)
+}
+
+// VerifySigned is Verify of a bundle in its stored form.
+func VerifySigned(s *Signed, trust Trust, want Expect) (*Consensus, error) {
+	if s == nil {
+		return nil, missing(PartBundle, "none was recorded")
 	}
-	if err := verifySignature(PartBundleSignature, trust.Keys, b.GetSignature(), payload); err != nil {
+	if sum := canonical.SHA256Hex(s.Payload); s.SHA256 != sum {
+		return nil, fail(PartBundle, "sha256 %s is not its content's %s: the bundle was changed", short(s.SHA256), short(sum))
+	}
+	if err := verifySignature(PartBundleSignature, trust.Keys, s.Signature, s.Payload); err != nil {
 		return nil, err
 	}
-	c, err := Parse(payload)
+	c, err := Parse(s.Payload)
 	if err != nil {
 		return nil, err
 	}
@@ -310,11 +394,8 @@ func Verify(b *typesv1.ConsensusBundle, trust Trust, want Expect) (*Consensus, e
 // against the region registry, the agreed manifest. The coordinator runs it before
 // signing a bundle, so it never signs a certificate that does not verify.
 func (c *Consensus) Check(trust Trust, want Expect) error {
-	switch {
-	case want.TenantID != "" && c.TenantID != want.TenantID:
-		return fail(PartBundle, "made for tenant %q, not %q", c.TenantID, want.TenantID)
-	case want.ProposalID != "" && c.ProposalID != want.ProposalID:
-		return fail(PartBundle, "made for proposal %q, not %q", c.ProposalID, want.ProposalID)
+	if err := c.about(want); err != nil {
+		return err
 	}
 	manifest, err := canonical.JSON(c.Manifest)
 	if err != nil {
@@ -323,8 +404,8 @@ func (c *Consensus) Check(trust Trust, want Expect) error {
 	if sum := canonical.SHA256Hex(manifest); sum != c.ManifestSHA256 {
 		return fail(PartManifest, "hashes to %s, not the bundle's manifest_sha256 %s", short(sum), short(c.ManifestSHA256))
 	}
-	if want.ManifestSHA256 != "" && c.ManifestSHA256 != want.ManifestSHA256 {
-		return fail(PartManifest, "the bundle's manifest %s is not the proposal's %s", short(c.ManifestSHA256), short(want.ManifestSHA256))
+	if err := c.ofManifest(want); err != nil {
+		return err
 	}
 	switch s := c.ManifestSignature; {
 	case s == nil && trust.RequireManifestSignature:
@@ -352,15 +433,52 @@ func (c *Consensus) Check(trust Trust, want Expect) error {
 	if sum := canonical.SHA256Hex(agreed); sum != c.AgreedManifestSHA256 {
 		return fail(PartAgreedManifest, "hashes to %s, not the bundle's agreed_manifest_sha256 %s", short(sum), short(c.AgreedManifestSHA256))
 	}
-	if want.Enact != nil {
-		enact, err := canonical.Proto(want.Enact)
-		if err != nil {
-			return fail(PartAgreedManifest, "%v", err)
-		}
-		if !bytes.Equal(enact, agreed) {
-			return fail(PartAgreedManifest, "the manifest to enact (%s) is not the one the regions agreed to (%s)",
-				short(canonical.SHA256Hex(enact)), short(c.AgreedManifestSHA256))
-		}
+	return c.enacts(want)
+}
+
+// Matches checks what want asks of a bundle whose content has already been checked
+// (Check or VerifySigned passed for the same bytes and trust): the tenant, the
+// proposal, the manifest digest and the manifest to enact, with Check's errors.
+func (c *Consensus) Matches(want Expect) error {
+	if err := c.about(want); err != nil {
+		return err
+	}
+	if err := c.ofManifest(want); err != nil {
+		return err
+	}
+	return c.enacts(want)
+}
+
+func (c *Consensus) about(want Expect) error {
+	switch {
+	case want.TenantID != "" && c.TenantID != want.TenantID:
+		return fail(PartBundle, "made for tenant %q, not %q", c.TenantID, want.TenantID)
+	case want.ProposalID != "" && c.ProposalID != want.ProposalID:
+		return fail(PartBundle, "made for proposal %q, not %q", c.ProposalID, want.ProposalID)
+	}
+	return nil
+}
+
+func (c *Consensus) ofManifest(want Expect) error {
+	if want.ManifestSHA256 != "" && c.ManifestSHA256 != want.ManifestSHA256 {
+		return fail(PartManifest, "the bundle's manifest %s is not the proposal's %s", short(c.ManifestSHA256), short(want.ManifestSHA256))
+	}
+	return nil
+}
+
+// enacts checks that want.Enact, when set, is the agreed manifest (whose canonical
+// JSON Check has verified against agreed_manifest_sha256).
+func (c *Consensus) enacts(want Expect) error {
+	if want.Enact == nil {
+		return nil
+	}
+	enact, err := canonical.Proto(want.Enact)
+	if err != nil {
+		return fail(PartAgreedManifest, "%v", err)
+	}
+	if sum := canonical.SHA256Hex(enact); sum != c.AgreedManifestSHA256 {
+		return fail(PartAgreedManifest, "the manifest to enact (%s) is not the one the regions agreed to (%s)",
+			short(sum), short(c.AgreedManifestSHA256))
 	}
 	return nil
 }

@@ -11,13 +11,13 @@ import (
 
 const proposalCols = `id, tenant_id, status, impact, dry_run, manifest, manifest_sha256, metadata,
 	pre_state_sha256, idempotency_key, created_by, trace_id, version, created_at, updated_at,
-	decision, post_state_sha256, action, target`
+	decision, post_state_sha256, action, target, consensus_bundle`
 
 const (
 	// The conflict target names the partial unique index, so only an
 	// idempotency-key collision is absorbed; a duplicate id still fails.
 	sqlProposalInsert = `INSERT INTO proposals (` + proposalCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 	ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
 	RETURNING ` + proposalCols
 	sqlProposalByKey = `SELECT ` + proposalCols + ` FROM proposals
@@ -32,7 +32,7 @@ const (
 	WHERE tenant_id = $3 AND id = $4 AND status = $5 AND version = $6
 	RETURNING ` + proposalCols
 	sqlProposalAdvance = `UPDATE proposals SET status = $1, dry_run = $2, decision = $3, post_state_sha256 = $4,
-	version = version + 1, updated_at = $5
+	version = version + 1, updated_at = $5, consensus_bundle = COALESCE($10, consensus_bundle)
 	WHERE tenant_id = $6 AND id = $7 AND status = $8 AND version = $9
 	RETURNING ` + proposalCols
 )
@@ -41,9 +41,13 @@ func scanProposal(r row) (*Proposal, error) {
 	var p Proposal
 	err := r.Scan(&p.ID, &p.TenantID, &p.Status, &p.Impact, &p.DryRun, &p.Manifest, &p.ManifestSHA256,
 		&p.Metadata, &p.PreStateSHA256, &p.IdempotencyKey, &p.CreatedBy, &p.TraceID, &p.Version,
-		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Decision, &p.PostStateSHA256, &p.Action, &p.Target)
+		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Decision, &p.PostStateSHA256, &p.Action, &p.Target,
+		&p.ConsensusBundle)
 	if err != nil {
 		return nil, err
+	}
+	if len(p.ConsensusBundle) == 0 {
+		p.ConsensusBundle = nil // none recorded
 	}
 	return &p, nil
 }
@@ -62,7 +66,8 @@ func (ps proposalStore) Create(ctx context.Context, p *Proposal) (*Proposal, boo
 		stored, err = scanProposal(w.queryRow(ctx, sqlProposalInsert,
 			r.ID, r.TenantID, r.Status, r.Impact, r.DryRun, r.Manifest, r.ManifestSHA256, r.Metadata,
 			r.PreStateSHA256, r.IdempotencyKey, r.CreatedBy, r.TraceID, r.Version,
-			s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256, r.Action, r.Target))
+			s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256, r.Action, r.Target,
+			string(r.ConsensusBundle)))
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -170,8 +175,15 @@ func (ps proposalStore) Advance(ctx context.Context, tenantID, id, from string, 
 	if c.PostStateSHA256 != "" && !canonical.IsSHA256Hex(c.PostStateSHA256) {
 		return nil, invalidf("PostStateSHA256 must be 64 lower-case hex characters")
 	}
+	var bundle any // NULL: unchanged
+	if c.ConsensusBundle != nil {
+		if err := checkJSONObject("ConsensusBundle", c.ConsensusBundle); err != nil {
+			return nil, err
+		}
+		bundle = string(c.ConsensusBundle)
+	}
 	return ps.guarded(ctx, "advance proposal", tenantID, id, from, expectedVersion, sqlProposalAdvance,
-		c.Status, c.DryRun, c.Decision, c.PostStateSHA256, ps.s.drv.timeArg(now()), tenantID, id, from, expectedVersion)
+		c.Status, c.DryRun, c.Decision, c.PostStateSHA256, ps.s.drv.timeArg(now()), tenantID, id, from, expectedVersion, bundle)
 }
 
 // guarded runs a compare-and-swap UPDATE ... RETURNING and, when nothing matched, tells

@@ -135,6 +135,11 @@ type Proposal struct {
 	// absent), filled by the store on Create from Manifest (input ignored). They index
 	// the history of similar decisions (ProposalStore.History).
 	Action, Target string
+	// ConsensusBundle is the proposal's signed consensus bundle (P2) as the coordinator
+	// wrote it (a JSON object, returned byte for byte), or empty before the regions
+	// agreed. Written by ProposalStore.Advance; kept apart from Decision so that the
+	// transitions after agreement do not rewrite it.
+	ConsensusBundle []byte
 }
 
 // ProposalChange is the mutable part of a proposal written by ProposalStore.Advance.
@@ -143,6 +148,9 @@ type ProposalChange struct {
 	DryRun          bool
 	Decision        []byte // JSON object; "{}" when empty
 	PostStateSHA256 string
+	// ConsensusBundle, when not nil, sets the proposal's consensus bundle (a JSON
+	// object); nil leaves it as it is.
+	ConsensusBundle []byte
 }
 
 // ProposalStore persists proposals. All methods are tenant-scoped.

@@ -106,6 +106,11 @@ func normalizeProposal(p *Proposal) (*Proposal, error) {
 		return nil, err
 	}
 	r.Decision = bytes.Clone(r.Decision)
+	if len(r.ConsensusBundle) > 0 {
+		if err := checkJSONObject("ConsensusBundle", r.ConsensusBundle); err != nil {
+			return nil, err
+		}
+	}
 	if r.PostStateSHA256 != "" && !canonical.IsSHA256Hex(r.PostStateSHA256) {
 		return nil, invalidf("PostStateSHA256 must be 64 lower-case hex characters")
 	}

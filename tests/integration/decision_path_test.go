@@ -42,6 +42,7 @@ type proposal struct {
 	DryRunResult struct {
 		Passed bool `json:"passed"`
 	} `json:"dry_run_result"`
+	ConsensusBundle json.RawMessage `json:"consensus_bundle"`
 }
 
 type client struct {

@@ -183,6 +183,16 @@ func TestProductionRefusesEnactmentWithoutValidConsensusBundle(t *testing.T) {
 			store.ProposalChange{Status: p.Status, DryRun: p.DryRun, Decision: raw, PostStateSHA256: p.PostStateSHA256})
 		require.NoError(t, err)
 	}
+	// setBundle overwrites a proposal's stored consensus bundle ("" removes it).
+	setBundle := func(t *testing.T, id string, raw []byte) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, dsn)
+		require.NoError(t, err)
+		defer conn.Close(ctx)
+		tag, err := conn.Exec(ctx, `UPDATE proposals SET consensus_bundle = $1 WHERE tenant_id = 't1' AND id = $2`, string(raw), id)
+		require.NoError(t, err)
+		require.EqualValues(t, 1, tag.RowsAffected())
+	}
 	// refused enacts (and dry-runs) a proposal, expects 409 naming want, and checks
 	// that neither the proposal nor the world changed.
 	refused := func(t *testing.T, id string, want ...string) {
@@ -233,8 +243,9 @@ func TestProductionRefusesEnactmentWithoutValidConsensusBundle(t *testing.T) {
 
 		// The coordinator records the agreement but refuses to sign a bundle for it...
 		p = c.await(t, p.ID, "PROPOSAL_STATUS_SCORED")
-		_, d := record(t, p.ID)
-		require.Nil(t, d.GetConsensusBundle())
+		sp, d := record(t, p.ID)
+		require.Empty(t, sp.ConsensusBundle)
+		require.Equal(t, "null", string(p.ConsensusBundle), "no bundle in the API either")
 		require.Contains(t, d.GetConsensusError(), `region "eu-west"`)
 		require.Contains(t, d.GetConsensusError(), "signature")
 		// ... and enactment is refused, saying why.
@@ -245,39 +256,59 @@ func TestProductionRefusesEnactmentWithoutValidConsensusBundle(t *testing.T) {
 		// Even the coordinator's own key cannot make a forged vote count: the
 		// certificate is checked against the region key registry.
 		p := c.await(t, submit(t, "serviceG").ID, "PROPOSAL_STATUS_SCORED")
-		sp, d := record(t, p.ID)
-		require.NotNil(t, d.GetConsensusBundle(), d.GetConsensusError())
-		payload, err := bundle.Payload(d.GetConsensusBundle())
+		require.Contains(t, string(p.ConsensusBundle), `"quorum_certificate"`, "the API shows the stored bundle")
+		sp, _ := record(t, p.ID)
+		sb, err := bundle.DecodeSigned(sp.ConsensusBundle)
 		require.NoError(t, err)
-		cb, err := bundle.Parse(payload)
+		cb, err := bundle.Parse(sb.Payload)
 		require.NoError(t, err)
 		_, forger, err := ed25519.GenerateKey(nil)
 		require.NoError(t, err)
 		vote, err := quorum.VotePayload(cb.ManifestSHA256, cb.QuorumCertificate.Round, "eu-west", quorum.VerdictAccept)
 		require.NoError(t, err)
 		cb.QuorumCertificate.Votes[0].Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(forger, vote))
-		d.ConsensusBundle, err = bundle.Sign(cb, signer)
+		resealed, err := bundle.Seal(cb, signer)
 		require.NoError(t, err)
-		rewrite(t, sp, d)
+		raw, err := resealed.Encode()
+		require.NoError(t, err)
+		setBundle(t, p.ID, raw)
 		refused(t, p.ID, "consensus bundle does not verify (P2)", "quorum certificate", `region \"eu-west\"`)
 	})
 
 	t.Run("bundle changed after signing", func(t *testing.T) {
 		p := c.await(t, submit(t, "serviceH").ID, "PROPOSAL_STATUS_SCORED")
-		sp, d := record(t, p.ID)
-		require.NotNil(t, d.GetConsensusBundle())
-		agreed := d.GetConsensusBundle().GetBundle().GetFields()["agreed_manifest"].GetStructValue()
-		agreed.Fields["target"] = structpb.NewStringValue("serviceI")
-		rewrite(t, sp, d)
+		sp, _ := record(t, p.ID)
+		var stored map[string]any
+		require.NoError(t, json.Unmarshal(sp.ConsensusBundle, &stored))
+		agreed := stored["bundle"].(map[string]any)["agreed_manifest"].(map[string]any)
+		agreed["target"] = "serviceI"
+		raw, err := json.Marshal(stored)
+		require.NoError(t, err)
+		setBundle(t, p.ID, raw)
 		refused(t, p.ID, "consensus bundle does not verify (P2)", "sha256")
+	})
+
+	t.Run("bundle recorded inside the decision record (before migration 00007)", func(t *testing.T) {
+		// Proposals agreed before bundles had their own column keep them in the
+		// decision record; they are verified the same way.
+		p := c.await(t, submit(t, "serviceL").ID, "PROPOSAL_STATUS_SCORED")
+		sp, d := record(t, p.ID)
+		sb, err := bundle.DecodeSigned(sp.ConsensusBundle)
+		require.NoError(t, err)
+		cb, err := bundle.Parse(sb.Payload)
+		require.NoError(t, err)
+		cb.AgreedManifest = json.RawMessage(strings.Replace(string(cb.AgreedManifest), "serviceL", "serviceM", 1))
+		d.ConsensusBundle, err = bundle.Sign(cb, signer) // re-signed, but not what the regions agreed to
+		require.NoError(t, err)
+		setBundle(t, p.ID, nil)
+		rewrite(t, sp, d)
+		refused(t, p.ID, "consensus bundle does not verify (P2)", "agreed manifest")
 	})
 
 	t.Run("missing bundle", func(t *testing.T) {
 		p := c.await(t, submit(t, "serviceJ").ID, "PROPOSAL_STATUS_SCORED")
-		sp, d := record(t, p.ID)
-		require.NotNil(t, d.GetConsensusBundle())
-		d.ConsensusBundle = nil
-		rewrite(t, sp, d)
+		require.Contains(t, string(p.ConsensusBundle), `"quorum_certificate"`)
+		setBundle(t, p.ID, nil)
 		refused(t, p.ID, "no consensus bundle (P2)")
 	})
 

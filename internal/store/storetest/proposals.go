@@ -363,6 +363,30 @@ func testAdvance(t *testing.T, s store.Store) {
 	require.Equal(t, up, got, "failed advances change nothing")
 }
 
+func testAdvanceConsensusBundle(t *testing.T, s store.Store) {
+	p := mustCreate(t, s, NewProposal("t"))
+	require.Empty(t, p.ConsensusBundle, "no bundle before the regions agree")
+	// Stored and returned byte for byte (member order and spacing kept): the bundle's
+	// signature covers exact bytes.
+	cb := []byte(`{"bundle":{"z":1,"a":"x"},  "sha256":"00"}`)
+	up, err := s.Proposals().Advance(ctx(t), "t", p.ID, "SUBMITTED", 1, store.ProposalChange{Status: "AGREED", ConsensusBundle: cb})
+	require.NoError(t, err)
+	require.Equal(t, string(cb), string(up.ConsensusBundle))
+	up, err = s.Proposals().Advance(ctx(t), "t", p.ID, "AGREED", 2, store.ProposalChange{Status: "SCORED", Decision: []byte(`{"reason":"r"}`)})
+	require.NoError(t, err)
+	require.Equal(t, string(cb), string(up.ConsensusBundle), "a change without a bundle keeps it")
+	got, err := s.Proposals().Get(ctx(t), "t", p.ID)
+	require.NoError(t, err)
+	require.Equal(t, string(cb), string(got.ConsensusBundle))
+	for _, bad := range []string{`{`, `[1]`, `"s"`} {
+		_, err = s.Proposals().Advance(ctx(t), "t", p.ID, "SCORED", 3, store.ProposalChange{Status: "X", ConsensusBundle: []byte(bad)})
+		require.ErrorIs(t, err, store.ErrInvalid, bad)
+	}
+	got, err = s.Proposals().Get(ctx(t), "t", p.ID)
+	require.NoError(t, err)
+	require.Equal(t, up, got, "refused changes change nothing")
+}
+
 func testProposalHistory(t *testing.T, s store.Store) {
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	n := 0

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateStatusNotFound", testUpdateStatusNotFound},
 		{"UpdateStatusConcurrent", testUpdateStatusConcurrent},
 		{"Advance", testAdvance},
+		{"AdvanceConsensusBundle", testAdvanceConsensusBundle},
 		{"SnapshotPutList", testSnapshotPutList},
 		{"SnapshotDuplicate", testSnapshotDuplicate},
 		{"SnapshotTenantScope", testSnapshotTenantScope},

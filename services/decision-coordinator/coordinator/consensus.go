@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/bundle"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -27,8 +29,8 @@ func (s *Service) trust() bundle.Trust {
 // manifest, signed with the fabric's cosign key. It checks the bundle's content first
 // (the certificate against the region key registry, its digest against the stored
 // manifest's), so the coordinator never signs a certificate that does not verify; the
-// error says what failed.
-func (s *Service) consensusBundle(p *store.Proposal, d *coordinatorv1.Proposal, n *negotiatorv1.Negotiation) (*typesv1.ConsensusBundle, error) {
+// error says what failed. The checked bundle is remembered as verified.
+func (s *Service) consensusBundle(p *store.Proposal, d *coordinatorv1.Proposal, n *negotiatorv1.Negotiation) (*bundle.Signed, error) {
 	if s.deps.Signer == nil {
 		return nil, errors.New("no signing key is configured for consensus bundles")
 	}
@@ -46,7 +48,12 @@ func (s *Service) consensusBundle(p *store.Proposal, d *coordinatorv1.Proposal, 
 	if err := c.Check(s.trust(), bundle.Expect{TenantID: p.TenantID, ProposalID: p.ID, ManifestSHA256: p.ManifestSHA256}); err != nil {
 		return nil, err
 	}
-	return bundle.Sign(c, s.deps.Signer)
+	sb, err := bundle.Seal(c, s.deps.Signer)
+	if err != nil {
+		return nil, err
+	}
+	s.verified.Add(verifiedKeyOf(sb), c)
+	return sb, nil
 }
 
 // verifyConsensus is the enactment check of P2: the proposal's consensus bundle must
@@ -57,9 +64,20 @@ func (s *Service) consensusBundle(p *store.Proposal, d *coordinatorv1.Proposal, 
 // allowed (proposals agreed before bundles existed, or without a signing key) but a
 // present one must verify. A refusal is FAILED_PRECONDITION naming what failed, before
 // anything changes.
+//
+// The cryptographic checks run once per distinct bundle (its exact bytes and
+// signature) and trust: a bundle this coordinator sealed or already verified is only
+// matched against this proposal and the manifest to enact.
 func (s *Service) verifyConsensus(p *store.Proposal, d *coordinatorv1.Proposal) error {
-	b := d.GetConsensusBundle()
-	if b == nil {
+	refuse := func(err error) error {
+		return status.Errorf(codes.FailedPrecondition, "enactment of proposal %s refused: the consensus bundle does not verify (P2): %v", p.ID, err)
+	}
+	sb, err := storedBundle(p)
+	if err != nil {
+		return refuse(err)
+	}
+	legacy := d.GetConsensusBundle() // recorded inside the decision record before migration 00007
+	if sb == nil && legacy == nil {
 		if !s.deps.RequireConsensusBundle {
 			return nil
 		}
@@ -73,10 +91,98 @@ func (s *Service) verifyConsensus(p *store.Proposal, d *coordinatorv1.Proposal) 
 	if err != nil {
 		return err
 	}
-	if _, err := bundle.Verify(b, s.trust(), bundle.Expect{TenantID: p.TenantID, ProposalID: p.ID, ManifestSHA256: p.ManifestSHA256, Enact: m}); err != nil {
-		return status.Errorf(codes.FailedPrecondition, "enactment of proposal %s refused: the consensus bundle does not verify (P2): %v", p.ID, err)
+	want := bundle.Expect{TenantID: p.TenantID, ProposalID: p.ID, ManifestSHA256: p.ManifestSHA256, Enact: m}
+	if sb == nil {
+		if _, err := bundle.Verify(legacy, s.trust(), want); err != nil {
+			return refuse(err)
+		}
+		return nil
 	}
+	key := verifiedKeyOf(sb)
+	if c, ok := s.verified.Get(key); ok && canonical.SHA256Hex(sb.Payload) == sb.SHA256 {
+		if err := c.Matches(want); err != nil {
+			return refuse(err)
+		}
+		return nil
+	}
+	c, err := bundle.VerifySigned(sb, s.trust(), want)
+	if err != nil {
+		return refuse(err)
+	}
+	s.verified.Add(key, c)
 	return nil
+}
+
+// verifiedKey identifies a signed bundle: its digest and its signature. A cache hit
+// also needs the stored payload to hash to the digest (verifyConsensus checks).
+type verifiedKey struct{ sha256, keyID, signature string }
+
+func verifiedKeyOf(sb *bundle.Signed) verifiedKey {
+	return verifiedKey{sb.SHA256, sb.Signature.GetKeyId(), sb.Signature.GetSignature()}
+}
+
+// storedBundle decodes p's stored consensus bundle; nil when none was recorded.
+// Decoded bundles are cached per proposal and reused while the stored bytes are the
+// same (the bundle is written once, when the regions agree).
+func storedBundle(p *store.Proposal) (*bundle.Signed, error) {
+	e, err := decodedBundle(p)
+	if e == nil || err != nil {
+		return nil, err
+	}
+	return e.signed, nil
+}
+
+// apiBundle is p's consensus bundle in its API form: the stored one, or the one in a
+// decision record written before migration 00007. The result is shared and must not
+// be modified.
+func apiBundle(p *store.Proposal, d *coordinatorv1.Proposal) (*typesv1.ConsensusBundle, error) {
+	e, err := decodedBundle(p)
+	if err != nil || e == nil {
+		return d.GetConsensusBundle(), err
+	}
+	return e.api, nil
+}
+
+// bundleSHA256 is the digest of p's consensus bundle, "" when there is none (or it
+// cannot be read).
+func bundleSHA256(p *store.Proposal, d *coordinatorv1.Proposal) string {
+	if b, err := apiBundle(p, d); err == nil {
+		return b.GetSha256()
+	}
+	return ""
+}
+
+type decodedEntry struct {
+	raw    []byte
+	signed *bundle.Signed
+	api    *typesv1.ConsensusBundle
+}
+
+var decodedBundles = mustLRU[string, *decodedEntry](4096)
+
+func decodedBundle(p *store.Proposal) (*decodedEntry, error) {
+	if len(p.ConsensusBundle) == 0 {
+		return nil, nil
+	}
+	if e, ok := decodedBundles.Get(p.ID); ok && bytes.Equal(e.raw, p.ConsensusBundle) {
+		return e, nil
+	}
+	sb, err := bundle.DecodeSigned(p.ConsensusBundle)
+	if err != nil {
+		return nil, err
+	}
+	return rememberBundle(p.ID, p.ConsensusBundle, sb)
+}
+
+// rememberBundle caches a bundle stored (or about to be stored) as raw.
+func rememberBundle(proposalID string, raw []byte, sb *bundle.Signed) (*decodedEntry, error) {
+	api, err := sb.Proto()
+	if err != nil {
+		return nil, err
+	}
+	e := &decodedEntry{raw: bytes.Clone(raw), signed: sb, api: api}
+	decodedBundles.Add(proposalID, e)
+	return e, nil
 }
 
 // Decisions reads decision records straight from the store for the decision

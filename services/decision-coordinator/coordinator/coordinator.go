@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -24,6 +25,7 @@ import (
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/policy"
@@ -77,6 +79,9 @@ type Service struct {
 	deps    Deps
 	relay   *relay // delivers audit events the request path could not; nil without an auditor
 	metrics *metrics
+	// verified are the consensus bundles whose content this coordinator checked against
+	// its trust (deps.TrustedKeys, deps.RegionKeys): sealed here or verified before.
+	verified *lru.Cache[verifiedKey, *bundle.Consensus]
 }
 
 // New returns the coordinator. With an auditor it starts the audit outbox relay; Close
@@ -89,7 +94,7 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{deps: deps, metrics: m}
+	s := &Service{deps: deps, metrics: m, verified: mustLRU[verifiedKey, *bundle.Consensus](4096)}
 	if deps.Audit != nil && deps.Store != nil {
 		s.relay = newRelay(s)
 		go s.relay.run()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/policy"
 	"strings"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/world"
 )
@@ -96,6 +96,10 @@ func decision(p *store.Proposal) (*coordinatorv1.Proposal, error) {
 	return d, nil
 }
 
+// Record is p's decision record, decoded (and cached) as the coordinator reads it, for
+// services sharing its store. The result is shared and must not be modified.
+func Record(p *store.Proposal) (*coordinatorv1.Proposal, error) { return decision(p) }
+
 // decisionJSON encodes a decision record for the store. It is plain protojson, not
 // RFC 8785: the record is read back by the coordinator and never hashed or signed (what
 // is signed, the consensus bundle, is canonicalised on its own), and canonicalising
@@ -131,7 +135,15 @@ func mustLRU[K comparable, V any](size int) *lru.Cache[K, V] {
 // move performs one legal transition, updating the decision record with edit, as a
 // compare-and-swap on the proposal's version, audited as "proposal.<to>".
 func (s *Service) move(ctx context.Context, p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), post string) (*store.Proposal, error) {
-	return s.moveAudited(ctx, p, to, transitionEvent(to), edit, post)
+	return s.moveAudited(ctx, p, to, transitionEvent(to), edit, columns{post: post})
+}
+
+// columns are what a move sets beside the decision record.
+type columns struct {
+	// post is the post-state hash; "" keeps p's.
+	post string
+	// bundle is the signed consensus bundle's stored form; nil keeps p's.
+	bundle []byte
 }
 
 // moveAudited is move with an explicit audit event name, for moves whose meaning is not
@@ -140,8 +152,8 @@ func (s *Service) move(ctx context.Context, p *store.Proposal, to string, edit f
 // transaction, then the events are delivered. Everything that can be computed before
 // the transaction is (the decision record, the audit payloads): on SQLite the
 // transaction runs on the store's single writer.
-func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event string, edit func(d *coordinatorv1.Proposal), post string, before ...auditEvent) (*store.Proposal, error) {
-	m, err := s.planMove(p, to, edit, post)
+func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event string, edit func(d *coordinatorv1.Proposal), cols columns, before ...auditEvent) (*store.Proposal, error) {
+	m, err := s.planMove(p, to, edit, cols)
 	if err != nil {
 		return nil, err
 	}
@@ -177,8 +189,8 @@ type plannedMove struct {
 }
 
 // planMove checks that p may move to status to and computes the move: the decision
-// record edited by edit, and the post-state hash (post, or p's).
-func (s *Service) planMove(p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), post string) (*plannedMove, error) {
+// record edited by edit, and the columns set beside it.
+func (s *Service) planMove(p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), cols columns) (*plannedMove, error) {
 	if p.Status != to && !legal(p.Status, to) {
 		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s cannot go from %s to %s", p.ID, p.Status, to)
 	}
@@ -194,6 +206,7 @@ func (s *Service) planMove(p *store.Proposal, to string, edit func(d *coordinato
 	if err != nil {
 		return nil, err
 	}
+	post := cols.post
 	if post == "" {
 		post = p.PostStateSHA256
 	}
@@ -203,8 +216,11 @@ func (s *Service) planMove(p *store.Proposal, to string, edit func(d *coordinato
 	}
 	next := *p
 	next.Status, next.DryRun, next.Decision, next.PostStateSHA256, next.Version = to, dryRun, raw, post, p.Version+1
+	if cols.bundle != nil {
+		next.ConsensusBundle = cols.bundle
+	}
 	return &plannedMove{
-		change: store.ProposalChange{Status: to, DryRun: dryRun, Decision: raw, PostStateSHA256: post},
+		change: store.ProposalChange{Status: to, DryRun: dryRun, Decision: raw, PostStateSHA256: post, ConsensusBundle: cols.bundle},
 		next:   &next, d: d,
 	}, nil
 }
@@ -301,14 +317,22 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 	default:
 		return nil, nil // still running
 	}
-	// P2: an agreement is packaged as a signed consensus bundle. Without one (the
-	// certificate does not verify, no signing key) the proposal is still AGREED, with
-	// the reason recorded; enactment outside simulation then refuses it.
-	var cb *typesv1.ConsensusBundle
+	// P2: an agreement is packaged as a signed consensus bundle, stored beside the
+	// decision record. Without one (the certificate does not verify, no signing key)
+	// the proposal is still AGREED, with the reason recorded; enactment outside
+	// simulation then refuses it.
+	var cols columns
 	var cbErr string
 	if to == stAgreed {
-		if cb, err = s.consensusBundle(p, d, n); err != nil {
-			cbErr = err.Error()
+		sb, err := s.consensusBundle(p, d, n)
+		if err == nil {
+			cols.bundle, err = sb.Encode()
+		}
+		if err == nil {
+			_, err = rememberBundle(p.ID, cols.bundle, sb)
+		}
+		if err != nil {
+			cols.bundle, cbErr = nil, err.Error()
 			s.deps.Logger.WarnContext(ctx, "no consensus bundle", "proposal_id", p.ID, "negotiation_id", n.GetId(), "error", err)
 		}
 	}
@@ -317,9 +341,9 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 		d.Reason = n.GetReason()
 		if to == stAgreed {
 			d.AgreedManifest = n.GetFinalManifest()
-			d.ConsensusBundle, d.ConsensusError = cb, cbErr
+			d.ConsensusError = cbErr
 		}
-	}, "", voteAudits(n)...)
+	}, cols, voteAudits(n)...)
 }
 
 // summarise counts the final round's votes.
@@ -463,7 +487,7 @@ func (s *Service) dryRun(ctx context.Context, p *store.Proposal) (*store.Proposa
 		if !res.Passed {
 			d.Reason = res.Detail
 		}
-	}, "")
+	}, columns{})
 	return next, pre, err
 }
 
@@ -527,7 +551,7 @@ func (s *Service) undoApply(ctx context.Context, c world.Change, pre world.Snaps
 // recordEnactment stores the post snapshot and the move to ENACTED, with their audit
 // events, in one transaction.
 func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, post world.Snapshot) (*store.Proposal, error) {
-	m, err := s.planMove(p, stEnacted, nil, post.SHA256)
+	m, err := s.planMove(p, stEnacted, nil, columns{post: post.SHA256})
 	if err != nil {
 		return nil, err
 	}
@@ -634,8 +658,8 @@ func transitionPayload(from string, p *store.Proposal, d *coordinatorv1.Proposal
 	}
 	// The consensus bundle's digest ties the signed bundle into the audit log (the
 	// offline verifier looks for it).
-	if b := d.GetConsensusBundle(); b != nil {
-		out["consensus_bundle_sha256"] = b.GetSha256()
+	if sum := bundleSHA256(p, d); sum != "" {
+		out["consensus_bundle_sha256"] = sum
 	} else if e := d.GetConsensusError(); e != "" {
 		out["consensus_error"] = e
 	}

@@ -187,6 +187,13 @@ func toProto(p *store.Proposal) (*coordinatorv1.Proposal, error) {
 	if err != nil {
 		return nil, err
 	}
+	cbErr := d.GetConsensusError()
+	cb, err := apiBundle(p, d)
+	if err != nil {
+		// A stored bundle that cannot be read (changed in the store) is shown as its
+		// absence, with why; enactment refuses it (verifyConsensus).
+		cb, cbErr = nil, "the stored consensus bundle cannot be read: "+err.Error()
+	}
 	out := &coordinatorv1.Proposal{
 		Id:              p.ID,
 		TenantId:        p.TenantID,
@@ -213,8 +220,8 @@ func toProto(p *store.Proposal) (*coordinatorv1.Proposal, error) {
 		Approvers:      d.GetApprovers(),
 		// P2: how the manifest was signed and the consensus bundle of the agreement.
 		ManifestSignature: d.GetManifestSignature(),
-		ConsensusBundle:   d.GetConsensusBundle(),
-		ConsensusError:    d.GetConsensusError(),
+		ConsensusBundle:   cb,
+		ConsensusError:    cbErr,
 	}
 	return out, nil
 }
