@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -290,6 +291,9 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 		return nil, err
 	}
 	a := &App{Cfg: cfg, Out: out}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	servers := map[string]*server.Server{}
 	fail := func(err error) (*Running, error) {

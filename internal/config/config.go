@@ -175,6 +175,10 @@ type Config struct {
 	Executors map[string]Executor `yaml:"executors"`
 	// MaxRequestBytes caps a REST body and a gRPC message.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// GCPercent is the Go garbage collector's target (what GOGC sets), applied at
+	// start unless the GOGC environment variable is set: 200 by default, trading a
+	// larger heap for less collection work (docs/operations.md); 100 is Go's default.
+	GCPercent int `yaml:"gc_percent"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// Services maps each service name to its addresses; unknown names are errors.
@@ -196,6 +200,7 @@ func Default() Config {
 		ReportsDir:        "reports",
 		DecisionTimeoutMS: policy.DefaultDecisionTimeout.Milliseconds(),
 		MaxRequestBytes:   1 << 20,
+		GCPercent:         200,
 		ShutdownTimeout:   Duration(10 * time.Second),
 		Services:          map[string]Listen{},
 		Auth:              Auth{Issuer: "decision-fabric", Audience: "decision-fabric"},
@@ -334,6 +339,9 @@ func (c Config) Validate() error {
 	}
 	if max := policy.MaxDecisionTimeout.Milliseconds(); c.DecisionTimeoutMS <= 0 || c.DecisionTimeoutMS > max {
 		return fmt.Errorf("decision_timeout_ms %d: want 1..%d (P6)", c.DecisionTimeoutMS, max)
+	}
+	if c.GCPercent < 50 || c.GCPercent > 1000 {
+		return fmt.Errorf("gc_percent %d: want 50..1000", c.GCPercent)
 	}
 	if c.MaxRequestBytes < 1024 || c.MaxRequestBytes > 64<<20 {
 		return fmt.Errorf("max_request_bytes %d: want 1024..67108864", c.MaxRequestBytes)

@@ -76,6 +76,8 @@ func TestValidationErrorsNameTheKey(t *testing.T) {
 		"port clash":     {yaml: "services:\n  hil-gateway:\n    http_addr: \":9201\"\n", want: "also used by"},
 		"bad log level":  {yaml: "telemetry:\n  log_level: loud\n", want: "telemetry.log_level"},
 		"tiny body":      {yaml: "max_request_bytes: 10\n", want: "max_request_bytes"},
+		"gc off":         {yaml: "gc_percent: -1\n", want: "gc_percent"},
+		"gc too lazy":    {yaml: "gc_percent: 5000\n", want: "gc_percent"},
 		"bad duration":   {yaml: "shutdown_timeout: forever\n", want: "line 1"},
 	}
 	for name, tc := range cases {
