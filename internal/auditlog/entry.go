@@ -138,10 +138,55 @@ func prepare(e Event) (*prepared, error) {
 }
 
 // digest returns the hex SHA-256 of payload's canonical JSON and its redacted
-// summary (canonical JSON).
+// summary (canonical JSON). A JSON-like map takes the fast path (payload.go);
+// anything else, or a map the fast path does not handle, the general one.
 func digest(payload any) (string, []byte, error) {
 	var raw []byte
-	var err error
+	var tree any
+	if m, ok := payload.(map[string]any); ok {
+		if tree, ok = jsonTree(m, 0); ok {
+			raw, _ = appendCanonical(make([]byte, 0, 512), tree) // a tree jsonTree made always encodes
+			if err := checkPayload(raw); err != nil {
+				return "", nil, err
+			}
+		}
+	}
+	if raw == nil {
+		var err error
+		if raw, tree, err = generalTree(payload); err != nil {
+			return "", nil, err
+		}
+	}
+	red, _ := redact.Value(tree, redact.Policy{})
+	summary, ok := appendCanonical(nil, red)
+	if !ok {
+		var err error
+		if summary, err = canonical.Marshal(red); err != nil {
+			return "", nil, fmt.Errorf("auditlog: summary: %w", err)
+		}
+	}
+	if len(summary) > MaxSummaryBytes {
+		summary = []byte(fmt.Sprintf(`{"omitted":"the redacted summary was %d bytes; the limit is %d"}`, len(summary), MaxSummaryBytes))
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), summary, nil
+}
+
+// checkPayload applies the rules on a payload's canonical JSON.
+func checkPayload(raw []byte) error {
+	if len(raw) > MaxPayloadBytes {
+		return invalid("payload is %d bytes of canonical JSON; the limit is %d (send its payload_sha256 instead)", len(raw), MaxPayloadBytes)
+	}
+	if raw[0] != '{' {
+		return invalid("payload must be a JSON object")
+	}
+	return nil
+}
+
+// generalTree is the general path of digest: payload's canonical JSON (through
+// encoding/json) and that JSON decoded again (numbers as json.Number) for
+// redaction.
+func generalTree(payload any) (raw []byte, tree any, err error) {
 	switch v := payload.(type) {
 	case json.RawMessage:
 		raw, err = canonical.JSON(v)
@@ -151,30 +196,17 @@ func digest(payload any) (string, []byte, error) {
 		raw, err = canonical.Marshal(v)
 	}
 	if err != nil {
-		return "", nil, invalid("payload is not JSON: %v", err)
+		return nil, nil, invalid("payload is not JSON: %v", err)
 	}
-	if len(raw) > MaxPayloadBytes {
-		return "", nil, invalid("payload is %d bytes of canonical JSON; the limit is %d (send its payload_sha256 instead)", len(raw), MaxPayloadBytes)
+	if err := checkPayload(raw); err != nil {
+		return nil, nil, err
 	}
-	if raw[0] != '{' {
-		return "", nil, invalid("payload must be a JSON object")
-	}
-	sum := sha256.Sum256(raw)
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return "", nil, invalid("payload is not JSON: %v", err)
+	if err := dec.Decode(&tree); err != nil {
+		return nil, nil, invalid("payload is not JSON: %v", err)
 	}
-	red, _ := redact.Value(v, redact.Policy{})
-	summary, err := canonical.Marshal(red)
-	if err != nil {
-		return "", nil, fmt.Errorf("auditlog: summary: %w", err)
-	}
-	if len(summary) > MaxSummaryBytes {
-		summary = []byte(fmt.Sprintf(`{"omitted":"the redacted summary was %d bytes; the limit is %d"}`, len(summary), MaxSummaryBytes))
-	}
-	return hex.EncodeToString(sum[:]), summary, nil
+	return raw, tree, nil
 }
 
 // entry returns the entry p becomes at index after prev, at time at.
