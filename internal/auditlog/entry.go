@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -68,24 +67,71 @@ type Event struct {
 	IdempotencyKey string
 }
 
-var (
-	idRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	eventRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
-	keyRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$`)
-	traceRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
-)
+// The identifier rules, as regular expressions (TestValidatorsMatchPatterns
+// holds the functions below to them; they run without the regexp engine, on
+// every event, twice):
+//
+//	proposal_id      ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$
+//	event            ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$, at most 64 bytes
+//	idempotency_key  ^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$
+//	trace_id         ^[0-9a-f]{32}$
 
 // ValidProposalID reports whether id is acceptable as Event.ProposalID.
-func ValidProposalID(id string) bool { return idRE.MatchString(id) }
+func ValidProposalID(id string) bool { return validName(id, 128, "._:-") }
 
 // ValidEventName reports whether name is acceptable as Event.Event.
-func ValidEventName(name string) bool { return len(name) <= 64 && eventRE.MatchString(name) }
+func ValidEventName(name string) bool {
+	if len(name) > 64 {
+		return false
+	}
+	words := 0
+	for w := range strings.SplitSeq(name, ".") {
+		if w == "" || !isLower(w[0]) {
+			return false
+		}
+		for i := 1; i < len(w); i++ {
+			if c := w[i]; !isLower(c) && !isDigit(c) && c != '_' {
+				return false
+			}
+		}
+		words++
+	}
+	return words >= 2
+}
 
 // ValidTraceID reports whether id is an OpenTelemetry trace id: 32 lower-case hex.
-func ValidTraceID(id string) bool { return traceRE.MatchString(id) }
+func ValidTraceID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !isDigit(c) && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidIdempotencyKey reports whether key is acceptable as Event.IdempotencyKey.
-func ValidIdempotencyKey(key string) bool { return keyRE.MatchString(key) }
+func ValidIdempotencyKey(key string) bool { return validName(key, 200, "._:/-") }
+
+// validName reports whether s is 1 to max bytes of letters, digits and the
+// punctuation in punct, starting with a letter or digit.
+func validName(s string, max int, punct string) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isLower(c) && !isDigit(c) && (c < 'A' || c > 'Z') && (i == 0 || strings.IndexByte(punct, c) < 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
