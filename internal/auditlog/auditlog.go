@@ -385,6 +385,10 @@ func (l *Log) tryCommit(ctx context.Context, names []string, batch []*request) (
 			}
 			heads[name] = &head{size: h.Size, last: h.LastHash}
 		}
+		existing, err := replays(ctx, tx, names, batch)
+		if err != nil {
+			return err
+		}
 		byKey := map[[2]string]int{}
 		for i, r := range batch {
 			p := r.p
@@ -395,13 +399,9 @@ func (l *Log) tryCommit(ctx context.Context, names []string, batch []*request) (
 					continue
 				}
 				byKey[k] = i
-				existing, err := tx.AuditLog().GetByIdempotencyKey(ctx, p.tenant, p.key)
-				if err == nil {
-					results[i] = result{entry: existing}
+				if e := existing[k]; e != nil {
+					results[i] = result{entry: e}
 					continue
-				}
-				if !errors.Is(err, store.ErrNotFound) {
-					return err
 				}
 			}
 			h := heads[p.tenant]
@@ -416,6 +416,31 @@ func (l *Log) tryCommit(ctx context.Context, names []string, batch []*request) (
 		return tx.AuditLog().Append(ctx, entries)
 	})
 	return results, entries, err
+}
+
+// replays returns the entries already appended under the batch's idempotency
+// keys, by (tenant, key): one query per tenant of the batch (names, sorted).
+func replays(ctx context.Context, tx store.Store, names []string, batch []*request) (map[[2]string]*store.AuditEntry, error) {
+	keys := make(map[string][]string, len(names))
+	for _, r := range batch {
+		if r.p.key != "" {
+			keys[r.p.tenant] = append(keys[r.p.tenant], r.p.key)
+		}
+	}
+	out := map[[2]string]*store.AuditEntry{}
+	for _, name := range names {
+		if len(keys[name]) == 0 {
+			continue
+		}
+		found, err := tx.AuditLog().GetByIdempotencyKeys(ctx, name, keys[name])
+		if err != nil {
+			return nil, err
+		}
+		for k, e := range found {
+			out[[2]string{name, k}] = e
+		}
+	}
+	return out, nil
 }
 
 // apply adds committed entries to the in-memory trees (entries a concurrent

@@ -6,6 +6,10 @@ package auditlog
 //     embedded SQLite (synchronous=FULL), checkpoints batched by the defaults,
 //     with 1 and with 64 concurrent callers; beside BenchmarkFloorInsert, one
 //     bare durable SQLite INSERT (its own commit) per operation.
+//   - BenchmarkPrepare: validating one event and digesting its payload (the
+//     canonical SHA-256 and the redacted summary) as the auditor receives it
+//     from the coordinator; beside BenchmarkFloorPayloadHash, the SHA-256 of
+//     the payload's canonical bytes alone.
 //   - BenchmarkInclusionProof: inclusion proof generation in a 1,000,000-leaf
 //     tree (p50/p99 per proof); beside BenchmarkFloorMLDSASign, one ML-DSA-65
 //     signature, the cost a per-entry signature would add.
@@ -28,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/transparency-dev/merkle/proof"
 
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -107,6 +112,42 @@ func BenchmarkFloorInsert(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "inserts/s")
+}
+
+// benchEvent is a decision's scored transition as the auditor hands it to the
+// log: a JSON-like map as structpb.Struct.AsMap returns it (numbers float64).
+func benchEvent() Event {
+	const sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+	return Event{TenantID: "bench", ProposalID: "01J0000000000000000000000A", Event: EventProposalScored,
+		Actor: "alice@example.com", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
+		IdempotencyKey: "01J0000000000000000000000A:4:proposal.scored",
+		Payload: map[string]any{
+			"from": "NEGOTIATING", "status": "SCORED", "version": 4.0, "manifest_sha256": sha,
+			"pre_state_sha256": sha, "negotiation_id": "neg-01J0000000000000000000000A",
+			"votes":      map[string]any{"accept": 5.0, "reject": 0.0, "counter": 0.0, "abstain": 0.0, "outcome": "ACCEPTED"},
+			"confidence": 0.87, "risk_level": "LOW", "consensus_bundle_sha256": sha,
+		}}
+}
+
+func BenchmarkPrepare(b *testing.B) {
+	e := benchEvent()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := prepare(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFloorPayloadHash(b *testing.B) {
+	raw, err := canonical.Marshal(benchEvent().Payload)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		sha256.Sum256(raw)
+	}
 }
 
 var (

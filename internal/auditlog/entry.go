@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -68,24 +67,71 @@ type Event struct {
 	IdempotencyKey string
 }
 
-var (
-	idRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	eventRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
-	keyRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$`)
-	traceRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
-)
+// The identifier rules, as regular expressions (TestValidatorsMatchPatterns
+// holds the functions below to them; they run without the regexp engine, on
+// every event, twice):
+//
+//	proposal_id      ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$
+//	event            ^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$, at most 64 bytes
+//	idempotency_key  ^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$
+//	trace_id         ^[0-9a-f]{32}$
 
 // ValidProposalID reports whether id is acceptable as Event.ProposalID.
-func ValidProposalID(id string) bool { return idRE.MatchString(id) }
+func ValidProposalID(id string) bool { return validName(id, 128, "._:-") }
 
 // ValidEventName reports whether name is acceptable as Event.Event.
-func ValidEventName(name string) bool { return len(name) <= 64 && eventRE.MatchString(name) }
+func ValidEventName(name string) bool {
+	if len(name) > 64 {
+		return false
+	}
+	words := 0
+	for w := range strings.SplitSeq(name, ".") {
+		if w == "" || !isLower(w[0]) {
+			return false
+		}
+		for i := 1; i < len(w); i++ {
+			if c := w[i]; !isLower(c) && !isDigit(c) && c != '_' {
+				return false
+			}
+		}
+		words++
+	}
+	return words >= 2
+}
 
 // ValidTraceID reports whether id is an OpenTelemetry trace id: 32 lower-case hex.
-func ValidTraceID(id string) bool { return traceRE.MatchString(id) }
+func ValidTraceID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !isDigit(c) && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidIdempotencyKey reports whether key is acceptable as Event.IdempotencyKey.
-func ValidIdempotencyKey(key string) bool { return keyRE.MatchString(key) }
+func ValidIdempotencyKey(key string) bool { return validName(key, 200, "._:/-") }
+
+// validName reports whether s is 1 to max bytes of letters, digits and the
+// punctuation in punct, starting with a letter or digit.
+func validName(s string, max int, punct string) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isLower(c) && !isDigit(c) && (c < 'A' || c > 'Z') && (i == 0 || strings.IndexByte(punct, c) < 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
@@ -138,10 +184,55 @@ func prepare(e Event) (*prepared, error) {
 }
 
 // digest returns the hex SHA-256 of payload's canonical JSON and its redacted
-// summary (canonical JSON).
+// summary (canonical JSON). A JSON-like map takes the fast path (payload.go);
+// anything else, or a map the fast path does not handle, the general one.
 func digest(payload any) (string, []byte, error) {
 	var raw []byte
-	var err error
+	var tree any
+	if m, ok := payload.(map[string]any); ok {
+		if tree, ok = jsonTree(m, 0); ok {
+			raw, _ = appendCanonical(make([]byte, 0, 512), tree) // a tree jsonTree made always encodes
+			if err := checkPayload(raw); err != nil {
+				return "", nil, err
+			}
+		}
+	}
+	if raw == nil {
+		var err error
+		if raw, tree, err = generalTree(payload); err != nil {
+			return "", nil, err
+		}
+	}
+	red, _ := redact.Value(tree, redact.Policy{})
+	summary, ok := appendCanonical(nil, red)
+	if !ok {
+		var err error
+		if summary, err = canonical.Marshal(red); err != nil {
+			return "", nil, fmt.Errorf("auditlog: summary: %w", err)
+		}
+	}
+	if len(summary) > MaxSummaryBytes {
+		summary = []byte(fmt.Sprintf(`{"omitted":"the redacted summary was %d bytes; the limit is %d"}`, len(summary), MaxSummaryBytes))
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:]), summary, nil
+}
+
+// checkPayload applies the rules on a payload's canonical JSON.
+func checkPayload(raw []byte) error {
+	if len(raw) > MaxPayloadBytes {
+		return invalid("payload is %d bytes of canonical JSON; the limit is %d (send its payload_sha256 instead)", len(raw), MaxPayloadBytes)
+	}
+	if raw[0] != '{' {
+		return invalid("payload must be a JSON object")
+	}
+	return nil
+}
+
+// generalTree is the general path of digest: payload's canonical JSON (through
+// encoding/json) and that JSON decoded again (numbers as json.Number) for
+// redaction.
+func generalTree(payload any) (raw []byte, tree any, err error) {
 	switch v := payload.(type) {
 	case json.RawMessage:
 		raw, err = canonical.JSON(v)
@@ -151,30 +242,17 @@ func digest(payload any) (string, []byte, error) {
 		raw, err = canonical.Marshal(v)
 	}
 	if err != nil {
-		return "", nil, invalid("payload is not JSON: %v", err)
+		return nil, nil, invalid("payload is not JSON: %v", err)
 	}
-	if len(raw) > MaxPayloadBytes {
-		return "", nil, invalid("payload is %d bytes of canonical JSON; the limit is %d (send its payload_sha256 instead)", len(raw), MaxPayloadBytes)
+	if err := checkPayload(raw); err != nil {
+		return nil, nil, err
 	}
-	if raw[0] != '{' {
-		return "", nil, invalid("payload must be a JSON object")
-	}
-	sum := sha256.Sum256(raw)
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return "", nil, invalid("payload is not JSON: %v", err)
+	if err := dec.Decode(&tree); err != nil {
+		return nil, nil, invalid("payload is not JSON: %v", err)
 	}
-	red, _ := redact.Value(v, redact.Policy{})
-	summary, err := canonical.Marshal(red)
-	if err != nil {
-		return "", nil, fmt.Errorf("auditlog: summary: %w", err)
-	}
-	if len(summary) > MaxSummaryBytes {
-		summary = []byte(fmt.Sprintf(`{"omitted":"the redacted summary was %d bytes; the limit is %d"}`, len(summary), MaxSummaryBytes))
-	}
-	return hex.EncodeToString(sum[:]), summary, nil
+	return raw, tree, nil
 }
 
 // entry returns the entry p becomes at index after prev, at time at.

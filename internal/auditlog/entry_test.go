@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,4 +58,38 @@ func FuzzEntryHash(f *testing.F) {
 		require.Equal(t, referenceEntryHash(t, e), got)
 		require.Equal(t, got, entryHash(e, canon))
 	})
+}
+
+// The identifier rules as documented; the validators must agree with them.
+var (
+	idPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	eventPattern = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
+	keyPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$`)
+	tracePattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+)
+
+func requireValidatorsMatch(t *testing.T, s string) {
+	t.Helper()
+	require.Equal(t, idPattern.MatchString(s), ValidProposalID(s), "proposal id %q", s)
+	require.Equal(t, len(s) <= 64 && eventPattern.MatchString(s), ValidEventName(s), "event %q", s)
+	require.Equal(t, keyPattern.MatchString(s), ValidIdempotencyKey(s), "key %q", s)
+	require.Equal(t, tracePattern.MatchString(s), ValidTraceID(s), "trace id %q", s)
+}
+
+func TestValidatorsMatchPatterns(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "a", "A", "0", ".", "-a", "a-", "01J0000000000000000000000A", "a.b", "a.b.c", "a..b", ".a.b",
+		"a.b.", "a.1b", "a._b", "a.b_1", "proposal.enacted", "Proposal.enacted", "a", "a b", "a:b/c", "a/b", "é", "a\n",
+		"4bf92f3577b34da6a3ce929d0e0e4736", "4BF92F3577B34DA6A3CE929D0E0E4736", "4bf92f3577b34da6a3ce929d0e0e473",
+		strings.Repeat("a", 128), strings.Repeat("a", 129), strings.Repeat("a", 200), strings.Repeat("a", 201),
+		"a." + strings.Repeat("b", 62), "a." + strings.Repeat("b", 63)} {
+		requireValidatorsMatch(t, s)
+	}
+}
+
+func FuzzValidators(f *testing.F) {
+	f.Add("proposal.enacted")
+	f.Add("01J0000000000000000000000A:4:proposal.scored")
+	f.Add("4bf92f3577b34da6a3ce929d0e0e4736")
+	f.Fuzz(requireValidatorsMatch)
 }

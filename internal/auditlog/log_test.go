@@ -362,3 +362,49 @@ func TestEntryHashVector(t *testing.T) {
 	raw, _ := hex.DecodeString(got)
 	require.Equal(t, rfc6962.DefaultHasher.HashLeaf(raw), leaf)
 }
+
+// TestReplaysInOneLookup: the entries a batch replays are found with one lookup per
+// tenant (store GetByIdempotencyKeys), each under its own tenant and key only.
+func TestReplaysInOneLookup(t *testing.T) {
+	t.Parallel()
+	eachBackend(t, func(t *testing.T, d *db) {
+		l := newLog(t, d.st)
+		var events []auditlog.Event
+		for _, tenant := range []string{"a", "b"} {
+			for i := range 3 {
+				e := event(tenant, "p", auditlog.EventProposalSubmitted, i)
+				e.IdempotencyKey = fmt.Sprintf("k%d", i)
+				events = append(events, e)
+			}
+		}
+		first, err := l.AppendAll(t.Context(), events[:2]) // a:k0, a:k1
+		require.NoError(t, err)
+
+		got, err := d.st.AuditLog().GetByIdempotencyKeys(t.Context(), "a", []string{"k1", "", "k0", "k9", "k1"})
+		require.NoError(t, err)
+		require.Equal(t, map[string]*store.AuditEntry{"k0": first[0].Entry, "k1": first[1].Entry}, got)
+		got, err = d.st.AuditLog().GetByIdempotencyKeys(t.Context(), "b", []string{"k0", "k1"})
+		require.NoError(t, err)
+		require.Empty(t, got, "another tenant's keys")
+		got, err = d.st.AuditLog().GetByIdempotencyKeys(t.Context(), "a", nil)
+		require.NoError(t, err)
+		require.Empty(t, got)
+
+		// Replays of a, new entries of a and b, and a repeat within the batch.
+		all, err := l.AppendAll(t.Context(), append(events, events[4]))
+		require.NoError(t, err)
+		require.Len(t, all, 7)
+		for i, a := range all {
+			require.Equal(t, i >= 2 && i < 6, a.Created, "event %d", i)
+		}
+		require.Equal(t, first[0].Entry, all[0].Entry)
+		require.Equal(t, first[1].Entry, all[1].Entry)
+		require.Equal(t, all[4].Entry, all[6].Entry)
+		require.False(t, all[6].Created)
+		for _, tenant := range []string{"a", "b"} {
+			n, err := d.st.AuditLog().Size(t.Context(), tenant)
+			require.NoError(t, err)
+			require.EqualValues(t, 3, n)
+		}
+	})
+}

@@ -1,15 +1,16 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 )
 
 // AuditEntry is one row of a tenant's append-only audit log (internal/auditlog
@@ -73,6 +74,9 @@ type AuditLogStore interface {
 	Get(ctx context.Context, tenantID string, index int64) (*AuditEntry, error)
 	// GetByIdempotencyKey returns the entry appended with key; ErrNotFound if none.
 	GetByIdempotencyKey(ctx context.Context, tenantID, key string) (*AuditEntry, error)
+	// GetByIdempotencyKeys returns the entries appended with any of keys, by key,
+	// in one query: a key without an entry (or "") is absent from the map.
+	GetByIdempotencyKeys(ctx context.Context, tenantID string, keys []string) (map[string]*AuditEntry, error)
 	// FindByHash returns an entry whose EntryHash is entryHash; ErrNotFound if none.
 	// It scans the tenant's log: for investigating a broken chain, not for serving.
 	FindByHash(ctx context.Context, tenantID, entryHash string) (*AuditEntry, error)
@@ -110,6 +114,12 @@ const (
 	sqlAuditGet        = `SELECT ` + auditEntryCols + ` FROM audit_entries WHERE tenant_id = $1 AND idx = $2`
 	sqlAuditKey        = `SELECT ` + auditEntryCols + ` FROM audit_entries
 	WHERE tenant_id = $1 AND idempotency_key = $2 AND idempotency_key <> ''`
+	// The keys are one parameter whatever their number, so one prepared statement
+	// serves every batch: a JSON array on SQLite, a text[] on Postgres.
+	sqlAuditKeysSQLite = `SELECT ` + auditEntryCols + ` FROM audit_entries
+	WHERE tenant_id = $1 AND idempotency_key IN (SELECT value FROM json_each($2)) AND idempotency_key <> ''`
+	sqlAuditKeysPostgres = `SELECT ` + auditEntryCols + ` FROM audit_entries
+	WHERE tenant_id = $1 AND idempotency_key = ANY($2) AND idempotency_key <> ''`
 	sqlAuditHash = `SELECT ` + auditEntryCols + ` FROM audit_entries
 	WHERE tenant_id = $1 AND entry_hash = $2 ORDER BY idx LIMIT 1`
 	sqlAuditList = `SELECT ` + auditEntryCols + ` FROM audit_entries
@@ -160,8 +170,15 @@ func (as auditLogStore) Append(ctx context.Context, entries []*AuditEntry) error
 				return err
 			}
 		}
-		for start := 0; start < len(rows); start += auditInsertChunk {
-			chunk := rows[start:min(start+auditInsertChunk, len(rows))]
+		chunkRows := auditInsertChunk
+		if t.drv.name() == BackendSQLite {
+			// SQLite runs in-process: a statement per row costs no round trip, and the
+			// one-row INSERT stays prepared, where a multi-row one is parsed anew for
+			// every batch size.
+			chunkRows = 1
+		}
+		for start := 0; start < len(rows); start += chunkRows {
+			chunk := rows[start:min(start+chunkRows, len(rows))]
 			q, args := auditInsert(t.drv, chunk)
 			if _, err := t.w.exec(ctx, q, args...); err != nil {
 				return t.wrap("append audit entries", err)
@@ -261,6 +278,29 @@ func (as auditLogStore) GetByIdempotencyKey(ctx context.Context, tenantID, key s
 	return e, as.s.wrap("get audit entry by idempotency key", err)
 }
 
+func (as auditLogStore) GetByIdempotencyKeys(ctx context.Context, tenantID string, keys []string) (map[string]*AuditEntry, error) {
+	out := make(map[string]*AuditEntry, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	q, arg := sqlAuditKeysPostgres, any(keys)
+	if as.s.drv.name() == BackendSQLite {
+		doc, err := json.Marshal(keys)
+		if err != nil {
+			return nil, err
+		}
+		q, arg = sqlAuditKeysSQLite, string(doc)
+	}
+	found, err := as.list(ctx, "get audit entries by idempotency key", q, tenantID, arg)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range found {
+		out[e.IdempotencyKey] = e
+	}
+	return out, nil
+}
+
 func (as auditLogStore) FindByHash(ctx context.Context, tenantID, entryHash string) (*AuditEntry, error) {
 	e, err := scanAuditEntry(as.s.r.queryRow(ctx, sqlAuditHash, tenantID, entryHash))
 	return e, as.s.wrap("find audit entry", err)
@@ -340,15 +380,16 @@ func normalizeAuditEntries(entries []*AuditEntry) (rows, firsts []*AuditEntry, e
 		}
 		r := *e
 		field := func(name string) string { return fmt.Sprintf("entries[%d].%s", i, name) }
-		if err := checkAll(
-			checkText(field("TenantID"), r.TenantID, true),
-			checkText(field("ProposalID"), r.ProposalID, true),
-			checkText(field("Event"), r.Event, true),
-			checkText(field("Actor"), r.Actor, false),
-			checkText(field("TraceID"), r.TraceID, false),
-			checkText(field("IdempotencyKey"), r.IdempotencyKey, false),
-		); err != nil {
-			return nil, nil, err
+		for _, f := range []struct {
+			name, v  string
+			required bool
+		}{
+			{"TenantID", r.TenantID, true}, {"ProposalID", r.ProposalID, true}, {"Event", r.Event, true},
+			{"Actor", r.Actor, false}, {"TraceID", r.TraceID, false}, {"IdempotencyKey", r.IdempotencyKey, false},
+		} {
+			if checkText("", f.v, f.required) != nil { // the field's name is formatted only for the error
+				return nil, nil, checkText(field(f.name), f.v, f.required)
+			}
 		}
 		switch {
 		case r.Index < 0:
@@ -366,8 +407,8 @@ func normalizeAuditEntries(entries []*AuditEntry) (rows, firsts []*AuditEntry, e
 		}
 		if len(r.Summary) == 0 {
 			r.Summary = []byte("{}")
-		} else if err := checkJSONObject(field("Summary"), r.Summary); err != nil {
-			return nil, nil, err
+		} else if checkJSONObject("", r.Summary) != nil {
+			return nil, nil, checkJSONObject(field("Summary"), r.Summary)
 		}
 		if r.IdempotencyKey != "" {
 			k := r.TenantID + "\x00" + r.IdempotencyKey
@@ -383,7 +424,6 @@ func normalizeAuditEntries(entries []*AuditEntry) (rows, firsts []*AuditEntry, e
 		} else {
 			firsts = append(firsts, &r)
 		}
-		r.Summary = bytes.Clone(r.Summary)
 		r.CreatedAt = normTime(r.CreatedAt)
 		last[r.TenantID] = &r
 		rows = append(rows, &r)

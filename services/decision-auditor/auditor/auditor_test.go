@@ -14,7 +14,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
-func openStore(t *testing.T) store.Store {
+func openStore(t testing.TB) store.Store {
 	t.Helper()
 	st, err := store.Open(context.Background(), store.Config{DataDir: filepath.Join(t.TempDir(), "data")})
 	require.NoError(t, err)
