@@ -72,11 +72,15 @@ func encode(d decoded) (Snapshot, error) {
 
 // Plan implements Executor for the simulated world.
 func (s *Simulated) Plan(ctx context.Context, c Change) (Snapshot, error) {
-	pre, err := s.Read(ctx, c.TenantID, c.Target, c.Regions)
+	v, err := s.read(ctx, c.TenantID, c.Target, c.Regions)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return planFrom(pre, c)
+	d, err := v.decoded()
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return plan(d, c)
 }
 
 func planFrom(pre Snapshot, c Change) (Snapshot, error) {
@@ -84,17 +88,28 @@ func planFrom(pre Snapshot, c Change) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
-	for region, st := range d.Regions {
+	return plan(d, c)
+}
+
+// plan applies c to each region of pre and encodes the result. It does not modify
+// pre, which may be shared (a view's decoded snapshot).
+func plan(pre decoded, c Change) (Snapshot, error) {
+	post := pre
+	if pre.Regions != nil {
+		post.Regions = make(map[string]map[string]any, len(pre.Regions))
+	}
+	for region, st := range pre.Regions {
 		next, err := applyAction(st, c)
 		if err != nil {
 			return Snapshot{}, fmt.Errorf("%w: region %s: %v", ErrRejected, region, err)
 		}
-		d.Regions[region] = next
+		post.Regions[region] = next
 	}
-	return encode(d)
+	return encode(post)
 }
 
-// applyAction is the simulated semantics of each action on one region's state.
+// applyAction is the simulated semantics of each action on one region's state. It
+// returns a new state and leaves st as it is.
 func applyAction(st map[string]any, c Change) (map[string]any, error) {
 	out := make(map[string]any, len(st))
 	for k, v := range st {
@@ -186,10 +201,15 @@ func (s *Simulated) write(ctx context.Context, c Change, expect, want Snapshot) 
 		}
 	}
 	return s.st.InTx(ctx, func(tx store.Store) error {
-		for _, region := range normalise(c.Regions) {
-			cur, err := tx.WorldStates().Get(ctx, c.TenantID, region, c.Target)
-			if err != nil {
-				return fmt.Errorf("world: %s/%s: %w", region, c.Target, err)
+		regions := normalise(c.Regions)
+		rows, err := tx.WorldStates().GetRegions(ctx, c.TenantID, c.Target, regions)
+		if err != nil {
+			return fmt.Errorf("world: %s: %w", c.Target, err)
+		}
+		for i, region := range regions {
+			cur := rows[i]
+			if cur == nil {
+				return fmt.Errorf("world: %s/%s: %w", region, c.Target, store.ErrNotFound)
 			}
 			if expect.JSON != nil {
 				want, err := canonical.Marshal(e.Regions[region])
