@@ -47,6 +47,7 @@ func (wss worldStateStore) Get(ctx context.Context, tenantID, region, target str
 
 // sqlWorldStateGetRegions is the query of GetRegions for n regions: the primary key
 // (tenant_id, region, target) serves it with one probe per region on both backends.
+// It leaves out tenant_id and target, which are the arguments.
 func sqlWorldStateGetRegions(n int) string {
 	if n < len(worldStateGetRegionsSQL) {
 		return worldStateGetRegionsSQL[n]
@@ -64,7 +65,7 @@ var worldStateGetRegionsSQL = func() (q [9]string) {
 
 func buildWorldStateGetRegions(n int) string {
 	var b strings.Builder
-	b.WriteString(`SELECT ` + worldStateCols + ` FROM world_states
+	b.WriteString(`SELECT region, state, version, updated_at FROM world_states
 	WHERE tenant_id = $1 AND target = $2 AND region IN (`)
 	for i := range n {
 		if i > 0 {
@@ -90,7 +91,10 @@ func (wss worldStateStore) GetRegions(ctx context.Context, tenantID, target stri
 	if err != nil {
 		return nil, wss.s.wrap("get world states", err)
 	}
-	found, err := collect(rs, scanWorldState)
+	found, err := collect(rs, func(r row) (*WorldState, error) {
+		ws := WorldState{TenantID: tenantID, Target: target}
+		return &ws, r.Scan(&ws.Region, &ws.State, &ws.Version, timeCol{&ws.UpdatedAt})
+	})
 	if err != nil {
 		return nil, wss.s.wrap("get world states", err)
 	}

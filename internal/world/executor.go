@@ -1,6 +1,7 @@
 package world
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,6 +71,16 @@ func encode(d decoded) (Snapshot, error) {
 	return Snapshot{JSON: b, SHA256: canonical.SHA256Hex(b)}, nil
 }
 
+// decode decodes snap, a snapshot of c's target, taking the decoded document of the
+// cached view when snap is byte for byte that view's snapshot (as the pre-state an
+// Apply gets from a recent Read is). The result is shared: it must not be modified.
+func (s *Simulated) decode(c Change, snap Snapshot) (decoded, error) {
+	if v := s.views.lookup(c.TenantID, c.Target, normalise(c.Regions)); v != nil && bytes.Equal(v.snap.JSON, snap.JSON) {
+		return v.decoded()
+	}
+	return decode(snap)
+}
+
 // Plan implements Executor for the simulated world.
 func (s *Simulated) Plan(ctx context.Context, c Change) (Snapshot, error) {
 	v, err := s.read(ctx, c.TenantID, c.Target, c.Regions)
@@ -77,14 +88,6 @@ func (s *Simulated) Plan(ctx context.Context, c Change) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	d, err := v.decoded()
-	if err != nil {
-		return Snapshot{}, err
-	}
-	return plan(d, c)
-}
-
-func planFrom(pre Snapshot, c Change) (Snapshot, error) {
-	d, err := decode(pre)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -172,7 +175,11 @@ func number(p map[string]any, key string) (float64, bool) {
 // Apply implements Executor: writes each region's post-state if the world is still in
 // pre, all in one store transaction.
 func (s *Simulated) Apply(ctx context.Context, c Change, pre Snapshot) (Snapshot, error) {
-	post, err := planFrom(pre, c)
+	d, err := s.decode(c, pre)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	post, err := plan(d, c)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -190,13 +197,13 @@ func (s *Simulated) Restore(ctx context.Context, c Change, pre Snapshot) (Snapsh
 // write stores want's per-region states; when expect is set, each region must still
 // hold expect's state (compare-and-swap on the stored bytes).
 func (s *Simulated) write(ctx context.Context, c Change, expect, want Snapshot) error {
-	w, err := decode(want)
+	w, err := s.decode(c, want)
 	if err != nil {
 		return err
 	}
 	var e decoded
 	if expect.JSON != nil {
-		if e, err = decode(expect); err != nil {
+		if e, err = s.decode(c, expect); err != nil {
 			return err
 		}
 	}

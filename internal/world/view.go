@@ -22,7 +22,7 @@ type view struct {
 	snap             Snapshot
 
 	docOnce sync.Once
-	doc     decoded // decode(snap), made on first use by Plan
+	doc     decoded // decode(snap), made on first use
 	docErr  error
 }
 
@@ -78,13 +78,18 @@ func keyOf(tenantID, target string, regions []string) viewKey {
 
 // get returns the cached view made from exactly these inputs, or nil.
 func (c *viewCache) get(tenantID, target string, regions []string, states [][]byte) *view {
-	c.mu.Lock()
-	v := c.m[keyOf(tenantID, target, regions)]
-	c.mu.Unlock()
-	if v == nil || !v.matches(tenantID, target, regions, states) {
-		return nil
+	if v := c.lookup(tenantID, target, regions); v != nil && v.matches(tenantID, target, regions, states) {
+		return v
 	}
-	return v
+	return nil
+}
+
+// lookup returns the cached view of (tenant, target, regions), whatever states it was
+// made from, or nil: the caller checks that it is the one it wants.
+func (c *viewCache) lookup(tenantID, target string, regions []string) *view {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[keyOf(tenantID, target, regions)]
 }
 
 // put makes v the cached view of its (tenant, target, regions). When the cache is

@@ -1,6 +1,7 @@
 package world
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,11 +59,13 @@ func TestCachedReadsAndPlansMatchTheSlowPath(t *testing.T) {
 		require.Equal(t, first, got)
 		require.Equal(t, canonical.SHA256Hex(got.JSON), got.SHA256)
 
-		plan, err := w.Plan(ctx, c)
+		planned, err := w.Plan(ctx, c)
 		require.NoError(t, err)
-		slowPlan, err := planFrom(want, c)
+		d, err := decode(want)
 		require.NoError(t, err)
-		require.Equal(t, slowPlan, plan, "plan %d", i)
+		slowPlan, err := plan(d, c)
+		require.NoError(t, err)
+		require.Equal(t, slowPlan, planned, "plan %d", i)
 	}
 	require.Len(t, w.views.m, 1)
 
@@ -72,6 +75,41 @@ func TestCachedReadsAndPlansMatchTheSlowPath(t *testing.T) {
 	fresh, err := NewSimulated(w.st).Plan(ctx, c)
 	require.NoError(t, err)
 	require.Equal(t, fresh, again)
+}
+
+// Apply decodes a pre-state equal to the cached view's snapshot from the view: the
+// post-state and the stored bytes are those the slow path gives.
+func TestApplyFromAViewStoresTheSlowPathsBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := newWorld(t)
+	regions := []string{"us-east", "eu-west"}
+	c := Change{TenantID: "t1", Action: "configure", Target: "svc", Regions: regions, Parameters: map[string]any{"config": map[string]any{
+		"int": 7, "big": 1e21, "small": 1e-7, "text": "<é\u2028\"\n>", "list": []any{1.5, "x", nil, true}, "nested": map[string]any{"z": 1, "a": 2},
+	}}}
+	pre, err := w.Read(ctx, c.TenantID, c.Target, regions)
+	require.NoError(t, err)
+	d, err := decode(pre)
+	require.NoError(t, err)
+	want, err := plan(d, c)
+	require.NoError(t, err)
+
+	post, err := w.Apply(ctx, c, Snapshot{JSON: bytes.Clone(pre.JSON), SHA256: pre.SHA256})
+	require.NoError(t, err)
+	require.Equal(t, want, post)
+	wd, err := decode(want)
+	require.NoError(t, err)
+	for _, r := range regions {
+		ws, err := w.st.WorldStates().Get(ctx, "t1", r, "svc")
+		require.NoError(t, err)
+		stored, err := canonical.Marshal(wd.Regions[r])
+		require.NoError(t, err)
+		require.Equal(t, string(stored), string(ws.State), r)
+	}
+	now, err := w.Read(ctx, c.TenantID, c.Target, regions)
+	require.NoError(t, err)
+	require.Equal(t, post, now)
+	require.Equal(t, slowRead(t, w.st, "t1", "svc", regions), now)
 }
 
 func TestReadReturnsItsOwnBytes(t *testing.T) {
