@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"sort"
 
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -138,18 +137,13 @@ func InitialState(tenantID, region, target string) map[string]any {
 	}
 }
 
+// normalise sorts and de-duplicates regions, DefaultRegion when there are none. It
+// returns a new slice.
 func normalise(regions []string) []string {
 	if len(regions) == 0 {
 		return []string{DefaultRegion}
 	}
-	seen := map[string]bool{}
-	out := make([]string, 0, len(regions))
-	for _, r := range regions {
-		if !seen[r] {
-			seen[r] = true
-			out = append(out, r)
-		}
-	}
-	sort.Strings(out)
-	return out
+	out := slices.Clone(regions)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -3,6 +3,7 @@ package world
 import (
 	"context"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,11 +23,32 @@ func newBenchWorld(b *testing.B) (*Simulated, store.Store) {
 	return NewSimulated(st), st
 }
 
-// reportFloor runs floor n times after the measured loop and reports its cost per
-// run beside the benchmark's own: floor-ns/op and floor-allocs/op. The floor is one
-// single-row world state query, the least any read of stored state pays.
-func reportFloor(b *testing.B, floor func()) {
+// processCPU is the CPU time this process has used (all goroutines, the store's
+// committer included).
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// startCPU resets the timer and returns the process CPU time at the start of the
+// measured loop, for reportFloor.
+func startCPU(b *testing.B) time.Duration {
+	b.ReportAllocs()
+	b.ResetTimer()
+	return processCPU(b)
+}
+
+// reportFloor reports the process CPU time per op of the measured loop since cpu0
+// (cpu-ns/op: on a shared machine it moves less than wall time), then runs floor n
+// times and reports its cost per run beside the benchmark's own: floor-ns/op and
+// floor-allocs/op. The floor is one single-row world state query, the least any read
+// of stored state pays.
+func reportFloor(b *testing.B, cpu0 time.Duration, floor func()) {
 	b.StopTimer()
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
@@ -55,14 +77,13 @@ func BenchmarkRead(b *testing.B) {
 	if _, err := w.Read(ctx, "t1", "svc", benchRegions); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
+	cpu0 := startCPU(b)
 	for range b.N {
 		if _, err := w.Read(ctx, "t1", "svc", benchRegions); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportFloor(b, getFloor(b, st, "svc"))
+	reportFloor(b, cpu0, getFloor(b, st, "svc"))
 }
 
 // BenchmarkPlan is one Plan of a scale-out in five regions.
@@ -73,14 +94,13 @@ func BenchmarkPlan(b *testing.B) {
 	if _, err := w.Plan(ctx, c); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
+	cpu0 := startCPU(b)
 	for range b.N {
 		if _, err := w.Plan(ctx, c); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportFloor(b, getFloor(b, st, "svc"))
+	reportFloor(b, cpu0, getFloor(b, st, "svc"))
 }
 
 // BenchmarkDecision is the world's share of one decision, as the coordinator and the
@@ -94,8 +114,7 @@ func BenchmarkDecision(b *testing.B) {
 	for i := range targets {
 		targets[i] = "svc-" + time.Duration(i).String()
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
+	cpu0 := startCPU(b)
 	for i := range b.N {
 		c := Change{TenantID: "t1", Action: "scale", Target: targets[i], Regions: benchRegions, Parameters: map[string]any{"replicas_delta": 2.0}}
 		var pre Snapshot
@@ -112,5 +131,5 @@ func BenchmarkDecision(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	reportFloor(b, getFloor(b, st, targets[0]))
+	reportFloor(b, cpu0, getFloor(b, st, targets[0]))
 }
