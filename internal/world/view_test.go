@@ -13,6 +13,7 @@ import (
 
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/store/pgtest"
 )
 
 // slowRead is Read as it was before views and batched reads: each region read on its
@@ -215,4 +216,47 @@ func TestViewsUnderConcurrency(t *testing.T) {
 	got, err := w.Read(ctx, "t1", "svc", regions)
 	require.NoError(t, err)
 	require.Equal(t, slowRead(t, w.st, "t1", "svc", regions), got)
+}
+
+// Two processes on one Postgres database seed the same new targets at once: each
+// read succeeds (a region the other seeded first is taken from it) and both see the
+// same snapshots; a change made by one is seen by the other's next read.
+func TestTwoProcessesOnPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgtest.NewDSN(t)
+	var worlds [2]*Simulated
+	for i := range worlds {
+		st, err := store.Open(ctx, store.Config{PostgresDSN: dsn})
+		require.NoError(t, err)
+		t.Cleanup(func() { st.Close() })
+		worlds[i] = NewSimulated(st)
+	}
+	regions := []string{"eu-west", "us-east", "ap-south"}
+	const targets = 10
+	var got [2][targets]Snapshot
+	var wg sync.WaitGroup
+	for p, w := range worlds {
+		wg.Go(func() {
+			for i := range targets {
+				s, err := w.Read(ctx, "t1", fmt.Sprint("svc-", i), regions)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got[p][i] = s
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, got[0], got[1])
+
+	c := Change{TenantID: "t1", Action: "scale", Target: "svc-0", Regions: regions, Parameters: map[string]any{"replicas": 9.0}}
+	post, err := worlds[0].Apply(ctx, c, got[0][0])
+	require.NoError(t, err)
+	now, err := worlds[1].Read(ctx, "t1", "svc-0", regions)
+	require.NoError(t, err)
+	require.Equal(t, post, now)
+	_, err = worlds[1].Apply(ctx, c, got[1][0])
+	require.ErrorIs(t, err, store.ErrConflict, "the other process's pre-state is stale")
 }
