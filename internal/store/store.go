@@ -217,6 +217,9 @@ type WorldState struct {
 // WorldStateStore persists world states keyed by (TenantID, Region, Target).
 type WorldStateStore interface {
 	Get(ctx context.Context, tenantID, region, target string) (*WorldState, error) // ErrNotFound if none
+	// GetRegions reads target in each of regions with one query: the result is in the
+	// order of regions, nil where a region has no state.
+	GetRegions(ctx context.Context, tenantID, target string, regions []string) ([]*WorldState, error)
 	// Put upserts; if expectedVersion >= 0 it must match the current version (0 = must not exist) else ErrConflict.
 	// expectedVersion < 0 writes unconditionally. ws is not modified; the stored row is returned
 	// (UpdatedAt = ws.UpdatedAt when set, else store clock).

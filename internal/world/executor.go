@@ -1,6 +1,7 @@
 package world
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -70,31 +71,48 @@ func encode(d decoded) (Snapshot, error) {
 	return Snapshot{JSON: b, SHA256: canonical.SHA256Hex(b)}, nil
 }
 
-// Plan implements Executor for the simulated world.
-func (s *Simulated) Plan(ctx context.Context, c Change) (Snapshot, error) {
-	pre, err := s.Read(ctx, c.TenantID, c.Target, c.Regions)
-	if err != nil {
-		return Snapshot{}, err
+// decode decodes snap, a snapshot of c's target, taking the decoded document of the
+// cached view when snap is byte for byte that view's snapshot (as the pre-state an
+// Apply gets from a recent Read is). The result is shared: it must not be modified.
+func (s *Simulated) decode(c Change, snap Snapshot) (decoded, error) {
+	if v := s.views.lookup(c.TenantID, c.Target, normalise(c.Regions)); v != nil && bytes.Equal(v.snap.JSON, snap.JSON) {
+		return v.decoded()
 	}
-	return planFrom(pre, c)
+	return decode(snap)
 }
 
-func planFrom(pre Snapshot, c Change) (Snapshot, error) {
-	d, err := decode(pre)
+// Plan implements Executor for the simulated world.
+func (s *Simulated) Plan(ctx context.Context, c Change) (Snapshot, error) {
+	v, err := s.read(ctx, c.TenantID, c.Target, c.Regions)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	for region, st := range d.Regions {
+	d, err := v.decoded()
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return plan(d, c)
+}
+
+// plan applies c to each region of pre and encodes the result. It does not modify
+// pre, which may be shared (a view's decoded snapshot).
+func plan(pre decoded, c Change) (Snapshot, error) {
+	post := pre
+	if pre.Regions != nil {
+		post.Regions = make(map[string]map[string]any, len(pre.Regions))
+	}
+	for region, st := range pre.Regions {
 		next, err := applyAction(st, c)
 		if err != nil {
 			return Snapshot{}, fmt.Errorf("%w: region %s: %v", ErrRejected, region, err)
 		}
-		d.Regions[region] = next
+		post.Regions[region] = next
 	}
-	return encode(d)
+	return encode(post)
 }
 
-// applyAction is the simulated semantics of each action on one region's state.
+// applyAction is the simulated semantics of each action on one region's state. It
+// returns a new state and leaves st as it is.
 func applyAction(st map[string]any, c Change) (map[string]any, error) {
 	out := make(map[string]any, len(st))
 	for k, v := range st {
@@ -157,7 +175,11 @@ func number(p map[string]any, key string) (float64, bool) {
 // Apply implements Executor: writes each region's post-state if the world is still in
 // pre, all in one store transaction.
 func (s *Simulated) Apply(ctx context.Context, c Change, pre Snapshot) (Snapshot, error) {
-	post, err := planFrom(pre, c)
+	d, err := s.decode(c, pre)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	post, err := plan(d, c)
 	if err != nil {
 		return Snapshot{}, err
 	}
@@ -175,21 +197,26 @@ func (s *Simulated) Restore(ctx context.Context, c Change, pre Snapshot) (Snapsh
 // write stores want's per-region states; when expect is set, each region must still
 // hold expect's state (compare-and-swap on the stored bytes).
 func (s *Simulated) write(ctx context.Context, c Change, expect, want Snapshot) error {
-	w, err := decode(want)
+	w, err := s.decode(c, want)
 	if err != nil {
 		return err
 	}
 	var e decoded
 	if expect.JSON != nil {
-		if e, err = decode(expect); err != nil {
+		if e, err = s.decode(c, expect); err != nil {
 			return err
 		}
 	}
 	return s.st.InTx(ctx, func(tx store.Store) error {
-		for _, region := range normalise(c.Regions) {
-			cur, err := tx.WorldStates().Get(ctx, c.TenantID, region, c.Target)
-			if err != nil {
-				return fmt.Errorf("world: %s/%s: %w", region, c.Target, err)
+		regions := normalise(c.Regions)
+		rows, err := tx.WorldStates().GetRegions(ctx, c.TenantID, c.Target, regions)
+		if err != nil {
+			return fmt.Errorf("world: %s: %w", c.Target, err)
+		}
+		for i, region := range regions {
+			cur := rows[i]
+			if cur == nil {
+				return fmt.Errorf("world: %s/%s: %w", region, c.Target, store.ErrNotFound)
 			}
 			if expect.JSON != nil {
 				want, err := canonical.Marshal(e.Regions[region])

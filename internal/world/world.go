@@ -6,12 +6,12 @@
 package world
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"sort"
+	"slices"
 
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -39,7 +39,8 @@ type Reader interface {
 
 // Simulated is the in-store world used in simulation mode.
 type Simulated struct {
-	st store.Store
+	st    store.Store
+	views viewCache
 }
 
 // NewSimulated returns a simulated world backed by st.
@@ -49,49 +50,75 @@ func NewSimulated(st store.Store) *Simulated {
 
 // Read implements Reader; missing targets are seeded on first read.
 func (s *Simulated) Read(ctx context.Context, tenantID, target string, regions []string) (Snapshot, error) {
-	regions = normalise(regions)
-	doc := map[string]any{"tenant_id": tenantID, "target": target}
-	per := map[string]any{}
-	for _, r := range regions {
-		ws, err := s.readOrSeed(ctx, tenantID, r, target)
-		if err != nil {
-			return Snapshot{}, err
-		}
-		var v any
-		if err := json.Unmarshal(ws.State, &v); err != nil {
-			return Snapshot{}, fmt.Errorf("world: stored state of %s/%s: %w", r, target, err)
-		}
-		per[r] = v
-	}
-	doc["regions"] = per
-	b, err := canonical.Marshal(doc)
+	v, err := s.read(ctx, tenantID, target, regions)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("world: %w", err)
+		return Snapshot{}, err
 	}
-	return Snapshot{JSON: b, SHA256: canonical.SHA256Hex(b)}, nil
+	// The view is shared: the caller gets its own bytes.
+	return Snapshot{JSON: bytes.Clone(v.snap.JSON), SHA256: v.snap.SHA256}, nil
 }
 
-func (s *Simulated) readOrSeed(ctx context.Context, tenantID, region, target string) (*store.WorldState, error) {
-	ws, err := s.st.WorldStates().Get(ctx, tenantID, region, target)
-	if err == nil {
-		return ws, nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("world: read %s/%s: %w", region, target, err)
-	}
-	seed, err := canonical.Marshal(InitialState(tenantID, region, target))
+// read reads (seeding what is missing) the stored states of target in regions with
+// one query, and returns their view: the cached one when the stored bytes are the
+// ones it was made from, else a new one.
+func (s *Simulated) read(ctx context.Context, tenantID, target string, regions []string) (*view, error) {
+	regions = normalise(regions)
+	states, err := s.readOrSeed(ctx, tenantID, target, regions)
 	if err != nil {
-		return nil, fmt.Errorf("world: %w", err)
+		return nil, err
 	}
-	ws, err = s.st.WorldStates().Put(ctx, &store.WorldState{TenantID: tenantID, Region: region, Target: target, State: seed}, 0)
-	if errors.Is(err, store.ErrConflict) {
-		// Another request seeded it first; use theirs.
-		return s.st.WorldStates().Get(ctx, tenantID, region, target)
+	if v := s.views.get(tenantID, target, regions, states); v != nil {
+		return v, nil
 	}
+	v, err := newView(tenantID, target, regions, states)
 	if err != nil {
-		return nil, fmt.Errorf("world: seed %s/%s: %w", region, target, err)
+		return nil, err
 	}
-	return ws, nil
+	s.views.put(v)
+	return v, nil
+}
+
+// readOrSeed returns the stored state of target in each of regions, seeding the
+// missing ones in one transaction.
+func (s *Simulated) readOrSeed(ctx context.Context, tenantID, target string, regions []string) ([][]byte, error) {
+	rows, err := s.st.WorldStates().GetRegions(ctx, tenantID, target, regions)
+	if err != nil {
+		return nil, fmt.Errorf("world: read %s: %w", target, err)
+	}
+	if slices.Contains(rows, nil) {
+		if err := s.st.InTx(ctx, func(tx store.Store) error { return seed(ctx, tx, tenantID, target, regions, rows) }); err != nil {
+			return nil, err
+		}
+	}
+	states := make([][]byte, len(rows))
+	for i, ws := range rows {
+		states[i] = ws.State
+	}
+	return states, nil
+}
+
+// seed stores the initial state of each region whose row is nil, and sets the row.
+func seed(ctx context.Context, tx store.Store, tenantID, target string, regions []string, rows []*store.WorldState) error {
+	for i, region := range regions {
+		if rows[i] != nil {
+			continue
+		}
+		state, err := canonical.Marshal(InitialState(tenantID, region, target))
+		if err != nil {
+			return fmt.Errorf("world: %w", err)
+		}
+		ws, err := tx.WorldStates().Put(ctx, &store.WorldState{TenantID: tenantID, Region: region, Target: target, State: state}, 0)
+		if errors.Is(err, store.ErrConflict) {
+			// Another request seeded it first (a create-only insert that finds the row
+			// changes nothing, so the transaction goes on); use theirs.
+			ws, err = tx.WorldStates().Get(ctx, tenantID, region, target)
+		}
+		if err != nil {
+			return fmt.Errorf("world: seed %s/%s: %w", region, target, err)
+		}
+		rows[i] = ws
+	}
+	return nil
 }
 
 // InitialState is the deterministic starting state of a simulated target: between 2
@@ -110,18 +137,13 @@ func InitialState(tenantID, region, target string) map[string]any {
 	}
 }
 
+// normalise sorts and de-duplicates regions, DefaultRegion when there are none. It
+// returns a new slice.
 func normalise(regions []string) []string {
 	if len(regions) == 0 {
 		return []string{DefaultRegion}
 	}
-	seen := map[string]bool{}
-	out := make([]string, 0, len(regions))
-	for _, r := range regions {
-		if !seen[r] {
-			seen[r] = true
-			out = append(out, r)
-		}
-	}
-	sort.Strings(out)
-	return out
+	out := slices.Clone(regions)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
