@@ -12,10 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
-	"github.com/decision-fabric/fabric/internal/signing"
 )
 
 // ErrInvalid: the certificate does not prove its outcome. Every error from
@@ -88,13 +88,22 @@ func (c Certificate) Canonical() ([]byte, error) {
 // VotePayload is the canonical JSON a vote's signature covers:
 //
 //	{"proposal_digest":"<hex>","region":"<name>","round":<n>,"verdict":"ACCEPT"}
+//
+// It writes the bytes directly (the keys in RFC 8785 order, each string with
+// canonical.AppendString), which is what canonical.Marshal of that object
+// gives; the error is always nil.
 func VotePayload(proposalDigest string, round int32, region, verdict string) ([]byte, error) {
-	return canonical.Marshal(map[string]any{
-		"proposal_digest": proposalDigest,
-		"round":           round,
-		"region":          region,
-		"verdict":         verdict,
-	})
+	b := make([]byte, 0, len(`{"proposal_digest":"","region":"","round":-2147483648,"verdict":""}`)+
+		len(proposalDigest)+len(region)+len(verdict))
+	b = append(b, `{"proposal_digest":`...)
+	b = canonical.AppendString(b, proposalDigest)
+	b = append(b, `,"region":`...)
+	b = canonical.AppendString(b, region)
+	b = append(b, `,"round":`...)
+	b = strconv.AppendInt(b, int64(round), 10)
+	b = append(b, `,"verdict":`...)
+	b = canonical.AppendString(b, verdict)
+	return append(b, '}'), nil
 }
 
 // Met reports whether yes accepting regions (of weight yesW) satisfy rule when
@@ -173,6 +182,7 @@ func Verify(c Certificate, trusted map[string][]byte) error {
 	}
 
 	keys := make(map[string]RegionKey, len(c.RegionKeys))
+	trustedKeys := make(map[string]publicKey, len(c.RegionKeys))
 	for i, rk := range c.RegionKeys {
 		if rk.Region == "" {
 			return invalid("region_keys[%d]: region is empty", i)
@@ -187,14 +197,15 @@ func Verify(c Certificate, trusted map[string][]byte) error {
 		if !ok || len(want) == 0 {
 			return invalid("region %q: no trusted key in the registry", rk.Region)
 		}
-		wantID, err := signing.KeyIDFromPEM(want)
+		wantKey, err := parseKey(want)
 		if err != nil {
 			return invalid("region %q: registry key: %v", rk.Region, err)
 		}
-		gotID, err := signing.KeyIDFromPEM([]byte(rk.PublicKeyPEM))
+		gotKey, err := parseKey([]byte(rk.PublicKeyPEM))
 		if err != nil {
 			return invalid("region %q: public_key_pem: %v", rk.Region, err)
 		}
+		wantID, gotID := wantKey.id, gotKey.id
 		if gotID != wantID {
 			return invalid("region %q: certificate key %s differs from the registry's key %s", rk.Region, gotID, wantID)
 		}
@@ -202,6 +213,7 @@ func Verify(c Certificate, trusted map[string][]byte) error {
 			return invalid("region %q: key_id %q does not match its key %s", rk.Region, rk.KeyID, wantID)
 		}
 		keys[rk.Region] = rk
+		trustedKeys[rk.Region] = wantKey
 	}
 
 	voted := make(map[string]string, len(c.Votes))
@@ -228,7 +240,7 @@ func Verify(c Certificate, trusted map[string][]byte) error {
 		if err != nil {
 			return invalid("votes[%d] (region %q): payload: %v", i, v.Region, err)
 		}
-		if err := signing.Verify(trusted[v.Region], payload, v.Signature); err != nil {
+		if err := verifySignature(trustedKeys[v.Region], trusted[v.Region], payload, v.Signature); err != nil {
 			return invalid("votes[%d] (region %q): signature: %v", i, v.Region, err)
 		}
 		voted[v.Region] = v.Verdict

@@ -7,8 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/canonical"
+	"slices"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 )
 
 // Negotiation states as stored. RUNNING is the only state that changes; the
@@ -153,10 +157,37 @@ func scanNegotiation(r row) (*Negotiation, error) {
 	if len(n.FinalManifest) == 0 {
 		n.FinalManifest = nil
 	}
-	if err := json.Unmarshal(regions, &n.Regions); err != nil {
+	if n.Regions, err = decodeRegions(regions); err != nil {
 		return nil, fmt.Errorf("store: negotiation %s: regions: %w", n.ID, err)
 	}
 	return &n, nil
+}
+
+// decodedRegions remembers decoded regions columns, keyed by their stored JSON
+// text: a negotiation's regions never change, yet every read and write of it
+// (Get, Create, Update) scans them. Decoding is a pure function of the text,
+// so the cache cannot answer for other content; it is bounded by entries.
+var decodedRegions = func() *lru.Cache[string, []NegotiationRegion] {
+	c, err := lru.New[string, []NegotiationRegion](regionsCacheSize)
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	return c
+}()
+
+const regionsCacheSize = 1024
+
+// decodeRegions decodes a regions column. The caller owns the returned slice.
+func decodeRegions(raw []byte) ([]NegotiationRegion, error) {
+	if r, ok := decodedRegions.Get(string(raw)); ok {
+		return slices.Clone(r), nil
+	}
+	var out []NegotiationRegion
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, err
+	}
+	decodedRegions.Add(string(raw), slices.Clone(out))
+	return out, nil
 }
 
 func scanVote(r row) (*NegotiationVote, error) {

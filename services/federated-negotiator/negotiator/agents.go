@@ -57,9 +57,11 @@ type Agent interface {
 // RegionConfig, deterministically: the same state, offer and clock always
 // give the same vote.
 type SimulatedAgent struct {
-	cfg RegionConfig
-	key ed25519.PrivateKey
-	now func() time.Time
+	cfg   RegionConfig
+	key   ed25519.PrivateKey
+	pub   ed25519.PublicKey
+	keyID string // regionkeys.KeyID(pub), stamped on every vote
+	now   func() time.Time
 }
 
 // NewSimulatedAgent returns an agent for cfg signing with key; now is the
@@ -68,14 +70,15 @@ func NewSimulatedAgent(cfg RegionConfig, key ed25519.PrivateKey, now func() time
 	if now == nil {
 		now = time.Now
 	}
-	return &SimulatedAgent{cfg: cfg, key: key, now: now}
+	pub := key.Public().(ed25519.PublicKey)
+	return &SimulatedAgent{cfg: cfg, key: key, pub: pub, keyID: regionkeys.KeyID(pub), now: now}
 }
 
 // Region implements Agent.
 func (a *SimulatedAgent) Region() string { return a.cfg.Name }
 
 // PublicKey implements Agent.
-func (a *SimulatedAgent) PublicKey() ed25519.PublicKey { return a.key.Public().(ed25519.PublicKey) }
+func (a *SimulatedAgent) PublicKey() ed25519.PublicKey { return a.pub }
 
 // Vote implements Agent: it waits the region's latency (forever when Silent),
 // decides and signs.
@@ -99,7 +102,7 @@ func (a *SimulatedAgent) Vote(ctx context.Context, offer Offer) (Vote, error) {
 		return Vote{}, err
 	}
 	return Vote{Region: a.cfg.Name, Round: offer.Round, Verdict: verdict, Reason: reason, Counter: counter,
-		Signature: sig, KeyID: regionkeys.KeyID(a.PublicKey())}, nil
+		Signature: sig, KeyID: a.keyID}, nil
 }
 
 // Errors budgets below this fraction accept only low-impact changes.

@@ -7,9 +7,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
@@ -75,12 +77,33 @@ func stateFromString(s string) negotiatorv1.NegotiationState {
 
 var manifestJSON = protojson.UnmarshalOptions{DiscardUnknown: true}
 
-// unmarshalManifest reads a stored canonical manifest.
+// decodedManifests remembers the manifests unmarshalManifest decoded, keyed by
+// their stored JSON: a negotiation's offer is read by its round loop and by
+// every status read, and decoding it is a pure function of those bytes, so
+// the cache cannot answer for other content. It is bounded by entries (a
+// stored manifest is at most a few KiB).
+var decodedManifests = func() *lru.Cache[string, *typesv1.Manifest] {
+	c, err := lru.New[string, *typesv1.Manifest](manifestCacheSize)
+	if err != nil {
+		panic(err) // only for a size below 1
+	}
+	return c
+}()
+
+const manifestCacheSize = 1024
+
+// unmarshalManifest reads a stored canonical manifest. The caller owns the
+// result: it is a fresh message, or a copy of the one decoded from the same
+// bytes before.
 func unmarshalManifest(raw []byte) (*typesv1.Manifest, error) {
+	if m, ok := decodedManifests.Get(string(raw)); ok {
+		return proto.CloneOf(m), nil
+	}
 	m := &typesv1.Manifest{}
 	if err := manifestJSON.Unmarshal(raw, m); err != nil {
 		return nil, fmt.Errorf("negotiator: stored manifest: %w", err)
 	}
+	decodedManifests.Add(string(raw), proto.CloneOf(m))
 	return m, nil
 }
 

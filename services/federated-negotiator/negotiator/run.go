@@ -212,7 +212,7 @@ func (s *Service) round(ctx context.Context, n *store.Negotiation, rule negotiat
 			continue
 		}
 		agent, ok := s.agents[r.Region]
-		pub, err := regionkeys.ParsePublicKeyPEM(r.PublicKey)
+		key, err := parseVoterKey(r.PublicKey)
 		if !ok || err != nil {
 			// The region left the configuration since the negotiation started
 			// (or its stored key is unreadable): it cannot answer.
@@ -222,7 +222,7 @@ func (s *Service) round(ctx context.Context, n *store.Negotiation, rule negotiat
 		asking.Add(1)
 		go func() {
 			defer asking.Done()
-			s.ask(rctx, agent, pub, o, results)
+			s.ask(rctx, agent, key, o, results)
 		}()
 	}
 	for {
@@ -243,12 +243,12 @@ func (s *Service) round(ctx context.Context, n *store.Negotiation, rule negotiat
 
 // ask gets one valid vote from agent, retrying failed or invalid answers with
 // backoff until ctx ends. It sends at most one vote on out.
-func (s *Service) ask(ctx context.Context, agent Agent, pub ed25519.PublicKey, o Offer, out chan<- Vote) {
+func (s *Service) ask(ctx context.Context, agent Agent, key voterKey, o Offer, out chan<- Vote) {
 	wait := retryMin
 	for {
 		v, err := agent.Vote(ctx, o)
 		if err == nil {
-			err = checkVote(v, o, agent.Region(), pub)
+			err = checkVote(v, o, agent.Region(), key)
 		}
 		if err == nil {
 			out <- v
@@ -266,9 +266,24 @@ func (s *Service) ask(ctx context.Context, agent Agent, pub ed25519.PublicKey, o
 	}
 }
 
+// voterKey is the key a negotiation recorded for a region, parsed once per round.
+type voterKey struct {
+	pub ed25519.PublicKey
+	id  string // regionkeys.KeyID(pub)
+}
+
+// parseVoterKey parses a region's recorded PEM "PUBLIC KEY".
+func parseVoterKey(pemText string) (voterKey, error) {
+	pub, err := regionkeys.ParsePublicKeyPEM(pemText)
+	if err != nil {
+		return voterKey{}, err
+	}
+	return voterKey{pub: pub, id: regionkeys.KeyID(pub)}, nil
+}
+
 // checkVote accepts a vote only if it answers this offer, is well formed and
 // carries a valid signature by the key the negotiation recorded for the region.
-func checkVote(v Vote, o Offer, region string, pub ed25519.PublicKey) error {
+func checkVote(v Vote, o Offer, region string, key voterKey) error {
 	if v.Region != region || v.Round != o.Round {
 		return fmt.Errorf("vote is for region %q round %d, want %q round %d", v.Region, v.Round, region, o.Round)
 	}
@@ -284,10 +299,10 @@ func checkVote(v Vote, o Offer, region string, pub ed25519.PublicKey) error {
 	default:
 		return fmt.Errorf("verdict %v is not ACCEPT, REJECT, COUNTER or ABSTAIN", v.Verdict)
 	}
-	if v.KeyID != regionkeys.KeyID(pub) {
-		return fmt.Errorf("vote signed with key %q, want the region's key %q", v.KeyID, regionkeys.KeyID(pub))
+	if v.KeyID != key.id {
+		return fmt.Errorf("vote signed with key %q, want the region's key %q", v.KeyID, key.id)
 	}
-	return VerifyVote(pub, o.ProposalDigest, o.Round, region, v.Verdict, v.Signature)
+	return VerifyVote(key.pub, o.ProposalDigest, o.Round, region, v.Verdict, v.Signature)
 }
 
 // recordVote stores v for n's current round.

@@ -1,0 +1,82 @@
+package negotiator
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/canonical"
+)
+
+func storedManifest(t testing.TB, replicas float64) []byte {
+	t.Helper()
+	params, err := structpb.NewStruct(map[string]any{"replicas": replicas, "monthly_cost": 1200.5, "note": "a <b> & c"})
+	require.NoError(t, err)
+	raw, err := canonical.Proto(&typesv1.Manifest{Action: "scale", Target: "serviceX", Impact: "low",
+		Regions: []string{"eu-west", "us-east"}, Parameters: params})
+	require.NoError(t, err)
+	return raw
+}
+
+// unmarshalManifest answers from its cache exactly as a fresh decode would, and
+// every caller gets its own message.
+func TestUnmarshalManifestCache(t *testing.T) {
+	raw := storedManifest(t, 12)
+	slow := &typesv1.Manifest{}
+	require.NoError(t, manifestJSON.Unmarshal(raw, slow))
+
+	first, err := unmarshalManifest(raw)
+	require.NoError(t, err)
+	second, err := unmarshalManifest(raw) // from the cache
+	require.NoError(t, err)
+	require.True(t, proto.Equal(slow, first))
+	require.True(t, proto.Equal(slow, second))
+	require.NotSame(t, first, second)
+
+	first.Parameters.Fields["replicas"] = structpb.NewNumberValue(1)
+	first.Regions[0] = "changed"
+	third, err := unmarshalManifest(raw)
+	require.NoError(t, err)
+	require.True(t, proto.Equal(slow, third), "a caller's change must not reach the cache")
+
+	other, err := unmarshalManifest(storedManifest(t, 13))
+	require.NoError(t, err)
+	require.Equal(t, 13.0, other.GetParameters().GetFields()["replicas"].GetNumberValue())
+
+	_, err = unmarshalManifest([]byte(`{"action":`))
+	require.Error(t, err)
+	_, err = unmarshalManifest([]byte(`{"action":`)) // errors are not cached
+	require.Error(t, err)
+}
+
+var benchManifest *typesv1.Manifest
+
+// BenchmarkUnmarshalManifest reads the same stored offer repeatedly, as status
+// reads of a running negotiation do; BenchmarkFloorManifestProtojson is the
+// decode it used to repeat every time.
+func BenchmarkUnmarshalManifest(b *testing.B) {
+	raw := storedManifest(b, 12)
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := unmarshalManifest(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchManifest = m
+	}
+}
+
+func BenchmarkFloorManifestProtojson(b *testing.B) {
+	raw := storedManifest(b, 12)
+	b.ReportAllocs()
+	for b.Loop() {
+		m := &typesv1.Manifest{}
+		if err := manifestJSON.Unmarshal(raw, m); err != nil {
+			b.Fatal(err)
+		}
+		benchManifest = m
+	}
+}
