@@ -48,18 +48,21 @@ defaults:
 `
 
 // BenchmarkDecisionPath drives the low-impact decision path over REST with 32
-// concurrent clients: compose (signed) -> submit (signature verified) -> negotiate
-// across 5 regions -> score -> enact, each client long-polling GET /proposals/{id}?wait_ms=5000
-// until the proposal is SCORED. It
-// reports p50/p99 latency of one whole decision, decisions per second and errors,
+// concurrent clients (the throughput figure), then with one (the latency of a
+// decision on an idle fabric): compose (signed) -> submit (signature verified) ->
+// negotiate across 5 regions -> score -> enact, each client long-polling
+// GET /proposals/{id}?wait_ms=5000 until the proposal is SCORED. It reports p50/p99
+// latency of one whole decision, decisions per second, CPU per decision and errors,
 // beside the bare gRPC round-trip floor from the same run.
 func BenchmarkDecisionPath(b *testing.B) {
 	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
-		b.Run(string(st), func(b *testing.B) { decisionPath(b, st) })
+		for _, clients := range []int{32, 1} {
+			b.Run(fmt.Sprintf("%s/clients=%d", st, clients), func(b *testing.B) { decisionPath(b, st, clients) })
+		}
 	}
 }
 
-func decisionPath(b *testing.B, st fabrictest.Store) {
+func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
 	dir := b.TempDir()
 	regions, pol := filepath.Join(dir, "regions.yaml"), filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(regions, []byte(benchRegions), 0o600); err != nil {
@@ -137,7 +140,6 @@ func decisionPath(b *testing.B, st fabrictest.Store) {
 		return nil
 	}
 
-	const clients = 32
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
