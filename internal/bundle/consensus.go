@@ -258,17 +258,9 @@ func (s *Signed) Encode() ([]byte, error) {
 // canonicalised, so Payload is the bytes the signature must cover whatever its
 // spacing; it checks the form only (VerifySigned checks what it proves).
 func DecodeSigned(raw []byte) (*Signed, error) {
-	if len(raw) > 2*MaxConsensusBytes {
-		return nil, fail(PartBundle, "larger than %d bytes", 2*MaxConsensusBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var in signedJSON
-	if err := dec.Decode(&in); err != nil {
-		return nil, fail(PartBundle, "not a signed consensus bundle: %v", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fail(PartBundle, "trailing data after the bundle")
+	if err := decodeStrict(raw, 2*MaxConsensusBytes, "a signed consensus bundle", &in); err != nil {
+		return nil, err
 	}
 	if len(in.Bundle) == 0 || bytes.Equal(in.Bundle, []byte("null")) {
 		return nil, missing(PartBundle, "no bundle document")
@@ -301,17 +293,9 @@ func Payload(b *typesv1.ConsensusBundle) ([]byte, error) {
 // one JSON value, at most MaxConsensusBytes, and both manifests must be manifests.
 // It checks the form only; Verify checks what it proves.
 func Parse(payload []byte) (*Consensus, error) {
-	if len(payload) > MaxConsensusBytes {
-		return nil, fail(PartBundle, "larger than %d bytes", MaxConsensusBytes)
-	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
 	var c Consensus
-	if err := dec.Decode(&c); err != nil {
-		return nil, fail(PartBundle, "not a consensus bundle: %v", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fail(PartBundle, "trailing data after the bundle")
+	if err := decodeStrict(payload, MaxConsensusBytes, "a consensus bundle", &c); err != nil {
+		return nil, err
 	}
 	if c.Type != ConsensusType {
 		return nil, fail(PartBundle, "type %q: want %q", c.Type, ConsensusType)
@@ -325,6 +309,23 @@ func Parse(payload []byte) (*Consensus, error) {
 		}
 	}
 	return &c, nil
+}
+
+// decodeStrict decodes raw, at most limit bytes, into v: one JSON value with only
+// the members v knows. A failure is a PartBundle error saying raw is not what.
+func decodeStrict(raw []byte, limit int, what string, v any) error {
+	if len(raw) > limit {
+		return fail(PartBundle, "larger than %d bytes", limit)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fail(PartBundle, "not %s: %v", what, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return fail(PartBundle, "trailing data after the bundle")
+	}
+	return nil
 }
 
 // Trust is what a verifier trusts.
