@@ -54,6 +54,9 @@ type Service struct {
 	HTTP func(mux *http.ServeMux)
 	// Close releases the service's resources after the servers stopped; optional.
 	Close func() error
+	// Checks adds the service's own entries to the checks of GET /health; optional.
+	// They inform: the process-wide report alone decides the status.
+	Checks func(ctx context.Context) map[string]string
 }
 
 // HealthReport is the body of GET /health.
@@ -236,6 +239,14 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	rep.Service = s.svc.Name
 	rep.Version = fabric.Version
+	if s.svc.Checks != nil {
+		for k, v := range s.svc.Checks(r.Context()) {
+			if rep.Checks == nil {
+				rep.Checks = map[string]string{}
+			}
+			rep.Checks[k] = v
+		}
+	}
 	code := http.StatusOK
 	if rep.Status != "ok" {
 		code = http.StatusServiceUnavailable

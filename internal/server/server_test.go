@@ -73,6 +73,7 @@ func start(t *testing.T) *harness {
 			}
 			return nil
 		}},
+		Checks: func(context.Context) map[string]string { return map[string]string{"queue": "3 waiting"} },
 	}
 	s, err := New(context.Background(), svc, Options{
 		Listen:          config.Listen{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"},
@@ -147,7 +148,8 @@ func TestHealthAndMetrics(t *testing.T) {
 	var rep HealthReport
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&rep))
 	require.Equal(t, "test", rep.Service)
-	require.Equal(t, "ok", rep.Status)
+	require.Equal(t, "ok", rep.Status, "a service's own checks inform without degrading")
+	require.Equal(t, map[string]string{"queue": "3 waiting"}, rep.Checks)
 
 	h.post(t, `{"proposal_id":"p1"}`, true)
 	m, err := http.Get("http://" + h.srv.HTTPAddr() + "/metrics")

@@ -205,6 +205,22 @@ const (
 	relayBatch    = 200
 )
 
+// healthChecks reports the audit outbox on GET /health: "ok", or how many events wait
+// for the auditor. A backlog does not make the coordinator unhealthy (it keeps
+// deciding; the events are kept and delivered in order when the auditor is back), so
+// it informs without degrading the status.
+func (s *Service) healthChecks(context.Context) map[string]string {
+	if s.relay == nil {
+		return nil
+	}
+	n, backlog := s.relay.pending.Load(), s.relay.backlog.Load()
+	if n == 0 && !backlog {
+		return map[string]string{"audit_outbox": "ok"}
+	}
+	return map[string]string{"audit_outbox": fmt.Sprintf(
+		"%d event(s) waiting for the auditor after the last sweep; retried every %s, in order", n, relayInterval)}
+}
+
 // relay delivers what the request path could not, and deletes what was delivered. One
 // relay runs per coordinator process; relays of several processes sharing a store may
 // deliver an entry twice, which the auditor's idempotency keys absorb.
@@ -215,6 +231,8 @@ type relay struct {
 	// backlog is set when a delivery failed: until the relay has caught up, every
 	// event is left to it, so events reach the auditor in the order they happened.
 	backlog atomic.Bool
+	// pending is how many events the last sweep left waiting (the exported gauge).
+	pending atomic.Int64
 
 	wake, stop, exited chan struct{}
 	once               sync.Once
@@ -299,7 +317,10 @@ func (r *relay) sweep(ctx context.Context) {
 	r.forget(ctx, done)
 
 	pending := 0 // entries left waiting: refused ones, and all from an unavailable auditor on
-	defer func() { r.s.metrics.outboxPending.Set(float64(pending)) }()
+	defer func() {
+		r.pending.Store(int64(pending))
+		r.s.metrics.outboxPending.Set(float64(pending))
+	}()
 	var after int64
 	for {
 		entries, err := r.s.deps.Store.Outbox().List(ctx, after, cutoff, relayBatch)

@@ -115,6 +115,7 @@ func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 	s.relay.sweep(ctx)
 	require.Equal(t, 2, outboxLen(t, st), "a sweep during the outage delivers nothing and loses nothing")
 	require.Equal(t, 2.0, testutil.ToFloat64(s.metrics.outboxPending), "the backlog is exported")
+	require.Contains(t, s.healthChecks(ctx)["audit_outbox"], "2 event(s) waiting", "and reported on /health")
 	require.Equal(t, 2.0, testutil.ToFloat64(s.metrics.outboxDeferred))
 
 	aud.setDown(false)
@@ -124,6 +125,7 @@ func TestAuditOutboxSurvivesAuditorOutage(t *testing.T) {
 	require.Equal(t, []string{"k1", p.ID + ":snapshot:pre", "k2", "k3", "k4"}, aud.keys(), "in the order they happened")
 	require.Zero(t, outboxLen(t, st))
 	require.Zero(t, testutil.ToFloat64(s.metrics.outboxPending))
+	require.Equal(t, "ok", s.healthChecks(ctx)["audit_outbox"])
 	require.Equal(t, 3.0, testutil.ToFloat64(s.metrics.outboxRelayed))
 	for _, a := range aud.actors {
 		require.Equal(t, "user:alice", a, "relayed events keep the principal of the request that caused them")

@@ -121,6 +121,7 @@ func (s *Service) Definition() server.Service {
 		Name:     fabric.Coordinator,
 		Register: func(g *grpc.Server) { coordinatorv1.RegisterCoordinatorServiceServer(g, s) },
 		Close:    s.Close,
+		Checks:   s.healthChecks,
 		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
 			return coordinatorv1.RegisterCoordinatorServiceHandlerClient(ctx, mux, coordinatorv1.NewCoordinatorServiceClient(conn))
 		},
