@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/decision-fabric/fabric/internal/redact"
 )
 
 // PrometheusName is the Name of the Prometheus source.
@@ -155,12 +157,12 @@ func (p *prometheus) query(ctx context.Context, q string) (float64, bool, error)
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return 0, false, transportError(err)
+		return 0, false, redact.TransportError(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return 0, false, fmt.Errorf("read response: %w", transportError(err))
+		return 0, false, fmt.Errorf("read response: %w", redact.TransportError(err))
 	}
 	if len(body) > maxResponseBytes {
 		return 0, false, fmt.Errorf("%w: larger than %d bytes", ErrInvalidResponse, maxResponseBytes)
@@ -276,16 +278,6 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "..."
-}
-
-// transportError drops the URL from *url.Error (it may carry credentials in userinfo)
-// and keeps the cause, so errors.Is(err, context.DeadlineExceeded) still works.
-func transportError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s request: %w", strings.ToLower(ue.Op), ue.Err)
-	}
-	return err
 }
 
 func round(x, scale float64) float64 { return math.Round(x*scale) / scale }

@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/redact"
 )
 
 // DefaultTimeout bounds one Neural Fabric call when NewHTTP gets no client.
@@ -98,7 +98,7 @@ func (p *httpProvider) post(ctx context.Context, op string, body, out any) error
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("model: %s: %w", op, transportError(err))
+		return fmt.Errorf("model: %s: %w", op, redact.TransportError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -107,7 +107,7 @@ func (p *httpProvider) post(ctx context.Context, op string, body, out any) error
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return fmt.Errorf("model: %s: read response: %w", op, transportError(err))
+		return fmt.Errorf("model: %s: read response: %w", op, redact.TransportError(err))
 	}
 	if len(data) > maxResponseBytes {
 		return fmt.Errorf("model: %s: %w: response larger than %d bytes", op, ErrInvalidResponse, maxResponseBytes)
@@ -116,14 +116,4 @@ func (p *httpProvider) post(ctx context.Context, op string, body, out any) error
 		return fmt.Errorf("model: %s: %w: %v", op, ErrInvalidResponse, err)
 	}
 	return nil
-}
-
-// transportError drops the URL from *url.Error (it may carry credentials in userinfo)
-// and keeps the cause, so errors.Is(err, context.DeadlineExceeded) still works.
-func transportError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("%s request: %w", strings.ToLower(ue.Op), ue.Err)
-	}
-	return err
 }

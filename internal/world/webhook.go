@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -83,13 +84,13 @@ func (w *Webhook) call(ctx context.Context, req webhookRequest) (Snapshot, error
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
 	resp, err := client.Do(hreq)
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("world: webhook %s: %w", req.Op, err)
+	if err != nil { // without the URL: a tenant's webhook URL may carry a token
+		return Snapshot{}, fmt.Errorf("world: webhook %s: %w", req.Op, redact.TransportError(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("world: webhook %s: %w", req.Op, err)
+		return Snapshot{}, fmt.Errorf("world: webhook %s: %w", req.Op, redact.TransportError(err))
 	}
 	var out struct {
 		State struct {

@@ -138,3 +138,17 @@ func TestRouterPicksTheTenantsExecutor(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"read"}, ep.calls, "only t9 went to its webhook")
 }
+
+// TestWebhookErrorsDoNotQuoteTheURL: a tenant's webhook URL may carry a token; a
+// failed call's error (logged, returned) must not show it.
+func TestWebhookErrorsDoNotQuoteTheURL(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.Listener.Addr().String()
+	srv.Close() // nothing listens there any more: the call fails in the transport
+	w := &Webhook{URL: "http://user:pa55@" + addr + "/hook?token=t0ken", Secret: []byte("k")}
+	_, err := w.Read(context.Background(), "t1", "svc", []string{"eu-west"})
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "t0ken")
+	require.NotContains(t, err.Error(), "pa55")
+	require.Contains(t, err.Error(), "world: webhook read")
+}
