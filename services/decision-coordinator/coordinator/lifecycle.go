@@ -191,12 +191,18 @@ type plannedMove struct {
 // planMove checks that p may move to status to and computes the move: the decision
 // record edited by edit, and the columns set beside it.
 func (s *Service) planMove(p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), cols columns) (*plannedMove, error) {
-	if p.Status != to && !legal(p.Status, to) {
-		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s cannot go from %s to %s", p.ID, p.Status, to)
-	}
 	shared, err := decision(p)
 	if err != nil {
 		return nil, err
+	}
+	return planMoveFrom(p, shared, to, edit, cols)
+}
+
+// planMoveFrom is planMove for a proposal whose decoded decision record is shared
+// (not modified).
+func planMoveFrom(p *store.Proposal, shared *coordinatorv1.Proposal, to string, edit func(d *coordinatorv1.Proposal), cols columns) (*plannedMove, error) {
+	if p.Status != to && !legal(p.Status, to) {
+		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s cannot go from %s to %s", p.ID, p.Status, to)
 	}
 	d := proto.Clone(shared).(*coordinatorv1.Proposal)
 	if edit != nil {
@@ -448,6 +454,18 @@ func notReady(p *store.Proposal, d *coordinatorv1.Proposal) error {
 // moves to DRY_RUN_PASSED/FAILED where the state machine allows it (a proposal waiting
 // for approval keeps waiting, with the result recorded for the approvers).
 func (s *Service) dryRun(ctx context.Context, p *store.Proposal) (*store.Proposal, world.Snapshot, error) {
+	res, pre, err := s.planDryRun(ctx, p)
+	if err != nil {
+		return nil, world.Snapshot{}, err
+	}
+	to, event, edit := dryRunMove(p, res)
+	next, err := s.moveAudited(ctx, p, to, event, edit, columns{})
+	return next, pre, err
+}
+
+// planDryRun plans the change against the current state, changing nothing: the
+// result a dry run records, and the pre-state it read.
+func (s *Service) planDryRun(ctx context.Context, p *store.Proposal) (*coordinatorv1.DryRunResult, world.Snapshot, error) {
 	d, err := decision(p)
 	if err != nil {
 		return nil, world.Snapshot{}, err
@@ -474,21 +492,28 @@ func (s *Service) dryRun(ctx context.Context, p *store.Proposal) (*store.Proposa
 		res.Passed = false
 		res.Detail = fmt.Sprintf("the state of %s changed since the proposal was submitted (pre-state %s, now %s); submit a new proposal", c.Target, short(p.PreStateSHA256), short(pre.SHA256))
 	}
-	to := stDryRunPassed
-	if !res.Passed {
+	return res, pre, nil
+}
+
+// dryRunMove is how a dry run's result is recorded: the status it moves p to
+// (DRY_RUN_PASSED or _FAILED where the state machine allows it; a proposal waiting
+// for approval keeps waiting, with the result recorded for the approvers), its audit
+// event, and the edit of the decision record.
+func dryRunMove(p *store.Proposal, res *coordinatorv1.DryRunResult) (to, event string, edit func(d *coordinatorv1.Proposal)) {
+	to = stDryRunPassed
+	if !res.GetPassed() {
 		to = stDryRunFailed
 	}
-	event := transitionEvent(to) // proposal.dry_run_passed or proposal.dry_run_failed
+	event = transitionEvent(to) // proposal.dry_run_passed or proposal.dry_run_failed
 	if p.Status == stPendingApproval {
 		to = stPendingApproval
 	}
-	next, err := s.moveAudited(ctx, p, to, event, func(d *coordinatorv1.Proposal) {
+	return to, event, func(d *coordinatorv1.Proposal) {
 		d.DryRunResult = res
-		if !res.Passed {
-			d.Reason = res.Detail
+		if !res.GetPassed() {
+			d.Reason = res.GetDetail()
 		}
-	}, columns{})
-	return next, pre, err
+	}
 }
 
 func short(h string) string {
@@ -498,19 +523,25 @@ func short(h string) string {
 	return h
 }
 
-// enact applies the change: the world must still be in the submitted pre-state, the
-// dry run must pass, and the post-state snapshot is stored with the transition.
+// enact applies the change: the world must still be in the submitted pre-state and
+// the dry run must pass. The passed dry run, the move to ENACTED and the post-state
+// snapshot are then recorded in one transaction (a failed dry run is recorded alone,
+// and refused).
 func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal, world.Snapshot, world.Snapshot, error) {
-	p, pre, err := s.dryRun(ctx, p)
+	res, pre, err := s.planDryRun(ctx, p)
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	if !res.GetPassed() {
+		to, event, edit := dryRunMove(p, res)
+		if _, err := s.moveAudited(ctx, p, to, event, edit, columns{}); err != nil {
+			return nil, world.Snapshot{}, world.Snapshot{}, err
+		}
+		return nil, world.Snapshot{}, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "dry run failed: %s", res.GetDetail())
 	}
 	d, err := decision(p)
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
-	}
-	if !d.GetDryRunResult().GetPassed() {
-		return nil, world.Snapshot{}, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "dry run failed: %s", d.GetDryRunResult().GetDetail())
 	}
 	c, _, err := change(p, d)
 	if err != nil {
@@ -523,7 +554,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
-	next, err := s.recordEnactment(ctx, p, post)
+	next, err := s.recordEnactment(ctx, p, res, post)
 	if err != nil {
 		// The world changed but the enactment could not be recorded (the proposal
 		// moved on concurrently, or the store failed): put the world back, so no
@@ -548,16 +579,22 @@ func (s *Service) undoApply(ctx context.Context, c world.Change, pre world.Snaps
 	return cause
 }
 
-// recordEnactment stores the post snapshot and the move to ENACTED, with their audit
-// events, in one transaction.
-func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, post world.Snapshot) (*store.Proposal, error) {
-	m, err := s.planMove(p, stEnacted, nil, columns{post: post.SHA256})
+// recordEnactment stores the passed dry run res, the move to ENACTED and the post
+// snapshot, with their audit events, in one transaction.
+func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, res *coordinatorv1.DryRunResult, post world.Snapshot) (*store.Proposal, error) {
+	to, event, edit := dryRunMove(p, res)
+	ran, err := s.planMove(p, to, edit, columns{})
+	if err != nil {
+		return nil, err
+	}
+	enacted, err := planMoveFrom(ran.next, ran.d, stEnacted, nil, columns{post: post.SHA256})
 	if err != nil {
 		return nil, err
 	}
 	entries, err := s.outboxEntries(ctx, p.TenantID, p.ID,
-		transitionAudit(m.next, transitionEvent(stEnacted), transitionPayload(p.Status, m.next, m.d)),
-		snapshotAudit(m.next, "post", post.SHA256))
+		transitionAudit(ran.next, event, transitionPayload(p.Status, ran.next, ran.d)),
+		transitionAudit(enacted.next, transitionEvent(stEnacted), transitionPayload(ran.next.Status, enacted.next, enacted.d)),
+		snapshotAudit(enacted.next, "post", post.SHA256))
 	if err != nil {
 		return nil, err
 	}
@@ -565,14 +602,17 @@ func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, post w
 		ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
 		SHA256: post.SHA256, State: post.JSON, CreatedAt: s.deps.Now().UTC(),
 	}
-	var next *store.Proposal
+	var mid, next *store.Proposal
 	var staged []*store.OutboxEntry
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
 		if err := tx.Snapshots().Put(ctx, snap); err != nil {
 			return err
 		}
 		var err error
-		if next, err = applyMove(ctx, tx, p, m); err != nil {
+		if mid, err = applyMove(ctx, tx, p, ran); err != nil {
+			return err
+		}
+		if next, err = applyMove(ctx, tx, mid, enacted); err != nil {
 			return err
 		}
 		staged, err = stageIn(ctx, tx, entries)
@@ -581,8 +621,10 @@ func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, post w
 	if err != nil {
 		return nil, storeError(err)
 	}
-	remember(next, m)
-	s.logMove(ctx, p, next)
+	remember(mid, ran)
+	remember(next, enacted)
+	s.logMove(ctx, p, mid)
+	s.logMove(ctx, mid, next)
 	s.deliver(ctx, staged)
 	return next, nil
 }
