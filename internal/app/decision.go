@@ -188,14 +188,8 @@ func decisionVerify(args []string, stdout, stderr io.Writer) error {
 // verifierKeys reads the public keys an offline verification trusts.
 func verifierKeys(cosignKeys []string, auditKey, mldsaKey, regionDir string) (bundle.Keys, error) {
 	ring := &signing.Keyring{}
-	for _, p := range cosignKeys {
-		pem, err := os.ReadFile(p)
-		if err != nil {
-			return bundle.Keys{}, err
-		}
-		if _, err := ring.Add(pem); err != nil {
-			return bundle.Keys{}, fmt.Errorf("%s: %w", p, err)
-		}
+	if err := ring.AddFiles(cosignKeys...); err != nil {
+		return bundle.Keys{}, err
 	}
 	vkey, err := os.ReadFile(auditKey)
 	if err != nil {

@@ -583,14 +583,8 @@ func (a *App) trustedKeys() (*signing.Keyring, error) {
 	if _, err := ring.Add(s.PublicKeyPEM()); err != nil {
 		return nil, err
 	}
-	for _, path := range a.Cfg.TrustedKeys {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("trusted_keys: %w", err)
-		}
-		if _, err := ring.Add(raw); err != nil {
-			return nil, fmt.Errorf("trusted_keys: %s: %w", path, err)
-		}
+	if err := ring.AddFiles(a.Cfg.TrustedKeys...); err != nil {
+		return nil, fmt.Errorf("trusted_keys: %w", err)
 	}
 	return ring, nil
 }

@@ -419,7 +419,7 @@ func (l *Log) tryCommit(ctx context.Context, names []string, batch []*request) (
 }
 
 // replays returns the entries already appended under the batch's idempotency
-// keys, by (tenant, key): one query per tenant of the batch (names, sorted).
+// keys, by (tenant, key): one lookup per tenant of the batch (names, sorted).
 func replays(ctx context.Context, tx store.Store, names []string, batch []*request) (map[[2]string]*store.AuditEntry, error) {
 	keys := make(map[string][]string, len(names))
 	for _, r := range batch {

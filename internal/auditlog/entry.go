@@ -101,15 +101,7 @@ func ValidEventName(name string) bool {
 
 // ValidTraceID reports whether id is an OpenTelemetry trace id: 32 lower-case hex.
 func ValidTraceID(id string) bool {
-	if len(id) != 32 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !isDigit(c) && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	return canonical.IsLowerHex(id, 32)
 }
 
 // ValidIdempotencyKey reports whether key is acceptable as Event.IdempotencyKey.

@@ -363,9 +363,9 @@ func TestEntryHashVector(t *testing.T) {
 	require.Equal(t, rfc6962.DefaultHasher.HashLeaf(raw), leaf)
 }
 
-// TestReplaysInOneLookup: the entries a batch replays are found with one lookup per
+// TestReplaysByKey: the entries a batch replays are found with one lookup per
 // tenant (store GetByIdempotencyKeys), each under its own tenant and key only.
-func TestReplaysInOneLookup(t *testing.T) {
+func TestReplaysByKey(t *testing.T) {
 	t.Parallel()
 	eachBackend(t, func(t *testing.T, d *db) {
 		l := newLog(t, d.st)

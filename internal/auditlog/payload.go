@@ -87,12 +87,7 @@ func number(f float64) (any, bool) {
 // plainKey reports whether k is valid UTF-8 without supplementary characters,
 // so that RFC 8785's order of keys (by UTF-16 code units) is their byte order.
 func plainKey(k string) bool {
-	for i := 0; i < len(k); i++ {
-		if k[i] >= 0xF0 {
-			return false
-		}
-	}
-	return utf8.ValidString(k)
+	return !canonical.HasSupplementary(k) && utf8.ValidString(k)
 }
 
 // appendCanonical appends the RFC 8785 form of a tree jsonTree made, or of

@@ -143,7 +143,6 @@ const (
 	cacheSize = 10000
 )
 
-// NewVerifier verifies tokens signed by key's private half for issuer and audience.
 // TrustServiceKey makes v also accept the fabric's own service tokens: tokens whose
 // "kid" is ServiceKeyID, signed (EdDSA) by key, and carrying the service role and no
 // other. Every other token is still verified with the identity provider's key.
@@ -154,6 +153,7 @@ func (v *Verifier) TrustServiceKey(key ed25519.PublicKey) {
 	}
 }
 
+// NewVerifier verifies tokens signed by key's private half for issuer and audience.
 func NewVerifier(key crypto.PublicKey, issuer, audience string) (*Verifier, error) {
 	v := &Verifier{key: key, issuer: issuer, audience: audience, cache: map[string]cached{}, now: time.Now}
 	switch key.(type) {

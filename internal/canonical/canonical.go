@@ -50,8 +50,11 @@ func Proto(m proto.Message) ([]byte, error) {
 
 // IsSHA256Hex reports whether s is a lower-case hex SHA256 (64 characters), the form
 // SHA256Hex produces.
-func IsSHA256Hex(s string) bool {
-	if len(s) != 2*sha256.Size {
+func IsSHA256Hex(s string) bool { return IsLowerHex(s, 2*sha256.Size) }
+
+// IsLowerHex reports whether s is exactly n lower-case hex digits.
+func IsLowerHex(s string, n int) bool {
+	if len(s) != n {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -402,13 +402,15 @@ func (c *canonicalizer) object() bool {
 // compareUTF16 orders strings by their UTF-16 code units, as RFC 8785 sorts keys. For
 // strings without supplementary characters that is their UTF-8 byte order.
 func compareUTF16(a, b string) int {
-	if !hasSupplementary(a) && !hasSupplementary(b) {
+	if !HasSupplementary(a) && !HasSupplementary(b) {
 		return strings.Compare(a, b)
 	}
 	return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
 }
 
-func hasSupplementary(s string) bool {
+// HasSupplementary reports whether s (UTF-8) holds a character outside the Basic
+// Multilingual Plane: only then do RFC 8785's UTF-16 key order and byte order differ.
+func HasSupplementary(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= 0xF0 {
 			return true

@@ -45,6 +45,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 
@@ -259,6 +260,20 @@ func (k *Keyring) Add(publicKeyPEM []byte) (keyID string, err error) {
 		}
 	}
 	return id, nil
+}
+
+// AddFiles adds the "PUBLIC KEY" PEM file at each path (cosign.pub files).
+func (k *Keyring) AddFiles(paths ...string) error {
+	for _, path := range paths {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if _, err := k.Add(raw); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	return nil
 }
 
 // PublicKeyPEM returns the normalised "PUBLIC KEY" PEM stored under keyID.

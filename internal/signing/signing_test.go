@@ -571,3 +571,31 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+func TestKeyringAddFiles(t *testing.T) {
+	dir := t.TempDir()
+	s, err := GenerateEd25519()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, bad := filepath.Join(dir, "good.pub"), filepath.Join(dir, "bad.pub")
+	if err := os.WriteFile(good, s.PublicKeyPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ring := &Keyring{}
+	if err := ring.AddFiles(good); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ring.PublicKeyPEM(s.KeyID()); !ok {
+		t.Fatal("the key of good.pub is not in the ring")
+	}
+	if err := ring.AddFiles(good, bad); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("AddFiles(bad) = %v, want ErrMalformed naming %s", err, bad)
+	}
+	if err := ring.AddFiles(filepath.Join(dir, "missing.pub")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("AddFiles(missing) = %v, want os.ErrNotExist", err)
+	}
+}

@@ -74,8 +74,9 @@ type AuditLogStore interface {
 	Get(ctx context.Context, tenantID string, index int64) (*AuditEntry, error)
 	// GetByIdempotencyKey returns the entry appended with key; ErrNotFound if none.
 	GetByIdempotencyKey(ctx context.Context, tenantID, key string) (*AuditEntry, error)
-	// GetByIdempotencyKeys returns the entries appended with any of keys, by key,
-	// in one query: a key without an entry (or "") is absent from the map.
+	// GetByIdempotencyKeys returns the entries appended with any of keys, by key: one
+	// query on SQLite, one index probe per key on Postgres (see the implementation).
+	// A key without an entry (or "") is absent from the map.
 	GetByIdempotencyKeys(ctx context.Context, tenantID string, keys []string) (map[string]*AuditEntry, error)
 	// FindByHash returns an entry whose EntryHash is entryHash; ErrNotFound if none.
 	// It scans the tenant's log: for investigating a broken chain, not for serving.
@@ -289,12 +290,12 @@ func (as auditLogStore) GetByIdempotencyKeys(ctx context.Context, tenantID strin
 		// some thousands of entries); a single-key lookup is an index probe whatever
 		// the plan.
 		for _, k := range keys {
-			e, err := scanAuditEntry(as.s.r.queryRow(ctx, sqlAuditKey, tenantID, k))
-			if errors.Is(err, sql.ErrNoRows) {
+			e, err := as.GetByIdempotencyKey(ctx, tenantID, k)
+			if errors.Is(err, ErrNotFound) {
 				continue
 			}
 			if err != nil {
-				return nil, as.s.wrap("get audit entry by idempotency key", err)
+				return nil, err
 			}
 			out[k] = e
 		}

@@ -12,13 +12,10 @@ import (
 
 	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
@@ -332,28 +329,6 @@ func TestStoreProposals(t *testing.T) {
 		Regions: []string{"eu-west"}, Parameters: map[string]any{"replicas": 12.0}, Impact: "high"}, p)
 	_, err = StoreProposals{Store: st}.Get(context.Background(), "t2", id)
 	require.ErrorIs(t, err, ErrNotFound)
-}
-
-// fakeCoordinator answers GetProposal from a map and checks the forwarded token.
-type fakeCoordinator struct {
-	coordinatorv1.CoordinatorServiceClient
-	proposals map[string]*coordinatorv1.Proposal
-	sawToken  string
-}
-
-func (f *fakeCoordinator) GetProposal(ctx context.Context, in *coordinatorv1.GetProposalRequest, _ ...grpc.CallOption) (*coordinatorv1.GetProposalResponse, error) {
-	md, _ := metadata.FromOutgoingContext(ctx)
-	if v := md.Get("authorization"); len(v) > 0 {
-		f.sawToken = v[0]
-	}
-	if in.GetId() == "down" {
-		return nil, status.Error(codes.Unavailable, "connection error: dial tcp 10.0.0.7:9301: connect: connection refused")
-	}
-	p, ok := f.proposals[in.GetId()]
-	if !ok {
-		return nil, status.Error(codes.NotFound, "proposal not found")
-	}
-	return &coordinatorv1.GetProposalResponse{Proposal: p}, nil
 }
 
 func TestServiceIgnoresOutOfRangeAnswers(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -140,25 +141,37 @@ func apiBundle(p *store.Proposal, d *coordinatorv1.Proposal) (*typesv1.Consensus
 	if err != nil || e == nil {
 		return d.GetConsensusBundle(), err
 	}
-	return e.api, nil
+	e.apiOnce.Do(func() { e.api, e.apiErr = e.signed.Proto() })
+	return e.api, e.apiErr
 }
 
 // bundleSHA256 is the digest of p's consensus bundle, "" when there is none (or it
 // cannot be read).
 func bundleSHA256(p *store.Proposal, d *coordinatorv1.Proposal) string {
-	if b, err := apiBundle(p, d); err == nil {
-		return b.GetSha256()
+	sb, err := storedBundle(p)
+	switch {
+	case err != nil:
+		return ""
+	case sb != nil:
+		return sb.SHA256
 	}
-	return ""
+	return d.GetConsensusBundle().GetSha256()
 }
 
+// decodedEntry is a stored bundle, decoded; its API form (a Struct, several times the
+// bytes) is made when a response first needs it.
 type decodedEntry struct {
-	raw    []byte
-	signed *bundle.Signed
-	api    *typesv1.ConsensusBundle
+	raw     []byte
+	signed  *bundle.Signed
+	apiOnce sync.Once
+	api     *typesv1.ConsensusBundle
+	apiErr  error
 }
 
-var decodedBundles = mustLRU[string, *decodedEntry](4096)
+// decodedBundles holds the bundles of the proposals in flight; a bundle is a few KiB
+// (at most bundle.MaxConsensusBytes), and an entry is reused only while the stored
+// bytes are the same.
+var decodedBundles = mustLRU[string, *decodedEntry](1024)
 
 func decodedBundle(p *store.Proposal) (*decodedEntry, error) {
 	if len(p.ConsensusBundle) == 0 {
@@ -171,18 +184,14 @@ func decodedBundle(p *store.Proposal) (*decodedEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rememberBundle(p.ID, p.ConsensusBundle, sb)
+	return rememberBundle(p.ID, p.ConsensusBundle, sb), nil
 }
 
 // rememberBundle caches a bundle stored (or about to be stored) as raw.
-func rememberBundle(proposalID string, raw []byte, sb *bundle.Signed) (*decodedEntry, error) {
-	api, err := sb.Proto()
-	if err != nil {
-		return nil, err
-	}
-	e := &decodedEntry{raw: bytes.Clone(raw), signed: sb, api: api}
+func rememberBundle(proposalID string, raw []byte, sb *bundle.Signed) *decodedEntry {
+	e := &decodedEntry{raw: bytes.Clone(raw), signed: sb}
 	decodedBundles.Add(proposalID, e)
-	return e, nil
+	return e
 }
 
 // Decisions reads decision records straight from the store for the decision

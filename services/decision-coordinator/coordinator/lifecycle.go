@@ -335,7 +335,7 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 			cols.bundle, err = sb.Encode()
 		}
 		if err == nil {
-			_, err = rememberBundle(p.ID, cols.bundle, sb)
+			rememberBundle(p.ID, cols.bundle, sb)
 		}
 		if err != nil {
 			cols.bundle, cbErr = nil, err.Error()

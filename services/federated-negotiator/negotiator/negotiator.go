@@ -155,7 +155,7 @@ func NewService(deps Deps) (*Service, error) {
 		}
 	}
 	registry := deps.RegionKeys
-	if registry == nil {
+	if registry == nil { // the agents' own keys: nothing to check them against
 		own := make(map[string]ed25519.PublicKey, len(agents))
 		for name, a := range agents {
 			own[name] = a.PublicKey()
@@ -163,10 +163,11 @@ func NewService(deps Deps) (*Service, error) {
 		if registry, err = regionkeys.New(own); err != nil {
 			return nil, fmt.Errorf("negotiator: %w", err)
 		}
-	}
-	for _, r := range deps.Regions.Regions {
-		if err := registry.Check(r.Name, agents[r.Name].PublicKey()); err != nil {
-			return nil, fmt.Errorf("negotiator: region_keys_dir: %w", err)
+	} else {
+		for _, r := range deps.Regions.Regions {
+			if err := registry.Check(r.Name, agents[r.Name].PublicKey()); err != nil {
+				return nil, fmt.Errorf("negotiator: region_keys_dir: %w", err)
+			}
 		}
 	}
 	base, stop := context.WithCancelCause(context.Background())
