@@ -11,13 +11,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/keyfile"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/decision-fabric/fabric/internal/keyfile"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"golang.org/x/mod/sumdb/note"

@@ -15,7 +15,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/keyfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -23,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/keyfile"
 
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc/codes"

@@ -9,8 +9,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/policy"
-	"github.com/decision-fabric/fabric/internal/precheck"
 	"io"
 	"net"
 	"net/url"
@@ -18,6 +16,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/policy"
+	"github.com/decision-fabric/fabric/internal/precheck"
 
 	"gopkg.in/yaml.v3"
 

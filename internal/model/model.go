@@ -21,8 +21,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/policy"
 	"math"
+
+	"github.com/decision-fabric/fabric/internal/policy"
 )
 
 // SuggestRequest asks for a suggested change. JSON form (the Neural Fabric API body):

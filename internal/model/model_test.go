@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/decision-fabric/fabric/internal/policy"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/policy"
 
 	"github.com/stretchr/testify/require"
 )

@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/policy"
 	"hash/fnv"
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/decision-fabric/fabric/internal/policy"
 
 	"github.com/decision-fabric/fabric/internal/canonical"
 )

@@ -30,14 +30,15 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/config"
-	"github.com/decision-fabric/fabric/internal/keyfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/keyfile"
 
 	"github.com/decision-fabric/fabric/internal/canonical"
 )

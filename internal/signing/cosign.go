@@ -8,11 +8,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/keyfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/decision-fabric/fabric/internal/keyfile"
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 	"github.com/sigstore/sigstore/pkg/signature"

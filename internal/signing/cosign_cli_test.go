@@ -2,12 +2,13 @@ package signing
 
 import (
 	"errors"
-	"github.com/decision-fabric/fabric/internal/signing/cosigntest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/decision-fabric/fabric/internal/signing/cosigntest"
 )
 
 // TestCosignCLIInterop checks both directions against the real cosign CLI: our

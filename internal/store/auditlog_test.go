@@ -3,9 +3,10 @@ package store_test
 import (
 	"context"
 	"database/sql"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"path/filepath"
 	"testing"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"

@@ -5,8 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"strings"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 )
 
 const proposalCols = `id, tenant_id, status, impact, dry_run, manifest, manifest_sha256, metadata,

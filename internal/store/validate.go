@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/oklog/ulid/v2"
 )

@@ -3,10 +3,11 @@ package storetest
 import (
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/stretchr/testify/require"
 

@@ -2,10 +2,11 @@ package storetest
 
 import (
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/stretchr/testify/require"
 

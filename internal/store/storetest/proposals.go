@@ -2,9 +2,10 @@ package storetest
 
 import (
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"testing"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/stretchr/testify/require"
 

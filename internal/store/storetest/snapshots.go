@@ -1,9 +1,10 @@
 package storetest
 
 import (
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"testing"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/stretchr/testify/require"
 

@@ -5,8 +5,9 @@ package storetest
 
 import (
 	"context"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"testing"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"

@@ -2,10 +2,11 @@ package scorer
 
 import (
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/world"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/decision-fabric/fabric/internal/world"
 )
 
 // explain writes the explanation: the confidence, the factor that moved it most (by

@@ -1,8 +1,9 @@
 package scorer
 
 import (
-	"github.com/decision-fabric/fabric/internal/world"
 	"math"
+
+	"github.com/decision-fabric/fabric/internal/world"
 
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"

@@ -15,12 +15,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
 	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"google.golang.org/grpc/codes"

@@ -2,11 +2,12 @@ package coordinator
 
 import (
 	"context"
-	"github.com/decision-fabric/fabric/internal/policy"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/policy"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"

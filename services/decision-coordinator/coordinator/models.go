@@ -2,11 +2,12 @@ package coordinator
 
 import (
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/policy"
-	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/decision-fabric/fabric/internal/policy"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"

@@ -1,9 +1,10 @@
 package coordinator
 
 import (
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"strings"
 	"testing"
+
+	"github.com/decision-fabric/fabric/internal/canonical"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"

@@ -4,11 +4,12 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"math"
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/config"

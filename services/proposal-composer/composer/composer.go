@@ -61,7 +61,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/policy"
 	"io"
 	"log/slog"
 	"maps"
@@ -70,6 +69,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/decision-fabric/fabric/internal/policy"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"

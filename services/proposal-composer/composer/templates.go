@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"math"
 	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
