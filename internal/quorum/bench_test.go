@@ -38,8 +38,8 @@ func BenchmarkFloorVotePayloadCanonical(b *testing.B) {
 	}
 }
 
-// BenchmarkVerify verifies a five-region certificate again and again, as the
-// coordinator does when it builds a consensus bundle and again when it enacts it.
+// BenchmarkVerify verifies a five-region certificate, as the coordinator does
+// before it signs a consensus bundle.
 // It reports, measured in the same run, the floor of five bare ed25519.Verify
 // calls over the same votes ("floor-ns/op") and its own ratio to it ("x-floor").
 func BenchmarkVerify(b *testing.B) {

@@ -16,6 +16,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/signing"
 )
 
 // ErrInvalid: the certificate does not prove its outcome. Every error from
@@ -182,7 +183,6 @@ func Verify(c Certificate, trusted map[string][]byte) error {
 	}
 
 	keys := make(map[string]RegionKey, len(c.RegionKeys))
-	trustedKeys := make(map[string]publicKey, len(c.RegionKeys))
 	for i, rk := range c.RegionKeys {
 		if rk.Region == "" {
 			return invalid("region_keys[%d]: region is empty", i)
@@ -197,15 +197,14 @@ func Verify(c Certificate, trusted map[string][]byte) error {
 		if !ok || len(want) == 0 {
 			return invalid("region %q: no trusted key in the registry", rk.Region)
 		}
-		wantKey, err := parseKey(want)
+		wantID, err := signing.KeyIDFromPEM(want)
 		if err != nil {
 			return invalid("region %q: registry key: %v", rk.Region, err)
 		}
-		gotKey, err := parseKey([]byte(rk.PublicKeyPEM))
+		gotID, err := signing.KeyIDFromPEM([]byte(rk.PublicKeyPEM))
 		if err != nil {
 			return invalid("region %q: public_key_pem: %v", rk.Region, err)
 		}
-		wantID, gotID := wantKey.id, gotKey.id
 		if gotID != wantID {
 			return invalid("region %q: certificate key %s differs from the registry's key %s", rk.Region, gotID, wantID)
 		}
@@ -213,7 +212,6 @@ func Verify(c Certificate, trusted map[string][]byte) error {
 			return invalid("region %q: key_id %q does not match its key %s", rk.Region, rk.KeyID, wantID)
 		}
 		keys[rk.Region] = rk
-		trustedKeys[rk.Region] = wantKey
 	}
 
 	voted := make(map[string]string, len(c.Votes))
@@ -240,7 +238,7 @@ func Verify(c Certificate, trusted map[string][]byte) error {
 		if err != nil {
 			return invalid("votes[%d] (region %q): payload: %v", i, v.Region, err)
 		}
-		if err := verifySignature(trustedKeys[v.Region], trusted[v.Region], payload, v.Signature); err != nil {
+		if err := signing.Verify(trusted[v.Region], payload, v.Signature); err != nil {
 			return invalid("votes[%d] (region %q): signature: %v", i, v.Region, err)
 		}
 		voted[v.Region] = v.Verdict

@@ -18,7 +18,7 @@ import (
 // BenchmarkVoteLifecycle is what the decision path does with one proposal's five
 // votes: each region signs its vote and the negotiator checks it (VerifyVote),
 // then the coordinator verifies the quorum certificate twice (building the
-// consensus bundle, and again before enacting it). Every iteration negotiates a
+// consensus bundle, and again for a bundle it has not verified). Every iteration negotiates a
 // new digest, so nothing is verified before its vote is accepted. It reports,
 // measured in the same run, the floor of signing and verifying each vote once
 // with bare ed25519 ("floor-ns/op") and its ratio to it ("x-floor").
