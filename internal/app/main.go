@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -177,6 +178,9 @@ func token(args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.Auth.PublicKeyFile != "" {
 		return errors.New("tokens are issued by your identity provider when auth.public_key_file is set; this command only mints development tokens")
+	}
+	if slices.Contains(strings.Split(*roles, ","), auth.RoleService) {
+		return errors.New("the service role is the fabric's own identity: its services mint it with the service key; it is never issued to a person or agent")
 	}
 	key, err := auth.LoadOrCreateDevKey(cfg.DataDir)
 	if err != nil {

@@ -487,14 +487,22 @@ func initAuth(_ context.Context, a *App) error {
 	if err != nil {
 		return err
 	}
-	a.ServiceSigner = a.DevSigner // simulation: the development key is trusted already
+	// The service role comes only from the service key: auth.service_key_file, or in
+	// simulation a development service key (not the development token key, so a
+	// `fabric token` never carries it).
+	var serviceKey ed25519.PrivateKey
 	if path := a.Cfg.Auth.ServiceKeyFile; path != "" {
-		key, err := auth.LoadPrivateKeyFile(path)
-		if err != nil {
+		if serviceKey, err = auth.LoadPrivateKeyFile(path); err != nil {
 			return fmt.Errorf("auth.service_key_file: %w", err)
 		}
-		v.TrustServiceKey(key.Public().(ed25519.PublicKey))
-		a.ServiceSigner = auth.NewServiceSigner(key, a.Cfg.Auth.Issuer, a.Cfg.Auth.Audience)
+	} else if a.Simulation {
+		if serviceKey, err = auth.LoadOrCreateDevServiceKey(a.Cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	if serviceKey != nil {
+		v.TrustServiceKey(serviceKey.Public().(ed25519.PublicKey))
+		a.ServiceSigner = auth.NewServiceSigner(serviceKey, a.Cfg.Auth.Issuer, a.Cfg.Auth.Audience)
 	}
 	a.Verifier = v
 	return nil

@@ -35,8 +35,11 @@ const (
 	RoleProposer = "proposer" // submits and reads proposals
 	RoleApprover = "approver" // approves high-impact decisions
 	RoleAuditor  = "auditor"  // reads audit trails
-	RoleAdmin    = "admin"    // everything within its tenant
-	RoleService  = "service"  // fabric services calling each other
+	RoleAdmin    = "admin"    // every tenant role within its tenant (never service)
+	// RoleService is the fabric's own services calling each other. Only a token
+	// signed with the fabric's service key (Verifier.TrustServiceKey) carries it; no
+	// tenant role implies it, admin included.
+	RoleService = "service"
 )
 
 // KnownRoles lists every role, for validation and docs.
@@ -61,13 +64,13 @@ type Principal struct {
 	Token string
 }
 
-// HasAnyRole reports whether the principal holds one of roles (admin holds them all).
+// HasAnyRole reports whether the principal holds one of roles. Admin holds every
+// tenant role (proposer, approver, auditor) but never service: a method open to the
+// service role alone is closed to every person and agent.
 func (p *Principal) HasAnyRole(roles ...string) bool {
-	if slices.Contains(p.Roles, RoleAdmin) {
-		return true
-	}
+	admin := slices.Contains(p.Roles, RoleAdmin)
 	for _, r := range roles {
-		if slices.Contains(p.Roles, r) {
+		if slices.Contains(p.Roles, r) || (admin && r != RoleService) {
 			return true
 		}
 	}
@@ -234,6 +237,11 @@ func (v *Verifier) verify(raw string) (*Principal, time.Time, error) {
 	if service && (len(c.Roles) != 1 || c.Roles[0] != RoleService) {
 		return nil, time.Time{}, fmt.Errorf("%w: a token signed with the service key carries the service role only", ErrInvalidToken)
 	}
+	if !service && slices.Contains(c.Roles, RoleService) {
+		// The identity provider (or the development key) cannot grant the fabric's own
+		// identity: only the service key does.
+		return nil, time.Time{}, fmt.Errorf("%w: the service role is granted only by the fabric's service key", ErrInvalidToken)
+	}
 	for _, r := range c.Roles {
 		if !slices.Contains(KnownRoles, r) {
 			return nil, time.Time{}, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, r)
@@ -305,11 +313,27 @@ func LoadPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
 // DevKeyPath is where the development signing key lives inside the data folder.
 func DevKeyPath(dataDir string) string { return filepath.Join(dataDir, "keys", "dev-jwt-ed25519.pem") }
 
+// DevServiceKeyPath is where the development service key lives inside the data folder.
+// It is a different key from the development identity-provider key: a token minted
+// with `fabric token` never carries the service role.
+func DevServiceKeyPath(dataDir string) string {
+	return filepath.Join(dataDir, "keys", "dev-service-ed25519.pem")
+}
+
 // LoadOrCreateDevKey returns the development Ed25519 key, creating it (mode 0600, its
 // folder 0700) on first use. Concurrent first starts agree on one key: the file is
 // created exclusively and a loser re-reads the winner's.
 func LoadOrCreateDevKey(dataDir string) (ed25519.PrivateKey, error) {
-	path := DevKeyPath(dataDir)
+	return loadOrCreateEd25519(DevKeyPath(dataDir))
+}
+
+// LoadOrCreateDevServiceKey returns the development service key (simulation only),
+// created like LoadOrCreateDevKey's.
+func LoadOrCreateDevServiceKey(dataDir string) (ed25519.PrivateKey, error) {
+	return loadOrCreateEd25519(DevServiceKeyPath(dataDir))
+}
+
+func loadOrCreateEd25519(path string) (ed25519.PrivateKey, error) {
 	if key, err := readEd25519(path); err == nil {
 		return key, nil
 	} else if !errors.Is(err, os.ErrNotExist) {

@@ -11,7 +11,8 @@ import (
 )
 
 // Policy maps a full gRPC method name ("/pkg.Service/Method") to the roles that may
-// call it (any one suffices; admin always may). A method missing from the policy is
+// call it (any one suffices; admin may call what any tenant role may, never what only
+// the service role may). A method missing from the policy is
 // refused: every new RPC must be given a policy on purpose (fail closed).
 type Policy map[string][]string
 

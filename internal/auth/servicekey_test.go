@@ -73,3 +73,51 @@ func TestServiceKeyIsTrustedForServiceTokensOnly(t *testing.T) {
 	_, err = v.Verify(raw)
 	require.NoError(t, err)
 }
+
+// The service role is the fabric's own identity: a token the identity provider signed
+// never carries it, whatever else it claims, and admin implies every tenant role but
+// never service (issue 9: an admin token wrote the audit log).
+func TestServiceRoleComesOnlyFromTheServiceKey(t *testing.T) {
+	_, idpKey, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	_, svcKey, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	v, err := NewVerifier(idpKey.Public(), "iss", "aud")
+	require.NoError(t, err)
+	idp := NewSigner(idpKey, "iss", "aud")
+	for name, roles := range map[string][]string{
+		"service alone":     {RoleService},
+		"admin and service": {RoleAdmin, RoleService},
+		"auditor, service":  {RoleAuditor, RoleService},
+	} {
+		tok, err := idp.Mint("mallory", "t1", roles, time.Minute)
+		require.NoError(t, err)
+		_, err = v.Verify(tok)
+		require.ErrorIs(t, err, ErrInvalidToken, name)
+		require.ErrorContains(t, err, "only by the fabric's service key", name)
+	}
+	// Not even with a service key trusted, when the token is the identity provider's.
+	v.TrustServiceKey(svcKey.Public().(ed25519.PublicKey))
+	tok, err := idp.Mint("mallory", "t1", []string{RoleService}, time.Minute)
+	require.NoError(t, err)
+	_, err = v.Verify(tok)
+	require.ErrorIs(t, err, ErrInvalidToken)
+	tok, err = NewServiceSigner(svcKey, "iss", "aud").Mint("fabric:x", "t1", []string{RoleService}, time.Minute)
+	require.NoError(t, err)
+	p, err := v.Verify(tok)
+	require.NoError(t, err)
+	require.True(t, p.HasAnyRole(RoleService))
+	require.False(t, p.HasAnyRole(RoleAdmin, RoleProposer), "service is not a tenant role")
+}
+
+func TestAdminHoldsEveryTenantRoleButNotService(t *testing.T) {
+	admin := &Principal{TenantID: "t1", Roles: []string{RoleAdmin}}
+	for _, r := range []string{RoleProposer, RoleApprover, RoleAuditor, RoleAdmin} {
+		require.True(t, admin.HasAnyRole(r), r)
+	}
+	require.False(t, admin.HasAnyRole(RoleService))
+	require.True(t, admin.HasAnyRole(RoleService, RoleAuditor), "any one of the roles suffices")
+	for _, r := range []string{RoleProposer, RoleApprover, RoleAuditor} {
+		require.False(t, (&Principal{Roles: []string{r}}).HasAnyRole(RoleService), r)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -180,6 +181,10 @@ func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 
 // HTTPAddr is the bound REST address.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
+
+// Policy is a copy of the service's access policy (method → roles), e.g. for tests
+// that try every method with every role.
+func (s *Server) Policy() auth.Policy { return maps.Clone(s.svc.Policy) }
 
 // Serve accepts connections until ctx is cancelled, then shuts down gracefully within
 // the shutdown timeout: health turns NOT_SERVING, REST drains, gRPC drains.

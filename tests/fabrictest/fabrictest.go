@@ -66,7 +66,8 @@ type Options struct {
 type Fabric struct {
 	Cfg     config.Config
 	running []*app.Running
-	signer  *auth.Signer
+	signer  *auth.Signer // the development identity provider
+	service *auth.Signer // the fabric's service key (simulation)
 	client  *http.Client
 }
 
@@ -124,6 +125,11 @@ func Start(t testing.TB, opts Options) *Fabric {
 	key, err := auth.LoadOrCreateDevKey(cfg.DataDir)
 	require.NoError(t, err)
 	f.signer = auth.NewSigner(key, cfg.Auth.Issuer, cfg.Auth.Audience)
+	if cfg.Auth.ServiceKeyFile == "" {
+		svc, err := auth.LoadOrCreateDevServiceKey(cfg.DataDir)
+		require.NoError(t, err)
+		f.service = auth.NewServiceSigner(svc, cfg.Auth.Issuer, cfg.Auth.Audience)
+	}
 	return f
 }
 
@@ -191,8 +197,23 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// Token mints a development token.
+// Token mints a development token. A token for the service role alone is the fabric's
+// own (signed with its service key, as its services sign theirs); any other is the
+// identity provider's (see IdPToken).
 func (f *Fabric) Token(t testing.TB, tenant string, roles ...string) string {
+	t.Helper()
+	if len(roles) == 1 && roles[0] == auth.RoleService {
+		require.NotNil(t, f.service, "fabrictest: no development service key (auth.service_key_file is set)")
+		tok, err := f.service.Mint("test-user", tenant, roles, time.Hour)
+		require.NoError(t, err)
+		return tok
+	}
+	return f.IdPToken(t, tenant, roles...)
+}
+
+// IdPToken mints a token with the development identity provider's key whatever the
+// roles, as an attacker holding an identity-provider token with a forged role would.
+func (f *Fabric) IdPToken(t testing.TB, tenant string, roles ...string) string {
 	t.Helper()
 	tok, err := f.signer.Mint("test-user", tenant, roles, time.Hour)
 	require.NoError(t, err)
@@ -244,6 +265,17 @@ func (f *Fabric) Conn(t testing.TB, service string) *grpc.ClientConn {
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// AccessPolicy is every running service's access policy, by service name.
+func (f *Fabric) AccessPolicy() map[string]auth.Policy {
+	out := map[string]auth.Policy{}
+	for _, r := range f.running {
+		for name, s := range r.Servers {
+			out[name] = s.Policy()
+		}
+	}
+	return out
 }
 
 // WithToken returns ctx carrying token as gRPC bearer metadata.

@@ -3,10 +3,12 @@ package scorer
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +29,9 @@ import (
 
 // served runs the scorer on the platform server (interceptors, gateway) on loopback.
 type served struct {
-	srv    *server.Server
-	signer *auth.Signer
+	srv     *server.Server
+	signer  *auth.Signer
+	service *auth.Signer
 }
 
 func serve(t *testing.T, svc *Service) *served {
@@ -37,6 +40,9 @@ func serve(t *testing.T, svc *Service) *served {
 	require.NoError(t, err)
 	v, err := auth.NewVerifier(key.Public(), "i", "a")
 	require.NoError(t, err)
+	svcKey, err := auth.LoadOrCreateDevServiceKey(t.TempDir())
+	require.NoError(t, err)
+	v.TrustServiceKey(svcKey.Public().(ed25519.PublicKey))
 	s, err := server.New(context.Background(), svc.Definition(), server.Options{
 		Listen:          config.Listen{HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0"},
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -49,12 +55,17 @@ func serve(t *testing.T, svc *Service) *served {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
-	return &served{srv: s, signer: auth.NewSigner(key, "i", "a")}
+	return &served{srv: s, signer: auth.NewSigner(key, "i", "a"), service: auth.NewServiceSigner(svcKey, "i", "a")}
 }
 
+// token mints an identity provider's token, or the fabric's own for the service role.
 func (s *served) token(t *testing.T, tenant string, roles ...string) string {
 	t.Helper()
-	tok, err := s.signer.Mint("u1", tenant, roles, time.Hour)
+	signer := s.signer
+	if slices.Equal(roles, []string{auth.RoleService}) {
+		signer = s.service
+	}
+	tok, err := signer.Mint("u1", tenant, roles, time.Hour)
 	require.NoError(t, err)
 	return tok
 }

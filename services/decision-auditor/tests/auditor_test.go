@@ -317,11 +317,11 @@ func TestTenantIsolation(t *testing.T) {
 		r := f.Do(t, http.MethodPost, fabric.Auditor, "/snapshot/"+p, f.Token(t, "t1", auth.RoleService), body)
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 
-		t2 := f.Token(t, "t2", auth.RoleAuditor, auth.RoleService)
+		t2, t2svc := f.Token(t, "t2", auth.RoleAuditor), f.Token(t, "t2", auth.RoleService)
 		require.Equal(t, http.StatusNotFound, f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p, t2, "").Status,
 			"another tenant's trail does not exist")
 		require.Equal(t, http.StatusNotFound, f.Do(t, http.MethodPost, fabric.Auditor, "/audit/"+p+"/rollback-plan", t2, `{}`).Status)
-		r = f.Do(t, http.MethodPost, fabric.Auditor, "/snapshot/"+p, t2, body)
+		r = f.Do(t, http.MethodPost, fabric.Auditor, "/snapshot/"+p, t2svc, body)
 		require.Equal(t, http.StatusOK, r.Status, "the same proposal id in another tenant is another log: %s", r.Body)
 		var rec auditorv1.RecordSnapshotResponse
 		require.NoError(t, protojson.Unmarshal(r.Body, &rec))
@@ -430,11 +430,10 @@ func TestAppendEntryOnBehalfOf(t *testing.T) {
 	require.Equal(t, "agent:planner", relayed.GetEntry().GetActor())
 	require.Equal(t, trace, relayed.GetEntry().GetTraceId())
 
-	posing, err := appendEvent(t, f, f.Token(t, "t1", auth.RoleAdmin), &auditorv1.AppendEntryRequest{ProposalId: p,
+	// A tenant admin cannot pose as a service, nor append at all (issue 9).
+	_, err = appendEvent(t, f, f.Token(t, "t1", auth.RoleAdmin), &auditorv1.AppendEntryRequest{ProposalId: p,
 		Event: "proposal.submitted", PayloadSha256: sum, OnBehalfOf: "agent:planner", OriginTraceId: trace})
-	require.NoError(t, err)
-	require.Equal(t, "test-user", posing.GetEntry().GetActor(), "only a service's on_behalf_of counts")
-	require.NotEqual(t, trace, posing.GetEntry().GetTraceId())
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
 
 	_, err = appendEvent(t, f, f.Token(t, "t1", auth.RoleService), &auditorv1.AppendEntryRequest{ProposalId: p,
 		Event: "proposal.scored", PayloadSha256: sum, OnBehalfOf: "x", OriginTraceId: "not-hex"})
