@@ -90,6 +90,11 @@ type Input struct {
 	// (internal/actions): the policy's unknown_actions refuses it
 	// (ErrUnknownActionRefused) or makes it high impact.
 	UnknownAction bool
+	// ImpactUnknown, when not "", says why the size of the change could not be
+	// computed (its dry-run plan failed, the plan could not be compared with
+	// the pre-state...). The engine fails closed: the computed impact is high,
+	// with this as the reason, whatever ReplicaDelta and CostDeltaMonthly say.
+	ImpactUnknown string
 }
 
 // Decision is the policy's answer for one proposal.
@@ -272,6 +277,10 @@ func (e *Engine) Evaluate(in Input) (Decision, error) {
 		}
 		computed = ImpactHigh
 		d.Reasons = append(d.Reasons, fmt.Sprintf("action %q is not one the fabric knows (unknown_actions: high) → high", truncate(in.Action, 64)))
+	}
+	if in.ImpactUnknown != "" {
+		computed = ImpactHigh
+		d.Reasons = append(d.Reasons, fmt.Sprintf("impact unknown: %s → high", truncate(in.ImpactUnknown, 300)))
 	}
 
 	// 1. Impact: every matching rule counts; the highest wins.

@@ -447,6 +447,18 @@ tenants:
 	require.ErrorIs(t, err, ErrUnknownActionRefused, "the built-in policy refuses unknown actions")
 }
 
+// TestImpactUnknownIsHigh: a change whose size could not be computed is high impact,
+// never the low its zero replica and cost deltas would suggest.
+func TestImpactUnknownIsHigh(t *testing.T) {
+	t.Parallel()
+	d, err := Default().Evaluate(Input{TenantID: "t1", Action: "scale", Regions: []string{"eu-west"}, ImpactUnknown: "plan failed: replicas 5000 out of range"})
+	require.NoError(t, err)
+	require.Equal(t, ImpactHigh, d.Impact)
+	require.True(t, d.ApprovalRequired)
+	require.True(t, d.DryRunDefault)
+	require.Contains(t, d.Reasons, "impact unknown: plan failed: replicas 5000 out of range → high")
+}
+
 func TestInvalidInput(t *testing.T) {
 	t.Parallel()
 	e := mustParse(t, "version: 1\ndefaults:\n  approval_when: size(parameters) > 100\n")
