@@ -62,7 +62,10 @@ type Schema struct {
 	Params []Param
 	// Required lists parameters that must be present.
 	Required []string
-	// OneOf, when set, lists parameters of which exactly one must be present.
+	// OneOf, when set, lists parameters of which at most one may be given, and
+	// exactly one for the change to be made: a manifest may leave them all out at
+	// submission (the API's own example scales without a count), but such a change
+	// cannot be planned, so it is classified high and its dry run fails.
 	OneOf []string
 }
 
@@ -150,16 +153,21 @@ type Params struct {
 }
 
 // Validate checks params (JSON-like values, as structpb.Struct.AsMap returns them)
-// against action's schema. It returns an error wrapping ErrUnknownAction for an action
-// outside the catalogue, else a *FieldError for the first parameter (in schema order)
-// that does not match, else nil.
+// against action's schema, as submission does. It returns an error wrapping
+// ErrUnknownAction for an action outside the catalogue, else a *FieldError for the
+// first parameter (in schema order) that does not match, else nil.
 func Validate(action string, params map[string]any) error {
-	_, err := Parse(action, params)
+	_, err := parse(action, params, false)
 	return err
 }
 
-// Parse validates params like [Validate] and returns them typed.
+// Parse validates params like [Validate], also requiring what the change needs to be
+// made (one of a OneOf group), and returns them typed: what an executor reads.
 func Parse(action string, params map[string]any) (Params, error) {
+	return parse(action, params, true)
+}
+
+func parse(action string, params map[string]any, complete bool) (Params, error) {
 	s, ok := catalogue[action]
 	if !ok {
 		return Params{}, UnknownActionError(action)
@@ -193,7 +201,7 @@ func Parse(action string, params map[string]any) (Params, error) {
 				given = append(given, "parameters."+n)
 			}
 		}
-		if len(given) != 1 {
+		if len(given) > 1 || complete && len(given) == 0 {
 			field := "parameters"
 			if len(given) > 1 {
 				field = given[1]

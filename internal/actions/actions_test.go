@@ -34,7 +34,7 @@ func TestValidate(t *testing.T) {
 		"nan":                   {action: Scale, params: `{}`, nan: "replicas", field: "parameters.replicas", msg: "not NaN"},
 		"nan delta":             {action: Scale, params: `{}`, nan: "replicas_delta", field: "parameters.replicas_delta", msg: "not NaN"},
 		"huge delta":            {action: Scale, params: `{"replicas_delta":1e6}`, field: "parameters.replicas_delta", msg: "[-1000, 1000]"},
-		"neither":               {action: Scale, params: `{}`, field: "parameters", msg: "exactly one of parameters.replicas, parameters.replicas_delta"},
+		"neither (submission)":  {action: Scale, params: `{}`},
 		"both":                  {action: Scale, params: `{"replicas":3,"replicas_delta":1}`, field: "parameters.replicas_delta", msg: "exactly one"},
 		"negative cost":         {action: Scale, params: `{"replicas":3,"monthly_cost":-5}`, field: "parameters.monthly_cost", msg: "must be a number in [0, 1e+12]"},
 		"reduce default":        {action: ReduceCost, params: `{}`},
@@ -99,6 +99,13 @@ func TestParse(t *testing.T) {
 
 	_, err = Parse(Scale, map[string]any{"replicas": 2.5})
 	require.False(t, errors.Is(err, ErrUnknownAction))
+
+	// A scale may be submitted without a count, but not made.
+	require.NoError(t, Validate(Scale, nil))
+	_, err = Parse(Scale, nil)
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "parameters: scale needs exactly one of parameters.replicas, parameters.replicas_delta", err.Error())
 }
 
 // FuzzValidate: any JSON parameters either validate, and then Parse's typed values are
