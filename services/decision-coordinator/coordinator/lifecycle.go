@@ -474,7 +474,7 @@ func missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string 
 	pol := d.GetPolicy()
 	if pol.GetApprovalRequired() || p.Impact == policy.ImpactHigh {
 		need := max(int(pol.GetApprovalsRequired()), 1)
-		if got := len(d.GetApprovers()); got < need {
+		if got := len(distinct(d.GetApprovers())); got < need {
 			missing = append(missing, fmt.Sprintf("an approver recorded (%d of %d; P3)", got, need))
 		}
 		dr := d.GetDryRunResult()
@@ -483,6 +483,16 @@ func missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string 
 		}
 	}
 	return missing
+}
+
+// distinct is the set of names in names (an approver counts once, however often
+// recorded).
+func distinct(names []string) map[string]bool {
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
 }
 
 // notReady explains why a proposal in status st cannot be enacted at all.

@@ -195,10 +195,13 @@ func (re *reclassification) audit(p *store.Proposal) auditEvent {
 // the change that will actually be made.
 const eventReclassified = "proposal.reclassified"
 
-// edit applies the reclassification to a decision record.
+// edit applies the reclassification to a decision record. Approvals recorded before
+// were given for a lower classification and no longer count: the approvers approve
+// the change as it now stands.
 func (re *reclassification) edit(d *coordinatorv1.Proposal) {
 	d.Policy = re.record
 	d.Reason = re.record.GetReasons()[0]
+	d.Approvers = nil
 }
 
 func impactRank(s string) int {
