@@ -69,25 +69,34 @@ func TestAttackOutOfSchemaParameters(t *testing.T) {
 }
 
 // TestAttackUnknownVerbs (issue #9, "Why" 1): an action outside the catalogue is
-// refused by default (400 naming it and the known ones), never classified low; a
-// tenant whose policy says `unknown_actions: high` gets it as high impact, dry run and
-// approval required.
+// refused by default (400 naming it and the known ones), never classified low, and
+// nothing is stored.
 func TestAttackUnknownVerbs(t *testing.T) {
+	eachStore(t, nil, func(t *testing.T, f *fabrictest.Fabric) {
+		c := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
+		for _, verb := range []string{"drop-database", "wipe", "shutdown"} {
+			r := c.post(t, "/proposals", `{"tenant_id":"t1","manifest":{"action":"`+verb+`","target":"svc","regions":["eu-west"]}}`)
+			require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", verb, r.Body)
+			require.Contains(t, string(r.Body), fmt.Sprintf(`manifest.action: unknown action \"%s\" (known: configure, reduce_cost, scale)`, verb))
+		}
+		require.Empty(t, c.list(t), "a refused verb stores nothing")
+	})
+}
+
+// TestUnknownActionsHighByPolicy: a tenant whose policy says `unknown_actions: high`
+// may propose an unknown verb; it is high impact, dry run, and waits for an approver.
+func TestUnknownActionsHighByPolicy(t *testing.T) {
 	policyFile := func(t *testing.T, c *config.Config) {
 		c.PolicyFile = filepath.Join(t.TempDir(), "policy.yaml")
 		require.NoError(t, os.WriteFile(c.PolicyFile, []byte("version: 1\ntenants:\n  lab:\n    unknown_actions: high\n"), 0o600))
 	}
 	eachStore(t, policyFile, func(t *testing.T, f *fabrictest.Fabric) {
 		c := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
-		for _, verb := range []string{"drop-database", "wipe", "shutdown"} {
-			r := c.post(t, "/proposals", `{"tenant_id":"t1","manifest":{"action":"`+verb+`","target":"svc","regions":["eu-west"]}}`)
-			require.Equal(t, http.StatusBadRequest, r.Status, "%s: %s", verb, r.Body)
-			require.Contains(t, string(r.Body), fmt.Sprintf(`unknown action \"%s\" (known: configure, reduce_cost, scale)`, verb))
-		}
-		require.Empty(t, c.list(t), "a refused verb stores nothing")
+		r := c.post(t, "/proposals", `{"tenant_id":"t1","manifest":{"action":"wipe","target":"svc","regions":["eu-west"]}}`)
+		require.Equal(t, http.StatusBadRequest, r.Status, "other tenants still refuse it: %s", r.Body)
 
 		lab := client{f: f, token: f.Token(t, "lab", auth.RoleProposer)}
-		r := lab.f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", lab.token, `{"tenant_id":"lab","manifest":{"action":"wipe","target":"svc","regions":["eu-west"]}}`)
+		r = lab.f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", lab.token, `{"tenant_id":"lab","manifest":{"action":"wipe","target":"svc","regions":["eu-west"]}}`)
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 		var out struct{ Proposal proposal }
 		require.NoError(t, json.Unmarshal(r.Body, &out))
