@@ -45,6 +45,18 @@ bench: ## benchmarks, each printed beside its floor from the same run
 bench-smoke: ## every benchmark once, so one that breaks fails CI (figures mean nothing here)
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME      ?= 30s
+
+.PHONY: fuzz
+fuzz: ## run every Fuzz target in the repository for FUZZTIME each (make fuzz FUZZTIME=5m); CI runs only their seeds, in `make test`
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./gen/' | xargs -n1 dirname | sort -u); do \
+		for target in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
+			echo "== $$dir $$target ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$$target$$" -fuzztime=$(FUZZTIME) $$dir; \
+		done; \
+	done
+
 .PHONY: token
 token: ## print a development JWT: make token TENANT=t1 ROLE=proposer
 	@$(GO) run ./cmd/fabric token -config fabric.dev.yaml -tenant $(or $(TENANT),t1) -role $(or $(ROLE),proposer)

@@ -409,12 +409,13 @@ func (p *parser) builtin() (*compiledPolicy, error) {
 		return nil, fmt.Errorf("policy: built-in dry_run_when: %s", iss[0].msg)
 	}
 	return &compiledPolicy{
-		name:         "defaults",
-		quorum:       QuorumMajority,
-		approvals:    1,
-		approvalWhen: aw,
-		dryRunWhen:   dw,
-		currency:     "USD",
+		name:           "defaults",
+		quorum:         QuorumMajority,
+		approvals:      1,
+		approvalWhen:   aw,
+		dryRunWhen:     dw,
+		currency:       "USD",
+		unknownActions: UnknownActionsRefuse,
 	}, nil
 }
 
@@ -441,11 +442,12 @@ type layer struct {
 	crossTenant        *bool
 	crossTenantTargets *[]string
 	timeout            *time.Duration
+	unknownActions     *string
 }
 
 var sectionKeys = []string{"quorum", "quorum_rules", "region_weights", "approvals_required", "approval_when",
 	"dry_run_when", "max_monthly_cost_delta", "currency", "impact_rules", "cross_tenant", "cross_tenant_targets",
-	"decision_timeout_ms"}
+	"decision_timeout_ms", "unknown_actions"}
 
 var quorums = []string{QuorumMajority, QuorumTwoThirds, QuorumUnanimous, QuorumWeighted}
 
@@ -570,6 +572,12 @@ func (p *parser) section(n *yaml.Node, path string) (*layer, error) {
 				return p.errf(v, kp, "must be between 1 and %d (0 = %s)", MaxDecisionTimeout.Milliseconds(), DecisionTimeoutEnv)
 			}
 			l.timeout = ptr(time.Duration(ms) * time.Millisecond)
+		case "unknown_actions":
+			u, err := p.enum(v, kp, UnknownActionsRefuse, UnknownActionsHigh)
+			if err != nil {
+				return err
+			}
+			l.unknownActions = &u
 		default:
 			return p.errf(k, kp, "unknown key (want one of: %s)", strings.Join(sectionKeys, ", "))
 		}
@@ -702,6 +710,7 @@ type compiledPolicy struct {
 	crossTenant        bool // allow
 	crossTenantTargets []string
 	timeout            time.Duration // 0 = engine default
+	unknownActions     string        // UnknownActionsRefuse or UnknownActionsHigh
 }
 
 type impactRule struct {
@@ -760,6 +769,9 @@ func (cp *compiledPolicy) with(l *layer, name string) *compiledPolicy {
 	}
 	if l.timeout != nil {
 		c.timeout = *l.timeout
+	}
+	if l.unknownActions != nil {
+		c.unknownActions = *l.unknownActions
 	}
 	return &c
 }

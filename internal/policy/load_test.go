@@ -92,6 +92,11 @@ defaults:
 			line: 5, want: "tenants.t1.cap: unknown key",
 		},
 		{
+			name: "unknown unknown_actions",
+			src:  "version: 1\ndefaults:\n  unknown_actions: low\n",
+			line: 3, want: `defaults.unknown_actions: unknown value "low" (want one of: refuse, high)`,
+		},
+		{
 			name: "unknown quorum",
 			src:  "version: 1\ndefaults:\n  quorum: plurality\n",
 			line: 3, want: `unknown value "plurality" (want one of: majority, two_thirds, unanimous, weighted)`,

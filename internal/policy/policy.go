@@ -52,6 +52,20 @@ var (
 	// ErrEvaluation: a rule failed at run time (missing parameter key, cost
 	// limit exceeded...). The engine fails closed: no Decision is returned.
 	ErrEvaluation = errors.New("policy: rule evaluation failed")
+	// ErrUnknownActionRefused: Input.UnknownAction is set and the tenant's
+	// policy says `unknown_actions: refuse` (the default). No Decision is
+	// returned; callers map it to InvalidArgument (HTTP 400).
+	ErrUnknownActionRefused = errors.New("policy: unknown action refused")
+)
+
+// Values of the `unknown_actions` policy key: what happens to a proposal whose
+// action is not in the fabric's action catalogue (internal/actions).
+const (
+	// UnknownActionsRefuse refuses it (ErrUnknownActionRefused). The default.
+	UnknownActionsRefuse = "refuse"
+	// UnknownActionsHigh classifies it as high impact, whatever the rules say:
+	// an approver and a passed dry run are required (P3).
+	UnknownActionsHigh = "high"
 )
 
 // Input is what the engine knows about one proposal.
@@ -72,6 +86,15 @@ type Input struct {
 	CostDeltaMonthly float64 // currency units per month; negative = saving
 	BlastRadius      float64 // 0..1, fraction of the tenant's regions touched
 	TargetTenant     string  // "" or == TenantID unless cross-tenant
+	// UnknownAction says Action is not in the fabric's action catalogue
+	// (internal/actions): the policy's unknown_actions refuses it
+	// (ErrUnknownActionRefused) or makes it high impact.
+	UnknownAction bool
+	// ImpactUnknown, when not "", says why the size of the change could not be
+	// computed (its dry-run plan failed, the plan could not be compared with
+	// the pre-state...). The engine fails closed: the computed impact is high,
+	// with this as the reason, whatever ReplicaDelta and CostDeltaMonthly say.
+	ImpactUnknown string
 }
 
 // Decision is the policy's answer for one proposal.
@@ -245,8 +268,22 @@ func (e *Engine) Evaluate(in Input) (Decision, error) {
 		d.RegionWeights = maps.Clone(p.regionWeights)
 	}
 
-	// 1. Impact: every matching rule counts; the highest wins.
+	// 0. An action the fabric does not know: refused, or high whatever the rules say.
 	computed := ImpactLow
+	if in.UnknownAction {
+		if p.unknownActions != UnknownActionsHigh {
+			return Decision{}, fmt.Errorf("%w: action %q is not one the fabric knows, and %s refuses unknown actions (unknown_actions: %s)",
+				ErrUnknownActionRefused, truncate(in.Action, 64), p.name, p.unknownActions)
+		}
+		computed = ImpactHigh
+		d.Reasons = append(d.Reasons, fmt.Sprintf("action %q is not one the fabric knows (unknown_actions: high) → high", truncate(in.Action, 64)))
+	}
+	if in.ImpactUnknown != "" {
+		computed = ImpactHigh
+		d.Reasons = append(d.Reasons, fmt.Sprintf("impact unknown: %s → high", truncate(in.ImpactUnknown, 300)))
+	}
+
+	// 1. Impact: every matching rule counts; the highest wins.
 	for i := range p.impactRules {
 		r := &p.impactRules[i]
 		ok, err := r.when.eval(act)

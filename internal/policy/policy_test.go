@@ -408,6 +408,57 @@ func TestCostCap(t *testing.T) {
 	})
 }
 
+// TestUnknownActions: an action outside the fabric's catalogue is refused by default,
+// and high impact (approval, dry run) where the policy says `unknown_actions: high`;
+// never low, whatever the rules say.
+func TestUnknownActions(t *testing.T) {
+	t.Parallel()
+	e := mustParse(t, `version: 1
+defaults:
+  impact_rules:
+    - name: never
+      when: "false"
+      impact: high
+tenants:
+  lab:
+    unknown_actions: high
+  strict:
+    unknown_actions: refuse
+`)
+	for _, tenant := range []string{"t1", "strict"} {
+		d, err := e.Evaluate(Input{TenantID: tenant, Action: "drop-database", UnknownAction: true})
+		require.ErrorIs(t, err, ErrUnknownActionRefused, tenant)
+		require.ErrorContains(t, err, `action "drop-database" is not one the fabric knows`)
+		require.Empty(t, d.Impact, "no Decision: the engine fails closed")
+	}
+	d, err := e.Evaluate(Input{TenantID: "lab", Action: "wipe", UnknownAction: true})
+	require.NoError(t, err)
+	require.Equal(t, ImpactHigh, d.Impact)
+	require.Equal(t, ImpactHigh, d.ComputedImpact)
+	require.True(t, d.ApprovalRequired)
+	require.True(t, d.DryRunDefault)
+	require.Contains(t, d.Reasons, `action "wipe" is not one the fabric knows (unknown_actions: high) → high`)
+
+	d, err = e.Evaluate(Input{TenantID: "lab", Action: "scale"})
+	require.NoError(t, err)
+	require.Equal(t, ImpactLow, d.Impact, "a known action is classified by the rules")
+
+	_, err = Default().Evaluate(Input{TenantID: "t1", Action: "shutdown", UnknownAction: true})
+	require.ErrorIs(t, err, ErrUnknownActionRefused, "the built-in policy refuses unknown actions")
+}
+
+// TestImpactUnknownIsHigh: a change whose size could not be computed is high impact,
+// never the low its zero replica and cost deltas would suggest.
+func TestImpactUnknownIsHigh(t *testing.T) {
+	t.Parallel()
+	d, err := Default().Evaluate(Input{TenantID: "t1", Action: "scale", Regions: []string{"eu-west"}, ImpactUnknown: "plan failed: replicas 5000 out of range"})
+	require.NoError(t, err)
+	require.Equal(t, ImpactHigh, d.Impact)
+	require.True(t, d.ApprovalRequired)
+	require.True(t, d.DryRunDefault)
+	require.Contains(t, d.Reasons, "impact unknown: plan failed: replicas 5000 out of range → high")
+}
+
 func TestInvalidInput(t *testing.T) {
 	t.Parallel()
 	e := mustParse(t, "version: 1\ndefaults:\n  approval_when: size(parameters) > 100\n")

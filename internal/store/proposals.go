@@ -33,7 +33,8 @@ const (
 	WHERE tenant_id = $3 AND id = $4 AND status = $5 AND version = $6
 	RETURNING ` + proposalCols
 	sqlProposalAdvance = `UPDATE proposals SET status = $1, dry_run = $2, decision = $3, post_state_sha256 = $4,
-	version = version + 1, updated_at = $5, consensus_bundle = COALESCE($10, consensus_bundle)
+	version = version + 1, updated_at = $5, consensus_bundle = COALESCE($10, consensus_bundle),
+	impact = COALESCE($11, impact)
 	WHERE tenant_id = $6 AND id = $7 AND status = $8 AND version = $9
 	RETURNING ` + proposalCols
 )
@@ -183,8 +184,16 @@ func (ps proposalStore) Advance(ctx context.Context, tenantID, id, from string, 
 		}
 		bundle = string(c.ConsensusBundle)
 	}
+	var impact any // NULL: unchanged
+	switch c.Impact {
+	case "":
+	case "low", "medium", "high":
+		impact = c.Impact
+	default:
+		return nil, invalidf("Impact %q is not one of low, medium, high or empty", c.Impact)
+	}
 	return ps.guarded(ctx, "advance proposal", tenantID, id, from, expectedVersion, sqlProposalAdvance,
-		c.Status, c.DryRun, c.Decision, c.PostStateSHA256, ps.s.drv.timeArg(now()), tenantID, id, from, expectedVersion, bundle)
+		c.Status, c.DryRun, c.Decision, c.PostStateSHA256, ps.s.drv.timeArg(now()), tenantID, id, from, expectedVersion, bundle, impact)
 }
 
 // guarded runs a compare-and-swap UPDATE ... RETURNING and, when nothing matched, tells

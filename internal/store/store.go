@@ -151,6 +151,9 @@ type ProposalChange struct {
 	// ConsensusBundle, when not nil, sets the proposal's consensus bundle (a JSON
 	// object); nil leaves it as it is.
 	ConsensusBundle []byte
+	// Impact, when not "", sets the proposal's impact ("low", "medium" or "high"):
+	// the coordinator raises it when the change to be made is reclassified higher.
+	Impact string
 }
 
 // ProposalStore persists proposals. All methods are tenant-scoped.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/decision-fabric/fabric/internal/actions"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/store"
 )
@@ -45,8 +46,8 @@ type Executor interface {
 // ErrRejected marks a change that is invalid for the current state.
 var ErrRejected = errors.New("world: change rejected")
 
-// MaxReplicas bounds a simulated target.
-const MaxReplicas = 1000
+// MaxReplicas bounds a simulated target (the action catalogue's bound).
+const MaxReplicas = actions.MaxReplicas
 
 // decoded is a snapshot document.
 type decoded struct {
@@ -112,64 +113,60 @@ func plan(pre decoded, c Change) (Snapshot, error) {
 }
 
 // applyAction is the simulated semantics of each action on one region's state. It
-// returns a new state and leaves st as it is.
+// returns a new state and leaves st as it is. The parameters are read through the
+// action catalogue (internal/actions), the schema submission validated them against:
+// a value the schema refuses is refused here too, never clamped or ignored.
 func applyAction(st map[string]any, c Change) (map[string]any, error) {
+	p, err := actions.Parse(c.Action, c.Parameters)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string]any, len(st))
 	for k, v := range st {
 		out[k] = v
 	}
 	replicas, _ := st["replicas"].(float64)
 	switch c.Action {
-	case "scale":
-		n, err := targetReplicas(replicas, c.Parameters)
+	case actions.Scale:
+		n, err := targetReplicas(replicas, p)
 		if err != nil {
 			return nil, err
 		}
 		out["replicas"] = n
-	case "reduce_cost":
-		delta := -1.0
-		if v, ok := number(c.Parameters, "replicas_delta"); ok {
-			delta = v
-		}
-		out["replicas"] = math.Max(1, replicas+delta)
-	case "configure":
+	case actions.ReduceCost:
+		out["replicas"] = math.Max(1, replicas+float64(*p.ReplicasDelta))
+	case actions.Configure:
 		cfg, _ := st["config"].(map[string]any)
 		merged := map[string]any{}
 		for k, v := range cfg {
 			merged[k] = v
 		}
-		patch, ok := c.Parameters["config"].(map[string]any)
-		if !ok {
-			return nil, errors.New(`configure needs parameters.config (an object)`)
-		}
-		for k, v := range patch {
+		for k, v := range p.Config {
 			merged[k] = v
 		}
 		out["config"] = merged
 	default:
-		return nil, fmt.Errorf("the simulated world does not know action %q (known: scale, reduce_cost, configure)", c.Action)
+		return nil, fmt.Errorf("the simulated world does not implement action %q", c.Action)
 	}
 	return out, nil
 }
 
-func targetReplicas(current float64, p map[string]any) (float64, error) {
-	n := current
-	if v, ok := number(p, "replicas"); ok {
-		n = v
-	} else if v, ok := number(p, "replicas_delta"); ok {
-		n = current + v
-	} else {
+// targetReplicas is the replica count a scale sets: the absolute count, or current
+// plus the delta, which must stay in 0..MaxReplicas.
+func targetReplicas(current float64, p actions.Params) (float64, error) {
+	var n float64
+	switch {
+	case p.Replicas != nil:
+		n = float64(*p.Replicas)
+	case p.ReplicasDelta != nil:
+		n = current + float64(*p.ReplicasDelta)
+	default:
 		return 0, errors.New("scale needs parameters.replicas or parameters.replicas_delta")
 	}
 	if n != math.Trunc(n) || n < 0 || n > MaxReplicas {
 		return 0, fmt.Errorf("replicas %v out of range 0..%d", n, MaxReplicas)
 	}
 	return n, nil
-}
-
-func number(p map[string]any, key string) (float64, bool) {
-	v, ok := p[key].(float64)
-	return v, ok
 }
 
 // Apply implements Executor: writes each region's post-state if the world is still in

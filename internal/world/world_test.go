@@ -74,6 +74,10 @@ func TestPlanRejectsInvalidChanges(t *testing.T) {
 		"fractional":     {Action: "scale", Parameters: map[string]any{"replicas": 1.5}},
 		"unknown action": {Action: "teleport"},
 		"config not map": {Action: "configure", Parameters: map[string]any{"config": "x"}},
+		"string count":   {Action: "scale", Parameters: map[string]any{"replicas": "12"}},
+		"both counts":    {Action: "scale", Parameters: map[string]any{"replicas": 3.0, "replicas_delta": 1.0}},
+		"delta too far":  {Action: "scale", Parameters: map[string]any{"replicas_delta": -50.0}},
+		"cost that adds": {Action: "reduce_cost", Parameters: map[string]any{"replicas_delta": 900.0}},
 	} {
 		c.TenantID, c.Target = "t1", "svc"
 		_, err := w.Plan(ctx, c)

@@ -126,9 +126,12 @@ func TestSubmitAndReadProposal(t *testing.T) {
 		require.Len(t, p.ID, 26)
 		require.Equal(t, "t1", p.TenantID)
 		// Submission starts the negotiation and carries the proposal as far as it can
-		// go at once: with fast regions it may already be agreed and scored.
-		require.Contains(t, []string{"PROPOSAL_STATUS_NEGOTIATING", "PROPOSAL_STATUS_AGREED", "PROPOSAL_STATUS_SCORED"},
+		// go at once: with fast regions it may already be agreed, scored and (the
+		// example scales without a count, which cannot be planned: high impact, fail
+		// closed) waiting for approval.
+		require.Contains(t, []string{"PROPOSAL_STATUS_NEGOTIATING", "PROPOSAL_STATUS_AGREED", "PROPOSAL_STATUS_SCORED", "PROPOSAL_STATUS_PENDING_APPROVAL"},
 			p.Status, "submission starts the negotiation")
+		require.Equal(t, "high", p.Impact, "a change of unknown size is high impact")
 		require.Regexp(t, hex64, p.PreStateSHA256)
 		require.Regexp(t, hex64, p.ManifestSHA256)
 		require.Len(t, p.TraceID, 32)

@@ -388,6 +388,21 @@ func testAdvanceConsensusBundle(t *testing.T, s store.Store) {
 	require.Equal(t, up, got, "refused changes change nothing")
 }
 
+func testAdvanceImpact(t *testing.T, s store.Store) {
+	p := mustCreate(t, s, NewProposal("t"))
+	up, err := s.Proposals().Advance(ctx(t), "t", p.ID, p.Status, 1, store.ProposalChange{Status: "AGREED", Impact: "high"})
+	require.NoError(t, err)
+	require.Equal(t, "high", up.Impact)
+	up, err = s.Proposals().Advance(ctx(t), "t", p.ID, "AGREED", 2, store.ProposalChange{Status: "SCORED"})
+	require.NoError(t, err)
+	require.Equal(t, "high", up.Impact, "a change without an impact keeps it")
+	_, err = s.Proposals().Advance(ctx(t), "t", p.ID, "SCORED", 3, store.ProposalChange{Status: "X", Impact: "huge"})
+	require.ErrorIs(t, err, store.ErrInvalid)
+	got, err := s.Proposals().Get(ctx(t), "t", p.ID)
+	require.NoError(t, err)
+	require.Equal(t, up, got)
+}
+
 func testProposalHistory(t *testing.T, s store.Store) {
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	n := 0

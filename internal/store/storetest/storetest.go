@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"UpdateStatusConcurrent", testUpdateStatusConcurrent},
 		{"Advance", testAdvance},
 		{"AdvanceConsensusBundle", testAdvanceConsensusBundle},
+		{"AdvanceImpact", testAdvanceImpact},
 		{"SnapshotPutList", testSnapshotPutList},
 		{"SnapshotDuplicate", testSnapshotDuplicate},
 		{"SnapshotTenantScope", testSnapshotTenantScope},

@@ -180,7 +180,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	}
 	pol, err := s.evaluatePolicy(ctx, req.GetTenantId(), manifest, pre)
 	if err != nil {
-		return nil, err
+		return nil, submissionPolicyError(err)
 	}
 	record, err := decisionJSON(&coordinatorv1.Proposal{Policy: pol.record, ManifestSignature: signature})
 	if err != nil {

@@ -45,7 +45,7 @@ func TestEnactUndoesAnApplyItCannotRecord(t *testing.T) {
 	require.NoError(t, err)
 
 	p, _, err := st.Proposals().Create(ctx, &store.Proposal{ID: newID(time.Now()), TenantID: "t1", Status: stScored, Impact: policy.ImpactLow,
-		Manifest: []byte(`{"action":"scale","target":"svc","regions":["eu-west"],"parameters":{"replicas":7}}`), PreStateSHA256: pre.SHA256})
+		Manifest: []byte(`{"action":"scale","target":"svc","regions":["eu-west"],"parameters":{"replicas_delta":1}}`), PreStateSHA256: pre.SHA256})
 	require.NoError(t, err)
 	rw := racingWorld{Simulated: sim}
 	rw.interfere = func() {
@@ -55,7 +55,7 @@ func TestEnactUndoesAnApplyItCannotRecord(t *testing.T) {
 			store.ProposalChange{Status: cur.Status, Decision: cur.Decision})
 		require.NoError(t, err)
 	}
-	s, err := New(Deps{Store: st, World: rw, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := New(Deps{Store: st, World: rw, Policy: policy.Default(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 
 	_, _, _, err = s.enact(ctx, p)

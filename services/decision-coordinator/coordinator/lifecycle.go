@@ -56,16 +56,18 @@ var (
 )
 
 // transitions is the state machine of DESIGN.md: every legal move, and nothing else.
-// A move not listed is FAILED_PRECONDITION (HTTP 409) and changes nothing.
+// A move not listed is FAILED_PRECONDITION (HTTP 409) and changes nothing. The moves
+// back to PENDING_APPROVAL from APPROVED and the dry-run states are reclassifications:
+// the change about to be enacted asks for more approval than was given.
 var transitions = map[string][]string{
 	stSubmitted:       {stNegotiating},
 	stNegotiating:     {stAgreed, stRejected, stExpired},
 	stAgreed:          {stScored},
 	stScored:          {stPendingApproval, stDryRunPassed, stDryRunFailed},
 	stPendingApproval: {stApproved, stDenied},
-	stApproved:        {stDryRunPassed, stDryRunFailed},
-	stDryRunFailed:    {stDryRunPassed, stDryRunFailed},
-	stDryRunPassed:    {stEnacted, stDryRunPassed, stDryRunFailed},
+	stApproved:        {stDryRunPassed, stDryRunFailed, stPendingApproval},
+	stDryRunFailed:    {stDryRunPassed, stDryRunFailed, stPendingApproval},
+	stDryRunPassed:    {stEnacted, stDryRunPassed, stDryRunFailed, stPendingApproval},
 	stEnacted:         {stRolledBack},
 }
 
@@ -144,6 +146,9 @@ type columns struct {
 	post string
 	// bundle is the signed consensus bundle's stored form; nil keeps p's.
 	bundle []byte
+	// impact is a raised impact (a reclassification); "" keeps p's. The proposal then
+	// needs an approver, so it is dry run by default until one is recorded (P3).
+	impact string
 }
 
 // moveAudited is move with an explicit audit event name, for moves whose meaning is not
@@ -221,12 +226,15 @@ func planMoveFrom(p *store.Proposal, shared *coordinatorv1.Proposal, to string, 
 		dryRun = false // P3: an approver is recorded; real enactment may follow a passed dry run
 	}
 	next := *p
+	if cols.impact != "" {
+		next.Impact, dryRun = cols.impact, true
+	}
 	next.Status, next.DryRun, next.Decision, next.PostStateSHA256, next.Version = to, dryRun, raw, post, p.Version+1
 	if cols.bundle != nil {
 		next.ConsensusBundle = cols.bundle
 	}
 	return &plannedMove{
-		change: store.ProposalChange{Status: to, DryRun: dryRun, Decision: raw, PostStateSHA256: post, ConsensusBundle: cols.bundle},
+		change: store.ProposalChange{Status: to, DryRun: dryRun, Decision: raw, PostStateSHA256: post, ConsensusBundle: cols.bundle, Impact: cols.impact},
 		next:   &next, d: d,
 	}, nil
 }
@@ -323,11 +331,30 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 	default:
 		return nil, nil // still running
 	}
+	// The agreed manifest is what would be enacted: the policy runs again on it. A
+	// change the policy now refuses is REJECTED; one that asks for more approval than
+	// the proposal was classified at goes to the approval path (score then moves it to
+	// PENDING_APPROVAL), recorded with its reasons.
+	var cols columns
+	audits := voteAudits(n)
+	var re *reclassification
+	if to == stAgreed {
+		if re, err = s.reclassifyAgreed(ctx, p, d, n.GetFinalManifest()); err != nil {
+			return nil, err
+		}
+	}
+	if re != nil {
+		audits = append(audits, re.audit(p))
+		if re.refused != nil {
+			to = stRejected
+		} else {
+			cols.impact = re.to
+		}
+	}
 	// P2: an agreement is packaged as a signed consensus bundle, stored beside the
 	// decision record. Without one (the certificate does not verify, no signing key)
 	// the proposal is still AGREED, with the reason recorded; enactment outside
 	// simulation then refuses it.
-	var cols columns
 	var cbErr string
 	if to == stAgreed {
 		sb, err := s.consensusBundle(p, d, n)
@@ -349,7 +376,28 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 			d.AgreedManifest = n.GetFinalManifest()
 			d.ConsensusError = cbErr
 		}
-	}, cols, voteAudits(n)...)
+		switch {
+		case re == nil:
+		case re.refused != nil:
+			d.Reason = "the regions agreed on a change the policy refuses: " + status.Convert(re.refused).Message()
+		default:
+			re.edit(d)
+		}
+	}, cols, audits...)
+}
+
+// reclassifyAgreed classifies the agreed manifest (the submitted one when the
+// regions did not change it) against the world as it is now.
+func (s *Service) reclassifyAgreed(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, agreed *typesv1.Manifest) (*reclassification, error) {
+	m := agreed
+	if m == nil {
+		m = &typesv1.Manifest{}
+		if err := protojson.Unmarshal(p.Manifest, m); err != nil {
+			return nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
+		}
+	}
+	pre, err := s.deps.World.Read(ctx, p.TenantID, m.GetTarget(), m.GetRegions())
+	return s.reclassify(ctx, p, d, m, pre, err, stageAgreement), nil
 }
 
 // summarise counts the final round's votes.
@@ -426,7 +474,7 @@ func missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string 
 	pol := d.GetPolicy()
 	if pol.GetApprovalRequired() || p.Impact == policy.ImpactHigh {
 		need := max(int(pol.GetApprovalsRequired()), 1)
-		if got := len(d.GetApprovers()); got < need {
+		if got := len(distinct(d.GetApprovers())); got < need {
 			missing = append(missing, fmt.Sprintf("an approver recorded (%d of %d; P3)", got, need))
 		}
 		dr := d.GetDryRunResult()
@@ -435,6 +483,16 @@ func missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string 
 		}
 	}
 	return missing
+}
+
+// distinct is the set of names in names (an approver counts once, however often
+// recorded).
+func distinct(names []string) map[string]bool {
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[n] = true
+	}
+	return out
 }
 
 // notReady explains why a proposal in status st cannot be enacted at all.
@@ -543,9 +601,15 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
-	c, _, err := change(p, d)
+	c, m, err := change(p, d)
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	// The exact change to apply is classified again: nothing is enacted at an impact
+	// above what was classified and approved (a policy changed since, a proposal
+	// agreed before agreements were classified).
+	if re := s.reclassify(ctx, p, d, m, pre, nil, stageEnactment); re != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, s.holdForApproval(ctx, p, re)
 	}
 	post, err := s.deps.World.Apply(ctx, c, pre)
 	if errors.Is(err, store.ErrConflict) {
@@ -562,6 +626,33 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 		return nil, world.Snapshot{}, world.Snapshot{}, s.undoApply(ctx, c, pre, err)
 	}
 	return next, pre, post, nil
+}
+
+// holdForApproval records an enactment-time reclassification and says why the
+// enactment is refused: the proposal moves to PENDING_APPROVAL with its new policy
+// decision, or, when the policy refuses the change itself, stays where it is with
+// the refusal audited.
+func (s *Service) holdForApproval(ctx context.Context, p *store.Proposal, re *reclassification) error {
+	if re.refused != nil {
+		entries, err := s.outboxEntries(ctx, p.TenantID, p.ID, re.audit(p))
+		if err != nil {
+			return err
+		}
+		var staged []*store.OutboxEntry
+		if err := s.deps.Store.InTx(ctx, func(tx store.Store) error {
+			var err error
+			staged, err = stageIn(ctx, tx, entries)
+			return err
+		}); err != nil {
+			return storeError(err)
+		}
+		s.deliver(ctx, staged)
+		return status.Errorf(codes.FailedPrecondition, "enactment of proposal %s refused: the policy refuses the change to enact: %s", p.ID, status.Convert(re.refused).Message())
+	}
+	if _, err := s.moveAudited(ctx, p, stPendingApproval, transitionEvent(stPendingApproval), re.edit, columns{impact: re.to}, re.audit(p)); err != nil {
+		return err
+	}
+	return status.Errorf(codes.FailedPrecondition, "enactment of proposal %s refused: %s; it now waits for approval (P3)", p.ID, re.record.GetReasons()[0])
 }
 
 // undoApply restores the pre-state after an applied change could not be recorded, and

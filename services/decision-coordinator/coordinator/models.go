@@ -6,9 +6,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/decision-fabric/fabric/internal/policy"
-	"github.com/decision-fabric/fabric/internal/regionkeys"
-
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -18,6 +15,9 @@ import (
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/actions"
+	"github.com/decision-fabric/fabric/internal/policy"
+	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -98,6 +98,14 @@ func ValidateManifest(m *typesv1.Manifest) error {
 	}
 	if p := m.GetParameters(); p != nil && proto.Size(p) > maxParamsBytes {
 		return invalid("manifest.parameters: larger than %d bytes", maxParamsBytes)
+	}
+	// The parameters of a known action must match its schema (the one the executor
+	// reads them with). An unknown action is for the tenant's policy to refuse or
+	// classify high (unknown_actions), after this shape check.
+	if actions.Known(m.GetAction()) {
+		if err := actions.Validate(m.GetAction(), m.GetParameters().AsMap()); err != nil {
+			return invalid("manifest.%v", err)
+		}
 	}
 	return nil
 }
