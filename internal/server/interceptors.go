@@ -53,18 +53,18 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 
 func slogAdapter(l *slog.Logger) logging.Logger {
 	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
+		l.Log(ctx, slog.Level(lvl), msg, clipFields(fields)...)
 	})
 }
 
 // mask turns any non-status error into INTERNAL after logging it; context errors keep
-// their natural codes.
+// their natural codes. A status message longer than MaxMessageRunes is cut.
 func mask(ctx context.Context, log *slog.Logger, method string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if _, ok := status.FromError(err); ok {
-		return err
+		return clipStatus(err)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):

@@ -60,6 +60,9 @@ type Options struct {
 	Targets []string
 	// Configure may adjust the configuration before start.
 	Configure func(*config.Config)
+	// Logs receives the fabric's log output (JSON lines) when set; otherwise it is
+	// discarded, or written to stderr with FABRIC_TEST_LOGS=1.
+	Logs io.Writer
 }
 
 // Fabric is a running fabric.
@@ -92,6 +95,9 @@ func Start(t testing.TB, opts Options) *Fabric {
 	var out io.Writer = io.Discard
 	if os.Getenv("FABRIC_TEST_LOGS") == "1" {
 		out = os.Stderr
+	}
+	if opts.Logs != nil {
+		out = opts.Logs
 	}
 	f := &Fabric{client: &http.Client{Timeout: 30 * time.Second}}
 	targets := []string{app.All}

@@ -221,7 +221,7 @@ func (s *Service) validateCompose(r *composerv1.ComposeRequest) error {
 	}
 	if id := r.GetTemplateId(); id != "" {
 		if _, ok := s.templates.Get(id); !ok {
-			return invalid("template_id %q: unknown template; valid: %s", safe(id), strings.Join(s.templates.IDs(), ", "))
+			return invalid("template_id %q: unknown template; valid: %s", redact.Echo(id), strings.Join(s.templates.IDs(), ", "))
 		}
 	}
 	if n := len(r.GetMetricHints()); n > maxMetricHints {
@@ -232,7 +232,7 @@ func (s *Service) validateCompose(r *composerv1.ComposeRequest) error {
 			return invalid("metric_hints: names must be 1-%d bytes", maxHintKey)
 		}
 		if v := r.GetMetricHints()[k]; math.IsNaN(v) || math.IsInf(v, 0) {
-			return invalid("metric_hints[%q]: %v is not a finite number", safe(k), v)
+			return invalid("metric_hints[%q]: %v is not a finite number", redact.Echo(k), v)
 		}
 	}
 	if sig := r.GetSignals(); sig != nil {

@@ -77,7 +77,7 @@ func checkConsent(c *typesv1.Consent) error {
 	}
 	for i, s := range c.GetScopes() {
 		if _, ok := ConsentScopes[strings.ToLower(s)]; !ok {
-			return fmt.Errorf("consent.scopes[%d] %q: unknown scope; valid: %s (secrets are always redacted)", i, safe(s), strings.Join(scopeNames, ", "))
+			return fmt.Errorf("consent.scopes[%d] %q: unknown scope; valid: %s (secrets are always redacted)", i, redact.Echo(s), strings.Join(scopeNames, ", "))
 		}
 	}
 	if sig := c.GetSignature(); sig != "" {
@@ -236,6 +236,3 @@ func checkJSONLike(v any) error {
 	}
 	return walk(v, 0)
 }
-
-// safe makes request text fit for an error message: redacted, then clipped.
-func safe(s string) string { return clip(redact.String(s)) }
