@@ -13,14 +13,15 @@ import (
 // NewGatewayMux returns the REST mux every service uses: JSON with the proto field names
 // of the spec (tenant_id, not tenantId), unknown fields rejected (a typo is a 400, not
 // silently lost data), any Content-Type accepted as JSON (the spec's curl examples send
-// none), and the fabric's status mapping.
+// none), bodies nested deeper than MaxBodyDepth refused before decoding, and the
+// fabric's status mapping.
 func NewGatewayMux() *runtime.ServeMux {
 	jsonpb := &runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 	}
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: jsonpb}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: fabricJSON{jsonpb}}),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithErrorHandler(errorHandler),
 	)

@@ -37,7 +37,10 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 		logging.UnaryServerInterceptor(slogAdapter(log), logOpts...),
 		// 5. Auth (JWT tenancy, P5) before any handler code or validation reads the request.
 		auth.UnaryServerInterceptor(verifier, policy),
-		// 6. Validation innermost: only authenticated requests are parsed further.
+		// 6. Limits on open JSON (depth, values, string size) before any validator or
+		//    handler walks it, for every method: the same for gRPC and REST.
+		jsonLimitsUnary(),
+		// 7. Validation innermost: only authenticated requests are parsed further.
 		validators.unary(),
 	}
 	stream := []grpc.StreamServerInterceptor{
@@ -46,6 +49,7 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 		metrics.StreamServerInterceptor(),
 		logging.StreamServerInterceptor(slogAdapter(log), logOpts...),
 		auth.StreamServerInterceptor(verifier, policy),
+		jsonLimitsStream(),
 		validators.stream(),
 	}
 	return unary, stream

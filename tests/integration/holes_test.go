@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -9,7 +10,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
@@ -77,5 +82,43 @@ func TestHugeInvalidValueIsNotEchoed(t *testing.T) {
 			require.Less(t, utf8.RuneCountInString(line), 4096, "a log line echoes the value: %.300s", line)
 		}
 		require.Contains(t, logs.String(), "InvalidArgument", "the refused calls were logged")
+	})
+}
+
+// TestDeepJSONIsRefusedNamingTheLimit: parameters nested 5000 deep (which the gRPC
+// decoder cannot even read) and 33 deep (which it can) are both a 400 naming the
+// limit over REST, and the second is INVALID_ARGUMENT over gRPC too.
+func TestDeepJSONIsRefusedNamingTheLimit(t *testing.T) {
+	nested := func(depth int) string {
+		return strings.Repeat(`{"a":`, depth) + "1" + strings.Repeat("}", depth)
+	}
+	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+		f := allInOne(t, st, fabrictest.Options{})
+		tok := f.Token(t, "t1", auth.RoleProposer)
+		post := func(params string) fabrictest.Response {
+			return f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", tok,
+				`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":{"d":`+params+`}}}`)
+		}
+		r := post(nested(5000))
+		require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+		require.Contains(t, string(r.Body), "JSON nesting depth exceeds 48 at manifest.parameters.d")
+
+		r = post(nested(32))
+		require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+		require.Contains(t, string(r.Body), "manifest.parameters: nesting depth exceeds 32")
+
+		r = post(`[` + strings.Repeat("0,", 10_000) + `0]`)
+		require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+		require.Contains(t, string(r.Body), "manifest.parameters: more than 10000 values")
+
+		req := &coordinatorv1.SubmitProposalRequest{}
+		require.NoError(t, protojson.Unmarshal([]byte(`{"tenant_id":"t1","manifest":{"action":"scale","target":"x","parameters":`+nested(33)+`}}`), req))
+		_, err := coordinatorv1.NewCoordinatorServiceClient(f.Conn(t, fabric.Coordinator)).SubmitProposal(fabrictest.WithToken(context.Background(), tok), req)
+		require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+		require.Contains(t, status.Convert(err).Message(), "manifest.parameters: nesting depth exceeds 32")
+
+		list, err := coordinatorv1.NewCoordinatorServiceClient(f.Conn(t, fabric.Coordinator)).ListProposals(fabrictest.WithToken(context.Background(), tok), &coordinatorv1.ListProposalsRequest{})
+		require.NoError(t, err)
+		require.Empty(t, list.GetProposals(), "nothing was stored")
 	})
 }
