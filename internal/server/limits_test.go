@@ -124,4 +124,3 @@ func abs(n int) int {
 	}
 	return n
 }
-
