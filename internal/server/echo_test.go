@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestEchoedInputIsClipped: a request value quoted in an error reaches neither
@@ -30,4 +32,13 @@ func TestEchoedInputIsClipped(t *testing.T) {
 	for _, line := range strings.Split(h.logs.String(), "\n") {
 		require.Less(t, len(line), 3000, "one log line quotes the input in full: %.200s", line)
 	}
+}
+
+func TestIdempotencyKeyReusedIs422(t *testing.T) {
+	t.Parallel()
+	err := IdempotencyKeyReused("reused")
+	require.Equal(t, codes.FailedPrecondition, status.Code(err))
+	require.Equal(t, http.StatusUnprocessableEntity, httpStatusOf(err))
+	require.Equal(t, http.StatusConflict, httpStatusOf(status.Error(codes.FailedPrecondition, "other")))
+	require.Equal(t, http.StatusBadRequest, httpStatusOf(status.Error(codes.InvalidArgument, "x")))
 }

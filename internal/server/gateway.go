@@ -39,8 +39,8 @@ func HTTPStatus(c codes.Code) int {
 
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	err = clipStatus(err) // the gateway's own errors (JSON decoding) quote the body
-	if status.Code(err) == codes.FailedPrecondition {
-		w = &statusOverride{ResponseWriter: w, code: HTTPStatus(codes.FailedPrecondition)}
+	if code := httpStatusOf(err); code != runtime.HTTPStatusFromCode(status.Code(err)) {
+		w = &statusOverride{ResponseWriter: w, code: code}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

@@ -197,10 +197,16 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// Token mints a development token.
+// Token mints a development token for the subject "test-user".
 func (f *Fabric) Token(t testing.TB, tenant string, roles ...string) string {
 	t.Helper()
-	tok, err := f.signer.Mint("test-user", tenant, roles, time.Hour)
+	return f.TokenFor(t, "test-user", tenant, roles...)
+}
+
+// TokenFor mints a development token for subject.
+func (f *Fabric) TokenFor(t testing.TB, subject, tenant string, roles ...string) string {
+	t.Helper()
+	tok, err := f.signer.Mint(subject, tenant, roles, time.Hour)
 	require.NoError(t, err)
 	return tok
 }

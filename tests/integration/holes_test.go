@@ -3,14 +3,18 @@ package integration
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -18,6 +22,8 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
@@ -120,5 +126,118 @@ func TestDeepJSONIsRefusedNamingTheLimit(t *testing.T) {
 		list, err := coordinatorv1.NewCoordinatorServiceClient(f.Conn(t, fabric.Coordinator)).ListProposals(fabrictest.WithToken(context.Background(), tok), &coordinatorv1.ListProposalsRequest{})
 		require.NoError(t, err)
 		require.Empty(t, list.GetProposals(), "nothing was stored")
+	})
+}
+
+// TestIdempotencyKeyReusedWithAnotherBody: the IETF httpapi idempotency-key draft
+// answers 422 when a key is reused with a different payload; the same payload still
+// replays the first answer.
+func TestIdempotencyKeyReusedWithAnotherBody(t *testing.T) {
+	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+		f := allInOne(t, st, fabrictest.Options{})
+		tok := f.Token(t, "t1", auth.RoleProposer)
+		post := func(body, key string) fabrictest.Response {
+			return f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", tok, body, "Idempotency-Key: "+key)
+		}
+		first := `{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX","parameters":{"replicas":3}}}`
+		r := post(first, "deploy-42")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		id := decode(t, r).Proposal.ID
+
+		// The same request, spelled differently (member order, spaces): a replay.
+		again := `{"manifest":{"parameters":{"replicas":3},"target":"serviceX","action":"scale"}, "tenant_id":"t1"}`
+		r = post(again, "deploy-42")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		require.Equal(t, id, decode(t, r).Proposal.ID)
+		require.False(t, decode(t, r).Created)
+
+		// Another body under the same key: 422, and nothing new is stored.
+		other := `{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX","parameters":{"replicas":4}}}`
+		r = post(other, "deploy-42")
+		require.Equal(t, http.StatusUnprocessableEntity, r.Status, string(r.Body))
+		require.Contains(t, string(r.Body), "Idempotency-Key")
+		require.NotContains(t, string(r.Body), id, "the first request's answer is not disclosed")
+
+		// gRPC: FAILED_PRECONDITION with the reason in an ErrorInfo.
+		req := &coordinatorv1.SubmitProposalRequest{}
+		require.NoError(t, protojson.Unmarshal([]byte(other), req))
+		ctx := metadata.AppendToOutgoingContext(fabrictest.WithToken(context.Background(), tok), "idempotency-key", "deploy-42")
+		_, err := coordinatorv1.NewCoordinatorServiceClient(f.Conn(t, fabric.Coordinator)).SubmitProposal(ctx, req)
+		require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
+		var reasons []string
+		for _, d := range status.Convert(err).Details() {
+			if info, ok := d.(*errdetails.ErrorInfo); ok {
+				reasons = append(reasons, info.GetReason())
+			}
+		}
+		require.Equal(t, []string{server.ReasonIdempotencyKeyReused}, reasons)
+
+		list := f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals", tok, "")
+		require.Equal(t, 1, strings.Count(string(list.Body), `"manifest_sha256"`), "one proposal stored")
+	})
+}
+
+// rawDB opens the fabric's database directly, read-only for SQLite.
+func rawDB(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) *sql.DB {
+	t.Helper()
+	var db *sql.DB
+	var err error
+	if st == fabrictest.Postgres {
+		db, err = sql.Open("pgx", string(f.Cfg.Integrations.PostgresDSN))
+	} else {
+		file := filepath.Join(f.Cfg.DataDir, store.SQLiteFileName)
+		db, err = sql.Open("sqlite", "file:"+file+"?_pragma=query_only(1)&_pragma=busy_timeout(5000)")
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestIdempotencyKeyAndSubjectAreRedacted: an e-mail in the Idempotency-Key or in the
+// token's subject is stored as the audit log records it, redacted, and the
+// Idempotency-Key still replays.
+func TestIdempotencyKeyAndSubjectAreRedacted(t *testing.T) {
+	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+		f := allInOne(t, st, fabrictest.Options{})
+		tok := f.TokenFor(t, "alice@example.com", "t1", auth.RoleProposer)
+		body := `{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX"}}`
+		post := func(key string) fabrictest.Response {
+			return f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", tok, body, "Idempotency-Key: "+key)
+		}
+		r := post("bob@example.com")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		p := decode(t, r).Proposal
+		require.NotContains(t, string(r.Body), "alice@example.com")
+
+		r = post("bob@example.com")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		require.Equal(t, p.ID, decode(t, r).Proposal.ID, "the redacted key still replays")
+		require.False(t, decode(t, r).Created)
+
+		r = post("carol@example.com")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		require.NotEqual(t, p.ID, decode(t, r).Proposal.ID, "keys that redact alike stay distinct")
+
+		db := rawDB(t, f, st)
+		for _, q := range []string{
+			`SELECT idempotency_key || ' ' || created_by FROM proposals`,
+			`SELECT actor FROM audit_outbox`,
+			`SELECT actor || ' ' || idempotency_key FROM audit_entries`,
+		} {
+			rows, err := db.Query(q)
+			require.NoError(t, err, q)
+			n := 0
+			for rows.Next() {
+				var v string
+				require.NoError(t, rows.Scan(&v))
+				require.NotContains(t, v, "@example.com", q)
+				n++
+			}
+			require.NoError(t, rows.Err())
+			rows.Close()
+			if strings.Contains(q, "proposals") {
+				require.Equal(t, 2, n)
+			}
+		}
 	})
 }
