@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -18,11 +20,15 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	composerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/composer/v1"
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
@@ -239,5 +245,73 @@ func TestIdempotencyKeyAndSubjectAreRedacted(t *testing.T) {
 				require.Equal(t, 2, n)
 			}
 		}
+	})
+}
+
+// TestConsentIsVerifiedAndScanned: a consent whose own fields carry an e-mail and a
+// phone number, unsigned or signed, is refused and stored nowhere; an unsigned
+// consent never exempts personal data, at the coordinator or at the composer.
+func TestConsentIsVerifiedAndScanned(t *testing.T) {
+	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+		f := allInOne(t, st, fabrictest.Options{})
+		tok := f.Token(t, "t1", auth.RoleProposer)
+		key, err := signing.LoadOrCreateSimulationKey(f.Cfg.DataDir)
+		require.NoError(t, err)
+		submit := func(m *typesv1.Manifest) fabrictest.Response {
+			return f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", tok, `{"tenant_id":"t1","manifest":`+manifestJSON(t, m)+`}`)
+		}
+		const email, phone = "alice@example.com", "+44 20 7946 0958"
+
+		// The attack: no PII anywhere but in an unsigned consent.
+		leaky := &typesv1.Manifest{Action: "scale", Target: "serviceX",
+			Consent: &typesv1.Consent{GrantedBy: email, Scopes: []string{phone}}}
+		r := submit(leaky)
+		require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+		require.NotContains(t, string(r.Body), "alice")
+		require.NotContains(t, string(r.Body), "7946")
+
+		// Signed by the fabric's own key, the same contents are refused all the same.
+		require.NoError(t, consent.Sign(key, leaky.Consent))
+		r = submit(leaky)
+		require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+
+		// A well-formed consent that is unsigned, or signed by a stranger, is refused
+		// even with no personal data to exempt: consent is verified wherever it appears.
+		unsigned := &typesv1.Manifest{Action: "scale", Target: "serviceX",
+			Consent: &typesv1.Consent{GrantedBy: "policy-42", Scopes: []string{"email"}}}
+		r = submit(unsigned)
+		require.Equal(t, http.StatusForbidden, r.Status, string(r.Body))
+		require.Contains(t, string(r.Body), "not signed")
+		stranger, err := signing.GenerateEd25519()
+		require.NoError(t, err)
+		require.NoError(t, consent.Sign(stranger, unsigned.Consent))
+		r = submit(unsigned)
+		require.Equal(t, http.StatusForbidden, r.Status, string(r.Body))
+		require.Contains(t, string(r.Body), "does not verify")
+
+		list := f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals", tok, "")
+		require.Equal(t, http.StatusOK, list.Status)
+		require.NotContains(t, string(list.Body), "manifest_sha256", "nothing was stored")
+
+		// The composer honours only a verified consent: unsigned, the e-mail in the
+		// context is redacted and the consent is not copied into the signed manifest.
+		compose := func(c *typesv1.Consent) map[string]any {
+			body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(&composerv1.ComposeRequest{
+				TenantId: "t1", Context: "reduce cost, owner ops.lead@example.com", Target: "serviceX", Consent: c})
+			require.NoError(t, err)
+			r := f.Do(t, http.MethodPost, fabric.Composer, "/compose", tok, string(body))
+			require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+			var out map[string]any
+			require.NoError(t, json.Unmarshal(r.Body, &out))
+			return out
+		}
+		c := &typesv1.Consent{GrantedBy: "policy-42", Scopes: []string{"email"}}
+		out := compose(c)
+		require.NotContains(t, fmt.Sprint(out), "ops.lead@example.com", "an unsigned consent exempts nothing")
+		require.Nil(t, out["manifest"].(map[string]any)["consent"])
+		require.NoError(t, consent.Sign(key, c))
+		out = compose(c)
+		require.Contains(t, fmt.Sprint(out), "ops.lead@example.com", "a signed consent keeps what it covers")
+		require.NotNil(t, out["manifest"].(map[string]any)["consent"])
 	})
 }

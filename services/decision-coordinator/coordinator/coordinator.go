@@ -27,6 +27,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/redact"
@@ -481,17 +482,21 @@ func checkPersonalData(req *coordinatorv1.SubmitProposalRequest, allow map[redac
 	return nil
 }
 
-// personalData applies P1 and returns the manifest to store. Without consent any
-// personal data is refused; with a verified, signed consent the consented kinds are kept
+// personalData applies P1 and returns the manifest to store. A consent, when the
+// manifest carries one, must verify (consent.Verify: complete and signed by a trusted
+// key) whether or not there is personal data to exempt: an unverified consent is
+// refused with PERMISSION_DENIED, never stored. Its own fields were checked for
+// personal data with the manifest (ValidateManifest, consent.Check). Without consent
+// any personal data is refused; with a verified consent the consented kinds are kept
 // and anything else is still refused.
 func (s *Service) personalData(req *coordinatorv1.SubmitProposalRequest) (*typesv1.Manifest, error) {
-	consent := req.GetManifest().GetConsent()
-	if err := checkPersonalData(req, nil); err == nil || consent == nil || status.Code(err) != codes.PermissionDenied {
-		return req.GetManifest(), err
-	}
-	allow, err := s.verifyConsent(consent)
-	if err != nil {
-		return nil, err
+	var allow map[redact.Kind]bool
+	if c := req.GetManifest().GetConsent(); c != nil {
+		pol, err := consent.Verify(s.deps.TrustedKeys, c)
+		if err != nil {
+			return nil, status.Errorf(codes.PermissionDenied, "manifest.consent: %v", err)
+		}
+		allow = pol.Allow
 	}
 	if err := checkPersonalData(req, allow); err != nil {
 		return nil, err

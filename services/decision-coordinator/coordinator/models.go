@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 
@@ -99,6 +100,9 @@ func ValidateManifest(m *typesv1.Manifest) error {
 	}
 	if p := m.GetParameters(); p != nil && proto.Size(p) > maxParamsBytes {
 		return invalid("manifest.parameters: larger than %d bytes", maxParamsBytes)
+	}
+	if err := consent.Check(m.GetConsent()); err != nil {
+		return invalid("manifest.%v", err)
 	}
 	return nil
 }
