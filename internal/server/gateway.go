@@ -16,15 +16,20 @@ import (
 // none), bodies nested deeper than MaxBodyDepth refused before decoding, and the
 // fabric's status mapping.
 func NewGatewayMux() *runtime.ServeMux {
-	jsonpb := &runtime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: fabricJSON{jsonpb}}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: fabricJSON{gatewayJSONPb()}}),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithErrorHandler(errorHandler),
 	)
+}
+
+// gatewayJSONPb is the gateway's protojson setup: proto field names, unpopulated
+// fields emitted (signed documents aside, see fabricJSON), unknown fields refused.
+func gatewayJSONPb() *runtime.JSONPb {
+	return &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}
 }
 
 // HTTPStatus maps a gRPC code to the HTTP status the fabric promises. It differs from the

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,11 +25,13 @@ import (
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/signing"
+	"github.com/decision-fabric/fabric/internal/signing/cosigntest"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
@@ -313,5 +316,73 @@ func TestConsentIsVerifiedAndScanned(t *testing.T) {
 		out = compose(c)
 		require.Contains(t, fmt.Sprint(out), "ops.lead@example.com", "a signed consent keeps what it covers")
 		require.NotNil(t, out["manifest"].(map[string]any)["consent"])
+	})
+}
+
+// TestReturnedManifestIsTheSignedOne: the manifest a REST response shows is exactly
+// the one signed, so the RFC 8785 canonical form of it as returned hashes to the
+// manifest_sha256 beside it, and the real cosign verify-blob accepts those bytes with
+// the returned signature and public key; for the composer's answer, the submission's,
+// and a later GET.
+func TestReturnedManifestIsTheSignedOne(t *testing.T) {
+	bin := cosigntest.Binary(t)
+	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+		f := allInOne(t, st, fabrictest.Options{})
+		tok := f.Token(t, "t1", auth.RoleProposer)
+
+		// check canonicalises the manifest member of a response object as returned and
+		// verifies it against the hash and signature beside it.
+		check := func(where string, manifest json.RawMessage, sha string, sig map[string]any) {
+			t.Helper()
+			payload, err := canonical.JSON(manifest)
+			require.NoError(t, err, where)
+			require.Equal(t, sha, canonical.SHA256Hex(payload), "%s: sha256(canonical(returned manifest)) != manifest_sha256\nreturned: %s", where, manifest)
+			dir := t.TempDir()
+			files := map[string]string{"manifest.json": string(payload), "manifest.sig": sig["signature"].(string), "cosign.pub": sig["public_key"].(string)}
+			for name, content := range files {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+			}
+			out, err := cosignVerifyBlob(t, bin, filepath.Join(dir, "cosign.pub"), filepath.Join(dir, "manifest.sig"), filepath.Join(dir, "manifest.json"))
+			require.NoError(t, err, "%s: cosign verify-blob: %s", where, out)
+		}
+
+		r := f.Do(t, http.MethodPost, fabric.Composer, "/compose", tok, `{"tenant_id":"t1","context":"reduce cost","target":"serviceX"}`)
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		var composed struct {
+			Manifest       json.RawMessage `json:"manifest"`
+			ManifestSHA256 string          `json:"manifest_sha256"`
+			Signature      map[string]any  `json:"signature"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &composed))
+		check("compose", composed.Manifest, composed.ManifestSHA256, composed.Signature)
+
+		sig, err := json.Marshal(composed.Signature)
+		require.NoError(t, err)
+		r = f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", tok,
+			`{"tenant_id":"t1","manifest":`+string(composed.Manifest)+`,"signature":`+string(sig)+`}`)
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		type proposal struct {
+			ID                string          `json:"id"`
+			Manifest          json.RawMessage `json:"manifest"`
+			ManifestSHA256    string          `json:"manifest_sha256"`
+			ManifestSignature map[string]any  `json:"manifest_signature"`
+		}
+		var submitted struct {
+			Proposal proposal `json:"proposal"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &submitted))
+		require.Equal(t, composed.ManifestSHA256, submitted.Proposal.ManifestSHA256)
+		check("submit", submitted.Proposal.Manifest, submitted.Proposal.ManifestSHA256, submitted.Proposal.ManifestSignature)
+
+		r = f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals/"+submitted.Proposal.ID, tok, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		var got struct {
+			Proposal proposal `json:"proposal"`
+		}
+		require.NoError(t, json.Unmarshal(r.Body, &got))
+		check("get", got.Proposal.Manifest, got.Proposal.ManifestSHA256, got.Proposal.ManifestSignature)
+
+		// Everything else keeps its unpopulated fields: only signed documents are sparse.
+		require.Contains(t, string(r.Body), `"post_state_sha256":""`)
 	})
 }
