@@ -79,7 +79,8 @@ func (j fabricJSON) NewEncoder(w io.Writer) runtime.Encoder {
 
 // marshalMessage marshals m: as signed when it is a signed message, as JSONPb does
 // when it holds none, and otherwise member by member, in JSONPb's order and with its
-// bytes, each member that holds a signed message marshaled by marshalMessage again.
+// bytes, each member that holds a signed message marshaled by marshalMessage again
+// (an unset one as JSONPb shows it: null or []).
 func (j fabricJSON) marshalMessage(m protoreflect.Message) ([]byte, error) {
 	d := m.Descriptor()
 	switch {
@@ -88,7 +89,16 @@ func (j fabricJSON) marshalMessage(m protoreflect.Message) ([]byte, error) {
 	case !holdsSigned(d):
 		return j.JSONPb.Marshal(m.Interface())
 	}
-	full, err := j.JSONPb.Marshal(m.Interface())
+	// Everything but the fields that hold signed messages, marshaled by JSONPb (a
+	// shallow copy: values are shared, not cloned); those fields are added below.
+	rest := m.New()
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if !holdsSignedField(fd) {
+			rest.Set(fd, v)
+		}
+		return true
+	})
+	full, err := j.JSONPb.Marshal(rest.Interface())
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +119,7 @@ func (j fabricJSON) marshalMessage(m protoreflect.Message) ([]byte, error) {
 		if !ok {
 			continue
 		}
-		if fd.Message() != nil && !fd.IsMap() && m.Has(fd) && holdsSigned(fd.Message()) {
+		if holdsSignedField(fd) && m.Has(fd) {
 			if raw, err = j.marshalField(m, fd); err != nil {
 				return nil, err
 			}
@@ -146,6 +156,12 @@ func (j fabricJSON) marshalField(m protoreflect.Message, fd protoreflect.FieldDe
 	}
 	b.WriteByte(']')
 	return b.Bytes(), nil
+}
+
+// holdsSignedField reports whether fd is a singular or repeated message field that
+// can hold a signed message.
+func holdsSignedField(fd protoreflect.FieldDescriptor) bool {
+	return fd.Message() != nil && !fd.IsMap() && holdsSigned(fd.Message())
 }
 
 // holdsCache memoises holdsSigned per message type.
