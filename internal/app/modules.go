@@ -163,7 +163,11 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
-		svc, err := composer.New(composer.Deps{Model: a.modelProvider(), Signer: signer, Logger: a.Log, Registerer: reg})
+		keys, err := a.trustedKeys() // consent signatures (P1), as the coordinator verifies them
+		if err != nil {
+			return server.Service{}, err
+		}
+		svc, err := composer.New(composer.Deps{Model: a.modelProvider(), Signer: signer, TrustedKeys: keys, Logger: a.Log, Registerer: reg})
 		if err != nil {
 			return server.Service{}, err
 		}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/decision-fabric/fabric/internal/keyfile"
+	"github.com/decision-fabric/fabric/internal/redact"
 
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc/codes"
@@ -111,7 +112,7 @@ func RequireTenant(ctx context.Context, tenantID string) error {
 		return status.Error(codes.InvalidArgument, "tenant_id is required")
 	}
 	if tenantID != own {
-		return status.Errorf(codes.PermissionDenied, "tenant_id %q does not match the token's tenant; cross-tenant requests need an explicit policy (P5)", tenantID)
+		return status.Errorf(codes.PermissionDenied, "tenant_id %q does not match the token's tenant; cross-tenant requests need an explicit policy (P5)", redact.Echo(tenantID))
 	}
 	return nil
 }

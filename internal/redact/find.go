@@ -20,6 +20,12 @@ type Finding struct {
 // "<REDACTED:email>", …) are never reported, and a detection that touches a
 // placeholder is widened to cover it whole.
 //
+// The detectors read ASCII. A string with other characters is scanned twice:
+// as it is, and folded (each rune replaced by its NFKC compatibility form, so
+// full-width "＠" and "４" read as "@" and "4", and invisible format
+// characters such as U+200B dropped); a finding in the folded form covers the
+// runes it came from.
+//
 // Detectors, by kind:
 //
 //   - email: local@domain.tld with an alphabetic TLD of two letters or more.
@@ -30,14 +36,17 @@ type Finding struct {
 //     Unseparated digit runs without "+", dates, versions and times are not
 //     phones.
 //   - card: 13-19 digits unseparated or grouped 4-4-4-4(-3), 4-4-4-1..4,
-//     4-6-5 or 4-6-4 with one kind of separator (space or dash), starting
-//     with 2-6 (the payment-card industries) and Luhn-valid.
+//     4-6-5 or 4-6-4, each group after the first preceded by a space, a dash
+//     or a dot (mixed too), starting with 2-6 (the payment-card industries)
+//     and Luhn-valid.
 //   - iban: a known country code, its registered length, and a valid mod-97
 //     check, in electronic ("GB82WEST12345698765432") or print format
 //     ("GB82 WEST 1234 5698 7654 32"); letters in any case.
 //   - national_id: US SSN "123-45-6789" (area 000, 666 and 900-999, group 00
-//     and serial 0000 excluded) and UK NINO "AB123456C" / "AB 12 34 56 C"
-//     (upper case, valid prefix and suffix A-D).
+//     and serial 0000 excluded); also "123456789", "123 45 6789" and
+//     "123.45.6789" when a word naming an SSN ("ssn", "SSN#", "social
+//     security") comes shortly before on the same line; and UK NINO
+//     "AB123456C" / "AB 12 34 56 C" (upper case, valid prefix and suffix A-D).
 //   - ipv4 / ipv6: every address net/netip accepts (no leading zeros),
 //     including loopback and private ranges; not part of a longer dotted or
 //     alphanumeric token; an IPv6 candidate needs two colons and a decimal
@@ -73,6 +82,16 @@ func Find(s string) []Finding {
 func find(s string, out []Finding, allow map[Kind]bool) []Finding {
 	base := len(out)
 	out = scan(s, out)
+	if f, ok := fold(s); ok {
+		// The detectors read ASCII: run them again over the folded form and
+		// map what they find back to s. Both scans count, so folding can only
+		// add findings.
+		k := len(out)
+		out = scan(f.text, out)
+		for i := k; i < len(out); i++ {
+			out[i] = f.span(out[i])
+		}
+	}
 	fs := out[base:]
 	if len(fs) == 0 {
 		return out
@@ -255,13 +274,13 @@ func scan(s string, out []Finding) []Finding {
 			l := k - i
 			if sep := byte(0); k+1 < n && isDigit(s[k+1]) {
 				sep = s[k]
-				if sep == '-' && l == 3 {
+				if l == 3 && (sep == '-' || sep == ' ' || sep == '.') {
 					out = scanSSN(s, i, out)
 				}
 				if sep == '.' && l <= 3 {
 					out = scanIPv4(s, i, out)
 				}
-				if (sep == ' ' || sep == '-') && l == 4 {
+				if (sep == ' ' || sep == '-' || sep == '.') && l == 4 {
 					out = scanCard(s, i, out)
 				}
 				if (sep == ' ' || sep == '-' || sep == '.') && (l == 3 || (l == 1 && c == '1') || c == '0') {
@@ -270,6 +289,9 @@ func scan(s string, out []Finding) []Finding {
 			}
 			if l >= 13 && l <= 19 {
 				out = scanCard(s, i, out)
+			}
+			if l == 9 {
+				out = scanBareSSN(s, i, out)
 			}
 			// Skip the rest of the alphanumeric token: nothing starts
 			// inside one.
@@ -419,14 +441,19 @@ func digitsEnd(s string, i int) int {
 
 // ---- numbers: SSN, IPv4, card, national phone ----
 
+// scanSSN matches a US SSN of three groups of 3, 2 and 4 digits: separated
+// by dashes anywhere ("123-45-6789"), by spaces or dots only after a word
+// that names an SSN ("SSN 123 45 6789"), since "123 45 6789" alone is as
+// likely a phone or an amount.
 func scanSSN(s string, i int, out []Finding) []Finding {
 	if len(s)-i < 11 {
 		return out
 	}
 	t := s[i : i+11]
+	sep := t[3]
 	for k := 0; k < 11; k++ {
 		if k == 3 || k == 6 {
-			if t[k] != '-' {
+			if t[k] != sep {
 				return out
 			}
 		} else if !isDigit(t[k]) {
@@ -434,15 +461,72 @@ func scanSSN(s string, i int, out []Finding) []Finding {
 		}
 	}
 	if e := i + 11; e < len(s) {
-		if isAlnum(s[e]) || (s[e] == '-' && e+1 < len(s) && isDigit(s[e+1])) {
+		if isAlnum(s[e]) || ((s[e] == sep || s[e] == '-' || s[e] == '.') && e+1 < len(s) && isDigit(s[e+1])) {
 			return out
 		}
 	}
-	area := int(t[0]-'0')*100 + int(t[1]-'0')*10 + int(t[2]-'0')
-	if area == 0 || area == 666 || area >= 900 || t[4:6] == "00" || t[7:11] == "0000" {
+	if !ssnValid(t[0:3], t[4:6], t[7:11]) || (sep != '-' && !ssnContext(s, i)) {
 		return out
 	}
 	return add(out, KindNationalID, i, i+11)
+}
+
+// scanBareSSN matches nine digits without separators ("123456789") after a
+// word that names an SSN ("ssn", "SSN#", "social security number"); a bare
+// nine-digit number elsewhere is an order number or an amount far more often
+// than an SSN.
+func scanBareSSN(s string, i int, out []Finding) []Finding {
+	e := i + 9
+	if e < len(s) && (isAlnum(s[e]) || ((s[e] == '.' || s[e] == '-' || s[e] == ',') && e+1 < len(s) && isDigit(s[e+1]))) {
+		return out
+	}
+	if !ssnValid(s[i:i+3], s[i+3:i+5], s[i+5:i+9]) || !ssnContext(s, i) {
+		return out
+	}
+	return add(out, KindNationalID, i, e)
+}
+
+// ssnValid applies the SSA's rules: area 000, 666 and 900-999, group 00 and
+// serial 0000 are never issued.
+func ssnValid(area, group, serial string) bool {
+	a := int(area[0]-'0')*100 + int(area[1]-'0')*10 + int(area[2]-'0')
+	return a != 0 && a != 666 && a < 900 && group != "00" && serial != "0000"
+}
+
+// ssnContextBytes is how far before a number ssnContext looks for a word
+// naming an SSN.
+const ssnContextBytes = 40
+
+// ssnContext reports whether one of the words just before i, on the same
+// line, names a US social security number: "ssn", "ssns", "socsec", or
+// "social" followed by "security" or "sec".
+func ssnContext(s string, i int) bool {
+	a := max(0, i-ssnContextBytes)
+	w := s[a:i]
+	if nl := strings.LastIndexAny(w, "\n\r"); nl >= 0 {
+		w = w[nl+1:]
+	}
+	social := false
+	for k := 0; k < len(w); {
+		if !isLetter(w[k]) {
+			k++
+			continue
+		}
+		e := k
+		for e < len(w) && isLetter(w[e]) {
+			e++
+		}
+		word := w[k:e]
+		switch {
+		case equalFoldASCII(word, "ssn"), equalFoldASCII(word, "ssns"), equalFoldASCII(word, "socsec"):
+			return true
+		case social && (equalFoldASCII(word, "security") || equalFoldASCII(word, "sec")):
+			return true
+		}
+		social = equalFoldASCII(word, "social")
+		k = e
+	}
+	return false
 }
 
 func scanIPv4(s string, i int, out []Finding) []Finding {
@@ -475,9 +559,9 @@ func scanIPv4(s string, i int, out []Finding) []Finding {
 type span struct{ start, end int }
 
 // digitGroups parses up to len(gs) digit groups starting at i, separated by
-// exactly one byte from seps; the first separator fixes the separator for
-// the rest. It stops once more than maxDigits digits were read.
-func digitGroups(s string, i int, seps string, maxDigits int, gs []span) ([]span, byte) {
+// exactly one byte from seps; unless mixed, the first separator fixes the
+// separator for the rest. It stops once more than maxDigits digits were read.
+func digitGroups(s string, i int, seps string, mixed bool, maxDigits int, gs []span) ([]span, byte) {
 	var sep byte
 	total := 0
 	j := i
@@ -492,7 +576,7 @@ func digitGroups(s string, i int, seps string, maxDigits int, gs []span) ([]span
 			break
 		}
 		c := s[k]
-		if strings.IndexByte(seps, c) < 0 || (sep != 0 && c != sep) {
+		if strings.IndexByte(seps, c) < 0 || (!mixed && sep != 0 && c != sep) {
 			break
 		}
 		sep = c
@@ -518,7 +602,7 @@ func scanCard(s string, i int, out []Finding) []Finding {
 		return out
 	}
 	var arr [6]span
-	gs, _ := digitGroups(s, i, " -", 19, arr[:0])
+	gs, _ := digitGroups(s, i, " -.", true, 19, arr[:0])
 	try := func(end int) bool {
 		if end < len(s) && isAlnum(s[end]) {
 			return false
@@ -584,7 +668,7 @@ func phoneEndOK(s string, e int) bool {
 
 func scanNationalPhone(s string, i int, out []Finding) []Finding {
 	var arr [6]span
-	gs, sep := digitGroups(s, i, " -.", 15, arr[:0])
+	gs, sep := digitGroups(s, i, " -.", false, 15, arr[:0])
 	if len(gs) < 2 {
 		return out
 	}
@@ -654,7 +738,7 @@ func scanParenPhone(s string, i int, out []Finding) []Finding {
 		return out
 	}
 	var arr [5]span
-	gs, _ := digitGroups(s, j, " -.", 13, arr[:0])
+	gs, _ := digitGroups(s, j, " -.", false, 13, arr[:0])
 	total, end := area, -1
 	for _, g := range gs {
 		l := g.end - g.start

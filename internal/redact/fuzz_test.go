@@ -24,6 +24,12 @@ var fuzzSeeds = []string{
 	"+0000000+0000000+0000000", // each redaction exposes the next phone
 	"a@a@a@a@a.io u:p@ss@h.io",
 	"password='x\npassword=\"y\ncookie: a=b; c",
+	// Evasions (issue #9): dotted cards, full-width and invisible characters,
+	// SSNs without dashes.
+	"4111.1111.1111.1111 4111-1111 1111.1111",
+	"user＠example.com ｕｓｅｒ＠ｅｘａｍｐｌｅ．ｃｏｍ us\u00ader@exa\u200bmple.com",
+	"ssn 123456789 SSN#123 45 6789 social security ４１１１１１１１１",
+	"ﬁ＠ﬀ.ｃｏ \u202e\ufeff ＜REDACTED:email＞ ㍱ ⑴⒈",
 }
 
 // FuzzString checks String's contracts on arbitrary input: no panic, no
@@ -121,4 +127,32 @@ func checkRedacted(t *testing.T, v any, p Policy, path string) {
 			checkRedacted(t, e, p, path+"[]")
 		}
 	}
+}
+
+// FuzzFold checks the folded form the detectors read: every byte maps to a
+// rune of the input, in order, and every finding maps to a span of the input.
+func FuzzFold(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fd, ok := fold(s)
+		if !ok {
+			return
+		}
+		if len(fd.start) != len(fd.text) || len(fd.end) != len(fd.text) {
+			t.Fatalf("fold(%q): %d bytes, %d/%d offsets", s, len(fd.text), len(fd.start), len(fd.end))
+		}
+		for i := range fd.text {
+			if fd.start[i] < 0 || fd.start[i] >= fd.end[i] || int(fd.end[i]) > len(s) || (i > 0 && fd.start[i] < fd.start[i-1]) {
+				t.Fatalf("fold(%q): bad offsets at %d: %d-%d", s, i, fd.start[i], fd.end[i])
+			}
+		}
+		for _, x := range scan(fd.text, nil) {
+			m := fd.span(x)
+			if m.Start < 0 || m.End > len(s) || m.Start >= m.End {
+				t.Fatalf("finding %v of %q maps to %v", x, fd.text, m)
+			}
+		}
+	})
 }

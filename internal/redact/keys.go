@@ -8,13 +8,15 @@ package redact
 //     authorization, dsn, connection_string, credential(s), cookie(s),
 //     session, jwt, bearer;
 //   - KindEmail (email, e_mail), KindPhone (phone, mobile, telephone, tel,
-//     msisdn), KindNationalID (ssn, national_id, nino, passport, tax_id),
+//     msisdn), KindNationalID (ssn, social_security, national_id, nino,
+//     passport, tax_id),
 //     KindIBAN (iban), KindCard (card_number, credit_card, cc_number);
 //   - KindPIIField for other named PII: dob, date_of_birth, birth_date,
 //     birthday, address, full_name, first_name, last_name, middle_name,
 //     surname, given_name, family_name, ip, ip_address, remote_addr.
 //
-// The name is split into words at case changes (camelCase, APIKey), digits
+// The name is folded as Find folds text (NFKC, format characters dropped),
+// then split into words at case changes (camelCase, APIKey), digits
 // and any non-alphanumeric separator (snake_case, kebab-case, dots), and
 // compared case-insensitively word by word, so "X-Api-Key", "apiKey",
 // "DB_PASSWORD", "user.emailAddress" and "clientSecret" match while
@@ -81,6 +83,7 @@ var keyPhrases = map[string]keyInfo{
 	"tel":               {kind: KindPhone},
 	"msisdn":            {kind: KindPhone},
 	"ssn":               {kind: KindNationalID},
+	"socialsecurity":    {kind: KindNationalID},
 	"nationalid":        {kind: KindNationalID},
 	"nationalinsurance": {kind: KindNationalID},
 	"nino":              {kind: KindNationalID},
@@ -154,6 +157,9 @@ const maxKeyWords = 16
 // classifyKey implements SensitiveKey without allocating for names of up to
 // 64 bytes.
 func classifyKey(name string) (Kind, bool) {
+	if f, ok := fold(name); ok {
+		name = f.text // "ｅｍａｉｌ" is "email"
+	}
 	if !maybeSensitiveKey(name) {
 		return "", false
 	}

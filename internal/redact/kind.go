@@ -37,9 +37,9 @@ const (
 	// PII detected in free text.
 	KindEmail      Kind = "email"       // RFC 5322-ish address with a domain and an alphabetic TLD
 	KindPhone      Kind = "phone"       // +CC international or common national format, 7-15 digits
-	KindCard       Kind = "card"        // payment card number, Luhn-valid
+	KindCard       Kind = "card"        // payment card number, Luhn-valid, grouped by spaces, dashes or dots
 	KindIBAN       Kind = "iban"        // IBAN with a known country length and a valid mod-97 check
-	KindNationalID Kind = "national_id" // US SSN 123-45-6789 or UK NINO AB123456C
+	KindNationalID Kind = "national_id" // US SSN 123-45-6789 (123456789 after "SSN") or UK NINO AB123456C
 	KindIPv4       Kind = "ipv4"        // valid dotted-quad IPv4 address
 	KindIPv6       Kind = "ipv6"        // valid IPv6 address
 

@@ -13,17 +13,23 @@ import (
 // NewGatewayMux returns the REST mux every service uses: JSON with the proto field names
 // of the spec (tenant_id, not tenantId), unknown fields rejected (a typo is a 400, not
 // silently lost data), any Content-Type accepted as JSON (the spec's curl examples send
-// none), and the fabric's status mapping.
+// none), bodies nested deeper than MaxBodyDepth refused before decoding, and the
+// fabric's status mapping.
 func NewGatewayMux() *runtime.ServeMux {
-	jsonpb := &runtime.JSONPb{
-		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}
 	return runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: jsonpb}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{Marshaler: fabricJSON{gatewayJSONPb()}}),
 		runtime.WithIncomingHeaderMatcher(headerMatcher),
 		runtime.WithErrorHandler(errorHandler),
 	)
+}
+
+// gatewayJSONPb is the gateway's protojson setup: proto field names, unpopulated
+// fields emitted (signed documents aside, see fabricJSON), unknown fields refused.
+func gatewayJSONPb() *runtime.JSONPb {
+	return &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}
 }
 
 // HTTPStatus maps a gRPC code to the HTTP status the fabric promises. It differs from the
@@ -37,8 +43,9 @@ func HTTPStatus(c codes.Code) int {
 }
 
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
-	if status.Code(err) == codes.FailedPrecondition {
-		w = &statusOverride{ResponseWriter: w, code: HTTPStatus(codes.FailedPrecondition)}
+	err = clipStatus(err) // the gateway's own errors (JSON decoding) quote the body
+	if code := httpStatusOf(err); code != runtime.HTTPStatusFromCode(status.Code(err)) {
+		w = &statusOverride{ResponseWriter: w, code: code}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
 }

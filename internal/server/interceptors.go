@@ -37,7 +37,10 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 		logging.UnaryServerInterceptor(slogAdapter(log), logOpts...),
 		// 5. Auth (JWT tenancy, P5) before any handler code or validation reads the request.
 		auth.UnaryServerInterceptor(verifier, policy),
-		// 6. Validation innermost: only authenticated requests are parsed further.
+		// 6. Limits on open JSON (depth, values, string size) before any validator or
+		//    handler walks it, for every method: the same for gRPC and REST.
+		jsonLimitsUnary(),
+		// 7. Validation innermost: only authenticated requests are parsed further.
 		validators.unary(),
 	}
 	stream := []grpc.StreamServerInterceptor{
@@ -46,6 +49,7 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 		metrics.StreamServerInterceptor(),
 		logging.StreamServerInterceptor(slogAdapter(log), logOpts...),
 		auth.StreamServerInterceptor(verifier, policy),
+		jsonLimitsStream(),
 		validators.stream(),
 	}
 	return unary, stream
@@ -53,18 +57,18 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 
 func slogAdapter(l *slog.Logger) logging.Logger {
 	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
+		l.Log(ctx, slog.Level(lvl), msg, clipFields(fields)...)
 	})
 }
 
 // mask turns any non-status error into INTERNAL after logging it; context errors keep
-// their natural codes.
+// their natural codes. A status message longer than MaxMessageRunes is cut.
 func mask(ctx context.Context, log *slog.Logger, method string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if _, ok := status.FromError(err); ok {
-		return err
+		return clipStatus(err)
 	}
 	switch {
 	case errors.Is(err, context.Canceled):

@@ -37,6 +37,10 @@ func (fakeScorer) Score(ctx context.Context, req *scorerv1.ScoreRequest) (*score
 	case "conflict":
 		return nil, status.Error(codes.FailedPrecondition, "not in a state that allows this")
 	}
+	if strings.HasPrefix(req.GetProposalId(), "echo") {
+		// A handler that quotes its input in full, as no handler should.
+		return nil, status.Errorf(codes.InvalidArgument, "proposal_id %q is not valid", req.GetProposalId())
+	}
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err

@@ -12,13 +12,13 @@ import (
 
 const proposalCols = `id, tenant_id, status, impact, dry_run, manifest, manifest_sha256, metadata,
 	pre_state_sha256, idempotency_key, created_by, trace_id, version, created_at, updated_at,
-	decision, post_state_sha256, action, target, consensus_bundle`
+	decision, post_state_sha256, action, target, consensus_bundle, request_sha256`
 
 const (
 	// The conflict target names the partial unique index, so only an
 	// idempotency-key collision is absorbed; a duplicate id still fails.
 	sqlProposalInsert = `INSERT INTO proposals (` + proposalCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
 	ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
 	RETURNING ` + proposalCols
 	sqlProposalByKey = `SELECT ` + proposalCols + ` FROM proposals
@@ -44,7 +44,7 @@ func scanProposal(r row) (*Proposal, error) {
 	err := r.Scan(&p.ID, &p.TenantID, &p.Status, &p.Impact, &p.DryRun, &p.Manifest, &p.ManifestSHA256,
 		&p.Metadata, &p.PreStateSHA256, &p.IdempotencyKey, &p.CreatedBy, &p.TraceID, &p.Version,
 		timeCol{&p.CreatedAt}, timeCol{&p.UpdatedAt}, &p.Decision, &p.PostStateSHA256, &p.Action, &p.Target,
-		&p.ConsensusBundle)
+		&p.ConsensusBundle, &p.RequestSHA256)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +69,7 @@ func (ps proposalStore) Create(ctx context.Context, p *Proposal) (*Proposal, boo
 			r.ID, r.TenantID, r.Status, r.Impact, r.DryRun, r.Manifest, r.ManifestSHA256, r.Metadata,
 			r.PreStateSHA256, r.IdempotencyKey, r.CreatedBy, r.TraceID, r.Version,
 			s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256, r.Action, r.Target,
-			string(r.ConsensusBundle)))
+			string(r.ConsensusBundle), r.RequestSHA256))
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -88,6 +88,14 @@ func (ps proposalStore) Create(ctx context.Context, p *Proposal) (*Proposal, boo
 		return nil, false, s.wrap("create proposal", ErrConflict)
 	}
 	return nil, false, s.wrap("create proposal", err)
+}
+
+func (ps proposalStore) GetByIdempotencyKey(ctx context.Context, tenantID, key string) (*Proposal, error) {
+	if key == "" {
+		return nil, ps.s.wrap("get proposal by idempotency key", ErrNotFound)
+	}
+	p, err := scanProposal(ps.s.r.queryRow(ctx, sqlProposalByKey, tenantID, key))
+	return p, ps.s.wrap("get proposal by idempotency key", err)
 }
 
 func (ps proposalStore) Get(ctx context.Context, tenantID, id string) (*Proposal, error) {

@@ -121,7 +121,7 @@ type Proposal struct {
 	Metadata       []byte    // JSON object bytes; "{}" when empty
 	PreStateSHA256 string    // lower-case hex SHA-256, or ""
 	IdempotencyKey string    // "" when none
-	CreatedBy      string    // JWT subject
+	CreatedBy      string    // JWT subject, as the coordinator stores it (redacted)
 	TraceID        string    //
 	Version        int64     // optimistic concurrency; 1 on create, +1 per update (input ignored)
 	CreatedAt      time.Time // UTC, set by store if zero
@@ -140,6 +140,10 @@ type Proposal struct {
 	// agreed. Written by ProposalStore.Advance; kept apart from Decision so that the
 	// transitions after agreement do not rewrite it.
 	ConsensusBundle []byte
+	// RequestSHA256 is the fingerprint of the request that created the proposal: the
+	// lower-case hex SHA-256 of its canonical form, or "" (none recorded). An
+	// Idempotency-Key replay is compared on it (the store only keeps it).
+	RequestSHA256 string
 }
 
 // ProposalChange is the mutable part of a proposal written by ProposalStore.Advance.
@@ -165,6 +169,9 @@ type ProposalStore interface {
 	// concurrency: of N racing Creates with one key exactly one gets created=true.
 	// A duplicate ID is ErrConflict; a field-contract breach is ErrInvalid.
 	Create(ctx context.Context, p *Proposal) (stored *Proposal, created bool, err error)
+	// GetByIdempotencyKey returns the tenant's proposal created with key;
+	// ErrNotFound if none (always for key "").
+	GetByIdempotencyKey(ctx context.Context, tenantID, key string) (*Proposal, error)
 	// Get is tenant-scoped: a proposal of another tenant is ErrNotFound (never leak existence).
 	Get(ctx context.Context, tenantID, id string) (*Proposal, error)
 	// List returns a tenant's proposals newest first (created_at, then id,

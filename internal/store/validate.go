@@ -118,6 +118,9 @@ func normalizeProposal(p *Proposal) (*Proposal, error) {
 	if r.PreStateSHA256 != "" && !canonical.IsSHA256Hex(r.PreStateSHA256) {
 		return nil, invalidf("PreStateSHA256 must be 64 lower-case hex characters")
 	}
+	if r.RequestSHA256 != "" && !canonical.IsSHA256Hex(r.RequestSHA256) {
+		return nil, invalidf("RequestSHA256 must be 64 lower-case hex characters")
+	}
 	var err error
 	if r.ManifestSHA256, err = contentHash("ManifestSHA256", r.ManifestSHA256, r.Manifest); err != nil {
 		return nil, err

@@ -60,6 +60,9 @@ type Options struct {
 	Targets []string
 	// Configure may adjust the configuration before start.
 	Configure func(*config.Config)
+	// Logs receives the fabric's log output (JSON lines) when set; otherwise it is
+	// discarded, or written to stderr with FABRIC_TEST_LOGS=1.
+	Logs io.Writer
 }
 
 // Fabric is a running fabric.
@@ -93,6 +96,9 @@ func Start(t testing.TB, opts Options) *Fabric {
 	var out io.Writer = io.Discard
 	if os.Getenv("FABRIC_TEST_LOGS") == "1" {
 		out = os.Stderr
+	}
+	if opts.Logs != nil {
+		out = opts.Logs
 	}
 	f := &Fabric{client: &http.Client{Timeout: 30 * time.Second}}
 	targets := []string{app.All}
@@ -197,18 +203,27 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// Token mints a development token. A token for the service role alone is the fabric's
-// own (signed with its service key, as its services sign theirs); any other is the
-// identity provider's (see IdPToken).
+// Token mints a development token for the subject "test-user". A token for the
+// service role alone is the fabric's own (signed with its service key, as its services
+// sign theirs); any other is the identity provider's (see IdPToken).
 func (f *Fabric) Token(t testing.TB, tenant string, roles ...string) string {
+	t.Helper()
+	return f.TokenFor(t, "test-user", tenant, roles...)
+}
+
+// TokenFor mints a development token for subject (the service key's for the service
+// role alone, as Token).
+func (f *Fabric) TokenFor(t testing.TB, subject, tenant string, roles ...string) string {
 	t.Helper()
 	if len(roles) == 1 && roles[0] == auth.RoleService {
 		require.NotNil(t, f.service, "fabrictest: no development service key (auth.service_key_file is set)")
-		tok, err := f.service.Mint("test-user", tenant, roles, time.Hour)
+		tok, err := f.service.Mint(subject, tenant, roles, time.Hour)
 		require.NoError(t, err)
 		return tok
 	}
-	return f.IdPToken(t, tenant, roles...)
+	tok, err := f.signer.Mint(subject, tenant, roles, time.Hour)
+	require.NoError(t, err)
+	return tok
 }
 
 // IdPToken mints a token with the development identity provider's key whatever the

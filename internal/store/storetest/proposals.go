@@ -73,6 +73,7 @@ func testProposalInvalid(t *testing.T, s store.Store) {
 		"hash mismatch":     func(p *store.Proposal) { p.ManifestSHA256 = canonical.SHA256Hex([]byte("other")) },
 		"metadata array":    func(p *store.Proposal) { p.Metadata = []byte("[]") },
 		"bad pre-state":     func(p *store.Proposal) { p.PreStateSHA256 = "ABC" },
+		"bad fingerprint":   func(p *store.Proposal) { p.RequestSHA256 = "ABC" },
 		"NUL in text":       func(p *store.Proposal) { p.CreatedBy = "a\x00b" },
 	} {
 		p := NewProposal("t")
@@ -165,7 +166,16 @@ func testProposalList(t *testing.T, s store.Store) {
 func testProposalIdempotency(t *testing.T, s store.Store) {
 	first := NewProposal("tenant-a")
 	first.IdempotencyKey = "retry-me"
+	first.RequestSHA256 = canonical.SHA256Hex([]byte("the first request"))
 	stored := mustCreate(t, s, first)
+	require.Equal(t, first.RequestSHA256, stored.RequestSHA256, "the fingerprint is kept beside the key")
+	byKey, err := s.Proposals().GetByIdempotencyKey(ctx(t), "tenant-a", "retry-me")
+	require.NoError(t, err)
+	require.Equal(t, stored, byKey)
+	_, err = s.Proposals().GetByIdempotencyKey(ctx(t), "tenant-b", "retry-me")
+	require.ErrorIs(t, err, store.ErrNotFound, "keys are per tenant")
+	_, err = s.Proposals().GetByIdempotencyKey(ctx(t), "tenant-a", "")
+	require.ErrorIs(t, err, store.ErrNotFound)
 
 	retry := NewProposal("tenant-a") // new ID and payload, same key
 	retry.IdempotencyKey = "retry-me"

@@ -55,6 +55,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/metricsource"
 	"github.com/decision-fabric/fabric/internal/model"
+	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/world"
@@ -147,7 +148,7 @@ func validateScore(req any) error {
 		return status.Error(codes.InvalidArgument, "proposal_id is required")
 	}
 	if !reULID.MatchString(id) {
-		return status.Errorf(codes.InvalidArgument, "proposal_id %q: not a proposal id (26-character ULID)", truncate(id, 64))
+		return status.Errorf(codes.InvalidArgument, "proposal_id %q: not a proposal id (26-character ULID)", redact.Echo(id))
 	}
 	return nil
 }
@@ -279,11 +280,4 @@ func finite(xs ...float64) bool {
 		}
 	}
 	return true
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -84,7 +84,7 @@ func (s *Service) outboxEntries(ctx context.Context, tenantID, proposalID string
 	}
 	var actor string
 	if p := auth.FromContext(ctx); p != nil {
-		actor = p.Subject
+		actor = p.Actor()
 	}
 	trace := telemetry.TraceID(ctx)
 	out := make([]*store.OutboxEntry, 0, len(events))

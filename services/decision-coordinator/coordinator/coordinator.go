@@ -27,6 +27,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/redact"
@@ -142,9 +143,10 @@ func (s *Service) Definition() server.Service {
 	}
 }
 
-// SubmitProposal implements the RPC: P5 tenant check, P1 PII check, impact and dry-run
-// defaults (P3), pre-state snapshot with SHA256 (P7), one transaction for the proposal
-// and its pre snapshot, Idempotency-Key replay.
+// SubmitProposal implements the RPC: P5 tenant check, Idempotency-Key replay (see
+// replay: the same request gets its first answer, another request under the same key
+// 422), P1 PII check, impact and dry-run defaults (P3), pre-state snapshot with SHA256
+// (P7), one transaction for the proposal and its pre snapshot.
 func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitProposalRequest) (*coordinatorv1.SubmitProposalResponse, error) {
 	if err := auth.RequireTenant(ctx, req.GetTenantId()); err != nil {
 		return nil, err
@@ -152,6 +154,20 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	key := idempotencyKey(ctx)
 	if err := validateIdempotencyKey(key); err != nil {
 		return nil, err
+	}
+	fingerprint, err := requestFingerprint(req)
+	if err != nil {
+		return nil, err
+	}
+	if key != "" {
+		key = storedKey(req.GetTenantId(), key)
+		prev, err := s.deps.Store.Proposals().GetByIdempotencyKey(ctx, req.GetTenantId(), key)
+		switch {
+		case err == nil:
+			return s.replay(ctx, prev, fingerprint)
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, storeError(err)
+		}
 	}
 	signature, err := s.verifyManifest(req)
 	if err != nil {
@@ -205,7 +221,8 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 		PreStateSHA256: pre.SHA256,
 		Decision:       record,
 		IdempotencyKey: key,
-		CreatedBy:      principal.Subject,
+		RequestSHA256:  fingerprint,
+		CreatedBy:      principal.Actor(),
 		TraceID:        telemetry.TraceID(ctx),
 		CreatedAt:      now,
 		Version:        1,
@@ -239,23 +256,24 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	if err != nil {
 		return nil, storeError(err)
 	}
-	if created {
-		s.deliver(ctx, staged)
-		// Broadcast: start the negotiation now; if the negotiator is unavailable the
-		// proposal stays SUBMITTED and the next read retries.
-		if next, err := s.advance(ctx, stored); err != nil {
-			s.deps.Logger.WarnContext(ctx, "advance after submit", "proposal_id", stored.ID, "error", err)
-		} else {
-			stored = next
-		}
+	if !created { // a concurrent request with the same key won the insert
+		return s.replay(ctx, stored, fingerprint)
+	}
+	s.deliver(ctx, staged)
+	// Broadcast: start the negotiation now; if the negotiator is unavailable the
+	// proposal stays SUBMITTED and the next read retries.
+	if next, err := s.advance(ctx, stored); err != nil {
+		s.deps.Logger.WarnContext(ctx, "advance after submit", "proposal_id", stored.ID, "error", err)
+	} else {
+		stored = next
 	}
 	out, err := toProto(stored)
 	if err != nil {
 		return nil, err
 	}
 	s.deps.Logger.InfoContext(ctx, "proposal submitted", "proposal_id", stored.ID, "tenant_id", stored.TenantID,
-		"impact", impact, "dry_run", dryRun, "created", created, "pre_state_sha256", stored.PreStateSHA256)
-	return &coordinatorv1.SubmitProposalResponse{Proposal: out, Created: created}, nil
+		"impact", impact, "dry_run", dryRun, "pre_state_sha256", stored.PreStateSHA256)
+	return &coordinatorv1.SubmitProposalResponse{Proposal: out, Created: true}, nil
 }
 
 // GetProposal implements the RPC; another tenant's proposal is NOT_FOUND.
@@ -464,17 +482,21 @@ func checkPersonalData(req *coordinatorv1.SubmitProposalRequest, allow map[redac
 	return nil
 }
 
-// personalData applies P1 and returns the manifest to store. Without consent any
-// personal data is refused; with a verified, signed consent the consented kinds are kept
+// personalData applies P1 and returns the manifest to store. A consent, when the
+// manifest carries one, must verify (consent.Verify: complete and signed by a trusted
+// key) whether or not there is personal data to exempt: an unverified consent is
+// refused with PERMISSION_DENIED, never stored. Its own fields were checked for
+// personal data with the manifest (ValidateManifest, consent.Check). Without consent
+// any personal data is refused; with a verified consent the consented kinds are kept
 // and anything else is still refused.
 func (s *Service) personalData(req *coordinatorv1.SubmitProposalRequest) (*typesv1.Manifest, error) {
-	consent := req.GetManifest().GetConsent()
-	if err := checkPersonalData(req, nil); err == nil || consent == nil || status.Code(err) != codes.PermissionDenied {
-		return req.GetManifest(), err
-	}
-	allow, err := s.verifyConsent(consent)
-	if err != nil {
-		return nil, err
+	var allow map[redact.Kind]bool
+	if c := req.GetManifest().GetConsent(); c != nil {
+		pol, err := consent.Verify(s.deps.TrustedKeys, c)
+		if err != nil {
+			return nil, status.Errorf(codes.PermissionDenied, "manifest.consent: %v", err)
+		}
+		allow = pol.Allow
 	}
 	if err := checkPersonalData(req, allow); err != nil {
 		return nil, err

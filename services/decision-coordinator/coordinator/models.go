@@ -16,7 +16,9 @@ import (
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/actions"
+	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/policy"
+	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 )
@@ -46,7 +48,7 @@ func validateSubmit(req any) error {
 		return invalid("tenant_id is required")
 	}
 	if !reTenant.MatchString(r.GetTenantId()) {
-		return invalid("tenant_id %q: want 1-128 letters, digits, '.', '_' or '-'", r.GetTenantId())
+		return invalid("tenant_id %q: want 1-128 letters, digits, '.', '_' or '-'", redact.Echo(r.GetTenantId()))
 	}
 	if r.GetManifest() == nil {
 		return invalid("manifest is required")
@@ -55,7 +57,7 @@ func validateSubmit(req any) error {
 		return err
 	}
 	if t := r.GetManifest().GetTenantId(); t != "" && !reTenant.MatchString(t) {
-		return invalid("manifest.tenant_id %q: want 1-128 letters, digits, '.', '_' or '-'", t)
+		return invalid("manifest.tenant_id %q: want 1-128 letters, digits, '.', '_' or '-'", redact.Echo(t))
 	}
 	if m := r.GetMetadata(); m != nil && proto.Size(m) > maxMetadataBytes {
 		return invalid("metadata: larger than %d bytes", maxMetadataBytes)
@@ -69,7 +71,7 @@ func ValidateManifest(m *typesv1.Manifest) error {
 		return invalid("manifest.action is required")
 	}
 	if !reAction.MatchString(m.GetAction()) {
-		return invalid("manifest.action %q: want 1-64 lower-case letters, digits, '_' or '-'", m.GetAction())
+		return invalid("manifest.action %q: want 1-64 lower-case letters, digits, '_' or '-'", redact.Echo(m.GetAction()))
 	}
 	t := m.GetTarget()
 	if t == "" {
@@ -84,7 +86,7 @@ func ValidateManifest(m *typesv1.Manifest) error {
 	seen := map[string]bool{}
 	for i, r := range m.GetRegions() {
 		if !regionkeys.ValidRegion(r) {
-			return invalid("manifest.regions[%d] %q: want 1-64 of [a-z0-9-]", i, r)
+			return invalid("manifest.regions[%d] %q: want 1-64 of [a-z0-9-]", i, redact.Echo(r))
 		}
 		if seen[r] {
 			return invalid("manifest.regions[%d] %q: duplicate", i, r)
@@ -94,7 +96,7 @@ func ValidateManifest(m *typesv1.Manifest) error {
 	switch m.GetImpact() {
 	case "", policy.ImpactLow, policy.ImpactMedium, policy.ImpactHigh:
 	default:
-		return invalid("manifest.impact %q: want low, medium or high", m.GetImpact())
+		return invalid("manifest.impact %q: want low, medium or high", redact.Echo(m.GetImpact()))
 	}
 	if p := m.GetParameters(); p != nil && proto.Size(p) > maxParamsBytes {
 		return invalid("manifest.parameters: larger than %d bytes", maxParamsBytes)
@@ -106,6 +108,9 @@ func ValidateManifest(m *typesv1.Manifest) error {
 		if err := actions.Validate(m.GetAction(), m.GetParameters().AsMap()); err != nil {
 			return invalid("manifest.%v", err)
 		}
+	}
+	if err := consent.Check(m.GetConsent()); err != nil {
+		return invalid("manifest.%v", err)
 	}
 	return nil
 }
@@ -146,7 +151,7 @@ func validateID(id string) error {
 		return invalid("id is required")
 	}
 	if !reULID.MatchString(id) {
-		return invalid("id %q: not a proposal id (26-character ULID)", id)
+		return invalid("id %q: not a proposal id (26-character ULID)", redact.Echo(id))
 	}
 	return nil
 }

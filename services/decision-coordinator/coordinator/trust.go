@@ -7,12 +7,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
-	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/signing"
 )
 
@@ -57,27 +55,4 @@ func (s *Service) verifyManifest(req *coordinatorv1.SubmitProposalRequest) (*typ
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "signature: %v", err)
 	}
-}
-
-// verifyConsent checks a consent record's signature: by a trusted key, over the
-// canonical JSON of the consent with `signature` empty. It returns the consented PII
-// kinds.
-func (s *Service) verifyConsent(c *typesv1.Consent) (map[redact.Kind]bool, error) {
-	if c.GetGrantedBy() == "" || len(c.GetScopes()) == 0 || c.GetSignature() == "" {
-		return nil, status.Error(codes.PermissionDenied, "consent must name granted_by and scopes and be signed (P1)")
-	}
-	unsigned := proto.Clone(c).(*typesv1.Consent)
-	unsigned.Signature = ""
-	payload, err := canonical.Proto(unsigned)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: canonical consent: %w", err)
-	}
-	if !s.deps.TrustedKeys.VerifyAny(payload, c.GetSignature()) {
-		return nil, status.Error(codes.PermissionDenied, "consent signature does not verify with any trusted key (P1)")
-	}
-	allow := map[redact.Kind]bool{}
-	for _, scope := range c.GetScopes() {
-		allow[redact.Kind(strings.ToLower(scope))] = true
-	}
-	return allow, nil
 }

@@ -17,6 +17,7 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	qc "github.com/decision-fabric/fabric/internal/quorum"
+	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -41,7 +42,7 @@ func validateStart(req any) error {
 		return invalid("proposal_id is required")
 	}
 	if !reProposalID.MatchString(r.GetProposalId()) {
-		return invalid("proposal_id %q: want 1-128 letters, digits, '_', '.', ':' or '-'", r.GetProposalId())
+		return invalid("proposal_id %q: want 1-128 letters, digits, '_', '.', ':' or '-'", redact.Echo(r.GetProposalId()))
 	}
 	if _, ok := negotiatorv1.QuorumRule_name[int32(r.GetQuorumRule())]; !ok {
 		return invalid("quorum_rule %d: unknown rule", r.GetQuorumRule())
@@ -57,7 +58,7 @@ func validateID(id string) error {
 		return invalid("id is required")
 	}
 	if !reNegotiationID.MatchString(id) {
-		return invalid("id %q: not a negotiation id (26-character ULID)", id)
+		return invalid("id %q: not a negotiation id (26-character ULID)", redact.Echo(id))
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -315,10 +316,10 @@ func (s *Service) participants(tenant string, manifest *typesv1.Manifest) ([]sto
 	for i, name := range names {
 		if !slices.Contains(allowed, name) {
 			return nil, status.Errorf(codes.FailedPrecondition,
-				"manifest.regions[%d] %q has no negotiating agent for this tenant (regions: %s)", i, name, strings.Join(allowed, ", "))
+				"manifest.regions[%d] %q has no negotiating agent for this tenant (regions: %s)", i, redact.Echo(name), strings.Join(allowed, ", "))
 		}
 		if slices.ContainsFunc(out, func(r store.NegotiationRegion) bool { return r.Region == name }) {
-			return nil, status.Errorf(codes.InvalidArgument, "manifest.regions[%d] %q: duplicate", i, name)
+			return nil, status.Errorf(codes.InvalidArgument, "manifest.regions[%d] %q: duplicate", i, redact.Echo(name))
 		}
 		cfg, _ := s.deps.Regions.Region(name)
 		pub, _ := s.registry.Key(name) // NewService checked every configured region has one

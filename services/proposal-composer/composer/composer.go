@@ -25,7 +25,7 @@
 //     the template allows (model_overrides, only when the model suggested the
 //     template's action) and then by same-named structured signals
 //     (signal_overrides); tenant_id is the request's tenant, which binds the signature
-//     to it; consent is the request's consent when it is honoured.
+//     to it; consent is the request's consent when it is verified.
 //  5. Records provenance under parameters.provenance: template id, how it was
 //     chosen, matched keywords, the redacted context, hints and signals, the model's
 //     answer (provider, action, impact, confidence, rationale, parameters) or its failure, and
@@ -44,17 +44,16 @@
 // Personal data (emails, phone numbers, card numbers that pass Luhn, national ids,
 // IBANs, IP addresses, and named PII fields such as "name", "address" or "dob" in
 // structured input) is replaced by "<REDACTED:kind>" unless the request carries a
-// consent whose granted_by is set and whose scopes are not empty; its scopes
-// (ConsentScopes) name the kinds that may stay. Secrets and tokens (JWTs, bearer
+// consent that consent.Verify accepts: granted_by and scopes set, signed by one of
+// Deps.TrustedKeys; its scopes (consent.Scopes) name the kinds that may stay. An
+// unverified consent keeps nothing, is not copied into the manifest, and is noted. Secrets and tokens (JWTs, bearer
 // tokens, password=..., URL credentials, fields named password, token, api_key, ...)
 // are always redacted, whatever the consent says. A structured field whose name marks
 // it as a secret, or as personal data that is not allowed, is left out of the manifest
 // (a placeholder under such a name would still be refused by the coordinator's P1
 // check). The response lists what was redacted as "path: kind", never the value.
 //
-// The composer does not verify the consent's signature: the coordinator verifies
-// signed consent when the manifest is submitted, and refuses personal data whose
-// consent it cannot verify.
+// The coordinator verifies the consent again when the manifest is submitted.
 package composer
 
 import (
@@ -70,6 +69,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/policy"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -122,6 +122,9 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// ModelTimeout bounds each suggestion; DefaultModelTimeout when 0.
 	ModelTimeout time.Duration
+	// TrustedKeys verify consent signatures (P1): only a consent signed by one of
+	// them keeps personal data. Nil trusts no consent.
+	TrustedKeys *signing.Keyring
 }
 
 // Service implements composerv1.ComposerServiceServer.
@@ -221,7 +224,7 @@ func (s *Service) validateCompose(r *composerv1.ComposeRequest) error {
 	}
 	if id := r.GetTemplateId(); id != "" {
 		if _, ok := s.templates.Get(id); !ok {
-			return invalid("template_id %q: unknown template; valid: %s", safe(id), strings.Join(s.templates.IDs(), ", "))
+			return invalid("template_id %q: unknown template; valid: %s", redact.Echo(id), strings.Join(s.templates.IDs(), ", "))
 		}
 	}
 	if n := len(r.GetMetricHints()); n > maxMetricHints {
@@ -232,7 +235,7 @@ func (s *Service) validateCompose(r *composerv1.ComposeRequest) error {
 			return invalid("metric_hints: names must be 1-%d bytes", maxHintKey)
 		}
 		if v := r.GetMetricHints()[k]; math.IsNaN(v) || math.IsInf(v, 0) {
-			return invalid("metric_hints[%q]: %v is not a finite number", safe(k), v)
+			return invalid("metric_hints[%q]: %v is not a finite number", redact.Echo(k), v)
 		}
 	}
 	if sig := r.GetSignals(); sig != nil {
@@ -243,7 +246,7 @@ func (s *Service) validateCompose(r *composerv1.ComposeRequest) error {
 			return invalid("signals: %v", err)
 		}
 	}
-	if err := checkConsent(r.GetConsent()); err != nil {
+	if err := consent.Check(r.GetConsent()); err != nil {
 		return invalid("%v", err)
 	}
 	return nil
@@ -297,12 +300,21 @@ type draft struct {
 
 // compose builds the manifest of a valid request for its tenant.
 func (s *Service) compose(ctx context.Context, req *composerv1.ComposeRequest) (*draft, error) {
-	consent := req.GetConsent()
-	if consent != nil && !honoured(consent) {
-		s.deps.Logger.InfoContext(ctx, "compose: consent without granted_by or scopes is ignored; all personal data is redacted")
-		consent = nil
+	c := req.GetConsent()
+	var pol redact.Policy
+	if c != nil {
+		var err error
+		if pol, err = consent.Verify(s.deps.TrustedKeys, c); err != nil {
+			// An unverified consent exempts nothing and does not travel with the
+			// manifest (the coordinator would refuse it).
+			s.deps.Logger.InfoContext(ctx, "compose: consent ignored; all personal data is redacted", "reason", err.Error())
+			c = nil
+		}
 	}
-	r := &redactor{policy: policyFor(consent)}
+	r := &redactor{policy: pol}
+	if req.GetConsent() != nil && c == nil {
+		r.notes = append(r.notes, "consent: unverified") // unsigned, incomplete or signed by an untrusted key
+	}
 
 	// 1. Redact every input before anything else sees it.
 	target := r.str("target", req.GetTarget())
@@ -422,8 +434,8 @@ func (s *Service) compose(ctx context.Context, req *composerv1.ComposeRequest) (
 		Action: t.Action, Target: target, Regions: regions, Impact: t.Impact, Parameters: ps,
 		TenantId: req.GetTenantId(),
 	}
-	if consent != nil {
-		m.Consent = proto.Clone(consent).(*typesv1.Consent)
+	if c != nil {
+		m.Consent = proto.Clone(c).(*typesv1.Consent)
 	}
 	// 6. The coordinator's own check: a composed manifest is always submittable.
 	if err := coordinator.ValidateManifest(m); err != nil {

@@ -22,6 +22,7 @@ import (
 	composerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/composer/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/model"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/signing"
@@ -295,7 +296,12 @@ func TestModelSeesOnlyRedactedInput(t *testing.T) {
 
 func TestRedaction(t *testing.T) {
 	t.Parallel()
-	s, _ := newTestService(t, Deps{})
+	keys := &signing.Keyring{}
+	_, err := keys.Add(testSigner(t).PublicKeyPEM())
+	require.NoError(t, err)
+	s, _ := newTestService(t, Deps{TrustedKeys: keys})
+	stranger, err := signing.GenerateEd25519()
+	require.NoError(t, err)
 	signals := map[string]any{
 		"owner":     "alice@example.com",
 		"email":     "bob@example.com",
@@ -310,10 +316,11 @@ func TestRedaction(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		consent *typesv1.Consent
-		keep    []string // substrings that must survive
-		gone    []string // substrings that must not
-		notes   []string // redaction notes that must be present
-		absent  []string // redaction notes that must be absent
+		signer  signing.Signer // signs consent; nil leaves it as it is
+		keep    []string       // substrings that must survive
+		gone    []string       // substrings that must not
+		notes   []string       // redaction notes that must be present
+		absent  []string       // redaction notes that must be absent
 	}{
 		{
 			name: "no consent: every PII kind and every secret",
@@ -326,6 +333,7 @@ func TestRedaction(t *testing.T) {
 		{
 			name:    "consent to email only",
 			consent: &typesv1.Consent{GrantedBy: "user-42", Scopes: []string{"email"}},
+			signer:  testSigner(t),
 			keep:    []string{"alice@example.com", "bob@example.com", "carol@example.com"},
 			gone:    []string{"7946", "555", "4111", "Lovelace", "hunter2", "sk-live", "eyJ"},
 			absent:  []string{"context: email", "signals.owner: email", "signals.email: email"},
@@ -334,10 +342,24 @@ func TestRedaction(t *testing.T) {
 		{
 			name:    "consent to everything still redacts secrets",
 			consent: &typesv1.Consent{GrantedBy: "policy:gdpr-7", Scopes: all, GrantedAt: timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))},
+			signer:  testSigner(t),
 			keep:    []string{"alice@example.com", "+44 20 7946 0958", "4111 1111 1111 1111", "GB82WEST12345698765432", "123-45-6789", "10.0.0.1", "Ada Lovelace"},
 			gone:    []string{"hunter2", "sk-live", "eyJ"},
 			notes:   []string{"context: secret_assignment", "context: jwt", "signals.api_key: secret", "signals.nested.password: secret"},
 			absent:  []string{"context: email", "signals.full_name: pii_field"},
+		},
+		{
+			name:    "unsigned consent is ignored",
+			consent: &typesv1.Consent{GrantedBy: "user-42", Scopes: all},
+			gone:    []string{"alice@", "bob@", "7946", "Lovelace"},
+			notes:   []string{"consent: unverified", "context: email", "signals.email: email", "signals.full_name: pii_field"},
+		},
+		{
+			name:    "consent signed by an untrusted key is ignored",
+			consent: &typesv1.Consent{GrantedBy: "user-42", Scopes: []string{"email"}},
+			signer:  stranger,
+			gone:    []string{"alice@", "bob@"},
+			notes:   []string{"consent: unverified", "context: email"},
 		},
 		{
 			name:    "consent without granted_by is ignored",
@@ -353,6 +375,9 @@ func TestRedaction(t *testing.T) {
 		},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.signer != nil {
+				require.NoError(t, consent.Sign(c.signer, c.consent))
+			}
 			resp, err := compose(t, s, &composerv1.ComposeRequest{Context: context, Signals: mustStruct(t, signals), Consent: c.consent})
 			require.NoError(t, err)
 			raw, err := protojson.Marshal(resp.GetManifest())
@@ -375,14 +400,15 @@ func TestRedaction(t *testing.T) {
 					require.NotContains(t, n, v, "notes never carry values")
 				}
 			}
-			if honoured(c.consent) {
-				require.True(t, proto.Equal(c.consent, resp.GetManifest().GetConsent()), "an honoured consent travels with the manifest")
+			pol, verr := consent.Verify(keys, c.consent)
+			if verr == nil {
+				require.True(t, proto.Equal(c.consent, resp.GetManifest().GetConsent()), "a verified consent travels with the manifest")
 			} else {
 				require.Nil(t, resp.GetManifest().GetConsent())
 			}
 			// What the coordinator checks (P1): under the consented kinds nothing is left
 			// to redact, so the manifest is submittable.
-			_, notes := redact.Value(manifestJSON(t, resp.GetManifest()), policyFor(c.consent))
+			_, notes := redact.Value(manifestJSON(t, resp.GetManifest()), pol)
 			require.Empty(t, notes)
 			require.NoError(t, coordinator.ValidateManifest(resp.GetManifest()))
 		})

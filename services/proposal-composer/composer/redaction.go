@@ -1,100 +1,14 @@
 package composer
 
 import (
-	"encoding/base64"
 	"fmt"
-	"maps"
 	"math"
-	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
-	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/redact"
 )
-
-// ConsentScopes maps each consent scope the composer understands to the redact kind it
-// keeps. Scopes are the redact kind names, compared case-insensitively, exactly as the
-// coordinator reads them when it verifies the consent. Secrets have no scope: they are
-// always redacted.
-var ConsentScopes = map[string]redact.Kind{
-	"email":       redact.KindEmail,
-	"phone":       redact.KindPhone,
-	"card":        redact.KindCard,
-	"iban":        redact.KindIBAN,
-	"national_id": redact.KindNationalID,
-	"ipv4":        redact.KindIPv4,
-	"ipv6":        redact.KindIPv6,
-	// Named personal-data fields (name, address, date of birth, ...) in structured input.
-	"pii_field": redact.KindPIIField,
-}
-
-// scopeNames lists ConsentScopes' keys, sorted, for error messages.
-var scopeNames = slices.Sorted(maps.Keys(ConsentScopes))
-
-// honoured reports whether a consent record counts: it must name who granted it and
-// at least one scope. Anything less is ignored (everything is redacted).
-//
-// The composer does not verify consent.signature: it copies an honoured consent into
-// the manifest, and the decision coordinator verifies the signed consent before it
-// accepts personal data (P1). A consent the coordinator cannot verify makes it refuse
-// the proposal, so an unsigned consent keeps PII out of storage all the same.
-func honoured(c *typesv1.Consent) bool {
-	return c != nil && c.GetGrantedBy() != "" && len(c.GetScopes()) > 0
-}
-
-// policyFor returns the redaction policy of an honoured consent (the zero Policy,
-// which allows nothing, otherwise).
-func policyFor(c *typesv1.Consent) redact.Policy {
-	if !honoured(c) {
-		return redact.Policy{}
-	}
-	allow := map[redact.Kind]bool{}
-	for _, s := range c.GetScopes() {
-		if k, ok := ConsentScopes[strings.ToLower(s)]; ok {
-			allow[k] = true
-		}
-	}
-	return redact.Policy{Allow: allow}
-}
-
-// checkConsent validates a consent record that is present.
-func checkConsent(c *typesv1.Consent) error {
-	if c == nil {
-		return nil
-	}
-	if g := c.GetGrantedBy(); g != "" {
-		if len(g) > 256 || !printable(g) {
-			return fmt.Errorf("consent.granted_by: want 1-256 printable characters")
-		}
-		if fs := redact.Find(g); len(fs) > 0 {
-			return fmt.Errorf("consent.granted_by: must be a user or policy id, not personal data or a secret (found %s)", fs[0].Kind)
-		}
-	}
-	if len(c.GetScopes()) > len(ConsentScopes) {
-		return fmt.Errorf("consent.scopes: at most %d", len(ConsentScopes))
-	}
-	for i, s := range c.GetScopes() {
-		if _, ok := ConsentScopes[strings.ToLower(s)]; !ok {
-			return fmt.Errorf("consent.scopes[%d] %q: unknown scope; valid: %s (secrets are always redacted)", i, safe(s), strings.Join(scopeNames, ", "))
-		}
-	}
-	if sig := c.GetSignature(); sig != "" {
-		if len(sig) > 4096 {
-			return fmt.Errorf("consent.signature: at most 4096 characters")
-		}
-		if _, err := base64.StdEncoding.DecodeString(sig); err != nil {
-			return fmt.Errorf("consent.signature: want standard base64")
-		}
-	}
-	if ts := c.GetGrantedAt(); ts != nil {
-		if err := ts.CheckValid(); err != nil {
-			return fmt.Errorf("consent.granted_at: %v", err)
-		}
-	}
-	return nil
-}
 
 // redactor redacts request parts under one policy and collects the notes.
 type redactor struct {
@@ -236,6 +150,3 @@ func checkJSONLike(v any) error {
 	}
 	return walk(v, 0)
 }
-
-// safe makes request text fit for an error message: redacted, then clipped.
-func safe(s string) string { return clip(redact.String(s)) }

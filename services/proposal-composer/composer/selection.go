@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/decision-fabric/fabric/internal/model"
+	"github.com/decision-fabric/fabric/internal/redact"
 )
 
 // How a template was chosen (ComposeResponse.selected_by).
@@ -128,7 +129,7 @@ func (ts *Templates) Select(id, context string, suggestion *model.Suggestion, pa
 	if id != "" {
 		t, ok := ts.Get(id)
 		if !ok {
-			return Selection{}, status.Errorf(codes.InvalidArgument, "template_id %q: unknown template; valid: %s", safe(id), strings.Join(ts.IDs(), ", "))
+			return Selection{}, status.Errorf(codes.InvalidArgument, "template_id %q: unknown template; valid: %s", redact.Echo(id), strings.Join(ts.IDs(), ", "))
 		}
 		return Selection{Template: t, By: SelectedByTemplateID}, nil
 	}
@@ -168,7 +169,7 @@ func (ts *Templates) Select(id, context string, suggestion *model.Suggestion, pa
 	}
 	return Selection{}, status.Errorf(codes.InvalidArgument,
 		"no template matches the context: none of its words is a template keyword (%s) and the model suggested the action %q, which no template produces; rephrase, or name a template_id (valid: %s)",
-		ts.keywordSummary(), safe(suggestion.Action), strings.Join(ts.IDs(), ", "))
+		ts.keywordSummary(), redact.Echo(suggestion.Action), strings.Join(ts.IDs(), ", "))
 }
 
 // keywordSummary lists each template's keywords, for error messages.

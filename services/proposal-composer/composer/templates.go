@@ -222,7 +222,7 @@ func (f *templatesFile) validate() (*Templates, error) {
 
 func (tf *templateFile) validate() (*Template, error) {
 	if !reTemplateID.MatchString(tf.ID) {
-		return nil, fmt.Errorf("id %q: want 1-64 of [a-z0-9-], starting with a letter or digit", clip(tf.ID))
+		return nil, fmt.Errorf("id %q: want 1-64 of [a-z0-9-], starting with a letter or digit", redact.Truncate(tf.ID, redact.EchoRunes))
 	}
 	if strings.TrimSpace(tf.Description) == "" {
 		return nil, errors.New("description is required")
@@ -231,12 +231,12 @@ func (tf *templateFile) validate() (*Template, error) {
 		return nil, fmt.Errorf("description: at most %d bytes", maxDescription)
 	}
 	if !reAction.MatchString(tf.Action) {
-		return nil, fmt.Errorf("action %q: want 1-64 lower-case letters, digits, '_' or '-'", clip(tf.Action))
+		return nil, fmt.Errorf("action %q: want 1-64 lower-case letters, digits, '_' or '-'", redact.Truncate(tf.Action, redact.EchoRunes))
 	}
 	switch tf.Impact {
 	case "low", "medium", "high":
 	default:
-		return nil, fmt.Errorf("impact %q: want low, medium or high", clip(tf.Impact))
+		return nil, fmt.Errorf("impact %q: want low, medium or high", redact.Truncate(tf.Impact, redact.EchoRunes))
 	}
 	t := &Template{
 		ID: tf.ID, Description: strings.TrimSpace(tf.Description), Action: tf.Action, Impact: tf.Impact,
@@ -248,14 +248,14 @@ func (tf *templateFile) validate() (*Template, error) {
 	for i, k := range tf.Keywords {
 		norm := strings.Join(strings.Fields(strings.ToLower(k)), " ")
 		if !reKeyword.MatchString(norm) {
-			return nil, fmt.Errorf("keywords[%d] %q: want words of lower-case letters and digits separated by spaces", i, clip(k))
+			return nil, fmt.Errorf("keywords[%d] %q: want words of lower-case letters and digits separated by spaces", i, redact.Truncate(k, redact.EchoRunes))
 		}
 		words := strings.Split(norm, " ")
 		if len(words) > maxKeywordWords {
-			return nil, fmt.Errorf("keywords[%d] %q: at most %d words", i, clip(k), maxKeywordWords)
+			return nil, fmt.Errorf("keywords[%d] %q: at most %d words", i, redact.Truncate(k, redact.EchoRunes), maxKeywordWords)
 		}
 		if slices.Contains(t.Keywords, norm) {
-			return nil, fmt.Errorf("keywords[%d] %q: duplicate", i, clip(k))
+			return nil, fmt.Errorf("keywords[%d] %q: duplicate", i, redact.Truncate(k, redact.EchoRunes))
 		}
 		t.Keywords = append(t.Keywords, norm)
 		t.keywordWords = append(t.keywordWords, words)
@@ -301,7 +301,7 @@ func (tf *templateFile) validate() (*Template, error) {
 		for name, b := range o.in {
 			def, ok := params[name]
 			if !ok {
-				return nil, fmt.Errorf("%s.%s: no default in parameters (an override replaces a default)", o.name, clip(name))
+				return nil, fmt.Errorf("%s.%s: no default in parameters (an override replaces a default)", o.name, redact.Truncate(name, redact.EchoRunes))
 			}
 			if b.Min != nil && b.Max != nil && *b.Min > *b.Max {
 				return nil, fmt.Errorf("%s.%s: min %v is above max %v", o.name, name, *b.Min, *b.Max)
@@ -375,15 +375,6 @@ func checkRegions(regions []string) ([]string, error) {
 		seen[r] = true
 	}
 	return slices.Clone(regions), nil
-}
-
-// clip shortens s for an error message.
-func clip(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // Proto converts the template for GET /templates.

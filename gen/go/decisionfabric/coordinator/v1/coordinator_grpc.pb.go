@@ -40,10 +40,16 @@ type CoordinatorServiceClient interface {
 	// pre-state of its target, and returns its id and status.
 	//
 	// Errors: UNAUTHENTICATED (401) without a valid token; PERMISSION_DENIED (403) when
-	// tenant_id differs from the token's tenant claim or the role may not propose;
-	// INVALID_ARGUMENT (400) for a malformed manifest.
+	// tenant_id differs from the token's tenant claim or the role may not propose, for
+	// personal data without a verified consent, and for a consent that is unsigned or
+	// not signed by a trusted key; INVALID_ARGUMENT (400) for a malformed manifest or
+	// consent (naming the field), open JSON over its limits (nesting depth 32, 10 000
+	// values, 64 KiB strings; naming the limit) or personal data in the consent itself.
 	// Idempotency: a retry carrying the same `Idempotency-Key` header (gRPC metadata
-	// `idempotency-key`) returns the proposal created by the first call.
+	// `idempotency-key`) and the same request returns the proposal created by the first
+	// call; the same key with a different request is FAILED_PRECONDITION with a
+	// google.rpc.ErrorInfo of reason IDEMPOTENCY_KEY_REUSED, which REST answers 422
+	// (IETF httpapi idempotency-key draft).
 	SubmitProposal(ctx context.Context, in *SubmitProposalRequest, opts ...grpc.CallOption) (*SubmitProposalResponse, error)
 	// GetProposal returns a proposal with its status and vote results.
 	//
@@ -141,10 +147,16 @@ type CoordinatorServiceServer interface {
 	// pre-state of its target, and returns its id and status.
 	//
 	// Errors: UNAUTHENTICATED (401) without a valid token; PERMISSION_DENIED (403) when
-	// tenant_id differs from the token's tenant claim or the role may not propose;
-	// INVALID_ARGUMENT (400) for a malformed manifest.
+	// tenant_id differs from the token's tenant claim or the role may not propose, for
+	// personal data without a verified consent, and for a consent that is unsigned or
+	// not signed by a trusted key; INVALID_ARGUMENT (400) for a malformed manifest or
+	// consent (naming the field), open JSON over its limits (nesting depth 32, 10 000
+	// values, 64 KiB strings; naming the limit) or personal data in the consent itself.
 	// Idempotency: a retry carrying the same `Idempotency-Key` header (gRPC metadata
-	// `idempotency-key`) returns the proposal created by the first call.
+	// `idempotency-key`) and the same request returns the proposal created by the first
+	// call; the same key with a different request is FAILED_PRECONDITION with a
+	// google.rpc.ErrorInfo of reason IDEMPOTENCY_KEY_REUSED, which REST answers 422
+	// (IETF httpapi idempotency-key draft).
 	SubmitProposal(context.Context, *SubmitProposalRequest) (*SubmitProposalResponse, error)
 	// GetProposal returns a proposal with its status and vote results.
 	//
