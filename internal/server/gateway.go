@@ -37,6 +37,10 @@ func HTTPStatus(c codes.Code) int {
 }
 
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	// 429 and 503 from admission control say when to come back.
+	if secs, ok := retryAfter(ctx, err); ok {
+		w.Header().Set("Retry-After", secs)
+	}
 	if status.Code(err) == codes.FailedPrecondition {
 		w = &statusOverride{ResponseWriter: w, code: HTTPStatus(codes.FailedPrecondition)}
 	}
