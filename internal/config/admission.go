@@ -51,9 +51,9 @@ type TenantQuota struct {
 // the embedded store (docs/operations.md, "Admission control").
 func DefaultAdmission() Admission {
 	return Admission{
-		MaxInFlight:        32,
-		MaxQueue:           64,
-		MaxWait:            Duration(500 * time.Millisecond),
+		MaxInFlight:        16,
+		MaxQueue:           32,
+		MaxWait:            Duration(250 * time.Millisecond),
 		RetryAfter:         Duration(time.Second),
 		DegradedFor:        Duration(10 * time.Second),
 		MaxStreams:         1000,
