@@ -31,7 +31,9 @@ func (h hookedStore) InTx(ctx context.Context, fn func(tx store.Store) error) er
 	return h.Store.InTx(ctx, func(tx store.Store) error { return fn(hookedStore{Store: tx, during: h.during}) })
 }
 
-func (h hookedStore) Snapshots() store.SnapshotStore { return hookedSnapshots{h.Store.Snapshots(), h.during} }
+func (h hookedStore) Snapshots() store.SnapshotStore {
+	return hookedSnapshots{h.Store.Snapshots(), h.during}
+}
 
 type hookedSnapshots struct {
 	store.SnapshotStore
