@@ -13,14 +13,12 @@ package load
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,8 +29,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/store/pgtest"
+	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // Floors of the full run (issue #9, "Admission control").
 const (
@@ -196,32 +197,24 @@ func (g *generator) openLoop(rate float64, d time.Duration) *tally {
 	return tl
 }
 
-// storedProposals counts the proposals in the fabric's SQLite file.
-func storedProposals(t *testing.T, dataDir string) int {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, store.SQLiteFileName)+"?mode=ro&_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	defer db.Close()
-	var n int
-	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM proposals").Scan(&n))
-	return n
-}
-
-// TestOverload is the load test: see the package comment.
+// TestOverload is the load test: see the package comment. The short version runs on
+// both stores.
 func TestOverload(t *testing.T) {
-	full := os.Getenv("FABRIC_LOAD") == "1"
-	if testing.Short() && !full {
+	if os.Getenv("FABRIC_LOAD") == "1" {
+		overload(t, child(t), 10*time.Second, 30*time.Second, true)
+		return
+	}
+	if testing.Short() {
 		t.Skip("load test: skipped with -short")
 	}
-	measure, overload := 2*time.Second, 3*time.Second
-	if full {
-		measure, overload = 10*time.Second, 30*time.Second
+	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
+		t.Run(string(st), func(t *testing.T) { overload(t, inProcess(t, st), 2*time.Second, 3*time.Second, false) })
 	}
-	tg := inProcess
-	if full {
-		tg = child
-	}
-	fab := tg(t)
+}
+
+// overload measures the maximum sustainable rate for measure, offers 4x that for d,
+// and checks the outcome; full also asserts the speed and memory floors.
+func overload(t *testing.T, fab *target, measure, d time.Duration, full bool) {
 	adm := fab.admission
 	g := newGenerator(fab)
 	t.Logf("fabric: %s; peak RSS after start %d MB", fab.where, fab.peakRSS()>>20)
@@ -239,8 +232,8 @@ func TestOverload(t *testing.T) {
 
 	// 2. Four times that, offered whatever the answers.
 	offered := overloadFactor * maxRate
-	over := g.openLoop(offered, overload)
-	goodput := float64(len(over.ok)) / overload.Seconds()
+	over := g.openLoop(offered, d)
+	goodput := float64(len(over.ok)) / d.Seconds()
 	p99 := over.p(0.99)
 	rss := fab.peakRSS()
 
@@ -248,13 +241,13 @@ func TestOverload(t *testing.T) {
 	//    abandoned left no proposal behind. The fabric first finishes what it took.
 	acked := len(base.ok) + len(over.ok)
 	var stored int
-	require.Eventually(t, func() bool { stored = storedProposals(t, fab.dataDir); return stored >= acked }, settle, 50*time.Millisecond)
-	stored = storedProposals(t, fab.dataDir)
+	require.Eventually(t, func() bool { stored = fab.stored(); return stored >= acked }, settle, 50*time.Millisecond)
+	stored = fab.stored()
 
 	t.Logf("admission: max_in_flight=%d max_queue=%d max_wait=%s", adm.MaxInFlight, adm.MaxQueue, time.Duration(adm.MaxWait))
 	t.Logf("%-34s %10s   %s", "figure", "measured", "floor")
 	t.Logf("%-34s %8.0f/s   (closed loop, %d clients, %s; p99 %s)", "max sustainable rate", maxRate, clients, measure, base.p(0.99).Round(time.Millisecond))
-	t.Logf("%-34s %8.0f/s   for %s (%d requests)", "offered (4x)", offered, overload, over.total())
+	t.Logf("%-34s %8.0f/s   for %s (%d requests)", "offered (4x)", offered, d, over.total())
 	t.Logf("%-34s %8.0f/s   >= %.0f/s (80%% of max)", "goodput (2xx)", goodput, goodputFloor*maxRate)
 	t.Logf("%-34s %10s   < %s", "p99 of admitted requests", p99.Round(time.Millisecond), p99Ceiling)
 	t.Logf("%-34s %10s", "p50 of admitted requests", over.p(0.50).Round(time.Millisecond))

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"database/sql"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, to count proposals
 	"github.com/stretchr/testify/require"
 
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
@@ -29,14 +32,21 @@ type target struct {
 	token       func(tenant string) string
 	// peakRSS is the fabric's peak resident set in bytes, 0 when unknown.
 	peakRSS func() int64
-	where   string
+	// stored counts the proposals in the fabric's store.
+	stored func() int
+	where  string
 }
 
-// inProcess starts the fabric inside the test process (fast; its RSS includes the
-// generator's).
-func inProcess(t *testing.T) *target {
-	f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: fabrictest.SQLite})
+// inProcess starts the fabric inside the test process on st (fast; its RSS includes
+// the generator's).
+func inProcess(t *testing.T, st fabrictest.Store) *target {
+	f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: st})
+	stored := func() int { return count(t, "sqlite", sqliteDSN(f.Cfg.DataDir)) }
+	if st == fabrictest.Postgres {
+		stored = func() int { return count(t, "pgx", f.Cfg.Integrations.PostgresDSN.Reveal()) }
+	}
 	return &target{
+		stored:      stored,
 		coordinator: f.URL(fabric.Coordinator), dataDir: f.Cfg.DataDir, admission: f.Cfg.Admission,
 		token:   func(tenant string) string { return f.Token(t, tenant, auth.RoleProposer) },
 		peakRSS: func() int64 { return vmHWM(t, "self") },
@@ -97,8 +107,25 @@ func child(t *testing.T) *target {
 			return tok
 		},
 		peakRSS: func() int64 { return vmHWM(t, pid) },
+		stored:  func() int { return count(t, "sqlite", sqliteDSN(dataDir)) },
 		where:   "a child process, as `make run`",
 	}
+}
+
+// sqliteDSN opens the fabric's SQLite file read-only.
+func sqliteDSN(dataDir string) string {
+	return "file:" + filepath.Join(dataDir, store.SQLiteFileName) + "?mode=ro&_pragma=busy_timeout(5000)"
+}
+
+// count counts the proposals in a store (all tenants), through its SQL driver.
+func count(t *testing.T, driver, dsn string) int {
+	t.Helper()
+	db, err := sql.Open(driver, dsn)
+	require.NoError(t, err)
+	defer db.Close()
+	var n int
+	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM proposals").Scan(&n))
+	return n
 }
 
 func freePort(t *testing.T) int {
