@@ -14,7 +14,9 @@
 //     quotas, and never queue behind tenants' requests. A service's calls to another
 //     service are counted by the callee's Controller, not the caller's, so a nested
 //     call is never refused because its caller holds the slots.
-//   - streams: long-lived server streams (watches) have their own cap and no queue.
+//   - streams: long-lived server streams (watches) and long polls (a request with
+//     wait_ms set) have their own cap and no queue: they mostly wait, and would
+//     otherwise hold request slots idle.
 //
 // Every refusal carries how long to wait: a google.rpc.RetryInfo detail and a
 // "retry-after" header (seconds), which the REST gateway turns into Retry-After.
@@ -149,9 +151,9 @@ func (c *Controller) Admit(ctx context.Context, p *auth.Principal) (release func
 	return func() { slot(); doneTenant() }, nil
 }
 
-// AdmitStream decides on a server stream by principal p: the tenant's rate applies
-// (not its in-flight cap: a watch lasts long), and the service's stream cap, without
-// a queue.
+// AdmitStream decides on a server stream or a long poll by principal p: the tenant's
+// rate applies (not its in-flight cap: a watch lasts long), and the service's stream
+// cap, without a queue.
 func (c *Controller) AdmitStream(ctx context.Context, p *auth.Principal) (release func(), err error) {
 	if p == nil {
 		return func() {}, nil

@@ -8,9 +8,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 )
@@ -180,4 +182,27 @@ func TestPublicMethodsAreAlwaysAdmitted(t *testing.T) {
 	defer r()
 	_, err = c.Admit(context.Background(), nil)
 	require.NoError(t, err, "health checks (no principal) answer under overload")
+}
+
+// A long poll (wait_ms set) does not take a request slot: clients following their
+// proposals cannot starve submissions.
+func TestLongPollsDoNotHoldRequestSlots(t *testing.T) {
+	t.Parallel()
+	c, _ := newController(t, func(a *config.Admission) { a.MaxInFlight, a.MaxQueue, a.MaxStreams = 1, 0, 2 })
+	ctx := auth.WithPrincipal(context.Background(), tenant("a"))
+	held := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.UnaryServerInterceptor()(ctx, &coordinatorv1.GetProposalRequest{Id: "p", WaitMs: 5000}, &grpc.UnaryServerInfo{},
+			func(context.Context, any) (any, error) { <-held; return nil, nil })
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return c.streams.Running() == 1 }, 10*time.Second, time.Millisecond)
+	ran := false
+	_, err := c.UnaryServerInterceptor()(ctx, &coordinatorv1.SubmitProposalRequest{}, &grpc.UnaryServerInfo{},
+		func(context.Context, any) (any, error) { ran = true; return nil, nil })
+	require.NoError(t, err)
+	require.True(t, ran, "the slot was free while the long poll waited")
+	close(held)
+	require.NoError(t, <-done)
 }

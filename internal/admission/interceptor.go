@@ -13,7 +13,11 @@ import (
 // principal (and so the tenant) in the context.
 func (c *Controller) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		release, err := c.Admit(ctx, auth.FromContext(ctx))
+		admit := c.Admit
+		if longPoll(req) {
+			admit = c.AdmitStream // it mostly waits: a request slot would idle for its length
+		}
+		release, err := admit(ctx, auth.FromContext(ctx))
 		if err != nil {
 			if md := retryAfterMD(err); md != nil {
 				_ = grpc.SetHeader(ctx, md)
@@ -39,4 +43,12 @@ func (c *Controller) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		defer release()
 		return h(srv, ss)
 	}
+}
+
+// longPoll reports whether req asks to wait for a change (a wait_ms field set, as in
+// GetProposal): such a call is counted like a stream, not against the request slots,
+// which a few clients waiting up to 30 s each would otherwise hold idle.
+func longPoll(req any) bool {
+	w, ok := req.(interface{ GetWaitMs() uint32 })
+	return ok && w.GetWaitMs() > 0
 }

@@ -23,8 +23,9 @@ type Admission struct {
 	RetryAfter Duration `yaml:"retry_after"`
 	// DegradedFor is how long GET /health says "degraded" after the last 503.
 	DegradedFor Duration `yaml:"degraded_for"`
-	// MaxStreams bounds the server streams (watches) one service holds open; they do
-	// not take request slots, as they last long.
+	// MaxStreams bounds the server streams (watches) and long polls (GetProposal with
+	// wait_ms) one service holds open; they do not take request slots, as they mostly
+	// wait.
 	MaxStreams int `yaml:"max_streams"`
 	// Tenant is each tenant's quota, per service.
 	Tenant TenantQuota `yaml:"tenant"`
