@@ -52,13 +52,13 @@ type TenantQuota struct {
 // the embedded store (docs/operations.md, "Admission control").
 func DefaultAdmission() Admission {
 	return Admission{
-		MaxInFlight:        16,
+		MaxInFlight:        32,
 		MaxQueue:           32,
-		MaxWait:            Duration(250 * time.Millisecond),
+		MaxWait:            Duration(300 * time.Millisecond),
 		RetryAfter:         Duration(time.Second),
 		DegradedFor:        Duration(10 * time.Second),
 		MaxStreams:         1000,
-		Tenant:             TenantQuota{MaxInFlight: 64},
+		Tenant:             TenantQuota{MaxInFlight: 48},
 		ServiceMaxInFlight: 64,
 	}
 }

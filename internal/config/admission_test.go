@@ -1,6 +1,7 @@
 package config
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,5 +37,18 @@ func TestAdmissionValidationNamesTheKey(t *testing.T) {
 		c := Default()
 		edit(&c.Admission)
 		require.ErrorContains(t, c.Validate(), key, key)
+	}
+}
+
+// The example configurations show the admission defaults, as they say.
+func TestAdmissionExamplesShowTheDefaults(t *testing.T) {
+	t.Parallel()
+	examples, err := filepath.Glob("../../services/*/config.example.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, examples)
+	for _, path := range examples {
+		c, err := Load(path, nil)
+		require.NoError(t, err, path)
+		require.Equal(t, DefaultAdmission(), c.Admission, path)
 	}
 }
