@@ -193,3 +193,9 @@ func TestQueueTimeoutAnswers503ThroughTheGateway(t *testing.T) {
 	close(h.scorer.release)
 	require.Equal(t, http.StatusOK, (<-first).StatusCode)
 }
+
+func TestHTTPStatusOfRefusals(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, http.StatusTooManyRequests, HTTPStatus(codes.ResourceExhausted))
+	require.Equal(t, http.StatusServiceUnavailable, HTTPStatus(codes.Unavailable))
+}
