@@ -41,6 +41,10 @@ test-race: ## the tests under the race detector
 bench: ## benchmarks, each printed beside its floor from the same run
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
+.PHONY: load
+load: ## load test: max sustainable POST /proposals rate, then 4x for 30 s; figures beside floors (docs/operations.md)
+	FABRIC_LOAD=1 $(GO) test -count=1 -v -run '^TestOverload$$' -timeout 10m ./tests/load/
+
 .PHONY: bench-smoke
 bench-smoke: ## every benchmark once, so one that breaks fails CI (figures mean nothing here)
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...

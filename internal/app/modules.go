@@ -331,6 +331,7 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 			MaxRequestBytes: cfg.MaxRequestBytes,
 			ShutdownTimeout: time.Duration(cfg.ShutdownTimeout),
 			Health:          a.health,
+			Admission:       cfg.Admission,
 		})
 		if err != nil {
 			if def.Close != nil {

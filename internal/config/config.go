@@ -190,6 +190,9 @@ type Config struct {
 	Integrations Integrations `yaml:"integrations"`
 	// Telemetry configures logs and traces.
 	Telemetry Telemetry `yaml:"telemetry"`
+	// Admission bounds each service's concurrent and queued work and each tenant's
+	// share of it.
+	Admission Admission `yaml:"admission"`
 }
 
 // Default returns the built-in defaults: all seven services on their spec ports, an
@@ -207,6 +210,7 @@ func Default() Config {
 		Auth:              Auth{Issuer: "decision-fabric", Audience: "decision-fabric"},
 		Integrations:      Integrations{QuantumProvider: ""},
 		Telemetry:         Telemetry{LogLevel: "info", LogFormat: "json"},
+		Admission:         DefaultAdmission(),
 	}
 	for _, s := range fabric.Services {
 		c.Services[s.Name] = Listen{
@@ -389,7 +393,7 @@ func (c Config) Validate() error {
 	if c.Auth.Issuer == "" || c.Auth.Audience == "" {
 		return errors.New("auth.issuer and auth.audience: must not be empty")
 	}
-	return nil
+	return c.Admission.Validate()
 }
 
 // runs reports whether the target includes the service.

@@ -44,6 +44,10 @@ func HTTPStatus(c codes.Code) int {
 
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	err = clipStatus(err) // the gateway's own errors (JSON decoding) quote the body
+	// 429 and 503 from admission control say when to come back.
+	if secs, ok := retryAfter(ctx, err); ok {
+		w.Header().Set("Retry-After", secs)
+	}
 	if code := httpStatusOf(err); code != runtime.HTTPStatusFromCode(status.Code(err)) {
 		w = &statusOverride{ResponseWriter: w, code: code}
 	}

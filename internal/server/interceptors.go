@@ -13,12 +13,13 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/decision-fabric/fabric/internal/admission"
 	"github.com/decision-fabric/fabric/internal/auth"
 )
 
 // chain builds the unary and stream interceptor chains, outermost first. The order is
 // the contract; each line says why its interceptor sits where it does.
-func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Verifier, policy auth.Policy, validators Validators) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Verifier, policy auth.Policy, adm *admission.Controller, validators Validators) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		// The panic value and stack go to the log (redacted); the caller sees a generic error.
 		log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
@@ -37,10 +38,14 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 		logging.UnaryServerInterceptor(slogAdapter(log), logOpts...),
 		// 5. Auth (JWT tenancy, P5) before any handler code or validation reads the request.
 		auth.UnaryServerInterceptor(verifier, policy),
-		// 6. Limits on open JSON (depth, values, string size) before any validator or
+		// 6. Admission right after auth, which names the tenant its quota is counted
+		//    against, and before any work: beyond the service's capacity or the tenant's
+		//    quota a call is refused here (503/429) at the cost of a map lookup.
+		adm.UnaryServerInterceptor(),
+		// 7. Limits on open JSON (depth, values, string size) before any validator or
 		//    handler walks it, for every method: the same for gRPC and REST.
 		jsonLimitsUnary(),
-		// 7. Validation innermost: only authenticated requests are parsed further.
+		// 8. Validation innermost: only authenticated, admitted requests are parsed further.
 		validators.unary(),
 	}
 	stream := []grpc.StreamServerInterceptor{
@@ -49,6 +54,7 @@ func chain(log *slog.Logger, metrics *grpcprom.ServerMetrics, verifier *auth.Ver
 		metrics.StreamServerInterceptor(),
 		logging.StreamServerInterceptor(slogAdapter(log), logOpts...),
 		auth.StreamServerInterceptor(verifier, policy),
+		adm.StreamServerInterceptor(),
 		jsonLimitsStream(),
 		validators.stream(),
 	}

@@ -34,6 +34,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/decision-fabric/fabric/internal/admission"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
@@ -69,6 +70,9 @@ type HealthReport struct {
 	PrecheckDecision string            `json:"precheck_decision"`
 	Store            string            `json:"store"`
 	Checks           map[string]string `json:"checks,omitempty"`
+	// Reasons say why the status is "degraded" by load (the service is refusing
+	// requests for overload): it still serves, so the answer stays 200.
+	Reasons []string `json:"reasons,omitempty"`
 }
 
 // HealthFunc fills the process-wide parts of a health report.
@@ -82,6 +86,9 @@ type Options struct {
 	MaxRequestBytes int64
 	ShutdownTimeout time.Duration
 	Health          HealthFunc
+	// Admission bounds the service's concurrent and queued requests and each tenant's
+	// share; the zero value means config.DefaultAdmission().
+	Admission config.Admission
 	// Registry receives the service's metrics; a fresh one is created when nil.
 	Registry *prometheus.Registry
 }
@@ -97,6 +104,7 @@ type Server struct {
 	httpLis  net.Listener
 	conn     *grpc.ClientConn
 	health   *health.Server
+	adm      *admission.Controller
 	stopOnce sync.Once
 }
 
@@ -115,7 +123,14 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 	if err := opts.Registry.Register(metrics); err != nil {
 		return nil, fmt.Errorf("server: register metrics: %w", err)
 	}
-	unary, stream := chain(s.log, metrics, opts.Verifier, svc.Policy, svc.Validators)
+	if opts.Admission == (config.Admission{}) {
+		opts.Admission = config.DefaultAdmission()
+	}
+	var err error
+	if s.adm, err = admission.New(opts.Admission, opts.Registry); err != nil {
+		return nil, fmt.Errorf("server: %s: %w", svc.Name, err)
+	}
+	unary, stream := chain(s.log, metrics, opts.Verifier, svc.Policy, s.adm, svc.Validators)
 	s.grpc = grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		grpc.ChainUnaryInterceptor(unary...),
@@ -131,7 +146,6 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 
-	var err error
 	if s.grpcLis, err = net.Listen("tcp", opts.Listen.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("server: %s: listen grpc %s: %w", svc.Name, opts.Listen.GRPCAddr, err)
 	}
@@ -165,7 +179,7 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 	if svc.HTTP != nil {
 		svc.HTTP(mux)
 	}
-	mux.Handle("/", limitBody(gw, opts.MaxRequestBytes))
+	mux.Handle("/", shedWhenFull(limitBody(gw, opts.MaxRequestBytes), s.adm))
 	s.http = &http.Server{
 		Handler:           otelhttp.NewHandler(mux, svc.Name, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path })),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -252,9 +266,15 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 			rep.Checks[k] = v
 		}
 	}
+	// Overload degrades without failing the check: the service answers (fast) and a
+	// load balancer that took it out would only move the load to its peers.
 	code := http.StatusOK
 	if rep.Status != "ok" {
 		code = http.StatusServiceUnavailable
+	}
+	if reasons := s.adm.Health(); len(reasons) > 0 {
+		rep.Status = "degraded"
+		rep.Reasons = append(rep.Reasons, reasons...)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

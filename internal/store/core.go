@@ -129,6 +129,9 @@ func (s *sqlStore) InTx(ctx context.Context, fn func(tx Store) error) (err error
 	if err := fn(&sqlStore{drv: s.drv, r: t, w: t, tx: t, sp: new(int)}); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err // the caller went away: roll back rather than commit for nobody
+	}
 	done = true
 	return s.wrap("commit", t.commit(ctx))
 }

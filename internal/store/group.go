@@ -184,7 +184,7 @@ func (groupTx) commit(context.Context) error   { return errGroupManaged }
 func (groupTx) rollback(context.Context) error { return errGroupManaged }
 
 // runUnit runs one write inside its own savepoint of the group's transaction; a
-// failure or panic undoes only that write.
+// failure, a panic or the end of the write's context undoes only that write.
 func runUnit(t groupTx, u *groupUnit) (err error, panicked any) {
 	if _, err := t.exec(u.ctx, "SAVEPOINT fabric_group"); err != nil {
 		return fmt.Errorf("store: savepoint: %w", err), nil
@@ -207,5 +207,11 @@ func runUnit(t groupTx, u *groupUnit) (err error, panicked any) {
 	}()
 	err = u.fn(t)
 	returned = true
+	if err == nil {
+		// The caller's context ended while its write ran (its client went away): the
+		// write is undone rather than committed for a caller that will never hear of
+		// it. Its statements ran without cancellation, so only this check sees it.
+		err = u.ctx.Err()
+	}
 	return err, nil
 }

@@ -97,7 +97,10 @@ type Store interface {
 	// It commits when fn returns nil and rolls back when fn returns an error
 	// (returned unchanged, so errors.Is works on it) or panics (the panic is
 	// re-raised after the rollback). Calling InTx on a tx-bound Store nests
-	// with a SAVEPOINT: an inner error undoes only the inner work.
+	// with a SAVEPOINT: an inner error undoes only the inner work. When ctx ends
+	// before the commit (the request's client went away), nothing is committed
+	// and InTx returns ctx's error, even if fn succeeded; the same holds for a
+	// single write outside InTx.
 	//
 	// On SQLite fn runs on the store's committer goroutine (group commit), not the
 	// caller's: do not call t.FailNow or runtime.Goexit in it (the group is then

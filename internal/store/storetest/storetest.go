@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InTxRollback", testInTxRollback},
 		{"InTxPanic", testInTxPanic},
 		{"InTxNested", testInTxNested},
+		{"InTxContextEnded", testInTxContextEnded},
 	}, append(negotiationTests, auditLogTests...)...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

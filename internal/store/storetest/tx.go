@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
@@ -115,4 +116,27 @@ func testInTxNested(t *testing.T, s store.Store) {
 	require.Equal(t, "APPROVED", got.Status)
 	_, err = s.Proposals().Get(ctx(t), "t", inner.ID)
 	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// testInTxContextEnded: a transaction whose context ends while fn runs (the client
+// went away mid-request) commits nothing, even though fn's statements succeeded, and
+// InTx says why; so does a single write whose context ended before it ran.
+func testInTxContextEnded(t *testing.T, s store.Store) {
+	c, cancel := context.WithCancel(ctx(t))
+	p := NewProposal("t")
+	err := s.InTx(c, func(tx store.Store) error {
+		mustCreate(t, tx, p)
+		cancel() // the client gives up after the write, before the commit
+		return nil
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = s.Proposals().Get(ctx(t), "t", p.ID)
+	require.ErrorIs(t, err, store.ErrNotFound, "nothing of a cancelled request is committed")
+
+	gone := NewProposal("t")
+	_, _, err = s.Proposals().Create(c, gone)
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = s.Proposals().Get(ctx(t), "t", gone.ID)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	mustCreate(t, s, NewProposal("t")) // the store goes on taking writes
 }

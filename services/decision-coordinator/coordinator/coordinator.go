@@ -241,6 +241,11 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	var stored *store.Proposal
 	var created bool
 	var staged []*store.OutboxEntry
+	// A client that went away is not answered, so nothing is stored for it: checked
+	// here, and again by the store before it commits (InTx with the request's ctx).
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
 		var err error
 		stored, created, err = tx.Proposals().Create(ctx, planned)
