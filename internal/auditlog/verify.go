@@ -437,11 +437,11 @@ func (o *VerifyOptions) unsigned(size, covered uint64, tailStart time.Time, none
 	if none {
 		detail = "no signed checkpoint: " + detail
 	}
-	bound := fmt.Sprintf("at most %d entries", max(o.MaxUnsigned, 0))
+	bound := fmt.Sprintf("%d entries", max(o.MaxUnsigned, 0))
 	if o.MaxUnsignedAge > 0 {
-		bound += fmt.Sprintf(" appended within %s", o.MaxUnsignedAge)
+		bound += fmt.Sprintf(", none older than %s", o.MaxUnsignedAge)
 	}
-	detail += fmt.Sprintf(" (%d entries, the first appended %s before verification; %s may be unsigned)",
+	detail += fmt.Sprintf(" (%d entries, the first appended %s before verification; the unsigned tail allowed is %s)",
 		n, age.Round(time.Second), bound)
 	return &Problem{Index: int64(covered), Kind: ProblemUnsigned, Detail: detail}
 }
