@@ -120,8 +120,12 @@ type Log struct {
 
 	cpFile *checkpointFile // nil without Options.CheckpointFile
 
-	mu        sync.Mutex
-	tenants   map[string]*tenantLog
+	mu      sync.Mutex
+	tenants map[string]*tenantLog
+
+	// pubMu guards published. It is taken with a tenant's lock held (never
+	// the other way round), unlike mu, which Verify holds while taking them.
+	pubMu     sync.Mutex
 	published map[string]*Checkpoint // latest published checkpoint per tenant
 }
 
@@ -238,9 +242,9 @@ func (l *Log) openPublished() error {
 // the last checkpoint published for tl: at least as many, same root at its
 // size. tl.mu must be held.
 func (l *Log) consistentWithPublished(tl *tenantLog, size uint64) error {
-	l.mu.Lock()
+	l.pubMu.Lock()
 	p := l.published[tl.name]
-	l.mu.Unlock()
+	l.pubMu.Unlock()
 	if p == nil {
 		return nil
 	}
@@ -674,16 +678,16 @@ func (l *Log) publish(tenant string, c *Checkpoint) {
 		l.log.Error("audit checkpoint not published", "tenant_id", tenant, "size", c.Size, "error", err)
 		return
 	}
-	l.mu.Lock()
+	l.pubMu.Lock()
 	l.published[tenant] = c
-	l.mu.Unlock()
+	l.pubMu.Unlock()
 }
 
 // Published returns the latest checkpoint of a tenant's log this log
 // published to its checkpoint file (or read from it at start), nil when none.
 func (l *Log) Published(tenant string) *Checkpoint {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
 	return l.published[tenant]
 }
 

@@ -180,12 +180,14 @@ func (l *Log) Verify(ctx context.Context, tenant string) (*Report, error) {
 			tl.mu.Unlock()
 		}
 	}
+	l.mu.Unlock()
+	l.pubMu.Lock()
 	for name, c := range l.published {
 		if tenant == "" || name == tenant {
 			published = append(published, c)
 		}
 	}
-	l.mu.Unlock()
+	l.pubMu.Unlock()
 	rep, err := verifyStore(ctx, l.st, l.keys.Verifier(), VerifyOptions{Tenant: tenant, Published: published, Now: l.opts.Now}, known)
 	if err == nil && !rep.OK() {
 		l.metrics.tampered.Inc()
