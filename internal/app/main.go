@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/decision-fabric/fabric/internal/auditcmd"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
@@ -30,11 +31,13 @@ import (
 //	fabric decision export -url URL -id ID [-token T] [-out FILE]
 //	fabric decision verify -bundle FILE -cosign-key PUB -audit-key PUB -mldsa-key PUB -region-keys DIR
 //	fabric region-keys export [-config FILE] -out DIR
+//	fabric audit-verify [-data-dir DIR] [-trusted-checkpoint FILE] [-witness-key FILE] ...
+//	fabric witness init|serve ...
 //	fabric version
 //
 // defaultTarget is "all" for cmd/fabric and the service's name for services/<name>.
 // It returns the process exit code: 0, 1 on an error, 2 when `decision verify` finds
-// that a decision does not verify.
+// that a decision does not verify or `audit-verify` that an audit log does not.
 func Main(ctx context.Context, args []string, defaultTarget string, stdout, stderr io.Writer) int {
 	cmd := "serve"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -57,10 +60,16 @@ func Main(ctx context.Context, args []string, defaultTarget string, stdout, stde
 		err = decision(ctx, args, stdout, stderr)
 	case "region-keys":
 		err = regionKeysExport(args, stdout, stderr)
+	case "audit-verify":
+		if err = auditcmd.Verify(ctx, args, stdout, stderr); errors.Is(err, auditcmd.ErrTampered) {
+			err = fmt.Errorf("%w: %w", errNotVerified, err)
+		}
+	case "witness":
+		err = auditcmd.Witness(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, fabric.Version)
 	default:
-		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, policy, decision, region-keys, version)", cmd)
+		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, policy, decision, region-keys, audit-verify, witness, version)", cmd)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -221,9 +221,16 @@ var modules = map[string]module{
 	fabric.Auditor: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
 		// The checkpoint signing keys live beside the fabric's other keys: created on
 		// first use in simulation, provisioned (cmd/audit-keygen) in production.
+		keyDir := a.Cfg.DataDir + "/keys"
+		w, err := a.auditWitness(keyDir)
+		if err != nil {
+			return server.Service{}, err
+		}
 		svc, err := auditor.NewService(auditor.Deps{
-			Store: a.Store, KeyDir: a.Cfg.DataDir + "/keys", Simulation: a.Simulation,
+			Store: a.Store, KeyDir: keyDir, Simulation: a.Simulation,
 			Logger: a.Log, Registerer: reg,
+			// Checkpoints are published outside the database too (docs/operations.md).
+			CheckpointFile: a.Cfg.AuditCheckpointFile(), Witness: w,
 			// The export reads the coordinator's decision records from the shared store.
 			Decisions: coordinator.Decisions(a.Store),
 		})

@@ -53,6 +53,10 @@ var (
 	ErrCorrupt = errors.New("auditlog: the stored audit log does not verify")
 	// ErrNotFound: nothing is recorded (wraps store.ErrNotFound).
 	ErrNotFound = fmt.Errorf("auditlog: %w", store.ErrNotFound)
+	// ErrBehind: the store holds less than, or other than, a checkpoint this
+	// log published (its checkpoint file): entries were cut or rewritten in
+	// the database. The log refuses to start, and to sign, over it.
+	ErrBehind = errors.New("auditlog: the store is behind a published checkpoint")
 )
 
 // Defaults of Options.
@@ -84,6 +88,15 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// MaxBatch bounds the appends of one transaction; DefaultMaxBatch when <= 0.
 	MaxBatch int
+	// CheckpointFile, when set, is the append-only file every signed
+	// checkpoint is published to (fsync'd) besides the store; see
+	// ReadCheckpointFile. New refuses to start (ErrBehind) when the store is
+	// shorter than, or differs from, the last checkpoint of a tenant in it.
+	CheckpointFile string
+	// Witness, when set, cosigns each checkpoint before it is stored and
+	// published; a checkpoint it does not cosign (unreachable, or refused)
+	// is stored without the cosignature and the failure is logged.
+	Witness Cosigner
 	// Logger; discards when nil. It never receives payloads or summaries.
 	Logger *slog.Logger
 	// Registerer receives the log's metrics; a private registry when nil.
@@ -105,8 +118,24 @@ type Log struct {
 	stopped  chan struct{}
 	stopOnce sync.Once
 
+	cpFile *checkpointFile // nil without Options.CheckpointFile
+
 	mu      sync.Mutex
 	tenants map[string]*tenantLog
+
+	// pubMu guards published. It is taken with a tenant's lock held (never
+	// the other way round), unlike mu, which Verify holds while taking them.
+	pubMu     sync.Mutex
+	published map[string]*Checkpoint // latest published checkpoint per tenant
+}
+
+// Cosigner is a witness (see internal/witness): it cosigns a checkpoint only
+// when it is consistent with the last one of the same log it cosigned.
+type Cosigner interface {
+	// Cosign returns c's note with the witness's cosignature line added.
+	// proof returns the RFC 6962 consistency proof from the tree of the
+	// first from entries to c's, for the witness's last cosigned size.
+	Cosign(ctx context.Context, c *Checkpoint, proof func(from uint64) ([][]byte, error)) ([]byte, error)
 }
 
 // tenantLog is this process's view of one tenant's log: the Merkle tree of
@@ -165,10 +194,73 @@ func New(opts Options) (*Log, error) {
 	l := &Log{
 		opts: opts, st: opts.Store, keys: opts.Keys, log: opts.Logger.With("component", "auditlog"), metrics: m,
 		queue: make(chan []*request), stopping: make(chan struct{}), stopped: make(chan struct{}),
-		tenants: map[string]*tenantLog{},
+		tenants: map[string]*tenantLog{}, published: map[string]*Checkpoint{},
+	}
+	if opts.CheckpointFile != "" {
+		if err := l.openPublished(); err != nil {
+			return nil, err
+		}
 	}
 	go l.run()
 	return l, nil
+}
+
+// openPublished reads the checkpoint file and holds the store to the last
+// checkpoint of each tenant in it: a store that is shorter, or has another
+// root at that size, is ErrBehind. It then opens the file for appending.
+func (l *Log) openPublished() error {
+	cf, cps, err := openCheckpointFile(l.opts.CheckpointFile, l.keys.Verifier())
+	if err != nil {
+		return err
+	}
+	for _, c := range cps {
+		name, _ := TenantOf(c.Origin)
+		if p := l.published[name]; p == nil || c.Size >= p.Size {
+			l.published[name] = c
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	for name, p := range l.published {
+		tl := l.tenant(name)
+		tl.mu.Lock()
+		err := l.sync(ctx, l.st, tl)
+		if err == nil {
+			err = l.consistentWithPublished(tl, tl.tree.size)
+		}
+		tl.mu.Unlock()
+		if err != nil {
+			cf.close()
+			return fmt.Errorf("%w (checkpoint file %s, size %d)", err, l.opts.CheckpointFile, p.Size)
+		}
+	}
+	l.cpFile = cf
+	return nil
+}
+
+// consistentWithPublished checks that the first size entries tl holds extend
+// the last checkpoint published for tl: at least as many, same root at its
+// size. tl.mu must be held.
+func (l *Log) consistentWithPublished(tl *tenantLog, size uint64) error {
+	l.pubMu.Lock()
+	p := l.published[tl.name]
+	l.pubMu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if size < p.Size {
+		return fmt.Errorf("%w: tenant %q: checkpoint size %d > log size %d: entries %d..%d missing from the store; restore them (or the database) before the auditor signs again",
+			ErrBehind, tl.name, p.Size, size, size, p.Size-1)
+	}
+	root, err := tl.tree.root(p.Size)
+	if err != nil {
+		return err
+	}
+	if string(root) != string(p.Root) {
+		return fmt.Errorf("%w: tenant %q: the stored entries have another root at size %d than the published checkpoint: entries before %d were rewritten",
+			ErrBehind, tl.name, p.Size, p.Size)
+	}
+	return nil
 }
 
 // Verifier returns the public keys that verify this log's checkpoints.
@@ -179,6 +271,9 @@ func (l *Log) Verifier() *Verifier { return l.keys.Verifier() }
 func (l *Log) Close() error {
 	l.stopOnce.Do(func() { close(l.stopping) })
 	<-l.stopped
+	if l.cpFile != nil {
+		return l.cpFile.close()
+	}
 	return nil
 }
 
@@ -531,6 +626,10 @@ func (l *Log) checkpoint(ctx context.Context, tl *tenantLog) (*Checkpoint, error
 	if tl.cp != nil && tl.cp.Size >= size {
 		return tl.cp, nil
 	}
+	// Never sign over a store that lost or rewrote what was published.
+	if err := l.consistentWithPublished(tl, size); err != nil {
+		return nil, err
+	}
 	root, err := tl.tree.root(size)
 	if err != nil {
 		return nil, err
@@ -538,6 +637,15 @@ func (l *Log) checkpoint(ctx context.Context, tl *tenantLog) (*Checkpoint, error
 	c, err := l.keys.sign(Origin(tl.name), size, root, l.opts.Now())
 	if err != nil {
 		return nil, err
+	}
+	if l.opts.Witness != nil {
+		cosigned, err := l.opts.Witness.Cosign(ctx, c, func(from uint64) ([][]byte, error) { return tl.tree.consistency(from, size) })
+		if err != nil {
+			l.metrics.witnessFailures.Inc()
+			l.log.Error("audit checkpoint not cosigned by the witness", "tenant_id", tl.name, "size", size, "error", err)
+		} else {
+			c.Note = cosigned
+		}
 	}
 	_, err = l.st.AuditLog().PutCheckpoint(ctx, c.record(tl.name))
 	if errors.Is(err, store.ErrConflict) {
@@ -555,7 +663,32 @@ func (l *Log) checkpoint(ctx context.Context, tl *tenantLog) (*Checkpoint, error
 	}
 	tl.cp = c
 	l.metrics.checkpoints.Inc()
+	l.publish(tl.name, c)
 	return c, nil
+}
+
+// publish appends c to the checkpoint file, if any. A failure is logged and
+// counted: the checkpoint is stored, and the next one publishes the tree again.
+func (l *Log) publish(tenant string, c *Checkpoint) {
+	if l.cpFile == nil {
+		return
+	}
+	if err := l.cpFile.append(c); err != nil {
+		l.metrics.publishFailures.Inc()
+		l.log.Error("audit checkpoint not published", "tenant_id", tenant, "size", c.Size, "error", err)
+		return
+	}
+	l.pubMu.Lock()
+	l.published[tenant] = c
+	l.pubMu.Unlock()
+}
+
+// Published returns the latest checkpoint of a tenant's log this log
+// published to its checkpoint file (or read from it at start), nil when none.
+func (l *Log) Published(tenant string) *Checkpoint {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	return l.published[tenant]
 }
 
 // checkpointPending signs every loaded log with entries unsigned for at least

@@ -181,3 +181,30 @@ func (v *Verifier) open(tenant string, r *store.AuditCheckpoint) (*Checkpoint, e
 	}
 	return c, nil
 }
+
+// TenantOf is the inverse of Origin: the tenant whose log origin is, and
+// whether origin is a tenant log's origin in Origin's canonical form.
+func TenantOf(origin string) (string, bool) {
+	enc, ok := strings.CutPrefix(origin, KeyName+"/")
+	if !ok || enc == "" {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(enc); i++ {
+		if enc[i] != '%' {
+			b.WriteByte(enc[i])
+			continue
+		}
+		if i+2 >= len(enc) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(enc[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	tenant := b.String()
+	return tenant, Origin(tenant) == origin
+}

@@ -75,6 +75,7 @@ var (
 		"audit_entries_no_update":     `CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE on audit_entries refused'); END`,
 		"audit_entries_no_delete":     `CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE on audit_entries refused'); END`,
 		"audit_checkpoints_no_update": `CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit log is append-only: UPDATE on audit_checkpoints refused'); END`,
+		"audit_checkpoints_no_delete": `CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit log is append-only: DELETE on audit_checkpoints refused'); END`,
 	}
 	pgTriggers = map[string]string{
 		"audit_entries_append_only ON audit_entries":         `CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries FOR EACH ROW EXECUTE FUNCTION audit_refuse_change()`,

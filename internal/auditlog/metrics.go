@@ -20,6 +20,10 @@ type metrics struct {
 	conflicts prometheus.Counter
 	// checkpoints: checkpoints signed and stored.
 	checkpoints prometheus.Counter
+	// publishFailures: checkpoints stored but not appended to the checkpoint file.
+	publishFailures prometheus.Counter
+	// witnessFailures: checkpoints the witness did not cosign.
+	witnessFailures prometheus.Counter
 	// tampered: Verify runs that found a log not matching its hashes or checkpoints.
 	tampered prometheus.Counter
 }
@@ -48,12 +52,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fabric_audit_checkpoints_total",
 			Help: "Audit checkpoints signed (Ed25519 and ML-DSA-65) and stored.",
 		}),
+		publishFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fabric_audit_checkpoint_publish_failures_total",
+			Help: "Audit checkpoints stored but not appended to the checkpoint file.",
+		}),
+		witnessFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fabric_audit_checkpoint_witness_failures_total",
+			Help: "Audit checkpoints the witness did not cosign (unreachable or refused).",
+		}),
 		tampered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fabric_audit_verify_failures_total",
 			Help: "Audit log verifications that found a log not matching its hashes or signed checkpoints.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.appended, m.batch, m.commit, m.conflicts, m.checkpoints, m.tampered} {
+	for _, c := range []prometheus.Collector{m.appended, m.batch, m.commit, m.conflicts, m.checkpoints, m.publishFailures, m.witnessFailures, m.tampered} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("auditlog: register metrics: %w", err)
 		}

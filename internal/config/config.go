@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -132,6 +133,36 @@ type Executor struct {
 	SecretEnv string `yaml:"secret_env"`
 }
 
+// Audit configures where the decision auditor publishes its signed checkpoints
+// outside the database (docs/operations.md, "Audit checkpoints and witness").
+type Audit struct {
+	// CheckpointFile is the append-only file every signed checkpoint is appended to
+	// (fsync'd); empty is <data_dir>/audit/checkpoints, "-" turns it off. The auditor
+	// refuses to start when its store is behind the last checkpoint in it.
+	CheckpointFile string `yaml:"checkpoint_file"`
+	// WitnessURL is a witness (`fabric witness serve`) that cosigns each checkpoint
+	// when it is consistent with the last one it cosigned; empty: none.
+	WitnessURL string `yaml:"witness_url"`
+	// WitnessKeyFile is the witness's note verifier key (its witness.pub), required
+	// with witness_url: the auditor checks every cosignature it receives.
+	WitnessKeyFile string `yaml:"witness_key_file"`
+	// SimulatedWitness runs a witness in the auditor's process (simulation only), with
+	// its key and state in <data_dir>/witness; for trying the flow, not for
+	// protection (it shares the auditor's host).
+	SimulatedWitness bool `yaml:"simulated_witness"`
+}
+
+// AuditCheckpointFile is Audit.CheckpointFile resolved: "" when off.
+func (c Config) AuditCheckpointFile() string {
+	switch c.Audit.CheckpointFile {
+	case "-":
+		return ""
+	case "":
+		return filepath.Join(c.DataDir, "audit", "checkpoints")
+	}
+	return c.Audit.CheckpointFile
+}
+
 // Telemetry configures logs and traces.
 type Telemetry struct {
 	// LogLevel is debug, info, warn or error.
@@ -193,6 +224,8 @@ type Config struct {
 	// Admission bounds each service's concurrent and queued work and each tenant's
 	// share of it.
 	Admission Admission `yaml:"admission"`
+	// Audit configures checkpoint publication and the witness.
+	Audit Audit `yaml:"audit"`
 }
 
 // Default returns the built-in defaults: all seven services on their spec ports, an
@@ -392,6 +425,17 @@ func (c Config) Validate() error {
 	}
 	if c.Auth.Issuer == "" || c.Auth.Audience == "" {
 		return errors.New("auth.issuer and auth.audience: must not be empty")
+	}
+	if c.Audit.WitnessURL != "" {
+		if u, err := url.Parse(c.Audit.WitnessURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("audit.witness_url %q: want an http(s) URL", c.Audit.WitnessURL)
+		}
+		if c.Audit.WitnessKeyFile == "" {
+			return errors.New("audit.witness_key_file: required with audit.witness_url (the witness's witness.pub)")
+		}
+		if c.Audit.SimulatedWitness {
+			return errors.New("audit.simulated_witness: not with audit.witness_url")
+		}
 	}
 	return c.Admission.Validate()
 }

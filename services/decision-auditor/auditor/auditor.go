@@ -77,6 +77,12 @@ type Deps struct {
 	// auditlog.Options); the auditlog defaults when zero.
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
+	// CheckpointFile, when set, is the append-only file each signed checkpoint is
+	// published to (auditlog.Options.CheckpointFile): NewService fails when the
+	// store is behind the last checkpoint in it.
+	CheckpointFile string
+	// Witness, when set, cosigns each checkpoint (internal/witness.Client).
+	Witness auditlog.Cosigner
 	// Decisions reads a decision record of a tenant (the coordinator's, see
 	// coordinator.Decisions) for ExportDecision; an unknown proposal is
 	// store.ErrNotFound. Nil: ExportDecision answers UNIMPLEMENTED.
@@ -107,9 +113,10 @@ func NewService(deps Deps) (*Service, error) {
 	log, err := auditlog.New(auditlog.Options{
 		Store: deps.Store, Keys: keys, Logger: deps.Logger, Registerer: deps.Registerer, Now: deps.Now,
 		CheckpointEvery: deps.CheckpointEvery, CheckpointInterval: deps.CheckpointInterval,
+		CheckpointFile: deps.CheckpointFile, Witness: deps.Witness,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("auditor: %w", err)
 	}
 	return &Service{deps: deps, log: log, lg: deps.Logger.With("service", fabric.Auditor)}, nil
 }
@@ -161,6 +168,7 @@ func (s *Service) Definition() server.Service {
 		// changes or removes an entry), by the fabric's services alone.
 		Policy: auth.Policy{
 			m("GetAuditTrail"): readers,
+			m("GetCheckpoint"): append(readers, auth.RoleAdmin),
 			m("PlanRollback"):  readers,
 			// Only the fabric's own services write (with their service identity): a
 			// person or agent cannot add entries, nor front-run the coordinator's
@@ -291,6 +299,8 @@ func fail(err error) error {
 		// The detail (which entry) is in the log; the caller learns that the log is not
 		// served because it does not verify.
 		return status.Error(codes.DataLoss, "the audit log no longer verifies (an entry or checkpoint was altered); it is not served: run the audit verification")
+	case errors.Is(err, auditlog.ErrBehind):
+		return status.Error(codes.FailedPrecondition, "the audit log's store is behind a checkpoint the auditor published (entries were cut or rewritten); the auditor refuses to sign: run the audit verification")
 	case errors.Is(err, auditlog.ErrClosed):
 		return status.Error(codes.Unavailable, "the auditor is shutting down; retry")
 	}
@@ -313,6 +323,23 @@ func (s *Service) GetAuditTrail(ctx context.Context, req *auditorv1.GetAuditTrai
 		out.Entries = append(out.Entries, auditlog.EntryProto(e, tr.Proofs[i]))
 	}
 	return out, nil
+}
+
+// GetCheckpoint implements the RPC.
+func (s *Service) GetCheckpoint(ctx context.Context, _ *auditorv1.GetCheckpointRequest) (*auditorv1.GetCheckpointResponse, error) {
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.log.Checkpoint(ctx, tenant)
+	if errors.Is(err, auditlog.ErrNotFound) {
+		return nil, status.Error(codes.NotFound, "the tenant's audit log has no entries yet")
+	}
+	if err != nil {
+		s.logFailure(ctx, "GetCheckpoint", err)
+		return nil, fail(err)
+	}
+	return &auditorv1.GetCheckpointResponse{Text: string(c.Text()), Checkpoint: auditlog.CheckpointProto(c, s.log.Verifier())}, nil
 }
 
 // ExportDecision implements the RPC: the decision record (manifest, signature,

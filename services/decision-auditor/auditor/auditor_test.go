@@ -2,15 +2,18 @@ package auditor
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 	"github.com/decision-fabric/fabric/internal/auditlog"
+	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -80,4 +83,45 @@ func TestPlanSteps(t *testing.T) {
 	require.Len(t, steps, 3)
 	require.Contains(t, steps[0], "audit entry 4")
 	require.Contains(t, steps[1], "audit entry 1")
+}
+
+// The auditor does not start over a store behind the checkpoints it published
+// (entries cut with the triggers dropped): it would sign the cut log.
+func TestRefusesToStartBehindItsPublishedCheckpoint(t *testing.T) {
+	t.Parallel()
+	dataDir := filepath.Join(t.TempDir(), "data")
+	st, err := store.Open(context.Background(), store.Config{DataDir: dataDir})
+	require.NoError(t, err)
+	defer st.Close()
+	k, err := auditlog.GenerateKeys()
+	require.NoError(t, err)
+	file := filepath.Join(t.TempDir(), "checkpoints")
+	s, err := NewService(Deps{Store: st, Keys: k, CheckpointFile: file})
+	require.NoError(t, err)
+	ctx := auth.WithPrincipal(context.Background(), &auth.Principal{Subject: "svc", TenantID: "t1", Roles: []string{auth.RoleService}})
+	for range 4 {
+		_, err := s.AppendEntry(ctx, &auditorv1.AppendEntryRequest{ProposalId: "p", Event: "proposal.scored", Payload: &structpb.Struct{}})
+		require.NoError(t, err)
+	}
+	cp, err := s.GetCheckpoint(ctx, &auditorv1.GetCheckpointRequest{})
+	require.NoError(t, err)
+	require.EqualValues(t, 4, cp.GetCheckpoint().GetSize())
+	require.NoError(t, s.Close())
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, store.SQLiteFileName))
+	require.NoError(t, err)
+	defer db.Close()
+	for _, q := range []string{`DROP TRIGGER audit_entries_no_delete`, `DROP TRIGGER audit_checkpoints_no_delete`,
+		`DELETE FROM audit_entries WHERE idx >= 2`, `DELETE FROM audit_checkpoints`} {
+		_, err := db.Exec(q)
+		require.NoError(t, err, q)
+	}
+	_, err = NewService(Deps{Store: st, Keys: k, CheckpointFile: file})
+	require.ErrorIs(t, err, auditlog.ErrBehind)
+	require.ErrorContains(t, err, `tenant "t1": checkpoint size 4 > log size 2: entries 2..3 missing`)
+
+	// Without its checkpoint file it would start, and sign over the cut log.
+	s, err = NewService(Deps{Store: st, Keys: k})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
 }

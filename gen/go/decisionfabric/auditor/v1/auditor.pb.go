@@ -83,6 +83,102 @@ func (x *GetAuditTrailRequest) GetProposalId() string {
 	return ""
 }
 
+// GetCheckpointRequest asks for the caller's tenant's latest checkpoint.
+type GetCheckpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointRequest) Reset() {
+	*x = GetCheckpointRequest{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointRequest) ProtoMessage() {}
+
+func (x *GetCheckpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointRequest.ProtoReflect.Descriptor instead.
+func (*GetCheckpointRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{1}
+}
+
+// GetCheckpointResponse carries the latest checkpoint.
+type GetCheckpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The checkpoint as one C2SP signed note: the body (origin, size, base64 root,
+	// "time <RFC 3339>"), an empty line, the Ed25519 signature line "— decision-fabric/audit
+	// ...", any witness cosignatures (cosignature/v1), and the ML-DSA-65 signature line
+	// "— decision-fabric/audit/mldsa65 <base64(4-byte key id prefix || signature)>". Save it
+	// byte for byte (e.g. `jq -jr .text`).
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// The same checkpoint, field by field.
+	Checkpoint    *AuditCheckpoint `protobuf:"bytes,2,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCheckpointResponse) Reset() {
+	*x = GetCheckpointResponse{}
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCheckpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCheckpointResponse) ProtoMessage() {}
+
+func (x *GetCheckpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCheckpointResponse.ProtoReflect.Descriptor instead.
+func (*GetCheckpointResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetCheckpointResponse) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *GetCheckpointResponse) GetCheckpoint() *AuditCheckpoint {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
 // GetAuditTrailResponse carries the trail.
 type GetAuditTrailResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -96,7 +192,7 @@ type GetAuditTrailResponse struct {
 
 func (x *GetAuditTrailResponse) Reset() {
 	*x = GetAuditTrailResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[1]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -108,7 +204,7 @@ func (x *GetAuditTrailResponse) String() string {
 func (*GetAuditTrailResponse) ProtoMessage() {}
 
 func (x *GetAuditTrailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[1]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -121,7 +217,7 @@ func (x *GetAuditTrailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAuditTrailResponse.ProtoReflect.Descriptor instead.
 func (*GetAuditTrailResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{1}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetAuditTrailResponse) GetEntries() []*AuditEntry {
@@ -182,7 +278,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[2]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +290,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[2]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +303,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{2}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AuditEntry) GetIndex() int64 {
@@ -332,7 +428,7 @@ type AuditCheckpoint struct {
 
 func (x *AuditCheckpoint) Reset() {
 	*x = AuditCheckpoint{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[3]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +440,7 @@ func (x *AuditCheckpoint) String() string {
 func (*AuditCheckpoint) ProtoMessage() {}
 
 func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[3]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +453,7 @@ func (x *AuditCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditCheckpoint.ProtoReflect.Descriptor instead.
 func (*AuditCheckpoint) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{3}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AuditCheckpoint) GetSize() int64 {
@@ -446,7 +542,7 @@ type RecordSnapshotRequest struct {
 
 func (x *RecordSnapshotRequest) Reset() {
 	*x = RecordSnapshotRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[4]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +554,7 @@ func (x *RecordSnapshotRequest) String() string {
 func (*RecordSnapshotRequest) ProtoMessage() {}
 
 func (x *RecordSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[4]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +567,7 @@ func (x *RecordSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RecordSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{4}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordSnapshotRequest) GetProposalId() string {
@@ -520,7 +616,7 @@ type RecordSnapshotResponse struct {
 
 func (x *RecordSnapshotResponse) Reset() {
 	*x = RecordSnapshotResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[5]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +628,7 @@ func (x *RecordSnapshotResponse) String() string {
 func (*RecordSnapshotResponse) ProtoMessage() {}
 
 func (x *RecordSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[5]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +641,7 @@ func (x *RecordSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RecordSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{5}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RecordSnapshotResponse) GetEntry() *AuditEntry {
@@ -588,7 +684,7 @@ type AppendEntryRequest struct {
 
 func (x *AppendEntryRequest) Reset() {
 	*x = AppendEntryRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[6]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +696,7 @@ func (x *AppendEntryRequest) String() string {
 func (*AppendEntryRequest) ProtoMessage() {}
 
 func (x *AppendEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[6]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +709,7 @@ func (x *AppendEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntryRequest.ProtoReflect.Descriptor instead.
 func (*AppendEntryRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{6}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppendEntryRequest) GetProposalId() string {
@@ -678,7 +774,7 @@ type AppendEntryResponse struct {
 
 func (x *AppendEntryResponse) Reset() {
 	*x = AppendEntryResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[7]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +786,7 @@ func (x *AppendEntryResponse) String() string {
 func (*AppendEntryResponse) ProtoMessage() {}
 
 func (x *AppendEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[7]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +799,7 @@ func (x *AppendEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntryResponse.ProtoReflect.Descriptor instead.
 func (*AppendEntryResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{7}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AppendEntryResponse) GetEntry() *AuditEntry {
@@ -731,7 +827,7 @@ type AppendEntriesRequest struct {
 
 func (x *AppendEntriesRequest) Reset() {
 	*x = AppendEntriesRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +839,7 @@ func (x *AppendEntriesRequest) String() string {
 func (*AppendEntriesRequest) ProtoMessage() {}
 
 func (x *AppendEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[8]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +852,7 @@ func (x *AppendEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntriesRequest.ProtoReflect.Descriptor instead.
 func (*AppendEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{8}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AppendEntriesRequest) GetEntries() []*AppendEntryRequest {
@@ -777,7 +873,7 @@ type AppendEntriesResponse struct {
 
 func (x *AppendEntriesResponse) Reset() {
 	*x = AppendEntriesResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +885,7 @@ func (x *AppendEntriesResponse) String() string {
 func (*AppendEntriesResponse) ProtoMessage() {}
 
 func (x *AppendEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[9]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +898,7 @@ func (x *AppendEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendEntriesResponse.ProtoReflect.Descriptor instead.
 func (*AppendEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{9}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AppendEntriesResponse) GetResults() []*AppendEntryResponse {
@@ -823,7 +919,7 @@ type PlanRollbackRequest struct {
 
 func (x *PlanRollbackRequest) Reset() {
 	*x = PlanRollbackRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +931,7 @@ func (x *PlanRollbackRequest) String() string {
 func (*PlanRollbackRequest) ProtoMessage() {}
 
 func (x *PlanRollbackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[10]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +944,7 @@ func (x *PlanRollbackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRollbackRequest.ProtoReflect.Descriptor instead.
 func (*PlanRollbackRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{10}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PlanRollbackRequest) GetProposalId() string {
@@ -887,7 +983,7 @@ type PlanRollbackResponse struct {
 
 func (x *PlanRollbackResponse) Reset() {
 	*x = PlanRollbackResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -899,7 +995,7 @@ func (x *PlanRollbackResponse) String() string {
 func (*PlanRollbackResponse) ProtoMessage() {}
 
 func (x *PlanRollbackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[11]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -912,7 +1008,7 @@ func (x *PlanRollbackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRollbackResponse.ProtoReflect.Descriptor instead.
 func (*PlanRollbackResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{11}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PlanRollbackResponse) GetProposalId() string {
@@ -996,7 +1092,7 @@ type ExportDecisionRequest struct {
 
 func (x *ExportDecisionRequest) Reset() {
 	*x = ExportDecisionRequest{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[12]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1104,7 @@ func (x *ExportDecisionRequest) String() string {
 func (*ExportDecisionRequest) ProtoMessage() {}
 
 func (x *ExportDecisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[12]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1117,7 @@ func (x *ExportDecisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDecisionRequest.ProtoReflect.Descriptor instead.
 func (*ExportDecisionRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{12}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExportDecisionRequest) GetProposalId() string {
@@ -1072,7 +1168,7 @@ type ExportDecisionResponse struct {
 
 func (x *ExportDecisionResponse) Reset() {
 	*x = ExportDecisionResponse{}
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[13]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1180,7 @@ func (x *ExportDecisionResponse) String() string {
 func (*ExportDecisionResponse) ProtoMessage() {}
 
 func (x *ExportDecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[13]
+	mi := &file_decisionfabric_auditor_v1_auditor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1193,7 @@ func (x *ExportDecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportDecisionResponse.ProtoReflect.Descriptor instead.
 func (*ExportDecisionResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{13}
+	return file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExportDecisionResponse) GetFormat() string {
@@ -1191,7 +1287,13 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"'decisionfabric/auditor/v1/auditor.proto\x12\x19decisionfabric.auditor.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"7\n" +
 	"\x14GetAuditTrailRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
-	"proposalId\"\xa4\x01\n" +
+	"proposalId\"\x16\n" +
+	"\x14GetCheckpointRequest\"w\n" +
+	"\x15GetCheckpointResponse\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x12J\n" +
+	"\n" +
+	"checkpoint\x18\x02 \x01(\v2*.decisionfabric.auditor.v1.AuditCheckpointR\n" +
+	"checkpoint\"\xa4\x01\n" +
 	"\x15GetAuditTrailResponse\x12?\n" +
 	"\aentries\x18\x01 \x03(\v2%.decisionfabric.auditor.v1.AuditEntryR\aentries\x12J\n" +
 	"\n" +
@@ -1294,9 +1396,10 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\aentries\x18\v \x03(\v2%.decisionfabric.auditor.v1.AuditEntryR\aentries\x12J\n" +
 	"\n" +
 	"checkpoint\x18\f \x01(\v2*.decisionfabric.auditor.v1.AuditCheckpointR\n" +
-	"checkpoint2\xdf\x06\n" +
+	"checkpoint2\xef\a\n" +
 	"\x0eAuditorService\x12\x90\x01\n" +
-	"\rGetAuditTrail\x12/.decisionfabric.auditor.v1.GetAuditTrailRequest\x1a0.decisionfabric.auditor.v1.GetAuditTrailResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/audit/{proposal_id}\x12\x99\x01\n" +
+	"\rGetAuditTrail\x12/.decisionfabric.auditor.v1.GetAuditTrailRequest\x1a0.decisionfabric.auditor.v1.GetAuditTrailResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/audit/{proposal_id}\x12\x8d\x01\n" +
+	"\rGetCheckpoint\x12/.decisionfabric.auditor.v1.GetCheckpointRequest\x1a0.decisionfabric.auditor.v1.GetCheckpointResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/audit/checkpoint\x12\x99\x01\n" +
 	"\x0eRecordSnapshot\x120.decisionfabric.auditor.v1.RecordSnapshotRequest\x1a1.decisionfabric.auditor.v1.RecordSnapshotResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/snapshot/{proposal_id}\x12l\n" +
 	"\vAppendEntry\x12-.decisionfabric.auditor.v1.AppendEntryRequest\x1a..decisionfabric.auditor.v1.AppendEntryResponse\x12r\n" +
 	"\rAppendEntries\x12/.decisionfabric.auditor.v1.AppendEntriesRequest\x1a0.decisionfabric.auditor.v1.AppendEntriesResponse\x12\x9a\x01\n" +
@@ -1315,64 +1418,69 @@ func file_decisionfabric_auditor_v1_auditor_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_auditor_v1_auditor_proto_rawDescData
 }
 
-var file_decisionfabric_auditor_v1_auditor_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_decisionfabric_auditor_v1_auditor_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_decisionfabric_auditor_v1_auditor_proto_goTypes = []any{
 	(*GetAuditTrailRequest)(nil),   // 0: decisionfabric.auditor.v1.GetAuditTrailRequest
-	(*GetAuditTrailResponse)(nil),  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse
-	(*AuditEntry)(nil),             // 2: decisionfabric.auditor.v1.AuditEntry
-	(*AuditCheckpoint)(nil),        // 3: decisionfabric.auditor.v1.AuditCheckpoint
-	(*RecordSnapshotRequest)(nil),  // 4: decisionfabric.auditor.v1.RecordSnapshotRequest
-	(*RecordSnapshotResponse)(nil), // 5: decisionfabric.auditor.v1.RecordSnapshotResponse
-	(*AppendEntryRequest)(nil),     // 6: decisionfabric.auditor.v1.AppendEntryRequest
-	(*AppendEntryResponse)(nil),    // 7: decisionfabric.auditor.v1.AppendEntryResponse
-	(*AppendEntriesRequest)(nil),   // 8: decisionfabric.auditor.v1.AppendEntriesRequest
-	(*AppendEntriesResponse)(nil),  // 9: decisionfabric.auditor.v1.AppendEntriesResponse
-	(*PlanRollbackRequest)(nil),    // 10: decisionfabric.auditor.v1.PlanRollbackRequest
-	(*PlanRollbackResponse)(nil),   // 11: decisionfabric.auditor.v1.PlanRollbackResponse
-	(*ExportDecisionRequest)(nil),  // 12: decisionfabric.auditor.v1.ExportDecisionRequest
-	(*ExportDecisionResponse)(nil), // 13: decisionfabric.auditor.v1.ExportDecisionResponse
-	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),        // 15: google.protobuf.Struct
-	(*v1.Manifest)(nil),            // 16: decisionfabric.types.v1.Manifest
-	(*v1.ManifestSignature)(nil),   // 17: decisionfabric.types.v1.ManifestSignature
-	(*v1.ConsensusBundle)(nil),     // 18: decisionfabric.types.v1.ConsensusBundle
+	(*GetCheckpointRequest)(nil),   // 1: decisionfabric.auditor.v1.GetCheckpointRequest
+	(*GetCheckpointResponse)(nil),  // 2: decisionfabric.auditor.v1.GetCheckpointResponse
+	(*GetAuditTrailResponse)(nil),  // 3: decisionfabric.auditor.v1.GetAuditTrailResponse
+	(*AuditEntry)(nil),             // 4: decisionfabric.auditor.v1.AuditEntry
+	(*AuditCheckpoint)(nil),        // 5: decisionfabric.auditor.v1.AuditCheckpoint
+	(*RecordSnapshotRequest)(nil),  // 6: decisionfabric.auditor.v1.RecordSnapshotRequest
+	(*RecordSnapshotResponse)(nil), // 7: decisionfabric.auditor.v1.RecordSnapshotResponse
+	(*AppendEntryRequest)(nil),     // 8: decisionfabric.auditor.v1.AppendEntryRequest
+	(*AppendEntryResponse)(nil),    // 9: decisionfabric.auditor.v1.AppendEntryResponse
+	(*AppendEntriesRequest)(nil),   // 10: decisionfabric.auditor.v1.AppendEntriesRequest
+	(*AppendEntriesResponse)(nil),  // 11: decisionfabric.auditor.v1.AppendEntriesResponse
+	(*PlanRollbackRequest)(nil),    // 12: decisionfabric.auditor.v1.PlanRollbackRequest
+	(*PlanRollbackResponse)(nil),   // 13: decisionfabric.auditor.v1.PlanRollbackResponse
+	(*ExportDecisionRequest)(nil),  // 14: decisionfabric.auditor.v1.ExportDecisionRequest
+	(*ExportDecisionResponse)(nil), // 15: decisionfabric.auditor.v1.ExportDecisionResponse
+	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),        // 17: google.protobuf.Struct
+	(*v1.Manifest)(nil),            // 18: decisionfabric.types.v1.Manifest
+	(*v1.ManifestSignature)(nil),   // 19: decisionfabric.types.v1.ManifestSignature
+	(*v1.ConsensusBundle)(nil),     // 20: decisionfabric.types.v1.ConsensusBundle
 }
 var file_decisionfabric_auditor_v1_auditor_proto_depIdxs = []int32{
-	2,  // 0: decisionfabric.auditor.v1.GetAuditTrailResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
-	3,  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	14, // 2: decisionfabric.auditor.v1.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
-	14, // 3: decisionfabric.auditor.v1.AuditCheckpoint.created_at:type_name -> google.protobuf.Timestamp
-	2,  // 4: decisionfabric.auditor.v1.RecordSnapshotResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
-	15, // 5: decisionfabric.auditor.v1.AppendEntryRequest.payload:type_name -> google.protobuf.Struct
-	2,  // 6: decisionfabric.auditor.v1.AppendEntryResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
-	6,  // 7: decisionfabric.auditor.v1.AppendEntriesRequest.entries:type_name -> decisionfabric.auditor.v1.AppendEntryRequest
-	7,  // 8: decisionfabric.auditor.v1.AppendEntriesResponse.results:type_name -> decisionfabric.auditor.v1.AppendEntryResponse
-	2,  // 9: decisionfabric.auditor.v1.PlanRollbackResponse.pre_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
-	2,  // 10: decisionfabric.auditor.v1.PlanRollbackResponse.post_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
-	3,  // 11: decisionfabric.auditor.v1.PlanRollbackResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	14, // 12: decisionfabric.auditor.v1.ExportDecisionResponse.exported_at:type_name -> google.protobuf.Timestamp
-	16, // 13: decisionfabric.auditor.v1.ExportDecisionResponse.manifest:type_name -> decisionfabric.types.v1.Manifest
-	17, // 14: decisionfabric.auditor.v1.ExportDecisionResponse.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	18, // 15: decisionfabric.auditor.v1.ExportDecisionResponse.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
-	2,  // 16: decisionfabric.auditor.v1.ExportDecisionResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
-	3,  // 17: decisionfabric.auditor.v1.ExportDecisionResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	0,  // 18: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
-	4,  // 19: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
-	6,  // 20: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
-	8,  // 21: decisionfabric.auditor.v1.AuditorService.AppendEntries:input_type -> decisionfabric.auditor.v1.AppendEntriesRequest
-	12, // 22: decisionfabric.auditor.v1.AuditorService.ExportDecision:input_type -> decisionfabric.auditor.v1.ExportDecisionRequest
-	10, // 23: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
-	1,  // 24: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
-	5,  // 25: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
-	7,  // 26: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
-	9,  // 27: decisionfabric.auditor.v1.AuditorService.AppendEntries:output_type -> decisionfabric.auditor.v1.AppendEntriesResponse
-	13, // 28: decisionfabric.auditor.v1.AuditorService.ExportDecision:output_type -> decisionfabric.auditor.v1.ExportDecisionResponse
-	11, // 29: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
-	24, // [24:30] is the sub-list for method output_type
-	18, // [18:24] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	5,  // 0: decisionfabric.auditor.v1.GetCheckpointResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	4,  // 1: decisionfabric.auditor.v1.GetAuditTrailResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
+	5,  // 2: decisionfabric.auditor.v1.GetAuditTrailResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	16, // 3: decisionfabric.auditor.v1.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
+	16, // 4: decisionfabric.auditor.v1.AuditCheckpoint.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 5: decisionfabric.auditor.v1.RecordSnapshotResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
+	17, // 6: decisionfabric.auditor.v1.AppendEntryRequest.payload:type_name -> google.protobuf.Struct
+	4,  // 7: decisionfabric.auditor.v1.AppendEntryResponse.entry:type_name -> decisionfabric.auditor.v1.AuditEntry
+	8,  // 8: decisionfabric.auditor.v1.AppendEntriesRequest.entries:type_name -> decisionfabric.auditor.v1.AppendEntryRequest
+	9,  // 9: decisionfabric.auditor.v1.AppendEntriesResponse.results:type_name -> decisionfabric.auditor.v1.AppendEntryResponse
+	4,  // 10: decisionfabric.auditor.v1.PlanRollbackResponse.pre_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
+	4,  // 11: decisionfabric.auditor.v1.PlanRollbackResponse.post_snapshot:type_name -> decisionfabric.auditor.v1.AuditEntry
+	5,  // 12: decisionfabric.auditor.v1.PlanRollbackResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	16, // 13: decisionfabric.auditor.v1.ExportDecisionResponse.exported_at:type_name -> google.protobuf.Timestamp
+	18, // 14: decisionfabric.auditor.v1.ExportDecisionResponse.manifest:type_name -> decisionfabric.types.v1.Manifest
+	19, // 15: decisionfabric.auditor.v1.ExportDecisionResponse.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	20, // 16: decisionfabric.auditor.v1.ExportDecisionResponse.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	4,  // 17: decisionfabric.auditor.v1.ExportDecisionResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
+	5,  // 18: decisionfabric.auditor.v1.ExportDecisionResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
+	0,  // 19: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
+	1,  // 20: decisionfabric.auditor.v1.AuditorService.GetCheckpoint:input_type -> decisionfabric.auditor.v1.GetCheckpointRequest
+	6,  // 21: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
+	8,  // 22: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
+	10, // 23: decisionfabric.auditor.v1.AuditorService.AppendEntries:input_type -> decisionfabric.auditor.v1.AppendEntriesRequest
+	14, // 24: decisionfabric.auditor.v1.AuditorService.ExportDecision:input_type -> decisionfabric.auditor.v1.ExportDecisionRequest
+	12, // 25: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
+	3,  // 26: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
+	2,  // 27: decisionfabric.auditor.v1.AuditorService.GetCheckpoint:output_type -> decisionfabric.auditor.v1.GetCheckpointResponse
+	7,  // 28: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
+	9,  // 29: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
+	11, // 30: decisionfabric.auditor.v1.AuditorService.AppendEntries:output_type -> decisionfabric.auditor.v1.AppendEntriesResponse
+	15, // 31: decisionfabric.auditor.v1.AuditorService.ExportDecision:output_type -> decisionfabric.auditor.v1.ExportDecisionResponse
+	13, // 32: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
+	26, // [26:33] is the sub-list for method output_type
+	19, // [19:26] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_auditor_v1_auditor_proto_init() }
@@ -1386,7 +1494,7 @@ func file_decisionfabric_auditor_v1_auditor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_auditor_v1_auditor_proto_rawDesc), len(file_decisionfabric_auditor_v1_auditor_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -74,6 +74,27 @@ func local_request_AuditorService_GetAuditTrail_0(ctx context.Context, marshaler
 	return msg, metadata, err
 }
 
+func request_AuditorService_GetCheckpoint_0(ctx context.Context, marshaler runtime.Marshaler, client AuditorServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetCheckpointRequest
+		metadata runtime.ServerMetadata
+	)
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetCheckpoint(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_AuditorService_GetCheckpoint_0(ctx context.Context, marshaler runtime.Marshaler, server AuditorServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetCheckpointRequest
+		metadata runtime.ServerMetadata
+	)
+	msg, err := server.GetCheckpoint(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 func request_AuditorService_RecordSnapshot_0(ctx context.Context, marshaler runtime.Marshaler, client AuditorServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
 		protoReq RecordSnapshotRequest
@@ -229,6 +250,26 @@ func RegisterAuditorServiceHandlerServer(ctx context.Context, mux *runtime.Serve
 		}
 		forward_AuditorService_GetAuditTrail_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_AuditorService_GetCheckpoint_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/decisionfabric.auditor.v1.AuditorService/GetCheckpoint", runtime.WithHTTPPathPattern("/audit/checkpoint"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_AuditorService_GetCheckpoint_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_AuditorService_GetCheckpoint_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_AuditorService_RecordSnapshot_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -346,6 +387,23 @@ func RegisterAuditorServiceHandlerClient(ctx context.Context, mux *runtime.Serve
 		}
 		forward_AuditorService_GetAuditTrail_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_AuditorService_GetCheckpoint_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/decisionfabric.auditor.v1.AuditorService/GetCheckpoint", runtime.WithHTTPPathPattern("/audit/checkpoint"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_AuditorService_GetCheckpoint_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_AuditorService_GetCheckpoint_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	mux.Handle(http.MethodPost, pattern_AuditorService_RecordSnapshot_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -402,6 +460,7 @@ func RegisterAuditorServiceHandlerClient(ctx context.Context, mux *runtime.Serve
 
 var (
 	pattern_AuditorService_GetAuditTrail_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 1, 0, 4, 1, 5, 1}, []string{"audit", "proposal_id"}, ""))
+	pattern_AuditorService_GetCheckpoint_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"audit", "checkpoint"}, ""))
 	pattern_AuditorService_RecordSnapshot_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 1, 0, 4, 1, 5, 1}, []string{"snapshot", "proposal_id"}, ""))
 	pattern_AuditorService_ExportDecision_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 1, 0, 4, 1, 5, 1, 2, 2}, []string{"audit", "proposal_id", "bundle"}, ""))
 	pattern_AuditorService_PlanRollback_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 1, 0, 4, 1, 5, 1, 2, 2}, []string{"audit", "proposal_id", "rollback-plan"}, ""))
@@ -409,6 +468,7 @@ var (
 
 var (
 	forward_AuditorService_GetAuditTrail_0  = runtime.ForwardResponseMessage
+	forward_AuditorService_GetCheckpoint_0  = runtime.ForwardResponseMessage
 	forward_AuditorService_RecordSnapshot_0 = runtime.ForwardResponseMessage
 	forward_AuditorService_ExportDecision_0 = runtime.ForwardResponseMessage
 	forward_AuditorService_PlanRollback_0   = runtime.ForwardResponseMessage

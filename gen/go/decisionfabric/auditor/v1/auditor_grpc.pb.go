@@ -32,6 +32,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	AuditorService_GetAuditTrail_FullMethodName  = "/decisionfabric.auditor.v1.AuditorService/GetAuditTrail"
+	AuditorService_GetCheckpoint_FullMethodName  = "/decisionfabric.auditor.v1.AuditorService/GetCheckpoint"
 	AuditorService_RecordSnapshot_FullMethodName = "/decisionfabric.auditor.v1.AuditorService/RecordSnapshot"
 	AuditorService_AppendEntry_FullMethodName    = "/decisionfabric.auditor.v1.AuditorService/AppendEntry"
 	AuditorService_AppendEntries_FullMethodName  = "/decisionfabric.auditor.v1.AuditorService/AppendEntries"
@@ -54,6 +55,16 @@ type AuditorServiceClient interface {
 	// is recorded for the caller's tenant; DATA_LOSS (500) when a stored entry or checkpoint
 	// no longer verifies (tampering: it is never served as genuine).
 	GetAuditTrail(ctx context.Context, in *GetAuditTrailRequest, opts ...grpc.CallOption) (*GetAuditTrailResponse, error)
+	// GetCheckpoint returns the latest signed checkpoint of the caller's tenant's log,
+	// signing one first when entries are unsigned, in the text form a second party saves
+	// and later passes to `fabric audit-verify -trusted-checkpoint FILE` to prove that the
+	// log still extends it (nothing was cut or rewritten). The route takes precedence over
+	// GET /audit/{proposal_id}: a proposal named "checkpoint" is read over gRPC only.
+	//
+	// Errors: NOT_FOUND (404) when the tenant's log has no entries; DATA_LOSS (500) as
+	// GetAuditTrail; FAILED_PRECONDITION (400) when the store is behind a checkpoint the
+	// auditor published (entries cut or rewritten: it refuses to sign).
+	GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error)
 	// RecordSnapshot stores pre/post snapshot hash references for a proposal (P7), as a
 	// "snapshot.recorded" audit entry of the caller's tenant.
 	//
@@ -111,6 +122,16 @@ func (c *auditorServiceClient) GetAuditTrail(ctx context.Context, in *GetAuditTr
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetAuditTrailResponse)
 	err := c.cc.Invoke(ctx, AuditorService_GetAuditTrail_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *auditorServiceClient) GetCheckpoint(ctx context.Context, in *GetCheckpointRequest, opts ...grpc.CallOption) (*GetCheckpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCheckpointResponse)
+	err := c.cc.Invoke(ctx, AuditorService_GetCheckpoint_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +203,16 @@ type AuditorServiceServer interface {
 	// is recorded for the caller's tenant; DATA_LOSS (500) when a stored entry or checkpoint
 	// no longer verifies (tampering: it is never served as genuine).
 	GetAuditTrail(context.Context, *GetAuditTrailRequest) (*GetAuditTrailResponse, error)
+	// GetCheckpoint returns the latest signed checkpoint of the caller's tenant's log,
+	// signing one first when entries are unsigned, in the text form a second party saves
+	// and later passes to `fabric audit-verify -trusted-checkpoint FILE` to prove that the
+	// log still extends it (nothing was cut or rewritten). The route takes precedence over
+	// GET /audit/{proposal_id}: a proposal named "checkpoint" is read over gRPC only.
+	//
+	// Errors: NOT_FOUND (404) when the tenant's log has no entries; DATA_LOSS (500) as
+	// GetAuditTrail; FAILED_PRECONDITION (400) when the store is behind a checkpoint the
+	// auditor published (entries cut or rewritten: it refuses to sign).
+	GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error)
 	// RecordSnapshot stores pre/post snapshot hash references for a proposal (P7), as a
 	// "snapshot.recorded" audit entry of the caller's tenant.
 	//
@@ -238,6 +269,9 @@ type UnimplementedAuditorServiceServer struct{}
 func (UnimplementedAuditorServiceServer) GetAuditTrail(context.Context, *GetAuditTrailRequest) (*GetAuditTrailResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAuditTrail not implemented")
 }
+func (UnimplementedAuditorServiceServer) GetCheckpoint(context.Context, *GetCheckpointRequest) (*GetCheckpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCheckpoint not implemented")
+}
 func (UnimplementedAuditorServiceServer) RecordSnapshot(context.Context, *RecordSnapshotRequest) (*RecordSnapshotResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordSnapshot not implemented")
 }
@@ -288,6 +322,24 @@ func _AuditorService_GetAuditTrail_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AuditorServiceServer).GetAuditTrail(ctx, req.(*GetAuditTrailRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuditorService_GetCheckpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCheckpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditorServiceServer).GetCheckpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditorService_GetCheckpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditorServiceServer).GetCheckpoint(ctx, req.(*GetCheckpointRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -392,6 +444,10 @@ var AuditorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAuditTrail",
 			Handler:    _AuditorService_GetAuditTrail_Handler,
+		},
+		{
+			MethodName: "GetCheckpoint",
+			Handler:    _AuditorService_GetCheckpoint_Handler,
 		},
 		{
 			MethodName: "RecordSnapshot",
