@@ -40,7 +40,7 @@ import (
 // both stores.
 
 // eachStore runs scenario once per store, in parallel.
-func eachStore(t *testing.T, scenario func(t *testing.T, st fabrictest.Store)) {
+func storesOnly(t *testing.T, scenario func(t *testing.T, st fabrictest.Store)) {
 	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
 		t.Run(string(st), func(t *testing.T) {
 			t.Parallel()
@@ -77,7 +77,7 @@ func (s *syncBuffer) String() string {
 // that names the field and quotes at most a short, marked excerpt, in the body and
 // in the log.
 func TestHugeInvalidValueIsNotEchoed(t *testing.T) {
-	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+	storesOnly(t, func(t *testing.T, st fabrictest.Store) {
 		logs := &syncBuffer{}
 		f := allInOne(t, st, fabrictest.Options{Logs: logs,
 			Configure: func(c *config.Config) { c.Telemetry.LogLevel = "info" }})
@@ -107,7 +107,7 @@ func TestDeepJSONIsRefusedNamingTheLimit(t *testing.T) {
 	nested := func(depth int) string {
 		return strings.Repeat(`{"a":`, depth) + "1" + strings.Repeat("}", depth)
 	}
-	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+	storesOnly(t, func(t *testing.T, st fabrictest.Store) {
 		f := allInOne(t, st, fabrictest.Options{})
 		tok := f.Token(t, "t1", auth.RoleProposer)
 		post := func(params string) fabrictest.Response {
@@ -142,7 +142,7 @@ func TestDeepJSONIsRefusedNamingTheLimit(t *testing.T) {
 // answers 422 when a key is reused with a different payload; the same payload still
 // replays the first answer.
 func TestIdempotencyKeyReusedWithAnotherBody(t *testing.T) {
-	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+	storesOnly(t, func(t *testing.T, st fabrictest.Store) {
 		f := allInOne(t, st, fabrictest.Options{})
 		tok := f.Token(t, "t1", auth.RoleProposer)
 		post := func(body, key string) fabrictest.Response {
@@ -206,7 +206,7 @@ func rawDB(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) *sql.DB {
 // token's subject is stored as the audit log records it, redacted, and the
 // Idempotency-Key still replays.
 func TestIdempotencyKeyAndSubjectAreRedacted(t *testing.T) {
-	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+	storesOnly(t, func(t *testing.T, st fabrictest.Store) {
 		f := allInOne(t, st, fabrictest.Options{})
 		tok := f.TokenFor(t, "alice@example.com", "t1", auth.RoleProposer)
 		body := `{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX"}}`
@@ -255,7 +255,7 @@ func TestIdempotencyKeyAndSubjectAreRedacted(t *testing.T) {
 // phone number, unsigned or signed, is refused and stored nowhere; an unsigned
 // consent never exempts personal data, at the coordinator or at the composer.
 func TestConsentIsVerifiedAndScanned(t *testing.T) {
-	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+	storesOnly(t, func(t *testing.T, st fabrictest.Store) {
 		f := allInOne(t, st, fabrictest.Options{})
 		tok := f.Token(t, "t1", auth.RoleProposer)
 		key, err := signing.LoadOrCreateSimulationKey(f.Cfg.DataDir)
@@ -326,7 +326,7 @@ func TestConsentIsVerifiedAndScanned(t *testing.T) {
 // and a later GET.
 func TestReturnedManifestIsTheSignedOne(t *testing.T) {
 	bin := cosigntest.Binary(t)
-	eachStore(t, func(t *testing.T, st fabrictest.Store) {
+	storesOnly(t, func(t *testing.T, st fabrictest.Store) {
 		f := allInOne(t, st, fabrictest.Options{})
 		tok := f.Token(t, "t1", auth.RoleProposer)
 

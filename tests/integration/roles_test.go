@@ -21,7 +21,7 @@ import (
 
 // eachStore runs scenario on both stores (all services in one process: the access
 // policy is the same in both topologies).
-func eachStore(t *testing.T, scenario func(t *testing.T, f *fabrictest.Fabric)) {
+func eachStoreAllInOne(t *testing.T, scenario func(t *testing.T, f *fabrictest.Fabric)) {
 	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
 		t.Run(string(st), func(t *testing.T) {
 			t.Parallel()
@@ -49,7 +49,7 @@ func serviceOnly(f *fabrictest.Fabric) map[string][]string {
 // every tenant role (admin included) and an identity-provider token claiming the
 // service role; only the fabric's service key passes (and then reaches validation).
 func TestServiceOnlyMethodsRefuseEveryOtherPrincipal(t *testing.T) {
-	eachStore(t, func(t *testing.T, f *fabrictest.Fabric) {
+	eachStoreAllInOne(t, func(t *testing.T, f *fabrictest.Fabric) {
 		methods := serviceOnly(f)
 		var all []string
 		for _, ms := range methods {
@@ -94,7 +94,7 @@ func TestServiceOnlyMethodsRefuseEveryOtherPrincipal(t *testing.T) {
 // for a proposal, and forging proposal.enacted; both refused, nothing written, and the
 // coordinator's real snapshot is then recorded.
 func TestAdminCannotWriteTheAuditLog(t *testing.T) {
-	eachStore(t, func(t *testing.T, f *fabrictest.Fabric) {
+	eachStoreAllInOne(t, func(t *testing.T, f *fabrictest.Fabric) {
 		c := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
 		admin := f.Token(t, "t1", auth.RoleAdmin)
 		p := c.submit(t, `{"action":"scale","target":"serviceX","regions":["eu-west"],"impact":"low","parameters":{"replicas_delta":1}}`)
