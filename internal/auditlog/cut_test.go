@@ -108,21 +108,7 @@ func TestVerifyRefusesCutLogs(t *testing.T) {
 			name: "c: an entry rewritten, the chain rebuilt, the checkpoints after it deleted",
 			tamper: func(t *testing.T, d *db) []func(exec) {
 				fixes := []func(exec){func(x exec) { x(`DELETE FROM audit_checkpoints WHERE tenant_id = 't' AND size > 4`) }}
-				prev := entry(t, d, 4).EntryHash
-				for i := int64(5); i < 10; i++ {
-					e := entry(t, d, i)
-					if i == 5 {
-						e.Actor = "mallory"
-					}
-					e.PrevHash = prev
-					rehash(t, e)
-					prev = e.EntryHash
-					fixes = append(fixes, func(x exec) {
-						x(`UPDATE audit_entries SET actor = $1, prev_hash = $2, entry_hash = $3 WHERE tenant_id = 't' AND idx = $4`,
-							e.Actor, e.PrevHash, e.EntryHash, e.Index)
-					})
-				}
-				return fixes
+				return append(fixes, rewriteFrom5(t, d)...)
 			},
 			storeKind: auditlog.ProblemUnsigned, storeIndex: 4,
 			storeDetail: "entries 4..9 are not covered by any signed checkpoint",

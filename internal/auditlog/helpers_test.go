@@ -151,3 +151,26 @@ func appendN(t *testing.T, l *auditlog.Log, tenant string, n int) []*store.Audit
 func fixedClock(start time.Time) func() time.Time {
 	return func() time.Time { return start }
 }
+
+// rewriteFrom5 is the tampering of a database user who changes entry 5's actor and
+// rebuilds the hash chain from there to entry 9 (the log of ten entries the tamper
+// tests build), so the chain alone still verifies.
+func rewriteFrom5(t *testing.T, d *db) []func(exec) {
+	t.Helper()
+	var fixes []func(exec)
+	prev := entry(t, d, 4).EntryHash
+	for i := int64(5); i < 10; i++ {
+		e := entry(t, d, i)
+		if i == 5 {
+			e.Actor = "mallory"
+		}
+		e.PrevHash = prev
+		rehash(t, e)
+		prev = e.EntryHash
+		fixes = append(fixes, func(x exec) {
+			x(`UPDATE audit_entries SET actor = $1, prev_hash = $2, entry_hash = $3 WHERE tenant_id = 't' AND idx = $4`,
+				e.Actor, e.PrevHash, e.EntryHash, e.Index)
+		})
+	}
+	return fixes
+}

@@ -145,22 +145,7 @@ func TestVerifyNamesTheFirstTamperedEntry(t *testing.T) {
 		{
 			name: "a row altered and the chain rebuilt after it",
 			tamper: func(t *testing.T, d *db) []func(exec) {
-				var fixes []func(exec)
-				prev := entry(t, d, 4).EntryHash
-				for i := int64(5); i < 10; i++ {
-					e := entry(t, d, i)
-					if i == 5 {
-						e.Actor = "mallory"
-					}
-					e.PrevHash = prev
-					rehash(t, e)
-					prev = e.EntryHash
-					fixes = append(fixes, func(x exec) {
-						x(`UPDATE audit_entries SET actor = $1, prev_hash = $2, entry_hash = $3 WHERE tenant_id = 't' AND idx = $4`,
-							e.Actor, e.PrevHash, e.EntryHash, e.Index)
-					})
-				}
-				return fixes
+				return rewriteFrom5(t, d)
 			},
 			// Only the checkpoint at 8 can tell; 4 is the first entry it signs that the one at 4 does not.
 			kind: auditlog.ProblemRewritten, index: 4,
