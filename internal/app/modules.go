@@ -146,9 +146,9 @@ var modules = map[string]module{
 			Store: a.Store, World: executor, Policy: pol,
 			TrustedKeys: keys, RequireSignature: !a.Simulation,
 			Signer: signer, RegionKeys: registry.Trusted(), RequireConsensusBundle: !a.Simulation,
-			Audit:           auditClient{c: auditorv1.NewAuditorServiceClient(aud), tokens: a.serviceToken},
-			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg)},
-			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc)},
+			Audit:           auditClient{auditorv1.NewAuditorServiceClient(aud), identity{a.serviceToken}},
+			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg), identity{a.serviceToken}},
+			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc), identity{a.serviceToken}},
 			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log, Registerer: reg,
 		})
 		if err != nil {
