@@ -212,7 +212,7 @@ func (e *engine) run(p *store.Proposal) {
 		if e.base.Err() != nil {
 			return
 		}
-		next, err := e.s.step(e.base, p)
+		next, err := e.s.step(onBehalfOf(e.base, p), p)
 		switch {
 		case err == nil && next != nil:
 			p, delay = next, e.cfg.Retry
