@@ -150,6 +150,7 @@ var modules = map[string]module{
 			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg), identity{a.serviceToken}},
 			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc), identity{a.serviceToken}},
 			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log, Registerer: reg,
+			Engine: coordinator.EngineConfig{Lease: time.Duration(a.Cfg.Engine.Lease), Sweep: time.Duration(a.Cfg.Engine.Sweep)},
 		})
 		if err != nil {
 			return server.Service{}, err

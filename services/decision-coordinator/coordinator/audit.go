@@ -204,6 +204,10 @@ func (s *Service) send(ctx context.Context, e *store.OutboxEntry) error {
 	return s.deps.Audit.Append(ctx, rec)
 }
 
+// RelayCommitLabel names the audit relay's commits for store observers: they are off
+// every decision's critical path.
+const RelayCommitLabel = "audit-relay"
+
 // The relay's timing.
 const (
 	relayInterval = time.Second     // how often it sweeps the outbox
@@ -289,7 +293,7 @@ func (r *relay) run() {
 		case <-t.C:
 		case <-r.wake:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(store.WithCommitLabel(context.Background(), RelayCommitLabel), 30*time.Second)
 		r.sweep(ctx)
 		cancel()
 	}
