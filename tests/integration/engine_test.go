@@ -156,7 +156,8 @@ func stateTables(t *testing.T, st store.Store, ids []string) string {
 // TestTwoCoordinatorsMoveEachProposalOnce runs two all-in-one fabrics on one Postgres
 // database, submits 500 proposals to both at once, and checks that every proposal was
 // moved through each state exactly once: one audit event per transition, one
-// negotiation per proposal, and every proposal SCORED.
+// negotiation per proposal, and every proposal SCORED. One coordinator stops while
+// its proposals are in flight, so the other claims and finishes them.
 func TestTwoCoordinatorsMoveEachProposalOnce(t *testing.T) {
 	const proposals = 500
 	dsn := pgtest.NewDSN(t)
@@ -201,8 +202,10 @@ func TestTwoCoordinatorsMoveEachProposalOnce(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	// Stop one coordinator half way: the other takes its proposals over.
-	st := a.Store()
+	// Stop one coordinator while its proposals are in flight: it releases its leases and
+	// the other claims and finishes them.
+	a.Stop(t)
+	st := b.Store()
 	require.Eventually(t, func() bool {
 		for _, id := range ids {
 			p, err := st.Proposals().Get(context.Background(), "t1", id)

@@ -251,6 +251,14 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 			if out.GetProposalId() != req.GetProposalId() {
 				return nil, status.Errorf(codes.AlreadyExists, "negotiation %s belongs to another proposal", id)
 			}
+			// A running negotiation no process of ours runs was left by a negotiator that
+			// stopped (the coordinator that retries the start has taken the proposal
+			// over): it resumes here, within its own deadline.
+			if out.GetState() == negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING && !s.isActive(id) {
+				if n, err := s.deps.Store.Negotiations().Get(ctx, tenant, id); err == nil && s.now().Before(n.Deadline) {
+					s.launch(n)
+				}
+			}
 			return &negotiatorv1.StartNegotiationResponse{Negotiation: out}, nil
 		} else if status.Code(err) != codes.NotFound {
 			return nil, err
