@@ -237,3 +237,15 @@ ALTER TABLE proposals ADD COLUMN consensus_bundle TEXT NOT NULL DEFAULT '';
 -- different payload is refused (422, IETF httpapi idempotency-key draft) instead of
 -- silently answered with the first proposal. '' for proposals created before it.
 ALTER TABLE proposals ADD COLUMN request_sha256 TEXT NOT NULL DEFAULT '';
+
+-- ---- 00010_proposal_engine_lease.sql ----
+
+-- The coordinator's lifecycle engine (services/decision-coordinator/coordinator/engine.go)
+-- leases the proposals it is moving: lease_owner names the coordinator process and
+-- lease_until ends the lease (NULL: never leased). A proposal in one of the engine's
+-- states whose lease has ended is claimed by any coordinator; the partial index keeps
+-- that claim a short range scan whatever the size of the table.
+ALTER TABLE proposals ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE proposals ADD COLUMN lease_until TIMESTAMPTZ;
+CREATE INDEX proposals_engine_idx ON proposals (created_at)
+    WHERE status IN ('SUBMITTED', 'NEGOTIATING', 'AGREED');

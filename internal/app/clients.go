@@ -57,10 +57,28 @@ func (a *App) Dial(service string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
-// negotiatorClient is the coordinator's view of the negotiator, over gRPC, acting as the
-// caller (the bearer token is forwarded, so tenancy holds across the hop).
+// identity is how a client of a peer service calls: as the fabric's service identity
+// for the tenant when one is available (simulation: a short-lived token from the
+// development service key), else with the caller's own token. The coordinator's
+// lifecycle engine calls with no caller at all, so it needs the former.
+type identity struct {
+	tokens func(tenant string) (string, error)
+}
+
+// as is ctx carrying the identity the call is made with.
+func (i identity) as(ctx context.Context, tenantID string) context.Context {
+	if i.tokens != nil {
+		if tok, err := i.tokens(tenantID); err == nil {
+			return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok))
+		}
+	}
+	return auth.ForwardToken(ctx)
+}
+
+// negotiatorClient is the coordinator's view of the negotiator.
 type negotiatorClient struct {
 	c negotiatorv1.NegotiatorServiceClient
+	identity
 }
 
 var quorumRules = map[string]negotiatorv1.QuorumRule{
@@ -70,40 +88,47 @@ var quorumRules = map[string]negotiatorv1.QuorumRule{
 	"weighted":   negotiatorv1.QuorumRule_QUORUM_RULE_WEIGHTED,
 }
 
-func (n negotiatorClient) Start(ctx context.Context, proposalID, quorum string, deadline time.Duration) (*negotiatorv1.Negotiation, error) {
-	resp, err := n.c.StartNegotiation(auth.ForwardToken(ctx), &negotiatorv1.StartNegotiationRequest{
-		ProposalId: proposalID, QuorumRule: quorumRules[quorum], DeadlineMs: deadline.Milliseconds(),
+func (n negotiatorClient) Start(ctx context.Context, req coordinator.NegotiationRequest) (*negotiatorv1.Negotiation, error) {
+	ms := time.Until(req.Deadline).Milliseconds()
+	if ms < 1 {
+		return nil, status.Errorf(codes.FailedPrecondition, "the decision deadline %s has passed", req.Deadline.UTC().Format(time.RFC3339Nano))
+	}
+	resp, err := n.c.StartNegotiation(n.as(ctx, req.TenantID), &negotiatorv1.StartNegotiationRequest{
+		ProposalId: req.ProposalID, NegotiationId: req.NegotiationID, QuorumRule: quorumRules[req.Quorum], DeadlineMs: ms,
 	})
 	return resp.GetNegotiation(), err
 }
 
-func (n negotiatorClient) Status(ctx context.Context, id string) (*negotiatorv1.Negotiation, error) {
-	resp, err := n.c.GetNegotiationStatus(auth.ForwardToken(ctx), &negotiatorv1.GetNegotiationStatusRequest{Id: id})
+func (n negotiatorClient) Status(ctx context.Context, tenantID, id string) (*negotiatorv1.Negotiation, error) {
+	resp, err := n.c.GetNegotiationStatus(n.as(ctx, tenantID), &negotiatorv1.GetNegotiationStatusRequest{Id: id})
 	return resp.GetNegotiation(), err
 }
 
 // Wait follows the negotiation's progress stream until it closes after the final state.
-func (n negotiatorClient) Wait(ctx context.Context, id string) error {
-	stream, err := n.c.WatchNegotiation(auth.ForwardToken(ctx), &negotiatorv1.WatchNegotiationRequest{Id: id})
+func (n negotiatorClient) Wait(ctx context.Context, tenantID, id string) (*negotiatorv1.Negotiation, error) {
+	stream, err := n.c.WatchNegotiation(n.as(ctx, tenantID), &negotiatorv1.WatchNegotiationRequest{Id: id})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
-			return err // io.EOF never comes before a final state: see the terminal check
+			return nil, err // io.EOF never comes before a final state: see the terminal check
 		}
 		if msg.GetNegotiation().GetState() != negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING {
-			return nil
+			return msg.GetNegotiation(), nil
 		}
 	}
 }
 
-// scorerClient is the coordinator's view of the scorer, over gRPC.
-type scorerClient struct{ c scorerv1.ScorerServiceClient }
+// scorerClient is the coordinator's view of the scorer.
+type scorerClient struct {
+	c scorerv1.ScorerServiceClient
+	identity
+}
 
-func (s scorerClient) Score(ctx context.Context, proposalID string) (*scorerv1.ScoreResponse, error) {
-	return s.c.Score(auth.ForwardToken(ctx), &scorerv1.ScoreRequest{ProposalId: proposalID})
+func (s scorerClient) Score(ctx context.Context, in coordinator.ScoreInput) (*scorerv1.ScoreResponse, error) {
+	return s.c.Score(s.as(ctx, in.TenantID), &scorerv1.ScoreRequest{ProposalId: in.ProposalID})
 }
 
 // storeManifests gives the negotiator a proposal's manifest straight from the shared
@@ -151,8 +176,8 @@ func (v storeVotes) Agreement(ctx context.Context, tenantID, proposalID string) 
 // the fabric's service identity for the tenant when one is available (simulation: a
 // short-lived token from the development key) and as the caller otherwise.
 type auditClient struct {
-	c      auditorv1.AuditorServiceClient
-	tokens func(tenant string) (string, error)
+	c auditorv1.AuditorServiceClient
+	identity
 }
 
 func (a auditClient) Append(ctx context.Context, events ...coordinator.AuditRecord) error {
@@ -184,16 +209,6 @@ func (a auditClient) RecordSnapshot(ctx context.Context, e coordinator.AuditReco
 		return nil // recorded by an earlier attempt
 	}
 	return err
-}
-
-// as is ctx carrying the identity the call is made with.
-func (a auditClient) as(ctx context.Context, tenantID string) context.Context {
-	if a.tokens != nil {
-		if tok, err := a.tokens(tenantID); err == nil {
-			return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok))
-		}
-	}
-	return auth.ForwardToken(ctx)
 }
 
 // serviceToken mints the fabric's own token for a tenant (role service, 5 minutes) with

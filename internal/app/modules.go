@@ -146,10 +146,11 @@ var modules = map[string]module{
 			Store: a.Store, World: executor, Policy: pol,
 			TrustedKeys: keys, RequireSignature: !a.Simulation,
 			Signer: signer, RegionKeys: registry.Trusted(), RequireConsensusBundle: !a.Simulation,
-			Audit:           auditClient{c: auditorv1.NewAuditorServiceClient(aud), tokens: a.serviceToken},
-			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg)},
-			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc)},
+			Audit:           auditClient{auditorv1.NewAuditorServiceClient(aud), identity{a.serviceToken}},
+			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg), identity{a.serviceToken}},
+			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc), identity{a.serviceToken}},
 			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log, Registerer: reg,
+			Engine: coordinator.EngineConfig{Lease: time.Duration(a.Cfg.Engine.Lease), Sweep: time.Duration(a.Cfg.Engine.Sweep)},
 		})
 		if err != nil {
 			return server.Service{}, err

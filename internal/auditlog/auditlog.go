@@ -219,7 +219,7 @@ func (l *Log) openPublished() error {
 			l.published[name] = c
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := context.WithTimeout(store.WithCommitLabel(context.Background(), CommitLabel), commitTimeout)
 	defer cancel()
 	for name, p := range l.published {
 		tl := l.tenant(name)
@@ -377,7 +377,7 @@ func (l *Log) tenant(name string) *tenantLog {
 // commit writes a batch, retrying when another process appended meanwhile,
 // then answers every request and signs the logs that reached CheckpointEvery.
 func (l *Log) commit(batch []*request) {
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := context.WithTimeout(store.WithCommitLabel(context.Background(), CommitLabel), commitTimeout)
 	defer cancel()
 	start := time.Now()
 	var names []string
@@ -700,7 +700,7 @@ func (l *Log) checkpointPending(final bool) {
 		logs = append(logs, tl)
 	}
 	l.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	ctx, cancel := context.WithTimeout(store.WithCommitLabel(context.Background(), CommitLabel), commitTimeout)
 	defer cancel()
 	now := l.opts.Now()
 	for _, tl := range logs {
@@ -807,3 +807,7 @@ func (l *Log) ConsistencyProof(ctx context.Context, tenant string, size1, size2 
 	}
 	return tl.tree.consistency(size1, size2)
 }
+
+// CommitLabel names the audit log's own commits for store observers
+// (store.WithCommitLabel): they are off every decision's critical path.
+const CommitLabel = "auditor"

@@ -224,6 +224,8 @@ type Config struct {
 	// Admission bounds each service's concurrent and queued work and each tenant's
 	// share of it.
 	Admission Admission `yaml:"admission"`
+	// Engine tunes the coordinator's lifecycle engine (docs/architecture.md).
+	Engine Engine `yaml:"engine"`
 	// Audit configures checkpoint publication and the witness.
 	Audit Audit `yaml:"audit"`
 }
@@ -456,4 +458,15 @@ func (c Config) Redacted() string {
 		return "error: " + err.Error()
 	}
 	return string(out)
+}
+
+// Engine tunes the coordinator's lifecycle engine, which moves proposals through
+// negotiation and scoring in the background.
+type Engine struct {
+	// Lease is how long a coordinator's claim on a proposal lasts without renewal
+	// (default 15s): after a crash another coordinator takes its proposals over
+	// within about this long.
+	Lease Duration `yaml:"lease"`
+	// Sweep is how often each coordinator looks for unclaimed proposals (default 1s).
+	Sweep Duration `yaml:"sweep"`
 }

@@ -59,10 +59,11 @@ type sqlStore struct {
 	w   querier
 	tx  txn  // nil for the root store
 	sp  *int // savepoint counter shared by a tx and its nested InTx calls
+	obs *observers // commit observers (root store only; see Observe)
 }
 
 func newRootStore(d driver) *sqlStore {
-	return &sqlStore{drv: d, r: d.reader(), w: d.writer()}
+	return &sqlStore{drv: d, r: d.reader(), w: d.writer(), obs: &observers{}}
 }
 
 func (s *sqlStore) Backend() string { return s.drv.name() }
@@ -101,10 +102,16 @@ type grouper interface {
 // the root store queues fn for the next group commit; otherwise (Postgres, or inside
 // a transaction) fn runs at once on s.w.
 func (s *sqlStore) write(ctx context.Context, fn func(w querier) error) error {
+	var err error
 	if g, ok := s.drv.(grouper); ok && s.tx == nil {
-		return g.group(ctx, func(t txn) error { return fn(t) })
+		err = g.group(ctx, func(t txn) error { return fn(t) })
+	} else {
+		err = fn(s.w)
 	}
-	return fn(s.w)
+	if err == nil && s.tx == nil {
+		s.obs.notify(ctx)
+	}
+	return err
 }
 
 func (s *sqlStore) InTx(ctx context.Context, fn func(tx Store) error) (err error) {
@@ -112,9 +119,13 @@ func (s *sqlStore) InTx(ctx context.Context, fn func(tx Store) error) (err error
 		return s.savepoint(ctx, fn)
 	}
 	if g, ok := s.drv.(grouper); ok {
-		return g.group(ctx, func(t txn) error {
+		err := g.group(ctx, func(t txn) error {
 			return fn(&sqlStore{drv: s.drv, r: t, w: t, tx: t, sp: new(int)})
 		})
+		if err == nil {
+			s.obs.notify(ctx)
+		}
+		return err
 	}
 	t, err := s.drv.begin(ctx)
 	if err != nil {
@@ -133,7 +144,11 @@ func (s *sqlStore) InTx(ctx context.Context, fn func(tx Store) error) (err error
 		return err // the caller went away: roll back rather than commit for nobody
 	}
 	done = true
-	return s.wrap("commit", t.commit(ctx))
+	if err := t.commit(ctx); err != nil {
+		return s.wrap("commit", err)
+	}
+	s.obs.notify(ctx)
+	return nil
 }
 
 func (s *sqlStore) savepoint(ctx context.Context, fn func(tx Store) error) error {

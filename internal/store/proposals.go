@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/decision-fabric/fabric/internal/canonical"
 )
@@ -17,8 +18,8 @@ const proposalCols = `id, tenant_id, status, impact, dry_run, manifest, manifest
 const (
 	// The conflict target names the partial unique index, so only an
 	// idempotency-key collision is absorbed; a duplicate id still fails.
-	sqlProposalInsert = `INSERT INTO proposals (` + proposalCols + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+	sqlProposalInsert = `INSERT INTO proposals (` + proposalCols + `, lease_owner, lease_until)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 	ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key <> '' DO NOTHING
 	RETURNING ` + proposalCols
 	sqlProposalByKey = `SELECT ` + proposalCols + ` FROM proposals
@@ -69,7 +70,7 @@ func (ps proposalStore) Create(ctx context.Context, p *Proposal) (*Proposal, boo
 			r.ID, r.TenantID, r.Status, r.Impact, r.DryRun, r.Manifest, r.ManifestSHA256, r.Metadata,
 			r.PreStateSHA256, r.IdempotencyKey, r.CreatedBy, r.TraceID, r.Version,
 			s.drv.timeArg(r.CreatedAt), s.drv.timeArg(r.UpdatedAt), r.Decision, r.PostStateSHA256, r.Action, r.Target,
-			string(r.ConsensusBundle), r.RequestSHA256))
+			string(r.ConsensusBundle), r.RequestSHA256, r.LeaseOwner, s.leaseArg(r.LeaseUntil)))
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
@@ -231,4 +232,87 @@ func (ps proposalStore) guarded(ctx context.Context, op, tenantID, id, from stri
 		return nil, s.wrap(op, exists)
 	}
 	return nil, s.wrap(op, fmt.Errorf("%w: status is not %q or version is not %d", ErrConflict, from, expectedVersion))
+}
+
+// leaseArg encodes a lease end: NULL for none.
+func (s *sqlStore) leaseArg(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return s.drv.timeArg(normTime(t))
+}
+
+// inList is "$first, $first+1, ..." for n arguments.
+func inList(first, n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("$%d", first+i)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (ps proposalStore) ClaimWork(ctx context.Context, owner string, states []string, now, until time.Time, limit int) ([]*Proposal, error) {
+	if err := checkText("owner", owner, true); err != nil {
+		return nil, err
+	}
+	if len(states) == 0 || limit <= 0 {
+		return []*Proposal{}, nil
+	}
+	limit = min(limit, MaxListLimit)
+	lock := ""
+	if ps.s.drv.name() == BackendPostgres {
+		// Rows another claimer has locked are skipped, not waited for: each
+		// claimer leaves with a disjoint set.
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	args := []any{owner, ps.s.leaseArg(until), ps.s.drv.timeArg(normTime(now)), limit}
+	for _, st := range states {
+		args = append(args, st)
+	}
+	q := `UPDATE proposals SET lease_owner = $1, lease_until = $2
+	WHERE id IN (SELECT id FROM proposals
+		WHERE status IN (` + inList(5, len(states)) + `) AND (lease_until IS NULL OR lease_until < $3)
+		ORDER BY created_at LIMIT $4` + lock + `)
+	RETURNING ` + proposalCols
+	var out []*Proposal
+	err := ps.s.write(ctx, func(w querier) error {
+		rs, err := w.query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		out, err = collect(rs, scanProposal)
+		return err
+	})
+	if err != nil {
+		return nil, ps.s.wrap("claim proposals", err)
+	}
+	return out, nil
+}
+
+func (ps proposalStore) RenewLeases(ctx context.Context, owner string, states []string, until time.Time) (int64, error) {
+	if err := checkText("owner", owner, true); err != nil {
+		return 0, err
+	}
+	if len(states) == 0 {
+		return 0, nil
+	}
+	args := []any{owner, ps.s.leaseArg(until)}
+	for _, st := range states {
+		args = append(args, st)
+	}
+	q := `UPDATE proposals SET lease_until = $2 WHERE lease_owner = $1 AND status IN (` + inList(3, len(states)) + `)`
+	var n int64
+	err := ps.s.write(ctx, func(w querier) (err error) {
+		n, err = w.exec(ctx, q, args...)
+		return err
+	})
+	return n, ps.s.wrap("renew leases", err)
+}
+
+func (ps proposalStore) ReleaseLeases(ctx context.Context, owner string) error {
+	err := ps.s.write(ctx, func(w querier) error {
+		_, err := w.exec(ctx, `UPDATE proposals SET lease_until = NULL WHERE lease_owner = $1 AND lease_until IS NOT NULL`, owner)
+		return err
+	})
+	return ps.s.wrap("release leases", err)
 }

@@ -147,6 +147,11 @@ type Proposal struct {
 	// lower-case hex SHA-256 of its canonical form, or "" (none recorded). An
 	// Idempotency-Key replay is compared on it (the store only keeps it).
 	RequestSHA256 string
+	// LeaseOwner and LeaseUntil, on Create only, lease the new proposal to a
+	// coordinator's lifecycle engine (see ProposalStore.ClaimWork); zero takes no
+	// lease. They are not read back.
+	LeaseOwner string
+	LeaseUntil time.Time
 }
 
 // ProposalChange is the mutable part of a proposal written by ProposalStore.Advance.
@@ -194,6 +199,19 @@ type ProposalStore interface {
 	// MaxListLimit -> MaxListLimit). The result maps status to count; statuses with no
 	// match are absent. It reads an index, not the manifests.
 	History(ctx context.Context, tenantID, action, target string, statuses []string, limit int) (map[string]int, error)
+	// ClaimWork leases to owner, until until, at most limit proposals (of any tenant)
+	// whose status is one of states and whose lease has ended before now or was never
+	// taken, oldest first, and returns them. Concurrent claimers never get the same
+	// proposal: Postgres skips rows another claimer holds (FOR UPDATE SKIP LOCKED), and
+	// SQLite has one writer. A lease is not a change of the proposal: its version and
+	// UpdatedAt stay as they are.
+	ClaimWork(ctx context.Context, owner string, states []string, now, until time.Time, limit int) ([]*Proposal, error)
+	// RenewLeases extends to until every lease owner holds on a proposal whose status
+	// is one of states, and returns how many it extended.
+	RenewLeases(ctx context.Context, owner string, states []string, until time.Time) (int64, error)
+	// ReleaseLeases ends every lease owner holds, so another coordinator may claim
+	// the proposals at once (a coordinator stopping).
+	ReleaseLeases(ctx context.Context, owner string) error
 }
 
 // Snapshot is the captured state around a proposal's execution.

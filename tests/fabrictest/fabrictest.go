@@ -30,6 +30,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
 )
 
@@ -296,4 +297,19 @@ func (f *Fabric) AccessPolicy() map[string]auth.Policy {
 // WithToken returns ctx carrying token as gRPC bearer metadata.
 func WithToken(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+// Store is the store of the fabric's first process (the all-in-one process, or the
+// first service of a split fabric): the same handle the services use, so that
+// store.Observe sees their commits.
+func (f *Fabric) Store() store.Store { return f.running[0].App.Store }
+
+// Stop stops the fabric's processes now (a test of what survives a stop); the
+// cleanup then has nothing left to stop.
+func (f *Fabric) Stop(t testing.TB) {
+	t.Helper()
+	for _, r := range f.running {
+		require.NoError(t, r.Stop())
+	}
+	f.running = nil
 }

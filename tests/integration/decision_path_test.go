@@ -229,8 +229,13 @@ func TestNegotiatorStatusOverREST(t *testing.T) {
 			VotesExpected int    `json:"votes_expected"`
 		} `json:"negotiation"`
 	}
+	// The id is recorded with the submission; the engine starts the negotiation right
+	// after, so for a moment the negotiator does not know it yet.
 	require.Eventually(t, func() bool {
 		r := f.Do(t, http.MethodGet, fabric.Negotiator, fmt.Sprintf("/negotiate/%s/status", p.Votes.NegotiationID), c.token, "")
+		if r.Status == http.StatusNotFound {
+			return false
+		}
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 		require.NoError(t, json.Unmarshal(r.Body, &st))
 		return st.Negotiation.State != "NEGOTIATION_STATE_RUNNING"

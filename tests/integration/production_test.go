@@ -219,27 +219,32 @@ func TestProductionRefusesEnactmentWithoutValidConsensusBundle(t *testing.T) {
 	}
 
 	t.Run("forged region signature in the negotiation", func(t *testing.T) {
-		p := submit(t, "serviceF")
-		require.Equal(t, "PROPOSAL_STATUS_NEGOTIATING", p.Status)
-		// Wait for the negotiation to end (on the negotiator: reading the proposal would
-		// record the outcome), then forge eu-west's stored vote.
-		require.Eventually(t, func() bool {
-			r := f.Do(t, http.MethodGet, fabric.Negotiator, "/negotiate/"+p.Votes.NegotiationID+"/status", c.token, "")
-			return r.Status == http.StatusOK && strings.Contains(string(r.Body), "NEGOTIATION_STATE_AGREED")
-		}, 20*time.Second, 25*time.Millisecond)
+		// The lifecycle engine records an outcome the moment the negotiation ends, so
+		// the forgery happens as the vote is stored: a trigger (an attacker with
+		// database access) replaces eu-west's signature with one by another key.
+		m := &typesv1.Manifest{Action: "scale", Target: "serviceF", Regions: []string{"eu-west"}, Impact: "low", TenantId: "t1"}
+		m.Parameters, err = structpb.NewStruct(map[string]any{"replicas_delta": 1})
+		require.NoError(t, err)
+		raw, err := canonical.Proto(m)
+		require.NoError(t, err)
 		_, forger, err := ed25519.GenerateKey(nil)
 		require.NoError(t, err)
-		sp, err := st.Proposals().Get(ctx, "t1", p.ID)
+		payload, err := quorum.VotePayload(canonical.SHA256Hex(raw), 1, "eu-west", quorum.VerdictAccept)
 		require.NoError(t, err)
-		payload, err := quorum.VotePayload(sp.ManifestSHA256, 1, "eu-west", quorum.VerdictAccept)
-		require.NoError(t, err)
+		forged := base64.StdEncoding.EncodeToString(ed25519.Sign(forger, payload))
 		conn, err := pgx.Connect(ctx, dsn)
 		require.NoError(t, err)
 		defer conn.Close(ctx)
-		tag, err := conn.Exec(ctx, `UPDATE negotiation_votes SET signature = $1 WHERE negotiation_id = $2 AND region = 'eu-west'`,
-			base64.StdEncoding.EncodeToString(ed25519.Sign(forger, payload)), p.Votes.NegotiationID)
+		_, err = conn.Exec(ctx, `CREATE FUNCTION forge_eu_west() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN NEW.signature := '`+forged+`'; RETURN NEW; END $$;
+			CREATE TRIGGER forge_eu_west BEFORE INSERT OR UPDATE ON negotiation_votes
+			FOR EACH ROW WHEN (NEW.region = 'eu-west') EXECUTE FUNCTION forge_eu_west();`)
 		require.NoError(t, err)
-		require.EqualValues(t, 1, tag.RowsAffected())
+		p := submit(t, "serviceF")
+		require.Equal(t, "PROPOSAL_STATUS_NEGOTIATING", p.Status)
+		t.Cleanup(func() {
+			_, _ = conn.Exec(context.Background(), `DROP TRIGGER IF EXISTS forge_eu_west ON negotiation_votes; DROP FUNCTION IF EXISTS forge_eu_west()`)
+		})
 
 		// The coordinator records the agreement but refuses to sign a bundle for it...
 		p = c.await(t, p.ID, "PROPOSAL_STATUS_SCORED")
@@ -250,6 +255,8 @@ func TestProductionRefusesEnactmentWithoutValidConsensusBundle(t *testing.T) {
 		require.Contains(t, d.GetConsensusError(), "signature")
 		// ... and enactment is refused, saying why.
 		refused(t, p.ID, "no consensus bundle (P2)", "quorum certificate", `region \"eu-west\"`)
+		_, err = conn.Exec(ctx, `DROP TRIGGER forge_eu_west ON negotiation_votes; DROP FUNCTION forge_eu_west()`)
+		require.NoError(t, err)
 	})
 
 	t.Run("bundle re-signed around a forged vote", func(t *testing.T) {

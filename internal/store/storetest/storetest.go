@@ -30,6 +30,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ProposalTenantIsolation", testProposalTenantIsolation},
 		{"ProposalList", testProposalList},
 		{"ProposalHistory", testProposalHistory},
+		{"ClaimWork", testClaimWork},
+		{"ClaimWorkConcurrent", testClaimWorkConcurrent},
 		{"Outbox", testOutbox},
 		{"ProposalIdempotency", testProposalIdempotency},
 		{"ProposalIdempotencyConcurrent", testProposalIdempotencyConcurrent},

@@ -83,10 +83,16 @@ func (s *Service) outboxEntries(ctx context.Context, tenantID, proposalID string
 		return nil, nil
 	}
 	var actor string
+	trace := telemetry.TraceID(ctx)
 	if p := auth.FromContext(ctx); p != nil {
 		actor = p.Actor()
+	} else if c, ok := ctx.Value(causeKey{}).(cause); ok {
+		// The lifecycle engine acts on behalf of the proposal's submission.
+		actor = c.actor
+		if trace == "" {
+			trace = c.trace
+		}
 	}
-	trace := telemetry.TraceID(ctx)
 	out := make([]*store.OutboxEntry, 0, len(events))
 	for _, e := range events {
 		payload, err := json.Marshal(e.payload)
@@ -198,6 +204,10 @@ func (s *Service) send(ctx context.Context, e *store.OutboxEntry) error {
 	return s.deps.Audit.Append(ctx, rec)
 }
 
+// RelayCommitLabel names the audit relay's commits for store observers: they are off
+// every decision's critical path.
+const RelayCommitLabel = "audit-relay"
+
 // The relay's timing.
 const (
 	relayInterval = time.Second     // how often it sweeps the outbox
@@ -283,7 +293,7 @@ func (r *relay) run() {
 		case <-t.C:
 		case <-r.wake:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(store.WithCommitLabel(context.Background(), RelayCommitLabel), 30*time.Second)
 		r.sweep(ctx)
 		cancel()
 	}
@@ -367,4 +377,15 @@ func retryable(err error) bool {
 		return true
 	}
 	return false
+}
+
+type causeKey struct{}
+
+// cause is the request an engine step continues: its events are attributed to the
+// principal and trace that submitted the proposal.
+type cause struct{ actor, trace string }
+
+// onBehalfOf is ctx for steps that continue p's submission.
+func onBehalfOf(ctx context.Context, p *store.Proposal) context.Context {
+	return context.WithValue(ctx, causeKey{}, cause{actor: p.CreatedBy, trace: p.TraceID})
 }

@@ -43,10 +43,12 @@ type Deps struct {
 	Store  store.Store
 	World  world.Executor
 	Policy *policy.Engine
-	// Negotiator and Scorer are the other services, reached over gRPC with the caller's
-	// token; nil leaves proposals SUBMITTED (or AGREED) until they are wired.
+	// Negotiator and Scorer are the other services, called by the lifecycle engine as
+	// the fabric's service identity; nil leaves proposals SUBMITTED (or AGREED).
 	Negotiator Negotiator
 	Scorer     Scorer
+	// Engine tunes the lifecycle engine (engine.go).
+	Engine EngineConfig
 	// TrustedKeys verify manifest and consent signatures (P2, P1).
 	TrustedKeys *signing.Keyring
 	// RequireSignature refuses unsigned manifests (production, SIMULATION_MODE=false).
@@ -83,6 +85,8 @@ type Service struct {
 	// verified are the consensus bundles whose content this coordinator checked against
 	// its trust (deps.TrustedKeys, deps.RegionKeys): sealed here or verified before.
 	verified *lru.Cache[verifiedKey, *bundle.Consensus]
+	engine   *engine // nil without a negotiator, or when disabled
+	changes  changes // wakes long polls
 }
 
 // New returns the coordinator. With an auditor it starts the audit outbox relay; Close
@@ -100,12 +104,20 @@ func New(deps Deps) (*Service, error) {
 		s.relay = newRelay(s)
 		go s.relay.run()
 	}
+	if deps.Negotiator != nil && deps.Store != nil && !deps.Engine.Disabled {
+		s.engine = newEngine(s, deps.Engine)
+		s.engine.start()
+	}
 	return s, nil
 }
 
-// Close stops the background audit relay. Events it had not delivered stay in the
-// outbox for the next start.
+// Close stops the lifecycle engine (its leases are released for another coordinator)
+// and the background audit relay. Events it had not delivered stay in the outbox for
+// the next start.
 func (s *Service) Close() error {
+	if s.engine != nil {
+		s.engine.close()
+	}
 	if s.relay != nil {
 		s.relay.close()
 	}
@@ -238,6 +250,27 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	}
 	preSnap := &store.Snapshot{ID: newID(now), ProposalID: id, TenantID: planned.TenantID, Kind: "pre",
 		SHA256: pre.SHA256, State: pre.JSON, CreatedAt: now}
+	// With a lifecycle engine, the submission is leased to this process's engine and
+	// moved to NEGOTIATING (the negotiation's id chosen and recorded) in the same
+	// commit: the engine starts the negotiation at once, at no extra commit.
+	var negotiating *plannedMove
+	if s.engine != nil {
+		planned.LeaseOwner, planned.LeaseUntil = s.engine.cfg.Owner, s.engine.leaseUntil()
+		st := negotiationMove(now)
+		shared, err := decision(planned)
+		if err != nil {
+			return nil, err
+		}
+		if negotiating, err = planMoveFrom(planned, shared, st.to, st.edit, st.cols); err != nil {
+			return nil, err
+		}
+		more, err := s.outboxEntries(ctx, planned.TenantID, planned.ID,
+			transitionAudit(negotiating.next, transitionEvent(stNegotiating), transitionPayload(planned.Status, negotiating.next, negotiating.d)))
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, more...)
+	}
 	var stored *store.Proposal
 	var created bool
 	var staged []*store.OutboxEntry
@@ -255,6 +288,11 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 		if err := tx.Snapshots().Put(ctx, preSnap); err != nil {
 			return err
 		}
+		if negotiating != nil {
+			if stored, err = applyMove(ctx, tx, stored, negotiating); err != nil {
+				return err
+			}
+		}
 		staged, err = stageIn(ctx, tx, entries)
 		return err
 	})
@@ -264,13 +302,12 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	if !created { // a concurrent request with the same key won the insert
 		return s.replay(ctx, stored, fingerprint)
 	}
+	if negotiating != nil {
+		remember(stored, negotiating)
+	}
 	s.deliver(ctx, staged)
-	// Broadcast: start the negotiation now; if the negotiator is unavailable the
-	// proposal stays SUBMITTED and the next read retries.
-	if next, err := s.advance(ctx, stored); err != nil {
-		s.deps.Logger.WarnContext(ctx, "advance after submit", "proposal_id", stored.ID, "error", err)
-	} else {
-		stored = next
+	if s.engine != nil {
+		s.engine.drive(stored)
 	}
 	out, err := toProto(stored)
 	if err != nil {
@@ -287,12 +324,12 @@ func (s *Service) GetProposal(ctx context.Context, req *coordinatorv1.GetProposa
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.load(ctx, tenant, req.GetId())
+	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
 	if err != nil {
-		return nil, err
+		return nil, storeError(err)
 	}
-	if p.Status == stNegotiating && req.GetWaitMs() > 0 {
-		p = s.waitNegotiation(ctx, p, time.Duration(req.GetWaitMs())*time.Millisecond)
+	if wait := time.Duration(req.GetWaitMs()) * time.Millisecond; wait > 0 && inEngineState(p.Status) {
+		p = s.awaitChange(ctx, p, wait)
 	}
 	out, err := toProto(p)
 	if err != nil {
@@ -326,45 +363,37 @@ func (s *Service) ListProposals(ctx context.Context, req *coordinatorv1.ListProp
 	return resp, nil
 }
 
-// waitNegotiation is GetProposal's long poll: it follows p's negotiation for up to
-// wait and then advances p once more. Whatever goes wrong while waiting, the answer is
-// the proposal as it stands (the client polls again).
-func (s *Service) waitNegotiation(ctx context.Context, p *store.Proposal, wait time.Duration) *store.Proposal {
-	if s.deps.Negotiator == nil {
-		return p
-	}
-	d, err := decision(p)
-	if err != nil || d.GetVotes().GetNegotiationId() == "" {
-		return p
-	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	err = s.deps.Negotiator.Wait(wctx, d.GetVotes().GetNegotiationId())
-	cancel()
-	if err != nil {
-		return p
-	}
-	if next, err := s.load(ctx, p.TenantID, p.ID); err == nil {
-		return next
-	}
-	return p
-}
+// changePoll is how often a long poll reads the proposal again, for moves made by
+// another coordinator process (this process's moves wake it at once).
+const changePoll = 250 * time.Millisecond
 
-// load reads a proposal of tenant and advances it as far as it can go now; a
-// collaborator's failure is logged and the proposal returned as stored.
-func (s *Service) load(ctx context.Context, tenant, id string) (*store.Proposal, error) {
-	p, err := s.deps.Store.Proposals().Get(ctx, tenant, id)
-	if err != nil {
-		return nil, storeError(err)
-	}
-	next, err := s.advance(ctx, p)
-	if err != nil {
-		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
-			return nil, err
+// awaitChange is GetProposal's long poll: it returns p as soon as it has changed
+// (version), or as it stands after wait. It only reads.
+func (s *Service) awaitChange(ctx context.Context, p *store.Proposal, wait time.Duration) *store.Proposal {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		changed := s.changes.watch(p.ID)
+		next, err := s.deps.Store.Proposals().Get(ctx, p.TenantID, p.ID)
+		if err != nil {
+			return p
 		}
-		s.deps.Logger.WarnContext(ctx, "advance", "proposal_id", id, "error", err)
-		return p, nil
+		if next.Version != p.Version {
+			return next
+		}
+		poll := time.NewTimer(changePoll)
+		select {
+		case <-ctx.Done():
+			poll.Stop()
+			return p
+		case <-timer.C:
+			poll.Stop()
+			return p
+		case <-changed:
+		case <-poll.C:
+		}
+		poll.Stop()
 	}
-	return next, nil
 }
 
 // EnactProposal implements the RPC: a dry run on request (or while P3 still requires
@@ -374,9 +403,9 @@ func (s *Service) EnactProposal(ctx context.Context, req *coordinatorv1.EnactPro
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.load(ctx, tenant, req.GetId())
+	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
 	if err != nil {
-		return nil, err
+		return nil, storeError(err)
 	}
 	d, err := decision(p)
 	if err != nil {

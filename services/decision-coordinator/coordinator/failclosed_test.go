@@ -44,30 +44,25 @@ func (n *fakeNegotiator) counter(target string, m *typesv1.Manifest) {
 	n.counters[target] = m
 }
 
-func (n *fakeNegotiator) Start(_ context.Context, proposalID, quorum string, _ time.Duration) (*negotiatorv1.Negotiation, error) {
-	return &negotiatorv1.Negotiation{Id: proposalID, State: negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING}, nil
-}
-
-func (n *fakeNegotiator) Status(ctx context.Context, id string) (*negotiatorv1.Negotiation, error) {
-	p, err := n.st.Proposals().Get(ctx, "t1", id)
-	if err != nil {
-		return nil, err
-	}
-	m := &typesv1.Manifest{}
-	if err := protojson.Unmarshal(p.Manifest, m); err != nil {
-		return nil, err
-	}
+// Start agrees at once (the fake keeps no negotiations: Status cannot find one).
+func (n *fakeNegotiator) Start(_ context.Context, req NegotiationRequest) (*negotiatorv1.Negotiation, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return &negotiatorv1.Negotiation{Id: id, State: negotiatorv1.NegotiationState_NEGOTIATION_STATE_AGREED,
-		FinalManifest: n.counters[m.GetTarget()], Reason: "agreed"}, nil
+	return &negotiatorv1.Negotiation{Id: req.NegotiationID, State: negotiatorv1.NegotiationState_NEGOTIATION_STATE_AGREED,
+		FinalManifest: n.counters[req.Manifest.GetTarget()], Reason: "agreed"}, nil
 }
 
-func (n *fakeNegotiator) Wait(context.Context, string) error { return nil }
+func (n *fakeNegotiator) Status(_ context.Context, _, id string) (*negotiatorv1.Negotiation, error) {
+	return nil, status.Errorf(codes.NotFound, "negotiation %s not found", id)
+}
+
+func (n *fakeNegotiator) Wait(ctx context.Context, tenant, id string) (*negotiatorv1.Negotiation, error) {
+	return n.Status(ctx, tenant, id)
+}
 
 type fakeScorer struct{}
 
-func (fakeScorer) Score(context.Context, string) (*scorerv1.ScoreResponse, error) {
+func (fakeScorer) Score(context.Context, ScoreInput) (*scorerv1.ScoreResponse, error) {
 	return &scorerv1.ScoreResponse{Confidence: 0.9}, nil
 }
 
@@ -212,6 +207,7 @@ func (f *fabricUnderTest) run(t testing.TB, c enactCase) (*coordinatorv1.EnactPr
 		return nil, authorised{}
 	}
 	id := resp.GetProposal().GetId()
+	awaitSettled(t, f.st, "t1", id)
 	enactor := f.services[c.Enact]
 	var auth authorised
 	for range 3 {
@@ -352,7 +348,7 @@ func TestPlanFailureIsHighImpact(t *testing.T) {
 	resp, err := f.services["default"].SubmitProposal(ctx, &coordinatorv1.SubmitProposalRequest{TenantId: "t1",
 		Manifest: manifest(t, `{"action":"scale","target":"shrink","regions":["eu-west"],"parameters":{"replicas_delta":-50}}`)})
 	require.NoError(t, err)
-	p := resp.GetProposal()
+	p := settled(t, f.services["default"], resp.GetProposal().GetId())
 	require.Equal(t, policy.ImpactHigh, p.GetImpact())
 	require.True(t, p.GetDryRun())
 	require.True(t, p.GetPolicy().GetApprovalRequired())
@@ -381,7 +377,7 @@ func TestPolicyEvaluationErrorFailsClosed(t *testing.T) {
 	resp, err := s.SubmitProposal(ctx, &coordinatorv1.SubmitProposalRequest{TenantId: "t1",
 		Manifest: manifest(t, `{"action":"scale","target":"b","regions":["eu-west"],"parameters":{"replicas_delta":1,"owner":"y"}}`)})
 	require.NoError(t, err)
-	p := resp.GetProposal()
+	p := settled(t, s, resp.GetProposal().GetId())
 	require.Equal(t, coordinatorv1.ProposalStatus_PROPOSAL_STATUS_PENDING_APPROVAL, p.GetStatus())
 	require.Equal(t, policy.ImpactHigh, p.GetImpact())
 	require.Contains(t, p.GetPolicy().GetReasons()[0], "reclassified at agreement: the agreed change is high impact (classified low before)")
@@ -399,7 +395,7 @@ func TestAgreedChangeThePolicyRefusesIsRejected(t *testing.T) {
 	resp, err := s.SubmitProposal(ctx, &coordinatorv1.SubmitProposalRequest{TenantId: "t1",
 		Manifest: manifest(t, `{"action":"scale","target":"c","regions":["eu-west"],"parameters":{"replicas_delta":1}}`)})
 	require.NoError(t, err)
-	p := resp.GetProposal()
+	p := settled(t, s, resp.GetProposal().GetId())
 	require.Equal(t, coordinatorv1.ProposalStatus_PROPOSAL_STATUS_REJECTED, p.GetStatus())
 	require.Contains(t, p.GetReason(), "the regions agreed on a change the policy refuses: estimated cost change")
 	require.Contains(t, aud.keys(), fmt.Sprintf("%s:2:%s:%s", p.GetId(), eventReclassified, stageAgreement))
@@ -452,4 +448,27 @@ func TestApproversCountOnce(t *testing.T) {
 	d := &coordinatorv1.Proposal{Policy: &coordinatorv1.PolicyDecision{ApprovalRequired: true, ApprovalsRequired: 2},
 		Approvers: []string{"alice", "alice"}}
 	require.Contains(t, missingForEnactment(p, d)[0], "an approver recorded (1 of 2")
+}
+
+// awaitSettled waits until the lifecycle engine has moved proposal id out of its
+// states (the negotiation recorded, the score with it).
+func awaitSettled(t testing.TB, st store.Store, tenant, id string) *store.Proposal {
+	t.Helper()
+	var p *store.Proposal
+	require.Eventually(t, func() bool {
+		var err error
+		p, err = st.Proposals().Get(context.Background(), tenant, id)
+		return err == nil && !inEngineState(p.Status)
+	}, 20*time.Second, 2*time.Millisecond, "proposal %s stayed in the engine's states", id)
+	return p
+}
+
+// settled is proposal id as GetProposal answers once the engine has moved it out of
+// its states.
+func settled(t testing.TB, s *Service, id string) *coordinatorv1.Proposal {
+	t.Helper()
+	awaitSettled(t, s.deps.Store, "t1", id)
+	resp, err := s.GetProposal(proposerContext(), &coordinatorv1.GetProposalRequest{Id: id})
+	require.NoError(t, err)
+	return resp.GetProposal()
 }

@@ -25,17 +25,40 @@ import (
 	"github.com/decision-fabric/fabric/internal/world"
 )
 
-// Negotiator starts and reads negotiations (the federated negotiator over gRPC).
-type Negotiator interface {
-	Start(ctx context.Context, proposalID, quorum string, deadline time.Duration) (*negotiatorv1.Negotiation, error)
-	Status(ctx context.Context, negotiationID string) (*negotiatorv1.Negotiation, error)
-	// Wait returns when the negotiation has ended, or with ctx's error when ctx ends first.
-	Wait(ctx context.Context, negotiationID string) error
+// NegotiationRequest is everything the negotiator needs; it reads no coordinator table.
+type NegotiationRequest struct {
+	TenantID, ProposalID string
+	// NegotiationID is the id the coordinator chose and recorded for the negotiation:
+	// a start retried after a crash finds the same negotiation.
+	NegotiationID  string
+	Manifest       *typesv1.Manifest
+	ManifestSHA256 string
+	Quorum         string    // the policy's quorum name, e.g. "majority"
+	Deadline       time.Time // absolute: a retried start never extends it
 }
 
-// Scorer scores proposals (the confidence scorer over gRPC).
+// Negotiator starts and reads negotiations (the federated negotiator, in process or
+// over gRPC). Calls from the lifecycle engine carry no caller: implementations act as
+// the fabric's service identity for the tenant.
+type Negotiator interface {
+	// Start is idempotent per negotiation id: a second start returns the negotiation.
+	Start(ctx context.Context, req NegotiationRequest) (*negotiatorv1.Negotiation, error)
+	Status(ctx context.Context, tenantID, negotiationID string) (*negotiatorv1.Negotiation, error)
+	// Wait returns the negotiation once it has ended, or ctx's error when ctx ends first.
+	Wait(ctx context.Context, tenantID, negotiationID string) (*negotiatorv1.Negotiation, error)
+}
+
+// ScoreInput is everything the scorer needs; it reads no coordinator table.
+type ScoreInput struct {
+	TenantID, ProposalID string
+	Manifest             *typesv1.Manifest // the manifest to enact (agreed, else submitted)
+	Impact               string
+	Votes                *coordinatorv1.VoteSummary
+}
+
+// Scorer scores proposals (the confidence scorer, in process or over gRPC).
 type Scorer interface {
-	Score(ctx context.Context, proposalID string) (*scorerv1.ScoreResponse, error)
+	Score(ctx context.Context, in ScoreInput) (*scorerv1.ScoreResponse, error)
 }
 
 // Status names as stored.
@@ -152,37 +175,97 @@ type columns struct {
 }
 
 // moveAudited is move with an explicit audit event name, for moves whose meaning is not
-// the status they land in (a dry run recorded while approval is pending).
-// The transition and its audit event (after the events in before) are written in one
-// transaction, then the events are delivered. Everything that can be computed before
-// the transaction is (the decision record, the audit payloads): on SQLite the
-// transaction runs on the store's single writer.
+// the status they land in (a dry run recorded while approval is pending), with the
+// events in before audited ahead of the transition.
 func (s *Service) moveAudited(ctx context.Context, p *store.Proposal, to, event string, edit func(d *coordinatorv1.Proposal), cols columns, before ...auditEvent) (*store.Proposal, error) {
-	m, err := s.planMove(p, to, edit, cols)
+	return s.moveChain(ctx, p, nil, moveStep{to: to, event: event, edit: edit, cols: cols, before: before})
+}
+
+// moveStep is one transition of a chain committed together.
+type moveStep struct {
+	to string
+	// event is the audit event's name; "" is the transition's ("proposal.<to>").
+	event  string
+	edit   func(d *coordinatorv1.Proposal)
+	cols   columns
+	before []auditEvent // audited ahead of the transition
+	after  []auditEvent // audited after it
+	// when, if set, decides from the decision record as planned so far whether the
+	// step runs at all.
+	when func(d *coordinatorv1.Proposal) bool
+}
+
+// moveChain performs legal transitions one after the other in ONE transaction — with
+// their audit events and whatever extra writes — so that a decision pays one durable
+// commit for what it learned at once (an agreement and its score). Everything that can
+// be computed before the transaction is (the decision records, the audit payloads): on
+// SQLite the transaction runs on the store's single writer. After the commit the
+// events are delivered and long polls woken.
+func (s *Service) moveChain(ctx context.Context, p *store.Proposal, extra func(tx store.Store) error, steps ...moveStep) (*store.Proposal, error) {
+	cur, shared := p, (*coordinatorv1.Proposal)(nil)
+	var err error
+	if shared, err = decision(p); err != nil {
+		return nil, err
+	}
+	var moves []*plannedMove
+	var events []auditEvent
+	for _, st := range steps {
+		if st.when != nil && !st.when(shared) {
+			continue
+		}
+		m, err := planMoveFrom(cur, shared, st.to, st.edit, st.cols)
+		if err != nil {
+			return nil, err
+		}
+		event := st.event
+		if event == "" {
+			event = transitionEvent(st.to)
+		}
+		events = append(events, st.before...)
+		events = append(events, transitionAudit(m.next, event, transitionPayload(cur.Status, m.next, m.d)))
+		events = append(events, st.after...)
+		moves = append(moves, m)
+		cur, shared = m.next, m.d
+	}
+	if len(moves) == 0 {
+		return p, nil
+	}
+	entries, err := s.outboxEntries(ctx, p.TenantID, p.ID, events...)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := s.outboxEntries(ctx, p.TenantID, p.ID, append(before, transitionAudit(m.next, event, transitionPayload(p.Status, m.next, m.d)))...)
-	if err != nil {
-		return nil, err
-	}
-	var next *store.Proposal
+	stored := make([]*store.Proposal, len(moves))
 	var staged []*store.OutboxEntry
 	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
-		var err error
-		if next, err = applyMove(ctx, tx, p, m); err != nil {
-			return err
+		if extra != nil {
+			if err := extra(tx); err != nil {
+				return err
+			}
 		}
+		from := p
+		for i, m := range moves {
+			next, err := applyMove(ctx, tx, from, m)
+			if err != nil {
+				return err
+			}
+			stored[i], from = next, next
+		}
+		var err error
 		staged, err = stageIn(ctx, tx, entries)
 		return err
 	})
 	if err != nil {
 		return nil, storeError(err)
 	}
-	remember(next, m)
-	s.logMove(ctx, p, next)
+	from := p
+	for i, m := range moves {
+		remember(stored[i], m)
+		s.logMove(ctx, from, stored[i])
+		from = stored[i]
+	}
 	s.deliver(ctx, staged)
-	return next, nil
+	s.changes.notify(p.ID)
+	return from, nil
 }
 
 // plannedMove is a transition computed before the store's transaction.
@@ -259,33 +342,60 @@ func (s *Service) logMove(ctx context.Context, from, to *store.Proposal) {
 	s.deps.Logger.InfoContext(ctx, "proposal transition", "proposal_id", from.ID, "tenant_id", from.TenantID, "from", from.Status, "to", to.Status)
 }
 
-// advance moves a proposal forward as far as its collaborators allow right now:
-// starts its negotiation, records the outcome, scores it and asks for approval. It is
-// idempotent and safe to call from any request; a collaborator's failure leaves the
-// proposal where it was, to be retried by the next call.
-func (s *Service) advance(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
-	for range 8 { // every step moves forward, so the loop ends; the bound is a backstop
-		var next *store.Proposal
-		var err error
-		switch p.Status {
-		case stSubmitted:
-			next, err = s.startNegotiation(ctx, p)
-		case stNegotiating:
-			next, err = s.readNegotiation(ctx, p)
-		case stAgreed:
-			next, err = s.score(ctx, p)
-		default:
-			return p, nil
-		}
-		if err != nil || next == nil {
-			return p, err
-		}
-		p = next
+// step moves p one step along the engine's part of the lifecycle: it starts or follows
+// the negotiation of a NEGOTIATING proposal and records its outcome (with the score,
+// when the regions agreed, in the same commit), requests the negotiation of a SUBMITTED
+// one, and scores an AGREED one. It returns the proposal as moved, or nil when it did
+// not move (the negotiation is still running: the engine calls again).
+func (s *Service) step(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+	switch p.Status {
+	case stSubmitted:
+		return s.requestNegotiation(ctx, p)
+	case stNegotiating:
+		return s.negotiate(ctx, p)
+	case stAgreed:
+		return s.scoreAgreed(ctx, p)
 	}
-	return p, nil
+	return nil, nil
 }
 
-func (s *Service) startNegotiation(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+// expireGrace is how long past a deadline the coordinator waits for the negotiator to
+// end a negotiation itself before ending the proposal EXPIRED on its own.
+const expireGrace = 5 * time.Second
+
+// deadline is when p's negotiation must have ended (P6): its submission plus the
+// policy's decision timeout (DecisionTimeout for proposals recorded without one).
+func (s *Service) deadline(p *store.Proposal, d *coordinatorv1.Proposal) time.Time {
+	timeout := time.Duration(d.GetPolicy().GetDecisionTimeoutMs()) * time.Millisecond
+	if timeout <= 0 {
+		timeout = s.deps.DecisionTimeout
+	}
+	return p.CreatedAt.Add(timeout)
+}
+
+// negotiationMove is the move to NEGOTIATING: it records the id the negotiation will
+// have, so that a start retried after a crash finds the same negotiation.
+func negotiationMove(now time.Time) moveStep {
+	id := newID(now)
+	return moveStep{to: stNegotiating, edit: func(d *coordinatorv1.Proposal) {
+		d.Votes = &coordinatorv1.VoteSummary{NegotiationId: id}
+	}}
+}
+
+// requestNegotiation moves a SUBMITTED proposal (one submitted without a negotiator,
+// or before the engine) to NEGOTIATING; the next step starts the negotiation.
+func (s *Service) requestNegotiation(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+	if s.deps.Negotiator == nil {
+		return nil, nil
+	}
+	return s.moveChain(ctx, p, nil, negotiationMove(s.deps.Now()))
+}
+
+// negotiate starts (or finds again) p's negotiation while its deadline has not passed,
+// follows it until it ends and records the outcome. Past the deadline nothing is
+// started: a negotiation the negotiator never had ends the proposal EXPIRED, and one
+// still running after the grace period too.
+func (s *Service) negotiate(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
 	if s.deps.Negotiator == nil {
 		return nil, nil
 	}
@@ -293,32 +403,105 @@ func (s *Service) startNegotiation(ctx context.Context, p *store.Proposal) (*sto
 	if err != nil {
 		return nil, err
 	}
-	// P6: the policy's deadline; DecisionTimeout for proposals recorded before it was kept.
-	deadline := time.Duration(d.GetPolicy().GetDecisionTimeoutMs()) * time.Millisecond
-	if deadline <= 0 {
-		deadline = s.deps.DecisionTimeout
+	id := d.GetVotes().GetNegotiationId()
+	if id == "" { // recorded before negotiations had their id chosen here
+		return s.moveChain(ctx, p, nil, negotiationMove(s.deps.Now()))
 	}
-	n, err := s.deps.Negotiator.Start(ctx, p.ID, d.GetPolicy().GetQuorum(), deadline)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: start negotiation: %w", err)
+	deadline := s.deadline(p, d)
+	var n *negotiatorv1.Negotiation
+	if s.deps.Now().Before(deadline) {
+		m, err := submittedManifest(p)
+		if err != nil {
+			return nil, err
+		}
+		n, err = s.deps.Negotiator.Start(ctx, NegotiationRequest{
+			TenantID: p.TenantID, ProposalID: p.ID, NegotiationID: id,
+			Manifest: m, ManifestSHA256: p.ManifestSHA256,
+			Quorum: d.GetPolicy().GetQuorum(), Deadline: deadline,
+		})
+		if err != nil {
+			if refusedForGood(err) {
+				return s.endNegotiation(ctx, p, stRejected, "the negotiator refused to negotiate: "+status.Convert(err).Message())
+			}
+			return nil, fmt.Errorf("coordinator: start negotiation: %w", err)
+		}
+	} else {
+		n, err = s.deps.Negotiator.Status(ctx, p.TenantID, id)
+		if status.Code(err) == codes.NotFound {
+			return s.endNegotiation(ctx, p, stExpired, fmt.Sprintf(
+				"the decision deadline %s passed before the negotiation started (no coordinator was running it); nothing was negotiated",
+				deadline.UTC().Format(time.RFC3339Nano)))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("coordinator: negotiation status: %w", err)
+		}
 	}
-	return s.move(ctx, p, stNegotiating, func(d *coordinatorv1.Proposal) {
-		d.Votes = &coordinatorv1.VoteSummary{NegotiationId: n.GetId()}
-	}, "")
+	if n.GetState() == negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING {
+		if s.deps.Now().After(deadline.Add(expireGrace)) {
+			return s.endNegotiation(ctx, p, stExpired, fmt.Sprintf(
+				"the negotiator had not ended negotiation %s %s after its deadline %s", id, expireGrace, deadline.UTC().Format(time.RFC3339Nano)))
+		}
+		wctx, cancel := context.WithDeadline(ctx, deadline.Add(expireGrace))
+		n, err = s.deps.Negotiator.Wait(wctx, p.TenantID, id)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if wctx.Err() != nil {
+				return nil, nil // the next step checks the deadline again
+			}
+			return nil, fmt.Errorf("coordinator: follow negotiation: %w", err)
+		}
+		if n.GetState() == negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING {
+			return nil, nil
+		}
+	}
+	next, err := s.recordOutcome(ctx, p, d, n)
+	if err != nil && !isConflict(err) && s.deps.Now().After(deadline.Add(expireGrace)) {
+		// An outcome that cannot be recorded is not retried past the deadline: the
+		// proposal ends, failing closed, with the reason.
+		return s.endNegotiation(ctx, p, stExpired, "the negotiation's outcome could not be recorded by the deadline: "+err.Error())
+	}
+	return next, err
 }
 
-func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
-	if s.deps.Negotiator == nil {
-		return nil, nil
+// refusedForGood: the negotiator will never negotiate this request (a region the
+// tenant has no agent for, a manifest it cannot take): retrying cannot help.
+func refusedForGood(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.AlreadyExists, codes.PermissionDenied, codes.NotFound:
+		return true
 	}
-	d, err := decision(p)
-	if err != nil {
-		return nil, err
+	return false
+}
+
+// endNegotiation ends a NEGOTIATING proposal (REJECTED or EXPIRED) for reason, without
+// an outcome from the negotiator.
+func (s *Service) endNegotiation(ctx context.Context, p *store.Proposal, to, reason string) (*store.Proposal, error) {
+	return s.moveChain(ctx, p, nil, moveStep{to: to, edit: func(d *coordinatorv1.Proposal) {
+		d.Reason = reason
+		if d.Votes == nil {
+			d.Votes = &coordinatorv1.VoteSummary{}
+		}
+		d.Votes.Outcome = to
+	}})
+}
+
+// submittedManifest decodes p's stored manifest.
+func submittedManifest(p *store.Proposal) (*typesv1.Manifest, error) {
+	m := &typesv1.Manifest{}
+	if err := protojson.Unmarshal(p.Manifest, m); err != nil {
+		return nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
 	}
-	n, err := s.deps.Negotiator.Status(ctx, d.GetVotes().GetNegotiationId())
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: negotiation status: %w", err)
-	}
+	return m, nil
+}
+
+// recordOutcome records an ended negotiation: REJECTED or EXPIRED as the negotiator
+// says, or AGREED — reclassified on the agreed manifest, sealed in a consensus bundle
+// and, when the scorer answers, scored (and sent for approval when the policy asks)
+// in the same commit.
+func (s *Service) recordOutcome(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, n *negotiatorv1.Negotiation) (*store.Proposal, error) {
 	summary := summarise(n)
 	var to string
 	switch n.GetState() {
@@ -338,6 +521,14 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 	var cols columns
 	audits := voteAudits(n)
 	var re *reclassification
+	var err error
+	if to == stAgreed && n.GetFinalManifest() != nil {
+		// An agreed manifest that cannot be recorded (a value JSON cannot carry) is
+		// not an agreement the fabric can enact.
+		if _, err := protojson.Marshal(n.GetFinalManifest()); err != nil {
+			return s.endNegotiation(ctx, p, stRejected, "the regions agreed on a manifest that cannot be recorded: "+err.Error())
+		}
+	}
 	if to == stAgreed {
 		if re, err = s.reclassifyAgreed(ctx, p, d, n.GetFinalManifest()); err != nil {
 			return nil, err
@@ -369,7 +560,7 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 			s.deps.Logger.WarnContext(ctx, "no consensus bundle", "proposal_id", p.ID, "negotiation_id", n.GetId(), "error", err)
 		}
 	}
-	return s.moveAudited(ctx, p, to, transitionEvent(to), func(d *coordinatorv1.Proposal) {
+	steps := []moveStep{{to: to, cols: cols, before: audits, edit: func(d *coordinatorv1.Proposal) {
 		d.Votes = summary
 		d.Reason = n.GetReason()
 		if to == stAgreed {
@@ -383,9 +574,27 @@ func (s *Service) readNegotiation(ctx context.Context, p *store.Proposal) (*stor
 		default:
 			re.edit(d)
 		}
-	}, cols, audits...)
+	}}}
+	if to == stAgreed {
+		impact := p.Impact
+		if cols.impact != "" {
+			impact = cols.impact
+		}
+		agreed := n.GetFinalManifest()
+		if agreed == nil {
+			if agreed, err = submittedManifest(p); err != nil {
+				return nil, err
+			}
+		}
+		// A scorer that fails leaves the proposal AGREED: the engine scores it next.
+		if sc, err := s.scoreInput(ctx, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: agreed, Impact: impact, Votes: summary}); err == nil {
+			steps = append(steps, scoredSteps(sc)...)
+		} else {
+			s.deps.Logger.WarnContext(ctx, "score after agreement; retried by the engine", "proposal_id", p.ID, "error", err)
+		}
+	}
+	return s.moveChain(ctx, p, nil, steps...)
 }
-
 // reclassifyAgreed classifies the agreed manifest (the submitted one when the
 // regions did not change it) against the world as it is now.
 func (s *Service) reclassifyAgreed(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, agreed *typesv1.Manifest) (*reclassification, error) {
@@ -424,32 +633,51 @@ func summarise(n *negotiatorv1.Negotiation) *coordinatorv1.VoteSummary {
 	return v
 }
 
-func (s *Service) score(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
+// scoreAgreed scores an AGREED proposal whose score could not be recorded with its
+// agreement, and moves it to SCORED (and PENDING_APPROVAL when the policy asks).
+func (s *Service) scoreAgreed(ctx context.Context, p *store.Proposal) (*store.Proposal, error) {
 	if s.deps.Scorer == nil {
 		return nil, nil
 	}
-	sc, err := s.deps.Scorer.Score(ctx, p.ID)
+	d, err := decision(p)
+	if err != nil {
+		return nil, err
+	}
+	_, m, err := change(p, d)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := s.scoreInput(ctx, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: m, Impact: p.Impact, Votes: d.GetVotes()})
+	if err != nil {
+		return nil, err
+	}
+	return s.moveChain(ctx, p, nil, scoredSteps(sc)...)
+}
+
+func (s *Service) scoreInput(ctx context.Context, in ScoreInput) (*scorerv1.ScoreResponse, error) {
+	if s.deps.Scorer == nil {
+		return nil, errors.New("coordinator: no scorer")
+	}
+	sc, err := s.deps.Scorer.Score(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: score: %w", err)
 	}
-	next, err := s.move(ctx, p, stScored, func(d *coordinatorv1.Proposal) {
-		d.Score = &coordinatorv1.Score{
-			Confidence: sc.GetConfidence(), RiskScore: sc.GetRisk().GetScore(), RiskLevel: sc.GetRisk().GetLevel(),
-			CostAmount: sc.GetCostEstimate().GetAmount(), CostCurrency: sc.GetCostEstimate().GetCurrency(),
-			Explanation: sc.GetExplanation(),
-		}
-	}, "")
-	if err != nil {
-		return nil, err
+	return sc, nil
+}
+
+// scoredSteps record a score, then ask for approval when the policy (as recorded by
+// the steps before) requires it.
+func scoredSteps(sc *scorerv1.ScoreResponse) []moveStep {
+	return []moveStep{
+		{to: stScored, edit: func(d *coordinatorv1.Proposal) {
+			d.Score = &coordinatorv1.Score{
+				Confidence: sc.GetConfidence(), RiskScore: sc.GetRisk().GetScore(), RiskLevel: sc.GetRisk().GetLevel(),
+				CostAmount: sc.GetCostEstimate().GetAmount(), CostCurrency: sc.GetCostEstimate().GetCurrency(),
+				Explanation: sc.GetExplanation(),
+			}
+		}},
+		{to: stPendingApproval, when: func(d *coordinatorv1.Proposal) bool { return d.GetPolicy().GetApprovalRequired() }},
 	}
-	d, err := decision(next)
-	if err != nil {
-		return nil, err
-	}
-	if d.GetPolicy().GetApprovalRequired() {
-		return s.move(ctx, next, stPendingApproval, nil, "")
-	}
-	return next, nil
 }
 
 // change is the executor's view of the manifest to enact: the agreed one when the
@@ -674,50 +902,14 @@ func (s *Service) undoApply(ctx context.Context, c world.Change, pre world.Snaps
 // snapshot, with their audit events, in one transaction.
 func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, res *coordinatorv1.DryRunResult, post world.Snapshot) (*store.Proposal, error) {
 	to, event, edit := dryRunMove(p, res)
-	ran, err := s.planMove(p, to, edit, columns{})
-	if err != nil {
-		return nil, err
-	}
-	enacted, err := planMoveFrom(ran.next, ran.d, stEnacted, nil, columns{post: post.SHA256})
-	if err != nil {
-		return nil, err
-	}
-	entries, err := s.outboxEntries(ctx, p.TenantID, p.ID,
-		transitionAudit(ran.next, event, transitionPayload(p.Status, ran.next, ran.d)),
-		transitionAudit(enacted.next, transitionEvent(stEnacted), transitionPayload(ran.next.Status, enacted.next, enacted.d)),
-		snapshotAudit(enacted.next, "post", post.SHA256))
-	if err != nil {
-		return nil, err
-	}
 	snap := &store.Snapshot{
 		ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
 		SHA256: post.SHA256, State: post.JSON, CreatedAt: s.deps.Now().UTC(),
 	}
-	var mid, next *store.Proposal
-	var staged []*store.OutboxEntry
-	err = s.deps.Store.InTx(ctx, func(tx store.Store) error {
-		if err := tx.Snapshots().Put(ctx, snap); err != nil {
-			return err
-		}
-		var err error
-		if mid, err = applyMove(ctx, tx, p, ran); err != nil {
-			return err
-		}
-		if next, err = applyMove(ctx, tx, mid, enacted); err != nil {
-			return err
-		}
-		staged, err = stageIn(ctx, tx, entries)
-		return err
-	})
-	if err != nil {
-		return nil, storeError(err)
-	}
-	remember(mid, ran)
-	remember(next, enacted)
-	s.logMove(ctx, p, mid)
-	s.logMove(ctx, mid, next)
-	s.deliver(ctx, staged)
-	return next, nil
+	return s.moveChain(ctx, p, func(tx store.Store) error { return tx.Snapshots().Put(ctx, snap) },
+		moveStep{to: to, event: event, edit: edit},
+		moveStep{to: stEnacted, cols: columns{post: post.SHA256}, after: []auditEvent{snapshotAudit(p, "post", post.SHA256)}},
+	)
 }
 
 // rollback restores the pre-state snapshot exactly and checks the hash (P7).

@@ -14,6 +14,12 @@ type metrics struct {
 	outboxDeferred prometheus.Counter
 	// outboxRelayed: events the relay delivered.
 	outboxRelayed prometheus.Counter
+	// engineActive: proposals the lifecycle engine drives now; engineClaimed: proposals
+	// it claimed from the store (left by another process, or never leased);
+	// engineRetries: steps that failed and were tried again.
+	engineActive  prometheus.Gauge
+	engineClaimed prometheus.Counter
+	engineRetries prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,11 +36,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fabric_audit_outbox_relayed_total",
 			Help: "Audit events the relay delivered after the request path could not.",
 		}),
+		engineActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fabric_lifecycle_active",
+			Help: "Proposals the coordinator's lifecycle engine is moving now.",
+		}),
+		engineClaimed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fabric_lifecycle_claimed_total",
+			Help: "Proposals the lifecycle engine claimed from the store: left by a coordinator that stopped, or never leased.",
+		}),
+		engineRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fabric_lifecycle_retries_total",
+			Help: "Lifecycle steps that failed (a collaborator unavailable) and were tried again.",
+		}),
 	}
 	if reg == nil {
 		return m, nil // not exported (tests)
 	}
-	for _, c := range []prometheus.Collector{m.outboxPending, m.outboxDeferred, m.outboxRelayed} {
+	for _, c := range []prometheus.Collector{m.outboxPending, m.outboxDeferred, m.outboxRelayed, m.engineActive, m.engineClaimed, m.engineRetries} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("coordinator: register metrics: %w", err)
 		}

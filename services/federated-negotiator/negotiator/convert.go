@@ -2,6 +2,7 @@ package negotiator
 
 import (
 	"fmt"
+	"github.com/oklog/ulid/v2"
 	"regexp"
 	"strings"
 	"time"
@@ -49,6 +50,11 @@ func validateStart(req any) error {
 	}
 	if d := r.GetDeadlineMs(); d != 0 && (d < 1 || d > maxDeadlineMS) {
 		return invalid("deadline_ms %d: want 1-%d (or 0 for the default)", d, maxDeadlineMS)
+	}
+	if id := r.GetNegotiationId(); id != "" {
+		if u, err := ulid.ParseStrict(id); err != nil || u.String() != id {
+			return invalid("negotiation_id %q: want a canonical ULID (or empty)", redact.Echo(id))
+		}
 	}
 	return nil
 }

@@ -245,6 +245,25 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 	if ms := req.GetDeadlineMs(); ms > 0 {
 		timeout = time.Duration(ms) * time.Millisecond
 	}
+	// A start naming a negotiation that exists is a retry: it gets that negotiation.
+	if id := req.GetNegotiationId(); id != "" {
+		if out, _, err := s.load(ctx, tenant, id); err == nil {
+			if out.GetProposalId() != req.GetProposalId() {
+				return nil, status.Errorf(codes.AlreadyExists, "negotiation %s belongs to another proposal", id)
+			}
+			// A running negotiation no process of ours runs was left by a negotiator that
+			// stopped (the coordinator that retries the start has taken the proposal
+			// over): it resumes here, within its own deadline.
+			if out.GetState() == negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING && !s.isActive(id) {
+				if n, err := s.deps.Store.Negotiations().Get(ctx, tenant, id); err == nil && s.now().Before(n.Deadline) {
+					s.launch(n)
+				}
+			}
+			return &negotiatorv1.StartNegotiationResponse{Negotiation: out}, nil
+		} else if status.Code(err) != codes.NotFound {
+			return nil, err
+		}
+	}
 
 	manifest, digest, err := s.deps.Proposals.GetManifest(ctx, tenant, req.GetProposalId())
 	if err != nil {
@@ -272,8 +291,12 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 	}
 
 	now := s.now()
+	id := req.GetNegotiationId()
+	if id == "" {
+		id = ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()
+	}
 	stored, err := s.deps.Store.Negotiations().Create(ctx, &store.Negotiation{
-		ID:             ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String(),
+		ID:             id,
 		TenantID:       tenant,
 		ProposalID:     req.GetProposalId(),
 		ProposalDigest: digest,

@@ -222,7 +222,13 @@ type StartNegotiationRequest struct {
 	QuorumRule QuorumRule `protobuf:"varint,2,opt,name=quorum_rule,json=quorumRule,proto3,enum=decisionfabric.negotiator.v1.QuorumRule" json:"quorum_rule,omitempty"`
 	// Optional deadline in milliseconds (1-600000); PHASE_I4_DECISION_TIMEOUT_MS otherwise.
 	// Outside the range: INVALID_ARGUMENT (400).
-	DeadlineMs    int64 `protobuf:"varint,3,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	DeadlineMs int64 `protobuf:"varint,3,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
+	// Optional. The id the negotiation takes (a ULID). The coordinator chooses it and
+	// records it before the negotiation starts, so that a start retried after a crash
+	// finds the same negotiation: a start naming an id that exists for the tenant returns
+	// that negotiation (running or ended) and starts nothing. Empty: the negotiator
+	// chooses one.
+	NegotiationId string `protobuf:"bytes,4,opt,name=negotiation_id,json=negotiationId,proto3" json:"negotiation_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,6 +282,13 @@ func (x *StartNegotiationRequest) GetDeadlineMs() int64 {
 		return x.DeadlineMs
 	}
 	return 0
+}
+
+func (x *StartNegotiationRequest) GetNegotiationId() string {
+	if x != nil {
+		return x.NegotiationId
+	}
+	return ""
 }
 
 // StartNegotiationResponse returns the new negotiation.
@@ -1191,14 +1204,15 @@ var File_decisionfabric_negotiator_v1_negotiator_proto protoreflect.FileDescript
 
 const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"\n" +
-	"-decisionfabric/negotiator/v1/negotiator.proto\x12\x1cdecisionfabric.negotiator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x01\n" +
+	"-decisionfabric/negotiator/v1/negotiator.proto\x12\x1cdecisionfabric.negotiator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x01\n" +
 	"\x17StartNegotiationRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12I\n" +
 	"\vquorum_rule\x18\x02 \x01(\x0e2(.decisionfabric.negotiator.v1.QuorumRuleR\n" +
 	"quorumRule\x12\x1f\n" +
 	"\vdeadline_ms\x18\x03 \x01(\x03R\n" +
-	"deadlineMs\"g\n" +
+	"deadlineMs\x12%\n" +
+	"\x0enegotiation_id\x18\x04 \x01(\tR\rnegotiationId\"g\n" +
 	"\x18StartNegotiationResponse\x12K\n" +
 	"\vnegotiation\x18\x01 \x01(\v2).decisionfabric.negotiator.v1.NegotiationR\vnegotiation\"-\n" +
 	"\x1bGetNegotiationStatusRequest\x12\x0e\n" +
