@@ -108,6 +108,8 @@ type inprocHarness struct {
 	reg    *prometheus.Registry
 	logs   *inprocLogs
 	signer *auth.Signer
+	mu     sync.Mutex
+	tokens map[string]string
 }
 
 // inprocLogs is a log sink safe for concurrent writes.
@@ -188,10 +190,22 @@ func inprocStart(t testing.TB) *inprocHarness {
 	return &inprocHarness{srv: s, neg: neg, reg: reg, logs: logs, signer: auth.NewSigner(key, "i", "a")}
 }
 
+// token mints a token once per tenant and roles (the same token on every path: one
+// minted a second later would differ in its times).
 func (h *inprocHarness) token(t testing.TB, tenant string, roles ...string) string {
 	t.Helper()
+	key := tenant + "/" + strings.Join(roles, ",")
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if tok, ok := h.tokens[key]; ok {
+		return tok
+	}
 	tok, err := h.signer.Mint("s", tenant, roles, time.Hour)
 	require.NoError(t, err)
+	if h.tokens == nil {
+		h.tokens = map[string]string{}
+	}
+	h.tokens[key] = tok
 	return tok
 }
 
@@ -244,6 +258,10 @@ func inprocDetails(t testing.TB, err error) []string {
 func inprocJSON(t testing.TB, m proto.Message) string {
 	t.Helper()
 	b, err := protojson.Marshal(m)
+	require.NoError(t, err)
+	var v any // protojson's spacing varies on purpose: re-encode it stably
+	require.NoError(t, json.Unmarshal(b, &v))
+	b, err = json.Marshal(v)
 	require.NoError(t, err)
 	return string(b)
 }
@@ -423,7 +441,7 @@ func TestInprocAnswersAsTheNetworkDoes(t *testing.T) {
 	// The cases are what they claim to be (so the comparison is not of two empty runs).
 	c := local.calls
 	require.Equal(t, codes.OK, c["ok"].Code)
-	require.Equal(t, []string{`{"negotiation":{"id":"n1","tenantId":"t1","round":3}}`}, c["ok"].Responses)
+	require.Equal(t, []string{`{"negotiation":{"id":"n1","round":3,"tenantId":"t1"}}`}, c["ok"].Responses)
 	require.Equal(t, []string{"h-n1"}, c["ok"].Header.Get("x-head"))
 	require.Equal(t, []string{"t-n1"}, c["ok"].Trailer.Get("x-trail"))
 	seen := c["ok"].Seen
