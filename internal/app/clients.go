@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -22,24 +23,43 @@ import (
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
 )
 
-// conns are the process's gRPC client connections to peer services, one per peer,
-// created lazily (grpc.NewClient does not dial until the first call).
+// conns are the process's client connections to peer services, one per peer: the
+// in-process connection of a service this process serves, a gRPC client connection
+// (created lazily: grpc.NewClient does not dial until the first call) otherwise.
 type conns struct {
 	mu sync.Mutex
-	m  map[string]*grpc.ClientConn
+	m  map[string]grpc.ClientConnInterface
+	// serving is every service this process serves; local their connections, bound
+	// to the service's server once it exists (peers are built before it).
+	serving map[string]bool
+	local   map[string]*localConn
 }
 
-// Dial returns the shared client connection to a service, in either topology: the
-// address comes from services.<name>.dial (default 127.0.0.1 and its gRPC port).
-func (a *App) Dial(service string) (*grpc.ClientConn, error) {
+// Dial returns the shared client connection to a service, in either topology. A
+// service this process serves is called in-process (server.Server.Local: the same
+// interceptor chain, no socket); any other over gRPC at services.<name>.dial
+// (default 127.0.0.1 and its gRPC port).
+func (a *App) Dial(service string) (grpc.ClientConnInterface, error) {
 	a.conns.mu.Lock()
 	defer a.conns.mu.Unlock()
 	if c, ok := a.conns.m[service]; ok {
+		return c, nil
+	}
+	if a.conns.m == nil {
+		a.conns.m = map[string]grpc.ClientConnInterface{}
+	}
+	if a.conns.serving[service] {
+		c := &localConn{service: service}
+		if a.conns.local == nil {
+			a.conns.local = map[string]*localConn{}
+		}
+		a.conns.local[service], a.conns.m[service] = c, c
 		return c, nil
 	}
 	c, err := grpc.NewClient(a.Cfg.Services[service].DialAddr(),
@@ -49,12 +69,60 @@ func (a *App) Dial(service string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", service, err)
 	}
-	if a.conns.m == nil {
-		a.conns.m = map[string]*grpc.ClientConn{}
-	}
 	a.conns.m[service] = c
 	a.closers = append(a.closers, c.Close)
 	return c, nil
+}
+
+// serve records that this process serves service, before any module dials it.
+func (a *App) serve(service string) {
+	a.conns.mu.Lock()
+	defer a.conns.mu.Unlock()
+	if a.conns.serving == nil {
+		a.conns.serving = map[string]bool{}
+	}
+	a.conns.serving[service] = true
+}
+
+// bindLocal points the in-process connection to service at its server.
+func (a *App) bindLocal(service string, srv *server.Server) {
+	a.conns.mu.Lock()
+	defer a.conns.mu.Unlock()
+	if c, ok := a.conns.local[service]; ok {
+		c.srv.Store(srv)
+	}
+}
+
+// localConn is the in-process connection to a service of this process, usable
+// before the service's server exists (calls made before are refused UNAVAILABLE, as a
+// listener not yet open refuses them).
+type localConn struct {
+	service string
+	srv     atomic.Pointer[server.Server]
+}
+
+func (c *localConn) conn() (grpc.ClientConnInterface, error) {
+	srv := c.srv.Load()
+	if srv == nil {
+		return nil, status.Errorf(codes.Unavailable, "%s is not serving yet", c.service)
+	}
+	return srv.Local(), nil
+}
+
+func (c *localConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	cc, err := c.conn()
+	if err != nil {
+		return err
+	}
+	return cc.Invoke(ctx, method, args, reply, opts...)
+}
+
+func (c *localConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cc, err := c.conn()
+	if err != nil {
+		return nil, err
+	}
+	return cc.NewStream(ctx, desc, method, opts...)
 }
 
 // identity is how a client of a peer service calls: as the fabric's service identity

@@ -316,6 +316,11 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 		a.close()
 		return nil, err
 	}
+	for _, name := range order {
+		if fabric.IsService(name) {
+			a.serve(name) // its peers here call it in-process (Dial)
+		}
+	}
 	var names []string
 	for _, name := range order {
 		m := modules[name]
@@ -348,6 +353,7 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 			return fail(err)
 		}
 		servers[name] = srv
+		a.bindLocal(name, srv)
 		names = append(names, name)
 	}
 	r := &Running{App: a, Servers: servers, done: make(chan error, 1), cancel: cancel}

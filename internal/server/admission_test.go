@@ -54,8 +54,8 @@ func startAdmission(t *testing.T, adm config.Admission) *admissionHarness {
 	method := "/" + scorerv1.ScorerService_ServiceDesc.ServiceName + "/Score"
 	s, err := New(context.Background(), Service{
 		Name:     "test",
-		Register: func(g *grpc.Server) { scorerv1.RegisterScorerServiceServer(g, b) },
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Register: func(g grpc.ServiceRegistrar) { scorerv1.RegisterScorerServiceServer(g, b) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return scorerv1.RegisterScorerServiceHandlerClient(ctx, mux, scorerv1.NewScorerServiceClient(conn))
 		},
 		Policy: auth.Policy{method: {auth.RoleProposer}},

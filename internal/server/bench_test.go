@@ -1,11 +1,17 @@
 package server
 
 import (
+	"context"
 	"testing"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
+	"github.com/decision-fabric/fabric/internal/auth"
 )
 
 // benchProposal is a proposal response as GET /proposals/{id} returns it, with a
@@ -52,6 +58,35 @@ func BenchmarkMarshalProposal(b *testing.B) {
 				if _, err := m.Marshal(resp); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkInprocVsLoopback is one unary call through the whole interceptor chain
+// (token check, admission, validation, metrics, logging), made over the in-process
+// connection and over a loopback gRPC connection to the same server, in the same run.
+func BenchmarkInprocVsLoopback(b *testing.B) {
+	h := inprocStart(b)
+	h.logs.discard = true
+	loopback, err := grpc.NewClient(h.srv.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer loopback.Close()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+h.token(b, "t1", auth.RoleProposer))
+	for _, path := range []struct {
+		name string
+		conn grpc.ClientConnInterface
+	}{{"loopback", loopback}, {"in-process", h.srv.Local()}} {
+		client := negotiatorv1.NewNegotiatorServiceClient(path.conn)
+		b.Run(path.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.GetNegotiationStatus(ctx, &negotiatorv1.GetNegotiationStatusRequest{Id: "n1"}); err != nil {
+					b.Fatal(err)
+				}
+				h.neg.takeSeen()
 			}
 		})
 	}

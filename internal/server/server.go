@@ -2,10 +2,11 @@
 // fabric's interceptor chain, the grpc-gateway REST API, gRPC health and reflection,
 // GET /health, GET /metrics and graceful shutdown.
 //
-// REST requests are served by gateway handlers registered against a gRPC client
-// connection to the service's own gRPC listener, never against the implementation
-// directly: that way REST passes through exactly the same interceptors (auth, tenancy,
-// redacting logs, metrics, validation) as gRPC.
+// REST requests are served by gateway handlers registered against the service's
+// in-process connection (Server.Local), never against the implementation directly:
+// that way REST passes through exactly the same interceptors (auth, tenancy, redacting
+// logs, metrics, admission, validation) as gRPC, without a socket. Peer services in the
+// same process call through it too; the gRPC listener serves everyone else.
 package server
 
 import (
@@ -29,7 +30,6 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -44,10 +44,12 @@ import (
 type Service struct {
 	// Name is the service name (fabric.Coordinator, ...).
 	Name string
-	// Register registers the gRPC implementation(s) on s.
-	Register func(s *grpc.Server)
-	// Gateway registers the REST handlers against conn (a client of this server).
-	Gateway func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error
+	// Register registers the gRPC implementation(s) on r (the gRPC server and the
+	// in-process connection).
+	Register func(r grpc.ServiceRegistrar)
+	// Gateway registers the REST handlers against conn (this service's in-process
+	// connection).
+	Gateway func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error
 	// Policy lists the roles allowed per method; methods not listed are refused.
 	Policy auth.Policy
 	// Validators check requests before handlers run.
@@ -102,7 +104,7 @@ type Server struct {
 	http     *http.Server
 	grpcLis  net.Listener
 	httpLis  net.Listener
-	conn     *grpc.ClientConn
+	local    *local
 	health   *health.Server
 	adm      *admission.Controller
 	stopOnce sync.Once
@@ -137,7 +139,8 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(int(opts.MaxRequestBytes)),
 	)
-	svc.Register(s.grpc)
+	s.local = newLocal(unary, stream, int(opts.MaxRequestBytes))
+	svc.Register(registrars{s.grpc, s.local.reg})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -154,21 +157,10 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("server: %s: listen http %s: %w", svc.Name, opts.Listen.HTTPAddr, err)
 	}
 
-	// The gateway's client connection to our own gRPC listener, on loopback.
-	_, port, _ := net.SplitHostPort(s.grpcLis.Addr().String())
-	s.conn, err = grpc.NewClient(net.JoinHostPort("127.0.0.1", port),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(int(opts.MaxRequestBytes)*4)),
-	)
-	if err != nil {
-		s.closeListeners()
-		return nil, fmt.Errorf("server: %s: gateway client: %w", svc.Name, err)
-	}
+	// The gateway calls the service in-process, through the same chain.
 	gw := NewGatewayMux()
 	if svc.Gateway != nil {
-		if err := svc.Gateway(ctx, gw, s.conn); err != nil {
-			_ = s.conn.Close()
+		if err := svc.Gateway(ctx, gw, s.local.ch); err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("server: %s: register gateway: %w", svc.Name, err)
 		}
@@ -196,6 +188,11 @@ func (s *Server) GRPCAddr() string { return s.grpcLis.Addr().String() }
 // HTTPAddr is the bound REST address.
 func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 
+// Local is the service's in-process connection: a client connection whose calls run
+// the service's handlers in this process through the same interceptor chain as calls
+// on the gRPC listener (see local). It refuses calls once the server stops.
+func (s *Server) Local() grpc.ClientConnInterface { return s.local.ch }
+
 // Policy is a copy of the service's access policy (method → roles), e.g. for tests
 // that try every method with every role.
 func (s *Server) Policy() auth.Policy { return maps.Clone(s.svc.Policy) }
@@ -217,7 +214,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		err = fmt.Errorf("server: %s: %w", s.svc.Name, err)
+		if err != nil { // nil: Stop was called directly
+			err = fmt.Errorf("server: %s: %w", s.svc.Name, err)
+		}
 	}
 	s.Stop()
 	return err
@@ -230,6 +229,8 @@ func (s *Server) Stop() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 		defer cancel()
 		_ = s.http.Shutdown(ctx)
+		// In-process calls from peers in this process drain like the listener's.
+		s.local.close(ctx)
 		done := make(chan struct{})
 		go func() { s.grpc.GracefulStop(); close(done) }()
 		select {
@@ -237,7 +238,6 @@ func (s *Server) Stop() {
 		case <-ctx.Done():
 			s.grpc.Stop()
 		}
-		_ = s.conn.Close()
 		if s.svc.Close != nil {
 			if err := s.svc.Close(); err != nil {
 				s.log.Error("close", "error", err)

@@ -66,8 +66,8 @@ func start(t *testing.T) *harness {
 	method := "/" + scorerv1.ScorerService_ServiceDesc.ServiceName + "/Score"
 	svc := Service{
 		Name:     "test",
-		Register: func(g *grpc.Server) { scorerv1.RegisterScorerServiceServer(g, fakeScorer{}) },
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Register: func(g grpc.ServiceRegistrar) { scorerv1.RegisterScorerServiceServer(g, fakeScorer{}) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return scorerv1.RegisterScorerServiceHandlerClient(ctx, mux, scorerv1.NewScorerServiceClient(conn))
 		},
 		Policy: auth.Policy{method: {auth.RoleProposer}},
@@ -178,7 +178,7 @@ func TestHTTPStatus(t *testing.T) {
 func TestPortClashFailsAtStart(t *testing.T) {
 	t.Parallel()
 	h := start(t)
-	_, err := New(context.Background(), Service{Name: "again", Register: func(*grpc.Server) {}}, Options{
+	_, err := New(context.Background(), Service{Name: "again", Register: func(grpc.ServiceRegistrar) {}}, Options{
 		Listen: config.Listen{HTTPAddr: "127.0.0.1:0", GRPCAddr: h.srv.GRPCAddr()}, Logger: slog.New(slog.DiscardHandler),
 		MaxRequestBytes: 1024, ShutdownTimeout: time.Second,
 	})

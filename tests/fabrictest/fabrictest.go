@@ -283,6 +283,19 @@ func (f *Fabric) Conn(t testing.TB, service string) *grpc.ClientConn {
 	return conn
 }
 
+// Local is the in-process connection to a service (server.Server.Local), as its peers
+// in the same process call it: the same interceptor chain as Conn, without a socket.
+func (f *Fabric) Local(t testing.TB, service string) grpc.ClientConnInterface {
+	t.Helper()
+	for _, r := range f.running {
+		if s, ok := r.Servers[service]; ok {
+			return s.Local()
+		}
+	}
+	t.Fatalf("fabrictest: %s is not running", service)
+	return nil
+}
+
 // AccessPolicy is every running service's access policy, by service name.
 func (f *Fabric) AccessPolicy() map[string]auth.Policy {
 	out := map[string]auth.Policy{}

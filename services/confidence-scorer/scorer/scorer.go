@@ -125,8 +125,8 @@ func (s *Service) Definition() server.Service {
 	m := func(name string) string { return "/" + scorerv1.ScorerService_ServiceDesc.ServiceName + "/" + name }
 	return server.Service{
 		Name:     fabric.Scorer,
-		Register: func(g *grpc.Server) { scorerv1.RegisterScorerServiceServer(g, s) },
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Register: func(g grpc.ServiceRegistrar) { scorerv1.RegisterScorerServiceServer(g, s) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return scorerv1.RegisterScorerServiceHandlerClient(ctx, mux, scorerv1.NewScorerServiceClient(conn))
 		},
 		Policy: auth.Policy{

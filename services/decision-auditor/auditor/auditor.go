@@ -160,8 +160,8 @@ func (s *Service) Definition() server.Service {
 	readers := []string{auth.RoleAuditor, auth.RoleProposer, auth.RoleApprover, auth.RoleService}
 	def := server.Service{
 		Name:     fabric.Auditor,
-		Register: func(g *grpc.Server) { auditorv1.RegisterAuditorServiceServer(g, s) },
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Register: func(g grpc.ServiceRegistrar) { auditorv1.RegisterAuditorServiceServer(g, s) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return auditorv1.RegisterAuditorServiceHandlerClient(ctx, mux, auditorv1.NewAuditorServiceClient(conn))
 		},
 		// Reading is open to every role of the tenant; writing only appends (nothing

@@ -132,10 +132,10 @@ func (s *Service) Definition() server.Service {
 	readers := []string{auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor, auth.RoleService}
 	return server.Service{
 		Name:     fabric.Coordinator,
-		Register: func(g *grpc.Server) { coordinatorv1.RegisterCoordinatorServiceServer(g, s) },
+		Register: func(g grpc.ServiceRegistrar) { coordinatorv1.RegisterCoordinatorServiceServer(g, s) },
 		Close:    s.Close,
 		Checks:   s.healthChecks,
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return coordinatorv1.RegisterCoordinatorServiceHandlerClient(ctx, mux, coordinatorv1.NewCoordinatorServiceClient(conn))
 		},
 		Policy: auth.Policy{

@@ -195,8 +195,8 @@ func (s *Service) Definition() server.Service {
 	readers := []string{auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor, auth.RoleService}
 	def := server.Service{
 		Name:     fabric.Negotiator,
-		Register: func(g *grpc.Server) { negotiatorv1.RegisterNegotiatorServiceServer(g, s) },
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Register: func(g grpc.ServiceRegistrar) { negotiatorv1.RegisterNegotiatorServiceServer(g, s) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return negotiatorv1.RegisterNegotiatorServiceHandlerClient(ctx, mux, negotiatorv1.NewNegotiatorServiceClient(conn))
 		},
 		Policy: auth.Policy{

@@ -29,8 +29,8 @@ func (s *Service) Definition() server.Service {
 	readers := []string{auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor, auth.RoleService}
 	return server.Service{
 		Name:     fabric.HIL,
-		Register: func(g *grpc.Server) { hilv1.RegisterHILServiceServer(g, s) },
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Register: func(g grpc.ServiceRegistrar) { hilv1.RegisterHILServiceServer(g, s) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return hilv1.RegisterHILServiceHandlerClient(ctx, mux, hilv1.NewHILServiceClient(conn))
 		},
 		Policy: auth.Policy{

@@ -182,8 +182,8 @@ func (s *Service) Definition() server.Service {
 	readers := []string{auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor, auth.RoleService}
 	return server.Service{
 		Name:     fabric.Composer,
-		Register: func(g *grpc.Server) { composerv1.RegisterComposerServiceServer(g, s) },
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Register: func(g grpc.ServiceRegistrar) { composerv1.RegisterComposerServiceServer(g, s) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return composerv1.RegisterComposerServiceHandlerClient(ctx, mux, composerv1.NewComposerServiceClient(conn))
 		},
 		Policy: auth.Policy{

@@ -29,8 +29,8 @@ func (s *Service) Definition() server.Service {
 	readers := []string{auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor, auth.RoleService}
 	return server.Service{
 		Name:     fabric.Canary,
-		Register: func(g *grpc.Server) { canaryv1.RegisterCanaryServiceServer(g, s) },
-		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
+		Register: func(g grpc.ServiceRegistrar) { canaryv1.RegisterCanaryServiceServer(g, s) },
+		Gateway: func(ctx context.Context, mux *runtime.ServeMux, conn grpc.ClientConnInterface) error {
 			return canaryv1.RegisterCanaryServiceHandlerClient(ctx, mux, canaryv1.NewCanaryServiceClient(conn))
 		},
 		Policy: auth.Policy{
