@@ -162,9 +162,13 @@ func TestTwoCoordinatorsMoveEachProposalOnce(t *testing.T) {
 	const proposals = 500
 	dsn := pgtest.NewDSN(t)
 	files := engineFiles(t)
+	// Replicas share their keys (region key seed, service and signing keys): one data
+	// directory, as one mounted secret would be.
+	shared := t.TempDir()
 	start := func() *fabrictest.Fabric {
 		return fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: fabrictest.Postgres, Configure: func(c *config.Config) {
 			files(c)
+			c.DataDir = shared
 			c.Integrations.PostgresDSN = config.Secret(dsn)
 			c.Engine.Lease = config.Duration(2 * time.Second)
 			c.Engine.Sweep = config.Duration(100 * time.Millisecond)

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -159,9 +161,12 @@ func TestAttackCounterOfferRaisesImpact(t *testing.T) {
 		require.Equal(t, http.StatusConflict, r.Status, string(r.Body))
 		require.Contains(t, string(r.Body), "approver recorded (0 of 1")
 
-		audit := f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p.ID, c.token, "")
-		require.Equal(t, http.StatusOK, audit.Status, string(audit.Body))
-		require.Contains(t, string(audit.Body), `"proposal.reclassified"`, "the reclassification is in the audit trail")
+		// The audit trail follows the proposal through the outbox, moments after the commit.
+		require.Eventually(t, func() bool {
+			audit := f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p.ID, c.token, "")
+			require.Equal(t, http.StatusOK, audit.Status, string(audit.Body))
+			return strings.Contains(string(audit.Body), `"proposal.reclassified"`)
+		}, 10*time.Second, 10*time.Millisecond, "the reclassification is in the audit trail")
 
 		now := c.submit(t, fmt.Sprintf(`{"action":"scale","target":%q,"regions":["eu-west"],"parameters":{"replicas":%d}}`, target, replicas-1))
 		require.Equal(t, p.PreStateSHA256, now.PreStateSHA256, "nothing was enacted")

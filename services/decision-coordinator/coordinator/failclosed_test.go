@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -398,7 +399,10 @@ func TestAgreedChangeThePolicyRefusesIsRejected(t *testing.T) {
 	p := settled(t, s, resp.GetProposal().GetId())
 	require.Equal(t, coordinatorv1.ProposalStatus_PROPOSAL_STATUS_REJECTED, p.GetStatus())
 	require.Contains(t, p.GetReason(), "the regions agreed on a change the policy refuses: estimated cost change")
-	require.Contains(t, aud.keys(), fmt.Sprintf("%s:2:%s:%s", p.GetId(), eventReclassified, stageAgreement))
+	// The audit events are delivered right after the commit the test saw.
+	require.Eventually(t, func() bool {
+		return slices.Contains(aud.keys(), fmt.Sprintf("%s:2:%s:%s", p.GetId(), eventReclassified, stageAgreement))
+	}, 10*time.Second, 5*time.Millisecond, "%v", aud.keys())
 }
 
 // A proposal recorded before agreements were classified (stored SCORED at low impact
