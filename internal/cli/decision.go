@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/canonical"
@@ -232,7 +233,7 @@ func regionKeysExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reg, err := RegionRegistry(cfg)
+	reg, err := app.RegionRegistry(cfg)
 	if err != nil {
 		return err
 	}
