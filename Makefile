@@ -73,6 +73,17 @@ precheck: ## run the compliance precheck; writes reports/I.4_precheck.json
 build: ## build bin/fabric and one binary per service
 	$(GO) build -o bin/ ./cmd/fabric ./services/...
 
+# The services under services/, one image each (make images TAG=v1).
+SERVICES      := $(notdir $(patsubst %/main.go,%,$(wildcard services/*/main.go)))
+TAG           ?= dev
+
+.PHONY: images
+images: ## one image per service from the root Dockerfile: docker build --build-arg SERVICE=<name> .
+	@set -e; for s in $(SERVICES); do \
+		echo "== decision-fabric/$$s:$(TAG)"; \
+		docker build --build-arg SERVICE=$$s -t decision-fabric/$$s:$(TAG) .; \
+	done
+
 .PHONY: tools
 tools: $(BUF) $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/protoc-gen-grpc-gateway $(TOOLS_BIN)/protoc-gen-openapiv2 ## install pinned code generators into .tools
 
