@@ -110,14 +110,18 @@ googleapis: ## fetch google/api/{annotations,http}.proto from the Go module cach
 	install -m 0644 $$dir/third_party/googleapis/google/api/annotations.proto $$dir/third_party/googleapis/google/api/http.proto $(TOOLS)/googleapis/google/api/
 
 .PHONY: generate
-generate: tools googleapis ## regenerate gen/ from proto/ and infra/sql from the migrations
+generate: tools googleapis ## regenerate gen/ from proto/, infra/sql from the migrations, services/*/config.example.yaml from internal/config
 	$(BUF) generate
 	$(GO) run ./internal/store/cmd/genschema
+	$(GO) run ./internal/config/cmd/genexamples
+
+# What `make generate` writes, checked for drift by check-generate.
+GENERATED     := gen infra/sql 'services/*/config.example.yaml'
 
 .PHONY: check-generate
 check-generate: generate ## fail if generated code differs from what is committed
-	@git diff --exit-code -- gen infra/sql || (echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- gen infra/sql)" || (echo "untracked generated files: run 'make generate' and commit" >&2; git status --porcelain -- gen infra/sql; exit 1)
+	@git diff --exit-code -- $(GENERATED) || (echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (echo "untracked generated files: run 'make generate' and commit" >&2; git status --porcelain -- $(GENERATED); exit 1)
 
 .PHONY: lint
 lint: tools googleapis ## gofmt, go vet, buf lint, buf breaking against BREAKING_REF
