@@ -23,8 +23,8 @@ type exampleDoc struct{ head, line string }
 // exampleDocs documents every key the examples show, by dotted path. A key without an
 // entry makes Example fail, so a new setting cannot reach the examples undocumented.
 var exampleDocs = map[string]exampleDoc{
-	"target":   {head: `Which module to run: "all" or one service name.`},
-	"data_dir": {head: "Embedded database and development keys (created 0700 on first run). Point every\nservice of one host at the same folder, or set POSTGRES_DSN."},
+	"target":      {head: `Which module to run: "all" or one service name.`},
+	"data_dir":    {head: "Embedded database and development keys (created 0700 on first run). Point every\nservice of one host at the same folder, or set POSTGRES_DSN."},
 	"reports_dir": {head: "Where the precheck writes I.4_precheck.json and logs/I.4_precheck.log."},
 	"simulation_mode": {head: `"" lets the precheck decide; "true" forces simulation; "false" demands production` +
 		"\n(the service refuses to start if production dependencies are missing)."},
@@ -44,10 +44,10 @@ var exampleDocs = map[string]exampleDoc{
 	"services.*.http_addr": {line: "REST, /health and /metrics"},
 	"services.*.grpc_addr": {line: "gRPC"},
 
-	"auth":          {head: "Token verification (P5)."},
-	"auth.issuer":   {line: `every token's "iss"`},
-	"auth.audience": {line: `every token's "aud"`},
-	"auth.public_key_file": {head: "PEM public key of your identity provider. Empty: a development key in data_dir,\naccepted only in simulation mode."},
+	"auth":                  {head: "Token verification (P5)."},
+	"auth.issuer":           {line: `every token's "iss"`},
+	"auth.audience":         {line: `every token's "aud"`},
+	"auth.public_key_file":  {head: "PEM public key of your identity provider. Empty: a development key in data_dir,\naccepted only in simulation mode."},
 	"auth.service_key_file": {head: "The fabric's own Ed25519 private key (PEM), shared by its services, for the tokens\nthey call each other with (service role only). Empty: the development key in\nsimulation; outside it, audit appends wait in the coordinator's outbox until set.\nEnv FABRIC_SERVICE_KEY_FILE."},
 
 	"integrations":                     {head: "External systems (each also read from its environment variable)."},
@@ -67,7 +67,7 @@ var exampleDocs = map[string]exampleDoc{
 	"telemetry.log_format":    {line: "json or text"},
 	"telemetry.otlp_endpoint": {line: "host:port of an OTLP/gRPC collector; also OTEL_EXPORTER_OTLP_ENDPOINT"},
 
-	"admission": {head: "Admission control (docs/operations.md): beyond max_in_flight running and max_queue\nwaiting (at most max_wait), requests get 503; a tenant beyond its quota gets 429;\nboth with Retry-After."},
+	"admission":                       {head: "Admission control (docs/operations.md): beyond max_in_flight running and max_queue\nwaiting (at most max_wait), requests get 503; a tenant beyond its quota gets 429;\nboth with Retry-After."},
 	"admission.max_in_flight":         {line: "requests this service runs at once"},
 	"admission.max_queue":             {line: "more that may wait for a slot"},
 	"admission.max_wait":              {line: "longest wait in the queue"},
