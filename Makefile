@@ -11,7 +11,10 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GATEWAY_VERSION            := v2.33.0
 GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 COSIGN_VERSION             := v2.6.5
+GOLANGCI_LINT_VERSION      := v2.15.0
 BUF           := $(TOOLS)/node_modules/.bin/buf
+# Versioned file name, so bumping GOLANGCI_LINT_VERSION installs the new one.
+GOLANGCI_LINT := $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 export PATH   := $(TOOLS_BIN):$(PATH)
 
 # Postgres used by the conformance suite; FABRIC_REQUIRE_POSTGRES=1 makes a missing
@@ -85,13 +88,16 @@ images: ## one image per service from the root Dockerfile: docker build --build-
 	done
 
 .PHONY: tools
-tools: $(BUF) $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/protoc-gen-grpc-gateway $(TOOLS_BIN)/protoc-gen-openapiv2 ## install pinned code generators into .tools
+tools: $(BUF) $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/protoc-gen-grpc-gateway $(TOOLS_BIN)/protoc-gen-openapiv2 $(GOLANGCI_LINT) ## install pinned code generators and linters into .tools
 
 .PHONY: cosign
 cosign: $(TOOLS_BIN)/cosign ## install the real cosign CLI into .tools (the signing interop test uses it)
 $(TOOLS_BIN)/cosign:
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
+$(GOLANGCI_LINT):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	@mv $(TOOLS_BIN)/golangci-lint $@
 $(BUF):
 	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund @bufbuild/buf@$(BUF_VERSION) >/dev/null
 $(TOOLS_BIN)/protoc-gen-go:
@@ -124,11 +130,15 @@ check-generate: generate ## fail if generated code differs from what is committe
 	@test -z "$$(git status --porcelain -- $(GENERATED))" || (echo "untracked generated files: run 'make generate' and commit" >&2; git status --porcelain -- $(GENERATED); exit 1)
 
 .PHONY: lint
-lint: tools googleapis ## gofmt, go vet, buf lint, buf breaking against BREAKING_REF
+lint: tools googleapis lint-go ## gofmt, go vet, golangci-lint, buf lint, buf breaking against BREAKING_REF
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed" >&2; exit 1)
 	$(GO) vet ./...
 	$(BUF) lint
 	@$(MAKE) --no-print-directory breaking
+
+.PHONY: lint-go
+lint-go: $(GOLANGCI_LINT) ## golangci-lint (.golangci.yml: goimports, errorlint, revive and the standard linters)
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: breaking
 breaking: googleapis ## buf breaking against BREAKING_REF (HEAD~1 by default)

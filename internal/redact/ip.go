@@ -68,7 +68,7 @@ func scanIPv6(s string, p int, out []Finding) ([]Finding, int) {
 	cand := s[a:b]
 	// Two colons and a decimal digit: "a::b" and "dead::beef" read as
 	// words, not addresses.
-	if strings.Count(cand, ":") < 2 || strings.IndexAny(cand, "0123456789") < 0 {
+	if strings.Count(cand, ":") < 2 || !strings.ContainsAny(cand, "0123456789") {
 		return out, runEnd
 	}
 	addr, err := netip.ParseAddr(cand)
