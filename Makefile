@@ -11,7 +11,10 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GATEWAY_VERSION            := v2.33.0
 GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 COSIGN_VERSION             := v2.6.5
+GOLANGCI_LINT_VERSION      := v2.15.0
 BUF           := $(TOOLS)/node_modules/.bin/buf
+# Versioned file name, so bumping GOLANGCI_LINT_VERSION installs the new one.
+GOLANGCI_LINT := $(TOOLS_BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 export PATH   := $(TOOLS_BIN):$(PATH)
 
 # Postgres used by the conformance suite; FABRIC_REQUIRE_POSTGRES=1 makes a missing
@@ -73,14 +76,28 @@ precheck: ## run the compliance precheck; writes reports/I.4_precheck.json
 build: ## build bin/fabric and one binary per service
 	$(GO) build -o bin/ ./cmd/fabric ./services/...
 
+# The services under services/, one image each (make images TAG=v1).
+SERVICES      := $(notdir $(patsubst %/main.go,%,$(wildcard services/*/main.go)))
+TAG           ?= dev
+
+.PHONY: images
+images: ## one image per service from the root Dockerfile: docker build --build-arg SERVICE=<name> .
+	@set -e; for s in $(SERVICES); do \
+		echo "== decision-fabric/$$s:$(TAG)"; \
+		docker build --build-arg SERVICE=$$s -t decision-fabric/$$s:$(TAG) .; \
+	done
+
 .PHONY: tools
-tools: $(BUF) $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/protoc-gen-grpc-gateway $(TOOLS_BIN)/protoc-gen-openapiv2 ## install pinned code generators into .tools
+tools: $(BUF) $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/protoc-gen-grpc-gateway $(TOOLS_BIN)/protoc-gen-openapiv2 $(GOLANGCI_LINT) ## install pinned code generators and linters into .tools
 
 .PHONY: cosign
 cosign: $(TOOLS_BIN)/cosign ## install the real cosign CLI into .tools (the signing interop test uses it)
 $(TOOLS_BIN)/cosign:
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
 
+$(GOLANGCI_LINT):
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	@mv $(TOOLS_BIN)/golangci-lint $@
 $(BUF):
 	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund @bufbuild/buf@$(BUF_VERSION) >/dev/null
 $(TOOLS_BIN)/protoc-gen-go:
@@ -99,21 +116,29 @@ googleapis: ## fetch google/api/{annotations,http}.proto from the Go module cach
 	install -m 0644 $$dir/third_party/googleapis/google/api/annotations.proto $$dir/third_party/googleapis/google/api/http.proto $(TOOLS)/googleapis/google/api/
 
 .PHONY: generate
-generate: tools googleapis ## regenerate gen/ from proto/ and infra/sql from the migrations
+generate: tools googleapis ## regenerate gen/ from proto/, infra/sql from the migrations, services/*/config.example.yaml from internal/config
 	$(BUF) generate
 	$(GO) run ./internal/store/cmd/genschema
+	$(GO) run ./internal/config/cmd/genexamples
+
+# What `make generate` writes, checked for drift by check-generate.
+GENERATED     := gen infra/sql 'services/*/config.example.yaml'
 
 .PHONY: check-generate
 check-generate: generate ## fail if generated code differs from what is committed
-	@git diff --exit-code -- gen infra/sql || (echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- gen infra/sql)" || (echo "untracked generated files: run 'make generate' and commit" >&2; git status --porcelain -- gen infra/sql; exit 1)
+	@git diff --exit-code -- $(GENERATED) || (echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (echo "untracked generated files: run 'make generate' and commit" >&2; git status --porcelain -- $(GENERATED); exit 1)
 
 .PHONY: lint
-lint: tools googleapis ## gofmt, go vet, buf lint, buf breaking against BREAKING_REF
+lint: tools googleapis lint-go ## gofmt, go vet, golangci-lint, buf lint, buf breaking against BREAKING_REF
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '^gen/'); echo "gofmt needed" >&2; exit 1)
 	$(GO) vet ./...
 	$(BUF) lint
 	@$(MAKE) --no-print-directory breaking
+
+.PHONY: lint-go
+lint-go: $(GOLANGCI_LINT) ## golangci-lint (.golangci.yml: goimports, errorlint, revive and the standard linters)
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: breaking
 breaking: googleapis ## buf breaking against BREAKING_REF (HEAD~1 by default)

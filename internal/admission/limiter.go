@@ -30,10 +30,10 @@ type Limiter struct {
 	waiting  atomic.Int64
 }
 
-// NewLimiter returns a Limiter with max slots and a queue of maxQueue waiting at most
-// maxWait (maxQueue 0: no queue).
-func NewLimiter(max, maxQueue int, maxWait time.Duration) *Limiter {
-	return &Limiter{sem: semaphore.NewWeighted(int64(max)), max: int64(max), maxQueue: int64(maxQueue), maxWait: maxWait}
+// NewLimiter returns a Limiter with slots request slots and a queue of maxQueue waiting
+// at most maxWait (maxQueue 0: no queue).
+func NewLimiter(slots, maxQueue int, maxWait time.Duration) *Limiter {
+	return &Limiter{sem: semaphore.NewWeighted(int64(slots)), max: int64(slots), maxQueue: int64(maxQueue), maxWait: maxWait}
 }
 
 // Acquire takes a slot, waiting in the queue when there is room. It returns the slot's

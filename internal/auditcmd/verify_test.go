@@ -13,9 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditcmd"
 	"github.com/decision-fabric/fabric/internal/auditlog"
+	"github.com/decision-fabric/fabric/internal/cli"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
 	"github.com/decision-fabric/fabric/internal/witness"
@@ -146,7 +146,7 @@ func TestVerifyTrustedCheckpoint(t *testing.T) {
 				require.ErrorIs(t, err, auditcmd.ErrTampered)
 				require.Contains(t, out, tc.want)
 				var stdout, stderr bytes.Buffer
-				require.Equal(t, 2, app.Main(t.Context(), append([]string{"audit-verify"}, f.args("-trusted-checkpoint", saved)...), "all", &stdout, &stderr))
+				require.Equal(t, 2, cli.Main(t.Context(), append([]string{"audit-verify"}, f.args("-trusted-checkpoint", saved)...), "all", &stdout, &stderr))
 			})
 		})
 	}

@@ -578,7 +578,7 @@ func (l *Log) sync(ctx context.Context, st store.Store, tl *tenantLog) error {
 			}
 			h, err := decodeHash(e.EntryHash)
 			if err != nil {
-				return fmt.Errorf("%w: tenant %q: entry %d: %v", ErrCorrupt, tl.name, e.Index, err)
+				return fmt.Errorf("%w: tenant %q: entry %d: %w", ErrCorrupt, tl.name, e.Index, err)
 			}
 			tl.tree.appendLeaf(leafHash(h))
 			tl.last = e.EntryHash

@@ -98,9 +98,9 @@ func (v *Verifier) Verify(signedNote, mldsaSignature []byte) (*Checkpoint, error
 		var bad *note.InvalidSignatureError
 		var unverified *note.UnverifiedNoteError
 		if errors.As(err, &bad) || errors.As(err, &unverified) {
-			return nil, fmt.Errorf("%w: Ed25519: %v", ErrBadSignature, err)
+			return nil, fmt.Errorf("%w: Ed25519: %w", ErrBadSignature, err)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrMalformedCheckpoint, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformedCheckpoint, err)
 	}
 	c, err := ParseCheckpointBody([]byte(n.Text))
 	if err != nil {
@@ -123,7 +123,7 @@ func ParseCheckpointBody(body []byte) (*Checkpoint, error) {
 	var cp tlog.Checkpoint
 	rest, err := cp.Unmarshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformedCheckpoint, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformedCheckpoint, err)
 	}
 	lines := strings.SplitN(string(body), "\n", 4)
 	if !strings.HasPrefix(cp.Origin, KeyName+"/") || strings.ContainsAny(cp.Origin, " +") {

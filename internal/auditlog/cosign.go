@@ -28,7 +28,7 @@ func NewWitnessVerifier(vkey string) (note.Verifier, error) {
 // are both ErrNotCosigned.
 func VerifyCosignature(c *Checkpoint, w note.Verifier) error {
 	if _, err := note.Open(c.Note, note.VerifierList(w)); err != nil {
-		return fmt.Errorf("%w %s: %v", ErrNotCosigned, w.Name(), err)
+		return fmt.Errorf("%w %s: %w", ErrNotCosigned, w.Name(), err)
 	}
 	return nil
 }

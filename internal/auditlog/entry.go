@@ -107,10 +107,10 @@ func ValidTraceID(id string) bool {
 // ValidIdempotencyKey reports whether key is acceptable as Event.IdempotencyKey.
 func ValidIdempotencyKey(key string) bool { return validName(key, 200, "._:/-") }
 
-// validName reports whether s is 1 to max bytes of letters, digits and the
+// validName reports whether s is 1 to maxLen bytes of letters, digits and the
 // punctuation in punct, starting with a letter or digit.
-func validName(s string, max int, punct string) bool {
-	if s == "" || len(s) > max {
+func validName(s string, maxLen int, punct string) bool {
+	if s == "" || len(s) > maxLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -146,10 +145,6 @@ func appendN(t *testing.T, l *auditlog.Log, tenant string, n int) []*store.Audit
 		out[i] = mustAppend(t, l, event(tenant, fmt.Sprintf("p%d", i%3), auditlog.EventProposalSubmitted, i))
 	}
 	return out
-}
-
-func fixedClock(start time.Time) func() time.Time {
-	return func() time.Time { return start }
 }
 
 // rewriteFrom5 is the tampering of a database user who changes entry 5's actor and

@@ -64,7 +64,7 @@ func TestDigestFastPathMatchesGeneral(t *testing.T) {
 	for name, payload := range map[string]map[string]any{
 		"bench":   benchEvent().Payload.(map[string]any),
 		"empty":   {},
-		"numbers": {"a": 0.1, "b": -0.0, "c": 1e21, "d": 1e-7, "e": 123456789012345680000.0, "f": float64(1<<53 + 1), "g": int64(1<<53 + 1), "h": -5, "i": 5e-324, "j": math.MaxFloat64},
+		"numbers": {"a": 0.1, "b": math.Copysign(0, -1), "c": 1e21, "d": 1e-7, "e": 123456789012345680000.0, "f": float64(1<<53 + 1), "g": int64(1<<53 + 1), "h": -5, "i": 5e-324, "j": math.MaxFloat64},
 		"card":    {"n": 4111111111111111.0, "s": "4111 1111 1111 1111", "phone": 5551234567.0, "k": 5551234567},
 		"strings": {"html": "<a href='x'>&</a>", "ctl": "\x00\x1f\u007f\u2028\u2029", "esc": "\"\\/\b\f\n\r\t", "uni": "é中𝄞"},
 		"pii":     {"email": "alice@example.com", "note": "call +1 415 555 0100 or mail bob@example.org", "password": "hunter2", "token": map[string]any{"a": 1}},

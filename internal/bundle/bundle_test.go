@@ -155,13 +155,21 @@ func signedBundle(t testing.TB, in bundle.Input) *typesv1.ConsensusBundle {
 }
 
 // requirePart asserts err is a verification failure of part.
-func requirePart(t testing.TB, err error, part string) *bundle.Error {
+func requirePart(t testing.TB, err error, part string) {
 	t.Helper()
 	require.Error(t, err)
 	require.ErrorIs(t, err, bundle.ErrInvalid)
 	var be *bundle.Error
 	require.True(t, errors.As(err, &be), "%v is not a *bundle.Error", err)
 	require.True(t, strings.HasPrefix(be.Part, part), "failure names %q, want %q: %v", be.Part, part, err)
+}
+
+// homesPartError is requirePart returning the *bundle.Error, for its Detail.
+func homesPartError(t testing.TB, err error, part string) *bundle.Error {
+	t.Helper()
+	requirePart(t, err, part)
+	var be *bundle.Error
+	errors.As(err, &be)
 	return be
 }
 
@@ -319,7 +327,7 @@ func TestVerifyRefuses(t *testing.T) {
 				want = tc.expect
 			}
 			_, err := bundle.Verify(tc.b(t), tr, want)
-			be := requirePart(t, err, tc.part)
+			be := homesPartError(t, err, tc.part)
 			require.Equal(t, tc.missing, errors.Is(err, bundle.ErrMissing), "%v", err)
 			require.Contains(t, be.Detail, tc.detail)
 		})

@@ -58,12 +58,12 @@ func (c *canonicalizer) value() bool {
 	if c.i >= len(c.in) {
 		return false
 	}
-	switch b := c.in[c.i]; {
-	case b == '{':
+	switch c.in[c.i] {
+	case '{':
 		return c.object()
-	case b == '[':
+	case '[':
 		return c.array()
-	case b == '"':
+	case '"':
 		s, ok := c.str()
 		if !ok {
 			return false

@@ -3,6 +3,7 @@ package canonical
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
@@ -50,7 +51,7 @@ func TestFastPathTakesTheFabricsJSON(t *testing.T) {
 	docs := []any{
 		map[string]any{"manifest": map[string]any{"action": "scale", "target": "svc<x>&", "parameters": map[string]any{"replicas": 3.0, "ratio": 0.25}},
 			"regions": []any{"eu-west", "us-east"}, "note": "line\nbreak \u2028 é 😀", "n": nil, "ok": true},
-		[]any{1e21, 1e-7, -0.0, 123456789.0},
+		[]any{1e21, 1e-7, math.Copysign(0, -1), 123456789.0}, // a negative zero ("-0.0" is +0 in Go)
 	}
 	for _, d := range docs {
 		raw, err := json.Marshal(d)

@@ -377,8 +377,8 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("simulation_mode %q: want true, false or empty (decided by the precheck)", c.SimulationMode)
 	}
-	if max := policy.MaxDecisionTimeout.Milliseconds(); c.DecisionTimeoutMS <= 0 || c.DecisionTimeoutMS > max {
-		return fmt.Errorf("decision_timeout_ms %d: want 1..%d (P6)", c.DecisionTimeoutMS, max)
+	if limit := policy.MaxDecisionTimeout.Milliseconds(); c.DecisionTimeoutMS <= 0 || c.DecisionTimeoutMS > limit {
+		return fmt.Errorf("decision_timeout_ms %d: want 1..%d (P6)", c.DecisionTimeoutMS, limit)
 	}
 	if c.GCPercent < 50 || c.GCPercent > 1000 {
 		return fmt.Errorf("gc_percent %d: want 50..1000", c.GCPercent)

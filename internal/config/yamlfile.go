@@ -10,13 +10,13 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// DecodeStrict decodes raw, at most max bytes holding exactly one YAML document, into
+// DecodeStrict decodes raw, at most maxBytes bytes holding exactly one YAML document, into
 // v: unknown keys, a second document and an empty file are errors, and a panic in the
 // YAML library on hostile input becomes an error. what names the file kind in messages
 // ("regions", "templates").
-func DecodeStrict(raw []byte, max int, what string, v any) (err error) {
-	if len(raw) > max {
-		return fmt.Errorf("%s: larger than %d bytes", what, max)
+func DecodeStrict(raw []byte, maxBytes int, what string, v any) (err error) {
+	if len(raw) > maxBytes {
+		return fmt.Errorf("%s: larger than %d bytes", what, maxBytes)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -38,14 +38,14 @@ func DecodeStrict(raw []byte, max int, what string, v any) (err error) {
 	return nil
 }
 
-// ReadBounded reads the file at path, refusing more than max bytes.
-func ReadBounded(path string, max int, what string) ([]byte, error) {
+// ReadBounded reads the file at path, refusing more than maxBytes bytes.
+func ReadBounded(path string, maxBytes int, what string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer f.Close()
-	raw, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	raw, err := io.ReadAll(io.LimitReader(f, int64(maxBytes)+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

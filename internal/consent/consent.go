@@ -95,7 +95,7 @@ func Check(c *typesv1.Consent) error {
 	}
 	if ts := c.GetGrantedAt(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
-			return fmt.Errorf("consent.granted_at: %v", err)
+			return fmt.Errorf("consent.granted_at: %w", err)
 		}
 	}
 	return nil

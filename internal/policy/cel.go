@@ -140,7 +140,7 @@ func (x *expr) eval(act *activation) (bool, error) {
 		}
 	}
 	if act.paramErr != nil {
-		return false, fmt.Errorf("%w: %v", ErrInvalidInput, act.paramErr)
+		return false, fmt.Errorf("%w: %w", ErrInvalidInput, act.paramErr)
 	}
 	if err != nil {
 		return false, err

@@ -381,7 +381,7 @@ func ruleErr(where string, err error) error {
 	if errors.Is(err, ErrInvalidInput) {
 		return fmt.Errorf("%w (read by %s)", err, where)
 	}
-	return fmt.Errorf("%w: %s: %v", ErrEvaluation, where, err)
+	return fmt.Errorf("%w: %s: %w", ErrEvaluation, where, err)
 }
 
 func money(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }

@@ -20,23 +20,21 @@ func Echo(s string) string {
 	return String(clip(String(s), EchoRunes, len(s)))
 }
 
-// Truncate returns s cut after max runes and marked "…(N bytes)", N being
-// len(s); s itself when it has at most max runes. It never cuts a placeholder
+// Truncate returns s cut after maxRunes runes and marked "…(N bytes)", N being
+// len(s); s itself when it has at most maxRunes runes. It never cuts a placeholder
 // in two (a placeholder that straddles the cut is dropped whole) and always
 // returns valid UTF-8 up to the cut when s is valid UTF-8. Truncate does not
 // redact: use [Echo] for values that may hold secrets or PII.
-func Truncate(s string, max int) string { return clip(s, max, len(s)) }
+func Truncate(s string, maxRunes int) string { return clip(s, maxRunes, len(s)) }
 
-// clip cuts s after max runes, naming size as the original's size.
-func clip(s string, max, size int) string {
-	if max < 0 {
-		max = 0
-	}
-	if len(s) <= max { // fewer bytes than max: fewer runes too
+// clip cuts s after maxRunes runes, naming size as the original's size.
+func clip(s string, maxRunes, size int) string {
+	maxRunes = max(maxRunes, 0)
+	if len(s) <= maxRunes { // fewer bytes than maxRunes: fewer runes too
 		return s
 	}
 	cut, n := 0, 0
-	for cut < len(s) && n < max {
+	for cut < len(s) && n < maxRunes {
 		_, w := utf8.DecodeRuneInString(s[cut:])
 		cut += w
 		n++

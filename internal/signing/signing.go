@@ -173,7 +173,7 @@ func verifyWith(v signature.Verifier, payload []byte, sigB64 string) error {
 		return err
 	}
 	if err := v.VerifySignature(bytes.NewReader(raw), bytes.NewReader(payload)); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+		return fmt.Errorf("%w: %w", ErrBadSignature, err)
 	}
 	return nil
 }

@@ -93,7 +93,7 @@ func (w *Witness) Handler() http.Handler {
 			var sig []byte
 			if sig, err = w.Add(r.Context(), old, consistency, signed); err == nil {
 				rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
-				rw.Write(sig)
+				_, _ = rw.Write(sig) // the client went away: nothing left to tell it
 				return
 			}
 		}

@@ -128,7 +128,7 @@ func New(skey, logKey, statePath string) (*Witness, error) {
 		for origin, n := range w.state {
 			c, err := w.open([]byte(n))
 			if err != nil || c.Origin != origin {
-				return nil, fmt.Errorf("witness: state %s: the checkpoint of %q does not verify: %v", statePath, origin, err)
+				return nil, fmt.Errorf("witness: state %s: the checkpoint of %q does not verify: %w", statePath, origin, err)
 			}
 		}
 	}
@@ -145,13 +145,13 @@ func (w *Witness) open(signed []byte) (*auditlog.Checkpoint, error) {
 		var bad *note.InvalidSignatureError
 		var unverified *note.UnverifiedNoteError
 		if errors.As(err, &bad) || errors.As(err, &unverified) {
-			return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+			return nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	c, err := auditlog.ParseCheckpointBody([]byte(n.Text))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	c.Note = signed
 	return c, nil
@@ -205,7 +205,7 @@ func (w *Witness) Add(ctx context.Context, oldSize uint64, consistency [][]byte,
 		return nil, fmt.Errorf("%w: size %d is smaller than %d, cosigned before: the log was rolled back", ErrInconsistent, c.Size, last.Size)
 	default:
 		if err := proof.VerifyConsistency(rfc6962.DefaultHasher, last.Size, c.Size, consistency, last.Root, c.Root); err != nil {
-			return nil, fmt.Errorf("%w: from size %d to %d: %v", ErrInconsistent, last.Size, c.Size, err)
+			return nil, fmt.Errorf("%w: from size %d to %d: %w", ErrInconsistent, last.Size, c.Size, err)
 		}
 	}
 	cosigned, err := note.Sign(&note.Note{Text: string(c.Body())}, w.signer)
@@ -240,7 +240,10 @@ func (w *Witness) save(state map[string]string) error {
 		return fmt.Errorf("witness: state: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(raw); err == nil {
+	// A failed write or sync must stop the rename: the state file is replaced only by
+	// a complete, durable copy.
+	_, err = tmp.Write(raw)
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

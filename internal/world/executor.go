@@ -105,7 +105,7 @@ func plan(pre decoded, c Change) (Snapshot, error) {
 	for region, st := range pre.Regions {
 		next, err := applyAction(st, c)
 		if err != nil {
-			return Snapshot{}, fmt.Errorf("%w: region %s: %v", ErrRejected, region, err)
+			return Snapshot{}, fmt.Errorf("%w: region %s: %w", ErrRejected, region, err)
 		}
 		post.Regions[region] = next
 	}

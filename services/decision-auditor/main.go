@@ -5,8 +5,8 @@
 package main
 
 import (
-	"github.com/decision-fabric/fabric/internal/app"
+	"github.com/decision-fabric/fabric/internal/cli"
 	"github.com/decision-fabric/fabric/internal/fabric"
 )
 
-func main() { app.Run(fabric.Auditor) }
+func main() { cli.Run(fabric.Auditor) }

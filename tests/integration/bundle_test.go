@@ -19,6 +19,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/cli"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/signing/cosigntest"
@@ -30,7 +31,7 @@ import (
 func fabricCLI(t *testing.T, args ...string) (int, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := app.Main(context.Background(), args, app.All, &out, &errOut)
+	code := cli.Main(context.Background(), args, app.All, &out, &errOut)
 	t.Logf("fabric %s -> %d\n%s%s", strings.Join(args, " "), code, out.String(), errOut.String())
 	return code, out.String() + errOut.String()
 }

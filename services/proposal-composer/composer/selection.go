@@ -39,7 +39,7 @@ func words(s string) []string {
 		s = rePlaceholder.ReplaceAllString(s, " ")
 	}
 	return strings.FieldsFunc(strings.ToLower(s), func(c rune) bool {
-		return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9')
+		return (c < 'a' || c > 'z') && (c < '0' || c > '9')
 	})
 }
 

@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/signing"
@@ -21,7 +22,7 @@ func TestDecisionCommands(t *testing.T) {
 	t.Parallel()
 	run := func(args ...string) (int, string) {
 		var out, errOut bytes.Buffer
-		code := Main(context.Background(), args, All, &out, &errOut)
+		code := Main(context.Background(), args, app.All, &out, &errOut)
 		return code, out.String() + errOut.String()
 	}
 	code, out := run("decision")

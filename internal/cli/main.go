@@ -1,4 +1,8 @@
-package app
+// Package cli is the command line of `fabric` and of every services/<name> binary: flag
+// parsing and the subcommands (serve, precheck, token, policy, decision, region-keys,
+// audit-verify, witness, version). Serving itself is internal/app's module graph
+// (app.Start); this package only turns arguments into a configuration and calls it.
+package cli
 
 import (
 	"context"
@@ -14,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditcmd"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
@@ -50,7 +55,7 @@ func Main(ctx context.Context, args []string, defaultTarget string, stdout, stde
 	case "precheck":
 		return precheck.Main(ctx, args, stdout, func(path string) (precheck.Env, error) {
 			cfg, err := loadConfig(path, "", "")
-			return PrecheckEnv(cfg), err
+			return app.PrecheckEnv(cfg), err
 		})
 	case "token":
 		err = token(args, stdout, stderr)
@@ -96,7 +101,7 @@ func serve(ctx context.Context, args []string, defaultTarget string, stdout, std
 		return err
 	}
 	if *list {
-		for _, t := range Targets() {
+		for _, t := range app.Targets() {
 			fmt.Fprintln(stdout, t)
 		}
 		return nil
@@ -109,7 +114,7 @@ func serve(ctx context.Context, args []string, defaultTarget string, stdout, std
 		fmt.Fprint(stdout, cfg.Redacted())
 		return nil
 	}
-	r, err := Start(ctx, cfg, stdout)
+	r, err := app.Start(ctx, cfg, stdout)
 	if err != nil {
 		return err
 	}
@@ -120,12 +125,12 @@ func serve(ctx context.Context, args []string, defaultTarget string, stdout, std
 // loadConfig applies defaults (a service binary serves its own service), the file, the
 // environment, then the -target flag.
 func loadConfig(path, defaultTarget, target string) (config.Config, error) {
-	return config.LoadTarget(path, LookupEnv, defaultTarget, target)
+	return config.LoadTarget(path, app.LookupEnv, defaultTarget, target)
 }
 
 // announce tells a developer where everything listens and, in simulation with the
 // development key, prints a ready-to-use token. It writes to stderr, never to the log.
-func announce(r *Running, w io.Writer) {
+func announce(r *app.Running, w io.Writer) {
 	backend := "none"
 	if r.App.Store != nil {
 		backend = r.App.Store.Backend()

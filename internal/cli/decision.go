@@ -1,4 +1,4 @@
-package app
+package cli
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/canonical"
@@ -141,7 +142,7 @@ func decisionVerify(args []string, stdout, stderr io.Writer) error {
 	x, err := bundle.ParseExport(raw)
 	if err != nil {
 		fmt.Fprintf(stdout, "FAIL %v\n", err)
-		return fmt.Errorf("%s %w: %v", *path, errNotVerified, err)
+		return fmt.Errorf("%s %w: %w", *path, errNotVerified, err)
 	}
 	// The signed bytes, for an independent check with `cosign verify-blob`.
 	if *manifestPayload != "" {
@@ -179,7 +180,7 @@ func decisionVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	if verr != nil {
 		fmt.Fprintf(stdout, "FAIL %v\n", verr)
-		return fmt.Errorf("%s %w: %v", *path, errNotVerified, verr)
+		return fmt.Errorf("%s %w: %w", *path, errNotVerified, verr)
 	}
 	fmt.Fprintf(stdout, "verified: decision %s of tenant %s, offline, with the given public keys only\n", x.GetProposalId(), x.GetTenantId())
 	return nil
@@ -232,7 +233,7 @@ func regionKeysExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	reg, err := RegionRegistry(cfg)
+	reg, err := app.RegionRegistry(cfg)
 	if err != nil {
 		return err
 	}
