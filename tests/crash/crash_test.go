@@ -300,6 +300,9 @@ func crashCheckNegotiations(t *testing.T, load *crashLoad, acks []crashAck, fina
 				bad(false, "negotiation %s of proposal %s: %v", id, p.ID, err)
 				continue
 			}
+			if id == p.negotiationID() {
+				lastStarted = n.CreatedAt
+			}
 			if n.ProposalID != p.ID {
 				bad(false, "negotiation %s belongs to %s, not %s", id, n.ProposalID, p.ID)
 			}
@@ -323,9 +326,6 @@ func crashCheckNegotiations(t *testing.T, load *crashLoad, acks []crashAck, fina
 				}
 				if id == p.negotiationID() && v.CastAt.After(lastVote) {
 					lastVote = v.CastAt
-				}
-				if id == p.negotiationID() {
-					lastStarted = n.CreatedAt
 				}
 			}
 			if n.State == "NEGOTIATION_STATE_AGREED" && n.UpdatedAt.After(n.Deadline.Add(crashStartSlack)) && (len(n.Votes) == 0 || n.Votes[len(n.Votes)-1].CastAt.After(n.Deadline)) {
