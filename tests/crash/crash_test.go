@@ -361,7 +361,7 @@ func crashCheckNegotiations(t *testing.T, load *crashLoad, acks []crashAck, fina
 		t.Log(v.msg)
 	}
 	if crashKnownBug && allKnown {
-		t.Skipf("%d violations, all of the known kind (issue 10 item 1: GET /proposals/{id} advances the proposal, so one left SUBMITTED by a kill is negotiated again by the next read); remove the skip (crashKnownBug) when the lifecycle engine lands", len(found))
+		t.Skipf("%d violations, all of the known kind (issue 10 item 1: GET /proposals/{id} advances the proposal, so one a kill left SUBMITTED is negotiated by the first read after the restart, with a fresh deadline, even past its own); remove the skip (crashKnownBug) when the lifecycle engine lands", len(found))
 	}
 	t.Errorf("%d violations (see above)", len(found))
 }
