@@ -48,6 +48,10 @@ bench: ## benchmarks, each printed beside its floor from the same run
 load: ## load test: max sustainable POST /proposals rate, then 4x for 30 s; figures beside floors (docs/operations.md)
 	FABRIC_LOAD=1 $(GO) test -count=1 -v -run '^TestOverload$$' -timeout 10m ./tests/load/
 
+.PHONY: crash
+crash: ## crash test: SIGKILL the all-in-one fabric under load 10 times per store (SQLite, Postgres), then check it (docs/operations.md)
+	FABRIC_CRASH=1 $(GO) test -count=1 -v -run '^TestCrash$$' -timeout 20m ./tests/crash/
+
 .PHONY: bench-smoke
 bench-smoke: ## every benchmark once, so one that breaks fails CI (figures mean nothing here)
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
