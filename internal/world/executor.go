@@ -43,6 +43,17 @@ type Executor interface {
 	Restore(ctx context.Context, c Change, pre Snapshot) (Snapshot, error)
 }
 
+// TxApplier is implemented by executors whose world may live in the fabric's own store
+// (the simulated world): the change can then be made inside the transaction that
+// records it, so an enactment is never applied without its record, nor recorded
+// without being applied, whatever crashes.
+type TxApplier interface {
+	// ApplyIn is Apply through tx, a transaction of the store the world lives in. ok
+	// is false, and nothing is done, when c's world does not live in that store (a
+	// tenant's webhook): the caller applies with Apply instead.
+	ApplyIn(ctx context.Context, tx store.Store, c Change, pre Snapshot) (post Snapshot, ok bool, err error)
+}
+
 // ErrRejected marks a change that is invalid for the current state.
 var ErrRejected = errors.New("world: change rejected")
 
@@ -180,12 +191,26 @@ func (s *Simulated) Apply(ctx context.Context, c Change, pre Snapshot) (Snapshot
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return post, s.write(ctx, c, pre, post)
+	return post, s.write(ctx, s.st, c, pre, post)
+}
+
+// ApplyIn implements TxApplier: Apply through tx, which must be a transaction of the
+// store the simulated world was made with.
+func (s *Simulated) ApplyIn(ctx context.Context, tx store.Store, c Change, pre Snapshot) (Snapshot, bool, error) {
+	d, err := s.decode(c, pre)
+	if err != nil {
+		return Snapshot{}, true, err
+	}
+	post, err := plan(d, c)
+	if err != nil {
+		return Snapshot{}, true, err
+	}
+	return post, true, s.write(ctx, tx, c, pre, post)
 }
 
 // Restore implements Executor: writes the pre-state back, whatever is there now.
 func (s *Simulated) Restore(ctx context.Context, c Change, pre Snapshot) (Snapshot, error) {
-	if err := s.write(ctx, c, Snapshot{}, pre); err != nil {
+	if err := s.write(ctx, s.st, c, Snapshot{}, pre); err != nil {
 		return Snapshot{}, err
 	}
 	return s.Read(ctx, c.TenantID, c.Target, c.Regions)
@@ -193,7 +218,7 @@ func (s *Simulated) Restore(ctx context.Context, c Change, pre Snapshot) (Snapsh
 
 // write stores want's per-region states; when expect is set, each region must still
 // hold expect's state (compare-and-swap on the stored bytes).
-func (s *Simulated) write(ctx context.Context, c Change, expect, want Snapshot) error {
+func (s *Simulated) write(ctx context.Context, st store.Store, c Change, expect, want Snapshot) error {
 	w, err := s.decode(c, want)
 	if err != nil {
 		return err
@@ -204,7 +229,7 @@ func (s *Simulated) write(ctx context.Context, c Change, expect, want Snapshot) 
 			return err
 		}
 	}
-	return s.st.InTx(ctx, func(tx store.Store) error {
+	return st.InTx(ctx, func(tx store.Store) error {
 		regions := normalise(c.Regions)
 		rows, err := tx.WorldStates().GetRegions(ctx, c.TenantID, c.Target, regions)
 		if err != nil {

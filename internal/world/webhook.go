@@ -175,6 +175,14 @@ func (r Router) Apply(ctx context.Context, c Change, pre Snapshot) (Snapshot, er
 	return r.pick(c.TenantID).Apply(ctx, c, pre)
 }
 
+// ApplyIn implements TxApplier for the tenants whose world is the simulated one.
+func (r Router) ApplyIn(ctx context.Context, tx store.Store, c Change, pre Snapshot) (Snapshot, bool, error) {
+	if ta, ok := r.pick(c.TenantID).(TxApplier); ok {
+		return ta.ApplyIn(ctx, tx, c, pre)
+	}
+	return Snapshot{}, false, nil
+}
+
 // Restore implements Executor.
 func (r Router) Restore(ctx context.Context, c Change, pre Snapshot) (Snapshot, error) {
 	return r.pick(c.TenantID).Restore(ctx, c, pre)

@@ -839,6 +839,27 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if re := s.reclassify(ctx, p, d, m, pre, nil, stageEnactment); re != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, s.holdForApproval(ctx, p, re)
 	}
+	// A world that lives in the fabric's store (the simulated one) is changed in the
+	// transaction that records the enactment: a crash can never leave the change
+	// applied without its record. Any other (a tenant's webhook) is changed first and
+	// put back when the record cannot be written.
+	if ta, ok := s.deps.World.(world.TxApplier); ok {
+		var applied bool
+		next, post, err := s.recordEnactment(ctx, p, res, func(tx store.Store) (world.Snapshot, error) {
+			post, ok, err := ta.ApplyIn(ctx, tx, c, pre)
+			applied = ok
+			if errors.Is(err, store.ErrConflict) {
+				return world.Snapshot{}, status.Errorf(codes.Aborted, "the state of %s changed during enactment; nothing was applied, retry", c.Target)
+			}
+			return post, err
+		})
+		if applied || err != nil && !errors.Is(err, errNotInTx) {
+			if err != nil {
+				return nil, world.Snapshot{}, world.Snapshot{}, err
+			}
+			return next, pre, post, nil
+		}
+	}
 	post, err := s.deps.World.Apply(ctx, c, pre)
 	if errors.Is(err, store.ErrConflict) {
 		return nil, world.Snapshot{}, world.Snapshot{}, status.Errorf(codes.Aborted, "the state of %s changed during enactment; nothing was applied, retry", c.Target)
@@ -846,7 +867,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
-	next, err := s.recordEnactment(ctx, p, res, post)
+	next, _, err := s.recordEnactment(ctx, p, res, func(store.Store) (world.Snapshot, error) { return post, nil })
 	if err != nil {
 		// The world changed but the enactment could not be recorded (the proposal
 		// moved on concurrently, or the store failed): put the world back, so no
@@ -900,17 +921,34 @@ func (s *Service) undoApply(ctx context.Context, c world.Change, pre world.Snaps
 
 // recordEnactment stores the passed dry run res, the move to ENACTED and the post
 // snapshot, with their audit events, in one transaction.
-func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, res *coordinatorv1.DryRunResult, post world.Snapshot) (*store.Proposal, error) {
+func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, res *coordinatorv1.DryRunResult, apply func(tx store.Store) (world.Snapshot, error)) (*store.Proposal, world.Snapshot, error) {
 	to, event, edit := dryRunMove(p, res)
-	snap := &store.Snapshot{
-		ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
-		SHA256: post.SHA256, State: post.JSON, CreatedAt: s.deps.Now().UTC(),
-	}
-	return s.moveChain(ctx, p, func(tx store.Store) error { return tx.Snapshots().Put(ctx, snap) },
+	planned := res.GetPlannedPostStateSha256()
+	var post world.Snapshot
+	next, err := s.moveChain(ctx, p, func(tx store.Store) error {
+		var err error
+		if post, err = apply(tx); err != nil {
+			return err
+		}
+		if post.JSON == nil {
+			return errNotInTx
+		}
+		if post.SHA256 != planned {
+			return status.Errorf(codes.Aborted, "the change would produce state %s, not the planned %s; nothing was applied, retry", short(post.SHA256), short(planned))
+		}
+		return tx.Snapshots().Put(ctx, &store.Snapshot{
+			ID: newID(s.deps.Now()), ProposalID: p.ID, TenantID: p.TenantID, Kind: "post",
+			SHA256: post.SHA256, State: post.JSON, CreatedAt: s.deps.Now().UTC(),
+		})
+	},
 		moveStep{to: to, event: event, edit: edit},
-		moveStep{to: stEnacted, cols: columns{post: post.SHA256}, after: []auditEvent{snapshotAudit(p, "post", post.SHA256)}},
+		moveStep{to: stEnacted, cols: columns{post: planned}, after: []auditEvent{snapshotAudit(p, "post", planned)}},
 	)
+	return next, post, err
 }
+
+// errNotInTx: the world cannot be changed in the store's transaction (a webhook).
+var errNotInTx = errors.New("coordinator: the world is not in the store")
 
 // rollback restores the pre-state snapshot exactly and checks the hash (P7).
 func (s *Service) rollback(ctx context.Context, p *store.Proposal) (*store.Proposal, world.Snapshot, error) {
