@@ -57,8 +57,8 @@ type sqlStore struct {
 	drv driver
 	r   querier
 	w   querier
-	tx  txn  // nil for the root store
-	sp  *int // savepoint counter shared by a tx and its nested InTx calls
+	tx  txn        // nil for the root store
+	sp  *int       // savepoint counter shared by a tx and its nested InTx calls
 	obs *observers // commit observers (root store only; see Observe)
 }
 

@@ -595,6 +595,7 @@ func (s *Service) recordOutcome(ctx context.Context, p *store.Proposal, d *coord
 	}
 	return s.moveChain(ctx, p, nil, steps...)
 }
+
 // reclassifyAgreed classifies the agreed manifest (the submitted one when the
 // regions did not change it) against the world as it is now.
 func (s *Service) reclassifyAgreed(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, agreed *typesv1.Manifest) (*reclassification, error) {
