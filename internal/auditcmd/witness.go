@@ -68,7 +68,7 @@ func Witness(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			<-ctx.Done()
 			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			srv.Shutdown(shut)
+			_ = srv.Shutdown(shut)
 		}()
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err

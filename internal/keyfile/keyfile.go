@@ -56,7 +56,7 @@ func CreateExclusive(path string, data []byte, mode fs.FileMode) error {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
-		return fmt.Errorf("keyfile: create %s (link failed: %v): %w", path, linkErr, err)
+		return fmt.Errorf("keyfile: create %s (link failed: %w): %w", path, linkErr, err)
 	}
 	_, err = f.Write(data)
 	if err == nil {

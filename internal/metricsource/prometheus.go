@@ -207,7 +207,7 @@ type sample struct {
 func parseInstant(body []byte) (value float64, ok bool, err error) {
 	var r apiResponse
 	if err := json.Unmarshal(body, &r); err != nil {
-		return 0, false, fmt.Errorf("%w: %v", ErrInvalidResponse, err)
+		return 0, false, fmt.Errorf("%w: %w", ErrInvalidResponse, err)
 	}
 	switch r.Status {
 	case "success":
@@ -224,7 +224,7 @@ func parseInstant(body []byte) (value float64, ok bool, err error) {
 	case "vector":
 		var vec []sample
 		if err := json.Unmarshal(r.Data.Result, &vec); err != nil {
-			return 0, false, fmt.Errorf("%w: vector: %v", ErrInvalidResponse, err)
+			return 0, false, fmt.Errorf("%w: vector: %w", ErrInvalidResponse, err)
 		}
 		switch len(vec) {
 		case 0:
@@ -257,7 +257,7 @@ func parseValue(raw json.RawMessage) (float64, error) {
 	}
 	var ts float64
 	if err := json.Unmarshal(pair[0], &ts); err != nil {
-		return 0, fmt.Errorf("%w: sample time: %v", ErrInvalidResponse, err)
+		return 0, fmt.Errorf("%w: sample time: %w", ErrInvalidResponse, err)
 	}
 	var s string
 	if err := json.Unmarshal(pair[1], &s); err != nil {

@@ -113,7 +113,7 @@ func (p *httpProvider) post(ctx context.Context, op string, body, out any) error
 		return fmt.Errorf("model: %s: %w: response larger than %d bytes", op, ErrInvalidResponse, maxResponseBytes)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("model: %s: %w: %v", op, ErrInvalidResponse, err)
+		return fmt.Errorf("model: %s: %w: %w", op, ErrInvalidResponse, err)
 	}
 	return nil
 }

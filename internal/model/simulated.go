@@ -67,7 +67,7 @@ func (simulated) Suggest(ctx context.Context, r SuggestRequest) (Suggestion, err
 		return Suggestion{}, err
 	}
 	words := " " + strings.Join(strings.FieldsFunc(strings.ToLower(r.Context), func(c rune) bool {
-		return !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9')
+		return (c < 'a' || c > 'z') && (c < '0' || c > '9')
 	}), " ") + " "
 	has := func(phrases ...string) string {
 		for _, p := range phrases {

@@ -22,7 +22,7 @@ const pathKeys = 4
 // exceeds 48 at manifest.parameters.d.a…"). It reads data once, without recursion
 // and without decoding it; it does not validate it (the decoder does that), and
 // never panics, whatever data is.
-func CheckJSONDepth(data []byte, max int) error {
+func CheckJSONDepth(data []byte, maxDepth int) error {
 	stack := make([]openJSON, 0, 16)
 	for i := 0; i < len(data); i++ {
 		switch c := data[i]; c {
@@ -38,8 +38,8 @@ func CheckJSONDepth(data []byte, max int) error {
 				stack[n-1].expected = false
 			}
 		case '{', '[':
-			if len(stack) == max {
-				return fmt.Errorf("JSON nesting depth exceeds %d at %s", max, depthPath(data, stack))
+			if len(stack) == maxDepth {
+				return fmt.Errorf("JSON nesting depth exceeds %d at %s", maxDepth, depthPath(data, stack))
 			}
 			stack = append(stack, openJSON{obj: c == '{', expected: c == '{'})
 		case '}', ']':

@@ -157,7 +157,7 @@ func (c *committer) commit(batch []*groupUnit) {
 			u.err = err
 			continue
 		}
-		u.err, u.panic = runUnit(t, u)
+		u.panic, u.err = runUnit(t, u)
 	}
 	if _, err := c.conn.ExecContext(bg, "COMMIT"); err != nil {
 		_, _ = c.conn.ExecContext(bg, "ROLLBACK")
@@ -185,9 +185,9 @@ func (groupTx) rollback(context.Context) error { return errGroupManaged }
 
 // runUnit runs one write inside its own savepoint of the group's transaction; a
 // failure, a panic or the end of the write's context undoes only that write.
-func runUnit(t groupTx, u *groupUnit) (err error, panicked any) {
+func runUnit(t groupTx, u *groupUnit) (panicked any, err error) {
 	if _, err := t.exec(u.ctx, "SAVEPOINT fabric_group"); err != nil {
-		return fmt.Errorf("store: savepoint: %w", err), nil
+		return nil, fmt.Errorf("store: savepoint: %w", err)
 	}
 	returned := false
 	defer func() {
@@ -213,5 +213,5 @@ func runUnit(t groupTx, u *groupUnit) (err error, panicked any) {
 		// it. Its statements ran without cancellation, so only this check sees it.
 		err = u.ctx.Err()
 	}
-	return err, nil
+	return nil, err
 }

@@ -119,7 +119,7 @@ type errRow struct{}
 func (errRow) Scan(...any) error { return errNoDirectWrites }
 
 func (d *sqliteDriver) ping(ctx context.Context) error {
-	if err := d.committer.alive(); err != nil {
+	if err := d.alive(); err != nil {
 		return err
 	}
 	return d.r.PingContext(ctx)

@@ -44,7 +44,7 @@ func bareHealth(b *testing.B) healthpb.HealthClient {
 	require.NoError(b, err)
 	s := grpc.NewServer()
 	healthpb.RegisterHealthServer(s, health.NewServer())
-	go s.Serve(lis)
+	go func() { _ = s.Serve(lis) }()
 	b.Cleanup(s.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(b, err)

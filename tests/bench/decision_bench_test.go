@@ -95,7 +95,7 @@ func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
 		code, body, err := do(http.MethodPost, composer+"/compose", fmt.Sprintf(
 			`{"tenant_id":"t1","context":"scale out, cpu is high","target":"svc-%d","template_id":"scale-out","regions":["eu-west","eu-central","us-east","us-west","ap-south"]}`, i))
 		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("compose: %d %v %s", code, err, body)
+			return fmt.Errorf("compose: %d %w %s", code, err, body)
 		}
 		var composed struct {
 			Manifest  json.RawMessage `json:"manifest"`
@@ -107,7 +107,7 @@ func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
 		code, body, err = do(http.MethodPost, coord+"/proposals", fmt.Sprintf(
 			`{"tenant_id":"t1","manifest":%s,"signature":%s}`, composed.Manifest, composed.Signature))
 		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("submit: %d %v %s", code, err, body)
+			return fmt.Errorf("submit: %d %w %s", code, err, body)
 		}
 		var p struct {
 			Proposal struct{ ID, Status string } `json:"proposal"`
@@ -124,7 +124,7 @@ func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
 			}
 			code, body, err = do(http.MethodGet, coord+"/proposals/"+p.Proposal.ID+"?wait_ms=5000", "")
 			if err != nil || code != http.StatusOK {
-				return fmt.Errorf("get: %d %v", code, err)
+				return fmt.Errorf("get: %d %w", code, err)
 			}
 			if err := json.Unmarshal(body, &p); err != nil {
 				return err
@@ -135,7 +135,7 @@ func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
 		}
 		code, body, err = do(http.MethodPost, coord+"/proposals/"+p.Proposal.ID+"/enact", `{}`)
 		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("enact: %d %v %s", code, err, body)
+			return fmt.Errorf("enact: %d %w %s", code, err, body)
 		}
 		return nil
 	}

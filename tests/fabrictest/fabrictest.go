@@ -94,7 +94,7 @@ func Start(t testing.TB, opts Options) *Fabric {
 	}
 	require.NoError(t, cfg.Validate())
 
-	var out io.Writer = io.Discard
+	out := io.Writer(io.Discard)
 	if os.Getenv("FABRIC_TEST_LOGS") == "1" {
 		out = os.Stderr
 	}

@@ -113,11 +113,11 @@ func TestUnknownActionsHighByPolicy(t *testing.T) {
 
 // tallTarget is a target whose simulated state in eu-west for t1 starts with at least
 // min replicas.
-func tallTarget(t *testing.T, min int) (string, int) {
+func tallTarget(t *testing.T, minReplicas int) (string, int) {
 	t.Helper()
 	for i := range 1000 {
 		name := fmt.Sprintf("svc-%d", i)
-		if n := world.InitialState("t1", "eu-west", name)["replicas"].(int); n >= min {
+		if n := world.InitialState("t1", "eu-west", name)["replicas"].(int); n >= minReplicas {
 			return name, n
 		}
 	}

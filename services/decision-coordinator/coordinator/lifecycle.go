@@ -276,18 +276,9 @@ type plannedMove struct {
 	d    *coordinatorv1.Proposal // next's decision record
 }
 
-// planMove checks that p may move to status to and computes the move: the decision
-// record edited by edit, and the columns set beside it.
-func (s *Service) planMove(p *store.Proposal, to string, edit func(d *coordinatorv1.Proposal), cols columns) (*plannedMove, error) {
-	shared, err := decision(p)
-	if err != nil {
-		return nil, err
-	}
-	return planMoveFrom(p, shared, to, edit, cols)
-}
-
-// planMoveFrom is planMove for a proposal whose decoded decision record is shared
-// (not modified).
+// planMoveFrom checks that p may move to status to and computes the move: the decision
+// record (p's decoded record shared, which is not modified) edited by edit, and the
+// columns set beside it.
 func planMoveFrom(p *store.Proposal, shared *coordinatorv1.Proposal, to string, edit func(d *coordinatorv1.Proposal), cols columns) (*plannedMove, error) {
 	if p.Status != to && !legal(p.Status, to) {
 		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s cannot go from %s to %s", p.ID, p.Status, to)
