@@ -3,7 +3,6 @@ package negotiator
 import (
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -61,15 +60,6 @@ func validateID(id string) error {
 		return invalid("id %q: not a negotiation id (26-character ULID)", redact.Echo(id))
 	}
 	return nil
-}
-
-// ruleString is the stored form of a rule ("MAJORITY").
-func ruleString(r negotiatorv1.QuorumRule) string {
-	return strings.TrimPrefix(r.String(), "QUORUM_RULE_")
-}
-
-func ruleFromString(s string) negotiatorv1.QuorumRule {
-	return negotiatorv1.QuorumRule(negotiatorv1.QuorumRule_value["QUORUM_RULE_"+s])
 }
 
 func stateFromString(s string) negotiatorv1.NegotiationState {
@@ -133,7 +123,7 @@ func toProto(n *store.Negotiation, votes []*store.NegotiationVote, now time.Time
 		ProposalId:     n.ProposalID,
 		TenantId:       n.TenantID,
 		State:          stateFromString(n.State),
-		QuorumRule:     ruleFromString(n.QuorumRule),
+		QuorumRule:     qc.RuleFromStored(n.QuorumRule),
 		Round:          n.Round,
 		VotesExpected:  int32(len(n.Regions)),
 		Deadline:       timestamppb.New(n.Deadline),

@@ -33,6 +33,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/server"
@@ -278,7 +279,7 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 		ProposalID:     req.GetProposalId(),
 		ProposalDigest: digest,
 		State:          store.NegotiationRunning,
-		QuorumRule:     ruleString(rule),
+		QuorumRule:     qc.StoredRule(rule),
 		Round:          1,
 		MaxRounds:      s.deps.Regions.MaxRounds,
 		Offer:          offer,
@@ -300,7 +301,7 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "negotiation started", "negotiation_id", stored.ID, "tenant_id", tenant,
-		"proposal_id", stored.ProposalID, "quorum_rule", RuleName(rule), "regions", len(regions), "deadline_ms", timeout.Milliseconds())
+		"proposal_id", stored.ProposalID, "quorum_rule", qc.RuleName(rule), "regions", len(regions), "deadline_ms", timeout.Milliseconds())
 	return &negotiatorv1.StartNegotiationResponse{Negotiation: out}, nil
 }
 

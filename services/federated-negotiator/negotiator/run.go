@@ -13,6 +13,7 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 )
@@ -68,7 +69,7 @@ func (s *Service) run(n *store.Negotiation) {
 	ctx, cancel := context.WithTimeout(s.base, n.Deadline.Sub(s.now()))
 	defer cancel()
 	log := s.log.With("negotiation_id", n.ID, "tenant_id", n.TenantID, "proposal_id", n.ProposalID)
-	rule := ruleFromString(n.QuorumRule)
+	rule := qc.RuleFromStored(n.QuorumRule)
 	weights := make([]RegionWeight, len(n.Regions))
 	for i, r := range n.Regions {
 		weights[i] = RegionWeight{Region: r.Region, Weight: r.Weight}
