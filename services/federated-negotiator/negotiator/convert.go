@@ -15,6 +15,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -48,6 +49,17 @@ func validateStart(req any) error {
 	}
 	if d := r.GetDeadlineMs(); d != 0 && (d < 1 || d > maxDeadlineMS) {
 		return invalid("deadline_ms %d: want 1-%d (or 0 for the default)", d, maxDeadlineMS)
+	}
+	if r.GetManifest() == nil {
+		return invalid("manifest is required: the negotiator negotiates the manifest the request carries")
+	}
+	if d := r.GetManifestSha256(); d != "" && !canonical.IsSHA256Hex(d) {
+		return invalid("manifest_sha256 %q: want 64 lower-case hex characters", redact.Echo(d))
+	}
+	if d := r.GetDeadline(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return invalid("deadline: %v", err)
+		}
 	}
 	return nil
 }
