@@ -665,8 +665,8 @@ func TestNewServiceChecksDeps(t *testing.T) {
 		deps negotiator.Deps
 		err  string
 	}{
-		"no store":     {negotiator.Deps{KeySeed: testSeed}, "Store is required"},
-		"no seed":      {negotiator.Deps{Store: st}, "KeySeed"},
+		"no store": {negotiator.Deps{KeySeed: testSeed}, "Store is required"},
+		"no seed":  {negotiator.Deps{Store: st}, "KeySeed"},
 		"stray agent": {negotiator.Deps{Store: st, KeySeed: testSeed,
 			Agents: map[string]negotiator.Agent{"mars-1": newScripted(t, "mars-1")}}, `Agents["mars-1"]: not a configured region`},
 		"wrong agent": {negotiator.Deps{Store: st, KeySeed: testSeed,
