@@ -44,8 +44,8 @@ func (n *fakeNegotiator) counter(target string, m *typesv1.Manifest) {
 	n.counters[target] = m
 }
 
-func (n *fakeNegotiator) Start(_ context.Context, proposalID, quorum string, _ time.Duration) (*negotiatorv1.Negotiation, error) {
-	return &negotiatorv1.Negotiation{Id: proposalID, State: negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING}, nil
+func (n *fakeNegotiator) Start(_ context.Context, req NegotiationRequest) (*negotiatorv1.Negotiation, error) {
+	return &negotiatorv1.Negotiation{Id: req.ProposalID, State: negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING}, nil
 }
 
 func (n *fakeNegotiator) Status(ctx context.Context, id string) (*negotiatorv1.Negotiation, error) {
@@ -67,7 +67,7 @@ func (n *fakeNegotiator) Wait(context.Context, string) error { return nil }
 
 type fakeScorer struct{}
 
-func (fakeScorer) Score(context.Context, string) (*scorerv1.ScoreResponse, error) {
+func (fakeScorer) Score(context.Context, ScoreInput) (*scorerv1.ScoreResponse, error) {
 	return &scorerv1.ScoreResponse{Confidence: 0.9}, nil
 }
 

@@ -25,17 +25,36 @@ import (
 	"github.com/decision-fabric/fabric/internal/world"
 )
 
+// NegotiationRequest is everything the negotiator needs; it reads no coordinator table.
+type NegotiationRequest struct {
+	TenantID, ProposalID string
+	Manifest             *typesv1.Manifest
+	ManifestSHA256       string
+	Quorum               string    // the policy's quorum name, e.g. "majority"
+	Deadline             time.Time // absolute
+}
+
 // Negotiator starts and reads negotiations (the federated negotiator over gRPC).
 type Negotiator interface {
-	Start(ctx context.Context, proposalID, quorum string, deadline time.Duration) (*negotiatorv1.Negotiation, error)
+	// Start is idempotent per (tenant, proposal).
+	Start(ctx context.Context, req NegotiationRequest) (*negotiatorv1.Negotiation, error)
 	Status(ctx context.Context, negotiationID string) (*negotiatorv1.Negotiation, error)
 	// Wait returns when the negotiation has ended, or with ctx's error when ctx ends first.
 	Wait(ctx context.Context, negotiationID string) error
 }
 
+// ScoreInput is everything the scorer needs; it reads no coordinator table.
+type ScoreInput struct {
+	TenantID, ProposalID string
+	Manifest             *typesv1.Manifest // the manifest to enact (agreed, else submitted)
+	Impact               string
+	Votes                *coordinatorv1.VoteSummary
+	History              *scorerv1.HistoryCounts
+}
+
 // Scorer scores proposals (the confidence scorer over gRPC).
 type Scorer interface {
-	Score(ctx context.Context, proposalID string) (*scorerv1.ScoreResponse, error)
+	Score(ctx context.Context, in ScoreInput) (*scorerv1.ScoreResponse, error)
 }
 
 // Status names as stored.
@@ -293,12 +312,21 @@ func (s *Service) startNegotiation(ctx context.Context, p *store.Proposal) (*sto
 	if err != nil {
 		return nil, err
 	}
-	// P6: the policy's deadline; DecisionTimeout for proposals recorded before it was kept.
-	deadline := time.Duration(d.GetPolicy().GetDecisionTimeoutMs()) * time.Millisecond
-	if deadline <= 0 {
-		deadline = s.deps.DecisionTimeout
+	// P6: the policy's deadline; DecisionTimeout for proposals recorded before it was
+	// kept. It is absolute, counted from the submission, so a start retried later (after
+	// a restart) never extends it.
+	timeout := time.Duration(d.GetPolicy().GetDecisionTimeoutMs()) * time.Millisecond
+	if timeout <= 0 {
+		timeout = s.deps.DecisionTimeout
 	}
-	n, err := s.deps.Negotiator.Start(ctx, p.ID, d.GetPolicy().GetQuorum(), deadline)
+	m := &typesv1.Manifest{}
+	if err := protojson.Unmarshal(p.Manifest, m); err != nil {
+		return nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
+	}
+	n, err := s.deps.Negotiator.Start(ctx, NegotiationRequest{
+		TenantID: p.TenantID, ProposalID: p.ID, Manifest: m, ManifestSHA256: p.ManifestSHA256,
+		Quorum: d.GetPolicy().GetQuorum(), Deadline: p.CreatedAt.Add(timeout),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: start negotiation: %w", err)
 	}
@@ -428,7 +456,20 @@ func (s *Service) score(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if s.deps.Scorer == nil {
 		return nil, nil
 	}
-	sc, err := s.deps.Scorer.Score(ctx, p.ID)
+	d, err := decision(p)
+	if err != nil {
+		return nil, err
+	}
+	_, m, err := change(p, d)
+	if err != nil {
+		return nil, err
+	}
+	history, err := s.historyCounts(ctx, p, m)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := s.deps.Scorer.Score(ctx, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: m,
+		Impact: p.Impact, Votes: d.GetVotes(), History: history})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: score: %w", err)
 	}
@@ -442,14 +483,45 @@ func (s *Service) score(ctx context.Context, p *store.Proposal) (*store.Proposal
 	if err != nil {
 		return nil, err
 	}
-	d, err := decision(next)
-	if err != nil {
+	if d, err = decision(next); err != nil {
 		return nil, err
 	}
 	if d.GetPolicy().GetApprovalRequired() {
 		return s.move(ctx, next, stPendingApproval, nil, "")
 	}
 	return next, nil
+}
+
+// historyCounts counts the outcomes of the tenant's earlier decisions like m (the
+// scorer's history evidence) from the coordinator's own table: successes are ENACTED
+// proposals, failures ROLLED_BACK and DRY_RUN_FAILED ones, at action+target scope and
+// at action scope, the newest store.MaxListLimit of each; p itself never counts.
+func (s *Service) historyCounts(ctx context.Context, p *store.Proposal, m *typesv1.Manifest) (*scorerv1.HistoryCounts, error) {
+	out := &scorerv1.HistoryCounts{}
+	if m.GetAction() == "" {
+		return out, nil
+	}
+	finished := []string{stEnacted, stRolledBack, stDryRunFailed}
+	tally := func(target string) (ok, bad int32, err error) {
+		counts, err := s.deps.Store.Proposals().History(ctx, p.TenantID, m.GetAction(), target, finished, store.MaxListLimit)
+		if err != nil {
+			return 0, 0, fmt.Errorf("coordinator: history: %w", err)
+		}
+		if counts[p.Status] > 0 && (target == "" || target == p.Target) && m.GetAction() == p.Action {
+			counts[p.Status]-- // a proposal scored after it finished is in its own history
+		}
+		return int32(counts[stEnacted]), int32(counts[stRolledBack] + counts[stDryRunFailed]), nil
+	}
+	var err error
+	if m.GetTarget() != "" {
+		if out.ActionTargetSuccesses, out.ActionTargetFailures, err = tally(m.GetTarget()); err != nil {
+			return nil, err
+		}
+	}
+	if out.ActionSuccesses, out.ActionFailures, err = tally(""); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // change is the executor's view of the manifest to enact: the agreed one when the
