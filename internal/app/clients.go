@@ -112,11 +112,13 @@ func (s scorerClient) Score(ctx context.Context, in coordinator.ScoreInput) (*sc
 }
 
 // decisionRecords gives the decision auditor's export a decision record through the
-// coordinator's API (GetProposal), as the caller: the auditor reads no coordinator
-// table. An unknown proposal, or another tenant's, is store.ErrNotFound.
-func decisionRecords(c coordinatorv1.CoordinatorServiceClient) func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
+// coordinator's API (GetProposal), as the fabric's service identity for the caller's
+// tenant (an admin may export, and has no coordinator role), else as the caller: the
+// auditor reads no coordinator table. An unknown proposal, or another tenant's, is
+// store.ErrNotFound.
+func decisionRecords(c coordinatorv1.CoordinatorServiceClient, tokens func(tenant string) (string, error)) func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
 	return func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
-		resp, err := c.GetProposal(auth.ForwardToken(ctx), &coordinatorv1.GetProposalRequest{Id: proposalID})
+		resp, err := c.GetProposal(asService(ctx, tokens, tenantID), &coordinatorv1.GetProposalRequest{Id: proposalID})
 		if status.Code(err) == codes.NotFound {
 			return nil, fmt.Errorf("%w: %s", store.ErrNotFound, proposalID)
 		}
@@ -172,8 +174,14 @@ func (a auditClient) RecordSnapshot(ctx context.Context, e coordinator.AuditReco
 
 // as is ctx carrying the identity the call is made with.
 func (a auditClient) as(ctx context.Context, tenantID string) context.Context {
-	if a.tokens != nil {
-		if tok, err := a.tokens(tenantID); err == nil {
+	return asService(ctx, a.tokens, tenantID)
+}
+
+// asService is ctx carrying the fabric's service token for tenantID when tokens mints
+// one, else the caller's token.
+func asService(ctx context.Context, tokens func(tenant string) (string, error), tenantID string) context.Context {
+	if tokens != nil {
+		if tok, err := tokens(tenantID); err == nil {
 			return metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+tok))
 		}
 	}

@@ -235,7 +235,7 @@ var modules = map[string]module{
 			Logger: a.Log, Registerer: reg,
 			// Checkpoints are published outside the database too (docs/operations.md).
 			CheckpointFile: a.Cfg.AuditCheckpointFile(), Witness: w,
-			Decisions: decisionRecords(coordinatorv1.NewCoordinatorServiceClient(coord)),
+			Decisions: decisionRecords(coordinatorv1.NewCoordinatorServiceClient(coord), a.serviceToken),
 		})
 		if err != nil {
 			return server.Service{}, err
@@ -456,7 +456,11 @@ func initStore(ctx context.Context, a *App) error {
 		a.Log.WarnContext(ctx, "POSTGRES_DSN is set but the precheck found it unusable; using the embedded store")
 		dsn = ""
 	}
-	st, err := store.Open(ctx, store.Config{PostgresDSN: dsn, DataDir: a.Cfg.DataDir})
+	dir := a.Cfg.DataDir
+	if a.Cfg.StoreDir != "" {
+		dir = a.Cfg.StoreDir
+	}
+	st, err := store.Open(ctx, store.Config{PostgresDSN: dsn, DataDir: dir})
 	if err != nil {
 		return err
 	}
