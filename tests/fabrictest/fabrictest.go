@@ -79,7 +79,7 @@ type Fabric struct {
 	service *auth.Signer // the fabric's service key (simulation)
 	// auditorStore is the auditor's own database (Options.AuditorOwnStore), or zero.
 	auditorStore store.Config
-	client  *http.Client
+	client       *http.Client
 }
 
 // Start starts a fabric and stops it when the test ends.
