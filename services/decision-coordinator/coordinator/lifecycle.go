@@ -319,13 +319,21 @@ func (s *Service) startNegotiation(ctx context.Context, p *store.Proposal) (*sto
 	if timeout <= 0 {
 		timeout = s.deps.DecisionTimeout
 	}
+	deadline := p.CreatedAt.Add(timeout)
+	if !s.deps.Now().Before(deadline) {
+		// Nothing is negotiated after its deadline (the negotiator would refuse it too);
+		// the proposal stays as it is, readable, for the lifecycle to end it.
+		s.deps.Logger.WarnContext(ctx, "negotiation not started: the decision deadline has passed",
+			"proposal_id", p.ID, "deadline", deadline)
+		return nil, nil
+	}
 	m := &typesv1.Manifest{}
 	if err := protojson.Unmarshal(p.Manifest, m); err != nil {
 		return nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
 	}
 	n, err := s.deps.Negotiator.Start(ctx, NegotiationRequest{
 		TenantID: p.TenantID, ProposalID: p.ID, Manifest: m, ManifestSHA256: p.ManifestSHA256,
-		Quorum: d.GetPolicy().GetQuorum(), Deadline: p.CreatedAt.Add(timeout),
+		Quorum: d.GetPolicy().GetQuorum(), Deadline: deadline,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: start negotiation: %w", err)

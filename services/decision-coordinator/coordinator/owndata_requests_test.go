@@ -108,3 +108,39 @@ func TestCalleesGetTheirInputsInTheRequest(t *testing.T) {
 	require.Equal(t, int32(1), in.Votes.GetReject())
 	require.True(t, proto.Equal(&scorerv1.HistoryCounts{ActionTargetSuccesses: 2, ActionSuccesses: 2, ActionFailures: 1}, in.History), "%v", in.History)
 }
+
+// A proposal whose deadline passed before its negotiation started (a coordinator that
+// was down) is never sent to the negotiator, and stays readable.
+func TestNoNegotiationStartsAfterTheDeadline(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	rec := &owndataRecorder{}
+	clock := time.Now()
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	// Submitted while the negotiator is unreachable: stored SUBMITTED.
+	down, err := New(Deps{Store: st, World: world.NewSimulated(st), Policy: policy.Default(), Now: now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	ctx := auth.WithPrincipal(context.Background(), &auth.Principal{Subject: "user:p", TenantID: "t1", Roles: []string{auth.RoleProposer}})
+	resp, err := down.SubmitProposal(ctx, &coordinatorv1.SubmitProposalRequest{TenantId: "t1",
+		Manifest: &typesv1.Manifest{Action: "scale", Target: "svc-late", Impact: "low"}})
+	require.NoError(t, err)
+	require.Equal(t, coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SUBMITTED, resp.GetProposal().GetStatus())
+
+	// Back after the deadline, with a negotiator: nothing is negotiated.
+	mu.Lock()
+	clock = clock.Add(time.Hour)
+	mu.Unlock()
+	up, err := New(Deps{Store: st, World: world.NewSimulated(st), Policy: policy.Default(), Negotiator: rec, Scorer: rec, Now: now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	got, err := up.GetProposal(ctx, &coordinatorv1.GetProposalRequest{Id: resp.GetProposal().GetId()})
+	require.NoError(t, err)
+	require.Equal(t, coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SUBMITTED, got.GetProposal().GetStatus())
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Empty(t, rec.starts, "no negotiation after the deadline")
+}
