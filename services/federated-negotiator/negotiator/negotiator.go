@@ -439,8 +439,14 @@ func (s *Service) load(ctx context.Context, tenant, id string) (*negotiatorv1.Ne
 		return nil, "", err
 	}
 	if n.State == store.NegotiationRunning { // the current round's votes, until it ends
+		stored := map[string]bool{}
+		for _, v := range votes {
+			stored[fmt.Sprint(v.Round, "/", v.Region)] = true
+		}
 		for _, v := range s.getPending(id) {
-			if v.Round == n.Round && v.TenantID == tenant {
+			// Not yet stored: a round's votes land with its outcome, which a read racing
+			// it may already see.
+			if v.Round == n.Round && v.TenantID == tenant && !stored[fmt.Sprint(v.Round, "/", v.Region)] {
 				votes = append(votes, v)
 			}
 		}
