@@ -81,8 +81,8 @@ type proposal struct {
 	votes                  *scorerv1.VoteAgreement
 }
 
-// request is the ScoreRequest the coordinator would send for p.
-func request(t testing.TB, p proposal) *scorerv1.ScoreRequest {
+// owndataRequest is the ScoreRequest the coordinator would send for p.
+func owndataRequest(t testing.TB, p proposal) *scorerv1.ScoreRequest {
 	t.Helper()
 	m := &typesv1.Manifest{Action: p.action, Target: p.target, Regions: p.regions}
 	if p.params != nil {
@@ -98,9 +98,9 @@ func request(t testing.TB, p proposal) *scorerv1.ScoreRequest {
 		Votes: p.votes, History: h}
 }
 
-// fixtureHistory: t1's scale on serviceX has 3 successes and 2 failures; scale on any
+// owndataFixtureHistory: t1's scale on serviceX has 3 successes and 2 failures; scale on any
 // target 4 and 3.
-var fixtureHistory = &scorerv1.HistoryCounts{ActionTargetSuccesses: 3, ActionTargetFailures: 2, ActionSuccesses: 4, ActionFailures: 3}
+var owndataFixtureHistory = &scorerv1.HistoryCounts{ActionTargetSuccesses: 3, ActionTargetFailures: 2, ActionSuccesses: 4, ActionFailures: 3}
 
 func putWorld(t testing.TB, st store.Store, tenant, region, target string, replicas int, price float64) {
 	t.Helper()
@@ -132,9 +132,9 @@ func newFixture(t testing.TB) *fixture {
 	f := &fixture{st: st, model: &fakeModel{p: 0.86},
 		metrics: &fakeMetrics{m: metricsource.Metrics{ErrorRate: 0.004, CPUUtilisation: 0.62, P99LatencyMS: 180, Samples: 1234}},
 		logs:    &bytes.Buffer{}}
-	f.target = request(t, proposal{action: "scale", target: "serviceX", impact: "medium",
+	f.target = owndataRequest(t, proposal{action: "scale", target: "serviceX", impact: "medium",
 		regions: []string{"us-east", "eu-west"}, params: map[string]any{"replicas_delta": 2},
-		history: fixtureHistory, votes: &scorerv1.VoteAgreement{Accepted: 4, Total: 5}})
+		history: owndataFixtureHistory, votes: &scorerv1.VoteAgreement{Accepted: 4, Total: 5}})
 	f.svc = New(Deps{World: world.NewSimulated(st), Model: f.model, Metrics: f.metrics,
 		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), SourceTimeout: time.Second})
 	return f
@@ -174,7 +174,7 @@ func TestServiceScore(t *testing.T) {
 func TestServiceHistoryFallsBackToAction(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	req := request(t, proposal{action: "scale", target: "serviceY",
+	req := owndataRequest(t, proposal{action: "scale", target: "serviceY",
 		history: &scorerv1.HistoryCounts{ActionSuccesses: 4, ActionFailures: 3}})
 	r, err := f.svc.Score(as("t1"), req)
 	require.NoError(t, err)
@@ -191,7 +191,7 @@ func TestServiceHistoryFallsBackToAction(t *testing.T) {
 func TestServiceNoHistory(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	r, err := f.svc.Score(as("t1"), request(t, proposal{action: "migrate", target: "serviceX"}))
+	r, err := f.svc.Score(as("t1"), owndataRequest(t, proposal{action: "migrate", target: "serviceX"}))
 	require.NoError(t, err)
 	require.Equal(t, ScopeNone, r.GetHistory().GetScope())
 	require.Equal(t, 0.5, r.GetHistory().GetPosteriorMean())
@@ -331,12 +331,12 @@ func TestServiceIgnoresOutOfRangeAnswers(t *testing.T) {
 func TestServiceCostFollowsTheWorldsRules(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	reduce := request(t, proposal{action: "reduce_cost", target: "serviceX", regions: []string{"us-east", "eu-west"}})
+	reduce := owndataRequest(t, proposal{action: "reduce_cost", target: "serviceX", regions: []string{"us-east", "eu-west"}})
 	r, err := f.svc.Score(as("t1"), reduce)
 	require.NoError(t, err)
 	require.Equal(t, -219.0, r.GetCostEstimate().GetAmount(), "-1 replica × $0.15/h × 730 h in each of 2 regions")
 
-	both := request(t, proposal{action: "scale", target: "serviceX",
+	both := owndataRequest(t, proposal{action: "scale", target: "serviceX",
 		regions: []string{"us-east", "eu-west"}, params: map[string]any{"replicas": 5, "replicas_delta": 2}})
 	r, err = f.svc.Score(as("t1"), both)
 	require.NoError(t, err)
