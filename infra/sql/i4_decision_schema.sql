@@ -238,6 +238,25 @@ ALTER TABLE proposals ADD COLUMN consensus_bundle TEXT NOT NULL DEFAULT '';
 -- silently answered with the first proposal. '' for proposals created before it.
 ALTER TABLE proposals ADD COLUMN request_sha256 TEXT NOT NULL DEFAULT '';
 
+-- ---- 00009_negotiation_per_proposal.sql ----
+
+-- One negotiation per proposal, ever (StartNegotiation is idempotent per tenant and
+-- proposal: a retried start returns the existing negotiation, running or ended). The
+-- partial index allowed a second negotiation once the first had ended; a proposal
+-- negotiated twice before this migration keeps its newest negotiation (the one its
+-- coordinator followed) and loses the older ones with their votes.
+DELETE FROM negotiation_votes v USING negotiations n
+WHERE v.negotiation_id = n.id AND EXISTS (
+    SELECT 1 FROM negotiations m
+    WHERE m.tenant_id = n.tenant_id AND m.proposal_id = n.proposal_id
+      AND (m.created_at, m.id) > (n.created_at, n.id));
+DELETE FROM negotiations n WHERE EXISTS (
+    SELECT 1 FROM negotiations m
+    WHERE m.tenant_id = n.tenant_id AND m.proposal_id = n.proposal_id
+      AND (m.created_at, m.id) > (n.created_at, n.id));
+DROP INDEX negotiations_running_proposal_idx;
+CREATE UNIQUE INDEX negotiations_proposal_key ON negotiations (tenant_id, proposal_id);
+
 -- ---- 00010_proposal_engine_lease.sql ----
 
 -- The coordinator's lifecycle engine (services/decision-coordinator/coordinator/engine.go)

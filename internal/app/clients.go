@@ -14,19 +14,20 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
-	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
-	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
 )
 
 // conns are the process's client connections to peer services, one per peer: the
@@ -149,20 +150,12 @@ type negotiatorClient struct {
 	identity
 }
 
-var quorumRules = map[string]negotiatorv1.QuorumRule{
-	"majority":   negotiatorv1.QuorumRule_QUORUM_RULE_MAJORITY,
-	"two_thirds": negotiatorv1.QuorumRule_QUORUM_RULE_TWO_THIRDS,
-	"unanimous":  negotiatorv1.QuorumRule_QUORUM_RULE_UNANIMOUS,
-	"weighted":   negotiatorv1.QuorumRule_QUORUM_RULE_WEIGHTED,
-}
-
+// Start sends the negotiator everything it needs: the manifest, its digest, the rule
+// and the absolute deadline (the negotiator reads no coordinator table).
 func (n negotiatorClient) Start(ctx context.Context, req coordinator.NegotiationRequest) (*negotiatorv1.Negotiation, error) {
-	ms := time.Until(req.Deadline).Milliseconds()
-	if ms < 1 {
-		return nil, status.Errorf(codes.FailedPrecondition, "the decision deadline %s has passed", req.Deadline.UTC().Format(time.RFC3339Nano))
-	}
 	resp, err := n.c.StartNegotiation(n.as(ctx, req.TenantID), &negotiatorv1.StartNegotiationRequest{
-		ProposalId: req.ProposalID, NegotiationId: req.NegotiationID, QuorumRule: quorumRules[req.Quorum], DeadlineMs: ms,
+		ProposalId: req.ProposalID, NegotiationId: req.NegotiationID, QuorumRule: quorum.RuleOrUnspecified(req.Quorum),
+		Manifest: req.Manifest, ManifestSha256: req.ManifestSHA256, Deadline: timestamppb.New(req.Deadline),
 	})
 	return resp.GetNegotiation(), err
 }
@@ -195,49 +188,38 @@ type scorerClient struct {
 	identity
 }
 
+// Score sends the scorer everything it needs (it reads no coordinator table). The vote
+// agreement is the final round's accepting share, absent until a round has completed.
 func (s scorerClient) Score(ctx context.Context, in coordinator.ScoreInput) (*scorerv1.ScoreResponse, error) {
-	return s.c.Score(s.as(ctx, in.TenantID), &scorerv1.ScoreRequest{ProposalId: in.ProposalID})
+	req := &scorerv1.ScoreRequest{ProposalId: in.ProposalID, TenantId: in.TenantID, Manifest: in.Manifest,
+		Impact: in.Impact, History: in.History}
+	v := in.Votes
+	if total := v.GetAccept() + v.GetReject() + v.GetCounter(); v.GetOutcome() != "" && total > 0 {
+		req.Votes = &scorerv1.VoteAgreement{Accepted: float64(v.GetAccept()), Total: float64(total)}
+	}
+	return s.c.Score(s.as(ctx, in.TenantID), req)
 }
 
-// storeManifests gives the negotiator a proposal's manifest straight from the shared
-// store. It must not go through the coordinator's GetProposal: that call advances the
-// proposal, which starts its negotiation — a loop back into the negotiator.
-func storeManifests(st store.Store) negotiator.ProposalSource {
-	return negotiator.ProposalSourceFunc(func(ctx context.Context, tenantID, proposalID string) (*typesv1.Manifest, string, error) {
-		p, err := st.Proposals().Get(ctx, tenantID, proposalID)
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			return nil, "", fmt.Errorf("%w: %s", negotiator.ErrProposalNotFound, proposalID)
+// decisionRecords gives the decision auditor's export a decision record through the
+// coordinator's API (GetProposal), as the fabric's service identity for the caller's
+// tenant (an admin may export, and has no coordinator role), else as the caller: the
+// auditor reads no coordinator table. An unknown proposal, or another tenant's, is
+// store.ErrNotFound.
+func decisionRecords(c coordinatorv1.CoordinatorServiceClient, tokens func(tenant string) (string, error)) func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
+	return func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
+		resp, err := c.GetProposal(asService(ctx, tokens, tenantID), &coordinatorv1.GetProposalRequest{Id: proposalID})
+		if status.Code(err) == codes.NotFound {
+			return nil, fmt.Errorf("%w: %s", store.ErrNotFound, proposalID)
 		}
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
-		m := &typesv1.Manifest{}
-		if err := protojson.Unmarshal(p.Manifest, m); err != nil {
-			return nil, "", fmt.Errorf("stored manifest of %s: %w", proposalID, err)
+		p := resp.GetProposal()
+		if p.GetTenantId() != tenantID {
+			return nil, fmt.Errorf("%w: %s", store.ErrNotFound, proposalID)
 		}
-		return m, p.ManifestSHA256, nil
-	})
-}
-
-// storeVotes gives the scorer the vote agreement recorded on the proposal by the
-// coordinator once the negotiation ended.
-type storeVotes struct{ st store.Store }
-
-func (v storeVotes) Agreement(ctx context.Context, tenantID, proposalID string) (float64, float64, bool, error) {
-	p, err := v.st.Proposals().Get(ctx, tenantID, proposalID)
-	if err != nil {
-		return 0, 0, false, err
+		return bundle.FromProposal(p), nil
 	}
-	d, err := coordinator.Record(p)
-	if err != nil {
-		return 0, 0, false, err
-	}
-	votes := d.GetVotes()
-	total := float64(votes.GetAccept() + votes.GetReject() + votes.GetCounter())
-	if votes.GetOutcome() == "" || total == 0 {
-		return 0, 0, false, nil
-	}
-	return float64(votes.GetAccept()), total, true, nil
 }
 
 // auditClient is the coordinator's view of the decision auditor, over gRPC. It calls as
@@ -277,6 +259,12 @@ func (a auditClient) RecordSnapshot(ctx context.Context, e coordinator.AuditReco
 		return nil // recorded by an earlier attempt
 	}
 	return err
+}
+
+// asService is ctx carrying the fabric's service token for tenantID when tokens mints
+// one, else the caller's token.
+func asService(ctx context.Context, tokens func(tenant string) (string, error), tenantID string) context.Context {
+	return identity{tokens}.as(ctx, tenantID)
 }
 
 // serviceToken mints the fabric's own token for a tenant (role service, 5 minutes) with

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
@@ -188,7 +189,7 @@ var modules = map[string]module{
 			return server.Service{}, err
 		}
 		svc, err := negotiator.NewService(negotiator.Deps{
-			Store: a.Store, Proposals: storeManifests(a.Store), KeySeed: seed, RegionKeys: registry, Logger: a.Log,
+			Store: a.Store, KeySeed: seed, RegionKeys: registry, Logger: a.Log,
 			Registerer: reg, DecisionTimeout: a.Cfg.DecisionTimeout(), Regions: regions,
 		})
 		if err != nil {
@@ -208,10 +209,8 @@ var modules = map[string]module{
 			return server.Service{}, err
 		}
 		return scorer.New(scorer.Deps{
-			// Proposals: scorer.StoreProposals (the services share one store). It must not
-			// be the coordinator's GetProposal, which advances proposals and would call
-			// the scorer back.
-			Store: a.Store, Votes: storeVotes{a.Store},
+			// What it scores, the votes and the history come in each request (from the
+			// coordinator); the scorer owns no table.
 			Model: a.modelProvider(), Metrics: a.metricSource(),
 			World: executor, Logger: a.Log,
 		}).Definition(), nil
@@ -227,13 +226,17 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		// The export reads decision records through the coordinator's API, never its tables.
+		coord, err := a.Dial(fabric.Coordinator)
+		if err != nil {
+			return server.Service{}, err
+		}
 		svc, err := auditor.NewService(auditor.Deps{
 			Store: a.Store, KeyDir: keyDir, Simulation: a.Simulation,
 			Logger: a.Log, Registerer: reg,
 			// Checkpoints are published outside the database too (docs/operations.md).
 			CheckpointFile: a.Cfg.AuditCheckpointFile(), Witness: w,
-			// The export reads the coordinator's decision records from the shared store.
-			Decisions: coordinator.Decisions(a.Store),
+			Decisions: decisionRecords(coordinatorv1.NewCoordinatorServiceClient(coord), a.serviceToken),
 		})
 		if err != nil {
 			return server.Service{}, err
@@ -460,7 +463,11 @@ func initStore(ctx context.Context, a *App) error {
 		a.Log.WarnContext(ctx, "POSTGRES_DSN is set but the precheck found it unusable; using the embedded store")
 		dsn = ""
 	}
-	st, err := store.Open(ctx, store.Config{PostgresDSN: dsn, DataDir: a.Cfg.DataDir})
+	dir := a.Cfg.DataDir
+	if a.Cfg.StoreDir != "" {
+		dir = a.Cfg.StoreDir
+	}
+	st, err := store.Open(ctx, store.Config{PostgresDSN: dsn, DataDir: dir})
 	if err != nil {
 		return err
 	}

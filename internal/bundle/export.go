@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/transparency-dev/merkle/proof"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/canonical"
@@ -52,6 +54,19 @@ type Decision struct {
 	ManifestSignature            *typesv1.ManifestSignature
 	ConsensusBundle              *typesv1.ConsensusBundle
 	Approvals                    []string
+}
+
+// FromProposal is the decision record of a proposal as the coordinator's API returns
+// it (GetProposal): the auditor's export reads it there, not in the coordinator's tables.
+// Status is the stored form ("ENACTED"), as the audit trail records it.
+func FromProposal(p *coordinatorv1.Proposal) *Decision {
+	return &Decision{
+		TenantID: p.GetTenantId(), ProposalID: p.GetId(),
+		Status:   strings.TrimPrefix(p.GetStatus().String(), "PROPOSAL_STATUS_"),
+		Manifest: p.GetManifest(), ManifestSHA256: p.GetManifestSha256(),
+		ManifestSignature: p.GetManifestSignature(), ConsensusBundle: p.GetConsensusBundle(),
+		Approvals: p.GetApprovers(),
+	}
 }
 
 // Assemble makes the export of a decision from its record and its audit trail (as

@@ -181,6 +181,11 @@ type Config struct {
 	Target string `yaml:"target"`
 	// DataDir holds the embedded database and the development keys (created 0700).
 	DataDir string `yaml:"data_dir"`
+	// StoreDir, when set, holds the embedded (SQLite) database instead of data_dir: a
+	// service given its own folder (or its own POSTGRES_DSN) owns its own database,
+	// e.g. the decision auditor's audit log apart from the coordinator's proposals.
+	// Also FABRIC_STORE_DIR.
+	StoreDir string `yaml:"store_dir"`
 	// ReportsDir receives the precheck report.
 	ReportsDir string `yaml:"reports_dir"`
 	// SimulationMode is "" (decided by the precheck), "true" or "false" (SIMULATION_MODE).
@@ -350,6 +355,7 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	str(precheck.EnvSimulationMode, &c.SimulationMode)
 	str("OTEL_EXPORTER_OTLP_ENDPOINT", &c.Telemetry.OTLPEndpoint)
 	str("FABRIC_DATA_DIR", &c.DataDir)
+	str("FABRIC_STORE_DIR", &c.StoreDir)
 	str("FABRIC_LOG_LEVEL", &c.Telemetry.LogLevel)
 	str("FABRIC_POLICY_FILE", &c.PolicyFile)
 	str("FABRIC_REGION_KEYS_DIR", &c.RegionKeysDir)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"gopkg.in/yaml.v3"
+
+	"github.com/decision-fabric/fabric/internal/quorum"
 )
 
 // MaxFileSize bounds a policy file.
@@ -449,7 +451,7 @@ var sectionKeys = []string{"quorum", "quorum_rules", "region_weights", "approval
 	"dry_run_when", "max_monthly_cost_delta", "currency", "impact_rules", "cross_tenant", "cross_tenant_targets",
 	"decision_timeout_ms", "unknown_actions"}
 
-var quorums = []string{QuorumMajority, QuorumTwoThirds, QuorumUnanimous, QuorumWeighted}
+var quorums = quorum.Rules
 
 func ptr[T any](v T) *T { return &v }
 

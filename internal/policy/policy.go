@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/quorum"
 )
 
 // Impact levels, lowest first.
@@ -19,12 +21,13 @@ const (
 	ImpactHigh   = "high"
 )
 
-// Quorum rules understood by the federated negotiator.
+// Quorum rules understood by the federated negotiator: the names of internal/quorum,
+// the one owner of the quorum vocabulary.
 const (
-	QuorumMajority  = "majority"
-	QuorumTwoThirds = "two_thirds"
-	QuorumUnanimous = "unanimous"
-	QuorumWeighted  = "weighted"
+	QuorumMajority  = quorum.RuleMajority
+	QuorumTwoThirds = quorum.RuleTwoThirds
+	QuorumUnanimous = quorum.RuleUnanimous
+	QuorumWeighted  = quorum.RuleWeighted
 )
 
 // DecisionTimeoutEnv names the environment variable holding the default

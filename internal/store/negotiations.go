@@ -80,14 +80,15 @@ type NegotiationVote struct {
 // ListRunning is tenant-scoped: another tenant's negotiation is ErrNotFound.
 type NegotiationStore interface {
 	// Create inserts n, which must be in state NegotiationRunning (n is not
-	// modified). A duplicate ID is ErrConflict, and so is a second RUNNING
-	// negotiation of the same (TenantID, ProposalID): a proposal is negotiated
-	// once at a time. Returns the stored row (Version 1).
+	// modified). A duplicate ID is ErrConflict, and so is a second negotiation
+	// of the same (TenantID, ProposalID), running or ended: a proposal is
+	// negotiated once. Returns the stored row (Version 1).
 	Create(ctx context.Context, n *Negotiation) (*Negotiation, error)
 	// Get returns one negotiation of the tenant.
 	Get(ctx context.Context, tenantID, id string) (*Negotiation, error)
-	// ListByProposal returns a proposal's negotiations newest first
-	// (created_at, then id, descending); limit as in ProposalStore.List.
+	// ListByProposal returns a proposal's negotiation (at most one, see Create)
+	// as a list, newest first (created_at, then id, descending); limit as in
+	// ProposalStore.List.
 	ListByProposal(ctx context.Context, tenantID, proposalID string, limit int) ([]*Negotiation, error)
 	// ListRunning returns RUNNING negotiations of every tenant with an id
 	// greater than afterID ("" for the first page), in id order. It is the
@@ -102,6 +103,14 @@ type NegotiationStore interface {
 	// is returned (Version+1, UpdatedAt = store clock). The check and the
 	// write are one atomic statement.
 	Update(ctx context.Context, n *Negotiation, expectedVersion int64) (*Negotiation, error)
+	// EndRound stores the votes of n's stored current round and writes n's
+	// mutable fields as Update does, in one transaction (one commit): the
+	// round's votes and its outcome (the next round, or the final state) land
+	// together or not at all. Every vote must be of n's tenant and negotiation
+	// and of the stored round (ErrInvalid otherwise); the guards and errors are
+	// Update's (a stale version is ErrConflict and writes no vote), and a
+	// region voting twice in the round is ErrConflict.
+	EndRound(ctx context.Context, n *Negotiation, expectedVersion int64, votes []*NegotiationVote) (*Negotiation, error)
 	// AddVote stores v if its negotiation is RUNNING and in round v.Round;
 	// otherwise ErrConflict (ErrNotFound if the negotiation is missing or
 	// another tenant's). A second vote of the same region in the same round is
@@ -137,6 +146,8 @@ const (
 	RETURNING ` + negotiationCols
 	// Takes the negotiation's row lock (Postgres; SQLite has one writer) and
 	// checks it still accepts votes for the round, without changing it.
+	sqlNegotiationLockVersion = `UPDATE negotiations SET version = version
+	WHERE tenant_id = $1 AND id = $2 AND state = 'RUNNING' AND round = $3 AND version = $4`
 	sqlNegotiationLockRound = `UPDATE negotiations SET version = version
 	WHERE tenant_id = $1 AND id = $2 AND state = 'RUNNING' AND round = $3`
 	sqlVoteInsert = `INSERT INTO negotiation_votes (` + voteCols + `)
@@ -311,6 +322,63 @@ func (ns negotiationStore) AddVote(ctx context.Context, v *NegotiationVote) (*Ne
 		return t.wrap("add vote", err)
 	})
 	return stored, err
+}
+
+func (ns negotiationStore) EndRound(ctx context.Context, n *Negotiation, expectedVersion int64, votes []*NegotiationVote) (*Negotiation, error) {
+	if err := checkNegotiationUpdate(n); err != nil {
+		return nil, err
+	}
+	rows := make([]*NegotiationVote, len(votes))
+	for i, v := range votes {
+		r, err := normalizeVote(v)
+		if err != nil {
+			return nil, err
+		}
+		if r.TenantID != n.TenantID || r.NegotiationID != n.ID {
+			return nil, invalidf("votes[%d] is not a vote of negotiation %s", i, n.ID)
+		}
+		if i > 0 && r.Round != rows[0].Round {
+			return nil, invalidf("votes[%d] is of round %d, votes[0] of round %d", i, r.Round, rows[0].Round)
+		}
+		rows[i] = r
+	}
+	var stored *Negotiation
+	err := ns.s.InTx(ctx, func(tx Store) error {
+		t := tx.(*sqlStore)
+		if len(rows) > 0 {
+			// The votes are of the stored round, which must be the one the version read saw.
+			cur, err := scanNegotiation(t.w.queryRow(ctx, sqlNegotiationGet, n.TenantID, n.ID))
+			if errors.Is(err, sql.ErrNoRows) {
+				return t.wrap("end round", err)
+			}
+			if err != nil {
+				return t.wrap("end round", err)
+			}
+			if cur.Round != rows[0].Round && cur.Version == expectedVersion {
+				return invalidf("the votes are of round %d, the negotiation is in round %d", rows[0].Round, cur.Round)
+			}
+			k, err := t.w.exec(ctx, sqlNegotiationLockVersion, n.TenantID, n.ID, rows[0].Round, expectedVersion)
+			if err != nil {
+				return t.wrap("end round", err)
+			}
+			if k == 0 {
+				return t.wrap("end round", fmt.Errorf("%w: negotiation is not RUNNING in round %d at version %d", ErrConflict, rows[0].Round, expectedVersion))
+			}
+			for _, r := range rows {
+				if _, err := scanVote(t.w.queryRow(ctx, sqlVoteInsert, r.NegotiationID, r.TenantID, r.Round, r.Region,
+					r.Verdict, r.Reason, nullJSON(r.Counter), r.Signature, r.KeyID, t.drv.timeArg(r.CastAt))); err != nil {
+					return t.wrap("end round", err)
+				}
+			}
+		}
+		var err error
+		stored, err = t.Negotiations().Update(ctx, n, expectedVersion)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return stored, nil
 }
 
 func (ns negotiationStore) ListVotes(ctx context.Context, tenantID, negotiationID string) ([]*NegotiationVote, error) {

@@ -59,6 +59,11 @@ type Options struct {
 	// Targets, when set, starts only these services (one process each), e.g. to test a
 	// service alone; it overrides Topology.
 	Targets []string
+	// AuditorOwnStore gives the decision auditor its own database, as a deployment
+	// where services own their data would: on SQLite its own file (store_dir), on
+	// Postgres its own database. It needs the split topology (Topology Split, or
+	// Targets naming the auditor alone in its process).
+	AuditorOwnStore bool
 	// Configure may adjust the configuration before start.
 	Configure func(*config.Config)
 	// Logs receives the fabric's log output (JSON lines) when set; otherwise it is
@@ -72,7 +77,9 @@ type Fabric struct {
 	running []*app.Running
 	signer  *auth.Signer // the development identity provider
 	service *auth.Signer // the fabric's service key (simulation)
-	client  *http.Client
+	// auditorStore is the auditor's own database (Options.AuditorOwnStore), or zero.
+	auditorStore store.Config
+	client       *http.Client
 }
 
 // Start starts a fabric and stops it when the test ends.
@@ -102,6 +109,12 @@ func Start(t testing.TB, opts Options) *Fabric {
 		out = opts.Logs
 	}
 	f := &Fabric{client: &http.Client{Timeout: 30 * time.Second}}
+	if opts.AuditorOwnStore {
+		f.auditorStore = store.Config{DataDir: filepath.Join(dir, "auditor-store")}
+		if opts.Store == Postgres {
+			f.auditorStore = store.Config{PostgresDSN: pgtest.NewDSN(t)}
+		}
+	}
 	targets := []string{app.All}
 	if opts.Topology == Split {
 		targets = fabric.Names()
@@ -140,6 +153,14 @@ func Start(t testing.TB, opts Options) *Fabric {
 	return f
 }
 
+// Stores are the databases the fabric runs on: the shared one and, with
+// Options.AuditorOwnStore, the auditor's own (zero otherwise). Tests open them to check
+// who wrote what.
+func (f *Fabric) Stores() (shared, auditor store.Config) {
+	shared = store.Config{DataDir: f.Cfg.DataDir, PostgresDSN: f.Cfg.Integrations.PostgresDSN.Reveal()}
+	return shared, f.auditorStore
+}
+
 // maxStartAttempts bounds the retries of a start that lost a port race.
 const maxStartAttempts = 5
 
@@ -148,6 +169,12 @@ func (f *Fabric) start(cfg config.Config, targets []string, out io.Writer) error
 	for _, target := range targets {
 		c := cfg
 		c.Target = target
+		if target == fabric.Auditor && f.auditorStore != (store.Config{}) {
+			c.StoreDir = f.auditorStore.DataDir
+			c.Integrations.PostgresDSN = config.Secret(f.auditorStore.PostgresDSN)
+		} else if target == app.All && f.auditorStore != (store.Config{}) {
+			return errors.New("fabrictest: AuditorOwnStore needs the auditor in a process of its own (Topology Split)")
+		}
 		r, err := app.Start(context.Background(), c, out)
 		if err != nil {
 			for _, r := range f.running {

@@ -242,7 +242,9 @@ func TestNegotiatorStatusOverREST(t *testing.T) {
 	}, 20*time.Second, 25*time.Millisecond)
 	require.Equal(t, 5, st.Negotiation.VotesExpected)
 
-	score := f.Do(t, http.MethodPost, fabric.Scorer, "/score", c.token, `{"proposal_id":"`+p.ID+`"}`)
+	// The scorer scores what the request carries (it reads no proposal records).
+	score := f.Do(t, http.MethodPost, fabric.Scorer, "/score", c.token, `{"proposal_id":"`+p.ID+`","tenant_id":"t1",`+
+		`"manifest":{"action":"scale","target":"serviceX","parameters":{"replicas":6}},"history":{}}`)
 	require.Equal(t, http.StatusOK, score.Status, string(score.Body))
 	var s map[string]any
 	require.NoError(t, json.Unmarshal(score.Body, &s))

@@ -31,13 +31,21 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // specBody is the spec's example body for POST /proposals, as written.
 const specBody = `{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX"}}`
 
-// each runs scenario against every topology and store.
+// each runs scenario against every topology and store, and the seven-process topology
+// with the auditor on a database of its own (services own their data).
 func each(t *testing.T, scenario func(t *testing.T, f *fabrictest.Fabric)) {
-	for _, topo := range []fabrictest.Topology{fabrictest.AllInOne, fabrictest.Split} {
+	for _, topo := range []fabrictest.Options{{Topology: fabrictest.AllInOne}, {Topology: fabrictest.Split},
+		{Topology: fabrictest.Split, AuditorOwnStore: true}} {
 		for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
-			t.Run(fmt.Sprintf("%s/%s", topo, st), func(t *testing.T) {
+			name := string(topo.Topology)
+			if topo.AuditorOwnStore {
+				name += "-auditor-own-store"
+			}
+			t.Run(fmt.Sprintf("%s/%s", name, st), func(t *testing.T) {
 				t.Parallel()
-				scenario(t, fabrictest.Start(t, fabrictest.Options{Topology: topo, Store: st}))
+				opts := topo
+				opts.Store = st
+				scenario(t, fabrictest.Start(t, opts))
 			})
 		}
 	}

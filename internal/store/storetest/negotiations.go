@@ -20,7 +20,8 @@ var negotiationTests = []struct {
 }{
 	{"NegotiationRoundTrip", testNegotiationRoundTrip},
 	{"NegotiationInvalid", testNegotiationInvalid},
-	{"NegotiationOneRunningPerProposal", testNegotiationOneRunningPerProposal},
+	{"NegotiationOnePerProposal", testNegotiationOnePerProposal},
+	{"NegotiationEndRound", testNegotiationEndRound},
 	{"NegotiationTenantIsolation", testNegotiationTenantIsolation},
 	{"NegotiationUpdate", testNegotiationUpdate},
 	{"NegotiationUpdateGuards", testNegotiationUpdateGuards},
@@ -117,12 +118,12 @@ func testNegotiationInvalid(t *testing.T, s store.Store) {
 	}
 }
 
-func testNegotiationOneRunningPerProposal(t *testing.T, s store.Store) {
+func testNegotiationOnePerProposal(t *testing.T, s store.Store) {
 	first := mustCreateNegotiation(t, s, NewNegotiation("t"))
 	again := NewNegotiation("t")
 	again.ProposalID = first.ProposalID
 	_, err := s.Negotiations().Create(ctx(t), again)
-	require.ErrorIs(t, err, store.ErrConflict, "a proposal has one RUNNING negotiation at a time")
+	require.ErrorIs(t, err, store.ErrConflict, "a proposal has one negotiation")
 
 	other := NewNegotiation("t2")
 	other.ProposalID = first.ProposalID
@@ -132,7 +133,56 @@ func testNegotiationOneRunningPerProposal(t *testing.T, s store.Store) {
 	ended.State, ended.Reason = store.NegotiationRejected, "no quorum"
 	_, err = s.Negotiations().Update(ctx(t), &ended, first.Version)
 	require.NoError(t, err)
-	mustCreateNegotiation(t, s, again) // once it ended, the proposal may be negotiated again
+	_, err = s.Negotiations().Create(ctx(t), again)
+	require.ErrorIs(t, err, store.ErrConflict, "an ended negotiation is not started again: the proposal keeps it")
+}
+
+func testNegotiationEndRound(t *testing.T, s store.Store) {
+	n := NewNegotiation("t")
+	n.MaxRounds = 3
+	n = mustCreateNegotiation(t, s, n)
+	votes := []*store.NegotiationVote{NewVote(n, n.Regions[0].Region), NewVote(n, n.Regions[1].Region)}
+
+	// The next round, with its votes, in one write.
+	next := *n
+	next.Round = 2
+	stored, err := s.Negotiations().EndRound(ctx(t), &next, n.Version, votes)
+	require.NoError(t, err)
+	require.Equal(t, int32(2), stored.Round)
+	require.Equal(t, n.Version+1, stored.Version)
+	got, err := s.Negotiations().ListVotes(ctx(t), "t", n.ID)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, int32(1), got[0].Round)
+
+	// A stale version writes nothing: neither the votes nor the outcome.
+	late := []*store.NegotiationVote{NewVote(stored, n.Regions[0].Region)}
+	late[0].Round = 2
+	end := *stored
+	end.State, end.Reason = store.NegotiationRejected, "no"
+	_, err = s.Negotiations().EndRound(ctx(t), &end, n.Version, late)
+	require.ErrorIs(t, err, store.ErrConflict)
+	got, err = s.Negotiations().ListVotes(ctx(t), "t", n.ID)
+	require.NoError(t, err)
+	require.Len(t, got, 2, "a refused EndRound stores no vote")
+
+	// A vote of another round is invalid.
+	wrong := []*store.NegotiationVote{NewVote(stored, n.Regions[1].Region)}
+	wrong[0].Round = 1
+	_, err = s.Negotiations().EndRound(ctx(t), &end, stored.Version, wrong)
+	require.ErrorIs(t, err, store.ErrInvalid)
+
+	// The outcome and the final round's votes together.
+	final, err := s.Negotiations().EndRound(ctx(t), &end, stored.Version, late)
+	require.NoError(t, err)
+	require.Equal(t, store.NegotiationRejected, final.State)
+	got, err = s.Negotiations().ListVotes(ctx(t), "t", n.ID)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+
+	// Another tenant's negotiation is not found.
+	_, err = s.Negotiations().EndRound(ctx(t), &store.Negotiation{ID: n.ID, TenantID: "t2", State: store.NegotiationRejected, Round: 2, Offer: n.Offer}, final.Version, nil)
+	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
 func testNegotiationTenantIsolation(t *testing.T, s store.Store) {
@@ -286,24 +336,12 @@ func testNegotiationListByProposal(t *testing.T, s store.Store) {
 	first := NewNegotiation("t")
 	first.CreatedAt = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	first = mustCreateNegotiation(t, s, first)
-	u := *first
-	u.State, u.Reason = store.NegotiationExpired, "late"
-	_, err := s.Negotiations().Update(ctx(t), &u, 1)
-	require.NoError(t, err)
-	second := NewNegotiation("t")
-	second.ProposalID = first.ProposalID
-	second.CreatedAt = time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
-	second = mustCreateNegotiation(t, s, second)
 	mustCreateNegotiation(t, s, NewNegotiation("t")) // another proposal
 
 	got, err := s.Negotiations().ListByProposal(ctx(t), "t", first.ProposalID, 0)
 	require.NoError(t, err)
-	require.Len(t, got, 2)
-	require.Equal(t, []string{second.ID, first.ID}, []string{got[0].ID, got[1].ID}, "newest first")
-
-	got, err = s.Negotiations().ListByProposal(ctx(t), "t", first.ProposalID, 1)
-	require.NoError(t, err)
 	require.Len(t, got, 1)
+	require.Equal(t, first.ID, got[0].ID)
 
 	none, err := s.Negotiations().ListByProposal(ctx(t), "t", NewID(), 0)
 	require.NoError(t, err)

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
@@ -91,7 +92,10 @@ func TestRESTScore(t *testing.T) {
 	s := serve(t, f.svc)
 	t1 := s.token(t, "t1", auth.RoleProposer)
 
-	code, body := s.post(t, t1, `{"proposal_id":"`+f.target+`"}`)
+	raw, err := protojson.Marshal(f.target)
+	require.NoError(t, err)
+	full := string(raw)
+	code, body := s.post(t, t1, full)
 	require.Equal(t, http.StatusOK, code, string(body))
 	var got struct {
 		Confidence float64 `json:"confidence"`
@@ -123,20 +127,20 @@ func TestRESTScore(t *testing.T) {
 	require.Len(t, got.Factors, 4)
 
 	// Byte-identical on repeat.
-	_, again := s.post(t, t1, `{"proposal_id":"`+f.target+`"}`)
+	_, again := s.post(t, t1, full)
 	require.True(t, bytes.Equal(body, again))
 
 	for _, c := range []struct {
 		name, token, body string
 		want              int
 	}{
-		{"no token", "", `{"proposal_id":"` + f.target + `"}`, http.StatusUnauthorized},
+		{"no token", "", full, http.StatusUnauthorized},
 		{"missing proposal_id", t1, `{}`, http.StatusBadRequest},
 		{"not a proposal id", t1, `{"proposal_id":"p1"}`, http.StatusBadRequest},
-		{"unknown proposal", t1, `{"proposal_id":"` + ulid.Make().String() + `"}`, http.StatusNotFound},
-		{"another tenant's proposal", s.token(t, "t2", auth.RoleProposer), `{"proposal_id":"` + f.target + `"}`, http.StatusNotFound},
-		{"role not allowed", s.token(t, "t1", auth.RoleAuditor), `{"proposal_id":"` + f.target + `"}`, http.StatusForbidden},
-		{"service role allowed", s.token(t, "t1", auth.RoleService), `{"proposal_id":"` + f.target + `"}`, http.StatusOK},
+		{"only a proposal id", t1, `{"proposal_id":"` + ulid.Make().String() + `"}`, http.StatusBadRequest},
+		{"another tenant's token", s.token(t, "t2", auth.RoleProposer), full, http.StatusForbidden},
+		{"role not allowed", s.token(t, "t1", auth.RoleAuditor), full, http.StatusForbidden},
+		{"service role allowed", s.token(t, "t1", auth.RoleService), full, http.StatusOK},
 	} {
 		code, body := s.post(t, c.token, c.body)
 		require.Equal(t, c.want, code, "%s: %s", c.name, body)
@@ -152,7 +156,7 @@ func TestGRPCScore(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	c := scorerv1.NewScorerServiceClient(conn)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+s.token(t, "t1", auth.RoleService))
-	r, err := c.Score(ctx, &scorerv1.ScoreRequest{ProposalId: f.target})
+	r, err := c.Score(ctx, f.target)
 	require.NoError(t, err)
 	require.Equal(t, int32(3), r.GetHistory().GetSuccesses())
 	_, err = c.Score(ctx, &scorerv1.ScoreRequest{})

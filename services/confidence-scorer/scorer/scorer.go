@@ -8,11 +8,12 @@
 //
 //   - history: the tenant's earlier decisions with the same action and target (or, if
 //     the target has none, the same action): successes are ENACTED proposals (rolled
-//     back ones have status ROLLED_BACK), failures ROLLED_BACK and DRY_RUN_FAILED. A
+//     back ones have status ROLLED_BACK), failures ROLLED_BACK and DRY_RUN_FAILED,
+//     counted by the coordinator, which owns them, and sent in the request. A
 //     Beta(1,1) prior gives the posterior Beta(1+s, 1+f), reported with its mean and
 //     90% credible interval; 2 of 2 is 0.75 (interval 0.37–0.98), not 1.0.
-//   - vote agreement: the accepting share of the final negotiation round's weight
-//     (neutral 0.5 with no weight before a round has finished).
+//   - vote agreement: the accepting share of the final negotiation round's weight, as
+//     the request states it (neutral 0.5 with no weight when absent).
 //   - live metrics: error rate and CPU from a metricsource.Source, read against the
 //     direction of the change (see metricsProbability).
 //   - the model: a model.Provider's success probability.
@@ -31,7 +32,8 @@
 //
 // Score is a pure function of Inputs: no clock, no randomness, no map iteration in
 // the arithmetic. Equal Inputs (their SHA256 is in the response) give byte-identical
-// responses. The sources (store, model, metrics, world) are read once per request.
+// responses. The sources (model, metrics, world) are read once per request; the scorer
+// owns no table and reads no other service's.
 package scorer
 
 import (
@@ -57,7 +59,6 @@ import (
 	"github.com/decision-fabric/fabric/internal/model"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/server"
-	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/world"
 )
 
@@ -66,21 +67,16 @@ import (
 // degrades the score instead of failing it.
 const DefaultSourceTimeout = 5 * time.Second
 
-// Deps are the scorer's collaborators. Store is required; every other field has a
-// simulation default.
+// Deps are the scorer's collaborators. World is required; every other field has a
+// simulation default. The scorer owns no table: what it scores, the vote agreement and
+// the history of similar decisions come in the request.
 type Deps struct {
-	// Store holds the proposals whose outcomes form the history.
-	Store store.Store
-	// Proposals finds the proposal to score; StoreProposals{Store} when nil.
-	Proposals ProposalSource
-	// Votes reports the final round's agreement; NoVotes{} when nil.
-	Votes VoteSource
 	// Model assesses the change; model.NewSimulated() when nil.
 	Model model.Provider
 	// Metrics reads live metrics; metricsource.NewSimulated() when nil.
 	Metrics metricsource.Source
 	// World reads replicas and prices and plans the change for the cost, with the same
-	// rules enactment applies; world.NewSimulated(Store) when nil.
+	// rules enactment applies (the executor the coordinator enacts with). Required.
 	World world.Planner
 	// Logger; discards when nil.
 	Logger *slog.Logger
@@ -96,20 +92,11 @@ type Service struct {
 
 // New returns the scorer, filling unset optional Deps with their defaults.
 func New(deps Deps) *Service {
-	if deps.Proposals == nil {
-		deps.Proposals = StoreProposals{Store: deps.Store}
-	}
-	if deps.Votes == nil {
-		deps.Votes = NoVotes{}
-	}
 	if deps.Model == nil {
 		deps.Model = model.NewSimulated()
 	}
 	if deps.Metrics == nil {
 		deps.Metrics = metricsource.NewSimulated()
-	}
-	if deps.World == nil && deps.Store != nil {
-		deps.World = world.NewSimulated(deps.Store)
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -141,26 +128,48 @@ func (s *Service) Definition() server.Service {
 var reULID = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{26}$`)
 
 // validateScore: proposal_id is required and is a proposal id (26-character ULID, as
-// the coordinator issues them).
+// the coordinator issues them); the manifest and the history counts are required (the
+// scorer cannot look them up); the vote agreement, when present, is a share.
 func validateScore(req any) error {
-	id := req.(*scorerv1.ScoreRequest).GetProposalId()
+	r := req.(*scorerv1.ScoreRequest)
+	id := r.GetProposalId()
 	if id == "" {
 		return status.Error(codes.InvalidArgument, "proposal_id is required")
 	}
 	if !reULID.MatchString(id) {
 		return status.Errorf(codes.InvalidArgument, "proposal_id %q: not a proposal id (26-character ULID)", redact.Echo(id))
 	}
+	if r.GetManifest() == nil || r.GetHistory() == nil {
+		return status.Error(codes.InvalidArgument, "manifest and history are required: the scorer reads no proposal records, "+
+			"so a request names the manifest to score, its impact, the vote agreement and the outcome counts of similar "+
+			`decisions, e.g. {"proposal_id":"...","manifest":{"action":"scale","target":"svc"},"impact":"low","history":{}}`)
+	}
+	if v := r.GetVotes(); v != nil && !(finite(v.GetAccepted(), v.GetTotal()) && v.GetTotal() > 0 && v.GetAccepted() >= 0 && v.GetAccepted() <= v.GetTotal()) {
+		return status.Errorf(codes.InvalidArgument, "votes: accepted %v of total %v is not a share (want 0 <= accepted <= total, total > 0)",
+			v.GetAccepted(), v.GetTotal())
+	}
+	if h := r.GetHistory(); h.GetActionTargetSuccesses() < 0 || h.GetActionTargetFailures() < 0 || h.GetActionSuccesses() < 0 || h.GetActionFailures() < 0 {
+		return status.Error(codes.InvalidArgument, "history: counts cannot be negative")
+	}
 	return nil
 }
 
-// Score implements the RPC for the caller's tenant: another tenant's proposal is
-// NOT_FOUND, exactly like a missing one (P5).
+// Score implements the RPC for the caller's tenant (P5: a tenant_id other than the
+// token's is refused).
 func (s *Service) Score(ctx context.Context, req *scorerv1.ScoreRequest) (*scorerv1.ScoreResponse, error) {
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
-	in, err := s.Gather(ctx, tenant, req.GetProposalId())
+	if t := req.GetTenantId(); t != "" {
+		if err := auth.RequireTenant(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+	if err := validateScore(req); err != nil { // the interceptor validates too; direct calls are checked here
+		return nil, err
+	}
+	in, err := s.Gather(ctx, tenant, req)
 	if err != nil {
 		return nil, err
 	}
@@ -174,47 +183,36 @@ func (s *Service) Score(ctx context.Context, req *scorerv1.ScoreRequest) (*score
 	return resp, nil
 }
 
-// Gather reads everything the score of proposalID needs. Proposal, history and world
-// state are required (their errors fail the request); votes, model and metrics that
-// fail, time out (Deps.SourceTimeout) or answer out of range count as unavailable and
-// are logged, unless the request itself was cancelled.
-func (s *Service) Gather(ctx context.Context, tenant, proposalID string) (Inputs, error) {
-	p, err := s.deps.Proposals.Get(ctx, tenant, proposalID)
-	if errors.Is(err, ErrNotFound) || (err == nil && p.TenantID != tenant) {
-		return Inputs{}, status.Error(codes.NotFound, "proposal not found")
+// Gather turns a request into the score's Inputs. The world state is required (its
+// errors fail the request); model and metrics that fail, time out
+// (Deps.SourceTimeout) or answer out of range count as unavailable and are logged,
+// unless the request itself was cancelled.
+func (s *Service) Gather(ctx context.Context, tenant string, req *scorerv1.ScoreRequest) (Inputs, error) {
+	if s.deps.World == nil {
+		return Inputs{}, errors.New("scorer: Deps.World is required")
 	}
-	if err != nil {
-		return Inputs{}, err
-	}
-	p.TenantID = tenant
-	p.ID = proposalID
-	in := Inputs{ProposalID: proposalID, Action: p.Action, Target: p.Target, Impact: p.Impact}
+	p := proposalInfo(tenant, req)
+	in := Inputs{ProposalID: p.ID, Action: p.Action, Target: p.Target, Impact: p.Impact}
 	switch in.Impact {
 	case LevelLow, LevelMedium, LevelHigh:
 	default:
 		in.Impact = LevelMedium
 	}
-
-	if in.History, err = history(ctx, s.deps.Store, p); err != nil {
-		return Inputs{}, err
+	in.History = history(p, req.GetHistory())
+	if v := req.GetVotes(); v != nil {
+		in.Votes = VoteInput{Found: true, Accepted: v.GetAccepted(), Total: v.GetTotal()}
 	}
 
 	// The optional sources are independent remote calls: ask them at once, so the
 	// request waits for the slowest, not the sum (P6). Results land in fixed fields and
 	// are examined in a fixed order, so concurrency does not affect the score.
 	var (
-		wg                     sync.WaitGroup
-		accepted, total        float64
-		found                  bool
-		m                      metricsource.Metrics
-		a                      model.Assessment
-		votesErr, mErr, modErr error
+		wg           sync.WaitGroup
+		m            metricsource.Metrics
+		a            model.Assessment
+		mErr, modErr error
 	)
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		accepted, total, found, votesErr = s.deps.Votes.Agreement(ctx, tenant, proposalID)
-	}()
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		mctx, cancel := context.WithTimeout(ctx, s.deps.SourceTimeout)
@@ -231,13 +229,6 @@ func (s *Service) Gather(ctx context.Context, tenant, proposalID string) (Inputs
 	wg.Wait()
 	if ctx.Err() != nil {
 		return Inputs{}, ctx.Err()
-	}
-
-	if votesErr == nil && found && !(finite(accepted, total) && accepted >= 0 && accepted <= total) {
-		votesErr = fmt.Errorf("accepted weight %v of total %v is not a share", accepted, total)
-	}
-	if s.usable(ctx, "votes", votesErr) && found {
-		in.Votes = VoteInput{Found: true, Accepted: accepted, Total: total}
 	}
 
 	in.Metrics = MetricsInput{Source: s.deps.Metrics.Name()}
@@ -257,6 +248,7 @@ func (s *Service) Gather(ctx context.Context, tenant, proposalID string) (Inputs
 		in.Model = ModelInput{Available: true, Provider: s.deps.Model.Name(), Model: a.Model, Probability: a.SuccessProbability}
 	}
 
+	var err error
 	if in.Regions, err = s.regionChanges(ctx, p); err != nil {
 		return Inputs{}, err
 	}

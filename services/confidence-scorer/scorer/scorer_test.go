@@ -15,13 +15,16 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
+	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/metricsource"
 	"github.com/decision-fabric/fabric/internal/model"
 	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/world"
 )
 
 // --- fakes ---
@@ -59,16 +62,6 @@ func (f *fakeMetrics) Snapshot(ctx context.Context, _, _ string, _ []string) (me
 	return f.m, f.err
 }
 
-type fakeVotes struct {
-	accepted, total float64
-	found           bool
-	err             error
-}
-
-func (f fakeVotes) Agreement(context.Context, string, string) (float64, float64, bool, error) {
-	return f.accepted, f.total, f.found, f.err
-}
-
 // --- helpers ---
 
 func openStore(t testing.TB) store.Store {
@@ -79,30 +72,35 @@ func openStore(t testing.TB) store.Store {
 	return st
 }
 
+// proposal is what the coordinator sends about the proposal it has scored.
 type proposal struct {
-	tenant, status, action, target, impact string
-	regions                                []string
-	params                                 map[string]any
+	action, target, impact string
+	regions                []string
+	params                 map[string]any
+	history                *scorerv1.HistoryCounts // nil: none
+	votes                  *scorerv1.VoteAgreement
 }
 
-func addProposal(t testing.TB, st store.Store, p proposal) string {
+// owndataRequest is the ScoreRequest the coordinator would send for p.
+func owndataRequest(t testing.TB, p proposal) *scorerv1.ScoreRequest {
 	t.Helper()
-	m := map[string]any{"action": p.action, "target": p.target}
-	if len(p.regions) > 0 {
-		m["regions"] = p.regions
-	}
+	m := &typesv1.Manifest{Action: p.action, Target: p.target, Regions: p.regions}
 	if p.params != nil {
-		m["parameters"] = p.params
+		params, err := structpb.NewStruct(p.params)
+		require.NoError(t, err)
+		m.Parameters = params
 	}
-	raw, err := canonical.Marshal(m)
-	require.NoError(t, err)
-	id := ulid.Make().String()
-	_, _, err = st.Proposals().Create(context.Background(), &store.Proposal{
-		ID: id, TenantID: p.tenant, Status: p.status, Impact: p.impact, Manifest: raw, CreatedBy: "test",
-	})
-	require.NoError(t, err)
-	return id
+	h := p.history
+	if h == nil {
+		h = &scorerv1.HistoryCounts{}
+	}
+	return &scorerv1.ScoreRequest{ProposalId: ulid.Make().String(), TenantId: "t1", Manifest: m, Impact: p.impact,
+		Votes: p.votes, History: h}
 }
+
+// owndataFixtureHistory: t1's scale on serviceX has 3 successes and 2 failures; scale on any
+// target 4 and 3.
+var owndataFixtureHistory = &scorerv1.HistoryCounts{ActionTargetSuccesses: 3, ActionTargetFailures: 2, ActionSuccesses: 4, ActionFailures: 3}
 
 func putWorld(t testing.TB, st store.Store, tenant, region, target string, replicas int, price float64) {
 	t.Helper()
@@ -116,10 +114,10 @@ func as(tenant string) context.Context {
 	return auth.WithPrincipal(context.Background(), &auth.Principal{Subject: "u1", TenantID: tenant, Roles: []string{auth.RoleProposer}, Token: "tok-" + tenant})
 }
 
-// fixture is a store with history for tenant t1 and a proposal to score.
+// fixture is a world and the request of a proposal to score.
 type fixture struct {
 	st      store.Store
-	target  string // id of the AGREED scale/serviceX proposal
+	target  *scorerv1.ScoreRequest // the AGREED scale/serviceX proposal
 	model   *fakeModel
 	metrics *fakeMetrics
 	logs    *bytes.Buffer
@@ -129,34 +127,15 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	st := openStore(t)
-	add := func(tenant, status, action, target string) {
-		addProposal(t, st, proposal{tenant: tenant, status: status, action: action, target: target})
-	}
-	// t1, scale serviceX: 3 successes, 2 failures.
-	for range 3 {
-		add("t1", statusEnacted, "scale", "serviceX")
-	}
-	add("t1", statusRolledBack, "scale", "serviceX")
-	add("t1", statusDryRunFailed, "scale", "serviceX")
-	// Not outcomes, other actions, other tenants: none of these count.
-	add("t1", "APPROVED", "scale", "serviceX")
-	add("t1", "DENIED", "scale", "serviceX")
-	add("t1", statusRolledBack, "restart", "serviceX")
-	for range 4 {
-		add("t2", statusEnacted, "scale", "serviceX")
-	}
-	// t1, scale on other targets: 1 success, 1 failure.
-	add("t1", statusEnacted, "scale", "serviceZ")
-	add("t1", statusRolledBack, "scale", "serviceZ")
-
 	putWorld(t, st, "t1", "eu-west", "serviceX", 4, 0.15)
 	putWorld(t, st, "t1", "us-east", "serviceX", 6, 0.15)
 	f := &fixture{st: st, model: &fakeModel{p: 0.86},
 		metrics: &fakeMetrics{m: metricsource.Metrics{ErrorRate: 0.004, CPUUtilisation: 0.62, P99LatencyMS: 180, Samples: 1234}},
 		logs:    &bytes.Buffer{}}
-	f.target = addProposal(t, st, proposal{tenant: "t1", status: "AGREED", action: "scale", target: "serviceX", impact: "medium",
-		regions: []string{"us-east", "eu-west"}, params: map[string]any{"replicas_delta": 2}})
-	f.svc = New(Deps{Store: st, Votes: fakeVotes{accepted: 4, total: 5, found: true}, Model: f.model, Metrics: f.metrics,
+	f.target = owndataRequest(t, proposal{action: "scale", target: "serviceX", impact: "medium",
+		regions: []string{"us-east", "eu-west"}, params: map[string]any{"replicas_delta": 2},
+		history: owndataFixtureHistory, votes: &scorerv1.VoteAgreement{Accepted: 4, Total: 5}})
+	f.svc = New(Deps{World: world.NewSimulated(st), Model: f.model, Metrics: f.metrics,
 		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), SourceTimeout: time.Second})
 	return f
 }
@@ -166,9 +145,9 @@ func newFixture(t testing.TB) *fixture {
 func TestServiceScore(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: f.target})
+	r, err := f.svc.Score(as("t1"), f.target)
 	require.NoError(t, err)
-	require.Equal(t, f.target, r.GetProposalId())
+	require.Equal(t, f.target.GetProposalId(), r.GetProposalId())
 	h := r.GetHistory()
 	require.Equal(t, []any{int32(3), int32(2), ScopeActionTarget}, []any{h.GetSuccesses(), h.GetFailures(), h.GetScope()})
 	require.Equal(t, 438.0, r.GetCostEstimate().GetAmount())
@@ -185,7 +164,7 @@ func TestServiceScore(t *testing.T) {
 	require.Contains(t, f.logs.String(), r.GetInputsSha256())
 
 	// Deterministic through the service too: same stored inputs, same bytes.
-	again, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: f.target})
+	again, err := f.svc.Score(as("t1"), f.target)
 	require.NoError(t, err)
 	a, _ := proto.MarshalOptions{Deterministic: true}.Marshal(r)
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(again)
@@ -195,8 +174,9 @@ func TestServiceScore(t *testing.T) {
 func TestServiceHistoryFallsBackToAction(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	id := addProposal(t, f.st, proposal{tenant: "t1", status: "AGREED", action: "scale", target: "serviceY"})
-	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: id})
+	req := owndataRequest(t, proposal{action: "scale", target: "serviceY",
+		history: &scorerv1.HistoryCounts{ActionSuccesses: 4, ActionFailures: 3}})
+	r, err := f.svc.Score(as("t1"), req)
 	require.NoError(t, err)
 	h := r.GetHistory()
 	require.Equal(t, ScopeAction, h.GetScope())
@@ -211,49 +191,31 @@ func TestServiceHistoryFallsBackToAction(t *testing.T) {
 func TestServiceNoHistory(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	id := addProposal(t, f.st, proposal{tenant: "t1", status: "AGREED", action: "migrate", target: "serviceX"})
-	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: id})
+	r, err := f.svc.Score(as("t1"), owndataRequest(t, proposal{action: "migrate", target: "serviceX"}))
 	require.NoError(t, err)
 	require.Equal(t, ScopeNone, r.GetHistory().GetScope())
 	require.Equal(t, 0.5, r.GetHistory().GetPosteriorMean())
 	require.Zero(t, factor(r, FactorHistory).GetWeight())
-}
-
-func TestServiceOwnOutcomeDoesNotCount(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t)
-	id := addProposal(t, f.st, proposal{tenant: "t1", status: statusEnacted, action: "scale", target: "serviceX"})
-	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: id})
-	require.NoError(t, err)
-	require.Equal(t, int32(3), r.GetHistory().GetSuccesses())
+	require.Zero(t, factor(r, FactorVotes).GetWeight(), "no vote agreement sent: neutral")
 }
 
 func TestServiceTenantScoping(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	_, err := f.svc.Score(as("t2"), &scorerv1.ScoreRequest{ProposalId: f.target})
-	require.Equal(t, codes.NotFound, status.Code(err), "another tenant's proposal is not found")
-	_, err = f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: ulid.Make().String()})
-	require.Equal(t, codes.NotFound, status.Code(err))
-	// Same message either way: existence is not leaked.
-	_, err2 := f.svc.Score(as("t2"), &scorerv1.ScoreRequest{ProposalId: f.target})
-	require.Equal(t, status.Convert(err).Message(), status.Convert(err2).Message())
-	_, err = f.svc.Score(context.Background(), &scorerv1.ScoreRequest{ProposalId: f.target})
+	_, err := f.svc.Score(as("t2"), f.target) // tenant_id t1 with a t2 token
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	_, err = f.svc.Score(context.Background(), f.target)
 	require.Equal(t, codes.Unauthenticated, status.Code(err), "fails closed without the auth interceptor")
 }
 
-// leakyProposals returns a proposal of another tenant, as a buggy source might.
-type leakyProposals struct{}
-
-func (leakyProposals) Get(_ context.Context, _, id string) (ProposalInfo, error) {
-	return ProposalInfo{ID: id, TenantID: "someone-else", Action: "scale", Target: "x"}, nil
-}
-
-func TestServiceRefusesProposalOfAnotherTenantFromSource(t *testing.T) {
+// A request that names only a proposal (as a person might type it) is refused with a
+// message saying what the scorer needs; it never invents a score.
+func TestServiceRefusesRequestWithoutInputs(t *testing.T) {
 	t.Parallel()
-	svc := New(Deps{Store: openStore(t), Proposals: leakyProposals{}})
-	_, err := svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: ulid.Make().String()})
-	require.Equal(t, codes.NotFound, status.Code(err))
+	f := newFixture(t)
+	_, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: ulid.Make().String()})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "manifest and history are required")
 }
 
 func TestServiceDegradesWithoutOptionalSources(t *testing.T) {
@@ -261,8 +223,8 @@ func TestServiceDegradesWithoutOptionalSources(t *testing.T) {
 	f := newFixture(t)
 	f.model.err = &model.StatusError{Op: "assess", Code: 503}
 	f.metrics.err = errors.New("prometheus down")
-	f.svc.deps.Votes = fakeVotes{err: errors.New("negotiator down")}
-	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: f.target})
+	f.target.Votes = nil // no round completed
+	r, err := f.svc.Score(as("t1"), f.target)
 	require.NoError(t, err)
 	for _, name := range []string{FactorVotes, FactorMetrics, FactorModel} {
 		require.Zero(t, factor(r, name).GetWeight(), name)
@@ -280,7 +242,7 @@ func TestServiceSlowMetricsTimeOut(t *testing.T) {
 	f.metrics.block = true
 	f.svc.deps.SourceTimeout = 50 * time.Millisecond
 	start := time.Now()
-	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: f.target})
+	r, err := f.svc.Score(as("t1"), f.target)
 	require.NoError(t, err)
 	require.Less(t, time.Since(start), 5*time.Second)
 	require.Zero(t, factor(r, FactorMetrics).GetWeight())
@@ -292,12 +254,44 @@ func TestServiceCancelledRequestFails(t *testing.T) {
 	f.metrics.block = true
 	ctx, cancel := context.WithTimeout(as("t1"), 50*time.Millisecond)
 	defer cancel()
-	_, err := f.svc.Score(ctx, &scorerv1.ScoreRequest{ProposalId: f.target})
+	_, err := f.svc.Score(ctx, f.target)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
 func TestValidateScore(t *testing.T) {
 	t.Parallel()
+	full := func(id string) *scorerv1.ScoreRequest {
+		return &scorerv1.ScoreRequest{ProposalId: id, Manifest: &typesv1.Manifest{Action: "scale"}, History: &scorerv1.HistoryCounts{}}
+	}
+	for name, c := range map[string]struct {
+		req *scorerv1.ScoreRequest
+		msg string
+	}{
+		"votes above total": {func() *scorerv1.ScoreRequest {
+			r := full(ulid.Make().String())
+			r.Votes = &scorerv1.VoteAgreement{Accepted: 6, Total: 5}
+			return r
+		}(), "is not a share"},
+		"votes NaN": {func() *scorerv1.ScoreRequest {
+			r := full(ulid.Make().String())
+			r.Votes = &scorerv1.VoteAgreement{Accepted: math.NaN(), Total: 5}
+			return r
+		}(), "is not a share"},
+		"negative history": {func() *scorerv1.ScoreRequest {
+			r := full(ulid.Make().String())
+			r.History.ActionFailures = -1
+			return r
+		}(), "cannot be negative"},
+		"no history": {func() *scorerv1.ScoreRequest {
+			r := full(ulid.Make().String())
+			r.History = nil
+			return r
+		}(), "manifest and history are required"},
+	} {
+		err := validateScore(c.req)
+		require.Equal(t, codes.InvalidArgument, status.Code(err), name)
+		require.Contains(t, err.Error(), c.msg, name)
+	}
 	for _, c := range []struct {
 		id string
 		ok bool
@@ -308,7 +302,7 @@ func TestValidateScore(t *testing.T) {
 		{"01J0000000000000000000000U", false}, // U is not in Crockford base32
 		{ulid.Make().String(), true},
 	} {
-		err := validateScore(&scorerv1.ScoreRequest{ProposalId: c.id})
+		err := validateScore(full(c.id))
 		if c.ok {
 			require.NoError(t, err, c.id)
 			continue
@@ -318,31 +312,17 @@ func TestValidateScore(t *testing.T) {
 	}
 }
 
-func TestStoreProposals(t *testing.T) {
-	t.Parallel()
-	st := openStore(t)
-	id := addProposal(t, st, proposal{tenant: "t1", status: "AGREED", action: "scale", target: "serviceX", impact: "high",
-		regions: []string{"eu-west"}, params: map[string]any{"replicas": 12}})
-	p, err := StoreProposals{Store: st}.Get(context.Background(), "t1", id)
-	require.NoError(t, err)
-	require.Equal(t, ProposalInfo{ID: id, TenantID: "t1", Status: "AGREED", Action: "scale", Target: "serviceX",
-		Regions: []string{"eu-west"}, Parameters: map[string]any{"replicas": 12.0}, Impact: "high"}, p)
-	_, err = StoreProposals{Store: st}.Get(context.Background(), "t2", id)
-	require.ErrorIs(t, err, ErrNotFound)
-}
-
 func TestServiceIgnoresOutOfRangeAnswers(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.model.p = 1.5
 	f.metrics.m = metricsource.Metrics{ErrorRate: math.NaN(), Samples: 10}
-	f.svc.deps.Votes = fakeVotes{accepted: 6, total: 5, found: true}
-	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: f.target})
+	r, err := f.svc.Score(as("t1"), f.target)
 	require.NoError(t, err)
-	for _, name := range []string{FactorVotes, FactorMetrics, FactorModel} {
+	for _, name := range []string{FactorMetrics, FactorModel} {
 		require.Zero(t, factor(r, name).GetWeight(), name)
 	}
-	require.Equal(t, 3, strings.Count(f.logs.String(), "source unavailable"))
+	require.Equal(t, 2, strings.Count(f.logs.String(), "source unavailable"))
 }
 
 // The estimate prices the change the world would make, by its rules: a reduce_cost
@@ -351,15 +331,14 @@ func TestServiceIgnoresOutOfRangeAnswers(t *testing.T) {
 func TestServiceCostFollowsTheWorldsRules(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	reduce := addProposal(t, f.st, proposal{tenant: "t1", status: "AGREED", action: "reduce_cost", target: "serviceX",
-		regions: []string{"us-east", "eu-west"}})
-	r, err := f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: reduce})
+	reduce := owndataRequest(t, proposal{action: "reduce_cost", target: "serviceX", regions: []string{"us-east", "eu-west"}})
+	r, err := f.svc.Score(as("t1"), reduce)
 	require.NoError(t, err)
 	require.Equal(t, -219.0, r.GetCostEstimate().GetAmount(), "-1 replica × $0.15/h × 730 h in each of 2 regions")
 
-	both := addProposal(t, f.st, proposal{tenant: "t1", status: "AGREED", action: "scale", target: "serviceX",
+	both := owndataRequest(t, proposal{action: "scale", target: "serviceX",
 		regions: []string{"us-east", "eu-west"}, params: map[string]any{"replicas": 5, "replicas_delta": 2}})
-	r, err = f.svc.Score(as("t1"), &scorerv1.ScoreRequest{ProposalId: both})
+	r, err = f.svc.Score(as("t1"), both)
 	require.NoError(t, err)
 	require.Equal(t, 0.0, r.GetCostEstimate().GetAmount(), "to 5 replicas: +1 in eu-west, -1 in us-east")
 }

@@ -52,7 +52,14 @@ func TestScoreASubmittedProposal(t *testing.T) {
 				Proposal struct{ ID string } `json:"proposal"`
 			}
 			require.NoError(t, json.Unmarshal(r.Body, &sub))
-			body := fmt.Sprintf(`{"proposal_id":%q}`, sub.Proposal.ID)
+			// A person scoring by hand sends what the coordinator sends: the manifest and the
+			// history counts (none yet); a bare proposal id is refused, saying so.
+			bare := fmt.Sprintf(`{"proposal_id":%q}`, sub.Proposal.ID)
+			r = f.Do(t, http.MethodPost, fabric.Scorer, "/score", tok, bare)
+			require.Equal(t, http.StatusBadRequest, r.Status, string(r.Body))
+			require.Contains(t, string(r.Body), "manifest and history are required")
+			body := fmt.Sprintf(`{"proposal_id":%q,"tenant_id":"t1","manifest":{"action":"scale","target":"serviceX",`+
+				`"regions":["eu-west","us-east"],"parameters":{"replicas_delta":2}},"history":{}}`, sub.Proposal.ID)
 
 			r = f.Do(t, http.MethodPost, fabric.Scorer, "/score", tok, body)
 			require.Equal(t, http.StatusOK, r.Status, string(r.Body))
@@ -76,8 +83,8 @@ func TestScoreASubmittedProposal(t *testing.T) {
 			again := f.Do(t, http.MethodPost, fabric.Scorer, "/score", tok, body)
 			require.Equal(t, string(r.Body), string(again.Body), "deterministic")
 
-			require.Equal(t, http.StatusNotFound, f.Do(t, http.MethodPost, fabric.Scorer, "/score", f.Token(t, "t2", auth.RoleProposer), body).Status,
-				"another tenant's proposal")
+			require.Equal(t, http.StatusForbidden, f.Do(t, http.MethodPost, fabric.Scorer, "/score", f.Token(t, "t2", auth.RoleProposer), body).Status,
+				"another tenant's request")
 			require.Equal(t, http.StatusBadRequest, f.Do(t, http.MethodPost, fabric.Scorer, "/score", tok, `{"proposal_id":"p1"}`).Status)
 			require.Equal(t, http.StatusBadRequest, f.Do(t, http.MethodPost, fabric.Scorer, "/score", tok, `{}`).Status)
 			require.Equal(t, http.StatusUnauthorized, f.Do(t, http.MethodPost, fabric.Scorer, "/score", "", body).Status)

@@ -83,8 +83,8 @@ type Deps struct {
 	CheckpointFile string
 	// Witness, when set, cosigns each checkpoint (internal/witness.Client).
 	Witness auditlog.Cosigner
-	// Decisions reads a decision record of a tenant (the coordinator's, see
-	// coordinator.Decisions) for ExportDecision; an unknown proposal is
+	// Decisions reads a decision record of a tenant for ExportDecision, from its
+	// owner, the coordinator, through its API (the app wires GetProposal); an unknown proposal is
 	// store.ErrNotFound. Nil: ExportDecision answers UNIMPLEMENTED.
 	Decisions func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error)
 }

@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -192,29 +191,4 @@ func rememberBundle(proposalID string, raw []byte, sb *bundle.Signed) *decodedEn
 	e := &decodedEntry{raw: bytes.Clone(raw), signed: sb}
 	decodedBundles.Add(proposalID, e)
 	return e
-}
-
-// Decisions reads decision records straight from the store for the decision
-// auditor's export (the services share one store). An unknown proposal, or another
-// tenant's, is store.ErrNotFound.
-func Decisions(st store.Store) func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
-	return func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
-		p, err := st.Proposals().Get(ctx, tenantID, proposalID)
-		if errors.Is(err, store.ErrInvalid) {
-			return nil, fmt.Errorf("%w: %s", store.ErrNotFound, proposalID)
-		}
-		if err != nil {
-			return nil, err
-		}
-		out, err := toProto(p)
-		if err != nil {
-			return nil, err
-		}
-		return &bundle.Decision{
-			TenantID: p.TenantID, ProposalID: p.ID, Status: p.Status,
-			Manifest: out.GetManifest(), ManifestSHA256: p.ManifestSHA256,
-			ManifestSignature: out.GetManifestSignature(), ConsensusBundle: out.GetConsensusBundle(),
-			Approvals: out.GetApprovers(),
-		}, nil
-	}
 }

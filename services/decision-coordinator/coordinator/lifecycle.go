@@ -54,6 +54,7 @@ type ScoreInput struct {
 	Manifest             *typesv1.Manifest // the manifest to enact (agreed, else submitted)
 	Impact               string
 	Votes                *coordinatorv1.VoteSummary
+	History              *scorerv1.HistoryCounts
 }
 
 // Scorer scores proposals (the confidence scorer, in process or over gRPC).
@@ -379,6 +380,18 @@ func (s *Service) requestNegotiation(ctx context.Context, p *store.Proposal) (*s
 	if s.deps.Negotiator == nil {
 		return nil, nil
 	}
+	d, err := decision(p)
+	if err != nil {
+		return nil, err
+	}
+	if deadline := s.deadline(p, d); !s.deps.Now().Before(deadline) {
+		// Never negotiated after its deadline: it ends EXPIRED, in the same commit.
+		return s.moveChain(ctx, p, nil, negotiationMove(s.deps.Now()), moveStep{to: stExpired, edit: func(d *coordinatorv1.Proposal) {
+			d.Reason = fmt.Sprintf("the decision deadline %s passed before the negotiation started (no coordinator was running it); nothing was negotiated",
+				deadline.UTC().Format(time.RFC3339Nano))
+			d.Votes.Outcome = stExpired
+		}})
+	}
 	return s.moveChain(ctx, p, nil, negotiationMove(s.deps.Now()))
 }
 
@@ -578,7 +591,7 @@ func (s *Service) recordOutcome(ctx context.Context, p *store.Proposal, d *coord
 			}
 		}
 		// A scorer that fails leaves the proposal AGREED: the engine scores it next.
-		if sc, err := s.scoreInput(ctx, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: agreed, Impact: impact, Votes: summary}); err == nil {
+		if sc, err := s.scoreInput(ctx, p, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: agreed, Impact: impact, Votes: summary}); err == nil {
 			steps = append(steps, scoredSteps(sc)...)
 		} else {
 			s.deps.Logger.WarnContext(ctx, "score after agreement; retried by the engine", "proposal_id", p.ID, "error", err)
@@ -639,17 +652,22 @@ func (s *Service) scoreAgreed(ctx context.Context, p *store.Proposal) (*store.Pr
 	if err != nil {
 		return nil, err
 	}
-	sc, err := s.scoreInput(ctx, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: m, Impact: p.Impact, Votes: d.GetVotes()})
+	sc, err := s.scoreInput(ctx, p, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: m, Impact: p.Impact, Votes: d.GetVotes()})
 	if err != nil {
 		return nil, err
 	}
 	return s.moveChain(ctx, p, nil, scoredSteps(sc)...)
 }
 
-func (s *Service) scoreInput(ctx context.Context, in ScoreInput) (*scorerv1.ScoreResponse, error) {
+func (s *Service) scoreInput(ctx context.Context, p *store.Proposal, in ScoreInput) (*scorerv1.ScoreResponse, error) {
 	if s.deps.Scorer == nil {
 		return nil, errors.New("coordinator: no scorer")
 	}
+	history, err := s.historyCounts(ctx, p, in.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	in.History = history
 	sc, err := s.deps.Scorer.Score(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: score: %w", err)
@@ -670,6 +688,38 @@ func scoredSteps(sc *scorerv1.ScoreResponse) []moveStep {
 		}},
 		{to: stPendingApproval, when: func(d *coordinatorv1.Proposal) bool { return d.GetPolicy().GetApprovalRequired() }},
 	}
+}
+
+// historyCounts counts the outcomes of the tenant's earlier decisions like m (the
+// scorer's history evidence) from the coordinator's own table: successes are ENACTED
+// proposals, failures ROLLED_BACK and DRY_RUN_FAILED ones, at action+target scope and
+// at action scope, the newest store.MaxListLimit of each; p itself never counts.
+func (s *Service) historyCounts(ctx context.Context, p *store.Proposal, m *typesv1.Manifest) (*scorerv1.HistoryCounts, error) {
+	out := &scorerv1.HistoryCounts{}
+	if m.GetAction() == "" {
+		return out, nil
+	}
+	finished := []string{stEnacted, stRolledBack, stDryRunFailed}
+	tally := func(target string) (ok, bad int32, err error) {
+		counts, err := s.deps.Store.Proposals().History(ctx, p.TenantID, m.GetAction(), target, finished, store.MaxListLimit)
+		if err != nil {
+			return 0, 0, fmt.Errorf("coordinator: history: %w", err)
+		}
+		if counts[p.Status] > 0 && (target == "" || target == p.Target) && m.GetAction() == p.Action {
+			counts[p.Status]-- // a proposal scored after it finished is in its own history
+		}
+		return int32(counts[stEnacted]), int32(counts[stRolledBack] + counts[stDryRunFailed]), nil
+	}
+	var err error
+	if m.GetTarget() != "" {
+		if out.ActionTargetSuccesses, out.ActionTargetFailures, err = tally(m.GetTarget()); err != nil {
+			return nil, err
+		}
+	}
+	if out.ActionSuccesses, out.ActionFailures, err = tally(""); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // change is the executor's view of the manifest to enact: the agreed one when the

@@ -32,7 +32,7 @@ func certificate(n *store.Negotiation, votes []*store.NegotiationVote) *qc.Certi
 		ProposalDigest: n.ProposalDigest,
 		NegotiationID:  n.ID,
 		Round:          n.Round,
-		Rule:           RuleName(ruleFromString(n.QuorumRule)),
+		Rule:           qc.RuleName(qc.RuleFromStored(n.QuorumRule)),
 		Outcome:        outcome,
 		Votes:          []qc.Vote{},
 		RegionKeys:     make([]qc.RegionKey, 0, len(n.Regions)),

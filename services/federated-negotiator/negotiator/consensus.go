@@ -124,7 +124,7 @@ func count(regions []RegionWeight, votes []Vote) tally {
 // certificate verification uses too; UNSPECIFIED (resolved before a
 // negotiation starts) is majority there.
 func quorum(rule negotiatorv1.QuorumRule, yes int, yesW int64, d int, dW int64) bool {
-	return qc.Met(RuleName(rule), yes, yesW, d, dW)
+	return qc.Met(qc.RuleName(rule), yes, yesW, d, dW)
 }
 
 // Tally decides one round from its votes under rule. regions are the expected
@@ -133,7 +133,7 @@ func quorum(rule negotiatorv1.QuorumRule, yes int, yesW int64, d int, dW int64) 
 func Tally(rule negotiatorv1.QuorumRule, regions []RegionWeight, votes []Vote) (Outcome, string) {
 	t := count(regions, votes)
 	d, dW := t.n-t.abstain, t.total-t.abstainW
-	name := RuleName(rule)
+	name := qc.RuleName(rule)
 	accepted := fmt.Sprintf("%d of %d voting regions accepted", t.accept, d)
 	if rule == negotiatorv1.QuorumRule_QUORUM_RULE_WEIGHTED {
 		accepted = fmt.Sprintf("accepting regions hold weight %d of %d", t.acceptW, dW)
@@ -250,17 +250,3 @@ func MergeCounters(rule negotiatorv1.QuorumRule, regions []RegionWeight, offer *
 }
 
 func formatNumber(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
-
-// RuleName is the lower-case name of a quorum rule, as in regions.yaml ("majority").
-func RuleName(r negotiatorv1.QuorumRule) string {
-	return strings.ToLower(strings.TrimPrefix(r.String(), "QUORUM_RULE_"))
-}
-
-// ParseRule parses a rule name ("majority", "two_thirds", "unanimous", "weighted").
-func ParseRule(name string) (negotiatorv1.QuorumRule, error) {
-	v, ok := negotiatorv1.QuorumRule_value["QUORUM_RULE_"+strings.ToUpper(name)]
-	if !ok || v == int32(negotiatorv1.QuorumRule_QUORUM_RULE_UNSPECIFIED) || name != strings.ToLower(name) {
-		return 0, fmt.Errorf("quorum rule %q: want majority, two_thirds, unanimous or weighted", name)
-	}
-	return negotiatorv1.QuorumRule(v), nil
-}

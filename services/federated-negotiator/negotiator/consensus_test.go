@@ -9,6 +9,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
 )
 
@@ -205,12 +206,12 @@ func TestMergeCountersWithoutNumbers(t *testing.T) {
 func TestRuleNames(t *testing.T) {
 	t.Parallel()
 	for _, r := range []negotiatorv1.QuorumRule{majority, twoThirds, unanimous, weighted} {
-		got, err := negotiator.ParseRule(negotiator.RuleName(r))
+		got, err := qc.ParseRule(qc.RuleName(r))
 		require.NoError(t, err)
 		require.Equal(t, r, got)
 	}
 	for _, bad := range []string{"", "unspecified", "MAJORITY", "most"} {
-		_, err := negotiator.ParseRule(bad)
+		_, err := qc.ParseRule(bad)
 		require.Error(t, err, bad)
 	}
 }

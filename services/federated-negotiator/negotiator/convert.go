@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"github.com/oklog/ulid/v2"
 	"regexp"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -17,6 +16,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/canonical"
 	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -56,6 +56,17 @@ func validateStart(req any) error {
 			return invalid("negotiation_id %q: want a canonical ULID (or empty)", redact.Echo(id))
 		}
 	}
+	if r.GetManifest() == nil {
+		return invalid("manifest is required: the negotiator negotiates the manifest the request carries")
+	}
+	if d := r.GetManifestSha256(); d != "" && !canonical.IsSHA256Hex(d) {
+		return invalid("manifest_sha256 %q: want 64 lower-case hex characters", redact.Echo(d))
+	}
+	if d := r.GetDeadline(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return invalid("deadline: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -67,15 +78,6 @@ func validateID(id string) error {
 		return invalid("id %q: not a negotiation id (26-character ULID)", redact.Echo(id))
 	}
 	return nil
-}
-
-// ruleString is the stored form of a rule ("MAJORITY").
-func ruleString(r negotiatorv1.QuorumRule) string {
-	return strings.TrimPrefix(r.String(), "QUORUM_RULE_")
-}
-
-func ruleFromString(s string) negotiatorv1.QuorumRule {
-	return negotiatorv1.QuorumRule(negotiatorv1.QuorumRule_value["QUORUM_RULE_"+s])
 }
 
 func stateFromString(s string) negotiatorv1.NegotiationState {
@@ -139,7 +141,7 @@ func toProto(n *store.Negotiation, votes []*store.NegotiationVote, now time.Time
 		ProposalId:     n.ProposalID,
 		TenantId:       n.TenantID,
 		State:          stateFromString(n.State),
-		QuorumRule:     ruleFromString(n.QuorumRule),
+		QuorumRule:     qc.RuleFromStored(n.QuorumRule),
 		Round:          n.Round,
 		VotesExpected:  int32(len(n.Regions)),
 		Deadline:       timestamppb.New(n.Deadline),

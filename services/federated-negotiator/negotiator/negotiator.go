@@ -33,6 +33,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/server"
@@ -44,10 +45,8 @@ const DefaultDecisionTimeout = 30 * time.Second
 
 // Deps are the negotiator's collaborators.
 type Deps struct {
-	// Store persists negotiations and votes. Required.
+	// Store persists negotiations and votes (the negotiator's own tables). Required.
 	Store store.Store
-	// Proposals reads the manifest of the proposal to negotiate. Required.
-	Proposals ProposalSource
 	// KeySeed derives the simulated regions' signing keys (regionkeys.SeedSize
 	// bytes, see regionkeys.LoadOrCreateSeed). Required: it must survive
 	// restarts, or resumed negotiations could not verify their regions' votes.
@@ -64,7 +63,7 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// DecisionTimeout bounds a negotiation whose request names no deadline_ms
+	// DecisionTimeout bounds a negotiation whose request names neither deadline nor deadline_ms
 	// (PHASE_I4_DECISION_TIMEOUT_MS); DefaultDecisionTimeout when <= 0.
 	DecisionTimeout time.Duration
 	// Regions are the regions, their state and the tenants' policy;
@@ -98,7 +97,10 @@ type Service struct {
 	mu     sync.Mutex
 	closed bool
 	active map[string]bool // negotiation ids running in this process
-	wg     sync.WaitGroup
+	// pending are the votes of each running negotiation's current round, not
+	// stored until the round ends (see run.go).
+	pending map[string][]*store.NegotiationVote
+	wg      sync.WaitGroup
 }
 
 // errClosing is the cause of the base context's cancellation on Close.
@@ -109,9 +111,6 @@ var errClosing = errors.New("negotiator: service closing")
 func NewService(deps Deps) (*Service, error) {
 	if deps.Store == nil {
 		return nil, errors.New("negotiator: Deps.Store is required")
-	}
-	if deps.Proposals == nil {
-		return nil, errors.New("negotiator: Deps.Proposals is required")
 	}
 	if len(deps.KeySeed) != regionkeys.SeedSize {
 		return nil, fmt.Errorf("negotiator: Deps.KeySeed: want %d bytes (see regionkeys.LoadOrCreateSeed), got %d", regionkeys.SeedSize, len(deps.KeySeed))
@@ -182,6 +181,7 @@ func NewService(deps Deps) (*Service, error) {
 		base:     base,
 		stop:     stop,
 		active:   map[string]bool{},
+		pending:  map[string][]*store.NegotiationVote{},
 	}, nil
 }
 
@@ -227,12 +227,30 @@ func (s *Service) Close() error {
 	return nil
 }
 
-// StartNegotiation implements the RPC: it reads the proposal's manifest, stores a
-// RUNNING negotiation and starts its rounds in the background (P6: async).
+// StartNegotiation implements the RPC: it stores a RUNNING negotiation of the manifest
+// the request carries and starts its rounds in the background (P6: async). It is
+// idempotent per (tenant, proposal): a proposal that already has a negotiation gets it
+// back, running or ended, and nothing new starts.
 func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartNegotiationRequest) (*negotiatorv1.StartNegotiationResponse, error) {
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
+	}
+	manifest := req.GetManifest()
+	if manifest == nil { // the validator refuses it first; this guards direct calls
+		return nil, status.Error(codes.InvalidArgument, "manifest is required")
+	}
+	offer, err := canonical.Proto(manifest)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "manifest: %v", err)
+	}
+	digest := canonical.SHA256Hex(offer)
+	if want := req.GetManifestSha256(); want != "" && want != digest {
+		return nil, status.Errorf(codes.InvalidArgument,
+			"manifest_sha256 %s is not the digest of the manifest (SHA-256 of its RFC 8785 canonical JSON is %s)", want, digest)
+	}
+	if out, err := s.existing(ctx, tenant, req.GetProposalId(), digest); out != nil || err != nil {
+		return &negotiatorv1.StartNegotiationResponse{Negotiation: out}, err
 	}
 	if s.isClosed() {
 		return nil, status.Error(codes.Unavailable, "the negotiator is shutting down; retry")
@@ -241,56 +259,23 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 	if rule == negotiatorv1.QuorumRule_QUORUM_RULE_UNSPECIFIED {
 		rule = s.deps.Regions.TenantRule(tenant)
 	}
-	timeout := s.deps.DecisionTimeout
-	if ms := req.GetDeadlineMs(); ms > 0 {
-		timeout = time.Duration(ms) * time.Millisecond
+	now := s.now()
+	deadline := now.Add(s.deps.DecisionTimeout)
+	switch {
+	case req.GetDeadline() != nil: // absolute: a retried start never extends it
+		deadline = req.GetDeadline().AsTime().UTC()
+	case req.GetDeadlineMs() > 0:
+		deadline = now.Add(time.Duration(req.GetDeadlineMs()) * time.Millisecond)
 	}
-	// A start naming a negotiation that exists is a retry: it gets that negotiation.
-	if id := req.GetNegotiationId(); id != "" {
-		if out, _, err := s.load(ctx, tenant, id); err == nil {
-			if out.GetProposalId() != req.GetProposalId() {
-				return nil, status.Errorf(codes.AlreadyExists, "negotiation %s belongs to another proposal", id)
-			}
-			// A running negotiation no process of ours runs was left by a negotiator that
-			// stopped (the coordinator that retries the start has taken the proposal
-			// over): it resumes here, within its own deadline.
-			if out.GetState() == negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING && !s.isActive(id) {
-				if n, err := s.deps.Store.Negotiations().Get(ctx, tenant, id); err == nil && s.now().Before(n.Deadline) {
-					s.launch(n)
-				}
-			}
-			return &negotiatorv1.StartNegotiationResponse{Negotiation: out}, nil
-		} else if status.Code(err) != codes.NotFound {
-			return nil, err
-		}
-	}
-
-	manifest, digest, err := s.deps.Proposals.GetManifest(ctx, tenant, req.GetProposalId())
-	if err != nil {
-		if errors.Is(err, ErrProposalNotFound) || status.Code(err) == codes.NotFound {
-			return nil, status.Errorf(codes.NotFound, "proposal %s not found", req.GetProposalId())
-		}
-		if _, ok := status.FromError(err); ok {
-			return nil, err
-		}
-		return nil, fmt.Errorf("negotiator: read proposal: %w", err)
-	}
-	if manifest == nil {
-		return nil, fmt.Errorf("negotiator: proposal %s has no manifest", req.GetProposalId())
-	}
-	offer, err := canonical.Proto(manifest)
-	if err != nil {
-		return nil, fmt.Errorf("negotiator: canonical manifest: %w", err)
-	}
-	if digest == "" {
-		digest = canonical.SHA256Hex(offer)
+	if !deadline.After(now) {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"the deadline %s has passed; proposal %s is not negotiated", deadline.Format(time.RFC3339Nano), req.GetProposalId())
 	}
 	regions, err := s.participants(tenant, manifest)
 	if err != nil {
 		return nil, err
 	}
 
-	now := s.now()
 	id := req.GetNegotiationId()
 	if id == "" {
 		id = ulid.MustNew(ulid.Timestamp(now), ulid.DefaultEntropy()).String()
@@ -301,17 +286,22 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 		ProposalID:     req.GetProposalId(),
 		ProposalDigest: digest,
 		State:          store.NegotiationRunning,
-		QuorumRule:     ruleString(rule),
+		QuorumRule:     qc.StoredRule(rule),
 		Round:          1,
 		MaxRounds:      s.deps.Regions.MaxRounds,
 		Offer:          offer,
 		Regions:        regions,
-		Deadline:       now.Add(timeout),
+		Deadline:       deadline,
 		CreatedAt:      now,
 	})
 	switch {
 	case errors.Is(err, store.ErrConflict):
-		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s already has a RUNNING negotiation", req.GetProposalId())
+		// A concurrent start of the same proposal won: answer with its negotiation.
+		out, err := s.existing(ctx, tenant, req.GetProposalId(), digest)
+		if out == nil && err == nil {
+			err = fmt.Errorf("negotiator: negotiation of %s conflicts but cannot be read", req.GetProposalId())
+		}
+		return &negotiatorv1.StartNegotiationResponse{Negotiation: out}, err
 	case errors.Is(err, store.ErrInvalid):
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	case err != nil:
@@ -323,8 +313,31 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "negotiation started", "negotiation_id", stored.ID, "tenant_id", tenant,
-		"proposal_id", stored.ProposalID, "quorum_rule", RuleName(rule), "regions", len(regions), "deadline_ms", timeout.Milliseconds())
+		"proposal_id", stored.ProposalID, "quorum_rule", qc.RuleName(rule), "regions", len(regions),
+		"deadline", deadline, "time_left_ms", deadline.Sub(now).Milliseconds())
 	return &negotiatorv1.StartNegotiationResponse{Negotiation: out}, nil
+}
+
+// existing is the tenant's negotiation of proposalID, or nil when it has none. One of
+// another manifest (digest) is FAILED_PRECONDITION: a proposal is negotiated once.
+func (s *Service) existing(ctx context.Context, tenant, proposalID, digest string) (*negotiatorv1.Negotiation, error) {
+	ns, err := s.deps.Store.Negotiations().ListByProposal(ctx, tenant, proposalID, 1)
+	if err != nil || len(ns) == 0 {
+		return nil, err
+	}
+	if ns[0].ProposalDigest != digest {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"proposal %s is already negotiated (negotiation %s) with another manifest (digest %s, not %s)",
+			proposalID, ns[0].ID, ns[0].ProposalDigest, digest)
+	}
+	// A running negotiation no process of ours runs was left by a negotiator that
+	// stopped (the coordinator retrying the start has taken the proposal over): it
+	// resumes here, within its own deadline.
+	if n := ns[0]; n.State == store.NegotiationRunning && !s.isActive(n.ID) && s.now().Before(n.Deadline) {
+		s.launch(n)
+	}
+	out, _, err := s.load(ctx, tenant, ns[0].ID)
+	return out, err
 }
 
 // participants are the voting regions of tenant's negotiation of manifest, with
@@ -426,7 +439,7 @@ func (s *Service) load(ctx context.Context, tenant, id string) (*negotiatorv1.Ne
 		return nil, "", err
 	}
 	if n.State == store.NegotiationRunning && s.now().After(n.Deadline.Add(orphanGrace)) && !s.isActive(n.ID) {
-		s.finish(n, store.NegotiationExpired, nil, "the deadline passed while no negotiator was running it (its process stopped)")
+		s.finish(n, store.NegotiationExpired, nil, "the deadline passed while no negotiator was running it (its process stopped)", nil)
 		if n, err = s.deps.Store.Negotiations().Get(ctx, tenant, id); err != nil {
 			return nil, "", err
 		}
@@ -434,6 +447,19 @@ func (s *Service) load(ctx context.Context, tenant, id string) (*negotiatorv1.Ne
 	votes, err := s.deps.Store.Negotiations().ListVotes(ctx, tenant, id)
 	if err != nil {
 		return nil, "", err
+	}
+	if n.State == store.NegotiationRunning { // the current round's votes, until it ends
+		stored := map[string]bool{}
+		for _, v := range votes {
+			stored[fmt.Sprint(v.Round, "/", v.Region)] = true
+		}
+		for _, v := range s.getPending(id) {
+			// Not yet stored: a round's votes land with its outcome, which a read racing
+			// it may already see.
+			if v.Round == n.Round && v.TenantID == tenant && !stored[fmt.Sprint(v.Round, "/", v.Region)] {
+				votes = append(votes, v)
+			}
+		}
 	}
 	out, err := toProto(n, votes, s.now())
 	if err != nil {
@@ -456,7 +482,7 @@ func (s *Service) Resume(ctx context.Context) error {
 		}
 		for _, n := range page {
 			if !s.now().Before(n.Deadline) {
-				s.finish(n, store.NegotiationExpired, nil, "fabric restarted after the deadline")
+				s.finish(n, store.NegotiationExpired, nil, "fabric restarted after the deadline", nil)
 				expired++
 			} else if s.launch(n) {
 				resumed++

@@ -13,6 +13,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/config"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 )
 
 // defaultRegionsYAML is regions.yaml, the default region set.
@@ -185,7 +186,7 @@ func ParseRegions(raw []byte) (*RegionsConfig, error) {
 func (f *regionsFile) validate() (*RegionsConfig, error) {
 	c := &RegionsConfig{QuorumRule: negotiatorv1.QuorumRule_QUORUM_RULE_MAJORITY, MaxRounds: defaultMaxRounds}
 	if f.QuorumRule != "" {
-		r, err := ParseRule(f.QuorumRule)
+		r, err := qc.ParseRule(f.QuorumRule)
 		if err != nil {
 			return nil, fmt.Errorf("quorum_rule: %w", err)
 		}
@@ -222,7 +223,7 @@ func (f *regionsFile) validate() (*RegionsConfig, error) {
 		}
 		p := TenantPolicy{}
 		if tf.QuorumRule != "" {
-			r, err := ParseRule(tf.QuorumRule)
+			r, err := qc.ParseRule(tf.QuorumRule)
 			if err != nil {
 				return nil, fmt.Errorf("tenants.%s.quorum_rule: %w", name, err)
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 )
@@ -21,9 +23,13 @@ import (
 // context that ends at the negotiation's deadline, or earlier when the service
 // closes. Its guarantees:
 //
-//   - Every vote is stored (AddVote) before it counts, and every round
-//     transition and outcome is stored (Update, version-guarded) before it is
-//     reported, so the store is always the truth and a restart can resume.
+//   - A round's votes are kept in memory while it runs (GetNegotiationStatus and
+//     WatchNegotiation see them through s.pending) and stored together with the
+//     round's outcome, the next round or the final state, in one transaction
+//     (EndRound, version-guarded) before the outcome is reported: a negotiation
+//     decided in its first round costs two commits, its creation and its end. A
+//     restart mid-round loses only the unstored votes, and the resumed round asks
+//     those regions again (their signed votes are deterministic per round).
 //   - A negotiation ends exactly once: the terminal Update is guarded by the
 //     version read, and a loser (another process, a resumed copy) stops.
 //   - On Close, rounds stop without a verdict: the negotiation stays RUNNING.
@@ -68,7 +74,7 @@ func (s *Service) run(n *store.Negotiation) {
 	ctx, cancel := context.WithTimeout(s.base, n.Deadline.Sub(s.now()))
 	defer cancel()
 	log := s.log.With("negotiation_id", n.ID, "tenant_id", n.TenantID, "proposal_id", n.ProposalID)
-	rule := ruleFromString(n.QuorumRule)
+	rule := qc.RuleFromStored(n.QuorumRule)
 	weights := make([]RegionWeight, len(n.Regions))
 	for i, r := range n.Regions {
 		weights[i] = RegionWeight{Region: r.Region, Weight: r.Weight}
@@ -77,33 +83,35 @@ func (s *Service) run(n *store.Negotiation) {
 	offer, err := unmarshalManifest(n.Offer)
 	if err != nil {
 		log.Error("unreadable stored offer", "error", err)
-		s.finish(n, store.NegotiationRejected, nil, "internal error: the stored offer is unreadable")
+		s.finish(n, store.NegotiationRejected, nil, "internal error: the stored offer is unreadable", nil)
 		return
 	}
+	defer s.setPending(n.ID, nil)
 	have, err := s.storedVotes(ctx, n)
+	var fresh []*store.NegotiationVote // the round's votes not stored yet
 	for err == nil {
 		var outcome Outcome
 		var reason string
-		outcome, reason, have, err = s.round(ctx, n, rule, weights, offer, have)
+		outcome, reason, have, fresh, err = s.round(ctx, n, rule, weights, offer, have)
 		if err != nil {
 			break
 		}
 		switch outcome {
 		case OutcomeAgreed:
-			s.finish(n, store.NegotiationAgreed, n.Offer, reason)
+			s.finish(n, store.NegotiationAgreed, n.Offer, reason, fresh)
 			return
 		case OutcomeRejected:
-			s.finish(n, store.NegotiationRejected, nil, reason)
+			s.finish(n, store.NegotiationRejected, nil, reason, fresh)
 			return
 		}
 		// Undecided: merge the counters into the next round's offer.
 		if n.Round >= n.MaxRounds {
-			s.finish(n, store.NegotiationRejected, nil, fmt.Sprintf("no agreement after %d rounds: %s", n.Round, reason))
+			s.finish(n, store.NegotiationRejected, nil, fmt.Sprintf("no agreement after %d rounds: %s", n.Round, reason), fresh)
 			return
 		}
 		next, changes := MergeCounters(rule, weights, offer, have)
 		if len(changes) == 0 {
-			s.finish(n, store.NegotiationRejected, nil, "the counter-offers cannot move the offer: "+reason)
+			s.finish(n, store.NegotiationRejected, nil, "the counter-offers cannot move the offer: "+reason, fresh)
 			return
 		}
 		nextJSON, cerr := canonical.Proto(next)
@@ -115,7 +123,7 @@ func (s *Service) run(n *store.Negotiation) {
 		upd.Round, upd.Offer = n.Round+1, nextJSON
 		var stored *store.Negotiation
 		err = s.retry(ctx, func(ctx context.Context) (err error) {
-			stored, err = s.deps.Store.Negotiations().Update(ctx, &upd, n.Version)
+			stored, err = s.deps.Store.Negotiations().EndRound(ctx, &upd, n.Version, fresh)
 			return err
 		})
 		if errors.Is(err, store.ErrConflict) {
@@ -125,7 +133,8 @@ func (s *Service) run(n *store.Negotiation) {
 			break
 		}
 		log.InfoContext(ctx, "next round", "round", stored.Round, "changes", strings.Join(changes, "; "))
-		n, offer, have = stored, next, nil
+		n, offer, have, fresh = stored, next, nil, nil
+		s.setPending(n.ID, nil)
 		s.hub.publish(n.ID)
 	}
 
@@ -135,7 +144,7 @@ func (s *Service) run(n *store.Negotiation) {
 	case errors.Is(err, errSuperseded):
 		log.Info("negotiation moved on elsewhere; this runner stops", "round", n.Round)
 	case ctx.Err() != nil:
-		s.finish(n, store.NegotiationExpired, nil, expiryReason(n, have))
+		s.finish(n, store.NegotiationExpired, nil, expiryReason(n, have), s.getPending(n.ID))
 	default:
 		// Not retryable (the negotiation vanished, or a bug). Left RUNNING, it
 		// is expired by the first read after its deadline, or by Resume.
@@ -189,11 +198,12 @@ func (s *Service) storedVotes(ctx context.Context, n *store.Negotiation) ([]Vote
 }
 
 // round collects the votes of n's current round until Tally decides it.
-// have are the votes already stored for the round; the others are asked.
+// have are the votes already stored for the round; the others are asked. It
+// returns every vote of the round and, apart, the new ones to store.
 func (s *Service) round(ctx context.Context, n *store.Negotiation, rule negotiatorv1.QuorumRule, weights []RegionWeight,
-	offer *typesv1.Manifest, have []Vote) (Outcome, string, []Vote, error) {
+	offer *typesv1.Manifest, have []Vote) (Outcome, string, []Vote, []*store.NegotiationVote, error) {
 	if o, why := Tally(rule, weights, have); o != OutcomePending {
-		return o, why, have, nil
+		return o, why, have, nil, nil
 	}
 	// Agents still asking when the round is decided are cancelled on return.
 	rctx, cancel := context.WithCancel(ctx)
@@ -225,17 +235,20 @@ func (s *Service) round(ctx context.Context, n *store.Negotiation, rule negotiat
 			s.ask(rctx, agent, key, o, results)
 		}()
 	}
+	var fresh []*store.NegotiationVote
 	for {
 		select {
 		case <-ctx.Done():
-			return OutcomePending, "", have, ctx.Err()
+			return OutcomePending, "", have, fresh, ctx.Err()
 		case v := <-results:
-			if err := s.recordVote(ctx, n, v); err != nil {
-				return OutcomePending, "", have, err
+			sv, err := s.recordVote(n, v)
+			if err != nil {
+				return OutcomePending, "", have, fresh, err
 			}
-			have = append(have, v)
+			have, fresh = append(have, v), append(fresh, sv)
+			s.setPending(n.ID, fresh)
 			if o, why := Tally(rule, weights, have); o != OutcomePending {
-				return o, why, have, nil
+				return o, why, have, fresh, nil
 			}
 		}
 	}
@@ -305,30 +318,42 @@ func checkVote(v Vote, o Offer, region string, key voterKey) error {
 	return VerifyVote(key.pub, o.ProposalDigest, o.Round, region, v.Verdict, v.Signature)
 }
 
-// recordVote stores v for n's current round.
-func (s *Service) recordVote(ctx context.Context, n *store.Negotiation, v Vote) error {
+// recordVote turns v into the stored form for n's current round; it is stored with
+// the round's outcome (EndRound).
+func (s *Service) recordVote(n *store.Negotiation, v Vote) (*store.NegotiationVote, error) {
 	sv := &store.NegotiationVote{NegotiationID: n.ID, TenantID: n.TenantID, Round: n.Round, Region: v.Region,
 		Verdict: verdictName(v.Verdict), Reason: truncate(cleanText(v.Reason), maxReasonLen),
 		Signature: v.Signature, KeyID: v.KeyID, CastAt: s.now()}
 	if v.Counter != nil {
 		var err error
 		if sv.Counter, err = canonical.Proto(v.Counter); err != nil {
-			return fmt.Errorf("negotiator: canonical counter-offer: %w", err)
+			return nil, fmt.Errorf("negotiator: canonical counter-offer: %w", err)
 		}
 	}
-	err := s.retry(ctx, func(ctx context.Context) error {
-		_, err := s.deps.Store.Negotiations().AddVote(ctx, sv)
-		return err
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return errSuperseded
-	}
-	if err != nil {
-		return err
-	}
 	s.metrics.votes.WithLabelValues(strings.ToLower(sv.Verdict)).Inc()
-	s.hub.publish(n.ID)
-	return nil
+	return sv, nil
+}
+
+// setPending records the current round's unstored votes of negotiation id, for
+// readers (nil clears them).
+func (s *Service) setPending(id string, votes []*store.NegotiationVote) {
+	s.mu.Lock()
+	if len(votes) == 0 {
+		delete(s.pending, id)
+	} else {
+		s.pending[id] = slices.Clone(votes)
+	}
+	s.mu.Unlock()
+	if len(votes) > 0 {
+		s.hub.publish(id)
+	}
+}
+
+// getPending returns the current round's unstored votes of negotiation id.
+func (s *Service) getPending(id string) []*store.NegotiationVote {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.pending[id])
 }
 
 // cleanText makes an agent's text storable: valid UTF-8 without NUL bytes.
@@ -336,10 +361,11 @@ func cleanText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
-// finish stores n's outcome. It runs under its own bounded context (the
-// negotiation's may just have ended) and is a no-op when another writer ended
-// n first. On success it records metrics, wakes watchers and calls OnFinished.
-func (s *Service) finish(n *store.Negotiation, state string, final []byte, reason string) {
+// finish stores n's outcome with the votes of its last round not stored yet, in
+// one transaction. It runs under its own bounded context (the negotiation's may
+// just have ended) and is a no-op when another writer ended n first. On success
+// it records metrics, wakes watchers and calls OnFinished.
+func (s *Service) finish(n *store.Negotiation, state string, final []byte, reason string, votes []*store.NegotiationVote) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.base), finishTimeout)
 	defer cancel()
 	log := s.log.With("negotiation_id", n.ID, "tenant_id", n.TenantID, "proposal_id", n.ProposalID)
@@ -347,7 +373,7 @@ func (s *Service) finish(n *store.Negotiation, state string, final []byte, reaso
 	upd.State, upd.FinalManifest, upd.Reason = state, final, reason
 	var stored *store.Negotiation
 	err := s.retry(ctx, func(ctx context.Context) (err error) {
-		stored, err = s.deps.Store.Negotiations().Update(ctx, &upd, n.Version)
+		stored, err = s.deps.Store.Negotiations().EndRound(ctx, &upd, n.Version, votes)
 		return err
 	})
 	if errors.Is(err, store.ErrConflict) {

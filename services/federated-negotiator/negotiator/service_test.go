@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -19,11 +18,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
@@ -88,7 +87,8 @@ func storeOpener(t *testing.T, backend string) func() store.Store {
 	}
 }
 
-// proposals is a tenant-scoped in-memory ProposalSource.
+// proposals are the manifests the coordinator would send with each start, by
+// tenant and proposal id.
 type proposals struct {
 	mu sync.Mutex
 	m  map[string]*typesv1.Manifest // tenant/id
@@ -103,18 +103,14 @@ func (p *proposals) add(tenant, id string, m *typesv1.Manifest) {
 	p.m[tenant+"/"+id] = m
 }
 
-func (p *proposals) GetManifest(_ context.Context, tenant, id string) (*typesv1.Manifest, string, error) {
+// manifest is the tenant's manifest of proposal id, or nil.
+func (p *proposals) manifest(tenant, id string) *typesv1.Manifest {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m, ok := p.m[tenant+"/"+id]
-	if !ok {
-		return nil, "", negotiator.ErrProposalNotFound
+	if m, ok := p.m[tenant+"/"+id]; ok {
+		return proto.Clone(m).(*typesv1.Manifest)
 	}
-	raw, err := canonical.Proto(m)
-	if err != nil {
-		return nil, "", err
-	}
-	return proto.Clone(m).(*typesv1.Manifest), canonical.SHA256Hex(raw), nil
+	return nil
 }
 
 type harness struct {
@@ -132,7 +128,6 @@ func newService(t *testing.T, st store.Store, p *proposals, regions string, opts
 	h := &harness{store: st, reg: prometheus.NewRegistry(), proposals: p, finished: make(chan *negotiatorv1.Negotiation, 16)}
 	deps := negotiator.Deps{
 		Store:           st,
-		Proposals:       p,
 		KeySeed:         testSeed,
 		Registerer:      h.reg,
 		DecisionTimeout: 10 * time.Second,
@@ -153,9 +148,18 @@ func as(tenant string) context.Context {
 	return auth.WithPrincipal(context.Background(), &auth.Principal{Subject: "tester", TenantID: tenant, Roles: []string{auth.RoleProposer}})
 }
 
+// startErr starts a negotiation as the coordinator does: the request carries the
+// proposal's manifest (from h.proposals, unless the request has one).
+func (h *harness) startErr(tenant string, req *negotiatorv1.StartNegotiationRequest) (*negotiatorv1.StartNegotiationResponse, error) {
+	if req.Manifest == nil && h.proposals != nil {
+		req.Manifest = h.proposals.manifest(tenant, req.GetProposalId())
+	}
+	return h.svc.StartNegotiation(as(tenant), req)
+}
+
 func (h *harness) start(t *testing.T, tenant string, req *negotiatorv1.StartNegotiationRequest) *negotiatorv1.Negotiation {
 	t.Helper()
-	resp, err := h.svc.StartNegotiation(as(tenant), req)
+	resp, err := h.startErr(tenant, req)
 	require.NoError(t, err)
 	n := resp.GetNegotiation()
 	require.Equal(t, running, n.GetState())
@@ -372,17 +376,20 @@ regions:
 				require.NoError(c, err)
 				assert.Equal(c, int32(1), resp.GetNegotiation().GetVotesIn())
 			}, 10*time.Second, 5*time.Millisecond)
-			_, err := before.svc.StartNegotiation(as("t1"), &negotiatorv1.StartNegotiationRequest{ProposalId: "p1"})
-			require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
-			require.Contains(t, err.Error(), "already has a RUNNING negotiation")
+			again, err := before.startErr("t1", &negotiatorv1.StartNegotiationRequest{ProposalId: "p1"})
+			require.NoError(t, err)
+			require.Equal(t, n.GetId(), again.GetNegotiation().GetId(), "a second start returns the running negotiation")
 			require.NoError(t, before.svc.Close())
 			require.NoError(t, before.svc.Close(), "Close is idempotent")
-			_, err = before.svc.StartNegotiation(as("t1"), &negotiatorv1.StartNegotiationRequest{ProposalId: "p1"})
+			_, err = before.startErr("t1", &negotiatorv1.StartNegotiationRequest{ProposalId: "p2", Manifest: scale(3)})
 			require.Equal(t, codes.Unavailable, status.Code(err), "a closed service starts nothing")
 
 			stored, err := st.Negotiations().Get(t.Context(), "t1", n.GetId())
 			require.NoError(t, err)
 			require.Equal(t, store.NegotiationRunning, stored.State, "a shutdown never ends a negotiation")
+			votes, err := st.Negotiations().ListVotes(t.Context(), "t1", n.GetId())
+			require.NoError(t, err)
+			require.Empty(t, votes, "a round's votes are stored with its outcome, not one by one")
 			require.NoError(t, st.Close())
 			select {
 			case f := <-before.finished:
@@ -401,7 +408,7 @@ regions:
 			for _, v := range got.GetVotes() {
 				regions[v.GetRegion()]++
 			}
-			require.Equal(t, 1, regions["eu-west"], "the stored vote counts; eu-west is not asked again")
+			require.Equal(t, 1, regions["eu-west"], "eu-west's unstored vote is asked again and counts once")
 			require.Equal(t, n.GetId(), (<-after.finished).GetId())
 		})
 	}
@@ -459,8 +466,10 @@ func TestTenantIsolation(t *testing.T) {
 
 	_, err := h.svc.GetNegotiationStatus(as("t2"), &negotiatorv1.GetNegotiationStatusRequest{Id: n.GetId()})
 	require.Equal(t, codes.NotFound, status.Code(err), "another tenant's negotiation does not exist")
-	_, err = h.svc.StartNegotiation(as("t2"), &negotiatorv1.StartNegotiationRequest{ProposalId: "p1"})
-	require.Equal(t, codes.NotFound, status.Code(err), "nor does its proposal")
+	other, err := h.startErr("t2", &negotiatorv1.StartNegotiationRequest{ProposalId: "p1", Manifest: scale(3)})
+	require.NoError(t, err)
+	require.NotEqual(t, n.GetId(), other.GetNegotiation().GetId(), "another tenant's proposal of the same id is its own")
+	require.Equal(t, "t2", other.GetNegotiation().GetTenantId())
 	_, err = h.svc.GetNegotiationStatus(context.Background(), &negotiatorv1.GetNegotiationStatusRequest{Id: n.GetId()})
 	require.Equal(t, codes.Unauthenticated, status.Code(err), "no principal, no answer")
 	h.waitEnd(t, "t1", n.GetId())
@@ -481,32 +490,32 @@ tenants:
 	m2.Regions = []string{"eu-central"}
 	p.add("t9", "outside", m2)
 
+	past := timestamppb.New(time.Now().Add(-time.Second))
 	for name, tc := range map[string]struct {
 		tenant, id string
+		req        *negotiatorv1.StartNegotiationRequest
 		code       codes.Code
 		msg        string
 	}{
-		"unknown proposal":         {"t1", "nope", codes.NotFound, "proposal nope not found"},
-		"region without agent":     {"t1", "mars", codes.FailedPrecondition, `manifest.regions[1] "mars-1" has no negotiating agent`},
-		"region outside tenant":    {"t9", "outside", codes.FailedPrecondition, "regions: eu-west, us-east"},
-		"proposal of other tenant": {"t9", "slow", codes.NotFound, ""},
+		"no manifest":           {"t1", "nope", nil, codes.InvalidArgument, "manifest is required"},
+		"region without agent":  {"t1", "mars", nil, codes.FailedPrecondition, `manifest.regions[1] "mars-1" has no negotiating agent`},
+		"region outside tenant": {"t9", "outside", nil, codes.FailedPrecondition, "regions: eu-west, us-east"},
+		"digest of another manifest": {"t1", "slow", &negotiatorv1.StartNegotiationRequest{ProposalId: "slow", ManifestSha256: strings.Repeat("ab", 32)},
+			codes.InvalidArgument, "is not the digest of the manifest"},
+		"deadline passed": {"t1", "slow", &negotiatorv1.StartNegotiationRequest{ProposalId: "slow", Deadline: past},
+			codes.FailedPrecondition, "has passed"},
 	} {
-		_, err := h.svc.StartNegotiation(as(tc.tenant), &negotiatorv1.StartNegotiationRequest{ProposalId: tc.id})
+		req := tc.req
+		if req == nil {
+			req = &negotiatorv1.StartNegotiationRequest{ProposalId: tc.id}
+		}
+		_, err := h.startErr(tc.tenant, req)
 		require.Equal(t, tc.code, status.Code(err), "%s: %v", name, err)
 		require.Contains(t, status.Convert(err).Message(), tc.msg, name)
 	}
-
-	broken := &proposals{}
-	h2 := newService(t, storeOpener(t, store.BackendSQLite)(), broken, twoRefuse,
-		func(d *negotiator.Deps) {
-			d.Proposals = negotiator.ProposalSourceFunc(func(context.Context, string, string) (*typesv1.Manifest, string, error) {
-				return nil, "", errors.New("dial tcp 10.0.0.1:9301: connection refused")
-			})
-		})
-	_, err := h2.svc.StartNegotiation(as("t1"), &negotiatorv1.StartNegotiationRequest{ProposalId: "p1"})
-	require.Error(t, err)
-	_, isStatus := status.FromError(err)
-	require.False(t, isStatus, "an infrastructure error is left for the masking interceptor (INTERNAL)")
+	ns, err := h.store.Negotiations().ListByProposal(t.Context(), "t1", "slow", 0)
+	require.NoError(t, err)
+	require.Empty(t, ns, "a refused start negotiates nothing")
 }
 
 func TestManifestRegionsPickVoters(t *testing.T) {
@@ -576,7 +585,7 @@ func TestMetrics(t *testing.T) {
 	require.Subset(t, keys(seen), []string{"fabric_negotiations_running", "fabric_negotiation_duration_seconds",
 		"fabric_negotiation_rounds", "fabric_negotiation_votes_total"})
 
-	_, err = negotiator.NewService(negotiator.Deps{Store: h.store, Proposals: p, KeySeed: testSeed, Registerer: h.reg})
+	_, err = negotiator.NewService(negotiator.Deps{Store: h.store, KeySeed: testSeed, Registerer: h.reg})
 	require.ErrorContains(t, err, "register metrics", "metrics are registered on the Registerer passed in")
 }
 
@@ -642,7 +651,6 @@ regions: [{name: eu-west}, {name: eu-central}, {name: us-east}]
 func TestNewServiceChecksDeps(t *testing.T) {
 	t.Parallel()
 	st := storeOpener(t, store.BackendSQLite)()
-	p := &proposals{}
 	var names []string
 	for _, r := range negotiator.DefaultRegions().Regions {
 		names = append(names, r.Name)
@@ -657,25 +665,24 @@ func TestNewServiceChecksDeps(t *testing.T) {
 		deps negotiator.Deps
 		err  string
 	}{
-		"no store":     {negotiator.Deps{Proposals: p, KeySeed: testSeed}, "Store is required"},
-		"no proposals": {negotiator.Deps{Store: st, KeySeed: testSeed}, "Proposals is required"},
-		"no seed":      {negotiator.Deps{Store: st, Proposals: p}, "KeySeed"},
-		"stray agent": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
+		"no store": {negotiator.Deps{KeySeed: testSeed}, "Store is required"},
+		"no seed":  {negotiator.Deps{Store: st}, "KeySeed"},
+		"stray agent": {negotiator.Deps{Store: st, KeySeed: testSeed,
 			Agents: map[string]negotiator.Agent{"mars-1": newScripted(t, "mars-1")}}, `Agents["mars-1"]: not a configured region`},
-		"wrong agent": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
+		"wrong agent": {negotiator.Deps{Store: st, KeySeed: testSeed,
 			Agents: map[string]negotiator.Agent{"eu-west": newScripted(t, "us-east")}}, `speaks for region "us-east"`},
-		"region signs with a key the registry does not trust": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
+		"region signs with a key the registry does not trust": {negotiator.Deps{Store: st, KeySeed: testSeed,
 			RegionKeys: otherRegistry}, "but the registry trusts"},
-		"region missing from the registry": {negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed,
+		"region missing from the registry": {negotiator.Deps{Store: st, KeySeed: testSeed,
 			RegionKeys: partialRegistry}, `region "eu-central" has no key in the registry`},
 	} {
 		_, err := negotiator.NewService(tc.deps)
 		require.ErrorContains(t, err, tc.err, name)
 	}
-	svc, err := negotiator.NewService(negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed})
+	svc, err := negotiator.NewService(negotiator.Deps{Store: st, KeySeed: testSeed})
 	require.NoError(t, err, "every other dependency has a default")
 	require.NoError(t, svc.Close())
-	svc, err = negotiator.NewService(negotiator.Deps{Store: st, Proposals: p, KeySeed: testSeed, RegionKeys: seedRegistry})
+	svc, err = negotiator.NewService(negotiator.Deps{Store: st, KeySeed: testSeed, RegionKeys: seedRegistry})
 	require.NoError(t, err, "the simulation registry is the seed's keys")
 	require.Equal(t, seedRegistry.Trusted(), svc.RegionKeys())
 	require.NoError(t, svc.Close())

@@ -32,7 +32,6 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/server"
@@ -74,17 +73,8 @@ var proposals = map[string]*typesv1.Manifest{
 	"mixed/p1": {Action: "scale", Target: "serviceX"},
 }
 
-func source(_ context.Context, tenant, id string) (*typesv1.Manifest, string, error) {
-	m, ok := proposals[tenant+"/"+id]
-	if !ok {
-		return nil, "", negotiator.ErrProposalNotFound
-	}
-	raw, err := canonical.Proto(m)
-	if err != nil {
-		return nil, "", err
-	}
-	return m, canonical.SHA256Hex(raw), nil
-}
+// startBody is POST /negotiate for t1's p1, as the coordinator sends it: with the manifest.
+const startBody = `{"proposal_id":"p1","manifest":{"action":"scale","target":"serviceX","parameters":{"replicas":4}}}`
 
 // start serves the negotiator the way the app will: NewService, Resume, the
 // platform server with the service's Definition (and so its Close on Stop).
@@ -110,7 +100,7 @@ func start(t *testing.T, backend string) *fabric {
 	log := slog.New(slog.DiscardHandler)
 
 	svc, err := negotiator.NewService(negotiator.Deps{
-		Store: st, Proposals: negotiator.ProposalSourceFunc(source), KeySeed: seed, Logger: log,
+		Store: st, KeySeed: seed, Logger: log,
 		Registerer: reg, DecisionTimeout: 5 * time.Second, Regions: rc,
 	})
 	require.NoError(t, err)
@@ -182,7 +172,7 @@ func TestNegotiateOverREST(t *testing.T) {
 			f := start(t, backend)
 			tok := f.token(t, "t1", auth.RoleProposer)
 
-			code, body := f.do(t, http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1"}`)
+			code, body := f.do(t, http.MethodPost, "/negotiate", tok, startBody)
 			require.Equal(t, http.StatusOK, code, string(body))
 			require.Contains(t, string(body), `"votes_expected":5`, "proto field names, as the spec writes them")
 			n := negotiation(t, body)
@@ -223,17 +213,21 @@ func TestRESTErrors(t *testing.T) {
 		status                    int
 		msg                       string
 	}{
-		"no proposal_id":      {http.MethodPost, "/negotiate", tok, `{}`, http.StatusBadRequest, "proposal_id is required"},
-		"bad proposal_id":     {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p 1"}`, http.StatusBadRequest, "proposal_id"},
-		"deadline too long":   {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1","deadline_ms":600001}`, http.StatusBadRequest, "deadline_ms 600001"},
-		"negative deadline":   {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1","deadline_ms":-1}`, http.StatusBadRequest, "deadline_ms -1"},
-		"unknown rule":        {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1","quorum_rule":9}`, http.StatusBadRequest, "quorum_rule 9"},
-		"unknown field":       {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1","rule":"x"}`, http.StatusBadRequest, ""},
-		"unknown proposal":    {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p2"}`, http.StatusNotFound, "proposal p2 not found"},
+		"no proposal_id":    {http.MethodPost, "/negotiate", tok, `{}`, http.StatusBadRequest, "proposal_id is required"},
+		"bad proposal_id":   {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p 1"}`, http.StatusBadRequest, "proposal_id"},
+		"deadline too long": {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1","deadline_ms":600001}`, http.StatusBadRequest, "deadline_ms 600001"},
+		"negative deadline": {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1","deadline_ms":-1}`, http.StatusBadRequest, "deadline_ms -1"},
+		"unknown rule":      {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1","quorum_rule":9}`, http.StatusBadRequest, "quorum_rule 9"},
+		"unknown field":     {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p1","rule":"x"}`, http.StatusBadRequest, ""},
+		"no manifest":       {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p2"}`, http.StatusBadRequest, "manifest is required"},
+		"digest mismatch": {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p2","manifest":{"action":"scale"},"manifest_sha256":"` + strings.Repeat("0", 64) + `"}`,
+			http.StatusBadRequest, "is not the digest of the manifest"},
+		"deadline passed": {http.MethodPost, "/negotiate", tok, `{"proposal_id":"p2","manifest":{"action":"scale"},"deadline":"2020-01-01T00:00:00Z"}`,
+			http.StatusConflict, "has passed"},
 		"malformed id":        {http.MethodGet, "/negotiate/n1/status", tok, "", http.StatusBadRequest, "not a negotiation id"},
 		"unknown negotiation": {http.MethodGet, "/negotiate/" + unknownID + "/status", tok, "", http.StatusNotFound, "not found"},
-		"no token":            {http.MethodPost, "/negotiate", "", `{"proposal_id":"p1"}`, http.StatusUnauthorized, ""},
-		"auditor cannot start": {http.MethodPost, "/negotiate", f.token(t, "t1", auth.RoleAuditor), `{"proposal_id":"p1"}`,
+		"no token":            {http.MethodPost, "/negotiate", "", startBody, http.StatusUnauthorized, ""},
+		"auditor cannot start": {http.MethodPost, "/negotiate", f.token(t, "t1", auth.RoleAuditor), startBody,
 			http.StatusForbidden, "StartNegotiation needs one of the roles"},
 	} {
 		code, body := f.do(t, tc.method, tc.path, tc.token, tc.body)
@@ -250,7 +244,7 @@ func TestWatchNegotiation(t *testing.T) {
 	c := f.client(t)
 	// eu-west accepts at once; unanimity also needs mars-1, which never answers.
 	ctx := withToken(f.token(t, "mixed", auth.RoleProposer))
-	started, err := c.StartNegotiation(ctx, &negotiatorv1.StartNegotiationRequest{ProposalId: "p1",
+	started, err := c.StartNegotiation(ctx, &negotiatorv1.StartNegotiationRequest{ProposalId: "p1", Manifest: proposals["mixed/p1"],
 		QuorumRule: negotiatorv1.QuorumRule_QUORUM_RULE_UNANIMOUS, DeadlineMs: 1500})
 	require.NoError(t, err)
 	id := started.GetNegotiation().GetId()
@@ -306,7 +300,7 @@ func TestSilentRegionsExpireOverGRPC(t *testing.T) {
 	f := start(t, store.BackendSQLite)
 	c := f.client(t)
 	ctx := withToken(f.token(t, "quiet", auth.RoleProposer))
-	started, err := c.StartNegotiation(ctx, &negotiatorv1.StartNegotiationRequest{ProposalId: "p1", DeadlineMs: 300})
+	started, err := c.StartNegotiation(ctx, &negotiatorv1.StartNegotiationRequest{ProposalId: "p1", Manifest: proposals["quiet/p1"], DeadlineMs: 300})
 	require.NoError(t, err)
 	stream, err := c.WatchNegotiation(ctx, &negotiatorv1.WatchNegotiationRequest{Id: started.GetNegotiation().GetId()})
 	require.NoError(t, err)

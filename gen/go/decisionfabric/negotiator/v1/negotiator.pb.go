@@ -213,15 +213,16 @@ func (Verdict) EnumDescriptor() ([]byte, []int) {
 	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{2}
 }
 
-// StartNegotiationRequest is the body of POST /negotiate, e.g. {"proposal_id":"p1"}.
+// StartNegotiationRequest is the body of POST /negotiate, e.g.
+// {"proposal_id":"01J...","manifest":{"action":"scale","target":"svc"},"deadline":"2026-01-01T00:00:00Z"}.
 type StartNegotiationRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The proposal to negotiate.
+	// Required. The proposal to negotiate; one negotiation per (tenant, proposal).
 	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
 	// Optional quorum rule; the tenant policy's otherwise.
 	QuorumRule QuorumRule `protobuf:"varint,2,opt,name=quorum_rule,json=quorumRule,proto3,enum=decisionfabric.negotiator.v1.QuorumRule" json:"quorum_rule,omitempty"`
-	// Optional deadline in milliseconds (1-600000); PHASE_I4_DECISION_TIMEOUT_MS otherwise.
-	// Outside the range: INVALID_ARGUMENT (400).
+	// Optional deadline in milliseconds from now (1-600000); PHASE_I4_DECISION_TIMEOUT_MS
+	// otherwise. Outside the range: INVALID_ARGUMENT (400). Ignored when deadline is set.
 	DeadlineMs int64 `protobuf:"varint,3,opt,name=deadline_ms,json=deadlineMs,proto3" json:"deadline_ms,omitempty"`
 	// Optional. The id the negotiation takes (a ULID). The coordinator chooses it and
 	// records it before the negotiation starts, so that a start retried after a crash
@@ -229,6 +230,16 @@ type StartNegotiationRequest struct {
 	// that negotiation (running or ended) and starts nothing. Empty: the negotiator
 	// chooses one.
 	NegotiationId string `protobuf:"bytes,4,opt,name=negotiation_id,json=negotiationId,proto3" json:"negotiation_id,omitempty"`
+	// Required. The manifest to negotiate (the regions vote on it in round 1).
+	Manifest *v1.Manifest `protobuf:"bytes,5,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// Optional. Lower-case hex SHA-256 of the manifest's RFC 8785 canonical JSON (the
+	// coordinator's manifest_sha256); every vote signs it. The negotiator recomputes it
+	// and refuses a mismatch (INVALID_ARGUMENT); empty: the negotiator computes it.
+	ManifestSha256 string `protobuf:"bytes,6,opt,name=manifest_sha256,json=manifestSha256,proto3" json:"manifest_sha256,omitempty"`
+	// Optional absolute deadline. When set it wins over deadline_ms, so a start retried
+	// later (after a coordinator restart) never extends it; one already passed is
+	// FAILED_PRECONDITION (409) and nothing is negotiated.
+	Deadline      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,10 +302,31 @@ func (x *StartNegotiationRequest) GetNegotiationId() string {
 	return ""
 }
 
+func (x *StartNegotiationRequest) GetManifest() *v1.Manifest {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+func (x *StartNegotiationRequest) GetManifestSha256() string {
+	if x != nil {
+		return x.ManifestSha256
+	}
+	return ""
+}
+
+func (x *StartNegotiationRequest) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
 // StartNegotiationResponse returns the new negotiation.
 type StartNegotiationResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The negotiation, in RUNNING state.
+	// The negotiation: the new one, in RUNNING state, or the proposal's existing one.
 	Negotiation   *Negotiation `protobuf:"bytes,1,opt,name=negotiation,proto3" json:"negotiation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1204,7 +1236,7 @@ var File_decisionfabric_negotiator_v1_negotiator_proto protoreflect.FileDescript
 
 const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"\n" +
-	"-decisionfabric/negotiator/v1/negotiator.proto\x12\x1cdecisionfabric.negotiator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcd\x01\n" +
+	"-decisionfabric/negotiator/v1/negotiator.proto\x12\x1cdecisionfabric.negotiator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x02\n" +
 	"\x17StartNegotiationRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12I\n" +
@@ -1212,7 +1244,10 @@ const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"quorumRule\x12\x1f\n" +
 	"\vdeadline_ms\x18\x03 \x01(\x03R\n" +
 	"deadlineMs\x12%\n" +
-	"\x0enegotiation_id\x18\x04 \x01(\tR\rnegotiationId\"g\n" +
+	"\x0enegotiation_id\x18\x04 \x01(\tR\rnegotiationId\x12=\n" +
+	"\bmanifest\x18\x05 \x01(\v2!.decisionfabric.types.v1.ManifestR\bmanifest\x12'\n" +
+	"\x0fmanifest_sha256\x18\x06 \x01(\tR\x0emanifestSha256\x126\n" +
+	"\bdeadline\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\"g\n" +
 	"\x18StartNegotiationResponse\x12K\n" +
 	"\vnegotiation\x18\x01 \x01(\v2).decisionfabric.negotiator.v1.NegotiationR\vnegotiation\"-\n" +
 	"\x1bGetNegotiationStatusRequest\x12\x0e\n" +
@@ -1343,41 +1378,43 @@ var file_decisionfabric_negotiator_v1_negotiator_proto_goTypes = []any{
 	(*QuorumCertificateRegionKey)(nil),   // 12: decisionfabric.negotiator.v1.QuorumCertificateRegionKey
 	(*RegionProgress)(nil),               // 13: decisionfabric.negotiator.v1.RegionProgress
 	(*Vote)(nil),                         // 14: decisionfabric.negotiator.v1.Vote
-	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
-	(*v1.Manifest)(nil),                  // 16: decisionfabric.types.v1.Manifest
+	(*v1.Manifest)(nil),                  // 15: decisionfabric.types.v1.Manifest
+	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
 }
 var file_decisionfabric_negotiator_v1_negotiator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.negotiator.v1.StartNegotiationRequest.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
-	9,  // 1: decisionfabric.negotiator.v1.StartNegotiationResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
-	9,  // 2: decisionfabric.negotiator.v1.GetNegotiationStatusResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
-	9,  // 3: decisionfabric.negotiator.v1.WatchNegotiationResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
-	1,  // 4: decisionfabric.negotiator.v1.Negotiation.state:type_name -> decisionfabric.negotiator.v1.NegotiationState
-	0,  // 5: decisionfabric.negotiator.v1.Negotiation.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
-	15, // 6: decisionfabric.negotiator.v1.Negotiation.deadline:type_name -> google.protobuf.Timestamp
-	13, // 7: decisionfabric.negotiator.v1.Negotiation.regions:type_name -> decisionfabric.negotiator.v1.RegionProgress
-	14, // 8: decisionfabric.negotiator.v1.Negotiation.votes:type_name -> decisionfabric.negotiator.v1.Vote
-	16, // 9: decisionfabric.negotiator.v1.Negotiation.final_manifest:type_name -> decisionfabric.types.v1.Manifest
-	16, // 10: decisionfabric.negotiator.v1.Negotiation.offer:type_name -> decisionfabric.types.v1.Manifest
-	15, // 11: decisionfabric.negotiator.v1.Negotiation.created_at:type_name -> google.protobuf.Timestamp
-	15, // 12: decisionfabric.negotiator.v1.Negotiation.updated_at:type_name -> google.protobuf.Timestamp
-	10, // 13: decisionfabric.negotiator.v1.Negotiation.quorum_certificate:type_name -> decisionfabric.negotiator.v1.QuorumCertificate
-	11, // 14: decisionfabric.negotiator.v1.QuorumCertificate.votes:type_name -> decisionfabric.negotiator.v1.QuorumCertificateVote
-	12, // 15: decisionfabric.negotiator.v1.QuorumCertificate.region_keys:type_name -> decisionfabric.negotiator.v1.QuorumCertificateRegionKey
-	2,  // 16: decisionfabric.negotiator.v1.RegionProgress.last_verdict:type_name -> decisionfabric.negotiator.v1.Verdict
-	2,  // 17: decisionfabric.negotiator.v1.Vote.verdict:type_name -> decisionfabric.negotiator.v1.Verdict
-	16, // 18: decisionfabric.negotiator.v1.Vote.counter:type_name -> decisionfabric.types.v1.Manifest
-	15, // 19: decisionfabric.negotiator.v1.Vote.cast_at:type_name -> google.protobuf.Timestamp
-	3,  // 20: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:input_type -> decisionfabric.negotiator.v1.StartNegotiationRequest
-	5,  // 21: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:input_type -> decisionfabric.negotiator.v1.GetNegotiationStatusRequest
-	7,  // 22: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:input_type -> decisionfabric.negotiator.v1.WatchNegotiationRequest
-	4,  // 23: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:output_type -> decisionfabric.negotiator.v1.StartNegotiationResponse
-	6,  // 24: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:output_type -> decisionfabric.negotiator.v1.GetNegotiationStatusResponse
-	8,  // 25: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:output_type -> decisionfabric.negotiator.v1.WatchNegotiationResponse
-	23, // [23:26] is the sub-list for method output_type
-	20, // [20:23] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	15, // 1: decisionfabric.negotiator.v1.StartNegotiationRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	16, // 2: decisionfabric.negotiator.v1.StartNegotiationRequest.deadline:type_name -> google.protobuf.Timestamp
+	9,  // 3: decisionfabric.negotiator.v1.StartNegotiationResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
+	9,  // 4: decisionfabric.negotiator.v1.GetNegotiationStatusResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
+	9,  // 5: decisionfabric.negotiator.v1.WatchNegotiationResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
+	1,  // 6: decisionfabric.negotiator.v1.Negotiation.state:type_name -> decisionfabric.negotiator.v1.NegotiationState
+	0,  // 7: decisionfabric.negotiator.v1.Negotiation.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
+	16, // 8: decisionfabric.negotiator.v1.Negotiation.deadline:type_name -> google.protobuf.Timestamp
+	13, // 9: decisionfabric.negotiator.v1.Negotiation.regions:type_name -> decisionfabric.negotiator.v1.RegionProgress
+	14, // 10: decisionfabric.negotiator.v1.Negotiation.votes:type_name -> decisionfabric.negotiator.v1.Vote
+	15, // 11: decisionfabric.negotiator.v1.Negotiation.final_manifest:type_name -> decisionfabric.types.v1.Manifest
+	15, // 12: decisionfabric.negotiator.v1.Negotiation.offer:type_name -> decisionfabric.types.v1.Manifest
+	16, // 13: decisionfabric.negotiator.v1.Negotiation.created_at:type_name -> google.protobuf.Timestamp
+	16, // 14: decisionfabric.negotiator.v1.Negotiation.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 15: decisionfabric.negotiator.v1.Negotiation.quorum_certificate:type_name -> decisionfabric.negotiator.v1.QuorumCertificate
+	11, // 16: decisionfabric.negotiator.v1.QuorumCertificate.votes:type_name -> decisionfabric.negotiator.v1.QuorumCertificateVote
+	12, // 17: decisionfabric.negotiator.v1.QuorumCertificate.region_keys:type_name -> decisionfabric.negotiator.v1.QuorumCertificateRegionKey
+	2,  // 18: decisionfabric.negotiator.v1.RegionProgress.last_verdict:type_name -> decisionfabric.negotiator.v1.Verdict
+	2,  // 19: decisionfabric.negotiator.v1.Vote.verdict:type_name -> decisionfabric.negotiator.v1.Verdict
+	15, // 20: decisionfabric.negotiator.v1.Vote.counter:type_name -> decisionfabric.types.v1.Manifest
+	16, // 21: decisionfabric.negotiator.v1.Vote.cast_at:type_name -> google.protobuf.Timestamp
+	3,  // 22: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:input_type -> decisionfabric.negotiator.v1.StartNegotiationRequest
+	5,  // 23: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:input_type -> decisionfabric.negotiator.v1.GetNegotiationStatusRequest
+	7,  // 24: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:input_type -> decisionfabric.negotiator.v1.WatchNegotiationRequest
+	4,  // 25: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:output_type -> decisionfabric.negotiator.v1.StartNegotiationResponse
+	6,  // 26: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:output_type -> decisionfabric.negotiator.v1.GetNegotiationStatusResponse
+	8,  // 27: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:output_type -> decisionfabric.negotiator.v1.WatchNegotiationResponse
+	25, // [25:28] is the sub-list for method output_type
+	22, // [22:25] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_negotiator_v1_negotiator_proto_init() }

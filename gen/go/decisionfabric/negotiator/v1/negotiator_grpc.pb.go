@@ -33,12 +33,17 @@ const (
 //
 // NegotiatorService starts and reports negotiations.
 type NegotiatorServiceClient interface {
-	// StartNegotiation starts a negotiation for a proposal and returns at once (async, P6).
+	// StartNegotiation starts a negotiation of the manifest the request carries and returns
+	// at once (async, P6). The negotiator reads no other service's data: the manifest, its
+	// digest and the deadline travel in the request. It is idempotent per (tenant,
+	// proposal_id): a second start for the same proposal returns the existing negotiation,
+	// running or ended, and starts nothing.
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id or with a deadline_ms out of range;
-	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; FAILED_PRECONDITION
-	// (409) when the proposal already has a RUNNING negotiation or its manifest names a
-	// region without a negotiating agent.
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or manifest, with a deadline_ms
+	// out of range, or with a manifest_sha256 that is not the digest of the manifest;
+	// FAILED_PRECONDITION (409) when the deadline has already passed (nothing is
+	// negotiated), when the proposal's existing negotiation is of another manifest, or
+	// when the manifest names a region without a negotiating agent.
 	StartNegotiation(ctx context.Context, in *StartNegotiationRequest, opts ...grpc.CallOption) (*StartNegotiationResponse, error)
 	// GetNegotiationStatus reports progress: round, votes in/expected, time left, per-region
 	// state, every vote and, once ended, the outcome.
@@ -105,12 +110,17 @@ type NegotiatorService_WatchNegotiationClient = grpc.ServerStreamingClient[Watch
 //
 // NegotiatorService starts and reports negotiations.
 type NegotiatorServiceServer interface {
-	// StartNegotiation starts a negotiation for a proposal and returns at once (async, P6).
+	// StartNegotiation starts a negotiation of the manifest the request carries and returns
+	// at once (async, P6). The negotiator reads no other service's data: the manifest, its
+	// digest and the deadline travel in the request. It is idempotent per (tenant,
+	// proposal_id): a second start for the same proposal returns the existing negotiation,
+	// running or ended, and starts nothing.
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id or with a deadline_ms out of range;
-	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; FAILED_PRECONDITION
-	// (409) when the proposal already has a RUNNING negotiation or its manifest names a
-	// region without a negotiating agent.
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or manifest, with a deadline_ms
+	// out of range, or with a manifest_sha256 that is not the digest of the manifest;
+	// FAILED_PRECONDITION (409) when the deadline has already passed (nothing is
+	// negotiated), when the proposal's existing negotiation is of another manifest, or
+	// when the manifest names a region without a negotiating agent.
 	StartNegotiation(context.Context, *StartNegotiationRequest) (*StartNegotiationResponse, error)
 	// GetNegotiationStatus reports progress: round, votes in/expected, time left, per-region
 	// state, every vote and, once ended, the outcome.

@@ -10,6 +10,7 @@
 package scorerv1
 
 import (
+	v1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -25,11 +26,26 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// ScoreRequest is the body of POST /score, e.g. {"proposal_id":"p1"}.
+// ScoreRequest is the body of POST /score, e.g.
+// {"proposal_id":"01J...","tenant_id":"t1","manifest":{"action":"scale","target":"svc",
+// "parameters":{"replicas":3}},"impact":"low","history":{}}.
 type ScoreRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The proposal to score.
-	ProposalId    string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Required. The proposal to score (named in the response and the logs).
+	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Optional. Must equal the token's tenant claim when set (P5).
+	TenantId string `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Required. The manifest that would be enacted (the agreed one, else the submitted one).
+	Manifest *v1.Manifest `protobuf:"bytes,3,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// The effective impact: "low", "medium" or "high"; empty or another value counts as
+	// medium.
+	Impact string `protobuf:"bytes,4,opt,name=impact,proto3" json:"impact,omitempty"`
+	// The final negotiation round's vote agreement; absent while no round has completed
+	// (vote agreement then counts as neutral).
+	Votes *VoteAgreement `protobuf:"bytes,5,opt,name=votes,proto3" json:"votes,omitempty"`
+	// Required. The outcomes of the tenant's similar earlier decisions (an empty message
+	// when there are none).
+	History       *HistoryCounts `protobuf:"bytes,6,opt,name=history,proto3" json:"history,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -71,6 +87,172 @@ func (x *ScoreRequest) GetProposalId() string {
 	return ""
 }
 
+func (x *ScoreRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ScoreRequest) GetManifest() *v1.Manifest {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+func (x *ScoreRequest) GetImpact() string {
+	if x != nil {
+		return x.Impact
+	}
+	return ""
+}
+
+func (x *ScoreRequest) GetVotes() *VoteAgreement {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *ScoreRequest) GetHistory() *HistoryCounts {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+// VoteAgreement is how the regions voted in the final round.
+type VoteAgreement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Accepting weight, 0 <= accepted <= total.
+	Accepted float64 `protobuf:"fixed64,1,opt,name=accepted,proto3" json:"accepted,omitempty"`
+	// Total weight of the votes cast (accept, reject, counter), > 0.
+	Total         float64 `protobuf:"fixed64,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VoteAgreement) Reset() {
+	*x = VoteAgreement{}
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VoteAgreement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VoteAgreement) ProtoMessage() {}
+
+func (x *VoteAgreement) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VoteAgreement.ProtoReflect.Descriptor instead.
+func (*VoteAgreement) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VoteAgreement) GetAccepted() float64 {
+	if x != nil {
+		return x.Accepted
+	}
+	return 0
+}
+
+func (x *VoteAgreement) GetTotal() float64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+// HistoryCounts are the outcomes of a tenant's earlier decisions similar to the one
+// scored, not counting it: successes are ENACTED proposals, failures ROLLED_BACK and
+// DRY_RUN_FAILED ones. The scorer uses the action+target counts when they hold any
+// outcome, else the action counts.
+type HistoryCounts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Successes with the same action and target.
+	ActionTargetSuccesses int32 `protobuf:"varint,1,opt,name=action_target_successes,json=actionTargetSuccesses,proto3" json:"action_target_successes,omitempty"`
+	// Failures with the same action and target.
+	ActionTargetFailures int32 `protobuf:"varint,2,opt,name=action_target_failures,json=actionTargetFailures,proto3" json:"action_target_failures,omitempty"`
+	// Successes with the same action, any target.
+	ActionSuccesses int32 `protobuf:"varint,3,opt,name=action_successes,json=actionSuccesses,proto3" json:"action_successes,omitempty"`
+	// Failures with the same action, any target.
+	ActionFailures int32 `protobuf:"varint,4,opt,name=action_failures,json=actionFailures,proto3" json:"action_failures,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *HistoryCounts) Reset() {
+	*x = HistoryCounts{}
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryCounts) ProtoMessage() {}
+
+func (x *HistoryCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryCounts.ProtoReflect.Descriptor instead.
+func (*HistoryCounts) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HistoryCounts) GetActionTargetSuccesses() int32 {
+	if x != nil {
+		return x.ActionTargetSuccesses
+	}
+	return 0
+}
+
+func (x *HistoryCounts) GetActionTargetFailures() int32 {
+	if x != nil {
+		return x.ActionTargetFailures
+	}
+	return 0
+}
+
+func (x *HistoryCounts) GetActionSuccesses() int32 {
+	if x != nil {
+		return x.ActionSuccesses
+	}
+	return 0
+}
+
+func (x *HistoryCounts) GetActionFailures() int32 {
+	if x != nil {
+		return x.ActionFailures
+	}
+	return 0
+}
+
 // ScoreResponse is the score.
 type ScoreResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -99,7 +281,7 @@ type ScoreResponse struct {
 
 func (x *ScoreResponse) Reset() {
 	*x = ScoreResponse{}
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[1]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +293,7 @@ func (x *ScoreResponse) String() string {
 func (*ScoreResponse) ProtoMessage() {}
 
 func (x *ScoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[1]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +306,7 @@ func (x *ScoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScoreResponse.ProtoReflect.Descriptor instead.
 func (*ScoreResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{1}
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ScoreResponse) GetConfidence() float64 {
@@ -200,7 +382,7 @@ type Risk struct {
 
 func (x *Risk) Reset() {
 	*x = Risk{}
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[2]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -212,7 +394,7 @@ func (x *Risk) String() string {
 func (*Risk) ProtoMessage() {}
 
 func (x *Risk) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[2]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -225,7 +407,7 @@ func (x *Risk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Risk.ProtoReflect.Descriptor instead.
 func (*Risk) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{2}
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Risk) GetScore() float64 {
@@ -264,7 +446,7 @@ type CostEstimate struct {
 
 func (x *CostEstimate) Reset() {
 	*x = CostEstimate{}
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[3]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +458,7 @@ func (x *CostEstimate) String() string {
 func (*CostEstimate) ProtoMessage() {}
 
 func (x *CostEstimate) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[3]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +471,7 @@ func (x *CostEstimate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CostEstimate.ProtoReflect.Descriptor instead.
 func (*CostEstimate) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{3}
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CostEstimate) GetAmount() float64 {
@@ -332,7 +514,7 @@ type CostItem struct {
 
 func (x *CostItem) Reset() {
 	*x = CostItem{}
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[4]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +526,7 @@ func (x *CostItem) String() string {
 func (*CostItem) ProtoMessage() {}
 
 func (x *CostItem) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[4]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +539,7 @@ func (x *CostItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CostItem.ProtoReflect.Descriptor instead.
 func (*CostItem) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{4}
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CostItem) GetItem() string {
@@ -417,7 +599,7 @@ type Factor struct {
 
 func (x *Factor) Reset() {
 	*x = Factor{}
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[5]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +611,7 @@ func (x *Factor) String() string {
 func (*Factor) ProtoMessage() {}
 
 func (x *Factor) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[5]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +624,7 @@ func (x *Factor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Factor.ProtoReflect.Descriptor instead.
 func (*Factor) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{5}
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Factor) GetName() string {
@@ -507,7 +689,7 @@ type History struct {
 
 func (x *History) Reset() {
 	*x = History{}
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[6]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +701,7 @@ func (x *History) String() string {
 func (*History) ProtoMessage() {}
 
 func (x *History) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[6]
+	mi := &file_decisionfabric_scorer_v1_scorer_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +714,7 @@ func (x *History) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use History.ProtoReflect.Descriptor instead.
 func (*History) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{6}
+	return file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *History) GetSuccesses() int32 {
@@ -595,10 +777,23 @@ var File_decisionfabric_scorer_v1_scorer_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_scorer_v1_scorer_proto_rawDesc = "" +
 	"\n" +
-	"%decisionfabric/scorer/v1/scorer.proto\x12\x18decisionfabric.scorer.v1\x1a\x1cgoogle/api/annotations.proto\"/\n" +
+	"%decisionfabric/scorer/v1/scorer.proto\x12\x18decisionfabric.scorer.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\"\xa5\x02\n" +
 	"\fScoreRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
-	"proposalId\"\x91\x03\n" +
+	"proposalId\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12=\n" +
+	"\bmanifest\x18\x03 \x01(\v2!.decisionfabric.types.v1.ManifestR\bmanifest\x12\x16\n" +
+	"\x06impact\x18\x04 \x01(\tR\x06impact\x12=\n" +
+	"\x05votes\x18\x05 \x01(\v2'.decisionfabric.scorer.v1.VoteAgreementR\x05votes\x12A\n" +
+	"\ahistory\x18\x06 \x01(\v2'.decisionfabric.scorer.v1.HistoryCountsR\ahistory\"A\n" +
+	"\rVoteAgreement\x12\x1a\n" +
+	"\baccepted\x18\x01 \x01(\x01R\baccepted\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x01R\x05total\"\xd1\x01\n" +
+	"\rHistoryCounts\x126\n" +
+	"\x17action_target_successes\x18\x01 \x01(\x05R\x15actionTargetSuccesses\x124\n" +
+	"\x16action_target_failures\x18\x02 \x01(\x05R\x14actionTargetFailures\x12)\n" +
+	"\x10action_successes\x18\x03 \x01(\x05R\x0factionSuccesses\x12'\n" +
+	"\x0faction_failures\x18\x04 \x01(\x05R\x0eactionFailures\"\x91\x03\n" +
 	"\rScoreResponse\x12\x1e\n" +
 	"\n" +
 	"confidence\x18\x01 \x01(\x01R\n" +
@@ -659,30 +854,36 @@ func file_decisionfabric_scorer_v1_scorer_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_scorer_v1_scorer_proto_rawDescData
 }
 
-var file_decisionfabric_scorer_v1_scorer_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_decisionfabric_scorer_v1_scorer_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_decisionfabric_scorer_v1_scorer_proto_goTypes = []any{
 	(*ScoreRequest)(nil),  // 0: decisionfabric.scorer.v1.ScoreRequest
-	(*ScoreResponse)(nil), // 1: decisionfabric.scorer.v1.ScoreResponse
-	(*Risk)(nil),          // 2: decisionfabric.scorer.v1.Risk
-	(*CostEstimate)(nil),  // 3: decisionfabric.scorer.v1.CostEstimate
-	(*CostItem)(nil),      // 4: decisionfabric.scorer.v1.CostItem
-	(*Factor)(nil),        // 5: decisionfabric.scorer.v1.Factor
-	(*History)(nil),       // 6: decisionfabric.scorer.v1.History
+	(*VoteAgreement)(nil), // 1: decisionfabric.scorer.v1.VoteAgreement
+	(*HistoryCounts)(nil), // 2: decisionfabric.scorer.v1.HistoryCounts
+	(*ScoreResponse)(nil), // 3: decisionfabric.scorer.v1.ScoreResponse
+	(*Risk)(nil),          // 4: decisionfabric.scorer.v1.Risk
+	(*CostEstimate)(nil),  // 5: decisionfabric.scorer.v1.CostEstimate
+	(*CostItem)(nil),      // 6: decisionfabric.scorer.v1.CostItem
+	(*Factor)(nil),        // 7: decisionfabric.scorer.v1.Factor
+	(*History)(nil),       // 8: decisionfabric.scorer.v1.History
+	(*v1.Manifest)(nil),   // 9: decisionfabric.types.v1.Manifest
 }
 var file_decisionfabric_scorer_v1_scorer_proto_depIdxs = []int32{
-	2, // 0: decisionfabric.scorer.v1.ScoreResponse.risk:type_name -> decisionfabric.scorer.v1.Risk
-	3, // 1: decisionfabric.scorer.v1.ScoreResponse.cost_estimate:type_name -> decisionfabric.scorer.v1.CostEstimate
-	5, // 2: decisionfabric.scorer.v1.ScoreResponse.factors:type_name -> decisionfabric.scorer.v1.Factor
-	6, // 3: decisionfabric.scorer.v1.ScoreResponse.history:type_name -> decisionfabric.scorer.v1.History
-	5, // 4: decisionfabric.scorer.v1.Risk.components:type_name -> decisionfabric.scorer.v1.Factor
-	4, // 5: decisionfabric.scorer.v1.CostEstimate.breakdown:type_name -> decisionfabric.scorer.v1.CostItem
-	0, // 6: decisionfabric.scorer.v1.ScorerService.Score:input_type -> decisionfabric.scorer.v1.ScoreRequest
-	1, // 7: decisionfabric.scorer.v1.ScorerService.Score:output_type -> decisionfabric.scorer.v1.ScoreResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	9,  // 0: decisionfabric.scorer.v1.ScoreRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	1,  // 1: decisionfabric.scorer.v1.ScoreRequest.votes:type_name -> decisionfabric.scorer.v1.VoteAgreement
+	2,  // 2: decisionfabric.scorer.v1.ScoreRequest.history:type_name -> decisionfabric.scorer.v1.HistoryCounts
+	4,  // 3: decisionfabric.scorer.v1.ScoreResponse.risk:type_name -> decisionfabric.scorer.v1.Risk
+	5,  // 4: decisionfabric.scorer.v1.ScoreResponse.cost_estimate:type_name -> decisionfabric.scorer.v1.CostEstimate
+	7,  // 5: decisionfabric.scorer.v1.ScoreResponse.factors:type_name -> decisionfabric.scorer.v1.Factor
+	8,  // 6: decisionfabric.scorer.v1.ScoreResponse.history:type_name -> decisionfabric.scorer.v1.History
+	7,  // 7: decisionfabric.scorer.v1.Risk.components:type_name -> decisionfabric.scorer.v1.Factor
+	6,  // 8: decisionfabric.scorer.v1.CostEstimate.breakdown:type_name -> decisionfabric.scorer.v1.CostItem
+	0,  // 9: decisionfabric.scorer.v1.ScorerService.Score:input_type -> decisionfabric.scorer.v1.ScoreRequest
+	3,  // 10: decisionfabric.scorer.v1.ScorerService.Score:output_type -> decisionfabric.scorer.v1.ScoreResponse
+	10, // [10:11] is the sub-list for method output_type
+	9,  // [9:10] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_scorer_v1_scorer_proto_init() }
@@ -696,7 +897,7 @@ func file_decisionfabric_scorer_v1_scorer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_scorer_v1_scorer_proto_rawDesc), len(file_decisionfabric_scorer_v1_scorer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

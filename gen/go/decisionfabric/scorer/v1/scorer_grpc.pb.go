@@ -37,10 +37,14 @@ type ScorerServiceClient interface {
 	// is unavailable does not fail the call: it counts with weight 0 and the explanation
 	// says so.
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id or when it is not a proposal id
-	// (26-character ULID); NOT_FOUND (404) for an unknown proposal of the caller's tenant,
-	// and for any proposal of another tenant (P5); UNAVAILABLE (503) when the proposal
-	// cannot be read.
+	// The scorer reads no other service's data: the manifest, its impact, the vote
+	// agreement and the outcome history of similar decisions travel in the request (the
+	// coordinator fills them from its records).
+	//
+	// Errors: INVALID_ARGUMENT (400) without proposal_id, when it is not a proposal id
+	// (26-character ULID), without manifest or history (the scorer cannot look them up),
+	// or with inputs out of range; PERMISSION_DENIED (403) when tenant_id is not the
+	// token's tenant (P5).
 	Score(ctx context.Context, in *ScoreRequest, opts ...grpc.CallOption) (*ScoreResponse, error)
 }
 
@@ -74,10 +78,14 @@ type ScorerServiceServer interface {
 	// is unavailable does not fail the call: it counts with weight 0 and the explanation
 	// says so.
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id or when it is not a proposal id
-	// (26-character ULID); NOT_FOUND (404) for an unknown proposal of the caller's tenant,
-	// and for any proposal of another tenant (P5); UNAVAILABLE (503) when the proposal
-	// cannot be read.
+	// The scorer reads no other service's data: the manifest, its impact, the vote
+	// agreement and the outcome history of similar decisions travel in the request (the
+	// coordinator fills them from its records).
+	//
+	// Errors: INVALID_ARGUMENT (400) without proposal_id, when it is not a proposal id
+	// (26-character ULID), without manifest or history (the scorer cannot look them up),
+	// or with inputs out of range; PERMISSION_DENIED (403) when tenant_id is not the
+	// token's tenant (P5).
 	Score(context.Context, *ScoreRequest) (*ScoreResponse, error)
 	mustEmbedUnimplementedScorerServiceServer()
 }
