@@ -40,6 +40,7 @@ type conns struct {
 	// to the service's server once it exists (peers are built before it).
 	serving map[string]bool
 	local   map[string]*localConn
+	servers map[string]*server.Server // bound so far
 }
 
 // Dial returns the shared client connection to a service, in either topology. A
@@ -57,6 +58,9 @@ func (a *App) Dial(service string) (grpc.ClientConnInterface, error) {
 	}
 	if a.conns.serving[service] {
 		c := &localConn{service: service}
+		if srv, ok := a.conns.servers[service]; ok { // dialled after its server exists
+			c.srv.Store(srv)
+		}
 		if a.conns.local == nil {
 			a.conns.local = map[string]*localConn{}
 		}
@@ -89,6 +93,10 @@ func (a *App) serve(service string) {
 func (a *App) bindLocal(service string, srv *server.Server) {
 	a.conns.mu.Lock()
 	defer a.conns.mu.Unlock()
+	if a.conns.servers == nil {
+		a.conns.servers = map[string]*server.Server{}
+	}
+	a.conns.servers[service] = srv
 	if c, ok := a.conns.local[service]; ok {
 		c.srv.Store(srv)
 	}
