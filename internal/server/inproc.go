@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/fullstorydev/grpchan"
@@ -51,6 +52,7 @@ func newLocal(unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInt
 	l := &local{maxRecv: maxRecv}
 	l.hardStop, l.cancelHard = context.WithCancel(context.Background())
 	l.ch = (&inprocgrpc.Channel{}).
+		WithCloner(protoCloner{}).
 		WithServerStatsHandler(otelgrpc.NewServerHandler()).
 		WithClientStatsHandler(otelgrpc.NewClientHandler())
 	l.reg = grpchan.WithStreamInterceptors(
@@ -156,4 +158,31 @@ func (r registrars) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	for _, reg := range r {
 		reg.RegisterService(desc, impl)
 	}
+}
+
+// protoCloner copies messages between caller and handler with google.golang.org/protobuf
+// directly. grpchan's default (inprocgrpc.ProtoCloner) goes through the v1 API and
+// jhump/protoreflect's dynamic merge, which cost about 6% of the fabric's CPU on the
+// decision benchmark; anything that is not a proto message still goes to it.
+type protoCloner struct{}
+
+func (protoCloner) Copy(out, in any) error {
+	o, okOut := out.(proto.Message)
+	i, okIn := in.(proto.Message)
+	if !okOut || !okIn {
+		return inprocgrpc.ProtoCloner{}.Copy(out, in)
+	}
+	if o.ProtoReflect().Descriptor() != i.ProtoReflect().Descriptor() {
+		return fmt.Errorf("inproc: cannot copy %s into %s", i.ProtoReflect().Descriptor().FullName(), o.ProtoReflect().Descriptor().FullName())
+	}
+	proto.Reset(o)
+	proto.Merge(o, i)
+	return nil
+}
+
+func (protoCloner) Clone(in any) (any, error) {
+	if m, ok := in.(proto.Message); ok {
+		return proto.Clone(m), nil
+	}
+	return inprocgrpc.ProtoCloner{}.Clone(in)
 }
