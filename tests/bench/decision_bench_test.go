@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
@@ -51,18 +53,22 @@ defaults:
 // concurrent clients (the throughput figure), then with one (the latency of a
 // decision on an idle fabric): compose (signed) -> submit (signature verified) ->
 // negotiate across 5 regions -> score -> enact, each client long-polling
-// GET /proposals/{id}?wait_ms=5000 until the proposal is SCORED. It reports p50/p99
-// latency of one whole decision, decisions per second and CPU per decision, beside
-// the bare gRPC round-trip floor from the same run; any failed decision fails it.
+// GET /proposals/{id}?wait_ms=5000 until the proposal is SCORED, in both topologies
+// (one process; seven) on both stores. It reports p50/p99 latency of one whole
+// decision, decisions per second and CPU per decision, beside the floor from the same
+// run: one REST round trip plus one durable commit on the same store (issue 10's
+// definition); any failed decision fails it.
 func BenchmarkDecisionPath(b *testing.B) {
 	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
-		for _, clients := range []int{32, 1} {
-			b.Run(fmt.Sprintf("%s/clients=%d", st, clients), func(b *testing.B) { decisionPath(b, st, clients) })
+		for _, topo := range []fabrictest.Topology{fabrictest.AllInOne, fabrictest.Split} {
+			for _, clients := range []int{32, 1} {
+				b.Run(fmt.Sprintf("%s/%s/clients=%d", st, topo, clients), func(b *testing.B) { decisionPath(b, st, topo, clients) })
+			}
 		}
 	}
 }
 
-func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
+func decisionPath(b *testing.B, st fabrictest.Store, topo fabrictest.Topology, clients int) {
 	dir := b.TempDir()
 	regions, pol := filepath.Join(dir, "regions.yaml"), filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(regions, []byte(benchRegions), 0o600); err != nil {
@@ -71,7 +77,7 @@ func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
 	if err := os.WriteFile(pol, []byte(benchPolicy), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	f := fabrictest.Start(b, fabrictest.Options{Topology: fabrictest.AllInOne, Store: st, Configure: func(c *config.Config) {
+	f := fabrictest.Start(b, fabrictest.Options{Topology: topo, Store: st, Configure: func(c *config.Config) {
 		c.RegionsFile, c.PolicyFile = regions, pol
 	}})
 	tok := f.Token(b, "t1", auth.RoleProposer)
@@ -182,7 +188,10 @@ func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
 	}
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
 	pct := func(p float64) float64 { return float64(latencies[int(p*float64(len(latencies)-1))].Nanoseconds()) }
-	fl := floor(b)
+	rest, commit := restFloor(b, f, do), commitFloor(b, f)
+	fl := rest + commit
+	b.ReportMetric(rest/1e6, "rest-ms")
+	b.ReportMetric(commit/1e6, "commit-ms")
 	b.ReportMetric(pct(0.50)/1e6, "p50-ms")
 	b.ReportMetric(pct(0.99)/1e6, "p99-ms")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "decisions/s")
@@ -192,6 +201,48 @@ func decisionPath(b *testing.B, st fabrictest.Store, clients int) {
 	b.ReportMetric(float64(cpu.Microseconds())/1e3/float64(b.N), "cpu-ms/decision")
 	b.ReportMetric(fl/1e6, "floor-ms")
 	b.ReportMetric(pct(0.50)/fl, "p50-x-floor")
+}
+
+// floorSamples is how many round trips each floor is the median of.
+const floorSamples = 200
+
+// restFloor is the median time of one REST round trip to the coordinator
+// (GET /health: the HTTP server and the fabric's middleware, no decision work), on the
+// fabric under test, measured after the run.
+func restFloor(b *testing.B, f *fabrictest.Fabric, do func(method, url, body string) (int, []byte, error)) float64 {
+	url := f.URL(fabric.Coordinator) + "/health"
+	return median(b, func() error {
+		code, body, err := do(http.MethodGet, url, "")
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("health: %d %s", code, body)
+		}
+		return err
+	})
+}
+
+// commitFloor is the median time of one durable commit on the fabric's store: an
+// unconditional write of one simulated world row, in a tenant no decision uses.
+func commitFloor(b *testing.B, f *fabrictest.Fabric) float64 {
+	i := 0
+	return median(b, func() error {
+		i++
+		_, err := f.Store().WorldStates().Put(context.Background(), &store.WorldState{TenantID: "bench-floor", Region: "floor", Target: "floor",
+			State: []byte(fmt.Sprintf(`{"n":%d}`, i))}, -1)
+		return err
+	})
+}
+
+func median(b *testing.B, op func() error) float64 {
+	ds := make([]float64, 0, floorSamples)
+	for range floorSamples {
+		t0 := time.Now()
+		if err := op(); err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, float64(time.Since(t0).Nanoseconds()))
+	}
+	sort.Float64s(ds)
+	return ds[len(ds)/2]
 }
 
 // processCPU is the user and system CPU time this process has used so far.
