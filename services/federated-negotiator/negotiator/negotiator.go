@@ -423,13 +423,11 @@ func (s *Service) WatchNegotiation(req *negotiatorv1.WatchNegotiationRequest, st
 }
 
 // orphanGrace is how long past its deadline a RUNNING negotiation that no
-// process of ours runs may stay so before a read expires it.
+// process of ours runs may stay so before the background sweep expires it.
 const orphanGrace = 5 * time.Second
 
-// load reads a negotiation of tenant with its votes. A RUNNING negotiation past
-// its deadline (plus grace) that this process does not run is orphaned (the
-// process running it stopped and has not come back): it is expired here, so a
-// reader never waits on it forever. key changes whenever the content does.
+// load reads a negotiation of tenant with its votes; it only reads (orphaned
+// negotiations are ended by sweepOrphans). key changes whenever the content does.
 func (s *Service) load(ctx context.Context, tenant, id string) (*negotiatorv1.Negotiation, string, error) {
 	n, err := s.deps.Store.Negotiations().Get(ctx, tenant, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -437,12 +435,6 @@ func (s *Service) load(ctx context.Context, tenant, id string) (*negotiatorv1.Ne
 	}
 	if err != nil {
 		return nil, "", err
-	}
-	if n.State == store.NegotiationRunning && s.now().After(n.Deadline.Add(orphanGrace)) && !s.isActive(n.ID) {
-		s.finish(n, store.NegotiationExpired, nil, "the deadline passed while no negotiator was running it (its process stopped)", nil)
-		if n, err = s.deps.Store.Negotiations().Get(ctx, tenant, id); err != nil {
-			return nil, "", err
-		}
 	}
 	votes, err := s.deps.Store.Negotiations().ListVotes(ctx, tenant, id)
 	if err != nil {
@@ -494,7 +486,46 @@ func (s *Service) Resume(ctx context.Context) error {
 		after = page[len(page)-1].ID
 	}
 	s.log.InfoContext(ctx, "negotiations resumed", "resumed", resumed, "expired", expired)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(orphanGrace)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.base.Done():
+				return
+			case <-t.C:
+				s.sweepOrphans(s.base)
+			}
+		}
+	}()
 	return nil
+}
+
+// sweepOrphans ends the RUNNING negotiations past their deadline (plus grace) that no
+// process of ours runs: their negotiator stopped and has not come back. It runs in the
+// background, every orphanGrace; reads never end anything.
+func (s *Service) sweepOrphans(ctx context.Context) {
+	after := ""
+	for {
+		page, err := s.deps.Store.Negotiations().ListRunning(ctx, after, store.DefaultListLimit)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.WarnContext(ctx, "negotiator: sweep orphaned negotiations", "error", err)
+			}
+			return
+		}
+		for _, n := range page {
+			if s.now().After(n.Deadline.Add(orphanGrace)) && !s.isActive(n.ID) {
+				s.finish(n, store.NegotiationExpired, nil, "the deadline passed while no negotiator was running it (its process stopped)", nil)
+			}
+		}
+		if len(page) < store.DefaultListLimit {
+			return
+		}
+		after = page[len(page)-1].ID
+	}
 }
 
 func (s *Service) isClosed() bool {

@@ -439,9 +439,9 @@ func TestResumeAfterDeadlineExpires(t *testing.T) {
 	}
 }
 
-// A RUNNING negotiation that no process runs any more is expired by the first
-// read after its deadline, so status readers never wait on it forever.
-func TestOrphanExpiresOnRead(t *testing.T) {
+// A RUNNING negotiation that no process runs any more is reported as stored by a read
+// (reads never write) and ended EXPIRED by the background sweep.
+func TestOrphanExpiresInTheBackground(t *testing.T) {
 	t.Parallel()
 	st := storeOpener(t, store.BackendSQLite)()
 	h := newService(t, st, &proposals{}, twoRefuse)
@@ -452,6 +452,13 @@ func TestOrphanExpiresOnRead(t *testing.T) {
 	require.NoError(t, err)
 
 	got := h.status(t, "t1", orphan.ID)
+	require.Equal(t, negotiatorv1.NegotiationState_NEGOTIATION_STATE_RUNNING, got.GetState(), "a read changes nothing")
+	stored, err := st.Negotiations().Get(t.Context(), "t1", orphan.ID)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), stored.Version, "a read writes nothing")
+
+	h.svc.SweepOrphans(t.Context())
+	got = h.status(t, "t1", orphan.ID)
 	require.Equal(t, expired, got.GetState())
 	require.Contains(t, got.GetReason(), "no negotiator was running it")
 }
