@@ -20,6 +20,7 @@ import (
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/world"
@@ -494,8 +495,8 @@ func (s *Service) endNegotiation(ctx context.Context, p *store.Proposal, to, rea
 
 // submittedManifest decodes p's stored manifest.
 func submittedManifest(p *store.Proposal) (*typesv1.Manifest, error) {
-	m := &typesv1.Manifest{}
-	if err := protojson.Unmarshal(p.Manifest, m); err != nil {
+	m, err := manifestpkg.Decode(p.Manifest)
+	if err != nil {
 		return nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
 	}
 	return m, nil
@@ -605,9 +606,9 @@ func (s *Service) recordOutcome(ctx context.Context, p *store.Proposal, d *coord
 func (s *Service) reclassifyAgreed(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, agreed *typesv1.Manifest) (*reclassification, error) {
 	m := agreed
 	if m == nil {
-		m = &typesv1.Manifest{}
-		if err := protojson.Unmarshal(p.Manifest, m); err != nil {
-			return nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
+		var err error
+		if m, err = submittedManifest(p); err != nil {
+			return nil, err
 		}
 	}
 	pre, err := s.deps.World.Read(ctx, p.TenantID, m.GetTarget(), m.GetRegions())
@@ -727,15 +728,12 @@ func (s *Service) historyCounts(ctx context.Context, p *store.Proposal, m *types
 func change(p *store.Proposal, d *coordinatorv1.Proposal) (world.Change, *typesv1.Manifest, error) {
 	m := d.GetAgreedManifest()
 	if m == nil {
-		m = &typesv1.Manifest{}
-		if err := protojson.Unmarshal(p.Manifest, m); err != nil {
-			return world.Change{}, nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
+		var err error
+		if m, err = submittedManifest(p); err != nil {
+			return world.Change{}, nil, err
 		}
 	}
-	return world.Change{
-		TenantID: p.TenantID, Action: m.GetAction(), Target: m.GetTarget(),
-		Regions: m.GetRegions(), Parameters: m.GetParameters().AsMap(),
-	}, m, nil
+	return manifestpkg.Change(p.TenantID, m), m, nil
 }
 
 // missingForEnactment lists what P3 still requires before a real enactment.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -46,10 +47,7 @@ const ReservedParameter = "provenance"
 
 var (
 	reTemplateID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	// reAction is the coordinator's rule (coordinator.ValidateManifest) and regions
-	// follow regionkeys.ValidRegion, so that every composed manifest passes it.
-	reAction  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-	reKeyword = regexp.MustCompile(`^[a-z0-9]+( [a-z0-9]+)*$`)
+	reKeyword    = regexp.MustCompile(`^[a-z0-9]+( [a-z0-9]+)*$`)
 )
 
 // Template is one validated template.
@@ -230,7 +228,9 @@ func (tf *templateFile) validate() (*Template, error) {
 	if len(tf.Description) > maxDescription {
 		return nil, fmt.Errorf("description: at most %d bytes", maxDescription)
 	}
-	if !reAction.MatchString(tf.Action) {
+	// The action name follows manifest.ValidAction and regions regionkeys.ValidRegion,
+	// so that every composed manifest passes manifest.Validate.
+	if !manifest.ValidAction(tf.Action) {
 		return nil, fmt.Errorf("action %q: want 1-64 lower-case letters, digits, '_' or '-'", redact.Truncate(tf.Action, redact.EchoRunes))
 	}
 	switch tf.Impact {
