@@ -54,6 +54,14 @@ func ValidAction(action string) bool {
 	return true
 }
 
+// ValidTarget reports whether target follows the target rule: at most MaxTargetBytes
+// of printable UTF-8 (no control characters). A manifest's target is also required
+// (Validate); a request may leave it for a template's default.
+func ValidTarget(target string) bool {
+	return len(target) <= MaxTargetBytes && utf8.ValidString(target) &&
+		!strings.ContainsFunc(target, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
 func isLowerOrDigit(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 // Validate checks the typed fields of a manifest: action name, target, regions,
@@ -72,7 +80,7 @@ func Validate(m *typesv1.Manifest) error {
 	if t == "" {
 		return invalid("manifest.target is required")
 	}
-	if len(t) > MaxTargetBytes || !utf8.ValidString(t) || strings.ContainsFunc(t, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if !ValidTarget(t) {
 		return invalid("manifest.target: want 1-256 printable characters")
 	}
 	if len(m.GetRegions()) > MaxRegions {

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -106,4 +107,15 @@ func TestManifestChange(t *testing.T) {
 	require.Equal(t, []string{"eu-west"}, c.Regions)
 	require.Equal(t, map[string]any{"replicas": 3.0}, c.Parameters)
 	require.NotNil(t, Change("t1", &typesv1.Manifest{}).Parameters, "no parameters: an empty map, as AsMap gives")
+}
+
+func TestManifestValidTarget(t *testing.T) {
+	for target, want := range map[string]bool{
+		"": true, "svc": true, "serviceX/eu": true, "é": true, "a\x01": false, "a\x7f": false, "\xff": false,
+		string(make([]byte, MaxTargetBytes)): false,
+	} {
+		require.Equal(t, want, ValidTarget(target), "ValidTarget(%q)", target)
+	}
+	require.True(t, ValidTarget(strings.Repeat("a", MaxTargetBytes)))
+	require.False(t, ValidTarget(strings.Repeat("a", MaxTargetBytes+1)))
 }

@@ -521,7 +521,7 @@ func checkPersonalData(req *coordinatorv1.SubmitProposalRequest, allow map[redac
 // manifest carries one, must verify (consent.Verify: complete and signed by a trusted
 // key) whether or not there is personal data to exempt: an unverified consent is
 // refused with PERMISSION_DENIED, never stored. Its own fields were checked for
-// personal data with the manifest (ValidateManifest, consent.Check). Without consent
+// personal data with the manifest (manifest.Validate, consent.Check). Without consent
 // any personal data is refused; with a verified consent the consented kinds are kept
 // and anything else is still refused.
 func (s *Service) personalData(req *coordinatorv1.SubmitProposalRequest) (*typesv1.Manifest, error) {

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
@@ -38,7 +37,7 @@ const (
 	maxDescription        = 1024
 	maxParamsBytes        = 64 << 10
 	maxRegions            = 32
-	maxTarget             = 256
+	maxTarget             = manifest.MaxTargetBytes
 )
 
 // ReservedParameter is the manifest parameter the composer writes its provenance to
@@ -338,19 +337,13 @@ func jsonLike(m map[string]any) (map[string]any, error) {
 	return out, nil
 }
 
-// checkTarget applies the coordinator's rule: 1-256 printable characters.
+// checkTarget applies the manifest's target rule (manifest.ValidTarget): 1-256
+// printable characters.
 func checkTarget(t string) error {
-	if len(t) > maxTarget || !printable(t) {
+	if !manifest.ValidTarget(t) {
 		return errors.New("want 1-256 printable characters")
 	}
 	return nil
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // checkRegions validates regions as the coordinator does (1-64 of [a-z0-9-], not
