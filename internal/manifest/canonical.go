@@ -1,6 +1,6 @@
-package manifest
-
 // The canonical form: what is signed, stored, hashed and negotiated.
+
+package manifest
 
 import (
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"

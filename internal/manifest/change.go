@@ -1,7 +1,7 @@
-package manifest
-
 // What a manifest asks the world for: the input of impact classification (planned
 // against the pre-state) and of enactment.
+
+package manifest
 
 import (
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"

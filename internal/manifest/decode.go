@@ -1,6 +1,6 @@
-package manifest
-
 // Decoding a stored manifest, with a cache of the manifests decoded before.
+
+package manifest
 
 import (
 	lru "github.com/hashicorp/golang-lru/v2"

@@ -1,6 +1,6 @@
-package manifest
-
 // The grammar of proposal ids.
+
+package manifest
 
 import "github.com/decision-fabric/fabric/internal/auditlog"
 
