@@ -33,6 +33,7 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/signing"
 )
@@ -140,21 +141,21 @@ func Build(in Input) (*Consensus, error) {
 	if in.Certificate == nil {
 		return nil, missing(PartCertificate, "the negotiation returned no quorum certificate")
 	}
-	manifest, err := canonical.Proto(in.Manifest)
+	manifest, sum, err := manifestpkg.Canonical(in.Manifest)
 	if err != nil {
 		return nil, fmt.Errorf("bundle: manifest: %w", err)
 	}
-	agreed := manifest
+	agreed, agreedSum := manifest, sum
 	if in.AgreedManifest != nil {
-		if agreed, err = canonical.Proto(in.AgreedManifest); err != nil {
+		if agreed, agreedSum, err = manifestpkg.Canonical(in.AgreedManifest); err != nil {
 			return nil, fmt.Errorf("bundle: agreed manifest: %w", err)
 		}
 	}
 	c := &Consensus{
 		Type: ConsensusType, TenantID: in.TenantID, ProposalID: in.ProposalID,
-		Manifest: manifest, ManifestSHA256: canonical.SHA256Hex(manifest),
+		Manifest: manifest, ManifestSHA256: sum,
 		QuorumCertificate: quorum.FromProto(in.Certificate),
-		AgreedManifest:    agreed, AgreedManifestSHA256: canonical.SHA256Hex(agreed),
+		AgreedManifest:    agreed, AgreedManifestSHA256: agreedSum,
 		CreatedAt: in.CreatedAt.UTC().Format(time.RFC3339Nano),
 	}
 	if s := in.ManifestSignature; s != nil {
@@ -304,7 +305,7 @@ func Parse(payload []byte) (*Consensus, error) {
 		part string
 		raw  json.RawMessage
 	}{{PartManifest, c.Manifest}, {PartAgreedManifest, c.AgreedManifest}} {
-		if err := protojson.Unmarshal(m.raw, &typesv1.Manifest{}); err != nil {
+		if _, err := manifestpkg.Decode(m.raw); err != nil {
 			return nil, fail(m.part, "not a manifest: %v", err)
 		}
 	}
@@ -473,11 +474,11 @@ func (c *Consensus) enacts(want Expect) error {
 	if want.Enact == nil {
 		return nil
 	}
-	enact, err := canonical.Proto(want.Enact)
+	_, sum, err := manifestpkg.Canonical(want.Enact)
 	if err != nil {
 		return fail(PartAgreedManifest, "%v", err)
 	}
-	if sum := canonical.SHA256Hex(enact); sum != c.AgreedManifestSHA256 {
+	if sum != c.AgreedManifestSHA256 {
 		return fail(PartAgreedManifest, "the manifest to enact (%s) is not the one the regions agreed to (%s)",
 			short(sum), short(c.AgreedManifestSHA256))
 	}

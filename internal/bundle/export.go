@@ -17,7 +17,7 @@ import (
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auditlog"
-	"github.com/decision-fabric/fabric/internal/canonical"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/signing"
 )
 
@@ -154,11 +154,11 @@ func VerifyExport(x *auditorv1.ExportDecisionResponse, keys Keys) (*Report, erro
 	if x.GetManifest() == nil {
 		return r, missing(PartManifest, "no manifest")
 	}
-	manifest, err := canonical.Proto(x.GetManifest())
+	manifest, sum, err := manifestpkg.Canonical(x.GetManifest())
 	if err != nil {
 		return r, fail(PartManifest, "%v", err)
 	}
-	if sum := canonical.SHA256Hex(manifest); sum != x.GetManifestSha256() {
+	if sum != x.GetManifestSha256() {
 		return r, fail(PartManifest, "hashes to %s, not manifest_sha256 %s: the manifest was changed", short(sum), short(x.GetManifestSha256()))
 	}
 	r.ok(PartManifest, "sha256 %s", x.GetManifestSha256())

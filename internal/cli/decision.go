@@ -16,7 +16,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/bundle"
-	"github.com/decision-fabric/fabric/internal/canonical"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/signing"
 )
@@ -146,7 +146,7 @@ func decisionVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	// The signed bytes, for an independent check with `cosign verify-blob`.
 	if *manifestPayload != "" {
-		m, err := canonical.Proto(x.GetManifest())
+		m, _, err := manifestpkg.Canonical(x.GetManifest())
 		if err != nil {
 			return err
 		}

@@ -46,13 +46,6 @@ func owndataOwner(dir string) string {
 	return ""
 }
 
-// owndataKnownImports are service-to-service imports that exist today and are
-// scheduled to go, each with where it goes. The test fails when one is no longer
-// there, so the list only shrinks.
-var owndataKnownImports = map[string]string{
-	fabric.Composer + " -> " + module + "services/" + fabric.Coordinator + "/coordinator": "ValidateManifest moves to the manifest package (issue 10, item 5)",
-}
-
 // owndataViolations returns the rule breaks in one parsed file of folder dir.
 func owndataViolations(fset *token.FileSet, dir string, f *ast.File, isTest bool) []string {
 	var out []string
@@ -62,10 +55,6 @@ func owndataViolations(fset *token.FileSet, dir string, f *ast.File, isTest bool
 			path, _ := strconv.Unquote(imp.Path.Value)
 			rest, ok := strings.CutPrefix(path, module+"services/")
 			if !ok {
-				continue
-			}
-			if _, known := owndataKnownImports[owner+" -> "+path]; known {
-				owndataSeenKnown[owner+" -> "+path] = true
 				continue
 			}
 			if other, _, _ := strings.Cut(rest, "/"); other != owner {
@@ -114,9 +103,6 @@ func owndataExempt(dir string) bool {
 	return false
 }
 
-// owndataSeenKnown records which known imports the scan met.
-var owndataSeenKnown = map[string]bool{}
-
 func TestServicesOwnTheirData(t *testing.T) {
 	fset := token.NewFileSet()
 	var violations []string
@@ -146,9 +132,6 @@ func TestServicesOwnTheirData(t *testing.T) {
 	}
 	require.Greater(t, files, 100, "the scan found the sources")
 	require.Empty(t, violations, "services own their data:\n%s", strings.Join(violations, "\n"))
-	for known, why := range owndataKnownImports {
-		require.True(t, owndataSeenKnown[known], "%s is gone (%s): remove it from owndataKnownImports", known, why)
-	}
 }
 
 // The checker catches what it is for: another service's tables, an undeclared shared

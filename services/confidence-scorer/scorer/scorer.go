@@ -43,7 +43,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"regexp"
 	"sync"
 	"time"
 
@@ -55,6 +54,7 @@ import (
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/metricsource"
 	"github.com/decision-fabric/fabric/internal/model"
 	"github.com/decision-fabric/fabric/internal/redact"
@@ -125,8 +125,6 @@ func (s *Service) Definition() server.Service {
 	}
 }
 
-var reULID = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{26}$`)
-
 // validateScore: proposal_id is required and is a proposal id (26-character ULID, as
 // the coordinator issues them); the manifest and the history counts are required (the
 // scorer cannot look them up); the vote agreement, when present, is a share.
@@ -136,7 +134,7 @@ func validateScore(req any) error {
 	if id == "" {
 		return status.Error(codes.InvalidArgument, "proposal_id is required")
 	}
-	if !reULID.MatchString(id) {
+	if !manifestpkg.ValidProposalID(id) {
 		return status.Errorf(codes.InvalidArgument, "proposal_id %q: not a proposal id (26-character ULID)", redact.Echo(id))
 	}
 	if r.GetManifest() == nil || r.GetHistory() == nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/telemetry"
@@ -199,7 +200,7 @@ func invalidArg(format string, args ...any) error {
 }
 
 func validateProposalID(id string) error {
-	if !auditlog.ValidProposalID(id) {
+	if !manifestpkg.ValidProposalRef(id) {
 		return invalidArg("proposal_id must be 1-128 of A-Z a-z 0-9 . _ : - starting with a letter or digit")
 	}
 	return nil

@@ -8,13 +8,13 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -34,8 +34,8 @@ func (s *Service) consensusBundle(p *store.Proposal, d *coordinatorv1.Proposal, 
 	if s.deps.Signer == nil {
 		return nil, errors.New("no signing key is configured for consensus bundles")
 	}
-	m := &typesv1.Manifest{}
-	if err := protojson.Unmarshal(p.Manifest, m); err != nil {
+	m, err := manifestpkg.Decode(p.Manifest)
+	if err != nil {
 		return nil, fmt.Errorf("stored manifest: %w", err)
 	}
 	c, err := bundle.Build(bundle.Input{

@@ -29,6 +29,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/consent"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/server"
@@ -189,7 +190,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	if err != nil {
 		return nil, err
 	}
-	manifestJSON, err := canonical.Proto(manifest)
+	manifestJSON, manifestSHA256, err := manifestpkg.Canonical(manifest)
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
 	}
@@ -228,7 +229,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 		Impact:         impact,
 		DryRun:         dryRun,
 		Manifest:       manifestJSON,
-		ManifestSHA256: canonical.SHA256Hex(manifestJSON),
+		ManifestSHA256: manifestSHA256,
 		Metadata:       metadataJSON,
 		PreStateSHA256: pre.SHA256,
 		Decision:       record,
@@ -520,7 +521,7 @@ func checkPersonalData(req *coordinatorv1.SubmitProposalRequest, allow map[redac
 // manifest carries one, must verify (consent.Verify: complete and signed by a trusted
 // key) whether or not there is personal data to exempt: an unverified consent is
 // refused with PERMISSION_DENIED, never stored. Its own fields were checked for
-// personal data with the manifest (ValidateManifest, consent.Check). Without consent
+// personal data with the manifest (manifest.Validate, consent.Check). Without consent
 // any personal data is refused; with a verified consent the consented kinds are kept
 // and anything else is still refused.
 func (s *Service) personalData(req *coordinatorv1.SubmitProposalRequest) (*typesv1.Manifest, error) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -14,27 +13,19 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
-	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
-	"github.com/decision-fabric/fabric/internal/actions"
-	"github.com/decision-fabric/fabric/internal/consent"
-	"github.com/decision-fabric/fabric/internal/policy"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/redact"
-	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
 // Limits on request fields; each violation is INVALID_ARGUMENT naming the field.
 const (
 	maxMetadataBytes  = 64 << 10
-	maxParamsBytes    = 256 << 10
 	maxIdempotencyKey = 128
-	maxRegions        = 32
 )
 
 var (
 	reTenant = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	reAction = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-	reULID   = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{26}$`)
 )
 
 func invalid(format string, a ...any) error {
@@ -53,7 +44,7 @@ func validateSubmit(req any) error {
 	if r.GetManifest() == nil {
 		return invalid("manifest is required")
 	}
-	if err := ValidateManifest(r.GetManifest()); err != nil {
+	if err := manifestpkg.Validate(r.GetManifest()); err != nil {
 		return err
 	}
 	if t := r.GetManifest().GetTenantId(); t != "" && !reTenant.MatchString(t) {
@@ -61,56 +52,6 @@ func validateSubmit(req any) error {
 	}
 	if m := r.GetMetadata(); m != nil && proto.Size(m) > maxMetadataBytes {
 		return invalid("metadata: larger than %d bytes", maxMetadataBytes)
-	}
-	return nil
-}
-
-// ValidateManifest checks the typed fields of a manifest.
-func ValidateManifest(m *typesv1.Manifest) error {
-	if m.GetAction() == "" {
-		return invalid("manifest.action is required")
-	}
-	if !reAction.MatchString(m.GetAction()) {
-		return invalid("manifest.action %q: want 1-64 lower-case letters, digits, '_' or '-'", redact.Echo(m.GetAction()))
-	}
-	t := m.GetTarget()
-	if t == "" {
-		return invalid("manifest.target is required")
-	}
-	if len(t) > 256 || !utf8.ValidString(t) || strings.ContainsFunc(t, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return invalid("manifest.target: want 1-256 printable characters")
-	}
-	if len(m.GetRegions()) > maxRegions {
-		return invalid("manifest.regions: at most %d", maxRegions)
-	}
-	seen := map[string]bool{}
-	for i, r := range m.GetRegions() {
-		if !regionkeys.ValidRegion(r) {
-			return invalid("manifest.regions[%d] %q: want 1-64 of [a-z0-9-]", i, redact.Echo(r))
-		}
-		if seen[r] {
-			return invalid("manifest.regions[%d] %q: duplicate", i, r)
-		}
-		seen[r] = true
-	}
-	switch m.GetImpact() {
-	case "", policy.ImpactLow, policy.ImpactMedium, policy.ImpactHigh:
-	default:
-		return invalid("manifest.impact %q: want low, medium or high", redact.Echo(m.GetImpact()))
-	}
-	if p := m.GetParameters(); p != nil && proto.Size(p) > maxParamsBytes {
-		return invalid("manifest.parameters: larger than %d bytes", maxParamsBytes)
-	}
-	// The parameters of a known action must match its schema (the one the executor
-	// reads them with). An unknown action is for the tenant's policy to refuse or
-	// classify high (unknown_actions), after this shape check.
-	if actions.Known(m.GetAction()) {
-		if err := actions.Validate(m.GetAction(), m.GetParameters().AsMap()); err != nil {
-			return invalid("manifest.%v", err)
-		}
-	}
-	if err := consent.Check(m.GetConsent()); err != nil {
-		return invalid("manifest.%v", err)
 	}
 	return nil
 }
@@ -150,7 +91,7 @@ func validateID(id string) error {
 	if id == "" {
 		return invalid("id is required")
 	}
-	if !reULID.MatchString(id) {
+	if !manifestpkg.ValidProposalID(id) {
 		return invalid("id %q: not a proposal id (26-character ULID)", redact.Echo(id))
 	}
 	return nil
@@ -187,9 +128,9 @@ func statusFromString(s string) coordinatorv1.ProposalStatus {
 
 // toProto converts a stored proposal.
 func toProto(p *store.Proposal) (*coordinatorv1.Proposal, error) {
-	m := &typesv1.Manifest{}
-	if err := protojson.Unmarshal(p.Manifest, m); err != nil {
-		return nil, fmt.Errorf("coordinator: stored manifest of %s: %w", p.ID, err)
+	m, err := submittedManifest(p)
+	if err != nil {
+		return nil, err
 	}
 	md := &structpb.Struct{}
 	if len(p.Metadata) > 0 {

@@ -13,7 +13,7 @@ import (
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/actions"
-	"github.com/decision-fabric/fabric/internal/canonical"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/world"
@@ -41,16 +41,17 @@ type policyResult struct {
 // and an infrastructure failure are returned as they are (not status errors): there is
 // no classification, and nothing may proceed on one.
 func (s *Service) evaluatePolicy(ctx context.Context, tenant string, m *typesv1.Manifest, pre world.Snapshot) (policyResult, error) {
+	c := manifestpkg.Change(tenant, m)
 	in := policy.Input{
 		TenantID: tenant, Action: m.GetAction(), Target: m.GetTarget(), DeclaredImpact: m.GetImpact(),
-		Regions: m.GetRegions(), Parameters: m.GetParameters().AsMap(), TargetTenant: m.GetTenantId(),
+		Regions: m.GetRegions(), Parameters: c.Parameters, TargetTenant: m.GetTenantId(),
 		BlastRadius:   math.Min(1, float64(max(len(m.GetRegions()), 1))/referenceRegions),
 		UnknownAction: !actions.Known(m.GetAction()),
 	}
 	if s.deps.Policy == nil {
 		return policyResult{}, errors.New("coordinator: no decision policy")
 	}
-	plan, err := s.deps.World.Plan(ctx, world.Change{TenantID: tenant, Action: m.GetAction(), Target: m.GetTarget(), Regions: m.GetRegions(), Parameters: in.Parameters})
+	plan, err := s.deps.World.Plan(ctx, c)
 	switch {
 	case errors.Is(err, world.ErrRejected):
 		// Still recorded (its dry run will fail with the reason), but at high impact.
@@ -131,8 +132,8 @@ type reclassification struct {
 // and leads its reasons with the reclassification.
 func (s *Service) reclassify(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, m *typesv1.Manifest, pre world.Snapshot, preErr error, stage string) *reclassification {
 	old := d.GetPolicy()
-	raw, _ := canonical.Proto(m)
-	re := &reclassification{stage: stage, from: p.Impact, manifestSHA256: canonical.SHA256Hex(raw)}
+	_, sum, _ := manifestpkg.Canonical(m)
+	re := &reclassification{stage: stage, from: p.Impact, manifestSHA256: sum}
 	var res policyResult
 	err := preErr
 	if err == nil {

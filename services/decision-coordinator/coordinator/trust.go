@@ -10,7 +10,7 @@ import (
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
-	"github.com/decision-fabric/fabric/internal/canonical"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/signing"
 )
 
@@ -39,7 +39,7 @@ func (s *Service) verifyManifest(req *coordinatorv1.SubmitProposalRequest) (*typ
 	if keyID == "" {
 		return nil, status.Error(codes.InvalidArgument, "signature.key_id or signature.public_key is required with a signature")
 	}
-	payload, err := canonical.Proto(req.GetManifest())
+	payload, _, err := manifestpkg.Canonical(req.GetManifest())
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
 	}

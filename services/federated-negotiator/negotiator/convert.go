@@ -2,21 +2,19 @@ package negotiator
 
 import (
 	"fmt"
-	"github.com/oklog/ulid/v2"
 	"regexp"
 	"time"
 	"unicode/utf8"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/oklog/ulid/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -29,7 +27,6 @@ const (
 )
 
 var (
-	reProposalID    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
 	reNegotiationID = regexp.MustCompile(`^[0-9A-HJKMNP-TV-Z]{26}$`)
 )
 
@@ -42,7 +39,7 @@ func validateStart(req any) error {
 	if r.GetProposalId() == "" {
 		return invalid("proposal_id is required")
 	}
-	if !reProposalID.MatchString(r.GetProposalId()) {
+	if !manifestpkg.ValidProposalRef(r.GetProposalId()) {
 		return invalid("proposal_id %q: want 1-128 letters, digits, '_', '.', ':' or '-'", redact.Echo(r.GetProposalId()))
 	}
 	if _, ok := negotiatorv1.QuorumRule_name[int32(r.GetQuorumRule())]; !ok {
@@ -84,35 +81,14 @@ func stateFromString(s string) negotiatorv1.NegotiationState {
 	return negotiatorv1.NegotiationState(negotiatorv1.NegotiationState_value["NEGOTIATION_STATE_"+s])
 }
 
-var manifestJSON = protojson.UnmarshalOptions{DiscardUnknown: true}
-
-// decodedManifests remembers the manifests unmarshalManifest decoded, keyed by
-// their stored JSON: a negotiation's offer is read by its round loop and by
-// every status read, and decoding it is a pure function of those bytes, so
-// the cache cannot answer for other content. It is bounded by entries (a
-// stored manifest is at most a few KiB).
-var decodedManifests = func() *lru.Cache[string, *typesv1.Manifest] {
-	c, err := lru.New[string, *typesv1.Manifest](manifestCacheSize)
-	if err != nil {
-		panic(err) // only for a size below 1
-	}
-	return c
-}()
-
-const manifestCacheSize = 1024
-
-// unmarshalManifest reads a stored canonical manifest. The caller owns the
-// result: it is a fresh message, or a copy of the one decoded from the same
-// bytes before.
+// unmarshalManifest reads a stored canonical manifest (manifest.Decode, which
+// remembers the manifests it decoded: a negotiation's offer is read by its round
+// loop and by every status read). The caller owns the result.
 func unmarshalManifest(raw []byte) (*typesv1.Manifest, error) {
-	if m, ok := decodedManifests.Get(string(raw)); ok {
-		return proto.CloneOf(m), nil
-	}
-	m := &typesv1.Manifest{}
-	if err := manifestJSON.Unmarshal(raw, m); err != nil {
+	m, err := manifestpkg.Decode(raw)
+	if err != nil {
 		return nil, fmt.Errorf("negotiator: stored manifest: %w", err)
 	}
-	decodedManifests.Add(string(raw), proto.CloneOf(m))
 	return m, nil
 }
 

@@ -31,8 +31,8 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	qc "github.com/decision-fabric/fabric/internal/quorum"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
@@ -240,11 +240,10 @@ func (s *Service) StartNegotiation(ctx context.Context, req *negotiatorv1.StartN
 	if manifest == nil { // the validator refuses it first; this guards direct calls
 		return nil, status.Error(codes.InvalidArgument, "manifest is required")
 	}
-	offer, err := canonical.Proto(manifest)
+	offer, digest, err := manifestpkg.Canonical(manifest)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "manifest: %v", err)
 	}
-	digest := canonical.SHA256Hex(offer)
 	if want := req.GetManifestSha256(); want != "" && want != digest {
 		return nil, status.Errorf(codes.InvalidArgument,
 			"manifest_sha256 %s is not the digest of the manifest (SHA-256 of its RFC 8785 canonical JSON is %s)", want, digest)

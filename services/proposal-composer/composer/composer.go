@@ -30,9 +30,9 @@
 //     chosen, matched keywords, the redacted context, hints and signals, the model's
 //     answer (provider, action, impact, confidence, rationale, parameters) or its failure, and
 //     which overrides were applied or ignored and why.
-//  6. Checks the manifest with the coordinator's own coordinator.ValidateManifest,
-//     hashes its RFC 8785 canonical JSON (canonical.Proto) with SHA256, and signs
-//     exactly those bytes with Deps.Signer.
+//  6. Checks the manifest with manifest.Validate, the rule the coordinator applies on
+//     submission, takes its RFC 8785 canonical JSON and SHA256 (manifest.Canonical),
+//     and signs exactly those bytes with Deps.Signer.
 //
 // The manifest is a pure function of the request, the templates and the model's
 // answer: no clock, no randomness, so the same request gives the same manifest bytes
@@ -83,13 +83,12 @@ import (
 	composerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/composer/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
-	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/model"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/signing"
-	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 )
 
 // Request limits; each violation is INVALID_ARGUMENT naming the field.
@@ -438,7 +437,7 @@ func (s *Service) compose(ctx context.Context, req *composerv1.ComposeRequest) (
 		m.Consent = proto.Clone(c).(*typesv1.Consent)
 	}
 	// 6. The coordinator's own check: a composed manifest is always submittable.
-	if err := coordinator.ValidateManifest(m); err != nil {
+	if err := manifest.Validate(m); err != nil {
 		return nil, status.Errorf(codes.Internal, "composer: template %s produced an invalid manifest: %v", t.ID, status.Convert(err).Message())
 	}
 	return &draft{manifest: m, selection: sel, redactions: r.notes, suggestion: sug}, nil
@@ -501,7 +500,7 @@ func checkSuggestion(s model.Suggestion) error {
 
 // sign hashes and signs a draft.
 func (s *Service) sign(d *draft) (*composerv1.ComposeResponse, error) {
-	payload, err := canonical.Proto(d.manifest)
+	payload, sum, err := manifest.Canonical(d.manifest)
 	if err != nil {
 		return nil, fmt.Errorf("composer: canonical manifest: %w", err)
 	}
@@ -511,7 +510,7 @@ func (s *Service) sign(d *draft) (*composerv1.ComposeResponse, error) {
 	}
 	return &composerv1.ComposeResponse{
 		Manifest:       d.manifest,
-		ManifestSha256: canonical.SHA256Hex(payload),
+		ManifestSha256: sum,
 		Signature: &typesv1.ManifestSignature{
 			Signature: sig, KeyId: s.deps.Signer.KeyID(), PublicKey: string(s.deps.Signer.PublicKeyPEM()),
 		},

@@ -23,10 +23,10 @@ import (
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/consent"
+	"github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/model"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/signing"
-	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 )
 
 func mustStruct(t testing.TB, m map[string]any) *structpb.Struct {
@@ -77,7 +77,7 @@ func TestComposeSpecExample(t *testing.T) {
 	require.Equal(t, "reduce-cost", resp.GetTemplateId())
 	require.Equal(t, SelectedByKeywords, resp.GetSelectedBy())
 	require.Empty(t, resp.GetRedactions())
-	require.NoError(t, coordinator.ValidateManifest(m))
+	require.NoError(t, manifest.Validate(m))
 
 	p := provenance(resp)
 	require.Equal(t, "reduce cost", p["context"])
@@ -410,7 +410,7 @@ func TestRedaction(t *testing.T) {
 			// to redact, so the manifest is submittable.
 			_, notes := redact.Value(manifestJSON(t, resp.GetManifest()), pol)
 			require.Empty(t, notes)
-			require.NoError(t, coordinator.ValidateManifest(resp.GetManifest()))
+			require.NoError(t, manifest.Validate(resp.GetManifest()))
 		})
 	}
 }
@@ -484,7 +484,7 @@ func TestEveryTemplateComposesASubmittableManifest(t *testing.T) {
 			require.NoError(t, err, "%s / %q", tpl.ID, ctxText)
 			require.Equal(t, tpl.ID, resp.GetTemplateId())
 			require.Equal(t, tpl.Action, resp.GetManifest().GetAction())
-			require.NoError(t, coordinator.ValidateManifest(resp.GetManifest()))
+			require.NoError(t, manifest.Validate(resp.GetManifest()))
 			_, notes := redact.Value(manifestJSON(t, resp.GetManifest()), redact.Policy{})
 			require.Empty(t, notes)
 		}

@@ -12,9 +12,9 @@ import (
 
 	composerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/composer/v1"
 	"github.com/decision-fabric/fabric/internal/canonical"
+	"github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/signing"
-	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 )
 
 // FuzzParseTemplates: the templates parser never panics, and whatever it accepts is a
@@ -35,7 +35,7 @@ func FuzzParseTemplates(f *testing.F) {
 			return
 		}
 		for _, tpl := range ts.List() {
-			if !reTemplateID.MatchString(tpl.ID) || !reAction.MatchString(tpl.Action) {
+			if !reTemplateID.MatchString(tpl.ID) || !manifest.ValidAction(tpl.Action) {
 				t.Fatalf("accepted template %q / action %q", tpl.ID, tpl.Action)
 			}
 			if _, err := structpb.NewStruct(tpl.Parameters); err != nil {
@@ -113,7 +113,7 @@ func FuzzCompose(f *testing.F) {
 			return
 		}
 		m := resp.GetManifest()
-		if err := coordinator.ValidateManifest(m); err != nil {
+		if err := manifest.Validate(m); err != nil {
 			t.Fatalf("coordinator refuses the manifest: %v", err)
 		}
 		if _, notes := redact.Value(manifestJSON(t, m), redact.Policy{}); len(notes) > 0 {

@@ -9,8 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -37,7 +37,7 @@ const (
 	maxDescription        = 1024
 	maxParamsBytes        = 64 << 10
 	maxRegions            = 32
-	maxTarget             = 256
+	maxTarget             = manifest.MaxTargetBytes
 )
 
 // ReservedParameter is the manifest parameter the composer writes its provenance to
@@ -46,10 +46,7 @@ const ReservedParameter = "provenance"
 
 var (
 	reTemplateID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
-	// reAction is the coordinator's rule (coordinator.ValidateManifest) and regions
-	// follow regionkeys.ValidRegion, so that every composed manifest passes it.
-	reAction  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-	reKeyword = regexp.MustCompile(`^[a-z0-9]+( [a-z0-9]+)*$`)
+	reKeyword    = regexp.MustCompile(`^[a-z0-9]+( [a-z0-9]+)*$`)
 )
 
 // Template is one validated template.
@@ -230,7 +227,9 @@ func (tf *templateFile) validate() (*Template, error) {
 	if len(tf.Description) > maxDescription {
 		return nil, fmt.Errorf("description: at most %d bytes", maxDescription)
 	}
-	if !reAction.MatchString(tf.Action) {
+	// The action name follows manifest.ValidAction and regions regionkeys.ValidRegion,
+	// so that every composed manifest passes manifest.Validate.
+	if !manifest.ValidAction(tf.Action) {
 		return nil, fmt.Errorf("action %q: want 1-64 lower-case letters, digits, '_' or '-'", redact.Truncate(tf.Action, redact.EchoRunes))
 	}
 	switch tf.Impact {
@@ -338,19 +337,13 @@ func jsonLike(m map[string]any) (map[string]any, error) {
 	return out, nil
 }
 
-// checkTarget applies the coordinator's rule: 1-256 printable characters.
+// checkTarget applies the manifest's target rule (manifest.ValidTarget): 1-256
+// printable characters.
 func checkTarget(t string) error {
-	if len(t) > maxTarget || !printable(t) {
+	if !manifest.ValidTarget(t) {
 		return errors.New("want 1-256 printable characters")
 	}
 	return nil
-}
-
-func printable(s string) bool {
-	if !utf8.ValidString(s) {
-		return false
-	}
-	return !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // checkRegions validates regions as the coordinator does (1-64 of [a-z0-9-], not

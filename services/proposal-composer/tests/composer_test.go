@@ -151,7 +151,7 @@ func TestComposeOverREST(t *testing.T) {
 
 // TestComposedManifestsAreAccepted composes with every template and submits each
 // result to the coordinator exactly as composed (manifest and signature fields of the
-// compose response): the coordinator checks the manifest (ValidateManifest), P1 and
+// compose response): the coordinator checks the manifest (manifest.Validate), P1 and
 // the signature against the fabric's key, and accepts it. A manifest changed after
 // composing is refused.
 func TestComposedManifestsAreAccepted(t *testing.T) {

@@ -1,4 +1,4 @@
-package negotiator
+package manifest
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/canonical"
 )
 
-func storedManifest(t testing.TB, replicas float64) []byte {
+func manifestStored(t testing.TB, replicas float64) []byte {
 	t.Helper()
 	params, err := structpb.NewStruct(map[string]any{"replicas": replicas, "monthly_cost": 1200.5, "note": "a <b> & c"})
 	require.NoError(t, err)
@@ -21,16 +21,16 @@ func storedManifest(t testing.TB, replicas float64) []byte {
 	return raw
 }
 
-// unmarshalManifest answers from its cache exactly as a fresh decode would, and
+// Decode answers from its cache exactly as a fresh decode would, and
 // every caller gets its own message.
-func TestUnmarshalManifestCache(t *testing.T) {
-	raw := storedManifest(t, 12)
+func TestManifestDecodeCache(t *testing.T) {
+	raw := manifestStored(t, 12)
 	slow := &typesv1.Manifest{}
-	require.NoError(t, manifestJSON.Unmarshal(raw, slow))
+	require.NoError(t, decodeOptions.Unmarshal(raw, slow))
 
-	first, err := unmarshalManifest(raw)
+	first, err := Decode(raw)
 	require.NoError(t, err)
-	second, err := unmarshalManifest(raw) // from the cache
+	second, err := Decode(raw) // from the cache
 	require.NoError(t, err)
 	require.True(t, proto.Equal(slow, first))
 	require.True(t, proto.Equal(slow, second))
@@ -38,45 +38,45 @@ func TestUnmarshalManifestCache(t *testing.T) {
 
 	first.Parameters.Fields["replicas"] = structpb.NewNumberValue(1)
 	first.Regions[0] = "changed"
-	third, err := unmarshalManifest(raw)
+	third, err := Decode(raw)
 	require.NoError(t, err)
 	require.True(t, proto.Equal(slow, third), "a caller's change must not reach the cache")
 
-	other, err := unmarshalManifest(storedManifest(t, 13))
+	other, err := Decode(manifestStored(t, 13))
 	require.NoError(t, err)
 	require.Equal(t, 13.0, other.GetParameters().GetFields()["replicas"].GetNumberValue())
 
-	_, err = unmarshalManifest([]byte(`{"action":`))
+	_, err = Decode([]byte(`{"action":`))
 	require.Error(t, err)
-	_, err = unmarshalManifest([]byte(`{"action":`)) // errors are not cached
+	_, err = Decode([]byte(`{"action":`)) // errors are not cached
 	require.Error(t, err)
 }
 
-var benchManifest *typesv1.Manifest
+var manifestBenchSink *typesv1.Manifest
 
-// BenchmarkUnmarshalManifest reads the same stored offer repeatedly, as status
-// reads of a running negotiation do; BenchmarkFloorManifestProtojson is the
+// BenchmarkManifestDecode reads the same stored offer repeatedly, as status
+// reads of a running negotiation do; BenchmarkManifestFloorProtojson is the
 // decode it used to repeat every time.
-func BenchmarkUnmarshalManifest(b *testing.B) {
-	raw := storedManifest(b, 12)
+func BenchmarkManifestDecode(b *testing.B) {
+	raw := manifestStored(b, 12)
 	b.ReportAllocs()
 	for b.Loop() {
-		m, err := unmarshalManifest(raw)
+		m, err := Decode(raw)
 		if err != nil {
 			b.Fatal(err)
 		}
-		benchManifest = m
+		manifestBenchSink = m
 	}
 }
 
-func BenchmarkFloorManifestProtojson(b *testing.B) {
-	raw := storedManifest(b, 12)
+func BenchmarkManifestFloorProtojson(b *testing.B) {
+	raw := manifestStored(b, 12)
 	b.ReportAllocs()
 	for b.Loop() {
 		m := &typesv1.Manifest{}
-		if err := manifestJSON.Unmarshal(raw, m); err != nil {
+		if err := decodeOptions.Unmarshal(raw, m); err != nil {
 			b.Fatal(err)
 		}
-		benchManifest = m
+		manifestBenchSink = m
 	}
 }
