@@ -24,8 +24,8 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/fabric"
-	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/quorum"
+	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 )
