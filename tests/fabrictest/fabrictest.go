@@ -233,7 +233,7 @@ func freePorts(t testing.TB, n int) []int {
 
 // Token mints a development token for the subject "test-user". A token for the
 // service role alone is the fabric's own (signed with its service key, as its services
-// sign theirs); any other is the identity provider's (see IdPToken).
+// sign theirs); any other is the identity provider's (see IDPToken).
 func (f *Fabric) Token(t testing.TB, tenant string, roles ...string) string {
 	t.Helper()
 	return f.TokenFor(t, "test-user", tenant, roles...)
@@ -254,9 +254,9 @@ func (f *Fabric) TokenFor(t testing.TB, subject, tenant string, roles ...string)
 	return tok
 }
 
-// IdPToken mints a token with the development identity provider's key whatever the
+// IDPToken mints a token with the development identity provider's key whatever the
 // roles, as an attacker holding an identity-provider token with a forged role would.
-func (f *Fabric) IdPToken(t testing.TB, tenant string, roles ...string) string {
+func (f *Fabric) IDPToken(t testing.TB, tenant string, roles ...string) string {
 	t.Helper()
 	tok, err := f.signer.Mint("test-user", tenant, roles, time.Hour)
 	require.NoError(t, err)

@@ -70,8 +70,8 @@ func TestServiceOnlyMethodsRefuseEveryOtherPrincipal(t *testing.T) {
 			"auditor":             {f.Token(t, "t1", auth.RoleAuditor), codes.PermissionDenied},
 			"admin":               {f.Token(t, "t1", auth.RoleAdmin), codes.PermissionDenied},
 			"every tenant role":   {f.Token(t, "t1", auth.RoleAdmin, auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor), codes.PermissionDenied},
-			"IdP token + service": {f.IdPToken(t, "t1", auth.RoleService), codes.Unauthenticated},
-			"IdP admin + service": {f.IdPToken(t, "t1", auth.RoleAdmin, auth.RoleService), codes.Unauthenticated},
+			"IdP token + service": {f.IDPToken(t, "t1", auth.RoleService), codes.Unauthenticated},
+			"IdP admin + service": {f.IDPToken(t, "t1", auth.RoleAdmin, auth.RoleService), codes.Unauthenticated},
 		}
 		service := f.Token(t, "t1", auth.RoleService)
 		for svc, ms := range methods {

@@ -11,7 +11,7 @@ func TestBetaCDFClosedForms(t *testing.T) {
 	t.Parallel()
 	for _, x := range []float64{0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99} {
 		require.InDelta(t, x, betaCDF(x, 1, 1), 1e-12, "uniform")
-		require.InDelta(t, math.Pow(x, 3), betaCDF(x, 3, 1), 1e-12, "Beta(a,1) = x^a")
+		require.InDelta(t, x*x*x, betaCDF(x, 3, 1), 1e-12, "Beta(a,1) = x^a")
 		require.InDelta(t, 1-math.Pow(1-x, 4), betaCDF(x, 1, 4), 1e-12, "Beta(1,b) = 1-(1-x)^b")
 		// Beta(2,2): 3x² - 2x³.
 		require.InDelta(t, 3*x*x-2*x*x*x, betaCDF(x, 2, 2), 1e-12)

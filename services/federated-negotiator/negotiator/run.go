@@ -37,7 +37,7 @@ import (
 
 // Timing of retries and of the terminal write.
 const (
-	retryMin      = 50 * time.Millisecond
+	retryFirst    = 50 * time.Millisecond
 	retryMax      = 2 * time.Second
 	finishTimeout = 10 * time.Second
 )
@@ -257,7 +257,7 @@ func (s *Service) round(ctx context.Context, n *store.Negotiation, rule negotiat
 // ask gets one valid vote from agent, retrying failed or invalid answers with
 // backoff until ctx ends. It sends at most one vote on out.
 func (s *Service) ask(ctx context.Context, agent Agent, key voterKey, o Offer, out chan<- Vote) {
-	wait := retryMin
+	wait := retryFirst
 	for {
 		v, err := agent.Vote(ctx, o)
 		if err == nil {
@@ -419,7 +419,7 @@ func (s *Service) notifyFinished(ctx context.Context, log *slog.Logger, n *store
 // retry runs op until it succeeds, fails for a reason retrying cannot fix
 // (conflict, invalid input, not found), or ctx ends.
 func (s *Service) retry(ctx context.Context, op func(context.Context) error) error {
-	wait := retryMin
+	wait := retryFirst
 	for {
 		err := op(ctx)
 		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrInvalid) ||
