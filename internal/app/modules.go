@@ -109,6 +109,11 @@ var modules = map[string]module{
 	Auth:      {deps: []string{Precheck}, init: initAuth},
 
 	fabric.Coordinator: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
+		// The lifecycle engine calls the negotiator and the scorer after the request that
+		// submitted a proposal has returned: as the fabric's service identity.
+		if a.ServiceSigner == nil {
+			return server.Service{}, errors.New("decision-coordinator: the lifecycle engine calls the negotiator and the scorer as the fabric's service identity: set auth.service_key_file (FABRIC_SERVICE_KEY_FILE)")
+		}
 		pol, err := a.policy()
 		if err != nil {
 			return server.Service{}, err
