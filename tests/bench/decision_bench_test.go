@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/decision-fabric/fabric/internal/auth"
-	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
@@ -26,28 +23,6 @@ import (
 // (GET /proposals/{id}?wait_ms=) left unfinished: what a well-behaved API client does,
 // rather than a tight loop.
 const pollInterval = 10 * time.Millisecond
-
-// benchRegions are the five default regions without their simulated network latency,
-// so the benchmark measures the fabric, not sleeps.
-const benchRegions = `
-quorum_rule: majority
-regions:
-  - {name: eu-west, capacity: 1000}
-  - {name: eu-central, capacity: 1000}
-  - {name: us-east, capacity: 1000}
-  - {name: us-west, capacity: 1000}
-  - {name: ap-south, capacity: 1000}
-`
-
-// benchPolicy classifies every change as low impact, so the whole path runs without a
-// human approval step.
-const benchPolicy = `
-version: 1
-defaults:
-  quorum: majority
-  max_monthly_cost_delta: 0
-  impact_rules: []
-`
 
 // BenchmarkDecisionPath drives the low-impact decision path over REST with 32
 // concurrent clients (the throughput figure), then with one (the latency of a
@@ -69,17 +44,7 @@ func BenchmarkDecisionPath(b *testing.B) {
 }
 
 func decisionPath(b *testing.B, st fabrictest.Store, topo fabrictest.Topology, clients int) {
-	dir := b.TempDir()
-	regions, pol := filepath.Join(dir, "regions.yaml"), filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(regions, []byte(benchRegions), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(pol, []byte(benchPolicy), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	f := fabrictest.Start(b, fabrictest.Options{Topology: topo, Store: st, Configure: func(c *config.Config) {
-		c.RegionsFile, c.PolicyFile = regions, pol
-	}})
+	f := fabrictest.Start(b, fabrictest.Options{Topology: topo, Store: st, Configure: fabrictest.InstantLowImpact(b)})
 	tok := f.Token(b, "t1", auth.RoleProposer)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 	do := func(method, url, body string) (int, []byte, error) {

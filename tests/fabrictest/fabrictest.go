@@ -353,3 +353,36 @@ func (f *Fabric) Stop(t testing.TB) {
 	}
 	f.running = nil
 }
+
+// InstantRegions are the five default regions without their simulated network
+// latency: a decision's time is then the fabric's own (benchmarks, commit counts).
+const InstantRegions = `
+quorum_rule: majority
+regions:
+  - {name: eu-west, capacity: 1000}
+  - {name: eu-central, capacity: 1000}
+  - {name: us-east, capacity: 1000}
+  - {name: us-west, capacity: 1000}
+  - {name: ap-south, capacity: 1000}
+`
+
+// LowImpactPolicy classifies every change as low impact, so the whole decision path
+// runs without a human approval step.
+const LowImpactPolicy = `
+version: 1
+defaults:
+  quorum: majority
+  max_monthly_cost_delta: 0
+  impact_rules: []
+`
+
+// InstantLowImpact writes InstantRegions and LowImpactPolicy to files and returns the
+// configuration hook that uses them.
+func InstantLowImpact(t testing.TB) func(*config.Config) {
+	t.Helper()
+	dir := t.TempDir()
+	regions, pol := filepath.Join(dir, "regions.yaml"), filepath.Join(dir, "policy.yaml")
+	require.NoError(t, os.WriteFile(regions, []byte(InstantRegions), 0o600))
+	require.NoError(t, os.WriteFile(pol, []byte(LowImpactPolicy), 0o600))
+	return func(c *config.Config) { c.RegionsFile, c.PolicyFile = regions, pol }
+}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -26,28 +24,7 @@ import (
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
-// engineRegions answer at once, so a decision's time is the fabric's own.
-const engineRegions = `
-quorum_rule: majority
-regions:
-  - {name: eu-west, capacity: 1000}
-  - {name: eu-central, capacity: 1000}
-  - {name: us-east, capacity: 1000}
-  - {name: us-west, capacity: 1000}
-  - {name: ap-south, capacity: 1000}
-`
-
-// engineLowPolicy classifies every change as low impact: the whole path runs without
-// a human.
-const engineLowPolicy = "version: 1\ndefaults:\n  quorum: majority\n  max_monthly_cost_delta: 0\n  impact_rules: []\n"
-
-func engineFiles(t *testing.T) func(c *config.Config) {
-	dir := t.TempDir()
-	regions, pol := filepath.Join(dir, "regions.yaml"), filepath.Join(dir, "policy.yaml")
-	require.NoError(t, os.WriteFile(regions, []byte(engineRegions), 0o600))
-	require.NoError(t, os.WriteFile(pol, []byte(engineLowPolicy), 0o600))
-	return func(c *config.Config) { c.RegionsFile, c.PolicyFile = regions, pol }
-}
+func engineFiles(t *testing.T) func(c *config.Config) { return fabrictest.InstantLowImpact(t) }
 
 const engineManifest = `{"action":"scale","target":"%s","regions":["eu-west","eu-central","us-east","us-west","ap-south"],"impact":"low","parameters":{"replicas_delta":1}}`
 

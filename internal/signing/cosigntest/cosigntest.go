@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
+	"github.com/decision-fabric/fabric/internal/modroot"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +28,7 @@ func Binary(t testing.TB) string {
 	if p, err := exec.LookPath("cosign"); err == nil {
 		return p
 	}
-	if root, ok := repoRoot(); ok {
+	if root, err := modroot.Find(); err == nil {
 		p := filepath.Join(root, ".tools", "bin", "cosign")
 		if _, err := os.Stat(p); err == nil {
 			return p
@@ -39,24 +40,6 @@ func Binary(t testing.TB) string {
 	}
 	t.Skip(why)
 	return ""
-}
-
-// repoRoot is the nearest folder above the working directory holding go.mod.
-func repoRoot() (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
 }
 
 // Run runs the CLI in workDir, offline: an isolated HOME and TUF root, the given

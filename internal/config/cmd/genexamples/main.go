@@ -9,9 +9,9 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/modroot"
 	"os"
 	"path/filepath"
 
@@ -32,7 +32,7 @@ func main() {
 func run(root string, check bool) error {
 	if root == "" {
 		var err error
-		if root, err = moduleRoot(); err != nil {
+		if root, err = modroot.Find(); err != nil {
 			return err
 		}
 	}
@@ -58,22 +58,4 @@ func run(root string, check bool) error {
 		return fmt.Errorf("stale (run go run ./internal/config/cmd/genexamples): %v", stale)
 	}
 	return nil
-}
-
-// moduleRoot is the nearest folder upwards holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

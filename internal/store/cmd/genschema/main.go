@@ -10,9 +10,9 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
+	"github.com/decision-fabric/fabric/internal/modroot"
 	"os"
 	"path/filepath"
 
@@ -33,7 +33,7 @@ func main() {
 
 func run(out string, check bool) error {
 	if out == "" {
-		root, err := moduleRoot()
+		root, err := modroot.Find()
 		if err != nil {
 			return err
 		}
@@ -57,22 +57,4 @@ func run(out string, check bool) error {
 		return err
 	}
 	return os.WriteFile(out, want, 0o644)
-}
-
-// moduleRoot walks up from the working directory to the folder holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory; use -o")
-		}
-		dir = parent
-	}
 }
