@@ -182,17 +182,19 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 			return nil, storeError(err)
 		}
 	}
-	signature, err := s.verifyManifest(req)
+	// The manifest is canonicalised once: the signature is checked on these bytes,
+	// and they are what is stored and hashed.
+	manifestJSON, manifestSHA256, err := manifestpkg.Canonical(req.GetManifest())
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
+	}
+	signature, err := s.verifyCanonicalManifest(req, manifestJSON)
 	if err != nil {
 		return nil, err
 	}
 	manifest, err := s.personalData(req)
 	if err != nil {
 		return nil, err
-	}
-	manifestJSON, manifestSHA256, err := manifestpkg.Canonical(manifest)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
 	}
 	metadataJSON := []byte("{}")
 	if md := req.GetMetadata(); md != nil {

@@ -21,6 +21,12 @@ import (
 // request itself. It returns the verified signature as the decision record keeps it
 // (key_id and the trusted key's public_key filled in), nil for an unsigned manifest.
 func (s *Service) verifyManifest(req *coordinatorv1.SubmitProposalRequest) (*typesv1.ManifestSignature, error) {
+	return s.verifyCanonicalManifest(req, nil)
+}
+
+// verifyCanonicalManifest is verifyManifest for a manifest already in canonical form
+// (payload; nil: computed here), so that a submission canonicalises it once.
+func (s *Service) verifyCanonicalManifest(req *coordinatorv1.SubmitProposalRequest, payload []byte) (*typesv1.ManifestSignature, error) {
 	sig := req.GetSignature()
 	if sig == nil {
 		if s.deps.RequireSignature {
@@ -39,11 +45,13 @@ func (s *Service) verifyManifest(req *coordinatorv1.SubmitProposalRequest) (*typ
 	if keyID == "" {
 		return nil, status.Error(codes.InvalidArgument, "signature.key_id or signature.public_key is required with a signature")
 	}
-	payload, _, err := manifestpkg.Canonical(req.GetManifest())
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
+	if payload == nil {
+		var err error
+		if payload, _, err = manifestpkg.Canonical(req.GetManifest()); err != nil {
+			return nil, fmt.Errorf("coordinator: canonical manifest: %w", err)
+		}
 	}
-	err = s.deps.TrustedKeys.Verify(keyID, payload, sig.GetSignature())
+	err := s.deps.TrustedKeys.Verify(keyID, payload, sig.GetSignature())
 	switch {
 	case err == nil:
 		pub, _ := s.deps.TrustedKeys.PublicKeyPEM(keyID)
