@@ -7,13 +7,14 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/pem"
-	"github.com/decision-fabric/fabric/internal/modroot"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/decision-fabric/fabric/internal/modroot"
 )
 
 // Binary returns the cosign CLI: COSIGN_BIN, else `cosign` on PATH, else the one `make

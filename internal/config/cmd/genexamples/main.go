@@ -11,9 +11,10 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/modroot"
 	"os"
 	"path/filepath"
+
+	"github.com/decision-fabric/fabric/internal/modroot"
 
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"

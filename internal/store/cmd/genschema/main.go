@@ -12,9 +12,10 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/modroot"
 	"os"
 	"path/filepath"
+
+	"github.com/decision-fabric/fabric/internal/modroot"
 
 	"github.com/decision-fabric/fabric/internal/store"
 )
