@@ -236,7 +236,6 @@ type crashNegotiation struct {
 	} `json:"votes"`
 }
 
-
 // (b) nothing was negotiated after its deadline.
 func crashCheckNegotiations(t *testing.T, load *crashLoad, acks []crashAck, final map[string]*crashProposal, dead []crashKill) {
 	byProposal := crashNegotiationsByProposal(t, load.f)
