@@ -217,13 +217,8 @@ func (e *engine) run(p *store.Proposal) {
 		case err == nil && next != nil:
 			p, delay = next, e.cfg.Retry
 			continue
-		case err != nil && isConflict(err):
-			// Moved by someone else (another engine, an enactment): read it again.
-			fresh, gerr := e.s.deps.Store.Proposals().Get(e.base, p.TenantID, p.ID)
-			if gerr != nil {
-				return
-			}
-			p = fresh
+		case err != nil && isConflict(err) && e.movedOn(&p):
+			// Moved by someone else (another engine, an enactment): go on from there.
 			continue
 		case err != nil:
 			e.s.metrics.engineRetries.Inc()
@@ -238,6 +233,17 @@ func (e *engine) run(p *store.Proposal) {
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
+}
+
+// movedOn re-reads *p and reports whether it changed since (another process moved it);
+// a conflict on an unchanged proposal is an ordinary failure, retried with a delay.
+func (e *engine) movedOn(p **store.Proposal) bool {
+	fresh, err := e.s.deps.Store.Proposals().Get(e.base, (*p).TenantID, (*p).ID)
+	if err != nil || fresh.Version == (*p).Version {
+		return false
+	}
+	*p = fresh
+	return true
 }
 
 // close stops the engine, waits for its drivers and releases its leases so another
