@@ -719,8 +719,8 @@ type compiledPolicy struct {
 	impactRules        []impactRule
 	crossTenant        bool // allow
 	crossTenantTargets []string
-	timeout            time.Duration // 0 = engine default
-	unknownActions     string        // UnknownActionsRefuse or UnknownActionsHigh
+	timeout            time.Duration  // 0 = engine default
+	unknownActions     string         // UnknownActionsRefuse or UnknownActionsHigh
 	approval           approval.Rules // the approval block; zero = the default rule
 }
 
