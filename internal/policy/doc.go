@@ -21,6 +21,10 @@
 //   - the negotiation deadline (P6), PHASE_I4_DECISION_TIMEOUT_MS unless the
 //     policy sets one.
 //
+// [Engine.ApprovalRules] returns a tenant's approval rules (the `approval:`
+// block: sets of rules with approve/deny thresholds and reviewer filters, for
+// package approval), or the default rule when the policy names none.
+//
 // Evaluation is deterministic (no clock, no randomness, map parameters are
 // iterated in key order) and bounded (a CEL cost limit per expression). An
 // [Engine] is immutable and safe for concurrent use.

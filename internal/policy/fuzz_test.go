@@ -24,6 +24,8 @@ func FuzzParse(f *testing.F) {
 		"version: !!binary AQ==\n",
 		"<<: {version: 1}\n",
 		"version: 1\ndefaults:\n  approval_when: lists.range(1000).all(i, lists.range(1000).all(j, true))\n",
+		approvalPolicy,
+		"version: 1\ndefaults:\n  approval: {sets: [{rules: [{name: a, approve: 1, deny: 1, filter: {roles: [r], groups: [g]}}]}], expires_after: 1h}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -42,6 +44,12 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("not a LoadError: %T %v", err, err)
 			}
 			return
+		}
+		// An accepted approval block is one the approval model accepts.
+		for _, id := range append(e.Tenants(), "no-section") {
+			if err := e.ApprovalRules(id).Validate(); err != nil {
+				t.Fatalf("accepted approval rules of %s are invalid: %v", id, err)
+			}
 		}
 		for _, in := range inputs {
 			d, err := e.Evaluate(in)

@@ -19,6 +19,7 @@ import (
 	"github.com/google/cel-go/cel"
 	"gopkg.in/yaml.v3"
 
+	"github.com/decision-fabric/fabric/internal/approval"
 	"github.com/decision-fabric/fabric/internal/quorum"
 )
 
@@ -445,11 +446,12 @@ type layer struct {
 	crossTenantTargets *[]string
 	timeout            *time.Duration
 	unknownActions     *string
+	approval           *approval.Rules
 }
 
 var sectionKeys = []string{"quorum", "quorum_rules", "region_weights", "approvals_required", "approval_when",
 	"dry_run_when", "max_monthly_cost_delta", "currency", "impact_rules", "cross_tenant", "cross_tenant_targets",
-	"decision_timeout_ms", "unknown_actions"}
+	"decision_timeout_ms", "unknown_actions", "approval"}
 
 var quorums = quorum.Rules
 
@@ -580,6 +582,12 @@ func (p *parser) section(n *yaml.Node, path string) (*layer, error) {
 				return err
 			}
 			l.unknownActions = &u
+		case "approval":
+			a, err := p.approvalBlock(v, kp)
+			if err != nil {
+				return err
+			}
+			l.approval = &a
 		default:
 			return p.errf(k, kp, "unknown key (want one of: %s)", strings.Join(sectionKeys, ", "))
 		}
@@ -711,8 +719,9 @@ type compiledPolicy struct {
 	impactRules        []impactRule
 	crossTenant        bool // allow
 	crossTenantTargets []string
-	timeout            time.Duration // 0 = engine default
-	unknownActions     string        // UnknownActionsRefuse or UnknownActionsHigh
+	timeout            time.Duration  // 0 = engine default
+	unknownActions     string         // UnknownActionsRefuse or UnknownActionsHigh
+	approval           approval.Rules // the approval block; zero = the default rule
 }
 
 type impactRule struct {
@@ -774,6 +783,9 @@ func (cp *compiledPolicy) with(l *layer, name string) *compiledPolicy {
 	}
 	if l.unknownActions != nil {
 		c.unknownActions = *l.unknownActions
+	}
+	if l.approval != nil {
+		c.approval = *l.approval
 	}
 	return &c
 }
