@@ -8,8 +8,12 @@
 //     that moves it forward (store.MFAStore.AcceptTOTPStep): a replayed code, or any
 //     code of a step at or before the last accepted one, is refused, and two
 //     concurrent verifications of one code cannot both pass.
-//   - Wrong codes are counted in the store: MaxFailures of them lock the enrolment for
-//     LockFor; a success resets the count.
+//   - Refused codes (wrong, malformed or replayed) are counted in the store:
+//     MaxFailures of them lock the enrolment for LockFor; a success resets the count.
+//     Each attempt is counted before its code is checked
+//     (store.MFAStore.BeginTOTPAttempt), so concurrent guesses cannot outrun the
+//     limit: at most MaxFailures codes are checked per lock. (So more than
+//     MaxFailures concurrent attempts, even of the right code, lock the enrolment.)
 //   - The secret is sealed with AES-256-GCM under a key the caller supplies (from the
 //     fabric's key material), with the tenant and subject as additional data, so the
 //     store holds only ciphertext and a sealed secret moved to another row does not
@@ -199,18 +203,33 @@ func (t *TOTP) Verify(ctx context.Context, tenant, subject, code string) error {
 	if now.Before(e.LockedUntil) {
 		return &LockedError{Until: e.LockedUntil}
 	}
-	secret, err := t.open(tenant, subject, e.Secret)
+	// sealed is the enrolment the code is checked against; the compare-and-swap
+	// below accepts it only for that enrolment (not one made meanwhile).
+	sealed := e.Secret
+	secret, err := t.open(tenant, subject, sealed)
 	if err != nil {
 		return err
 	}
+	// Count the attempt before checking the code: of any number of concurrent
+	// guesses at most MaxFailures are checked before the lock.
+	e, err = t.mfa.BeginTOTPAttempt(ctx, tenant, subject, now, now.Add(t.lockFor), t.maxFailures)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrNotEnrolled
+	}
+	if err != nil {
+		return fmt.Errorf("mfa: verify: %w", err)
+	}
+	if now.Before(e.LockedUntil) {
+		return &LockedError{Until: e.LockedUntil}
+	}
 	step, ok := matchStep(secret, code, now)
 	if !ok {
-		return t.fail(ctx, tenant, subject, now)
+		return t.fail(ctx, tenant, subject, now, ErrInvalidCode)
 	}
 	if step <= e.LastStep {
-		return ErrReplayed
+		return t.fail(ctx, tenant, subject, now, ErrReplayed)
 	}
-	_, err = t.mfa.AcceptTOTPStep(ctx, tenant, subject, e.Secret, step, now)
+	_, err = t.mfa.AcceptTOTPStep(ctx, tenant, subject, sealed, step, now)
 	switch {
 	case err == nil:
 		return nil
@@ -228,16 +247,17 @@ func (t *TOTP) Verify(ctx context.Context, tenant, subject, code string) error {
 		return fmt.Errorf("mfa: verify: %w", gerr)
 	case now.Before(cur.LockedUntil):
 		return &LockedError{Until: cur.LockedUntil}
-	case !bytes.Equal(cur.Secret, e.Secret):
+	case !bytes.Equal(cur.Secret, sealed):
 		return ErrInvalidCode // re-enrolled meanwhile: the code is of the old secret
 	default:
-		return ErrReplayed
+		return t.fail(ctx, tenant, subject, now, ErrReplayed)
 	}
 }
 
-// fail counts a wrong code and returns ErrInvalidCode, or the lock it caused.
-func (t *TOTP) fail(ctx context.Context, tenant, subject string, now time.Time) error {
-	e, err := t.mfa.RecordTOTPFailure(ctx, tenant, subject, t.maxFailures, now.Add(t.lockFor))
+// fail settles a refused attempt (already counted) and returns why, with the lock
+// when this attempt completed the limit.
+func (t *TOTP) fail(ctx context.Context, tenant, subject string, now time.Time, why error) error {
+	e, err := t.mfa.RecordTOTPFailure(ctx, tenant, subject, now, now.Add(t.lockFor), t.maxFailures)
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrNotEnrolled
 	}
@@ -245,9 +265,9 @@ func (t *TOTP) fail(ctx context.Context, tenant, subject string, now time.Time) 
 		return fmt.Errorf("mfa: count failure: %w", err)
 	}
 	if now.Before(e.LockedUntil) {
-		return fmt.Errorf("%w; %w", ErrInvalidCode, &LockedError{Until: e.LockedUntil})
+		return fmt.Errorf("%w; %w", why, &LockedError{Until: e.LockedUntil})
 	}
-	return ErrInvalidCode
+	return why
 }
 
 // matchStep returns the time step within ±Skew of now whose code is code, checking

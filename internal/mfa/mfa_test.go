@@ -158,6 +158,39 @@ func TestBruteForceLocks(t *testing.T) {
 	})
 }
 
+func TestConcurrentBruteForceChecksAtMostFiveCodes(t *testing.T) {
+	eachStore(t, func(t *testing.T, e *env) {
+		secret := e.enroll(t, "t1", "alice")
+		good := code(t, secret, t0)
+		guesses := wrongCodes(good, 30)
+		errs := make(chan error, len(guesses))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, g := range guesses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs <- e.totp.Verify(ctx(t), "t1", "alice", g)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		checked := 0
+		for err := range errs {
+			require.Error(t, err)
+			if errors.Is(err, mfa.ErrInvalidCode) {
+				checked++
+			} else {
+				require.ErrorIs(t, err, mfa.ErrLocked)
+			}
+		}
+		require.LessOrEqual(t, checked, mfa.DefaultMaxFailures, "codes checked before the lock")
+		require.ErrorIs(t, e.totp.Verify(ctx(t), "t1", "alice", good), mfa.ErrLocked, "the right code after the burst")
+	})
+}
+
 func TestAnotherSubjectsOrTenantsSecretIsUseless(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
 		alice := e.enroll(t, "t1", "alice")
@@ -203,10 +236,43 @@ func TestCodeOfThePreviousEnrolmentIsRefused(t *testing.T) {
 	})
 }
 
+// raceStore runs hook once, just before the first BeginTOTPAttempt: a re-enrolment
+// landing between Verify's read of the enrolment and its compare-and-swap.
+type raceStore struct {
+	store.MFAStore
+	once sync.Once
+	hook func()
+}
+
+func (r *raceStore) BeginTOTPAttempt(ctx context.Context, tenant, subject string, now, lockUntil time.Time, max int) (*store.TOTPEnrollment, error) {
+	r.once.Do(r.hook)
+	return r.MFAStore.BeginTOTPAttempt(ctx, tenant, subject, now, lockUntil, max)
+}
+
+func TestCodeOfASecretReplacedDuringVerifyIsRefused(t *testing.T) {
+	eachStore(t, func(t *testing.T, e *env) {
+		old := e.enroll(t, "t1", "alice")
+		var fresh string
+		rs := &raceStore{MFAStore: e.s.MFA(), hook: func() { fresh = e.enroll(t, "t1", "alice") }}
+		v, err := mfa.New(rs, testKey, mfa.Options{Now: e.clock.Now})
+		require.NoError(t, err)
+		require.ErrorIs(t, v.Verify(ctx(t), "t1", "alice", code(t, old, t0)), mfa.ErrInvalidCode)
+		require.NotEmpty(t, fresh)
+		st, err := e.s.MFA().GetTOTP(ctx(t), "t1", "alice")
+		require.NoError(t, err)
+		require.Zero(t, st.LastStep, "nothing accepted for the new enrolment")
+		require.NoError(t, e.totp.Verify(ctx(t), "t1", "alice", code(t, fresh, t0)))
+	})
+}
+
 func TestConcurrentVerifyOfOneCodePassesOnce(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
 		secret := e.enroll(t, "t1", "alice")
 		c := code(t, secret, t0)
+		// More than MaxFailures concurrent attempts lock the enrolment (every attempt
+		// counts until settled): keep the rate limit out of this test's way.
+		v, err := mfa.New(e.s.MFA(), testKey, mfa.Options{Now: e.clock.Now, MaxFailures: 100})
+		require.NoError(t, err)
 		const n = 8
 		errs := make(chan error, n)
 		var wg sync.WaitGroup
@@ -216,7 +282,7 @@ func TestConcurrentVerifyOfOneCodePassesOnce(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				errs <- e.totp.Verify(ctx(t), "t1", "alice", c)
+				errs <- v.Verify(ctx(t), "t1", "alice", c)
 			}()
 		}
 		close(start)

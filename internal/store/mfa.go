@@ -40,10 +40,19 @@ type MFAStore interface {
 	// (ErrNotFound when there is no enrolment). Of concurrent calls with one step at
 	// most one succeeds.
 	AcceptTOTPStep(ctx context.Context, tenantID, subject string, secret []byte, step int64, now time.Time) (*TOTPEnrollment, error)
-	// RecordTOTPFailure counts a wrong code in one statement: Failures+1, and when that
-	// reaches maxFailures the enrolment is locked until lockUntil and Failures restarts
-	// at 0. Returns the row after the update; ErrNotFound if none.
-	RecordTOTPFailure(ctx context.Context, tenantID, subject string, maxFailures int, lockUntil time.Time) (*TOTPEnrollment, error)
+	// BeginTOTPAttempt counts a code about to be checked, before it is checked, in
+	// one statement, so that concurrent guesses cannot outrun the limit: when the
+	// enrolment is locked at now nothing changes; when maxFailures attempts are
+	// already counted it is locked until lockUntil (the count restarts at 0);
+	// otherwise Failures+1. The caller checks the code only when the returned row is
+	// not locked at now. A success (AcceptTOTPStep) resets the count. ErrNotFound if
+	// there is no enrolment.
+	BeginTOTPAttempt(ctx context.Context, tenantID, subject string, now, lockUntil time.Time, maxFailures int) (*TOTPEnrollment, error)
+	// RecordTOTPFailure settles a refused attempt (already counted by
+	// BeginTOTPAttempt): when the count has reached maxFailures and the enrolment is
+	// not locked at now, it is locked until lockUntil and the count restarts at 0.
+	// Returns the row after the update; ErrNotFound if none.
+	RecordTOTPFailure(ctx context.Context, tenantID, subject string, now, lockUntil time.Time, maxFailures int) (*TOTPEnrollment, error)
 }
 
 func (s *sqlStore) MFA() MFAStore { return mfaStore{s} }
@@ -60,9 +69,16 @@ const (
 	WHERE tenant_id = $1 AND subject = $2 AND secret = $3 AND last_step < $4
 	  AND (locked_until IS NULL OR locked_until <= $5)
 	RETURNING ` + totpCols
-	sqlTOTPFailure = `UPDATE mfa_totp
-	SET failures = CASE WHEN failures + 1 >= $3 THEN 0 ELSE failures + 1 END,
-	    locked_until = CASE WHEN failures + 1 >= $3 THEN $4 ELSE locked_until END
+	// $3 now, $4 lockUntil, $5 maxFailures. A NULL locked_until makes
+	// "locked_until > $3" NULL, which CASE treats as false.
+	sqlTOTPBegin = `UPDATE mfa_totp SET
+	    failures = CASE WHEN locked_until > $3 THEN failures WHEN failures >= $5 THEN 0 ELSE failures + 1 END,
+	    locked_until = CASE WHEN locked_until > $3 THEN locked_until WHEN failures >= $5 THEN $4 ELSE locked_until END
+	WHERE tenant_id = $1 AND subject = $2
+	RETURNING ` + totpCols
+	sqlTOTPFailure = `UPDATE mfa_totp SET
+	    failures = CASE WHEN locked_until > $3 THEN failures WHEN failures >= $5 THEN 0 ELSE failures END,
+	    locked_until = CASE WHEN locked_until > $3 THEN locked_until WHEN failures >= $5 THEN $4 ELSE locked_until END
 	WHERE tenant_id = $1 AND subject = $2
 	RETURNING ` + totpCols
 )
@@ -131,14 +147,23 @@ func (m mfaStore) AcceptTOTPStep(ctx context.Context, tenantID, subject string, 
 	return stored, m.s.wrap("accept totp step", err)
 }
 
-func (m mfaStore) RecordTOTPFailure(ctx context.Context, tenantID, subject string, maxFailures int, lockUntil time.Time) (*TOTPEnrollment, error) {
+func (m mfaStore) BeginTOTPAttempt(ctx context.Context, tenantID, subject string, at, lockUntil time.Time, maxFailures int) (*TOTPEnrollment, error) {
+	return m.attempt(ctx, "begin totp attempt", sqlTOTPBegin, tenantID, subject, at, lockUntil, maxFailures)
+}
+
+func (m mfaStore) RecordTOTPFailure(ctx context.Context, tenantID, subject string, at, lockUntil time.Time, maxFailures int) (*TOTPEnrollment, error) {
+	return m.attempt(ctx, "record totp failure", sqlTOTPFailure, tenantID, subject, at, lockUntil, maxFailures)
+}
+
+func (m mfaStore) attempt(ctx context.Context, op, q, tenantID, subject string, at, lockUntil time.Time, maxFailures int) (*TOTPEnrollment, error) {
 	if maxFailures <= 0 {
 		return nil, fmt.Errorf("%w: maxFailures must be positive", ErrInvalid)
 	}
 	var stored *TOTPEnrollment
 	err := m.s.write(ctx, func(w querier) (err error) {
-		stored, err = scanTOTP(w.queryRow(ctx, sqlTOTPFailure, tenantID, subject, maxFailures, m.s.drv.timeArg(normTime(lockUntil))))
+		stored, err = scanTOTP(w.queryRow(ctx, q, tenantID, subject,
+			m.s.drv.timeArg(normTime(at)), m.s.drv.timeArg(normTime(lockUntil)), maxFailures))
 		return err
 	})
-	return stored, m.s.wrap("record totp failure", err)
+	return stored, m.s.wrap(op, err)
 }

@@ -19,7 +19,8 @@ var mfaTests = []struct {
 	{"TOTPTenantIsolation", testTOTPTenantIsolation},
 	{"TOTPAcceptStep", testTOTPAcceptStep},
 	{"TOTPAcceptStepConcurrent", testTOTPAcceptStepConcurrent},
-	{"TOTPRecordFailure", testTOTPRecordFailure},
+	{"TOTPAttempts", testTOTPAttempts},
+	{"TOTPAttemptsConcurrent", testTOTPAttemptsConcurrent},
 }
 
 var mfaT0 = time.Date(2026, 1, 2, 3, 4, 5, 6007, time.UTC)
@@ -52,8 +53,11 @@ func testTOTPPutGet(t *testing.T, s store.Store) {
 	// Advance the state, then re-enrol: everything is reset.
 	_, err = m.AcceptTOTPStep(ctx(t), "t", "alice", []byte{0, 1, 2, 0xff}, 7, mfaT0)
 	require.NoError(t, err)
-	_, err = m.RecordTOTPFailure(ctx(t), "t", "alice", 1, mfaT0.Add(time.Minute))
+	_, err = m.BeginTOTPAttempt(ctx(t), "t", "alice", mfaT0, mfaT0.Add(time.Minute), 1)
 	require.NoError(t, err)
+	locked, err := m.RecordTOTPFailure(ctx(t), "t", "alice", mfaT0, mfaT0.Add(time.Minute), 1)
+	require.NoError(t, err)
+	require.False(t, locked.LockedUntil.IsZero())
 	again, err := m.PutTOTP(ctx(t), &store.TOTPEnrollment{TenantID: "t", Subject: "alice", Secret: []byte("new")})
 	require.NoError(t, err)
 	require.Equal(t, []byte("new"), again.Secret)
@@ -78,7 +82,9 @@ func testTOTPTenantIsolation(t *testing.T, s store.Store) {
 		require.ErrorIs(t, err, store.ErrNotFound)
 		_, err = m.AcceptTOTPStep(ctx(t), k[0], k[1], []byte("s1"), 5, mfaT0)
 		require.ErrorIs(t, err, store.ErrNotFound)
-		_, err = m.RecordTOTPFailure(ctx(t), k[0], k[1], 5, mfaT0)
+		_, err = m.BeginTOTPAttempt(ctx(t), k[0], k[1], mfaT0, mfaT0, 5)
+		require.ErrorIs(t, err, store.ErrNotFound)
+		_, err = m.RecordTOTPFailure(ctx(t), k[0], k[1], mfaT0, mfaT0, 5)
 		require.ErrorIs(t, err, store.ErrNotFound)
 	}
 	got, err := m.GetTOTP(ctx(t), "t1", "alice")
@@ -104,9 +110,9 @@ func testTOTPAcceptStep(t *testing.T, s store.Store) {
 	require.ErrorIs(t, err, store.ErrInvalid)
 
 	// Locked: refused until the lock has passed, then accepted and the lock cleared.
-	_, err = m.RecordTOTPFailure(ctx(t), "t", "alice", 2, mfaT0)
+	_, err = m.BeginTOTPAttempt(ctx(t), "t", "alice", mfaT0, mfaT0.Add(5*time.Minute), 1)
 	require.NoError(t, err)
-	locked, err := m.RecordTOTPFailure(ctx(t), "t", "alice", 2, mfaT0.Add(5*time.Minute))
+	locked, err := m.RecordTOTPFailure(ctx(t), "t", "alice", mfaT0, mfaT0.Add(5*time.Minute), 1)
 	require.NoError(t, err)
 	require.Equal(t, mfaT0.Add(5*time.Minute).Truncate(time.Microsecond), locked.LockedUntil)
 	_, err = m.AcceptTOTPStep(ctx(t), "t", "alice", []byte("sealed"), 101, mfaT0.Add(5*time.Minute-time.Second))
@@ -148,41 +154,85 @@ func testTOTPAcceptStepConcurrent(t *testing.T, s store.Store) {
 	require.Equal(t, 1, wins, "one step, one acceptance")
 }
 
-func testTOTPRecordFailure(t *testing.T, s store.Store) {
+func testTOTPAttempts(t *testing.T, s store.Store) {
 	m := s.MFA()
 	putTOTP(t, s, "t", "alice", []byte("sealed"))
 	lock := mfaT0.Add(5 * time.Minute)
-	for i := 1; i < 5; i++ {
-		e, err := m.RecordTOTPFailure(ctx(t), "t", "alice", 5, lock)
+	begin := func(at time.Time) *store.TOTPEnrollment {
+		e, err := m.BeginTOTPAttempt(ctx(t), "t", "alice", at, lock, 5)
 		require.NoError(t, err)
-		require.Equal(t, i, e.Failures)
+		return e
+	}
+	fail := func(at time.Time) *store.TOTPEnrollment {
+		e, err := m.RecordTOTPFailure(ctx(t), "t", "alice", at, lock, 5)
+		require.NoError(t, err)
+		return e
+	}
+	// Four refused attempts: counted, not locked.
+	for i := 1; i < 5; i++ {
+		require.Equal(t, i, begin(mfaT0).Failures)
+		e := fail(mfaT0)
+		require.Equal(t, i, e.Failures, "RecordTOTPFailure does not count again")
 		require.True(t, e.LockedUntil.IsZero(), "not locked after %d failures", i)
 	}
-	e, err := m.RecordTOTPFailure(ctx(t), "t", "alice", 5, lock)
-	require.NoError(t, err)
+	// The fifth attempt is counted; refusing it locks.
+	require.Equal(t, 5, begin(mfaT0).Failures)
+	e := fail(mfaT0)
 	require.Equal(t, lock.Truncate(time.Microsecond), e.LockedUntil, "the fifth failure locks")
 	require.Zero(t, e.Failures, "the count restarts with the lock")
-	_, err = m.RecordTOTPFailure(ctx(t), "t", "alice", 0, lock)
-	require.ErrorIs(t, err, store.ErrInvalid)
+	// While locked, attempts change nothing.
+	require.Equal(t, e, begin(mfaT0.Add(time.Minute)))
+	require.Equal(t, e, fail(mfaT0.Add(time.Minute)))
+	// After the lock, attempts count from 0 again.
+	require.Equal(t, 1, begin(lock).Failures)
 
-	// Concurrent failures are all counted.
+	// Attempts left unsettled (a crashed verifier) still end in a lock.
 	putTOTP(t, s, "t", "bob", []byte("sealed"))
+	for range 5 {
+		_, err := m.BeginTOTPAttempt(ctx(t), "t", "bob", mfaT0, lock, 5)
+		require.NoError(t, err)
+	}
+	e, err := m.BeginTOTPAttempt(ctx(t), "t", "bob", mfaT0, lock, 5)
+	require.NoError(t, err)
+	require.Equal(t, lock.Truncate(time.Microsecond), e.LockedUntil, "a sixth attempt finds five counted and locks")
+
+	_, err = m.BeginTOTPAttempt(ctx(t), "t", "alice", mfaT0, lock, 0)
+	require.ErrorIs(t, err, store.ErrInvalid)
+	_, err = m.RecordTOTPFailure(ctx(t), "t", "alice", mfaT0, lock, 0)
+	require.ErrorIs(t, err, store.ErrInvalid)
+}
+
+// testTOTPAttemptsConcurrent: of many concurrent attempts at most maxFailures are
+// let through (not locked) before the lock.
+func testTOTPAttemptsConcurrent(t *testing.T, s store.Store) {
+	putTOTP(t, s, "t", "alice", []byte("sealed"))
+	lock := mfaT0.Add(5 * time.Minute)
+	const n = 16
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for range 4 {
+	type res struct {
+		e   *store.TOTPEnrollment
+		err error
+	}
+	out := make(chan res, n)
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := m.RecordTOTPFailure(ctx(t), "t", "bob", 100, lock)
-			errs <- err
+			e, err := s.MFA().BeginTOTPAttempt(ctx(t), "t", "alice", mfaT0, lock, 5)
+			out <- res{e, err}
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
+	close(out)
+	through := 0
+	for r := range out {
+		require.NoError(t, r.err)
+		if !mfaT0.Before(r.e.LockedUntil) {
+			through++
+		}
 	}
-	got, err := m.GetTOTP(ctx(t), "t", "bob")
+	require.Equal(t, 5, through, "exactly maxFailures attempts get through")
+	got, err := s.MFA().GetTOTP(ctx(t), "t", "alice")
 	require.NoError(t, err)
-	require.Equal(t, 4, got.Failures)
+	require.Equal(t, lock.Truncate(time.Microsecond), got.LockedUntil)
 }
