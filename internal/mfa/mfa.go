@@ -158,6 +158,8 @@ type Enrollment struct {
 
 // Enroll creates a fresh secret for subject in tenant, replacing any earlier one
 // (its codes stop working, and the replay and failure state starts afresh).
+// subject is stored as the enrolment's key and shown as the account name; callers
+// that must not store a raw JWT subject (docs/security.md) pass Principal.Actor().
 func (t *TOTP) Enroll(ctx context.Context, tenant, subject string) (*Enrollment, error) {
 	if tenant == "" || subject == "" {
 		return nil, errors.New("mfa: tenant and subject are required")

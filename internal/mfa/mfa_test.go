@@ -244,9 +244,9 @@ type raceStore struct {
 	hook func()
 }
 
-func (r *raceStore) BeginTOTPAttempt(ctx context.Context, tenant, subject string, now, lockUntil time.Time, max int) (*store.TOTPEnrollment, error) {
+func (r *raceStore) BeginTOTPAttempt(ctx context.Context, tenant, subject string, now, lockUntil time.Time, maxFailures int) (*store.TOTPEnrollment, error) {
 	r.once.Do(r.hook)
-	return r.MFAStore.BeginTOTPAttempt(ctx, tenant, subject, now, lockUntil, max)
+	return r.MFAStore.BeginTOTPAttempt(ctx, tenant, subject, now, lockUntil, maxFailures)
 }
 
 func TestCodeOfASecretReplacedDuringVerifyIsRefused(t *testing.T) {
