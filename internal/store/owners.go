@@ -27,6 +27,7 @@ var Owners = map[string]Ownership{
 	"Negotiations": {Owner: fabric.Negotiator, Tables: []string{"negotiations", "negotiation_votes"}},
 	"AuditLog":     {Owner: fabric.Auditor, Tables: []string{"audit_entries", "audit_checkpoints"}},
 	"WorldStates":  {Owner: OwnerWorld, Tables: []string{"world_states"}},
+	"MFA":          {Owner: fabric.HIL, Tables: []string{"mfa_totp"}},
 }
 
 // PackageOwners names the owner of the shared packages (under internal/) that call
@@ -35,4 +36,5 @@ var Owners = map[string]Ownership{
 var PackageOwners = map[string]string{
 	"internal/auditlog": fabric.Auditor,
 	"internal/world":    OwnerWorld,
+	"internal/mfa":      fabric.HIL,
 }

@@ -93,6 +93,8 @@ type Store interface {
 	AuditLog() AuditLogStore
 	// Outbox holds audit events until the decision auditor has them.
 	Outbox() OutboxStore
+	// MFA holds the hil-gateway's TOTP enrolments (internal/mfa).
+	MFA() MFAStore
 	// InTx runs fn in one transaction; fn receives a Store bound to the tx.
 	// It commits when fn returns nil and rolls back when fn returns an error
 	// (returned unchanged, so errors.Is works on it) or panics (the panic is
