@@ -42,6 +42,8 @@ type inprocNegotiator struct {
 	seen    []metadata.MD
 	entered chan struct{}
 	release chan struct{}
+	// finished counts the held ("block") calls whose handler has returned.
+	finished atomic.Int32
 }
 
 func (n *inprocNegotiator) record(ctx context.Context) {
@@ -66,6 +68,7 @@ func (n *inprocNegotiator) GetNegotiationStatus(ctx context.Context, req *negoti
 	case "block":
 		n.entered <- struct{}{}
 		<-n.release
+		defer n.finished.Add(1)
 	case "missing":
 		st, _ := status.New(codes.NotFound, "negotiation missing not found").
 			WithDetails(&errdetails.ResourceInfo{ResourceType: "negotiation", ResourceName: id})
@@ -543,16 +546,16 @@ func TestInprocStopWaitsForCallsInFlight(t *testing.T) {
 	h := inprocStart(t)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+h.token(t, "t1", auth.RoleProposer))
 	client := negotiatorv1.NewNegotiatorServiceClient(h.srv.Local())
-	var returned atomic.Bool
 	done := make(chan error, 1)
 	go func() {
 		_, err := client.GetNegotiationStatus(ctx, &negotiatorv1.GetNegotiationStatusRequest{Id: "block"})
-		returned.Store(true)
 		done <- err
 	}()
 	<-h.neg.entered
+	// The handler's return, not the caller's receipt of the answer (which may come
+	// after Stop returns), is what Stop waits for.
 	stopped := make(chan bool, 1)
-	go func() { h.srv.Stop(); stopped <- returned.Load() }()
+	go func() { h.srv.Stop(); stopped <- h.neg.finished.Load() == 1 }()
 	// Release the held call only once the server refuses new calls (it is stopping).
 	for {
 		_, err := client.GetNegotiationStatus(ctx, &negotiatorv1.GetNegotiationStatusRequest{Id: "n1"})
