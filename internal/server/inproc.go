@@ -186,3 +186,29 @@ func (protoCloner) Clone(in any) (any, error) {
 	}
 	return inprocgrpc.ProtoCloner{}.Clone(in)
 }
+
+// localConn is the client side of the in-process connection. A call made once the
+// server is stopping is refused here, before it reaches the channel, with the same
+// UNAVAILABLE the transport interceptors give: a stream refused inside the channel may
+// reach a client that is already reading as a bare EOF instead of its status.
+type localConn struct{ l *local }
+
+func (c localConn) stopping() bool {
+	c.l.mu.RLock()
+	defer c.l.mu.RUnlock()
+	return c.l.closed
+}
+
+func (c localConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	if c.stopping() {
+		return errShuttingDown
+	}
+	return c.l.ch.Invoke(ctx, method, args, reply, opts...)
+}
+
+func (c localConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	if c.stopping() {
+		return nil, errShuttingDown
+	}
+	return c.l.ch.NewStream(ctx, desc, method, opts...)
+}

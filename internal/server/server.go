@@ -160,7 +160,7 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 	// The gateway calls the service in-process, through the same chain.
 	gw := NewGatewayMux()
 	if svc.Gateway != nil {
-		if err := svc.Gateway(ctx, gw, s.local.ch); err != nil {
+		if err := svc.Gateway(ctx, gw, localConn{s.local}); err != nil {
 			s.closeListeners()
 			return nil, fmt.Errorf("server: %s: register gateway: %w", svc.Name, err)
 		}
@@ -191,7 +191,7 @@ func (s *Server) HTTPAddr() string { return s.httpLis.Addr().String() }
 // Local is the service's in-process connection: a client connection whose calls run
 // the service's handlers in this process through the same interceptor chain as calls
 // on the gRPC listener (see local). It refuses calls once the server stops.
-func (s *Server) Local() grpc.ClientConnInterface { return s.local.ch }
+func (s *Server) Local() grpc.ClientConnInterface { return localConn{s.local} }
 
 // Policy is a copy of the service's access policy (method → roles), e.g. for tests
 // that try every method with every role.
@@ -201,7 +201,14 @@ func (s *Server) Policy() auth.Policy { return maps.Clone(s.svc.Policy) }
 // the shutdown timeout: health turns NOT_SERVING, REST drains, gRPC drains.
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
-	go func() { errc <- s.grpc.Serve(s.grpcLis) }()
+	go func() {
+		// A Stop that came first (before this goroutine ran) is not a failure.
+		if err := s.grpc.Serve(s.grpcLis); !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- err
+			return
+		}
+		errc <- nil
+	}()
 	go func() {
 		if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
