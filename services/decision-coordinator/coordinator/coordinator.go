@@ -375,28 +375,41 @@ const changePoll = 250 * time.Millisecond
 func (s *Service) awaitChange(ctx context.Context, p *store.Proposal, wait time.Duration) *store.Proposal {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	poll := time.NewTicker(changePoll)
+	defer poll.Stop()
 	for {
-		changed := s.changes.watch(p.ID)
-		next, err := s.deps.Store.Proposals().Get(ctx, p.TenantID, p.ID)
-		if err != nil {
-			return p
-		}
-		if next.Version != p.Version {
+		next, woken := s.readOrWait(ctx, p, timer.C, poll.C)
+		if next != nil {
 			return next
 		}
-		poll := time.NewTimer(changePoll)
-		select {
-		case <-ctx.Done():
-			poll.Stop()
+		if !woken {
 			return p
-		case <-timer.C:
-			poll.Stop()
-			return p
-		case <-changed:
-		case <-poll.C:
 		}
-		poll.Stop()
 	}
+}
+
+// readOrWait reads p again, with a watch on it taken first so that no change is
+// missed in between: it returns the proposal when its version changed, else waits for
+// a change here, the next poll or the end (woken false: ctx or the wait ended).
+func (s *Service) readOrWait(ctx context.Context, p *store.Proposal, end, poll <-chan time.Time) (next *store.Proposal, woken bool) {
+	changed, release := s.changes.watch(p.ID)
+	defer release()
+	fresh, err := s.deps.Store.Proposals().Get(ctx, p.TenantID, p.ID)
+	if err != nil {
+		return nil, false
+	}
+	if fresh.Version != p.Version {
+		return fresh, true
+	}
+	select {
+	case <-ctx.Done():
+		return nil, false
+	case <-end:
+		return nil, false
+	case <-changed:
+	case <-poll:
+	}
+	return nil, true
 }
 
 // EnactProposal implements the RPC: a dry run on request (or while P3 still requires

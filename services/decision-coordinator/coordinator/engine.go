@@ -265,32 +265,55 @@ func (e *engine) close() {
 // other processes are seen by the poll's periodic re-read.
 type changes struct {
 	mu sync.Mutex
-	m  map[string]chan struct{}
+	m  map[string]*watchers
 }
 
-// watch returns a channel closed at id's next change.
-func (c *changes) watch(id string) <-chan struct{} {
+// watchers are the long polls waiting on one proposal.
+type watchers struct {
+	ch chan struct{}
+	n  int
+}
+
+// watch returns a channel closed at id's next change, and release, which the caller
+// must call when it stops waiting: the last release of a proposal nothing changed
+// (another process moved it, or the poll timed out) forgets it, so the map holds only
+// the proposals being waited on.
+func (c *changes) watch(id string) (changed <-chan struct{}, release func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]chan struct{}{}
+		c.m = map[string]*watchers{}
 	}
-	ch, ok := c.m[id]
+	w, ok := c.m[id]
 	if !ok {
-		ch = make(chan struct{})
-		c.m[id] = ch
+		w = &watchers{ch: make(chan struct{})}
+		c.m[id] = w
 	}
-	return ch
+	w.n++
+	return w.ch, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if w.n--; w.n == 0 && c.m[id] == w {
+			delete(c.m, id)
+		}
+	}
 }
 
 // notify wakes id's watchers.
 func (c *changes) notify(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ch, ok := c.m[id]; ok {
-		close(ch)
+	if w, ok := c.m[id]; ok {
+		close(w.ch)
 		delete(c.m, id)
 	}
+}
+
+// waiting is how many proposals have long polls waiting (tests).
+func (c *changes) waiting() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
 }
 
 // isConflict: the proposal moved under the step (a compare-and-swap lost, or a move

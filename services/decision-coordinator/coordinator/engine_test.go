@@ -126,3 +126,33 @@ func (n *engineRefusingNegotiator) Status(_ context.Context, _, id string) (*neg
 func (n *engineRefusingNegotiator) Wait(ctx context.Context, t, id string) (*negotiatorv1.Negotiation, error) {
 	return n.Status(ctx, t, id)
 }
+
+// A long poll that ends without a change here (it timed out, or another process moved
+// the proposal) leaves nothing behind: the watchers held only while someone waits.
+func TestLongPollLeavesNoWatcherBehind(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	stuck := &engineStuckNegotiator{}
+	s, err := New(Deps{Store: st, World: world.NewSimulated(st), Policy: policy.Default(), Negotiator: stuck, Scorer: fakeScorer{},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	resp, err := s.SubmitProposal(proposerContext(), &coordinatorv1.SubmitProposalRequest{TenantId: "t1",
+		Manifest: manifest(t, `{"action":"scale","target":"svc","regions":["eu-west"],"impact":"low","parameters":{"replicas_delta":1}}`)})
+	require.NoError(t, err)
+	for range 3 {
+		got, err := s.GetProposal(proposerContext(), &coordinatorv1.GetProposalRequest{Id: resp.GetProposal().GetId(), WaitMs: 20})
+		require.NoError(t, err)
+		require.Equal(t, coordinatorv1.ProposalStatus_PROPOSAL_STATUS_NEGOTIATING, got.GetProposal().GetStatus())
+	}
+	require.Zero(t, s.changes.waiting(), "no watcher is left once the long polls have returned")
+
+	// A change made here still wakes a waiting poll at once.
+	changed, release := s.changes.watch("x")
+	s.changes.notify("x")
+	<-changed
+	release()
+	require.Zero(t, s.changes.waiting())
+}
