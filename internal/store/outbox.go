@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 )
 
@@ -106,12 +104,11 @@ func (ob outboxStore) Delete(ctx context.Context, seqs []int64) error {
 	for len(seqs) > 0 {
 		chunk := seqs[:min(len(seqs), MaxListLimit)]
 		seqs = seqs[len(chunk):]
-		marks := make([]string, len(chunk))
 		args := make([]any, len(chunk))
 		for i, s := range chunk {
-			marks[i], args[i] = fmt.Sprintf("$%d", i+1), s
+			args[i] = s
 		}
-		q := `DELETE FROM audit_outbox WHERE seq IN (` + strings.Join(marks, ", ") + `)`
+		q := `DELETE FROM audit_outbox WHERE seq IN (` + inList(1, len(chunk)) + `)`
 		if err := ob.s.write(ctx, func(w querier) error { _, err := w.exec(ctx, q, args...); return err }); err != nil {
 			return ob.s.wrap("delete outbox entries", err)
 		}

@@ -1,4 +1,5 @@
-// enact.go holds what happens after scoring: the change to enact (change), what P3
+// enact.go holds what happens after scoring: the change to enact (change,
+// decisionChange), what P3
 // still requires (missingForEnactment, notReady), dry runs (dryRun, planDryRun,
 // dryRunMove), enactment with its reclassification and its record in one transaction
 // (enact, holdForApproval, recordEnactment, undoApply), rollback to the pre-state
@@ -37,6 +38,19 @@ func change(p *store.Proposal, d *coordinatorv1.Proposal) (world.Change, *typesv
 		}
 	}
 	return manifestpkg.Change(p.TenantID, m), m, nil
+}
+
+// decisionChange is p's decision record and the change it would enact (change).
+func decisionChange(p *store.Proposal) (*coordinatorv1.Proposal, world.Change, *typesv1.Manifest, error) {
+	d, err := decision(p)
+	if err != nil {
+		return nil, world.Change{}, nil, err
+	}
+	c, m, err := change(p, d)
+	if err != nil {
+		return nil, world.Change{}, nil, err
+	}
+	return d, c, m, nil
 }
 
 // missingForEnactment lists what P3 still requires before a real enactment.
@@ -83,7 +97,11 @@ func notReady(p *store.Proposal, d *coordinatorv1.Proposal) error {
 // moves to DRY_RUN_PASSED/FAILED where the state machine allows it (a proposal waiting
 // for approval keeps waiting, with the result recorded for the approvers).
 func (s *Service) dryRun(ctx context.Context, p *store.Proposal) (*store.Proposal, world.Snapshot, error) {
-	res, pre, err := s.planDryRun(ctx, p)
+	_, c, _, err := decisionChange(p)
+	if err != nil {
+		return nil, world.Snapshot{}, err
+	}
+	res, pre, err := s.planDryRun(ctx, p, c)
 	if err != nil {
 		return nil, world.Snapshot{}, err
 	}
@@ -92,17 +110,9 @@ func (s *Service) dryRun(ctx context.Context, p *store.Proposal) (*store.Proposa
 	return next, pre, err
 }
 
-// planDryRun plans the change against the current state, changing nothing: the
+// planDryRun plans p's change c against the current state, changing nothing: the
 // result a dry run records, and the pre-state it read.
-func (s *Service) planDryRun(ctx context.Context, p *store.Proposal) (*coordinatorv1.DryRunResult, world.Snapshot, error) {
-	d, err := decision(p)
-	if err != nil {
-		return nil, world.Snapshot{}, err
-	}
-	c, _, err := change(p, d)
-	if err != nil {
-		return nil, world.Snapshot{}, err
-	}
+func (s *Service) planDryRun(ctx context.Context, p *store.Proposal, c world.Change) (*coordinatorv1.DryRunResult, world.Snapshot, error) {
 	pre, err := s.deps.World.Read(ctx, c.TenantID, c.Target, c.Regions)
 	if err != nil {
 		return nil, world.Snapshot{}, err
@@ -157,7 +167,11 @@ func short(h string) string {
 // snapshot are then recorded in one transaction (a failed dry run is recorded alone,
 // and refused).
 func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal, world.Snapshot, world.Snapshot, error) {
-	res, pre, err := s.planDryRun(ctx, p)
+	d, c, m, err := decisionChange(p)
+	if err != nil {
+		return nil, world.Snapshot{}, world.Snapshot{}, err
+	}
+	res, pre, err := s.planDryRun(ctx, p, c)
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
@@ -167,14 +181,6 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 			return nil, world.Snapshot{}, world.Snapshot{}, err
 		}
 		return nil, world.Snapshot{}, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "dry run failed: %s", res.GetDetail())
-	}
-	d, err := decision(p)
-	if err != nil {
-		return nil, world.Snapshot{}, world.Snapshot{}, err
-	}
-	c, m, err := change(p, d)
-	if err != nil {
-		return nil, world.Snapshot{}, world.Snapshot{}, err
 	}
 	// The exact change to apply is classified again: nothing is enacted at an impact
 	// above what was classified and approved (a policy changed since, a proposal
@@ -192,7 +198,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 			post, ok, err := ta.ApplyIn(ctx, tx, c, pre)
 			applied = ok
 			if errors.Is(err, store.ErrConflict) {
-				return world.Snapshot{}, status.Errorf(codes.Aborted, "the state of %s changed during enactment; nothing was applied, retry", c.Target)
+				return world.Snapshot{}, changedDuringEnactment(c)
 			}
 			return post, err
 		})
@@ -205,7 +211,7 @@ func (s *Service) enact(ctx context.Context, p *store.Proposal) (*store.Proposal
 	}
 	post, err := s.deps.World.Apply(ctx, c, pre)
 	if errors.Is(err, store.ErrConflict) {
-		return nil, world.Snapshot{}, world.Snapshot{}, status.Errorf(codes.Aborted, "the state of %s changed during enactment; nothing was applied, retry", c.Target)
+		return nil, world.Snapshot{}, world.Snapshot{}, changedDuringEnactment(c)
 	}
 	if err != nil {
 		return nil, world.Snapshot{}, world.Snapshot{}, err
@@ -290,6 +296,11 @@ func (s *Service) recordEnactment(ctx context.Context, p *store.Proposal, res *c
 	return next, post, err
 }
 
+// changedDuringEnactment: the world's state moved between the dry run and the apply.
+func changedDuringEnactment(c world.Change) error {
+	return status.Errorf(codes.Aborted, "the state of %s changed during enactment; nothing was applied, retry", c.Target)
+}
+
 // errNotInTx: the world cannot be changed in the store's transaction (a webhook).
 var errNotInTx = errors.New("coordinator: the world is not in the store")
 
@@ -311,11 +322,7 @@ func (s *Service) rollback(ctx context.Context, p *store.Proposal) (*store.Propo
 	if pre.JSON == nil {
 		return nil, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "proposal %s has no pre-state snapshot to restore", p.ID)
 	}
-	d, err := decision(p)
-	if err != nil {
-		return nil, world.Snapshot{}, err
-	}
-	c, _, err := change(p, d)
+	_, c, _, err := decisionChange(p)
 	if err != nil {
 		return nil, world.Snapshot{}, err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,14 +82,7 @@ func (c EngineConfig) withDefaults() EngineConfig {
 // engineStates are the states the engine moves proposals out of on its own.
 var engineStates = []string{stSubmitted, stNegotiating, stAgreed}
 
-func inEngineState(status string) bool {
-	for _, st := range engineStates {
-		if st == status {
-			return true
-		}
-	}
-	return false
-}
+func inEngineState(status string) bool { return slices.Contains(engineStates, status) }
 
 // engine drives proposals through their lifecycle in the background.
 type engine struct {

@@ -476,3 +476,23 @@ func settled(t testing.TB, s *Service, id string) *coordinatorv1.Proposal {
 	require.NoError(t, err)
 	return resp.GetProposal()
 }
+
+// A change whose manifest has no canonical form (so no manifest_sha256 for the
+// audit) is not classified as before: it fails closed, high impact with the reason.
+func TestReclassifyUncanonicalManifestFailsClosed(t *testing.T) {
+	t.Parallel()
+	f := newFabricUnderTest(t)
+	s := f.services["default"]
+	ctx := proposerContext()
+	m := manifest(t, `{"action":"scale","target":"svc","regions":["eu-west"],"parameters":{"replicas_delta":1}}`)
+	m.Parameters.Fields["note"] = structpb.NewStringValue("\xff") // invalid UTF-8: protojson refuses it
+	pre, err := f.world.Read(ctx, "t1", "svc", []string{"eu-west"})
+	require.NoError(t, err)
+	p := &store.Proposal{ID: newID(time.Now()), TenantID: "t1", Status: stNegotiating, Impact: policy.ImpactLow}
+	d := &coordinatorv1.Proposal{Policy: &coordinatorv1.PolicyDecision{ComputedImpact: policy.ImpactLow, Quorum: policy.QuorumMajority}}
+	re := s.reclassify(ctx, p, d, m, pre, nil, stageAgreement)
+	require.NotNil(t, re, "an unclassifiable change is never kept at its old classification")
+	require.Nil(t, re.refused)
+	require.Equal(t, policy.ImpactHigh, re.to)
+	require.Contains(t, re.record.GetReasons()[1], "impact unknown: classifying the change at agreement failed: ")
+}

@@ -51,11 +51,11 @@ type moveStep struct {
 // SQLite the transaction runs on the store's single writer. After the commit the
 // events are delivered and long polls woken.
 func (s *Service) moveChain(ctx context.Context, p *store.Proposal, extra func(tx store.Store) error, steps ...moveStep) (*store.Proposal, error) {
-	cur, shared := p, (*coordinatorv1.Proposal)(nil)
-	var err error
-	if shared, err = decision(p); err != nil {
+	shared, err := decision(p)
+	if err != nil {
 		return nil, err
 	}
+	cur := p
 	var moves []*plannedMove
 	var events []auditEvent
 	for _, st := range steps {

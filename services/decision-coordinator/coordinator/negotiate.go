@@ -75,11 +75,7 @@ func (s *Service) requestNegotiation(ctx context.Context, p *store.Proposal) (*s
 	}
 	if deadline := s.deadline(p, d); !s.deps.Now().Before(deadline) {
 		// Never negotiated after its deadline: it ends EXPIRED, in the same commit.
-		return s.moveChain(ctx, p, nil, negotiationMove(s.deps.Now()), moveStep{to: stExpired, edit: func(d *coordinatorv1.Proposal) {
-			d.Reason = fmt.Sprintf("the decision deadline %s passed before the negotiation started (no coordinator was running it); nothing was negotiated",
-				deadline.UTC().Format(time.RFC3339Nano))
-			d.Votes.Outcome = stExpired
-		}})
+		return s.moveChain(ctx, p, nil, negotiationMove(s.deps.Now()), endStep(stExpired, neverStarted(deadline)))
 	}
 	return s.moveChain(ctx, p, nil, negotiationMove(s.deps.Now()))
 }
@@ -121,9 +117,7 @@ func (s *Service) negotiate(ctx context.Context, p *store.Proposal) (*store.Prop
 	} else {
 		n, err = s.deps.Negotiator.Status(ctx, p.TenantID, id)
 		if status.Code(err) == codes.NotFound {
-			return s.endNegotiation(ctx, p, stExpired, fmt.Sprintf(
-				"the decision deadline %s passed before the negotiation started (no coordinator was running it); nothing was negotiated",
-				deadline.UTC().Format(time.RFC3339Nano)))
+			return s.endNegotiation(ctx, p, stExpired, neverStarted(deadline))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("coordinator: negotiation status: %w", err)
@@ -172,13 +166,26 @@ func refusedForGood(err error) bool {
 // endNegotiation ends a NEGOTIATING proposal (REJECTED or EXPIRED) for reason, without
 // an outcome from the negotiator.
 func (s *Service) endNegotiation(ctx context.Context, p *store.Proposal, to, reason string) (*store.Proposal, error) {
-	return s.moveChain(ctx, p, nil, moveStep{to: to, edit: func(d *coordinatorv1.Proposal) {
+	return s.moveChain(ctx, p, nil, endStep(to, reason))
+}
+
+// endStep is the move that ends a negotiation (REJECTED or EXPIRED) for reason,
+// without an outcome from the negotiator.
+func endStep(to, reason string) moveStep {
+	return moveStep{to: to, edit: func(d *coordinatorv1.Proposal) {
 		d.Reason = reason
 		if d.Votes == nil {
 			d.Votes = &coordinatorv1.VoteSummary{}
 		}
 		d.Votes.Outcome = to
-	}})
+	}}
+}
+
+// neverStarted is why a proposal whose negotiation never started before deadline
+// ends EXPIRED.
+func neverStarted(deadline time.Time) string {
+	return fmt.Sprintf("the decision deadline %s passed before the negotiation started (no coordinator was running it); nothing was negotiated",
+		deadline.UTC().Format(time.RFC3339Nano))
 }
 
 // recordOutcome records an ended negotiation: REJECTED or EXPIRED as the negotiator
@@ -213,10 +220,16 @@ func (s *Service) recordOutcome(ctx context.Context, p *store.Proposal, d *coord
 			return s.endNegotiation(ctx, p, stRejected, "the regions agreed on a manifest that cannot be recorded: "+err.Error())
 		}
 	}
+	// agreed is the manifest agreed on: the submitted one when the regions did not
+	// change it.
+	var agreed *typesv1.Manifest
 	if to == stAgreed {
-		if re, err = s.reclassifyAgreed(ctx, p, d, n.GetFinalManifest()); err != nil {
-			return nil, err
+		if agreed = n.GetFinalManifest(); agreed == nil {
+			if agreed, err = submittedManifest(p); err != nil {
+				return nil, err
+			}
 		}
+		re = s.reclassifyAgreed(ctx, p, d, agreed)
 	}
 	if re != nil {
 		audits = append(audits, re.audit(p))
@@ -264,12 +277,6 @@ func (s *Service) recordOutcome(ctx context.Context, p *store.Proposal, d *coord
 		if cols.impact != "" {
 			impact = cols.impact
 		}
-		agreed := n.GetFinalManifest()
-		if agreed == nil {
-			if agreed, err = submittedManifest(p); err != nil {
-				return nil, err
-			}
-		}
 		// A scorer that fails leaves the proposal AGREED: the engine scores it next.
 		if sc, err := s.scoreInput(ctx, p, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: agreed, Impact: impact, Votes: summary}); err == nil {
 			steps = append(steps, scoredSteps(sc)...)
@@ -280,18 +287,10 @@ func (s *Service) recordOutcome(ctx context.Context, p *store.Proposal, d *coord
 	return s.moveChain(ctx, p, nil, steps...)
 }
 
-// reclassifyAgreed classifies the agreed manifest (the submitted one when the
-// regions did not change it) against the world as it is now.
-func (s *Service) reclassifyAgreed(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, agreed *typesv1.Manifest) (*reclassification, error) {
-	m := agreed
-	if m == nil {
-		var err error
-		if m, err = submittedManifest(p); err != nil {
-			return nil, err
-		}
-	}
+// reclassifyAgreed classifies the agreed manifest m against the world as it is now.
+func (s *Service) reclassifyAgreed(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, m *typesv1.Manifest) *reclassification {
 	pre, err := s.deps.World.Read(ctx, p.TenantID, m.GetTarget(), m.GetRegions())
-	return s.reclassify(ctx, p, d, m, pre, err, stageAgreement), nil
+	return s.reclassify(ctx, p, d, m, pre, err, stageAgreement)
 }
 
 // summarise counts the final round's votes.

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -132,10 +133,12 @@ type reclassification struct {
 // and leads its reasons with the reclassification.
 func (s *Service) reclassify(ctx context.Context, p *store.Proposal, d *coordinatorv1.Proposal, m *typesv1.Manifest, pre world.Snapshot, preErr error, stage string) *reclassification {
 	old := d.GetPolicy()
-	_, sum, _ := manifestpkg.Canonical(m)
+	_, sum, sumErr := manifestpkg.Canonical(m)
 	re := &reclassification{stage: stage, from: p.Impact, manifestSHA256: sum}
 	var res policyResult
-	err := preErr
+	// A manifest with no canonical form cannot be identified in the audit log: it is
+	// not classified either.
+	err := cmp.Or(preErr, sumErr)
 	if err == nil {
 		res, err = s.evaluatePolicy(ctx, p.TenantID, m, pre)
 	}

@@ -22,11 +22,7 @@ func (s *Service) scoreAgreed(ctx context.Context, p *store.Proposal) (*store.Pr
 	if s.deps.Scorer == nil {
 		return nil, nil
 	}
-	d, err := decision(p)
-	if err != nil {
-		return nil, err
-	}
-	_, m, err := change(p, d)
+	d, _, m, err := decisionChange(p)
 	if err != nil {
 		return nil, err
 	}
