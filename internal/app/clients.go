@@ -31,16 +31,13 @@ import (
 )
 
 // conns are the process's client connections to peer services, one per peer: the
-// in-process connection of a service this process serves, a gRPC client connection
-// (created lazily: grpc.NewClient does not dial until the first call) otherwise.
+// in-process connection of a service this process serves (registered by serve before
+// any module dials, bound to the service's server by bindLocal once it exists), a
+// gRPC client connection (created lazily: grpc.NewClient does not dial until the
+// first call) otherwise.
 type conns struct {
 	mu sync.Mutex
 	m  map[string]grpc.ClientConnInterface
-	// serving is every service this process serves; local their connections, bound
-	// to the service's server once it exists (peers are built before it).
-	serving map[string]bool
-	local   map[string]*localConn
-	servers map[string]*server.Server // bound so far
 }
 
 // Dial returns the shared client connection to a service, in either topology. A
@@ -56,17 +53,6 @@ func (a *App) Dial(service string) (grpc.ClientConnInterface, error) {
 	if a.conns.m == nil {
 		a.conns.m = map[string]grpc.ClientConnInterface{}
 	}
-	if a.conns.serving[service] {
-		c := &localConn{service: service}
-		if srv, ok := a.conns.servers[service]; ok { // dialled after its server exists
-			c.srv.Store(srv)
-		}
-		if a.conns.local == nil {
-			a.conns.local = map[string]*localConn{}
-		}
-		a.conns.local[service], a.conns.m[service] = c, c
-		return c, nil
-	}
 	c, err := grpc.NewClient(a.Cfg.Services[service].DialAddr(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
@@ -79,25 +65,22 @@ func (a *App) Dial(service string) (grpc.ClientConnInterface, error) {
 	return c, nil
 }
 
-// serve records that this process serves service, before any module dials it.
+// serve records that this process serves service, before any module dials it: its
+// peers here get its in-process connection.
 func (a *App) serve(service string) {
 	a.conns.mu.Lock()
 	defer a.conns.mu.Unlock()
-	if a.conns.serving == nil {
-		a.conns.serving = map[string]bool{}
+	if a.conns.m == nil {
+		a.conns.m = map[string]grpc.ClientConnInterface{}
 	}
-	a.conns.serving[service] = true
+	a.conns.m[service] = &localConn{service: service}
 }
 
 // bindLocal points the in-process connection to service at its server.
 func (a *App) bindLocal(service string, srv *server.Server) {
 	a.conns.mu.Lock()
 	defer a.conns.mu.Unlock()
-	if a.conns.servers == nil {
-		a.conns.servers = map[string]*server.Server{}
-	}
-	a.conns.servers[service] = srv
-	if c, ok := a.conns.local[service]; ok {
+	if c, ok := a.conns.m[service].(*localConn); ok {
 		c.srv.Store(srv)
 	}
 }
@@ -213,9 +196,9 @@ func (s scorerClient) Score(ctx context.Context, in coordinator.ScoreInput) (*sc
 // tenant (an admin may export, and has no coordinator role), else as the caller: the
 // auditor reads no coordinator table. An unknown proposal, or another tenant's, is
 // store.ErrNotFound.
-func decisionRecords(c coordinatorv1.CoordinatorServiceClient, tokens func(tenant string) (string, error)) func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
+func decisionRecords(c coordinatorv1.CoordinatorServiceClient, id identity) func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
 	return func(ctx context.Context, tenantID, proposalID string) (*bundle.Decision, error) {
-		resp, err := c.GetProposal(asService(ctx, tokens, tenantID), &coordinatorv1.GetProposalRequest{Id: proposalID})
+		resp, err := c.GetProposal(id.as(ctx, tenantID), &coordinatorv1.GetProposalRequest{Id: proposalID})
 		if status.Code(err) == codes.NotFound {
 			return nil, fmt.Errorf("%w: %s", store.ErrNotFound, proposalID)
 		}
@@ -267,12 +250,6 @@ func (a auditClient) RecordSnapshot(ctx context.Context, e coordinator.AuditReco
 		return nil // recorded by an earlier attempt
 	}
 	return err
-}
-
-// asService is ctx carrying the fabric's service token for tenantID when tokens mints
-// one, else the caller's token.
-func asService(ctx context.Context, tokens func(tenant string) (string, error), tenantID string) context.Context {
-	return identity{tokens}.as(ctx, tenantID)
 }
 
 // serviceToken mints the fabric's own token for a tenant (role service, 5 minutes) with

@@ -241,7 +241,7 @@ var modules = map[string]module{
 			Logger: a.Log, Registerer: reg,
 			// Checkpoints are published outside the database too (docs/operations.md).
 			CheckpointFile: a.Cfg.AuditCheckpointFile(), Witness: w,
-			Decisions: decisionRecords(coordinatorv1.NewCoordinatorServiceClient(coord), a.serviceToken),
+			Decisions: decisionRecords(coordinatorv1.NewCoordinatorServiceClient(coord), identity{a.serviceToken}),
 		})
 		if err != nil {
 			return server.Service{}, err

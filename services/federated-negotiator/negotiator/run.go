@@ -30,7 +30,7 @@ import (
 //     decided in its first round costs two commits, its creation and its end. A
 //     restart mid-round loses only the unstored votes, and the resumed round asks
 //     those regions again (their signed votes are deterministic per round).
-//   - A negotiation ends exactly once: the terminal Update is guarded by the
+//   - A negotiation ends exactly once: the terminal EndRound is guarded by the
 //     version read, and a loser (another process, a resumed copy) stops.
 //   - On Close, rounds stop without a verdict: the negotiation stays RUNNING.
 //     Only the deadline ends one as EXPIRED.
@@ -147,7 +147,7 @@ func (s *Service) run(n *store.Negotiation) {
 		s.finish(n, store.NegotiationExpired, nil, expiryReason(n, have), s.getPending(n.ID))
 	default:
 		// Not retryable (the negotiation vanished, or a bug). Left RUNNING, it
-		// is expired by the first read after its deadline, or by Resume.
+		// is expired by sweepOrphans after its deadline, or by Resume.
 		log.Error("negotiation stopped", "round", n.Round, "error", err)
 	}
 }
