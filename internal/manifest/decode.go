@@ -15,9 +15,13 @@ import (
 // digest covers).
 var decodeOptions = protojson.UnmarshalOptions{}
 
-// decodeCacheSize bounds the cache by entries (a stored manifest is at most a few
-// KiB).
-const decodeCacheSize = 1024
+// decodeCacheSize bounds the cache by entries, and maxCachedBytes the manifests it
+// keeps: a typical one is a few KiB, but parameters may reach MaxParamsBytes, and
+// 1024 of those (key and message) would pin hundreds of MiB.
+const (
+	decodeCacheSize = 1024
+	maxCachedBytes  = 16 << 10
+)
 
 // decoded remembers the manifests Decode decoded, keyed by their stored JSON: a
 // proposal's or a negotiation's manifest is read by every step and every status read,
@@ -33,7 +37,7 @@ var decoded = func() *lru.Cache[string, *typesv1.Manifest] {
 
 // Decode reads a stored manifest (its canonical JSON, as Canonical gives it). The
 // caller owns the result: a fresh message, or a copy of the one decoded from the same
-// bytes before. Errors (protojson's, unwrapped: callers say whose manifest) are not
+// bytes before (a manifest over maxCachedBytes is not kept). Errors (protojson's, unwrapped: callers say whose manifest) are not
 // cached.
 func Decode(raw []byte) (*typesv1.Manifest, error) {
 	if m, ok := decoded.Get(string(raw)); ok {
@@ -43,6 +47,8 @@ func Decode(raw []byte) (*typesv1.Manifest, error) {
 	if err := decodeOptions.Unmarshal(raw, m); err != nil {
 		return nil, err
 	}
-	decoded.Add(string(raw), proto.CloneOf(m))
+	if len(raw) <= maxCachedBytes {
+		decoded.Add(string(raw), proto.CloneOf(m))
+	}
 	return m, nil
 }

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -50,6 +51,19 @@ func TestManifestDecodeCache(t *testing.T) {
 	require.Error(t, err)
 	_, err = Decode([]byte(`{"action":`)) // errors are not cached
 	require.Error(t, err)
+}
+
+// A large manifest is decoded but not kept: the cache stays bounded in bytes.
+func TestManifestDecodeCacheSkipsLargeManifests(t *testing.T) {
+	m := &typesv1.Manifest{Action: "configure", Target: "svc", Parameters: &structpb.Struct{Fields: map[string]*structpb.Value{
+		"config": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"blob": structpb.NewStringValue(strings.Repeat("x", maxCachedBytes))}}),
+	}}}
+	raw, _, err := Canonical(m)
+	require.NoError(t, err)
+	got, err := Decode(raw)
+	require.NoError(t, err)
+	require.True(t, proto.Equal(m, got))
+	require.False(t, decoded.Contains(string(raw)))
 }
 
 var manifestBenchSink *typesv1.Manifest

@@ -539,6 +539,20 @@ func TestInprocRefusedAfterStop(t *testing.T) {
 	require.Empty(t, h.neg.takeSeen(), "no handler ran")
 }
 
+// A call that passed the connection's check just before the server began to stop is
+// refused by the transport interceptor (the connection's check alone would let it run
+// after Stop): calling the channel directly, behind that check, is refused too.
+func TestInprocTransportRefusesAfterStop(t *testing.T) {
+	t.Parallel()
+	h := inprocStart(t)
+	h.srv.Stop()
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+h.token(t, "t1", auth.RoleProposer))
+	client := negotiatorv1.NewNegotiatorServiceClient(h.srv.local.ch)
+	_, err := client.GetNegotiationStatus(ctx, &negotiatorv1.GetNegotiationStatusRequest{Id: "n1"})
+	require.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	require.Empty(t, h.neg.takeSeen(), "no handler ran")
+}
+
 // Stop waits for in-flight in-process calls before it returns (and so before the
 // service's resources are closed).
 func TestInprocStopWaitsForCallsInFlight(t *testing.T) {

@@ -183,29 +183,28 @@ func targetReplicas(current float64, p actions.Params) (float64, error) {
 // Apply implements Executor: writes each region's post-state if the world is still in
 // pre, all in one store transaction.
 func (s *Simulated) Apply(ctx context.Context, c Change, pre Snapshot) (Snapshot, error) {
-	d, err := s.decode(c, pre)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	post, err := plan(d, c)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	return post, s.write(ctx, s.st, c, pre, post)
+	return s.apply(ctx, s.st, c, pre)
 }
 
 // ApplyIn implements TxApplier: Apply through tx, which must be a transaction of the
 // store the simulated world was made with.
 func (s *Simulated) ApplyIn(ctx context.Context, tx store.Store, c Change, pre Snapshot) (Snapshot, bool, error) {
+	post, err := s.apply(ctx, tx, c, pre)
+	return post, true, err
+}
+
+// apply plans c against pre and writes the post-state through st if the world is
+// still in pre.
+func (s *Simulated) apply(ctx context.Context, st store.Store, c Change, pre Snapshot) (Snapshot, error) {
 	d, err := s.decode(c, pre)
 	if err != nil {
-		return Snapshot{}, true, err
+		return Snapshot{}, err
 	}
 	post, err := plan(d, c)
 	if err != nil {
-		return Snapshot{}, true, err
+		return Snapshot{}, err
 	}
-	return post, true, s.write(ctx, tx, c, pre, post)
+	return post, s.write(ctx, st, c, pre, post)
 }
 
 // Restore implements Executor: writes the pre-state back, whatever is there now.

@@ -19,21 +19,21 @@ import (
 	"github.com/decision-fabric/fabric/internal/fabric"
 )
 
-const homesRepoRoot = "../.."
+const repoRoot = "../.."
 
-// homesDockerStage is one FROM ... stage of a Dockerfile: its base image and its
+// dockerStage is one FROM ... stage of a Dockerfile: its base image and its
 // instructions (keyword upper-cased, continuation lines joined).
-type homesDockerStage struct {
+type dockerStage struct {
 	from  string
 	instr [][2]string // {KEYWORD, arguments}
 }
 
-func homesParseDockerfile(t *testing.T, path string) []homesDockerStage {
+func parseDockerfile(t *testing.T, path string) []dockerStage {
 	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
-	var stages []homesDockerStage
+	var stages []dockerStage
 	var line strings.Builder
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -52,7 +52,7 @@ func homesParseDockerfile(t *testing.T, path string) []homesDockerStage {
 		kw = strings.ToUpper(kw)
 		args = strings.TrimSpace(args)
 		if kw == "FROM" {
-			stages = append(stages, homesDockerStage{from: args})
+			stages = append(stages, dockerStage{from: args})
 			continue
 		}
 		require.NotEmpty(t, stages, "%s: %q before the first FROM", path, full)
@@ -63,7 +63,7 @@ func homesParseDockerfile(t *testing.T, path string) []homesDockerStage {
 	return stages
 }
 
-func (s homesDockerStage) args(kw string) []string {
+func (s dockerStage) args(kw string) []string {
 	var out []string
 	for _, in := range s.instr {
 		if in[0] == kw {
@@ -73,10 +73,10 @@ func (s homesDockerStage) args(kw string) []string {
 	return out
 }
 
-// homesServiceDirs lists the folders under services/.
-func homesServiceDirs(t *testing.T) []string {
+// serviceDirs lists the folders under services/.
+func serviceDirs(t *testing.T) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(homesRepoRoot, "services"))
+	entries, err := os.ReadDir(filepath.Join(repoRoot, "services"))
 	require.NoError(t, err)
 	var dirs []string
 	for _, e := range entries {
@@ -87,14 +87,14 @@ func homesServiceDirs(t *testing.T) []string {
 	return dirs
 }
 
-var homesGoBuild = regexp.MustCompile(`CGO_ENABLED=0 go build (.*) -o /out/service "?(\./services/\$\{SERVICE\})"?$`)
+var reGoBuild = regexp.MustCompile(`CGO_ENABLED=0 go build (.*) -o /out/service "?(\./services/\$\{SERVICE\})"?$`)
 
 // The Dockerfile at the root is the only one, takes SERVICE in both stages, builds
 // ./services/${SERVICE} into a distroless static image that runs as non-root with that
 // service's config.example.yaml; every folder under services/ is a service of the
 // fabric, and each builds with the Dockerfile's go build command.
 func TestDockerfileBuildsEveryService(t *testing.T) {
-	stages := homesParseDockerfile(t, filepath.Join(homesRepoRoot, "Dockerfile"))
+	stages := parseDockerfile(t, filepath.Join(repoRoot, "Dockerfile"))
 	require.Len(t, stages, 2, "a build stage and a runtime stage")
 	build, run := stages[0], stages[1]
 	require.Contains(t, build.args("ARG"), "SERVICE", "the build stage takes SERVICE")
@@ -107,7 +107,7 @@ func TestDockerfileBuildsEveryService(t *testing.T) {
 
 	var flags string
 	for _, r := range build.args("RUN") {
-		if m := homesGoBuild.FindStringSubmatch(r); m != nil {
+		if m := reGoBuild.FindStringSubmatch(r); m != nil {
 			flags = m[1]
 		}
 	}
@@ -115,21 +115,21 @@ func TestDockerfileBuildsEveryService(t *testing.T) {
 
 	// No other Dockerfile is left to drift from this one.
 	var others []string
-	require.NoError(t, filepath.WalkDir(homesRepoRoot, func(path string, d os.DirEntry, err error) error {
+	require.NoError(t, filepath.WalkDir(repoRoot, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() && (d.Name() == ".git" || d.Name() == ".tools" || d.Name() == "node_modules") {
 			return filepath.SkipDir
 		}
-		if !d.IsDir() && strings.HasPrefix(d.Name(), "Dockerfile") && path != filepath.Join(homesRepoRoot, "Dockerfile") {
+		if !d.IsDir() && strings.HasPrefix(d.Name(), "Dockerfile") && path != filepath.Join(repoRoot, "Dockerfile") {
 			others = append(others, path)
 		}
 		return nil
 	}))
 	require.Empty(t, others, "one Dockerfile with a SERVICE build argument")
 
-	dirs := homesServiceDirs(t)
+	dirs := serviceDirs(t)
 	names := fabric.Names()
 	slices.Sort(names)
 	require.Equal(t, names, dirs, "every folder under services/ is a fabric service, and every service has a folder")
@@ -137,15 +137,15 @@ func TestDockerfileBuildsEveryService(t *testing.T) {
 	var pkgs []string
 	for _, name := range dirs {
 		pkg := strings.ReplaceAll("./services/${SERVICE}", "${SERVICE}", name)
-		_, err := os.Stat(filepath.Join(homesRepoRoot, "services", name, "config.example.yaml"))
+		_, err := os.Stat(filepath.Join(repoRoot, "services", name, "config.example.yaml"))
 		require.NoError(t, err, "%s: the image copies its config.example.yaml", name)
 		pkgs = append(pkgs, pkg)
 	}
 	// Each path is a main package, and with cgo off, as in the image, every package it
 	// imports still has Go files to build (go list says both, cheaply).
-	require.ElementsMatch(t, []string{"-trimpath", "-ldflags=-s -w"}, homesShellWords(flags))
+	require.ElementsMatch(t, []string{"-trimpath", "-ldflags=-s -w"}, shellWords(flags))
 	list := exec.Command("go", append([]string{"list", "-e", "-deps", "-f", "{{if .Error}}ERROR {{.ImportPath}}: {{.Error}}{{end}}{{if .DepsErrors}}ERROR {{.ImportPath}}: {{.DepsErrors}}{{end}}{{if eq .Name \"main\"}}{{.ImportPath}}{{end}}"}, pkgs...)...)
-	list.Dir = homesRepoRoot
+	list.Dir = repoRoot
 	list.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := list.CombinedOutput()
 	require.NoError(t, err, "%s", out)
@@ -163,14 +163,14 @@ func TestDockerfileBuildsEveryService(t *testing.T) {
 	// above; they are left out here so the build cache of the other tests serves this
 	// one (with them, every package compiles afresh: minutes on two cores).
 	cmd := exec.Command("go", append([]string{"build"}, pkgs...)...)
-	cmd.Dir = homesRepoRoot
+	cmd.Dir = repoRoot
 	out, err = cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
 }
 
-// homesShellWords splits a shell word list the way the Dockerfile's RUN shell does for
+// shellWords splits a shell word list the way the Dockerfile's RUN shell does for
 // the simple quoting it uses: double quotes group words and are removed.
-func homesShellWords(s string) []string {
+func shellWords(s string) []string {
 	var words []string
 	var w strings.Builder
 	quoted, inWord := false, false

@@ -36,7 +36,7 @@ const (
 	maxKeywordWords       = 8
 	maxDescription        = 1024
 	maxParamsBytes        = 64 << 10
-	maxRegions            = 32
+	maxRegions            = manifest.MaxRegions
 	maxTarget             = manifest.MaxTargetBytes
 )
 

@@ -14,10 +14,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/decision-fabric/fabric/internal/modroot"
-
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/modroot"
 )
 
 func main() {
