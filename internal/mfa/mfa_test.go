@@ -122,7 +122,7 @@ func TestBruteForceLocks(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
 		secret := e.enroll(t, "t1", "alice")
 		good := code(t, secret, t0)
-		wrong := wrongCodes(good, 6)
+		wrong := wrongCodes(t, secret, 6)
 		require.ErrorIs(t, e.totp.Verify(ctx(t), "t1", "alice", wrong[0]), mfa.ErrInvalidCode)
 		err := e.totp.Verify(ctx(t), "t1", "alice", "not-a-code")
 		require.ErrorIs(t, err, mfa.ErrInvalidCode, "malformed codes count too")
@@ -162,7 +162,7 @@ func TestConcurrentBruteForceChecksAtMostFiveCodes(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
 		secret := e.enroll(t, "t1", "alice")
 		good := code(t, secret, t0)
-		guesses := wrongCodes(good, 30)
+		guesses := wrongCodes(t, secret, 30)
 		errs := make(chan error, len(guesses))
 		var wg sync.WaitGroup
 		start := make(chan struct{})
@@ -434,14 +434,88 @@ func TestLockedErrorMatches(t *testing.T) {
 	require.Equal(t, time.Second, (&mfa.LockedError{Until: t0}).RetryAfter(t0.Add(time.Hour)))
 }
 
-// wrongCodes returns n six-digit codes that differ from good.
-func wrongCodes(good string, n int) []string {
+// wrongCodes returns n six-digit codes that are none of secret's codes within the skew
+// of t0 (a code of the step before or after would be accepted: not a wrong code).
+func wrongCodes(t *testing.T, secret string, n int) []string {
+	t.Helper()
+	valid := map[string]bool{}
+	for k := -mfa.Skew; k <= mfa.Skew; k++ {
+		valid[code(t, secret, t0.Add(time.Duration(k*mfa.Period)*time.Second))] = true
+	}
 	var out []string
 	for i := 0; len(out) < n; i++ {
 		c := strings.Repeat(string(rune('0'+i%10)), 6)
-		if c != good {
+		if !valid[c] {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// faultStore fails one MFAStore method (by name) with a store error.
+type faultStore struct {
+	store.MFAStore
+	fail string
+}
+
+var errStoreDown = errors.New("store down")
+
+func (f *faultStore) err(method string) error {
+	if f.fail == method {
+		return errStoreDown
+	}
+	return nil
+}
+
+func (f *faultStore) GetTOTP(ctx context.Context, tenant, subject string) (*store.TOTPEnrollment, error) {
+	if err := f.err("GetTOTP"); err != nil {
+		return nil, err
+	}
+	return f.MFAStore.GetTOTP(ctx, tenant, subject)
+}
+
+func (f *faultStore) BeginTOTPAttempt(ctx context.Context, tenant, subject string, now, lockUntil time.Time, maxFailures int) (*store.TOTPEnrollment, error) {
+	if err := f.err("BeginTOTPAttempt"); err != nil {
+		return nil, err
+	}
+	return f.MFAStore.BeginTOTPAttempt(ctx, tenant, subject, now, lockUntil, maxFailures)
+}
+
+func (f *faultStore) AcceptTOTPStep(ctx context.Context, tenant, subject string, secret []byte, step int64, now time.Time) (*store.TOTPEnrollment, error) {
+	if err := f.err("AcceptTOTPStep"); err != nil {
+		return nil, err
+	}
+	return f.MFAStore.AcceptTOTPStep(ctx, tenant, subject, secret, step, now)
+}
+
+func (f *faultStore) RecordTOTPFailure(ctx context.Context, tenant, subject string, now, lockUntil time.Time, maxFailures int) (*store.TOTPEnrollment, error) {
+	if err := f.err("RecordTOTPFailure"); err != nil {
+		return nil, err
+	}
+	return f.MFAStore.RecordTOTPFailure(ctx, tenant, subject, now, lockUntil, maxFailures)
+}
+
+// A store error fails closed: the right code does not verify while any step of the
+// verification cannot reach the store, the error says so, and the code then still
+// passes once (it was not spent by the failed attempt).
+func TestStoreErrorsFailClosed(t *testing.T) {
+	eachStore(t, func(t *testing.T, e *env) {
+		secret := e.enroll(t, "t1", "alice")
+		good := code(t, secret, t0)
+		for _, method := range []string{"GetTOTP", "BeginTOTPAttempt", "AcceptTOTPStep"} {
+			fs := &faultStore{MFAStore: e.s.MFA(), fail: method}
+			v, err := mfa.New(fs, testKey, mfa.Options{Now: e.clock.Now, MaxFailures: 100})
+			require.NoError(t, err)
+			err = v.Verify(ctx(t), "t1", "alice", good)
+			require.ErrorIs(t, err, errStoreDown, "%s fails: the right code must not verify", method)
+		}
+		// Settling a wrong code cannot reach the store: still an error, not a pass.
+		fs := &faultStore{MFAStore: e.s.MFA(), fail: "RecordTOTPFailure"}
+		v, err := mfa.New(fs, testKey, mfa.Options{Now: e.clock.Now, MaxFailures: 100})
+		require.NoError(t, err)
+		require.ErrorIs(t, v.Verify(ctx(t), "t1", "alice", wrongCodes(t, secret, 1)[0]), errStoreDown)
+		require.NoError(t, e.totp.Verify(ctx(t), "t1", "alice", good))
+		// A replay whose refusal cannot be recorded is still refused.
+		require.ErrorIs(t, v.Verify(ctx(t), "t1", "alice", good), errStoreDown)
+	})
 }
