@@ -62,11 +62,22 @@ func decisionPath(b *testing.B, st fabrictest.Store, topo fabrictest.Topology, c
 		return resp.StatusCode, raw, err
 	}
 	coord, composer := f.URL(fabric.Coordinator), f.URL(fabric.Composer)
+	// answer is a request's outcome as an error: the transport's, or a status other
+	// than 200 with its body.
+	answer := func(what string, code int, body []byte, err error) error {
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("%s: %d %s", what, code, body)
+		}
+		return nil
+	}
 	decide := func(i int) error {
 		code, body, err := do(http.MethodPost, composer+"/compose", fmt.Sprintf(
 			`{"tenant_id":"t1","context":"scale out, cpu is high","target":"svc-%d","template_id":"scale-out","regions":["eu-west","eu-central","us-east","us-west","ap-south"]}`, i))
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("compose: %d %w %s", code, err, body)
+		if err := answer("compose", code, body, err); err != nil {
+			return err
 		}
 		var composed struct {
 			Manifest  json.RawMessage `json:"manifest"`
@@ -77,8 +88,8 @@ func decisionPath(b *testing.B, st fabrictest.Store, topo fabrictest.Topology, c
 		}
 		code, body, err = do(http.MethodPost, coord+"/proposals", fmt.Sprintf(
 			`{"tenant_id":"t1","manifest":%s,"signature":%s}`, composed.Manifest, composed.Signature))
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("submit: %d %w %s", code, err, body)
+		if err := answer("submit", code, body, err); err != nil {
+			return err
 		}
 		var p struct {
 			Proposal struct{ ID, Status string } `json:"proposal"`
@@ -94,8 +105,8 @@ func decisionPath(b *testing.B, st fabrictest.Store, topo fabrictest.Topology, c
 				time.Sleep(pollInterval)
 			}
 			code, body, err = do(http.MethodGet, coord+"/proposals/"+p.Proposal.ID+"?wait_ms=5000", "")
-			if err != nil || code != http.StatusOK {
-				return fmt.Errorf("get: %d %w", code, err)
+			if err := answer("get", code, body, err); err != nil {
+				return err
 			}
 			if err := json.Unmarshal(body, &p); err != nil {
 				return err
@@ -105,8 +116,8 @@ func decisionPath(b *testing.B, st fabrictest.Store, topo fabrictest.Topology, c
 			}
 		}
 		code, body, err = do(http.MethodPost, coord+"/proposals/"+p.Proposal.ID+"/enact", `{}`)
-		if err != nil || code != http.StatusOK {
-			return fmt.Errorf("enact: %d %w %s", code, err, body)
+		if err := answer("enact", code, body, err); err != nil {
+			return err
 		}
 		return nil
 	}

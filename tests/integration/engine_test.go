@@ -24,8 +24,6 @@ import (
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
-func engineFiles(t *testing.T) func(c *config.Config) { return fabrictest.InstantLowImpact(t) }
-
 const engineManifest = `{"action":"scale","target":"%s","regions":["eu-west","eu-central","us-east","us-west","ap-south"],"impact":"low","parameters":{"replicas_delta":1}}`
 
 // TestDecisionCommitBudget counts the durable commits of one low-impact decision
@@ -36,7 +34,7 @@ func TestDecisionCommitBudget(t *testing.T) {
 	const budget = 6
 	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
 		t.Run(string(st), func(t *testing.T) {
-			f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: st, Configure: engineFiles(t)})
+			f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: st, Configure: fabrictest.InstantLowImpact(t)})
 			c := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
 			// One decision first, so that nothing lazily created counts.
 			warm := c.submit(t, fmt.Sprintf(engineManifest, "warm"))
@@ -75,7 +73,7 @@ func TestDecisionCommitBudget(t *testing.T) {
 func TestReadsNeverWrite(t *testing.T) {
 	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
 		t.Run(string(st), func(t *testing.T) {
-			f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: st, Configure: engineFiles(t)})
+			f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: st, Configure: fabrictest.InstantLowImpact(t)})
 			c := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
 			var ids []string
 			for i := range 3 {
@@ -138,7 +136,7 @@ func stateTables(t *testing.T, st store.Store, ids []string) string {
 func TestTwoCoordinatorsMoveEachProposalOnce(t *testing.T) {
 	const proposals = 500
 	dsn := pgtest.NewDSN(t)
-	files := engineFiles(t)
+	files := fabrictest.InstantLowImpact(t)
 	// Replicas share their keys (region key seed, service and signing keys): one data
 	// directory, as one mounted secret would be.
 	shared := t.TempDir()
