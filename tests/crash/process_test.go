@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -245,13 +246,33 @@ func (f *crashFabric) auditVerify(extra ...string) (int, string) {
 	return -1, string(out)
 }
 
+// crashFreePort is a free loopback port below the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range, 32768-60999 by default). The process is
+// restarted on the same ports after every kill, and while it is dead its ports are
+// free: a port from the ephemeral range could then be taken by another test's
+// `127.0.0.1:0` (a CI run once lost the hil-gateway's that way). Below it, only a
+// process that asks for that port by number can.
 func crashFreePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	const lo, hi = 20000, 32000
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if _, taken := crashPortsTaken.LoadOrStore(port, true); taken {
+			continue // given to another service of this test run already
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		require.NoError(t, l.Close())
+		return port
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
+
+// crashPortsTaken are the ports crashFreePort gave out in this test process.
+var crashPortsTaken sync.Map
 
 // crashLogs keeps the fabric's output (all its lives), shown when a test fails; with
 // FABRIC_TEST_LOGS=1 it is also copied to stderr.
