@@ -1154,16 +1154,20 @@ type ExportDecisionResponse struct {
 	// The signed consensus bundle (the quorum certificate is its "quorum_certificate"
 	// member); absent unless the regions agreed.
 	ConsensusBundle *v1.ConsensusBundle `protobuf:"bytes,9,opt,name=consensus_bundle,json=consensusBundle,proto3" json:"consensus_bundle,omitempty"`
-	// Approvers recorded on the decision (P3). Not signed: approvals are recorded by the
-	// human-in-loop gateway, which does not sign them yet.
+	// Approvers who approved the decision (P3), by name; signed_approvals has each vote
+	// with its signatures.
 	Approvals []string `protobuf:"bytes,10,rep,name=approvals,proto3" json:"approvals,omitempty"`
 	// Every audit entry of the proposal in log order, each with its inclusion_proof in
 	// checkpoint.
 	Entries []*AuditEntry `protobuf:"bytes,11,rep,name=entries,proto3" json:"entries,omitempty"`
 	// The signed checkpoint (Ed25519 note and ML-DSA-65 signature) the proofs lead to.
-	Checkpoint    *AuditCheckpoint `protobuf:"bytes,12,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Checkpoint *AuditCheckpoint `protobuf:"bytes,12,opt,name=checkpoint,proto3" json:"checkpoint,omitempty"`
+	// Every human vote on the decision (P3), each signed by the coordinator when it was
+	// recorded; `fabric decision verify` checks each signature and that each covers this
+	// export's manifest_sha256.
+	SignedApprovals []*v1.Approval `protobuf:"bytes,13,rep,name=signed_approvals,json=signedApprovals,proto3" json:"signed_approvals,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ExportDecisionResponse) Reset() {
@@ -1280,6 +1284,13 @@ func (x *ExportDecisionResponse) GetCheckpoint() *AuditCheckpoint {
 	return nil
 }
 
+func (x *ExportDecisionResponse) GetSignedApprovals() []*v1.Approval {
+	if x != nil {
+		return x.SignedApprovals
+	}
+	return nil
+}
+
 var File_decisionfabric_auditor_v1_auditor_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
@@ -1378,7 +1389,7 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"checkpoint\"8\n" +
 	"\x15ExportDecisionRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
-	"proposalId\"\x86\x05\n" +
+	"proposalId\"\xd4\x05\n" +
 	"\x16ExportDecisionResponse\x12\x16\n" +
 	"\x06format\x18\x01 \x01(\tR\x06format\x12\x1f\n" +
 	"\vproposal_id\x18\x02 \x01(\tR\n" +
@@ -1396,7 +1407,8 @@ const file_decisionfabric_auditor_v1_auditor_proto_rawDesc = "" +
 	"\aentries\x18\v \x03(\v2%.decisionfabric.auditor.v1.AuditEntryR\aentries\x12J\n" +
 	"\n" +
 	"checkpoint\x18\f \x01(\v2*.decisionfabric.auditor.v1.AuditCheckpointR\n" +
-	"checkpoint2\xef\a\n" +
+	"checkpoint\x12L\n" +
+	"\x10signed_approvals\x18\r \x03(\v2!.decisionfabric.types.v1.ApprovalR\x0fsignedApprovals2\xef\a\n" +
 	"\x0eAuditorService\x12\x90\x01\n" +
 	"\rGetAuditTrail\x12/.decisionfabric.auditor.v1.GetAuditTrailRequest\x1a0.decisionfabric.auditor.v1.GetAuditTrailResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/audit/{proposal_id}\x12\x8d\x01\n" +
 	"\rGetCheckpoint\x12/.decisionfabric.auditor.v1.GetCheckpointRequest\x1a0.decisionfabric.auditor.v1.GetCheckpointResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/audit/checkpoint\x12\x99\x01\n" +
@@ -1441,6 +1453,7 @@ var file_decisionfabric_auditor_v1_auditor_proto_goTypes = []any{
 	(*v1.Manifest)(nil),            // 18: decisionfabric.types.v1.Manifest
 	(*v1.ManifestSignature)(nil),   // 19: decisionfabric.types.v1.ManifestSignature
 	(*v1.ConsensusBundle)(nil),     // 20: decisionfabric.types.v1.ConsensusBundle
+	(*v1.Approval)(nil),            // 21: decisionfabric.types.v1.Approval
 }
 var file_decisionfabric_auditor_v1_auditor_proto_depIdxs = []int32{
 	5,  // 0: decisionfabric.auditor.v1.GetCheckpointResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
@@ -1462,25 +1475,26 @@ var file_decisionfabric_auditor_v1_auditor_proto_depIdxs = []int32{
 	20, // 16: decisionfabric.auditor.v1.ExportDecisionResponse.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
 	4,  // 17: decisionfabric.auditor.v1.ExportDecisionResponse.entries:type_name -> decisionfabric.auditor.v1.AuditEntry
 	5,  // 18: decisionfabric.auditor.v1.ExportDecisionResponse.checkpoint:type_name -> decisionfabric.auditor.v1.AuditCheckpoint
-	0,  // 19: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
-	1,  // 20: decisionfabric.auditor.v1.AuditorService.GetCheckpoint:input_type -> decisionfabric.auditor.v1.GetCheckpointRequest
-	6,  // 21: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
-	8,  // 22: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
-	10, // 23: decisionfabric.auditor.v1.AuditorService.AppendEntries:input_type -> decisionfabric.auditor.v1.AppendEntriesRequest
-	14, // 24: decisionfabric.auditor.v1.AuditorService.ExportDecision:input_type -> decisionfabric.auditor.v1.ExportDecisionRequest
-	12, // 25: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
-	3,  // 26: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
-	2,  // 27: decisionfabric.auditor.v1.AuditorService.GetCheckpoint:output_type -> decisionfabric.auditor.v1.GetCheckpointResponse
-	7,  // 28: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
-	9,  // 29: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
-	11, // 30: decisionfabric.auditor.v1.AuditorService.AppendEntries:output_type -> decisionfabric.auditor.v1.AppendEntriesResponse
-	15, // 31: decisionfabric.auditor.v1.AuditorService.ExportDecision:output_type -> decisionfabric.auditor.v1.ExportDecisionResponse
-	13, // 32: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
-	26, // [26:33] is the sub-list for method output_type
-	19, // [19:26] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	21, // 19: decisionfabric.auditor.v1.ExportDecisionResponse.signed_approvals:type_name -> decisionfabric.types.v1.Approval
+	0,  // 20: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:input_type -> decisionfabric.auditor.v1.GetAuditTrailRequest
+	1,  // 21: decisionfabric.auditor.v1.AuditorService.GetCheckpoint:input_type -> decisionfabric.auditor.v1.GetCheckpointRequest
+	6,  // 22: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:input_type -> decisionfabric.auditor.v1.RecordSnapshotRequest
+	8,  // 23: decisionfabric.auditor.v1.AuditorService.AppendEntry:input_type -> decisionfabric.auditor.v1.AppendEntryRequest
+	10, // 24: decisionfabric.auditor.v1.AuditorService.AppendEntries:input_type -> decisionfabric.auditor.v1.AppendEntriesRequest
+	14, // 25: decisionfabric.auditor.v1.AuditorService.ExportDecision:input_type -> decisionfabric.auditor.v1.ExportDecisionRequest
+	12, // 26: decisionfabric.auditor.v1.AuditorService.PlanRollback:input_type -> decisionfabric.auditor.v1.PlanRollbackRequest
+	3,  // 27: decisionfabric.auditor.v1.AuditorService.GetAuditTrail:output_type -> decisionfabric.auditor.v1.GetAuditTrailResponse
+	2,  // 28: decisionfabric.auditor.v1.AuditorService.GetCheckpoint:output_type -> decisionfabric.auditor.v1.GetCheckpointResponse
+	7,  // 29: decisionfabric.auditor.v1.AuditorService.RecordSnapshot:output_type -> decisionfabric.auditor.v1.RecordSnapshotResponse
+	9,  // 30: decisionfabric.auditor.v1.AuditorService.AppendEntry:output_type -> decisionfabric.auditor.v1.AppendEntryResponse
+	11, // 31: decisionfabric.auditor.v1.AuditorService.AppendEntries:output_type -> decisionfabric.auditor.v1.AppendEntriesResponse
+	15, // 32: decisionfabric.auditor.v1.AuditorService.ExportDecision:output_type -> decisionfabric.auditor.v1.ExportDecisionResponse
+	13, // 33: decisionfabric.auditor.v1.AuditorService.PlanRollback:output_type -> decisionfabric.auditor.v1.PlanRollbackResponse
+	27, // [27:34] is the sub-list for method output_type
+	20, // [20:27] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_auditor_v1_auditor_proto_init() }

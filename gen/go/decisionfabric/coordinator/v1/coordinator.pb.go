@@ -185,8 +185,17 @@ type Proposal struct {
 	// Why an AGREED proposal has no consensus bundle (for example, the negotiator's quorum
 	// certificate did not verify against the region key registry), in words.
 	ConsensusError string `protobuf:"bytes,25,opt,name=consensus_error,json=consensusError,proto3" json:"consensus_error,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Every human vote recorded while the proposal waited for approval, in order, each
+	// signed by the coordinator (P3).
+	Approvals []*v1.Approval `protobuf:"bytes,26,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// When the approval request expires: the proposal ends EXPIRED if the approval rules
+	// are not met by then. Set when it moves to PENDING_APPROVAL.
+	ApprovalDeadline *timestamppb.Timestamp `protobuf:"bytes,27,opt,name=approval_deadline,json=approvalDeadline,proto3" json:"approval_deadline,omitempty"`
+	// Where the approval stands, one line per approval set and then the verdict, in words
+	// (for example "set 1: 1 more approval from group sre (rule sre)").
+	ApprovalStanding []string `protobuf:"bytes,28,rep,name=approval_standing,json=approvalStanding,proto3" json:"approval_standing,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Proposal) Reset() {
@@ -392,6 +401,27 @@ func (x *Proposal) GetConsensusError() string {
 		return x.ConsensusError
 	}
 	return ""
+}
+
+func (x *Proposal) GetApprovals() []*v1.Approval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *Proposal) GetApprovalDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApprovalDeadline
+	}
+	return nil
+}
+
+func (x *Proposal) GetApprovalStanding() []string {
+	if x != nil {
+		return x.ApprovalStanding
+	}
+	return nil
 }
 
 // PolicyDecision is the decision policy's verdict on a proposal (see docs/policies).
@@ -1341,11 +1371,333 @@ func (x *EnactProposalResponse) GetPost() *v1.Snapshot {
 	return nil
 }
 
+// DescribeChangeRequest names a proposal.
+type DescribeChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The proposal's id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeChangeRequest) Reset() {
+	*x = DescribeChangeRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeChangeRequest) ProtoMessage() {}
+
+func (x *DescribeChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeChangeRequest.ProtoReflect.Descriptor instead.
+func (*DescribeChangeRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DescribeChangeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DescribeChangeResponse is what enacting the proposal would change now.
+type DescribeChangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The target's current state.
+	CurrentState *structpb.Struct `protobuf:"bytes,1,opt,name=current_state,json=currentState,proto3" json:"current_state,omitempty"`
+	// Lower-case hex SHA256 of the current state.
+	CurrentStateSha256 string `protobuf:"bytes,2,opt,name=current_state_sha256,json=currentStateSha256,proto3" json:"current_state_sha256,omitempty"`
+	// The state the change would produce.
+	PlannedState *structpb.Struct `protobuf:"bytes,3,opt,name=planned_state,json=plannedState,proto3" json:"planned_state,omitempty"`
+	// Lower-case hex SHA256 of the planned state.
+	PlannedStateSha256 string `protobuf:"bytes,4,opt,name=planned_state_sha256,json=plannedStateSha256,proto3" json:"planned_state_sha256,omitempty"`
+	// The values that differ, in path order.
+	Diff []*ChangeLine `protobuf:"bytes,5,rep,name=diff,proto3" json:"diff,omitempty"`
+	// Whether the current state is still the pre-state recorded at submission (when not,
+	// enactment will refuse: the world moved since).
+	MatchesPreState bool `protobuf:"varint,6,opt,name=matches_pre_state,json=matchesPreState,proto3" json:"matches_pre_state,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DescribeChangeResponse) Reset() {
+	*x = DescribeChangeResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeChangeResponse) ProtoMessage() {}
+
+func (x *DescribeChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeChangeResponse.ProtoReflect.Descriptor instead.
+func (*DescribeChangeResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DescribeChangeResponse) GetCurrentState() *structpb.Struct {
+	if x != nil {
+		return x.CurrentState
+	}
+	return nil
+}
+
+func (x *DescribeChangeResponse) GetCurrentStateSha256() string {
+	if x != nil {
+		return x.CurrentStateSha256
+	}
+	return ""
+}
+
+func (x *DescribeChangeResponse) GetPlannedState() *structpb.Struct {
+	if x != nil {
+		return x.PlannedState
+	}
+	return nil
+}
+
+func (x *DescribeChangeResponse) GetPlannedStateSha256() string {
+	if x != nil {
+		return x.PlannedStateSha256
+	}
+	return ""
+}
+
+func (x *DescribeChangeResponse) GetDiff() []*ChangeLine {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *DescribeChangeResponse) GetMatchesPreState() bool {
+	if x != nil {
+		return x.MatchesPreState
+	}
+	return false
+}
+
+// ChangeLine is one value a change sets.
+type ChangeLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// JSON path of the value in the target's state, e.g. "regions.eu-west.replicas".
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The value now, as JSON ("" when absent).
+	Before string `protobuf:"bytes,2,opt,name=before,proto3" json:"before,omitempty"`
+	// The value after the change, as JSON ("" when removed).
+	After         string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeLine) Reset() {
+	*x = ChangeLine{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeLine) ProtoMessage() {}
+
+func (x *ChangeLine) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeLine.ProtoReflect.Descriptor instead.
+func (*ChangeLine) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ChangeLine) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ChangeLine) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *ChangeLine) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+// RecordApprovalRequest carries one vote.
+type RecordApprovalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The proposal.
+	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Required. The proposal's tenant.
+	TenantId string `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Required. The vote: approver, roles, groups, decision, reason, second factor,
+	// signature, channel. decided_at and signature are set by the coordinator.
+	Approval      *v1.Approval `protobuf:"bytes,3,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordApprovalRequest) Reset() {
+	*x = RecordApprovalRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordApprovalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordApprovalRequest) ProtoMessage() {}
+
+func (x *RecordApprovalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordApprovalRequest.ProtoReflect.Descriptor instead.
+func (*RecordApprovalRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RecordApprovalRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *RecordApprovalRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *RecordApprovalRequest) GetApproval() *v1.Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+// RecordApprovalResponse returns the proposal after the vote.
+type RecordApprovalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal, with the vote recorded.
+	Proposal *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// The recorded vote, signed.
+	Approval      *v1.Approval `protobuf:"bytes,2,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordApprovalResponse) Reset() {
+	*x = RecordApprovalResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordApprovalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordApprovalResponse) ProtoMessage() {}
+
+func (x *RecordApprovalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordApprovalResponse.ProtoReflect.Descriptor instead.
+func (*RecordApprovalResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RecordApprovalResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *RecordApprovalResponse) GetApproval() *v1.Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
 var File_decisionfabric_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"/decisionfabric/coordinator/v1/coordinator.proto\x12\x1ddecisionfabric.coordinator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\t\n" +
+	"/decisionfabric/coordinator/v1/coordinator.proto\x12\x1ddecisionfabric.coordinator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\v\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12E\n" +
@@ -1375,7 +1727,10 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\tapprovers\x18\x16 \x03(\tR\tapprovers\x12Y\n" +
 	"\x12manifest_signature\x18\x17 \x01(\v2*.decisionfabric.types.v1.ManifestSignatureR\x11manifestSignature\x12S\n" +
 	"\x10consensus_bundle\x18\x18 \x01(\v2(.decisionfabric.types.v1.ConsensusBundleR\x0fconsensusBundle\x12'\n" +
-	"\x0fconsensus_error\x18\x19 \x01(\tR\x0econsensusError\"\xe6\x02\n" +
+	"\x0fconsensus_error\x18\x19 \x01(\tR\x0econsensusError\x12?\n" +
+	"\tapprovals\x18\x1a \x03(\v2!.decisionfabric.types.v1.ApprovalR\tapprovals\x12G\n" +
+	"\x11approval_deadline\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\x10approvalDeadline\x12+\n" +
+	"\x11approval_standing\x18\x1c \x03(\tR\x10approvalStanding\"\xe6\x02\n" +
 	"\x0ePolicyDecision\x12'\n" +
 	"\x0fcomputed_impact\x18\x01 \x01(\tR\x0ecomputedImpact\x12\x16\n" +
 	"\x06quorum\x18\x02 \x01(\tR\x06quorum\x12+\n" +
@@ -1443,7 +1798,29 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x15EnactProposalResponse\x12C\n" +
 	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x123\n" +
 	"\x03pre\x18\x02 \x01(\v2!.decisionfabric.types.v1.SnapshotR\x03pre\x125\n" +
-	"\x04post\x18\x03 \x01(\v2!.decisionfabric.types.v1.SnapshotR\x04post*\xca\x03\n" +
+	"\x04post\x18\x03 \x01(\v2!.decisionfabric.types.v1.SnapshotR\x04post\"'\n" +
+	"\x15DescribeChangeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xe3\x02\n" +
+	"\x16DescribeChangeResponse\x12<\n" +
+	"\rcurrent_state\x18\x01 \x01(\v2\x17.google.protobuf.StructR\fcurrentState\x120\n" +
+	"\x14current_state_sha256\x18\x02 \x01(\tR\x12currentStateSha256\x12<\n" +
+	"\rplanned_state\x18\x03 \x01(\v2\x17.google.protobuf.StructR\fplannedState\x120\n" +
+	"\x14planned_state_sha256\x18\x04 \x01(\tR\x12plannedStateSha256\x12=\n" +
+	"\x04diff\x18\x05 \x03(\v2).decisionfabric.coordinator.v1.ChangeLineR\x04diff\x12*\n" +
+	"\x11matches_pre_state\x18\x06 \x01(\bR\x0fmatchesPreState\"N\n" +
+	"\n" +
+	"ChangeLine\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06before\x18\x02 \x01(\tR\x06before\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\"\x94\x01\n" +
+	"\x15RecordApprovalRequest\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12=\n" +
+	"\bapproval\x18\x03 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval\"\x9c\x01\n" +
+	"\x16RecordApprovalResponse\x12C\n" +
+	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12=\n" +
+	"\bapproval\x18\x02 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval*\xca\x03\n" +
 	"\x0eProposalStatus\x12\x1f\n" +
 	"\x1bPROPOSAL_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19PROPOSAL_STATUS_SUBMITTED\x10\x01\x12\x1f\n" +
@@ -1459,7 +1836,7 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x12\"\n" +
 	"\x1ePROPOSAL_STATUS_DRY_RUN_FAILED\x10\v\x12\x1b\n" +
 	"\x17PROPOSAL_STATUS_ENACTED\x10\f\x12\x1f\n" +
-	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\x96\x06\n" +
+	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xb5\b\n" +
 	"\x12CoordinatorService\x12\x94\x01\n" +
 	"\x0eSubmitProposal\x124.decisionfabric.coordinator.v1.SubmitProposalRequest\x1a5.decisionfabric.coordinator.v1.SubmitProposalResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/proposals\x12\x8d\x01\n" +
@@ -1467,7 +1844,9 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\rListProposals\x123.decisionfabric.coordinator.v1.ListProposalsRequest\x1a4.decisionfabric.coordinator.v1.ListProposalsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
 	"/proposals\x12\x9c\x01\n" +
 	"\rEnactProposal\x123.decisionfabric.coordinator.v1.EnactProposalRequest\x1a4.decisionfabric.coordinator.v1.EnactProposalResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/proposals/{id}/enact\x12\xa8\x01\n" +
-	"\x10RollbackProposal\x126.decisionfabric.coordinator.v1.RollbackProposalRequest\x1a7.decisionfabric.coordinator.v1.RollbackProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/proposals/{id}/rollbackBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x10RollbackProposal\x126.decisionfabric.coordinator.v1.RollbackProposalRequest\x1a7.decisionfabric.coordinator.v1.RollbackProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/proposals/{id}/rollback\x12\x9d\x01\n" +
+	"\x0eDescribeChange\x124.decisionfabric.coordinator.v1.DescribeChangeRequest\x1a5.decisionfabric.coordinator.v1.DescribeChangeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/proposals/{id}/change\x12}\n" +
+	"\x0eRecordApproval\x124.decisionfabric.coordinator.v1.RecordApprovalRequest\x1a5.decisionfabric.coordinator.v1.RecordApprovalResponseBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_decisionfabric_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1482,7 +1861,7 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
 	(ProposalStatus)(0),              // 0: decisionfabric.coordinator.v1.ProposalStatus
 	(*Proposal)(nil),                 // 1: decisionfabric.coordinator.v1.Proposal
@@ -1500,54 +1879,72 @@ var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*RollbackProposalRequest)(nil),  // 13: decisionfabric.coordinator.v1.RollbackProposalRequest
 	(*RollbackProposalResponse)(nil), // 14: decisionfabric.coordinator.v1.RollbackProposalResponse
 	(*EnactProposalResponse)(nil),    // 15: decisionfabric.coordinator.v1.EnactProposalResponse
-	(*v1.Manifest)(nil),              // 16: decisionfabric.types.v1.Manifest
-	(*structpb.Struct)(nil),          // 17: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
-	(*v1.ManifestSignature)(nil),     // 19: decisionfabric.types.v1.ManifestSignature
-	(*v1.ConsensusBundle)(nil),       // 20: decisionfabric.types.v1.ConsensusBundle
-	(*v1.Snapshot)(nil),              // 21: decisionfabric.types.v1.Snapshot
+	(*DescribeChangeRequest)(nil),    // 16: decisionfabric.coordinator.v1.DescribeChangeRequest
+	(*DescribeChangeResponse)(nil),   // 17: decisionfabric.coordinator.v1.DescribeChangeResponse
+	(*ChangeLine)(nil),               // 18: decisionfabric.coordinator.v1.ChangeLine
+	(*RecordApprovalRequest)(nil),    // 19: decisionfabric.coordinator.v1.RecordApprovalRequest
+	(*RecordApprovalResponse)(nil),   // 20: decisionfabric.coordinator.v1.RecordApprovalResponse
+	(*v1.Manifest)(nil),              // 21: decisionfabric.types.v1.Manifest
+	(*structpb.Struct)(nil),          // 22: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
+	(*v1.ManifestSignature)(nil),     // 24: decisionfabric.types.v1.ManifestSignature
+	(*v1.ConsensusBundle)(nil),       // 25: decisionfabric.types.v1.ConsensusBundle
+	(*v1.Approval)(nil),              // 26: decisionfabric.types.v1.Approval
+	(*v1.Snapshot)(nil),              // 27: decisionfabric.types.v1.Snapshot
 }
 var file_decisionfabric_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.coordinator.v1.Proposal.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	16, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
-	17, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
-	18, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
-	18, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
+	22, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
+	23, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
+	23, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: decisionfabric.coordinator.v1.Proposal.votes:type_name -> decisionfabric.coordinator.v1.VoteSummary
-	16, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
+	21, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
 	2,  // 7: decisionfabric.coordinator.v1.Proposal.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
 	3,  // 8: decisionfabric.coordinator.v1.Proposal.score:type_name -> decisionfabric.coordinator.v1.Score
 	4,  // 9: decisionfabric.coordinator.v1.Proposal.dry_run_result:type_name -> decisionfabric.coordinator.v1.DryRunResult
-	19, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	20, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
-	18, // 12: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
-	16, // 13: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	17, // 14: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
-	19, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	1,  // 16: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	1,  // 17: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	0,  // 18: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	1,  // 19: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
-	1,  // 20: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	21, // 21: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
-	1,  // 22: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	21, // 23: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
-	21, // 24: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
-	6,  // 25: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
-	8,  // 26: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
-	10, // 27: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
-	12, // 28: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
-	13, // 29: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
-	7,  // 30: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
-	9,  // 31: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
-	11, // 32: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
-	15, // 33: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
-	14, // 34: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
-	30, // [30:35] is the sub-list for method output_type
-	25, // [25:30] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	24, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	25, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	26, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
+	23, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
+	23, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
+	21, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	22, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
+	24, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	1,  // 18: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	1,  // 19: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	0,  // 20: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
+	1,  // 21: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
+	1,  // 22: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	27, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
+	1,  // 24: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	27, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
+	27, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
+	22, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
+	22, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
+	18, // 29: decisionfabric.coordinator.v1.DescribeChangeResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
+	26, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
+	1,  // 31: decisionfabric.coordinator.v1.RecordApprovalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	26, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
+	6,  // 33: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
+	8,  // 34: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
+	10, // 35: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
+	12, // 36: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
+	13, // 37: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
+	16, // 38: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
+	19, // 39: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
+	7,  // 40: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
+	9,  // 41: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
+	11, // 42: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
+	15, // 43: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
+	14, // 44: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
+	17, // 45: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
+	20, // 46: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
+	40, // [40:47] is the sub-list for method output_type
+	33, // [33:40] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_coordinator_v1_coordinator_proto_init() }
@@ -1562,7 +1959,7 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc), len(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

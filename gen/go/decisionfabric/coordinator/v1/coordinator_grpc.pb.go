@@ -28,6 +28,8 @@ const (
 	CoordinatorService_ListProposals_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/ListProposals"
 	CoordinatorService_EnactProposal_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/EnactProposal"
 	CoordinatorService_RollbackProposal_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackProposal"
+	CoordinatorService_DescribeChange_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/DescribeChange"
+	CoordinatorService_RecordApproval_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/RecordApproval"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -77,6 +79,24 @@ type CoordinatorServiceClient interface {
 	// Errors: FAILED_PRECONDITION (409) unless the proposal is ENACTED; ABORTED (409) if
 	// the restored state does not hash to the recorded pre-state.
 	RollbackProposal(ctx context.Context, in *RollbackProposalRequest, opts ...grpc.CallOption) (*RollbackProposalResponse, error)
+	// DescribeChange shows what enacting the proposal would change now: the target's
+	// current state, the state the change would produce, and the values that differ. It
+	// reads only.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; FAILED_PRECONDITION (409) when the world
+	// refuses the change (the reason is named).
+	DescribeChange(ctx context.Context, in *DescribeChangeRequest, opts ...grpc.CallOption) (*DescribeChangeResponse, error)
+	// RecordApproval records one human's vote on a proposal waiting for approval (P3), in
+	// one transaction with its audit entry, and moves the proposal to APPROVED or DENIED
+	// when the tenant's approval rules are met (gRPC only; the hil-gateway calls it after
+	// checking the approver's second factor and signature).
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; FAILED_PRECONDITION (409) unless the
+	// proposal is PENDING_APPROVAL, for a second vote by the same approver, a vote after
+	// the approval deadline, or one the approval rules do not count (the reason is
+	// named); PERMISSION_DENIED (403) for a vote on one's own proposal; INVALID_ARGUMENT
+	// (400) for a malformed vote.
+	RecordApproval(ctx context.Context, in *RecordApprovalRequest, opts ...grpc.CallOption) (*RecordApprovalResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -137,6 +157,26 @@ func (c *coordinatorServiceClient) RollbackProposal(ctx context.Context, in *Rol
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) DescribeChange(ctx context.Context, in *DescribeChangeRequest, opts ...grpc.CallOption) (*DescribeChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DescribeChangeResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_DescribeChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) RecordApproval(ctx context.Context, in *RecordApprovalRequest, opts ...grpc.CallOption) (*RecordApprovalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordApprovalResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_RecordApproval_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -184,6 +224,24 @@ type CoordinatorServiceServer interface {
 	// Errors: FAILED_PRECONDITION (409) unless the proposal is ENACTED; ABORTED (409) if
 	// the restored state does not hash to the recorded pre-state.
 	RollbackProposal(context.Context, *RollbackProposalRequest) (*RollbackProposalResponse, error)
+	// DescribeChange shows what enacting the proposal would change now: the target's
+	// current state, the state the change would produce, and the values that differ. It
+	// reads only.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; FAILED_PRECONDITION (409) when the world
+	// refuses the change (the reason is named).
+	DescribeChange(context.Context, *DescribeChangeRequest) (*DescribeChangeResponse, error)
+	// RecordApproval records one human's vote on a proposal waiting for approval (P3), in
+	// one transaction with its audit entry, and moves the proposal to APPROVED or DENIED
+	// when the tenant's approval rules are met (gRPC only; the hil-gateway calls it after
+	// checking the approver's second factor and signature).
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; FAILED_PRECONDITION (409) unless the
+	// proposal is PENDING_APPROVAL, for a second vote by the same approver, a vote after
+	// the approval deadline, or one the approval rules do not count (the reason is
+	// named); PERMISSION_DENIED (403) for a vote on one's own proposal; INVALID_ARGUMENT
+	// (400) for a malformed vote.
+	RecordApproval(context.Context, *RecordApprovalRequest) (*RecordApprovalResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -208,6 +266,12 @@ func (UnimplementedCoordinatorServiceServer) EnactProposal(context.Context, *Ena
 }
 func (UnimplementedCoordinatorServiceServer) RollbackProposal(context.Context, *RollbackProposalRequest) (*RollbackProposalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RollbackProposal not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) DescribeChange(context.Context, *DescribeChangeRequest) (*DescribeChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DescribeChange not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) RecordApproval(context.Context, *RecordApprovalRequest) (*RecordApprovalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordApproval not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -320,6 +384,42 @@ func _CoordinatorService_RollbackProposal_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_DescribeChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).DescribeChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_DescribeChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).DescribeChange(ctx, req.(*DescribeChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_RecordApproval_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordApprovalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).RecordApproval(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_RecordApproval_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).RecordApproval(ctx, req.(*RecordApprovalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -346,6 +446,14 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RollbackProposal",
 			Handler:    _CoordinatorService_RollbackProposal_Handler,
+		},
+		{
+			MethodName: "DescribeChange",
+			Handler:    _CoordinatorService_DescribeChange_Handler,
+		},
+		{
+			MethodName: "RecordApproval",
+			Handler:    _CoordinatorService_RecordApproval_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

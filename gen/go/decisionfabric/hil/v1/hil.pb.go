@@ -10,6 +10,8 @@
 package hilv1
 
 import (
+	v11 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	v1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -27,6 +29,8 @@ const (
 )
 
 // ApprovalDecision is an approver's answer.
+// The lower-case aliases are the spec's short forms, accepted in JSON requests.
+// buf:lint:ignore ENUM_NO_ALLOW_ALIAS
 type ApprovalDecision int32
 
 const (
@@ -34,8 +38,22 @@ const (
 	ApprovalDecision_APPROVAL_DECISION_UNSPECIFIED ApprovalDecision = 0
 	// Approve the proposal.
 	ApprovalDecision_APPROVAL_DECISION_APPROVE ApprovalDecision = 1
-	// Reject the proposal.
+	// Reject (deny) the proposal.
 	ApprovalDecision_APPROVAL_DECISION_REJECT ApprovalDecision = 2
+	// Deny the proposal (the same as APPROVAL_DECISION_REJECT).
+	ApprovalDecision_APPROVAL_DECISION_DENY ApprovalDecision = 2
+	// Short form of APPROVAL_DECISION_APPROVE.
+	// buf:lint:ignore ENUM_VALUE_PREFIX
+	// buf:lint:ignore ENUM_VALUE_UPPER_SNAKE_CASE
+	ApprovalDecision_approve ApprovalDecision = 1
+	// Short form of APPROVAL_DECISION_DENY.
+	// buf:lint:ignore ENUM_VALUE_PREFIX
+	// buf:lint:ignore ENUM_VALUE_UPPER_SNAKE_CASE
+	ApprovalDecision_deny ApprovalDecision = 2
+	// Short form of APPROVAL_DECISION_REJECT.
+	// buf:lint:ignore ENUM_VALUE_PREFIX
+	// buf:lint:ignore ENUM_VALUE_UPPER_SNAKE_CASE
+	ApprovalDecision_reject ApprovalDecision = 2
 )
 
 // Enum value maps for ApprovalDecision.
@@ -44,11 +62,19 @@ var (
 		0: "APPROVAL_DECISION_UNSPECIFIED",
 		1: "APPROVAL_DECISION_APPROVE",
 		2: "APPROVAL_DECISION_REJECT",
+		// Duplicate value: 2: "APPROVAL_DECISION_DENY",
+		// Duplicate value: 1: "approve",
+		// Duplicate value: 2: "deny",
+		// Duplicate value: 2: "reject",
 	}
 	ApprovalDecision_value = map[string]int32{
 		"APPROVAL_DECISION_UNSPECIFIED": 0,
 		"APPROVAL_DECISION_APPROVE":     1,
 		"APPROVAL_DECISION_REJECT":      2,
+		"APPROVAL_DECISION_DENY":        2,
+		"approve":                       1,
+		"deny":                          2,
+		"reject":                        2,
 	}
 )
 
@@ -84,14 +110,29 @@ type ApproveRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The proposal.
 	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
-	// Required. Approve or reject.
+	// Required. Approve or deny.
 	Decision ApprovalDecision `protobuf:"varint,2,opt,name=decision,proto3,enum=decisionfabric.hil.v1.ApprovalDecision" json:"decision,omitempty"`
-	// Required. The approver's id (not an email address).
+	// Deprecated: the approver is the token's subject. When set it must equal it.
+	//
+	// Deprecated: Marked as deprecated in decisionfabric/hil/v1/hil.proto.
 	ApproverId string `protobuf:"bytes,3,opt,name=approver_id,json=approverId,proto3" json:"approver_id,omitempty"`
-	// Required in production. Proof the approver is who they say.
+	// Deprecated: use mfa and signature. proof.mfa_code is read as mfa.totp when mfa is
+	// absent.
+	//
+	// Deprecated: Marked as deprecated in decisionfabric/hil/v1/hil.proto.
 	Proof *ApprovalProof `protobuf:"bytes,4,opt,name=proof,proto3" json:"proof,omitempty"`
-	// Optional comment (PII is redacted).
-	Comment       string `protobuf:"bytes,5,opt,name=comment,proto3" json:"comment,omitempty"`
+	// Deprecated: use reason.
+	//
+	// Deprecated: Marked as deprecated in decisionfabric/hil/v1/hil.proto.
+	Comment string `protobuf:"bytes,5,opt,name=comment,proto3" json:"comment,omitempty"`
+	// Why, in the approver's words (at most 1000 characters; personal data redacted).
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The second factor.
+	Mfa *MFAProof `protobuf:"bytes,7,opt,name=mfa,proto3" json:"mfa,omitempty"`
+	// The approver's signature (cosign sign-blob format, base64) over the ASCII hex
+	// manifest_sha256 of the proposal; required where the policy asks and always outside
+	// simulation. Verified against the approver's registered public key.
+	Signature     string `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -140,6 +181,7 @@ func (x *ApproveRequest) GetDecision() ApprovalDecision {
 	return ApprovalDecision_APPROVAL_DECISION_UNSPECIFIED
 }
 
+// Deprecated: Marked as deprecated in decisionfabric/hil/v1/hil.proto.
 func (x *ApproveRequest) GetApproverId() string {
 	if x != nil {
 		return x.ApproverId
@@ -147,6 +189,7 @@ func (x *ApproveRequest) GetApproverId() string {
 	return ""
 }
 
+// Deprecated: Marked as deprecated in decisionfabric/hil/v1/hil.proto.
 func (x *ApproveRequest) GetProof() *ApprovalProof {
 	if x != nil {
 		return x.Proof
@@ -154,9 +197,77 @@ func (x *ApproveRequest) GetProof() *ApprovalProof {
 	return nil
 }
 
+// Deprecated: Marked as deprecated in decisionfabric/hil/v1/hil.proto.
 func (x *ApproveRequest) GetComment() string {
 	if x != nil {
 		return x.Comment
+	}
+	return ""
+}
+
+func (x *ApproveRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ApproveRequest) GetMfa() *MFAProof {
+	if x != nil {
+		return x.Mfa
+	}
+	return nil
+}
+
+func (x *ApproveRequest) GetSignature() string {
+	if x != nil {
+		return x.Signature
+	}
+	return ""
+}
+
+// MFAProof is an approver's second factor.
+type MFAProof struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A current TOTP code (RFC 6238, six digits).
+	Totp          string `protobuf:"bytes,1,opt,name=totp,proto3" json:"totp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MFAProof) Reset() {
+	*x = MFAProof{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MFAProof) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MFAProof) ProtoMessage() {}
+
+func (x *MFAProof) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MFAProof.ProtoReflect.Descriptor instead.
+func (*MFAProof) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MFAProof) GetTotp() string {
+	if x != nil {
+		return x.Totp
 	}
 	return ""
 }
@@ -174,7 +285,7 @@ type ApprovalProof struct {
 
 func (x *ApprovalProof) Reset() {
 	*x = ApprovalProof{}
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[1]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -186,7 +297,7 @@ func (x *ApprovalProof) String() string {
 func (*ApprovalProof) ProtoMessage() {}
 
 func (x *ApprovalProof) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[1]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -199,7 +310,7 @@ func (x *ApprovalProof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApprovalProof.ProtoReflect.Descriptor instead.
 func (*ApprovalProof) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{1}
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApprovalProof) GetMfaCode() string {
@@ -227,7 +338,7 @@ type ApproveResponse struct {
 
 func (x *ApproveResponse) Reset() {
 	*x = ApproveResponse{}
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[2]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +350,7 @@ func (x *ApproveResponse) String() string {
 func (*ApproveResponse) ProtoMessage() {}
 
 func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[2]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +363,7 @@ func (x *ApproveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveResponse.ProtoReflect.Descriptor instead.
 func (*ApproveResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{2}
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ApproveResponse) GetApproval() *Approval {
@@ -276,14 +387,20 @@ type Approval struct {
 	// Whether MFA was verified.
 	MfaVerified bool `protobuf:"varint,5,opt,name=mfa_verified,json=mfaVerified,proto3" json:"mfa_verified,omitempty"`
 	// When it was recorded.
-	DecidedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	DecidedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// The signed record of the vote, as the decision bundle carries it.
+	Record *v1.Approval `protobuf:"bytes,7,opt,name=record,proto3" json:"record,omitempty"`
+	// The proposal's status after the vote: PENDING_APPROVAL, APPROVED or DENIED.
+	ProposalStatus v11.ProposalStatus `protobuf:"varint,8,opt,name=proposal_status,json=proposalStatus,proto3,enum=decisionfabric.coordinator.v1.ProposalStatus" json:"proposal_status,omitempty"`
+	// Where the approval stands after the vote, in words.
+	Standing      []string `protobuf:"bytes,9,rep,name=standing,proto3" json:"standing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[3]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -295,7 +412,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[3]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -308,7 +425,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{3}
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Approval) GetProposalId() string {
@@ -353,6 +470,27 @@ func (x *Approval) GetDecidedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Approval) GetRecord() *v1.Approval {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *Approval) GetProposalStatus() v11.ProposalStatus {
+	if x != nil {
+		return x.ProposalStatus
+	}
+	return v11.ProposalStatus(0)
+}
+
+func (x *Approval) GetStanding() []string {
+	if x != nil {
+		return x.Standing
+	}
+	return nil
+}
+
 // ListPendingRequest names a tenant.
 type ListPendingRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -364,7 +502,7 @@ type ListPendingRequest struct {
 
 func (x *ListPendingRequest) Reset() {
 	*x = ListPendingRequest{}
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[4]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +514,7 @@ func (x *ListPendingRequest) String() string {
 func (*ListPendingRequest) ProtoMessage() {}
 
 func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[4]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +527,7 @@ func (x *ListPendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingRequest.ProtoReflect.Descriptor instead.
 func (*ListPendingRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{4}
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListPendingRequest) GetTenantId() string {
@@ -410,7 +548,7 @@ type ListPendingResponse struct {
 
 func (x *ListPendingResponse) Reset() {
 	*x = ListPendingResponse{}
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[5]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -422,7 +560,7 @@ func (x *ListPendingResponse) String() string {
 func (*ListPendingResponse) ProtoMessage() {}
 
 func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[5]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -435,7 +573,7 @@ func (x *ListPendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPendingResponse.ProtoReflect.Descriptor instead.
 func (*ListPendingResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{5}
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListPendingResponse) GetPending() []*PendingApproval {
@@ -458,15 +596,32 @@ type PendingApproval struct {
 	Summary string `protobuf:"bytes,4,opt,name=summary,proto3" json:"summary,omitempty"`
 	// When it was requested.
 	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
-	// Approvals still needed.
+	// Approvals still needed (the sum over the approval sets not yet met).
 	ApprovalsNeeded int32 `protobuf:"varint,6,opt,name=approvals_needed,json=approvalsNeeded,proto3" json:"approvals_needed,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The proposal as recorded: manifest, regions' votes, score and explanation, risk,
+	// policy reasons, votes so far (approvals), approval deadline.
+	Proposal *v11.Proposal `protobuf:"bytes,7,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// What enacting it would change now, against the current world.
+	Diff []*v11.ChangeLine `protobuf:"bytes,8,rep,name=diff,proto3" json:"diff,omitempty"`
+	// Who approved so far.
+	ApprovedBy []string `protobuf:"bytes,9,rep,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	// Who denied so far.
+	DeniedBy []string `protobuf:"bytes,10,rep,name=denied_by,json=deniedBy,proto3" json:"denied_by,omitempty"`
+	// What is still needed, one line per approval set not yet met.
+	Needed []string `protobuf:"bytes,11,rep,name=needed,proto3" json:"needed,omitempty"`
+	// When the request expires.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// Whether the caller may vote on it now.
+	CanVote bool `protobuf:"varint,13,opt,name=can_vote,json=canVote,proto3" json:"can_vote,omitempty"`
+	// Why the caller may not vote, when can_vote is false.
+	WhyNot        string `protobuf:"bytes,14,opt,name=why_not,json=whyNot,proto3" json:"why_not,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PendingApproval) Reset() {
 	*x = PendingApproval{}
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[6]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +633,7 @@ func (x *PendingApproval) String() string {
 func (*PendingApproval) ProtoMessage() {}
 
 func (x *PendingApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[6]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +646,7 @@ func (x *PendingApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PendingApproval.ProtoReflect.Descriptor instead.
 func (*PendingApproval) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{6}
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PendingApproval) GetProposalId() string {
@@ -536,6 +691,62 @@ func (x *PendingApproval) GetApprovalsNeeded() int32 {
 	return 0
 }
 
+func (x *PendingApproval) GetProposal() *v11.Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *PendingApproval) GetDiff() []*v11.ChangeLine {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *PendingApproval) GetApprovedBy() []string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return nil
+}
+
+func (x *PendingApproval) GetDeniedBy() []string {
+	if x != nil {
+		return x.DeniedBy
+	}
+	return nil
+}
+
+func (x *PendingApproval) GetNeeded() []string {
+	if x != nil {
+		return x.Needed
+	}
+	return nil
+}
+
+func (x *PendingApproval) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *PendingApproval) GetCanVote() bool {
+	if x != nil {
+		return x.CanVote
+	}
+	return false
+}
+
+func (x *PendingApproval) GetWhyNot() string {
+	if x != nil {
+		return x.WhyNot
+	}
+	return ""
+}
+
 // RequestApprovalRequest opens an approval request.
 type RequestApprovalRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -543,15 +754,24 @@ type RequestApprovalRequest struct {
 	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
 	// Required. Effective impact.
 	Impact string `protobuf:"bytes,2,opt,name=impact,proto3" json:"impact,omitempty"`
-	// Short human summary.
-	Summary       string `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Short human summary: action, target and regions (never parameters or people).
+	Summary string `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	// Required. The proposal's tenant.
+	TenantId string `protobuf:"bytes,4,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Required. When the request expires.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// Approvals needed in all.
+	ApprovalsNeeded int32 `protobuf:"varint,6,opt,name=approvals_needed,json=approvalsNeeded,proto3" json:"approvals_needed,omitempty"`
+	// When to remind the approvers (and escalate to the second channel); unset for no
+	// reminder.
+	RemindAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=remind_at,json=remindAt,proto3" json:"remind_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestApprovalRequest) Reset() {
 	*x = RequestApprovalRequest{}
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[7]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +783,7 @@ func (x *RequestApprovalRequest) String() string {
 func (*RequestApprovalRequest) ProtoMessage() {}
 
 func (x *RequestApprovalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[7]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +796,7 @@ func (x *RequestApprovalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestApprovalRequest.ProtoReflect.Descriptor instead.
 func (*RequestApprovalRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{7}
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RequestApprovalRequest) GetProposalId() string {
@@ -600,6 +820,34 @@ func (x *RequestApprovalRequest) GetSummary() string {
 	return ""
 }
 
+func (x *RequestApprovalRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *RequestApprovalRequest) GetDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *RequestApprovalRequest) GetApprovalsNeeded() int32 {
+	if x != nil {
+		return x.ApprovalsNeeded
+	}
+	return 0
+}
+
+func (x *RequestApprovalRequest) GetRemindAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RemindAt
+	}
+	return nil
+}
+
 // RequestApprovalResponse returns the open request.
 type RequestApprovalResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -611,7 +859,7 @@ type RequestApprovalResponse struct {
 
 func (x *RequestApprovalResponse) Reset() {
 	*x = RequestApprovalResponse{}
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[8]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +871,7 @@ func (x *RequestApprovalResponse) String() string {
 func (*RequestApprovalResponse) ProtoMessage() {}
 
 func (x *RequestApprovalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[8]
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +884,7 @@ func (x *RequestApprovalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestApprovalResponse.ProtoReflect.Descriptor instead.
 func (*RequestApprovalResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{8}
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestApprovalResponse) GetPending() *PendingApproval {
@@ -646,24 +894,131 @@ func (x *RequestApprovalResponse) GetPending() *PendingApproval {
 	return nil
 }
 
+// EnrollMFARequest is the body of POST /mfa/enroll.
+type EnrollMFARequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A current code of the caller's existing enrolment; required to replace one.
+	Totp          string `protobuf:"bytes,1,opt,name=totp,proto3" json:"totp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollMFARequest) Reset() {
+	*x = EnrollMFARequest{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollMFARequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollMFARequest) ProtoMessage() {}
+
+func (x *EnrollMFARequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollMFARequest.ProtoReflect.Descriptor instead.
+func (*EnrollMFARequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EnrollMFARequest) GetTotp() string {
+	if x != nil {
+		return x.Totp
+	}
+	return ""
+}
+
+// EnrollMFAResponse is what an authenticator app needs. It holds the secret: show it
+// to the caller only.
+type EnrollMFAResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The otpauth://totp/ URI (issuer "Decision Fabric", account the caller).
+	OtpauthUri string `protobuf:"bytes,1,opt,name=otpauth_uri,json=otpauthUri,proto3" json:"otpauth_uri,omitempty"`
+	// The URI as a QR code, a PNG image (base64 in JSON).
+	QrPng         []byte `protobuf:"bytes,2,opt,name=qr_png,json=qrPng,proto3" json:"qr_png,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollMFAResponse) Reset() {
+	*x = EnrollMFAResponse{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollMFAResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollMFAResponse) ProtoMessage() {}
+
+func (x *EnrollMFAResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollMFAResponse.ProtoReflect.Descriptor instead.
+func (*EnrollMFAResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *EnrollMFAResponse) GetOtpauthUri() string {
+	if x != nil {
+		return x.OtpauthUri
+	}
+	return ""
+}
+
+func (x *EnrollMFAResponse) GetQrPng() []byte {
+	if x != nil {
+		return x.QrPng
+	}
+	return nil
+}
+
 var File_decisionfabric_hil_v1_hil_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_hil_v1_hil_proto_rawDesc = "" +
 	"\n" +
-	"\x1fdecisionfabric/hil/v1/hil.proto\x12\x15decisionfabric.hil.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n" +
+	"\x1fdecisionfabric/hil/v1/hil.proto\x12\x15decisionfabric.hil.v1\x1a/decisionfabric/coordinator/v1/coordinator.proto\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x02\n" +
 	"\x0eApproveRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12C\n" +
-	"\bdecision\x18\x02 \x01(\x0e2'.decisionfabric.hil.v1.ApprovalDecisionR\bdecision\x12\x1f\n" +
-	"\vapprover_id\x18\x03 \x01(\tR\n" +
-	"approverId\x12:\n" +
-	"\x05proof\x18\x04 \x01(\v2$.decisionfabric.hil.v1.ApprovalProofR\x05proof\x12\x18\n" +
-	"\acomment\x18\x05 \x01(\tR\acomment\"H\n" +
+	"\bdecision\x18\x02 \x01(\x0e2'.decisionfabric.hil.v1.ApprovalDecisionR\bdecision\x12#\n" +
+	"\vapprover_id\x18\x03 \x01(\tB\x02\x18\x01R\n" +
+	"approverId\x12>\n" +
+	"\x05proof\x18\x04 \x01(\v2$.decisionfabric.hil.v1.ApprovalProofB\x02\x18\x01R\x05proof\x12\x1c\n" +
+	"\acomment\x18\x05 \x01(\tB\x02\x18\x01R\acomment\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x121\n" +
+	"\x03mfa\x18\a \x01(\v2\x1f.decisionfabric.hil.v1.MFAProofR\x03mfa\x12\x1c\n" +
+	"\tsignature\x18\b \x01(\tR\tsignature\"\x1e\n" +
+	"\bMFAProof\x12\x12\n" +
+	"\x04totp\x18\x01 \x01(\tR\x04totp\"H\n" +
 	"\rApprovalProof\x12\x19\n" +
 	"\bmfa_code\x18\x01 \x01(\tR\amfaCode\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\tR\tsignature\"N\n" +
 	"\x0fApproveResponse\x12;\n" +
-	"\bapproval\x18\x01 \x01(\v2\x1f.decisionfabric.hil.v1.ApprovalR\bapproval\"\x8c\x02\n" +
+	"\bapproval\x18\x01 \x01(\v2\x1f.decisionfabric.hil.v1.ApprovalR\bapproval\"\xbb\x03\n" +
 	"\bApproval\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x1b\n" +
@@ -673,11 +1028,14 @@ const file_decisionfabric_hil_v1_hil_proto_rawDesc = "" +
 	"\bdecision\x18\x04 \x01(\x0e2'.decisionfabric.hil.v1.ApprovalDecisionR\bdecision\x12!\n" +
 	"\fmfa_verified\x18\x05 \x01(\bR\vmfaVerified\x129\n" +
 	"\n" +
-	"decided_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\"1\n" +
+	"decided_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x129\n" +
+	"\x06record\x18\a \x01(\v2!.decisionfabric.types.v1.ApprovalR\x06record\x12V\n" +
+	"\x0fproposal_status\x18\b \x01(\x0e2-.decisionfabric.coordinator.v1.ProposalStatusR\x0eproposalStatus\x12\x1a\n" +
+	"\bstanding\x18\t \x03(\tR\bstanding\"1\n" +
 	"\x12ListPendingRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"W\n" +
 	"\x13ListPendingResponse\x12@\n" +
-	"\apending\x18\x01 \x03(\v2&.decisionfabric.hil.v1.PendingApprovalR\apending\"\xeb\x01\n" +
+	"\apending\x18\x01 \x03(\v2&.decisionfabric.hil.v1.PendingApprovalR\apending\"\xb1\x04\n" +
 	"\x0fPendingApproval\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x1b\n" +
@@ -685,23 +1043,49 @@ const file_decisionfabric_hil_v1_hil_proto_rawDesc = "" +
 	"\x06impact\x18\x03 \x01(\tR\x06impact\x12\x18\n" +
 	"\asummary\x18\x04 \x01(\tR\asummary\x12=\n" +
 	"\frequested_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12)\n" +
-	"\x10approvals_needed\x18\x06 \x01(\x05R\x0fapprovalsNeeded\"k\n" +
+	"\x10approvals_needed\x18\x06 \x01(\x05R\x0fapprovalsNeeded\x12C\n" +
+	"\bproposal\x18\a \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12=\n" +
+	"\x04diff\x18\b \x03(\v2).decisionfabric.coordinator.v1.ChangeLineR\x04diff\x12\x1f\n" +
+	"\vapproved_by\x18\t \x03(\tR\n" +
+	"approvedBy\x12\x1b\n" +
+	"\tdenied_by\x18\n" +
+	" \x03(\tR\bdeniedBy\x12\x16\n" +
+	"\x06needed\x18\v \x03(\tR\x06needed\x126\n" +
+	"\bdeadline\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x19\n" +
+	"\bcan_vote\x18\r \x01(\bR\acanVote\x12\x17\n" +
+	"\awhy_not\x18\x0e \x01(\tR\x06whyNot\"\xa4\x02\n" +
 	"\x16RequestApprovalRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x16\n" +
 	"\x06impact\x18\x02 \x01(\tR\x06impact\x12\x18\n" +
-	"\asummary\x18\x03 \x01(\tR\asummary\"[\n" +
+	"\asummary\x18\x03 \x01(\tR\asummary\x12\x1b\n" +
+	"\ttenant_id\x18\x04 \x01(\tR\btenantId\x126\n" +
+	"\bdeadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12)\n" +
+	"\x10approvals_needed\x18\x06 \x01(\x05R\x0fapprovalsNeeded\x127\n" +
+	"\tremind_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bremindAt\"[\n" +
 	"\x17RequestApprovalResponse\x12@\n" +
-	"\apending\x18\x01 \x01(\v2&.decisionfabric.hil.v1.PendingApprovalR\apending*r\n" +
+	"\apending\x18\x01 \x01(\v2&.decisionfabric.hil.v1.PendingApprovalR\apending\"&\n" +
+	"\x10EnrollMFARequest\x12\x12\n" +
+	"\x04totp\x18\x01 \x01(\tR\x04totp\"K\n" +
+	"\x11EnrollMFAResponse\x12\x1f\n" +
+	"\votpauth_uri\x18\x01 \x01(\tR\n" +
+	"otpauthUri\x12\x15\n" +
+	"\x06qr_png\x18\x02 \x01(\fR\x05qrPng*\xb5\x01\n" +
 	"\x10ApprovalDecision\x12!\n" +
 	"\x1dAPPROVAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19APPROVAL_DECISION_APPROVE\x10\x01\x12\x1c\n" +
-	"\x18APPROVAL_DECISION_REJECT\x10\x022\x80\x03\n" +
+	"\x18APPROVAL_DECISION_REJECT\x10\x02\x12\x1a\n" +
+	"\x16APPROVAL_DECISION_DENY\x10\x02\x12\v\n" +
+	"\aapprove\x10\x01\x12\b\n" +
+	"\x04deny\x10\x02\x12\n" +
+	"\n" +
+	"\x06reject\x10\x02\x1a\x02\x10\x012\xf8\x03\n" +
 	"\n" +
 	"HILService\x12{\n" +
 	"\aApprove\x12%.decisionfabric.hil.v1.ApproveRequest\x1a&.decisionfabric.hil.v1.ApproveResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/approve/{proposal_id}\x12\x82\x01\n" +
 	"\vListPending\x12).decisionfabric.hil.v1.ListPendingRequest\x1a*.decisionfabric.hil.v1.ListPendingResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/pending/{tenant_id}\x12p\n" +
-	"\x0fRequestApproval\x12-.decisionfabric.hil.v1.RequestApprovalRequest\x1a..decisionfabric.hil.v1.RequestApprovalResponseBFZDgithub.com/decision-fabric/fabric/gen/go/decisionfabric/hil/v1;hilv1b\x06proto3"
+	"\x0fRequestApproval\x12-.decisionfabric.hil.v1.RequestApprovalRequest\x1a..decisionfabric.hil.v1.RequestApprovalResponse\x12v\n" +
+	"\tEnrollMFA\x12'.decisionfabric.hil.v1.EnrollMFARequest\x1a(.decisionfabric.hil.v1.EnrollMFAResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/mfa/enrollBFZDgithub.com/decision-fabric/fabric/gen/go/decisionfabric/hil/v1;hilv1b\x06proto3"
 
 var (
 	file_decisionfabric_hil_v1_hil_proto_rawDescOnce sync.Once
@@ -716,40 +1100,57 @@ func file_decisionfabric_hil_v1_hil_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_hil_v1_hil_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_decisionfabric_hil_v1_hil_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_decisionfabric_hil_v1_hil_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_decisionfabric_hil_v1_hil_proto_goTypes = []any{
 	(ApprovalDecision)(0),           // 0: decisionfabric.hil.v1.ApprovalDecision
 	(*ApproveRequest)(nil),          // 1: decisionfabric.hil.v1.ApproveRequest
-	(*ApprovalProof)(nil),           // 2: decisionfabric.hil.v1.ApprovalProof
-	(*ApproveResponse)(nil),         // 3: decisionfabric.hil.v1.ApproveResponse
-	(*Approval)(nil),                // 4: decisionfabric.hil.v1.Approval
-	(*ListPendingRequest)(nil),      // 5: decisionfabric.hil.v1.ListPendingRequest
-	(*ListPendingResponse)(nil),     // 6: decisionfabric.hil.v1.ListPendingResponse
-	(*PendingApproval)(nil),         // 7: decisionfabric.hil.v1.PendingApproval
-	(*RequestApprovalRequest)(nil),  // 8: decisionfabric.hil.v1.RequestApprovalRequest
-	(*RequestApprovalResponse)(nil), // 9: decisionfabric.hil.v1.RequestApprovalResponse
-	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
+	(*MFAProof)(nil),                // 2: decisionfabric.hil.v1.MFAProof
+	(*ApprovalProof)(nil),           // 3: decisionfabric.hil.v1.ApprovalProof
+	(*ApproveResponse)(nil),         // 4: decisionfabric.hil.v1.ApproveResponse
+	(*Approval)(nil),                // 5: decisionfabric.hil.v1.Approval
+	(*ListPendingRequest)(nil),      // 6: decisionfabric.hil.v1.ListPendingRequest
+	(*ListPendingResponse)(nil),     // 7: decisionfabric.hil.v1.ListPendingResponse
+	(*PendingApproval)(nil),         // 8: decisionfabric.hil.v1.PendingApproval
+	(*RequestApprovalRequest)(nil),  // 9: decisionfabric.hil.v1.RequestApprovalRequest
+	(*RequestApprovalResponse)(nil), // 10: decisionfabric.hil.v1.RequestApprovalResponse
+	(*EnrollMFARequest)(nil),        // 11: decisionfabric.hil.v1.EnrollMFARequest
+	(*EnrollMFAResponse)(nil),       // 12: decisionfabric.hil.v1.EnrollMFAResponse
+	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
+	(*v1.Approval)(nil),             // 14: decisionfabric.types.v1.Approval
+	(v11.ProposalStatus)(0),         // 15: decisionfabric.coordinator.v1.ProposalStatus
+	(*v11.Proposal)(nil),            // 16: decisionfabric.coordinator.v1.Proposal
+	(*v11.ChangeLine)(nil),          // 17: decisionfabric.coordinator.v1.ChangeLine
 }
 var file_decisionfabric_hil_v1_hil_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.hil.v1.ApproveRequest.decision:type_name -> decisionfabric.hil.v1.ApprovalDecision
-	2,  // 1: decisionfabric.hil.v1.ApproveRequest.proof:type_name -> decisionfabric.hil.v1.ApprovalProof
-	4,  // 2: decisionfabric.hil.v1.ApproveResponse.approval:type_name -> decisionfabric.hil.v1.Approval
-	0,  // 3: decisionfabric.hil.v1.Approval.decision:type_name -> decisionfabric.hil.v1.ApprovalDecision
-	10, // 4: decisionfabric.hil.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
-	7,  // 5: decisionfabric.hil.v1.ListPendingResponse.pending:type_name -> decisionfabric.hil.v1.PendingApproval
-	10, // 6: decisionfabric.hil.v1.PendingApproval.requested_at:type_name -> google.protobuf.Timestamp
-	7,  // 7: decisionfabric.hil.v1.RequestApprovalResponse.pending:type_name -> decisionfabric.hil.v1.PendingApproval
-	1,  // 8: decisionfabric.hil.v1.HILService.Approve:input_type -> decisionfabric.hil.v1.ApproveRequest
-	5,  // 9: decisionfabric.hil.v1.HILService.ListPending:input_type -> decisionfabric.hil.v1.ListPendingRequest
-	8,  // 10: decisionfabric.hil.v1.HILService.RequestApproval:input_type -> decisionfabric.hil.v1.RequestApprovalRequest
-	3,  // 11: decisionfabric.hil.v1.HILService.Approve:output_type -> decisionfabric.hil.v1.ApproveResponse
-	6,  // 12: decisionfabric.hil.v1.HILService.ListPending:output_type -> decisionfabric.hil.v1.ListPendingResponse
-	9,  // 13: decisionfabric.hil.v1.HILService.RequestApproval:output_type -> decisionfabric.hil.v1.RequestApprovalResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	3,  // 1: decisionfabric.hil.v1.ApproveRequest.proof:type_name -> decisionfabric.hil.v1.ApprovalProof
+	2,  // 2: decisionfabric.hil.v1.ApproveRequest.mfa:type_name -> decisionfabric.hil.v1.MFAProof
+	5,  // 3: decisionfabric.hil.v1.ApproveResponse.approval:type_name -> decisionfabric.hil.v1.Approval
+	0,  // 4: decisionfabric.hil.v1.Approval.decision:type_name -> decisionfabric.hil.v1.ApprovalDecision
+	13, // 5: decisionfabric.hil.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
+	14, // 6: decisionfabric.hil.v1.Approval.record:type_name -> decisionfabric.types.v1.Approval
+	15, // 7: decisionfabric.hil.v1.Approval.proposal_status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
+	8,  // 8: decisionfabric.hil.v1.ListPendingResponse.pending:type_name -> decisionfabric.hil.v1.PendingApproval
+	13, // 9: decisionfabric.hil.v1.PendingApproval.requested_at:type_name -> google.protobuf.Timestamp
+	16, // 10: decisionfabric.hil.v1.PendingApproval.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	17, // 11: decisionfabric.hil.v1.PendingApproval.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
+	13, // 12: decisionfabric.hil.v1.PendingApproval.deadline:type_name -> google.protobuf.Timestamp
+	13, // 13: decisionfabric.hil.v1.RequestApprovalRequest.deadline:type_name -> google.protobuf.Timestamp
+	13, // 14: decisionfabric.hil.v1.RequestApprovalRequest.remind_at:type_name -> google.protobuf.Timestamp
+	8,  // 15: decisionfabric.hil.v1.RequestApprovalResponse.pending:type_name -> decisionfabric.hil.v1.PendingApproval
+	1,  // 16: decisionfabric.hil.v1.HILService.Approve:input_type -> decisionfabric.hil.v1.ApproveRequest
+	6,  // 17: decisionfabric.hil.v1.HILService.ListPending:input_type -> decisionfabric.hil.v1.ListPendingRequest
+	9,  // 18: decisionfabric.hil.v1.HILService.RequestApproval:input_type -> decisionfabric.hil.v1.RequestApprovalRequest
+	11, // 19: decisionfabric.hil.v1.HILService.EnrollMFA:input_type -> decisionfabric.hil.v1.EnrollMFARequest
+	4,  // 20: decisionfabric.hil.v1.HILService.Approve:output_type -> decisionfabric.hil.v1.ApproveResponse
+	7,  // 21: decisionfabric.hil.v1.HILService.ListPending:output_type -> decisionfabric.hil.v1.ListPendingResponse
+	10, // 22: decisionfabric.hil.v1.HILService.RequestApproval:output_type -> decisionfabric.hil.v1.RequestApprovalResponse
+	12, // 23: decisionfabric.hil.v1.HILService.EnrollMFA:output_type -> decisionfabric.hil.v1.EnrollMFAResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_hil_v1_hil_proto_init() }
@@ -763,7 +1164,7 @@ func file_decisionfabric_hil_v1_hil_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_hil_v1_hil_proto_rawDesc), len(file_decisionfabric_hil_v1_hil_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

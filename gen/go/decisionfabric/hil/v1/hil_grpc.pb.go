@@ -25,6 +25,7 @@ const (
 	HILService_Approve_FullMethodName         = "/decisionfabric.hil.v1.HILService/Approve"
 	HILService_ListPending_FullMethodName     = "/decisionfabric.hil.v1.HILService/ListPending"
 	HILService_RequestApproval_FullMethodName = "/decisionfabric.hil.v1.HILService/RequestApproval"
+	HILService_EnrollMFA_FullMethodName       = "/decisionfabric.hil.v1.HILService/EnrollMFA"
 )
 
 // HILServiceClient is the client API for HILService service.
@@ -33,20 +34,42 @@ const (
 //
 // HILService records approvals.
 type HILServiceClient interface {
-	// Approve records an approver's approve/reject decision with proof (MFA code or
-	// signature).
+	// Approve records the caller's vote (approve or deny) on a proposal waiting for
+	// approval. The approver is the token's subject; the vote counts only with a valid
+	// second factor (a TOTP code, each time step accepted once) and, where the policy
+	// asks (always outside simulation), the approver's signature over the manifest's
+	// digest. Body: {"decision":"approve","reason":"…","mfa":{"totp":"123456"},"signature":"…"};
+	// decision also accepts "deny" and "reject" and the enum names.
 	//
-	// Errors: INVALID_ARGUMENT (400) for a missing decision or approver; UNAUTHENTICATED
-	// (401) for a failed MFA proof; NOT_FOUND (404) when nothing is pending for the id;
-	// FAILED_PRECONDITION (409) when it was already decided.
+	// Errors: INVALID_ARGUMENT (400) for a missing or unknown decision; UNAUTHENTICATED
+	// (401) for a missing, wrong, expired or replayed code; RESOURCE_EXHAUSTED (429) after
+	// too many wrong codes; PERMISSION_DENIED (403) for one's own proposal, another
+	// tenant's, without an MFA enrolment, or for a missing or invalid signature where
+	// one is required; NOT_FOUND (404) when no such proposal; FAILED_PRECONDITION (409)
+	// when it is not waiting for approval, was already voted on by the caller, or the
+	// approval rules do not count the caller. Nothing changes on any error.
 	Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error)
-	// ListPending lists the approvals a tenant is waiting for.
+	// ListPending lists what the tenant's approvers must decide, oldest first: each
+	// proposal waiting for approval with its manifest and its diff against the current
+	// world, the regions' votes, the score and its explanation, the risk, the policy's
+	// reasons, the votes so far, what is still needed, the deadline, and whether the
+	// caller may vote. It reads only.
 	//
-	// Errors: PERMISSION_DENIED (403) for another tenant than the token's.
+	// Errors: PERMISSION_DENIED (403) for another tenant than the token's, or a role
+	// other than approver (or admin).
 	ListPending(ctx context.Context, in *ListPendingRequest, opts ...grpc.CallOption) (*ListPendingResponse, error)
-	// RequestApproval opens an approval request and notifies approvers (gRPC only; called
-	// by the coordinator).
+	// RequestApproval opens an approval request and queues its notifications in the same
+	// transaction (gRPC only; called by the coordinator's lifecycle engine when a proposal
+	// moves to PENDING_APPROVAL). Idempotent: a second call for the same proposal changes
+	// nothing and returns the open request.
 	RequestApproval(ctx context.Context, in *RequestApprovalRequest, opts ...grpc.CallOption) (*RequestApprovalResponse, error)
+	// EnrollMFA enrols the caller (the token's subject) for TOTP (RFC 6238) and returns
+	// the otpauth:// URI and a QR code of it to scan into an authenticator app. A caller
+	// already enrolled must give a current code of the old enrolment to replace it.
+	//
+	// Errors: UNAUTHENTICATED (401) when replacing an enrolment without a valid current
+	// code; RESOURCE_EXHAUSTED (429) after too many wrong codes.
+	EnrollMFA(ctx context.Context, in *EnrollMFARequest, opts ...grpc.CallOption) (*EnrollMFAResponse, error)
 }
 
 type hILServiceClient struct {
@@ -87,26 +110,58 @@ func (c *hILServiceClient) RequestApproval(ctx context.Context, in *RequestAppro
 	return out, nil
 }
 
+func (c *hILServiceClient) EnrollMFA(ctx context.Context, in *EnrollMFARequest, opts ...grpc.CallOption) (*EnrollMFAResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnrollMFAResponse)
+	err := c.cc.Invoke(ctx, HILService_EnrollMFA_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HILServiceServer is the server API for HILService service.
 // All implementations must embed UnimplementedHILServiceServer
 // for forward compatibility.
 //
 // HILService records approvals.
 type HILServiceServer interface {
-	// Approve records an approver's approve/reject decision with proof (MFA code or
-	// signature).
+	// Approve records the caller's vote (approve or deny) on a proposal waiting for
+	// approval. The approver is the token's subject; the vote counts only with a valid
+	// second factor (a TOTP code, each time step accepted once) and, where the policy
+	// asks (always outside simulation), the approver's signature over the manifest's
+	// digest. Body: {"decision":"approve","reason":"…","mfa":{"totp":"123456"},"signature":"…"};
+	// decision also accepts "deny" and "reject" and the enum names.
 	//
-	// Errors: INVALID_ARGUMENT (400) for a missing decision or approver; UNAUTHENTICATED
-	// (401) for a failed MFA proof; NOT_FOUND (404) when nothing is pending for the id;
-	// FAILED_PRECONDITION (409) when it was already decided.
+	// Errors: INVALID_ARGUMENT (400) for a missing or unknown decision; UNAUTHENTICATED
+	// (401) for a missing, wrong, expired or replayed code; RESOURCE_EXHAUSTED (429) after
+	// too many wrong codes; PERMISSION_DENIED (403) for one's own proposal, another
+	// tenant's, without an MFA enrolment, or for a missing or invalid signature where
+	// one is required; NOT_FOUND (404) when no such proposal; FAILED_PRECONDITION (409)
+	// when it is not waiting for approval, was already voted on by the caller, or the
+	// approval rules do not count the caller. Nothing changes on any error.
 	Approve(context.Context, *ApproveRequest) (*ApproveResponse, error)
-	// ListPending lists the approvals a tenant is waiting for.
+	// ListPending lists what the tenant's approvers must decide, oldest first: each
+	// proposal waiting for approval with its manifest and its diff against the current
+	// world, the regions' votes, the score and its explanation, the risk, the policy's
+	// reasons, the votes so far, what is still needed, the deadline, and whether the
+	// caller may vote. It reads only.
 	//
-	// Errors: PERMISSION_DENIED (403) for another tenant than the token's.
+	// Errors: PERMISSION_DENIED (403) for another tenant than the token's, or a role
+	// other than approver (or admin).
 	ListPending(context.Context, *ListPendingRequest) (*ListPendingResponse, error)
-	// RequestApproval opens an approval request and notifies approvers (gRPC only; called
-	// by the coordinator).
+	// RequestApproval opens an approval request and queues its notifications in the same
+	// transaction (gRPC only; called by the coordinator's lifecycle engine when a proposal
+	// moves to PENDING_APPROVAL). Idempotent: a second call for the same proposal changes
+	// nothing and returns the open request.
 	RequestApproval(context.Context, *RequestApprovalRequest) (*RequestApprovalResponse, error)
+	// EnrollMFA enrols the caller (the token's subject) for TOTP (RFC 6238) and returns
+	// the otpauth:// URI and a QR code of it to scan into an authenticator app. A caller
+	// already enrolled must give a current code of the old enrolment to replace it.
+	//
+	// Errors: UNAUTHENTICATED (401) when replacing an enrolment without a valid current
+	// code; RESOURCE_EXHAUSTED (429) after too many wrong codes.
+	EnrollMFA(context.Context, *EnrollMFARequest) (*EnrollMFAResponse, error)
 	mustEmbedUnimplementedHILServiceServer()
 }
 
@@ -125,6 +180,9 @@ func (UnimplementedHILServiceServer) ListPending(context.Context, *ListPendingRe
 }
 func (UnimplementedHILServiceServer) RequestApproval(context.Context, *RequestApprovalRequest) (*RequestApprovalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RequestApproval not implemented")
+}
+func (UnimplementedHILServiceServer) EnrollMFA(context.Context, *EnrollMFARequest) (*EnrollMFAResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnrollMFA not implemented")
 }
 func (UnimplementedHILServiceServer) mustEmbedUnimplementedHILServiceServer() {}
 func (UnimplementedHILServiceServer) testEmbeddedByValue()                    {}
@@ -201,6 +259,24 @@ func _HILService_RequestApproval_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HILService_EnrollMFA_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnrollMFARequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HILServiceServer).EnrollMFA(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HILService_EnrollMFA_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HILServiceServer).EnrollMFA(ctx, req.(*EnrollMFARequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HILService_ServiceDesc is the grpc.ServiceDesc for HILService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -219,6 +295,10 @@ var HILService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RequestApproval",
 			Handler:    _HILService_RequestApproval_Handler,
+		},
+		{
+			MethodName: "EnrollMFA",
+			Handler:    _HILService_EnrollMFA_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

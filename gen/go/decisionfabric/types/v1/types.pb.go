@@ -361,6 +361,188 @@ func (x *ConsensusBundle) GetSignature() *ManifestSignature {
 	return nil
 }
 
+// Approval is one human's vote on a proposal (P3), as the coordinator records it in
+// the decision record and in the decision export. The hil-gateway checked the
+// approver's second factor and, where the policy asks, their signature over the
+// manifest's digest; the coordinator signs the whole record (`signature`) with its
+// cosign key when it records the vote, so `fabric decision verify` can tell an altered
+// approval offline.
+type Approval struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal voted on.
+	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Owning tenant.
+	TenantId string `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Lower-case hex SHA256 of the manifest's canonical JSON: what the approver saw.
+	ManifestSha256 string `protobuf:"bytes,3,opt,name=manifest_sha256,json=manifestSha256,proto3" json:"manifest_sha256,omitempty"`
+	// The approver: the token's subject, redacted as the audit log records actors.
+	Approver string `protobuf:"bytes,4,opt,name=approver,proto3" json:"approver,omitempty"`
+	// The approver's roles when they voted (from their token).
+	Roles []string `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
+	// The approver's groups when they voted (from their token's "groups" claim).
+	Groups []string `protobuf:"bytes,6,rep,name=groups,proto3" json:"groups,omitempty"`
+	// "approve" or "deny".
+	Decision string `protobuf:"bytes,7,opt,name=decision,proto3" json:"decision,omitempty"`
+	// Why, in the approver's words (personal data redacted).
+	Reason string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The second factor that was checked: "totp", "webauthn", or "none" (simulation
+	// without MFA required).
+	MfaMethod string `protobuf:"bytes,9,opt,name=mfa_method,json=mfaMethod,proto3" json:"mfa_method,omitempty"`
+	// Whether the second factor verified (a vote is recorded only when it did, or when
+	// none was required).
+	MfaVerified bool `protobuf:"varint,10,opt,name=mfa_verified,json=mfaVerified,proto3" json:"mfa_verified,omitempty"`
+	// The approver's own signature (cosign sign-blob format, base64) over the ASCII hex
+	// manifest_sha256, when given; empty otherwise.
+	ApproverSignature string `protobuf:"bytes,11,opt,name=approver_signature,json=approverSignature,proto3" json:"approver_signature,omitempty"`
+	// Id of the approver's key that verified approver_signature (SHA256 of its DER
+	// public key, hex).
+	ApproverKeyId string `protobuf:"bytes,12,opt,name=approver_key_id,json=approverKeyId,proto3" json:"approver_key_id,omitempty"`
+	// When the vote was recorded.
+	DecidedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// Where the vote came from: "api", "page", "slack" or "telegram".
+	Channel string `protobuf:"bytes,14,opt,name=channel,proto3" json:"channel,omitempty"`
+	// The coordinator's cosign-format signature over this record's RFC 8785 canonical
+	// JSON (protojson, with `signature` itself left out).
+	Signature     *ManifestSignature `protobuf:"bytes,15,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Approval) Reset() {
+	*x = Approval{}
+	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Approval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Approval) ProtoMessage() {}
+
+func (x *Approval) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Approval.ProtoReflect.Descriptor instead.
+func (*Approval) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_types_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Approval) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *Approval) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *Approval) GetManifestSha256() string {
+	if x != nil {
+		return x.ManifestSha256
+	}
+	return ""
+}
+
+func (x *Approval) GetApprover() string {
+	if x != nil {
+		return x.Approver
+	}
+	return ""
+}
+
+func (x *Approval) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *Approval) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Approval) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *Approval) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Approval) GetMfaMethod() string {
+	if x != nil {
+		return x.MfaMethod
+	}
+	return ""
+}
+
+func (x *Approval) GetMfaVerified() bool {
+	if x != nil {
+		return x.MfaVerified
+	}
+	return false
+}
+
+func (x *Approval) GetApproverSignature() string {
+	if x != nil {
+		return x.ApproverSignature
+	}
+	return ""
+}
+
+func (x *Approval) GetApproverKeyId() string {
+	if x != nil {
+		return x.ApproverKeyId
+	}
+	return ""
+}
+
+func (x *Approval) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *Approval) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *Approval) GetSignature() *ManifestSignature {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // Snapshot references a recorded state of the world before or after enactment (P7).
 type Snapshot struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -378,7 +560,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[4]
+	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +572,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[4]
+	mi := &file_decisionfabric_types_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +585,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_types_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_decisionfabric_types_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Snapshot) GetKind() string {
@@ -464,7 +646,27 @@ const file_decisionfabric_types_v1_types_proto_rawDesc = "" +
 	"\x0fConsensusBundle\x12/\n" +
 	"\x06bundle\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06bundle\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12H\n" +
-	"\tsignature\x18\x03 \x01(\v2*.decisionfabric.types.v1.ManifestSignatureR\tsignature\"\xa0\x01\n" +
+	"\tsignature\x18\x03 \x01(\v2*.decisionfabric.types.v1.ManifestSignatureR\tsignature\"\xa7\x04\n" +
+	"\bApproval\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12'\n" +
+	"\x0fmanifest_sha256\x18\x03 \x01(\tR\x0emanifestSha256\x12\x1a\n" +
+	"\bapprover\x18\x04 \x01(\tR\bapprover\x12\x14\n" +
+	"\x05roles\x18\x05 \x03(\tR\x05roles\x12\x16\n" +
+	"\x06groups\x18\x06 \x03(\tR\x06groups\x12\x1a\n" +
+	"\bdecision\x18\a \x01(\tR\bdecision\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"mfa_method\x18\t \x01(\tR\tmfaMethod\x12!\n" +
+	"\fmfa_verified\x18\n" +
+	" \x01(\bR\vmfaVerified\x12-\n" +
+	"\x12approver_signature\x18\v \x01(\tR\x11approverSignature\x12&\n" +
+	"\x0fapprover_key_id\x18\f \x01(\tR\rapproverKeyId\x129\n" +
+	"\n" +
+	"decided_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x18\n" +
+	"\achannel\x18\x0e \x01(\tR\achannel\x12H\n" +
+	"\tsignature\x18\x0f \x01(\v2*.decisionfabric.types.v1.ManifestSignatureR\tsignature\"\xa0\x01\n" +
 	"\bSnapshot\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12-\n" +
@@ -484,29 +686,32 @@ func file_decisionfabric_types_v1_types_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_types_v1_types_proto_rawDescData
 }
 
-var file_decisionfabric_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_decisionfabric_types_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_decisionfabric_types_v1_types_proto_goTypes = []any{
 	(*Manifest)(nil),              // 0: decisionfabric.types.v1.Manifest
 	(*Consent)(nil),               // 1: decisionfabric.types.v1.Consent
 	(*ManifestSignature)(nil),     // 2: decisionfabric.types.v1.ManifestSignature
 	(*ConsensusBundle)(nil),       // 3: decisionfabric.types.v1.ConsensusBundle
-	(*Snapshot)(nil),              // 4: decisionfabric.types.v1.Snapshot
-	(*structpb.Struct)(nil),       // 5: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Approval)(nil),              // 4: decisionfabric.types.v1.Approval
+	(*Snapshot)(nil),              // 5: decisionfabric.types.v1.Snapshot
+	(*structpb.Struct)(nil),       // 6: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
 }
 var file_decisionfabric_types_v1_types_proto_depIdxs = []int32{
-	5, // 0: decisionfabric.types.v1.Manifest.parameters:type_name -> google.protobuf.Struct
+	6, // 0: decisionfabric.types.v1.Manifest.parameters:type_name -> google.protobuf.Struct
 	1, // 1: decisionfabric.types.v1.Manifest.consent:type_name -> decisionfabric.types.v1.Consent
-	6, // 2: decisionfabric.types.v1.Consent.granted_at:type_name -> google.protobuf.Timestamp
-	5, // 3: decisionfabric.types.v1.ConsensusBundle.bundle:type_name -> google.protobuf.Struct
+	7, // 2: decisionfabric.types.v1.Consent.granted_at:type_name -> google.protobuf.Timestamp
+	6, // 3: decisionfabric.types.v1.ConsensusBundle.bundle:type_name -> google.protobuf.Struct
 	2, // 4: decisionfabric.types.v1.ConsensusBundle.signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	5, // 5: decisionfabric.types.v1.Snapshot.state:type_name -> google.protobuf.Struct
-	6, // 6: decisionfabric.types.v1.Snapshot.created_at:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	7, // 5: decisionfabric.types.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
+	2, // 6: decisionfabric.types.v1.Approval.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	6, // 7: decisionfabric.types.v1.Snapshot.state:type_name -> google.protobuf.Struct
+	7, // 8: decisionfabric.types.v1.Snapshot.created_at:type_name -> google.protobuf.Timestamp
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_types_v1_types_proto_init() }
@@ -520,7 +725,7 @@ func file_decisionfabric_types_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_types_v1_types_proto_rawDesc), len(file_decisionfabric_types_v1_types_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
