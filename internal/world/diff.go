@@ -61,3 +61,61 @@ func Totals(changes []RegionChange) (replicas int64, monthlyCost float64) {
 	}
 	return replicas, monthlyCost
 }
+
+// Line is one value that differs between two snapshots: its JSON path and its JSON
+// before and after ("" when absent).
+type Line struct {
+	Path, Before, After string
+}
+
+// Lines compares two snapshots value by value (every leaf of their JSON, by path such
+// as "regions.eu-west.replicas"), in path order: what a change would set, for a person
+// to read.
+func Lines(pre, post Snapshot) ([]Line, error) {
+	var a, b any
+	if err := json.Unmarshal(pre.JSON, &a); err != nil {
+		return nil, fmt.Errorf("world: pre-state: %w", err)
+	}
+	if err := json.Unmarshal(post.JSON, &b); err != nil {
+		return nil, fmt.Errorf("world: post-state: %w", err)
+	}
+	before, after := map[string]string{}, map[string]string{}
+	flatten("", a, before)
+	flatten("", b, after)
+	paths := make([]string, 0, len(before)+len(after))
+	for p := range before {
+		paths = append(paths, p)
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	sort.Strings(paths)
+	var out []Line
+	for _, p := range paths {
+		if before[p] != after[p] {
+			out = append(out, Line{Path: p, Before: before[p], After: after[p]})
+		}
+	}
+	return out, nil
+}
+
+// flatten records every leaf of v under its path (objects by key, arrays as leaves).
+func flatten(path string, v any, out map[string]string) {
+	if m, ok := v.(map[string]any); ok && len(m) > 0 {
+		for k, c := range m {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			flatten(p, c, out)
+		}
+		return
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		raw = []byte(fmt.Sprint(v))
+	}
+	out[path] = string(raw)
+}

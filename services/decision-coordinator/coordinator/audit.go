@@ -84,14 +84,15 @@ func (s *Service) outboxEntries(ctx context.Context, tenantID, proposalID string
 	}
 	var actor string
 	trace := telemetry.TraceID(ctx)
-	if p := auth.FromContext(ctx); p != nil {
-		actor = p.Actor()
-	} else if c, ok := ctx.Value(causeKey{}).(cause); ok {
-		// The lifecycle engine acts on behalf of the proposal's submission.
+	if c, ok := ctx.Value(causeKey{}).(cause); ok {
+		// The lifecycle engine acts on behalf of the proposal's submission; a vote
+		// relayed by the hil-gateway is the approver's.
 		actor = c.actor
 		if trace == "" {
 			trace = c.trace
 		}
+	} else if p := auth.FromContext(ctx); p != nil {
+		actor = p.Actor()
 	}
 	out := make([]*store.OutboxEntry, 0, len(events))
 	for _, e := range events {

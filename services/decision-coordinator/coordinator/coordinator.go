@@ -66,6 +66,9 @@ type Deps struct {
 	// consensus bundle (production, SIMULATION_MODE=false). A bundle that is present is
 	// always verified.
 	RequireConsensusBundle bool
+	// Approvals is the hil-gateway, asked to notify approvers when a proposal waits for
+	// approval; nil notifies nobody (the proposal still waits, and expires).
+	Approvals Approvals
 	// Audit receives every lifecycle event (the decision auditor); nil records none.
 	Audit Auditor
 	// DecisionTimeout is the default negotiation deadline (P6) when the policy sets none.
@@ -145,6 +148,8 @@ func (s *Service) Definition() server.Service {
 			m("ListProposals"):    readers,
 			m("EnactProposal"):    {auth.RoleProposer, auth.RoleService},
 			m("RollbackProposal"): {auth.RoleProposer, auth.RoleService},
+			m("DescribeChange"):   readers,
+			m("RecordApproval"):   {auth.RoleService},
 		},
 		Validators: server.Validators{
 			m("SubmitProposal"):   validateSubmit,
@@ -152,6 +157,8 @@ func (s *Service) Definition() server.Service {
 			m("ListProposals"):    validateList,
 			m("EnactProposal"):    validateEnact,
 			m("RollbackProposal"): validateRollback,
+			m("DescribeChange"):   validateDescribeChange,
+			m("RecordApproval"):   validateRecordApproval,
 		},
 	}
 }
@@ -441,7 +448,7 @@ func (s *Service) EnactProposal(ctx context.Context, req *coordinatorv1.EnactPro
 		}
 		return s.enactResponse(next, pre, nil, now)
 	}
-	if missing := missingForEnactment(p, d); len(missing) > 0 {
+	if missing := s.missingForEnactment(p, d); len(missing) > 0 {
 		return nil, status.Errorf(codes.FailedPrecondition, "enactment of %s-impact proposal %s refused; missing: %s", p.Impact, p.ID, strings.Join(missing, "; "))
 	}
 	if p.Status == stPendingApproval {

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -21,6 +22,7 @@ import (
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/approval"
 	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -54,13 +56,18 @@ func decisionChange(p *store.Proposal) (*coordinatorv1.Proposal, world.Change, *
 }
 
 // missingForEnactment lists what P3 still requires before a real enactment.
-func missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string {
+func (s *Service) missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string {
 	var missing []string
 	pol := d.GetPolicy()
 	if pol.GetApprovalRequired() || p.Impact == policy.ImpactHigh {
-		need := max(int(pol.GetApprovalsRequired()), 1)
-		if got := len(distinct(d.GetApprovers())); got < need {
-			missing = append(missing, fmt.Sprintf("an approver recorded (%d of %d; P3)", got, need))
+		// The recorded votes are replayed under the tenant's approval rules: only an
+		// approval the rules count lets the change through (P3).
+		out, err := s.approvalOutcome(p, d)
+		switch {
+		case err != nil:
+			missing = append(missing, fmt.Sprintf("approvals (the approval rules cannot be evaluated: %v; P3)", err))
+		case out.Status != approval.Approved:
+			missing = append(missing, fmt.Sprintf("approvals (%s; P3)", strings.Join(out.Explanation, "; ")))
 		}
 		dr := d.GetDryRunResult()
 		if !dr.GetPassed() || dr.GetPreStateSha256() != p.PreStateSHA256 {
@@ -68,16 +75,6 @@ func missingForEnactment(p *store.Proposal, d *coordinatorv1.Proposal) []string 
 		}
 	}
 	return missing
-}
-
-// distinct is the set of names in names (an approver counts once, however often
-// recorded).
-func distinct(names []string) map[string]bool {
-	out := make(map[string]bool, len(names))
-	for _, n := range names {
-		out[n] = true
-	}
-	return out
 }
 
 // notReady explains why a proposal in status st cannot be enacted at all.
@@ -247,7 +244,9 @@ func (s *Service) holdForApproval(ctx context.Context, p *store.Proposal, re *re
 		s.deliver(ctx, staged)
 		return status.Errorf(codes.FailedPrecondition, "enactment of proposal %s refused: the policy refuses the change to enact: %s", p.ID, status.Convert(re.refused).Message())
 	}
-	if _, err := s.moveAudited(ctx, p, stPendingApproval, transitionEvent(stPendingApproval), re.edit, columns{impact: re.to}, re.audit(p)); err != nil {
+	open := s.openApproval(p)
+	edit := func(d *coordinatorv1.Proposal) { re.edit(d); open(d) }
+	if _, err := s.moveAudited(ctx, p, stPendingApproval, transitionEvent(stPendingApproval), edit, columns{impact: re.to}, re.audit(p)); err != nil {
 		return err
 	}
 	return status.Errorf(codes.FailedPrecondition, "enactment of proposal %s refused: %s; it now waits for approval (P3)", p.ID, re.record.GetReasons()[0])

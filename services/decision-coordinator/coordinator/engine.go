@@ -80,7 +80,9 @@ func (c EngineConfig) withDefaults() EngineConfig {
 }
 
 // engineStates are the states the engine moves proposals out of on its own.
-var engineStates = []string{stSubmitted, stNegotiating, stAgreed}
+// A proposal waiting for approval is held too: its driver asks the hil-gateway to
+// notify the approvers and ends it EXPIRED at the approval deadline.
+var engineStates = []string{stSubmitted, stNegotiating, stAgreed, stPendingApproval}
 
 func inEngineState(status string) bool { return slices.Contains(engineStates, status) }
 

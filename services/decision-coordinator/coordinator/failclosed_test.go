@@ -19,12 +19,14 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/actions"
+	"github.com/decision-fabric/fabric/internal/approval"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -219,13 +221,17 @@ func (f *fabricUnderTest) run(t testing.TB, c enactCase) (*coordinatorv1.EnactPr
 			if c.Approvers == 0 {
 				return nil, auth
 			}
-			// What the hil-gateway will do: record the approvers, approve.
-			_, err := enactor.move(ctx, p, stApproved, func(d *coordinatorv1.Proposal) {
-				for i := range c.Approvers {
-					d.Approvers = append(d.Approvers, fmt.Sprintf("approver-%d", i))
+			// What the hil-gateway does: record each approver's vote.
+			svc := serviceContext("t1")
+			for i := range c.Approvers {
+				_, err := enactor.RecordApproval(svc, &coordinatorv1.RecordApprovalRequest{ProposalId: id, TenantId: "t1",
+					Approval: &typesv1.Approval{Approver: fmt.Sprintf("approver-%d", i), Roles: []string{approval.RoleApprover},
+						Decision: "approve", MfaMethod: "totp", MfaVerified: true, Channel: "api"}})
+				if status.Code(err) == codes.FailedPrecondition {
+					break // approved already: the rules asked for fewer
 				}
-			}, "")
-			require.NoError(t, err)
+				require.NoError(t, err)
+			}
 			auth.approvers = c.Approvers
 			if _, err := enactor.EnactProposal(ctx, &coordinatorv1.EnactProposalRequest{Id: id, DryRun: true}); err != nil {
 				return nil, auth
@@ -442,16 +448,26 @@ func TestEnactmentReclassifiesTheExactChange(t *testing.T) {
 
 	_, err = s.EnactProposal(ctx, &coordinatorv1.EnactProposalRequest{Id: p.ID})
 	require.Equal(t, codes.FailedPrecondition, status.Code(err))
-	require.ErrorContains(t, err, "approver recorded (0 of 1")
+	require.ErrorContains(t, err, "approvals (")
 }
 
-// Approvers count once each, however often recorded.
+// Approvers count once each, however often recorded, and only as the rules count
+// them: a name in the legacy approvers list counts for nothing.
 func TestApproversCountOnce(t *testing.T) {
 	t.Parallel()
-	p := &store.Proposal{Impact: policy.ImpactHigh}
+	s := &Service{deps: Deps{DecisionTimeout: time.Minute}}
+	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p := &store.Proposal{Impact: policy.ImpactHigh, CreatedBy: "agent", CreatedAt: created}
+	vote := func(who string, at time.Duration) *typesv1.Approval {
+		return &typesv1.Approval{Approver: who, Roles: []string{auth.RoleApprover}, Decision: "approve", DecidedAt: timestamppb.New(created.Add(at))}
+	}
 	d := &coordinatorv1.Proposal{Policy: &coordinatorv1.PolicyDecision{ApprovalRequired: true, ApprovalsRequired: 2},
-		Approvers: []string{"alice", "alice"}}
-	require.Contains(t, missingForEnactment(p, d)[0], "an approver recorded (1 of 2")
+		ApprovalDeadline: timestamppb.New(created.Add(time.Hour)),
+		Approvers:        []string{"alice", "bob"},
+		Approvals:        []*typesv1.Approval{vote("alice", time.Second), vote("alice", 2*time.Second)}}
+	require.Contains(t, s.missingForEnactment(p, d)[0], "approvals (")
+	d.Approvals = append(d.Approvals, vote("bob", 3*time.Second))
+	require.Equal(t, []string{`a passed dry run (POST /proposals/{id}/enact with {"dry_run":true})`}, s.missingForEnactment(p, d))
 }
 
 // awaitSettled waits until the lifecycle engine has moved proposal id out of its
@@ -462,7 +478,7 @@ func awaitSettled(t testing.TB, st store.Store, tenant, id string) *store.Propos
 	require.Eventually(t, func() bool {
 		var err error
 		p, err = st.Proposals().Get(context.Background(), tenant, id)
-		return err == nil && !inEngineState(p.Status)
+		return err == nil && (!inEngineState(p.Status) || p.Status == stPendingApproval)
 	}, 20*time.Second, 2*time.Millisecond, "proposal %s stayed in the engine's states", id)
 	return p
 }
@@ -495,4 +511,9 @@ func TestReclassifyUncanonicalManifestFailsClosed(t *testing.T) {
 	require.Nil(t, re.refused)
 	require.Equal(t, policy.ImpactHigh, re.to)
 	require.Contains(t, re.record.GetReasons()[1], "impact unknown: classifying the change at agreement failed: ")
+}
+
+// serviceContext is a call as the fabric's service identity for tenant.
+func serviceContext(tenant string) context.Context {
+	return auth.WithPrincipal(context.Background(), &auth.Principal{Subject: "fabric", TenantID: tenant, Roles: []string{auth.RoleService}})
 }

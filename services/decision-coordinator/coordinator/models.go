@@ -78,6 +78,10 @@ func validateRollback(req any) error {
 	return validateID(req.(*coordinatorv1.RollbackProposalRequest).GetId())
 }
 
+func validateDescribeChange(req any) error {
+	return validateID(req.(*coordinatorv1.DescribeChangeRequest).GetId())
+}
+
 // validateList checks a ListProposalsRequest.
 func validateList(req any) error {
 	r := req.(*coordinatorv1.ListProposalsRequest)

@@ -36,6 +36,8 @@ func (s *Service) step(ctx context.Context, p *store.Proposal) (*store.Proposal,
 		return s.negotiate(ctx, p)
 	case stAgreed:
 		return s.scoreAgreed(ctx, p)
+	case stPendingApproval:
+		return s.awaitApproval(ctx, p)
 	}
 	return nil, nil
 }
@@ -279,7 +281,7 @@ func (s *Service) recordOutcome(ctx context.Context, p *store.Proposal, d *coord
 		}
 		// A scorer that fails leaves the proposal AGREED: the engine scores it next.
 		if sc, err := s.scoreInput(ctx, p, ScoreInput{TenantID: p.TenantID, ProposalID: p.ID, Manifest: agreed, Impact: impact, Votes: summary}); err == nil {
-			steps = append(steps, scoredSteps(sc)...)
+			steps = append(steps, s.scoredSteps(p, sc)...)
 		} else {
 			s.deps.Logger.WarnContext(ctx, "score after agreement; retried by the engine", "proposal_id", p.ID, "error", err)
 		}

@@ -205,7 +205,7 @@ const eventReclassified = "proposal.reclassified"
 func (re *reclassification) edit(d *coordinatorv1.Proposal) {
 	d.Policy = re.record
 	d.Reason = re.record.GetReasons()[0]
-	d.Approvers = nil
+	d.Approvers, d.Approvals = nil, nil
 }
 
 func impactRank(s string) int {

@@ -30,7 +30,7 @@ func (s *Service) scoreAgreed(ctx context.Context, p *store.Proposal) (*store.Pr
 	if err != nil {
 		return nil, err
 	}
-	return s.moveChain(ctx, p, nil, scoredSteps(sc)...)
+	return s.moveChain(ctx, p, nil, s.scoredSteps(p, sc)...)
 }
 
 func (s *Service) scoreInput(ctx context.Context, p *store.Proposal, in ScoreInput) (*scorerv1.ScoreResponse, error) {
@@ -51,7 +51,7 @@ func (s *Service) scoreInput(ctx context.Context, p *store.Proposal, in ScoreInp
 
 // scoredSteps record a score, then ask for approval when the policy (as recorded by
 // the steps before) requires it.
-func scoredSteps(sc *scorerv1.ScoreResponse) []moveStep {
+func (s *Service) scoredSteps(p *store.Proposal, sc *scorerv1.ScoreResponse) []moveStep {
 	return []moveStep{
 		{to: stScored, edit: func(d *coordinatorv1.Proposal) {
 			d.Score = &coordinatorv1.Score{
@@ -60,7 +60,7 @@ func scoredSteps(sc *scorerv1.ScoreResponse) []moveStep {
 				Explanation: sc.GetExplanation(),
 			}
 		}},
-		{to: stPendingApproval, when: func(d *coordinatorv1.Proposal) bool { return d.GetPolicy().GetApprovalRequired() }},
+		{to: stPendingApproval, edit: s.openApproval(p), when: func(d *coordinatorv1.Proposal) bool { return d.GetPolicy().GetApprovalRequired() }},
 	}
 }
 

@@ -33,7 +33,7 @@ var transitions = map[string][]string{
 	stNegotiating:     {stAgreed, stRejected, stExpired},
 	stAgreed:          {stScored},
 	stScored:          {stPendingApproval, stDryRunPassed, stDryRunFailed},
-	stPendingApproval: {stApproved, stDenied},
+	stPendingApproval: {stApproved, stDenied, stExpired},
 	stApproved:        {stDryRunPassed, stDryRunFailed, stPendingApproval},
 	stDryRunFailed:    {stDryRunPassed, stDryRunFailed, stPendingApproval},
 	stDryRunPassed:    {stEnacted, stDryRunPassed, stDryRunFailed, stPendingApproval},
