@@ -462,3 +462,47 @@ func selfSignedCert(t *testing.T, dir string) (*x509.CertPool, string, string) {
 	pool.AddCert(cert)
 	return pool, certFile, keyFile
 }
+
+func TestSMTPContextDeadlineBoundsASilentServer(t *testing.T) {
+	// A server that accepts the connection and never greets.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	s := fakeChannel(t, l.Addr().(*net.TCPAddr).Port) // its own timeout is 5s
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.Send(ctx, validMessage())
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Send took %v, past the context's 300ms deadline", took)
+	}
+	var perm *PermanentError
+	if err == nil || errors.As(err, &perm) {
+		t.Fatalf("silent server: got %v, want a retryable error", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("error %v does not say the deadline passed", err)
+	}
+}
