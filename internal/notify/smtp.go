@@ -175,9 +175,10 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 	msg.SetBodyString(mail.TypeTextPlain, r.Text)
 
 	timeout := s.cfg.Timeout
+	capped := false // the context's deadline is the connection's
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); left < timeout {
-			timeout = left
+			timeout, capped = left, true
 		}
 	}
 	if timeout <= 0 {
@@ -188,7 +189,7 @@ func (s *SMTP) Send(ctx context.Context, m Message) error {
 		return errors.New("notify: smtp: " + s.sanitize(err))
 	}
 	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
-		return s.classify(ctx, err)
+		return s.classify(ctx, capped, err)
 	}
 	return nil
 }
@@ -222,10 +223,16 @@ func (s *SMTP) client(timeout time.Duration) (*mail.Client, error) {
 }
 
 // classify turns go-mail's error into the channel's: a 5xx reply is permanent,
-// everything else is retryable.
-func (s *SMTP) classify(ctx context.Context, err error) error {
+// everything else is retryable. capped says the connection's timeout was the
+// context's deadline: a network timeout then is that deadline passing (the
+// connection's deadline can fire a moment before the context notices).
+func (s *SMTP) classify(ctx context.Context, capped bool, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("notify: smtp: %s: %w", s.sanitize(err), ctxErr)
+	}
+	var ne net.Error
+	if capped && errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("notify: smtp: %s: %w", s.sanitize(err), context.DeadlineExceeded)
 	}
 	code := 0
 	var se *mail.SendError
