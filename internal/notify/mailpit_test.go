@@ -99,8 +99,9 @@ func tryStartMailpit(t *testing.T, bin string, extra []string) (*mailpit, error)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error // set before exited is closed
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	stop := func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -109,10 +110,9 @@ func tryStartMailpit(t *testing.T, bin string, extra []string) (*mailpit, error)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			exited <- err
+		case <-exited:
 			out, _ := os.ReadFile(logf.Name())
-			return nil, fmt.Errorf("mailpit exited (%v): %s", err, out)
+			return nil, fmt.Errorf("mailpit exited (%w): %s", waitErr, out)
 		default:
 		}
 		if mp.ready() {

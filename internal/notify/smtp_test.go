@@ -132,9 +132,9 @@ func TestSMTPMailpitDelivery(t *testing.T) {
 
 	// Exactly one message per sent EventID: the retry is recognised, the refused
 	// one never arrived.
-	got := mp.WaitFor(t, 2)
+	mp.WaitFor(t, 2)
 	time.Sleep(300 * time.Millisecond) // anything late would show now
-	got = mp.WaitFor(t, 2)
+	got := mp.WaitFor(t, 2)
 	byEvent := map[string]mailpitSummary{}
 	for _, sum := range got {
 		h := mp.Headers(t, sum.ID)
