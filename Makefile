@@ -11,6 +11,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 GATEWAY_VERSION            := v2.33.0
 GOOGLEAPIS_MODULE          := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 COSIGN_VERSION             := v2.6.5
+MAILPIT_VERSION            := v1.33.1
 GOLANGCI_LINT_VERSION      := v2.15.0
 BUF           := $(TOOLS)/node_modules/.bin/buf
 # Versioned file name, so bumping GOLANGCI_LINT_VERSION installs the new one.
@@ -98,6 +99,11 @@ tools: $(BUF) $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS
 cosign: $(TOOLS_BIN)/cosign ## install the real cosign CLI into .tools (the signing interop test uses it)
 $(TOOLS_BIN)/cosign:
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/sigstore/cosign/v2/cmd/cosign@$(COSIGN_VERSION)
+
+.PHONY: mailpit
+mailpit: $(TOOLS_BIN)/mailpit ## install the mailpit SMTP server into .tools (internal/notify's e-mail tests send to it)
+$(TOOLS_BIN)/mailpit:
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
 
 $(GOLANGCI_LINT):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
