@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,9 +160,21 @@ func TestSlackSendPostsBlocksButtonsAndMetadata(t *testing.T) {
 	if p.Get("token") != testSlackToken {
 		t.Errorf("token not sent to the API")
 	}
+	// Nothing beyond the message's own fields leaves the process.
+	var keys []string
+	for k := range p {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if got := strings.Join(keys, ","); got != "blocks,channel,metadata,text,token" {
+		t.Errorf("chat.postMessage fields = %s", got)
+	}
 	var meta map[string]any
 	if err := json.Unmarshal([]byte(p.Get("metadata")), &meta); err != nil {
 		t.Fatalf("metadata: %v", err)
+	}
+	if payload, _ := meta["event_payload"].(map[string]any); len(payload) != 1 {
+		t.Errorf("metadata payload = %v, want only event_id", payload)
 	}
 	if meta["event_type"] != "decision_fabric_notification" || jsonPath(t, meta, "event_payload", "event_id") != m.EventID {
 		t.Errorf("metadata = %v", meta)

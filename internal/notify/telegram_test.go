@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +119,14 @@ func TestTelegramSendMessageWithKeyboard(t *testing.T) {
 	c := calls[0].Fields
 	if c["chat_id"] != fmt.Sprint(testTelegramChat) {
 		t.Errorf("chat_id = %q", c["chat_id"])
+	}
+	var keys []string
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	if got := strings.Join(keys, ","); got != "chat_id,link_preview_options,reply_markup,text" {
+		t.Errorf("sendMessage fields = %s", got)
 	}
 	if c["parse_mode"] != "" {
 		t.Errorf("parse_mode = %q, want plain text", c["parse_mode"])
