@@ -227,6 +227,9 @@ func slackResultModal(reply string) *slack.ModalViewRequest {
 // act; act's error is shown in the modal under the code field, act's reply replaces
 // the modal. Anything else is answered 200 with an empty body.
 func (s *Slack) InteractionHandler(act ActionFunc) http.Handler {
+	if act == nil {
+		panic("notify: Slack.InteractionHandler needs an ActionFunc")
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)

@@ -542,3 +542,21 @@ func TestNewSlackValidates(t *testing.T) {
 		}
 	}
 }
+
+func TestSlackButtonViewsOpenFailureIsReported(t *testing.T) {
+	f := newFakeSlack(t)
+	f.failWith = "expired_trigger_id"
+	rec := &recordingAct{}
+	h := newTestSlack(t, f).InteractionHandler(rec.act)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, signedSlackRequest(t, payloadBody(buttonPayload("df_approve", testProposalID)), testSlackSecret, time.Now()))
+	if w.Code != http.StatusBadGateway {
+		t.Errorf("status %d, want 502 so Slack tells the user", w.Code)
+	}
+	if strings.Contains(w.Body.String(), "expired_trigger_id") || strings.Contains(w.Body.String(), testSlackToken) {
+		t.Errorf("response leaks detail: %q", w.Body)
+	}
+	if len(f.Views()) != 1 || len(rec.Calls()) != 0 {
+		t.Errorf("views.open %d, act %d", len(f.Views()), len(rec.Calls()))
+	}
+}

@@ -29,6 +29,9 @@ const telegramPrompt = "Reply to this message with your 6-digit TOTP code to %s 
 var telegramPromptPattern = regexp.MustCompile(
 	`^Reply to this message with your 6-digit TOTP code to (approve|deny) proposal ([A-Za-z0-9._:-]{1,128})\.$`)
 
+// telegramSecretPattern is what setWebhook accepts as a secret_token.
+var telegramSecretPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,256}$`)
+
 // TelegramConfig configures the Telegram channel.
 type TelegramConfig struct {
 	// Token is the bot token from BotFather. It is never logged nor put in an error.
@@ -62,8 +65,8 @@ func NewTelegram(cfg TelegramConfig) (*Telegram, error) {
 	if cfg.ChatID == 0 {
 		return nil, errors.New("telegram: chat id is required")
 	}
-	if cfg.WebhookSecret == "" {
-		return nil, errors.New("telegram: webhook secret is required")
+	if !telegramSecretPattern.MatchString(cfg.WebhookSecret) {
+		return nil, errors.New("telegram: webhook secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
 	}
 	opts := []bot.Option{
 		bot.WithSkipGetMe(),
@@ -155,6 +158,9 @@ func telegramText(m Message) string {
 // and act's reply (or error message) is sent back. Updates are answered 200 once
 // authenticated and decoded, so Telegram does not redeliver them.
 func (t *Telegram) WebhookHandler(act ActionFunc) http.Handler {
+	if act == nil {
+		panic("notify: Telegram.WebhookHandler needs an ActionFunc")
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)

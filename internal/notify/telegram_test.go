@@ -414,6 +414,8 @@ func TestNewTelegramValidates(t *testing.T) {
 		{Token: "1:x", WebhookSecret: "s"},
 		{Token: "1:x", ChatID: 1},
 		{Token: "1:x", ChatID: 1, WebhookSecret: "s", ServerURL: "not a url"},
+		{Token: "1:x", ChatID: 1, WebhookSecret: "has space"},
+		{Token: "1:x", ChatID: 1, WebhookSecret: strings.Repeat("s", 257)},
 	} {
 		if _, err := NewTelegram(cfg); err == nil {
 			t.Errorf("NewTelegram(%+v) accepted", cfg)
