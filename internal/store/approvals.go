@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -378,7 +379,7 @@ func (as approvalStore) ClaimDue(ctx context.Context, owner string, at, leaseUnt
 	if err != nil {
 		return nil, as.s.wrap("claim notifications", err)
 	}
-	slices.SortFunc(out, func(a, b *Notification) int { return int(a.Seq - b.Seq) })
+	slices.SortFunc(out, func(a, b *Notification) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
 }
 

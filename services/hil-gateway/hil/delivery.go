@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/decision-fabric/fabric/internal/notify"
 	"github.com/decision-fabric/fabric/internal/store"
 )
@@ -58,6 +60,8 @@ type DeliveryOptions struct {
 	Now func() time.Time
 	// Logger logs failures. Default slog.Default().
 	Logger *slog.Logger
+	// Registerer receives fabric_hil_notifications_total; a private registry when nil.
+	Registerer prometheus.Registerer
 }
 
 // Deliverer sends the due notifications of the outbox through their channels.
@@ -67,6 +71,8 @@ type Deliverer struct {
 	o        DeliveryOptions
 
 	kick chan struct{}
+	// results counts settled sends by channel and result (see the result* constants).
+	results *prometheus.CounterVec
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -124,7 +130,52 @@ func NewDeliverer(st store.ApprovalStore, channels map[string]notify.Channel, o 
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Deliverer{st: st, channels: channels, o: o, kick: make(chan struct{}, 1)}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	d := &Deliverer{st: st, channels: channels, o: o, kick: make(chan struct{}, 1)}
+	d.results = registerCounterVec(o.Registerer, o.Logger, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fabric_hil_notifications_total",
+		Help: "Notification sends settled by the hil-gateway's deliverer, by channel and result (sent, retry, dead, abandoned).",
+	}, []string{"channel", "result"}))
+	for name := range channels { // export zeros, so rate() works from the first send
+		for _, r := range []string{resultSent, resultRetry, resultDead, resultAbandoned} {
+			d.results.WithLabelValues(name, r)
+		}
+	}
+	return d
+}
+
+// Results of a send, the "result" label of fabric_hil_notifications_total.
+const (
+	resultSent      = "sent"
+	resultRetry     = "retry"
+	resultDead      = "dead"
+	resultAbandoned = "abandoned" // stopped mid-send, left to the lease
+)
+
+// registerCounterVec registers c, or returns the collector already registered under
+// its name (two deliverers on one registry share the series).
+func registerCounterVec(reg prometheus.Registerer, log *slog.Logger, c *prometheus.CounterVec) *prometheus.CounterVec {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			return existing
+		}
+	}
+	if err != nil {
+		log.Warn("hil: delivery metrics not registered", "err", err)
+	}
+	return c
+}
+
+// count adds one settled send of channel (its configured name, "unknown" otherwise).
+func (d *Deliverer) count(channel, result string) {
+	if _, ok := d.channels[channel]; !ok {
+		channel = "unknown"
+	}
+	d.results.WithLabelValues(channel, result).Inc()
 }
 
 // Owner is the name the deliverer leases rows under.
@@ -230,11 +281,13 @@ func (d *Deliverer) deliver(ctx context.Context, n *store.Notification) {
 			// The lease was lost (or the row cancelled) during the send: it may be sent again.
 			log.Warn("hil: notification sent but not marked sent", "err", err)
 		}
+		d.count(n.Channel, resultSent)
 		return
 	}
 	if ctx.Err() != nil {
 		// Stopping: leave the row to its lease rather than count a failure we caused.
 		log.Info("hil: notification send abandoned to its lease", "err", safeErrorText(err))
+		d.count(n.Channel, resultAbandoned)
 		return
 	}
 	var perm *notify.PermanentError
@@ -250,8 +303,10 @@ func (d *Deliverer) fail(ctx context.Context, log *slog.Logger, n *store.Notific
 		return
 	}
 	if dead {
+		d.count(n.Channel, resultDead)
 		log.Warn("hil: notification given up", "attempts", n.Attempts, "reason", reason)
 	} else {
+		d.count(n.Channel, resultRetry)
 		log.Info("hil: notification send failed, will retry", "attempts", n.Attempts, "next_attempt", next, "reason", reason)
 	}
 }

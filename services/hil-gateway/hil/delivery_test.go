@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/decision-fabric/fabric/internal/notify"
@@ -224,8 +226,9 @@ func TestDeliverGivesUp(t *testing.T) {
 	permMsg := dlvOpen(t, st, "perm")[0]
 	flakyMsg := dlvOpen(t, st, "flaky")[0]
 	unknownMsg := dlvOpen(t, st, "pigeon")[0]
+	reg := prometheus.NewRegistry()
 	d := NewDeliverer(st.Approvals(), map[string]notify.Channel{"perm": perm, "flaky": flaky}, DeliveryOptions{
-		Owner: "d1", Now: clock.Now, MaxAttempts: 3, Backoff: func(int) time.Duration { return time.Second },
+		Owner: "d1", Now: clock.Now, MaxAttempts: 3, Backoff: func(int) time.Duration { return time.Second }, Registerer: reg,
 	})
 
 	for i := range 10 {
@@ -248,6 +251,15 @@ func TestDeliverGivesUp(t *testing.T) {
 	require.Contains(t, dead(flakyMsg).LastError, "503")
 	require.Equal(t, 3, dead(flakyMsg).Attempts)
 	require.Contains(t, dead(unknownMsg).LastError, `unknown channel "pigeon"`)
+
+	for labels, want := range map[[2]string]float64{
+		{"perm", resultDead}: 1, {"perm", resultRetry}: 0, {"perm", resultSent}: 0,
+		{"flaky", resultRetry}: 2, {"flaky", resultDead}: 1,
+		{"unknown", resultDead}: 1,
+	} {
+		got := testutil.ToFloat64(d.results.WithLabelValues(labels[0], labels[1]))
+		require.Equal(t, want, got, "fabric_hil_notifications_total%v", labels)
+	}
 }
 
 func TestDeliverTwoDeliverersSendOnce(t *testing.T) {
