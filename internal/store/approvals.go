@@ -98,6 +98,10 @@ type ApprovalStore interface {
 	// nothing changes. In the same transaction it cancels the proposal's unsent
 	// reminders and escalations (dead, LastError CancelledResolved) and enqueues notes.
 	Resolve(ctx context.Context, tenantID, proposalID, outcome string, at time.Time, notes []*Notification) error
+	// MarkReminded clears the open request's ReminderAt (so ListOpenAll no longer
+	// returns it for its reminder) and enqueues notes, in one transaction. A request
+	// that is resolved or has no reminder is ErrConflict and nothing changes.
+	MarkReminded(ctx context.Context, tenantID, proposalID string, notes []*Notification) error
 	// Enqueue queues notes; one whose (EventID, Channel) is already queued is ignored.
 	Enqueue(ctx context.Context, notes []*Notification) error
 	// ClaimDue leases to owner until leaseUntil at most limit notifications, oldest
@@ -133,6 +137,8 @@ const (
 	ORDER BY deadline, tenant_id, proposal_id LIMIT $2`
 	sqlApprovalInsert = `INSERT INTO approval_requests (tenant_id, proposal_id, impact, summary, approvals_needed, deadline, reminder_at, created_at, resolved_at, outcome)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, '') ON CONFLICT (tenant_id, proposal_id) DO NOTHING`
+	sqlApprovalReminded = `UPDATE approval_requests SET reminder_at = NULL
+	WHERE tenant_id = $1 AND proposal_id = $2 AND resolved_at IS NULL AND reminder_at IS NOT NULL`
 	sqlApprovalResolve = `UPDATE approval_requests SET resolved_at = $3, outcome = $4
 	WHERE tenant_id = $1 AND proposal_id = $2 AND resolved_at IS NULL`
 
@@ -332,6 +338,30 @@ func (as approvalStore) Resolve(ctx context.Context, tenantID, proposalID, outco
 		return approvalStore{t}.enqueue(ctx, t.w, notes)
 	})
 	return as.s.wrap("resolve approval request", err)
+}
+
+func (as approvalStore) MarkReminded(ctx context.Context, tenantID, proposalID string, notes []*Notification) error {
+	if err := checkNotifications(notes); err != nil {
+		return err
+	}
+	if err := checkNotesOf(notes, tenantID, proposalID); err != nil {
+		return err
+	}
+	err := as.s.InTx(ctx, func(tx Store) error {
+		t := tx.(*sqlStore)
+		n, err := t.w.exec(ctx, sqlApprovalReminded, tenantID, proposalID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			if _, err := scanApproval(t.w.queryRow(ctx, sqlApprovalGet, tenantID, proposalID)); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: approval request %s is resolved or has no reminder", ErrConflict, proposalID)
+		}
+		return approvalStore{t}.enqueue(ctx, t.w, notes)
+	})
+	return as.s.wrap("mark approval request reminded", err)
 }
 
 func (as approvalStore) Enqueue(ctx context.Context, notes []*Notification) error {

@@ -23,6 +23,7 @@ var approvalTests = []struct {
 	{"ApprovalResolveOnce", testApprovalResolveOnce},
 	{"ApprovalResolveCancelsReminders", testApprovalResolveCancelsReminders},
 	{"ApprovalInTx", testApprovalInTx},
+	{"ApprovalMarkReminded", testApprovalMarkReminded},
 	{"NotificationEnqueueDuplicates", testNotificationEnqueueDuplicates},
 	{"NotificationClaimLease", testNotificationClaimLease},
 	{"NotificationClaimConcurrent", testNotificationClaimConcurrent},
@@ -422,4 +423,32 @@ func testNotificationClaimConcurrent(t *testing.T, s store.Store) {
 	}
 	wg.Wait()
 	require.Len(t, seen, n, "every notification claimed exactly once")
+}
+
+func testApprovalMarkReminded(t *testing.T, s store.Store) {
+	a := s.Approvals()
+	t0 := approvalT0()
+	r := newApproval("t", t0) // reminder at 45 min, deadline at 60 min
+	_, err := a.OpenRequest(ctx(t), r, nil)
+	require.NoError(t, err)
+	due, err := a.ListOpenAll(ctx(t), t0.Add(50*time.Minute), 0)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "due for its reminder")
+
+	require.ErrorIs(t, a.MarkReminded(ctx(t), "t2", r.ProposalID, nil), store.ErrNotFound)
+	require.NoError(t, a.MarkReminded(ctx(t), "t", r.ProposalID, []*store.Notification{newNote(r, "reminder", "slack", time.Time{})}))
+	got, err := a.GetRequest(ctx(t), "t", r.ProposalID)
+	require.NoError(t, err)
+	require.True(t, got.ReminderAt.IsZero())
+	require.Contains(t, notesByKind(t, s, "t", r.ProposalID), "reminder@slack")
+	due, err = a.ListOpenAll(ctx(t), t0.Add(50*time.Minute), 0)
+	require.NoError(t, err)
+	require.Empty(t, due, "no longer due before its deadline")
+	due, err = a.ListOpenAll(ctx(t), t0.Add(time.Hour), 0)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "due again at its deadline")
+
+	err = a.MarkReminded(ctx(t), "t", r.ProposalID, []*store.Notification{newNote(r, "escalation", "email", time.Time{})})
+	require.ErrorIs(t, err, store.ErrConflict, "reminded once")
+	require.NotContains(t, notesByKind(t, s, "t", r.ProposalID), "escalation@email", "a refused MarkReminded enqueues nothing")
 }
