@@ -28,6 +28,7 @@ var Owners = map[string]Ownership{
 	"AuditLog":     {Owner: fabric.Auditor, Tables: []string{"audit_entries", "audit_checkpoints"}},
 	"WorldStates":  {Owner: OwnerWorld, Tables: []string{"world_states"}},
 	"MFA":          {Owner: fabric.HIL, Tables: []string{"mfa_totp"}},
+	"Approvals":    {Owner: fabric.HIL, Tables: []string{"approval_requests", "notification_outbox"}},
 }
 
 // PackageOwners names the owner of the shared packages (under internal/) that call
