@@ -124,6 +124,18 @@ func (f *webFake) calls() (auth, decide int) {
 	return f.authCalls, f.decideCalls
 }
 
+func (f *webFake) status(i int) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.items[i].Status
+}
+
+func (f *webFake) lastDecision() Decision {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
+}
+
 func webItem() *Item {
 	return &Item{
 		ProposalID: webItemID,
