@@ -74,9 +74,6 @@ func webArtifactsDir(t *testing.T) string {
 // Chromium, with a screenshot at each step.
 func TestWebBrowser(t *testing.T) {
 	exe := webBrowserPath(t)
-	if testing.Short() {
-		t.Skip("browser test in -short mode")
-	}
 	shots := webArtifactsDir(t)
 
 	f := &webFake{items: []*Item{webItem()}}

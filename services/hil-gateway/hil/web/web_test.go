@@ -608,19 +608,19 @@ func TestWebEscaping(t *testing.T) {
 
 func TestWebVisible(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain text":         "plain text",
-		"a\nb\tc":            "a\nb\tc",
-		"<a href=\"x\">&'":   "&lt;a href=&#34;x&#34;&gt;&amp;&#39;",
-		"db\u202Eevil":       `db<span class="ctl">\u202E</span>evil`,
-		"\u2066x\u2069":      `<span class="ctl">\u2066</span>x<span class="ctl">\u2069</span>`,
-		"a\u200Bb\u200Fc":    `a<span class="ctl">\u200B</span>b<span class="ctl">\u200F</span>c`,
-		"\uFEFFbom":          `<span class="ctl">\uFEFF</span>bom`,
-		"nul\x00bell\a\r":    `nul<span class="ctl">\u0000</span>bell<span class="ctl">\u0007</span><span class="ctl">\u000D</span>`,
-		"c1\u0085":           `c1<span class="ctl">\u0085</span>`,
-		"line\u2028sep":      `line<span class="ctl">\u2028</span>sep`,
-		"bad\xffutf8":        `bad<span class="ctl">\xFF</span>utf8`,
+		"plain text":       "plain text",
+		"a\nb\tc":          "a\nb\tc",
+		"<a href=\"x\">&'": "&lt;a href=&#34;x&#34;&gt;&amp;&#39;",
+		"db\u202Eevil":     `db<span class="ctl">\u202E</span>evil`,
+		"\u2066x\u2069":    `<span class="ctl">\u2066</span>x<span class="ctl">\u2069</span>`,
+		"a\u200Bb\u200Fc":  `a<span class="ctl">\u200B</span>b<span class="ctl">\u200F</span>c`,
+		"\uFEFFbom":        `<span class="ctl">\uFEFF</span>bom`,
+		"nul\x00bell\a\r":  `nul<span class="ctl">\u0000</span>bell<span class="ctl">\u0007</span><span class="ctl">\u000D</span>`,
+		"c1\u0085":         `c1<span class="ctl">\u0085</span>`,
+		"line\u2028sep":    `line<span class="ctl">\u2028</span>sep`,
+		"bad\xffutf8":      `bad<span class="ctl">\xFF</span>utf8`,
 		"héllo wörld ✓ 日本": "héllo wörld ✓ 日本",
-		"":                   "",
+		"":                 "",
 	} {
 		if got := string(visible(in)); got != want {
 			t.Errorf("visible(%q) = %q, want %q", in, got, want)
