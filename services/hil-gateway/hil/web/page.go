@@ -134,6 +134,10 @@ func (p *Page) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+b+"/p/{id}", p.headers(p.session(p.detail)))
 	mux.Handle("POST "+b+"/p/{id}/decide", p.headers(p.post(p.session(p.decide))))
 	mux.Handle("GET "+b+"/static/app.css", p.headers(http.HandlerFunc(serveCSS)))
+	// Anything else under the base path: a 404 page, with the headers too.
+	mux.Handle(b+"/", p.headers(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		p.renderError(w, nil, http.StatusNotFound, "There is no such page.")
+	})))
 }
 
 // headers sets the security headers on every response.
@@ -154,7 +158,7 @@ func (p *Page) headers(h http.Handler) http.Handler {
 func (p *Page) post(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := p.cop.Check(r); err != nil {
-			p.renderError(w, r, http.StatusForbidden, "This form was sent from another site and was refused.")
+			p.renderError(w, nil, http.StatusForbidden, "This form was sent from another site and was refused.")
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
@@ -181,7 +185,7 @@ func (p *Page) session(h sessionHandler) http.Handler {
 				http.Redirect(w, r, p.base+"/", http.StatusSeeOther)
 				return
 			}
-			p.renderError(w, r, http.StatusUnauthorized, "Your session has ended. Sign in again.")
+			p.renderError(w, nil, http.StatusUnauthorized, "Your session has ended. Sign in again.")
 			return
 		}
 		h(w, r.WithContext(auth.WithPrincipal(r.Context(), s.p)), s)
@@ -276,13 +280,13 @@ func (p *Page) render(w http.ResponseWriter, code int, name string, v *view) {
 	_, _ = w.Write([]byte(buf.String()))
 }
 
-func (p *Page) renderError(w http.ResponseWriter, r *http.Request, code int, msg string) {
-	v := p.newView(http.StatusText(code), nil)
-	if code != http.StatusUnauthorized {
-		if s := p.current(r); s != nil {
-			v = p.newView(http.StatusText(code), s)
-		}
+// renderError shows msg on an error page; s (nil when unknown or refused) shows who
+// is signed in.
+func (p *Page) renderError(w http.ResponseWriter, s *session, code int, msg string) {
+	if code == http.StatusUnauthorized {
+		s = nil
 	}
+	v := p.newView(http.StatusText(code), s)
 	v.Error = msg
 	p.render(w, code, "error", v)
 }
@@ -333,12 +337,14 @@ func (p *Page) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pr, err := p.b.Authenticate(r.Context(), token)
-	if err != nil || pr == nil {
-		code, msg := httpError(err)
-		if code == http.StatusInternalServerError && err != nil {
-			fail(code, msg)
-			return
-		}
+	switch code, msg := httpError(err); {
+	case err == nil && pr == nil:
+		fail(http.StatusUnauthorized, "The token was not accepted.")
+		return
+	case err != nil && code == http.StatusInternalServerError:
+		fail(code, msg)
+		return
+	case err != nil:
 		fail(http.StatusUnauthorized, "The token was not accepted: "+msg)
 		return
 	}
@@ -348,7 +354,7 @@ func (p *Page) login(w http.ResponseWriter, r *http.Request) {
 
 func (p *Page) logout(w http.ResponseWriter, r *http.Request) {
 	if s := p.current(r); s != nil && !p.csrfOK(r, s.token, "") {
-		p.renderError(w, r, http.StatusForbidden, "The form has expired. Reload the page and try again.")
+		p.renderError(w, s, http.StatusForbidden, "The form has expired. Reload the page and try again.")
 		return
 	}
 	p.setCookie(w, r, "", -1)
@@ -359,7 +365,7 @@ func (p *Page) pending(w http.ResponseWriter, r *http.Request, s *session) {
 	items, err := p.b.Pending(r.Context())
 	if err != nil {
 		code, msg := httpError(err)
-		p.failSession(w, r, code, msg)
+		p.failSession(w, r, s, code, msg)
 		return
 	}
 	v := p.newView("Pending approvals", s)
@@ -368,11 +374,11 @@ func (p *Page) pending(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 // failSession shows an error page; a 401 from the Backend ends the session.
-func (p *Page) failSession(w http.ResponseWriter, r *http.Request, code int, msg string) {
+func (p *Page) failSession(w http.ResponseWriter, r *http.Request, s *session, code int, msg string) {
 	if code == http.StatusUnauthorized {
 		p.clearCookie(w, r)
 	}
-	p.renderError(w, r, code, msg)
+	p.renderError(w, s, code, msg)
 }
 
 func (p *Page) detail(w http.ResponseWriter, r *http.Request, s *session) {
@@ -380,7 +386,7 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request, s *session) {
 	it, err := p.b.Item(r.Context(), id)
 	if err != nil {
 		code, msg := httpError(err)
-		p.failSession(w, r, code, msg)
+		p.failSession(w, r, s, code, msg)
 		return
 	}
 	v := p.detailView(s, it)
@@ -403,11 +409,11 @@ var errBadForm = errors.New("bad form")
 func (p *Page) decide(w http.ResponseWriter, r *http.Request, s *session) {
 	id := r.PathValue("id")
 	if err := r.ParseForm(); err != nil {
-		p.renderError(w, r, http.StatusBadRequest, "The form could not be read.")
+		p.renderError(w, s, http.StatusBadRequest, "The form could not be read.")
 		return
 	}
 	if !p.csrfOK(r, s.token, id) {
-		p.renderError(w, r, http.StatusForbidden, "The form has expired or did not come from this page. Reload the page and try again.")
+		p.renderError(w, s, http.StatusForbidden, "The form has expired or did not come from this page. Reload the page and try again.")
 		return
 	}
 	form := formValues{Decision: r.PostFormValue("decision"), Reason: r.PostFormValue("reason")}
@@ -443,7 +449,7 @@ func (p *Page) decide(w http.ResponseWriter, r *http.Request, s *session) {
 	// Show the proposal again with the error; when it cannot be shown, the error alone.
 	it, ierr := p.b.Item(r.Context(), id)
 	if ierr != nil {
-		p.failSession(w, r, code, msg)
+		p.failSession(w, r, s, code, msg)
 		return
 	}
 	v := p.detailView(s, it)

@@ -508,9 +508,12 @@ func TestWebCrossOrigin(t *testing.T) {
 		{"Sec-Fetch-Site": "same-site"},
 		{"Origin": "https://evil.example"},
 	} {
+		authBefore, _ := f.calls()
 		w := webDo(t, h, webReq{method: "POST", path: "/ui/p/" + webItemID + "/decide", cookie: webToken, form: valid, header: hdr})
 		webWant(t, w, http.StatusForbidden, "another site")
-		authBefore, _ := f.calls()
+		if a, _ := f.calls(); a != authBefore {
+			t.Errorf("cross-site decide %v reached the Backend", hdr)
+		}
 		w = webDo(t, h, webReq{method: "POST", path: "/ui/login", form: url.Values{"token": {webToken}}, header: hdr})
 		webWant(t, w, http.StatusForbidden)
 		if len(w.Result().Cookies()) != 0 {
@@ -543,6 +546,8 @@ func TestWebSecurityHeaders(t *testing.T) {
 		{method: "GET", path: "/ui/p/" + webItemID, cookie: webToken},
 		{method: "GET", path: "/ui/p/missing", cookie: webToken},
 		{method: "GET", path: "/ui/static/app.css"},
+		{method: "GET", path: "/ui/no/such/page"},
+		{method: "DELETE", path: "/ui/pending", cookie: webToken},
 		{method: "POST", path: "/ui/login", form: url.Values{"token": {"bad"}}},
 		{method: "POST", path: "/ui/p/" + webItemID + "/decide", cookie: webToken, form: url.Values{}},
 		{method: "POST", path: "/ui/p/" + webItemID + "/decide", cookie: webToken, form: webDecideForm(p, webToken, webItemID, "approve", webGoodTOTP),
@@ -565,6 +570,8 @@ func TestWebSecurityHeaders(t *testing.T) {
 	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/css") || !strings.Contains(w.Body.String(), ":focus") {
 		t.Errorf("app.css: %d %q", w.Code, w.Header().Get("Content-Type"))
 	}
+	w = webDo(t, h, webReq{method: "GET", path: "/ui/no/such/page"})
+	webWant(t, w, http.StatusNotFound, "There is no such page.")
 	w = webDo(t, h, webReq{method: "GET", path: "/ui/"})
 	if !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html; charset=utf-8") {
 		t.Errorf("page content type %q", w.Header().Get("Content-Type"))
