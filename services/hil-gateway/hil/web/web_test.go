@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -635,5 +636,51 @@ func TestWebVisible(t *testing.T) {
 	}
 	if got := plain("a\u202Eb\nc"); got != `a\u202Eb\u000Ac` {
 		t.Errorf("plain = %q", got)
+	}
+}
+
+var webEventAttr = regexp.MustCompile(`\son[a-z]+=`)
+
+// TestWebAccessible checks on every page: the language, one h1, the skip link to
+// main, a label for every visible input, no inline style or script (the CSP blocks
+// both), and the phone viewport.
+func TestWebAccessible(t *testing.T) {
+	f, _, h := webSetup(t)
+	f.items[0].ApprovedBy = nil
+	inputID := regexp.MustCompile(`<(?:input|textarea)\b[^>]*>`)
+	idAttr := regexp.MustCompile(`\bid="([^"]+)"`)
+	for _, r := range []webReq{
+		{method: "GET", path: "/ui/"},
+		{method: "GET", path: "/ui/pending", cookie: webToken},
+		{method: "GET", path: "/ui/p/" + webItemID, cookie: webToken},
+		{method: "GET", path: "/ui/p/missing", cookie: webToken},
+		{method: "POST", path: "/ui/login", form: url.Values{"token": {"bad"}}},
+	} {
+		w := webDo(t, h, r)
+		body := w.Body.String()
+		for _, want := range []string{`<html lang="en">`, `<meta name="viewport" content="width=device-width, initial-scale=1">`,
+			`<a class="skip" href="#main">`, `<main id="main"`, `<link rel="stylesheet" href="/ui/static/app.css">`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s %s lacks %q", r.method, r.path, want)
+			}
+		}
+		if n := strings.Count(body, "<h1"); n != 1 {
+			t.Errorf("%s %s has %d h1", r.method, r.path, n)
+		}
+		if strings.Contains(body, "style=") || strings.Contains(body, "<style") || strings.Contains(body, "<script") || webEventAttr.MatchString(body) {
+			t.Errorf("%s %s has inline style, script or an event handler", r.method, r.path)
+		}
+		for _, tag := range inputID.FindAllString(body, -1) {
+			if strings.Contains(tag, `type="hidden"`) {
+				continue
+			}
+			m := idAttr.FindStringSubmatch(tag)
+			if m == nil || !strings.Contains(body, `<label for="`+m[1]+`"`) {
+				t.Errorf("%s %s: no label for %s", r.method, r.path, tag)
+			}
+		}
+		if w.Code >= 400 && !strings.Contains(body, `role="alert"`) {
+			t.Errorf("%s %s: error %d without role=alert", r.method, r.path, w.Code)
+		}
 	}
 }
