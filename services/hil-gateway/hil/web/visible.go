@@ -58,10 +58,10 @@ func hidden(r rune) bool {
 
 // humanDuration is d as "2h5m", "45m" or "less than a minute".
 func humanDuration(d time.Duration) string {
-	d = d.Round(time.Minute)
 	if d < time.Minute {
 		return "less than a minute"
 	}
+	d = d.Round(time.Minute)
 	h, m := int(d/time.Hour), int((d%time.Hour)/time.Minute)
 	switch {
 	case h >= 48:

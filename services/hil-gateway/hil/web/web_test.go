@@ -684,3 +684,21 @@ func TestWebAccessible(t *testing.T) {
 		}
 	}
 }
+
+func TestWebDeadline(t *testing.T) {
+	_, p, _ := webSetup(t)
+	for d, want := range map[time.Duration]string{
+		30 * time.Second:            "2026-12-06 10:00 UTC (in less than a minute)",
+		45 * time.Minute:            "2026-12-06 10:45 UTC (in 45m)",
+		2*time.Hour + 5*time.Minute: "2026-12-06 12:05 UTC (in 2h5m)",
+		73 * time.Hour:              "2026-12-09 11:00 UTC (in 3d1h)",
+		-time.Minute:                "2026-12-06 09:59 UTC (passed)",
+	} {
+		if got := p.deadline(webNow.Add(d)); got != want {
+			t.Errorf("deadline(now%+v) = %q, want %q", d, got, want)
+		}
+	}
+	if got := p.deadline(time.Time{}); got != "none" {
+		t.Errorf("zero deadline %q", got)
+	}
+}
