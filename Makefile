@@ -105,6 +105,10 @@ mailpit: $(TOOLS_BIN)/mailpit ## install the mailpit SMTP server into .tools (in
 $(TOOLS_BIN)/mailpit:
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/axllent/mailpit@$(MAILPIT_VERSION)
 
+.PHONY: browser
+browser: ## install Debian's Chromium if missing (the approval page's browser test drives it)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 $(GOLANGCI_LINT):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	@mv $(TOOLS_BIN)/golangci-lint $@
