@@ -70,8 +70,8 @@ fuzz: ## run every Fuzz target in the repository for FUZZTIME each (make fuzz FU
 	done
 
 .PHONY: token
-token: ## print a development JWT: make token TENANT=t1 ROLE=proposer
-	@$(GO) run ./cmd/fabric token -config fabric.dev.yaml -tenant $(or $(TENANT),t1) -role $(or $(ROLE),proposer)
+token: ## print a development JWT: make token TENANT=t1 ROLE=proposer [SUBJECT=alice GROUPS=sre,oncall]
+	@$(GO) run ./cmd/fabric token -config fabric.dev.yaml -tenant $(or $(TENANT),t1) -role $(or $(ROLE),proposer) -subject $(or $(SUBJECT),dev) -groups "$(GROUPS)"
 
 .PHONY: precheck
 precheck: ## run the compliance precheck; writes reports/I.4_precheck.json

@@ -29,6 +29,7 @@ import (
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	hilv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/hil/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
@@ -48,7 +49,6 @@ import (
 	"github.com/decision-fabric/fabric/services/decision-auditor/auditor"
 	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
-	"github.com/decision-fabric/fabric/services/hil-gateway/hil"
 	"github.com/decision-fabric/fabric/services/proposal-composer/composer"
 	"github.com/decision-fabric/fabric/services/sim-canary/canary"
 )
@@ -138,6 +138,10 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		hilConn, err := a.Dial(fabric.HIL)
+		if err != nil {
+			return server.Service{}, err
+		}
 		// P2: consensus bundles are signed with the fabric's cosign key (the composer's,
 		// in TrustedKeys) and their quorum certificates checked against the registry.
 		signer, err := a.manifestSigner()
@@ -155,6 +159,7 @@ var modules = map[string]module{
 			Audit:           auditClient{auditorv1.NewAuditorServiceClient(aud), identity{a.serviceToken}},
 			Negotiator:      negotiatorClient{negotiatorv1.NewNegotiatorServiceClient(neg), identity{a.serviceToken}},
 			Scorer:          scorerClient{scorerv1.NewScorerServiceClient(sc), identity{a.serviceToken}},
+			Approvals:       hilClient{hilv1.NewHILServiceClient(hilConn), identity{a.serviceToken}},
 			DecisionTimeout: a.Cfg.DecisionTimeout(), Logger: a.Log, Registerer: reg,
 			Engine: coordinator.EngineConfig{Lease: time.Duration(a.Cfg.Engine.Lease), Sweep: time.Duration(a.Cfg.Engine.Sweep)},
 		})
@@ -220,8 +225,8 @@ var modules = map[string]module{
 			World: executor, Logger: a.Log,
 		}).Definition(), nil
 	}},
-	fabric.HIL: {deps: []string{Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
-		return hil.New().Definition(), nil
+	fabric.HIL: {deps: []string{Store, Auth}, service: func(ctx context.Context, a *App, _ prometheus.Registerer) (server.Service, error) {
+		return a.hilService(ctx)
 	}},
 	fabric.Auditor: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
 		// The checkpoint signing keys live beside the fabric's other keys: created on

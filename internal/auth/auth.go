@@ -52,6 +52,9 @@ type Claims struct {
 	TenantID string `json:"tenant_id"`
 	// Roles grant access to methods (see Policy).
 	Roles []string `json:"roles"`
+	// Groups are the subject's groups (teams), which approval rules filter reviewers
+	// by (e.g. "sre", "manager"); they grant no method.
+	Groups []string `json:"groups,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -60,6 +63,8 @@ type Principal struct {
 	Subject  string
 	TenantID string
 	Roles    []string
+	// Groups are the token's groups claim (approval rules filter reviewers by them).
+	Groups []string
 	// Token is the raw bearer token, kept only to forward the caller's identity on
 	// service-to-service calls. It is never logged.
 	Token string
@@ -248,7 +253,15 @@ func (v *Verifier) verify(raw string) (*Principal, time.Time, error) {
 			return nil, time.Time{}, fmt.Errorf("%w: unknown role %q", ErrInvalidToken, r)
 		}
 	}
-	return &Principal{Subject: c.Subject, TenantID: c.TenantID, Roles: slices.Clone(c.Roles), Token: raw}, c.ExpiresAt.Time, nil
+	if len(c.Groups) > MaxGroups {
+		return nil, time.Time{}, fmt.Errorf("%w: %d groups (at most %d)", ErrInvalidToken, len(c.Groups), MaxGroups)
+	}
+	for _, g := range c.Groups {
+		if !validGroup(g) {
+			return nil, time.Time{}, fmt.Errorf("%w: group %q: want 1-64 letters, digits, '-', '_', '.', ':' or '/'", ErrInvalidToken, g)
+		}
+	}
+	return &Principal{Subject: c.Subject, TenantID: c.TenantID, Roles: slices.Clone(c.Roles), Groups: slices.Clone(c.Groups), Token: raw}, c.ExpiresAt.Time, nil
 }
 
 // Signer issues tokens; the fabric uses it for development tokens (`fabric token`).
@@ -264,8 +277,40 @@ func NewSigner(key ed25519.PrivateKey, issuer, audience string) *Signer {
 	return &Signer{key: key, issuer: issuer, audience: audience}
 }
 
+// MaxGroups bounds a token's groups claim.
+const MaxGroups = 64
+
+// validGroup: 1-64 characters of a conservative alphabet (group names come from an
+// identity provider and reach logs and approval records).
+func validGroup(g string) bool {
+	if g == "" || len(g) > 64 {
+		return false
+	}
+	for _, r := range g {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune("-_.:/", r):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Mint returns a signed token for subject in tenant with roles, valid for ttl.
 func (s *Signer) Mint(subject, tenant string, roles []string, ttl time.Duration) (string, error) {
+	return s.MintWithGroups(subject, tenant, roles, nil, ttl)
+}
+
+// MintWithGroups is Mint with a groups claim.
+func (s *Signer) MintWithGroups(subject, tenant string, roles, groups []string, ttl time.Duration) (string, error) {
+	if len(groups) > MaxGroups {
+		return "", fmt.Errorf("auth: %d groups (at most %d)", len(groups), MaxGroups)
+	}
+	for _, g := range groups {
+		if !validGroup(g) {
+			return "", fmt.Errorf("auth: group %q: want 1-64 letters, digits, '-', '_', '.', ':' or '/'", g)
+		}
+	}
 	if tenant == "" {
 		return "", errors.New("auth: tenant is required")
 	}
@@ -278,6 +323,7 @@ func (s *Signer) Mint(subject, tenant string, roles []string, ttl time.Duration)
 	c := Claims{
 		TenantID: tenant,
 		Roles:    roles,
+		Groups:   groups,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.issuer,
 			Subject:   subject,

@@ -181,7 +181,8 @@ func token(args []string, stdout, stderr io.Writer) error {
 	configPath := fs.String("config", "", "YAML configuration file (for data_dir, issuer, audience)")
 	tenant := fs.String("tenant", "t1", "tenant claim")
 	roles := fs.String("role", auth.RoleProposer, "comma-separated roles: "+strings.Join(auth.KnownRoles, ", "))
-	subject := fs.String("subject", "dev", "subject claim")
+	subject := fs.String("subject", "dev", "subject claim (the person or agent; an approver votes as it)")
+	groups := fs.String("groups", "", "comma-separated groups claim (approval rules filter reviewers by group), e.g. sre,oncall")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -200,7 +201,11 @@ func token(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tok, err := auth.NewSigner(key, cfg.Auth.Issuer, cfg.Auth.Audience).Mint(*subject, *tenant, strings.Split(*roles, ","), *ttl)
+	var gs []string
+	if *groups != "" {
+		gs = strings.Split(*groups, ",")
+	}
+	tok, err := auth.NewSigner(key, cfg.Auth.Issuer, cfg.Auth.Audience).MintWithGroups(*subject, *tenant, strings.Split(*roles, ","), gs, *ttl)
 	if err != nil {
 		return err
 	}

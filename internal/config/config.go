@@ -233,6 +233,74 @@ type Config struct {
 	Engine Engine `yaml:"engine"`
 	// Audit configures checkpoint publication and the witness.
 	Audit Audit `yaml:"audit"`
+	// HIL configures the hil-gateway: notification channels, chat identities, approver
+	// keys, the approval page's address.
+	HIL HIL `yaml:"hil"`
+}
+
+// HIL configures the human-in-loop gateway (docs/operations.md, "Approvals").
+type HIL struct {
+	// PublicURL is the approval page's address as approvers reach it, used in links
+	// in notifications (default http://127.0.0.1:<hil-gateway HTTP port>/ui).
+	PublicURL string `yaml:"public_url"`
+	// Channels are the notification channels in order: the first is notified of every
+	// request and reminder, the second receives the escalation before the deadline.
+	// Each is "simulated", "smtp", "slack" or "telegram"; default ["simulated"].
+	Channels []string `yaml:"channels"`
+	// SMTP is the e-mail channel.
+	SMTP SMTP `yaml:"smtp"`
+	// Slack is the Slack channel (a bot token with chat:write; interactivity pointed at
+	// <public address>/hil/slack/interactions).
+	Slack Slack `yaml:"slack"`
+	// Telegram is the Telegram channel (webhook at <public address>/hil/telegram/webhook).
+	Telegram Telegram `yaml:"telegram"`
+	// ChatUsers maps a chat identity ("slack:U0123", "telegram:123456") to the approver
+	// it stands for: a vote from chat counts as that approver's, after their TOTP code.
+	ChatUsers map[string]ChatUser `yaml:"chat_users"`
+	// ApproverKeysDir holds each approver's public key as <subject>.pub (PEM; cosign or
+	// Ed25519): approvals are signed over the manifest digest with it.
+	ApproverKeysDir string `yaml:"approver_keys_dir"`
+	// RequireSignature refuses approvals without the approver's signature; default on
+	// outside simulation, off in it.
+	RequireSignature *bool `yaml:"require_signature"`
+	// MFAKeyFile holds the 32-byte key TOTP secrets are sealed with; default
+	// <data_dir>/keys/mfa.key, created on first use in simulation only.
+	MFAKeyFile string `yaml:"mfa_key_file"`
+}
+
+// SMTP is the e-mail notification channel.
+type SMTP struct {
+	Host        string   `yaml:"host"`
+	Port        int      `yaml:"port"`
+	From        string   `yaml:"from"`
+	To          []string `yaml:"to"`
+	Username    string   `yaml:"username"`
+	PasswordEnv string   `yaml:"password_env"` // names the variable holding the password
+	TLS         string   `yaml:"tls"`          // "starttls" (default), "tls" or "none" (loopback only)
+}
+
+// Slack is the Slack notification channel.
+type Slack struct {
+	ChannelID        string `yaml:"channel_id"`
+	TokenEnv         string `yaml:"token_env"`          // names the variable holding the bot token
+	SigningSecretEnv string `yaml:"signing_secret_env"` // names the variable holding the signing secret
+	APIURL           string `yaml:"api_url"`            // default Slack's
+}
+
+// Telegram is the Telegram notification channel.
+type Telegram struct {
+	ChatID           int64  `yaml:"chat_id"`
+	TokenEnv         string `yaml:"token_env"`          // names the variable holding the bot token
+	WebhookSecretEnv string `yaml:"webhook_secret_env"` // names the variable holding the webhook secret token
+	ServerURL        string `yaml:"server_url"`         // default Telegram's
+}
+
+// ChatUser is the approver a chat identity stands for.
+type ChatUser struct {
+	Subject string   `yaml:"subject"`
+	Tenant  string   `yaml:"tenant"`
+	Roles   []string `yaml:"roles"`
+	Groups  []string `yaml:"groups"`
 }
 
 // Default returns the built-in defaults: all seven services on their spec ports, an

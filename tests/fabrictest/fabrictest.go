@@ -254,6 +254,15 @@ func (f *Fabric) TokenFor(t testing.TB, subject, tenant string, roles ...string)
 	return tok
 }
 
+// TokenWithGroups mints a development token for subject with a groups claim (approval
+// rules filter reviewers by group).
+func (f *Fabric) TokenWithGroups(t testing.TB, subject, tenant string, groups []string, roles ...string) string {
+	t.Helper()
+	tok, err := f.signer.MintWithGroups(subject, tenant, roles, groups, time.Hour)
+	require.NoError(t, err)
+	return tok
+}
+
 // IDPToken mints a token with the development identity provider's key whatever the
 // roles, as an attacker holding an identity-provider token with a forged role would.
 func (f *Fabric) IDPToken(t testing.TB, tenant string, roles ...string) string {

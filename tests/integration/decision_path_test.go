@@ -184,7 +184,7 @@ func TestDecisionPath(t *testing.T) {
 		require.Contains(t, string(audit.Body), `"proposal.dry_run_passed"`, "the dry run is audited as a dry run, not as another approval request")
 		r = c.post(t, "/proposals/"+h.ID+"/enact", `{}`)
 		require.Equal(t, http.StatusConflict, r.Status)
-		require.Contains(t, string(r.Body), "approver recorded (0 of 1")
+		require.Contains(t, string(r.Body), "missing: approvals (")
 		require.NotContains(t, string(r.Body), "passed dry run", "only the approver is missing now")
 
 		// World unchanged by the refused and dry-run calls.

@@ -226,8 +226,6 @@ func TestUnimplementedServicesAnswer501(t *testing.T) {
 	f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: fabrictest.SQLite})
 	tok := f.Token(t, "t1", auth.RoleProposer, auth.RoleApprover, auth.RoleAuditor)
 	for _, c := range []struct{ svc, method, path, body string }{
-		{fabric.HIL, http.MethodPost, "/approve/p1", `{"decision":"APPROVAL_DECISION_APPROVE","approver_id":"a1"}`},
-		{fabric.HIL, http.MethodGet, "/pending/t1", ""},
 		{fabric.Canary, http.MethodPost, "/canary/run", `{"proposal_id":"p1","dry_run":true}`},
 		{fabric.Canary, http.MethodGet, "/canary/c1/result", ""},
 	} {

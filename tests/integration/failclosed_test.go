@@ -159,7 +159,7 @@ func TestAttackCounterOfferRaisesImpact(t *testing.T) {
 		require.Contains(t, reasons.Proposal.Policy.Reasons, fmt.Sprintf(`rule "scale-change": changes replicas by %d → medium`, 1-replicas))
 		r = c.post(t, "/proposals/"+p.ID+"/enact", `{}`)
 		require.Equal(t, http.StatusConflict, r.Status, string(r.Body))
-		require.Contains(t, string(r.Body), "approver recorded (0 of 1")
+		require.Contains(t, string(r.Body), "missing: approvals (")
 
 		// The audit trail follows the proposal through the outbox, moments after the commit.
 		require.Eventually(t, func() bool {
