@@ -513,7 +513,35 @@ func (c Config) Validate() error {
 			return errors.New("audit.simulated_witness: not with audit.witness_url")
 		}
 	}
+	if err := c.HIL.Validate(); err != nil {
+		return err
+	}
 	return c.Admission.Validate()
+}
+
+// Validate checks the hil-gateway's channel list and chat identities.
+func (h HIL) Validate() error {
+	seen := map[string]bool{}
+	for _, ch := range h.Channels {
+		switch ch {
+		case "simulated", "smtp", "slack", "telegram":
+		default:
+			return fmt.Errorf("hil.channels: unknown channel %q (simulated, smtp, slack, telegram)", ch)
+		}
+		if seen[ch] {
+			return fmt.Errorf("hil.channels: %q listed twice", ch)
+		}
+		seen[ch] = true
+	}
+	for id, u := range h.ChatUsers {
+		if !strings.HasPrefix(id, "slack:") && !strings.HasPrefix(id, "telegram:") {
+			return fmt.Errorf("hil.chat_users: %q: want \"slack:<user id>\" or \"telegram:<user id>\"", id)
+		}
+		if u.Subject == "" || u.Tenant == "" {
+			return fmt.Errorf("hil.chat_users: %q: subject and tenant are required", id)
+		}
+	}
+	return nil
 }
 
 // runs reports whether the target includes the service.

@@ -90,6 +90,32 @@ var exampleDocs = map[string]exampleDoc{
 	"audit.witness_url":       {head: "A witness (`fabric witness serve`) that cosigns each consistent checkpoint; empty: none."},
 	"audit.witness_key_file":  {head: "The witness's note verifier key (its witness.pub); required with witness_url."},
 	"audit.simulated_witness": {head: "Run a witness inside the auditor (simulation only; for trying the flow, not protection)."},
+
+	"hil":                             {head: "Approvals (docs/operations.md, \"Approvals and notifications\"): notification channels,\nchat identities, approver keys, the approval page's address. Secrets are named by\nenvironment variable (*_env), never written here."},
+	"hil.public_url":                  {line: "the approval page as approvers reach it; empty = http://127.0.0.1:<http port>/ui"},
+	"hil.channels":                    {line: `in order: requests and reminders go to the first, escalations to the second; "simulated", "smtp", "slack", "telegram" (empty = simulated)`},
+	"hil.smtp":                        {head: "E-mail (one message per event to every address in to; Message-ID from the event id)."},
+	"hil.smtp.host":                   {line: "SMTP server"},
+	"hil.smtp.port":                   {line: "0 = 587 (starttls), 465 (tls), 25 (none)"},
+	"hil.smtp.from":                   {line: "sender address"},
+	"hil.smtp.to":                     {line: "recipients (an approvers' list)"},
+	"hil.smtp.username":               {line: "SMTP AUTH user; empty = no AUTH"},
+	"hil.smtp.password_env":           {line: "names the variable holding the SMTP password"},
+	"hil.smtp.tls":                    {line: `"starttls" (default), "tls", or "none" (loopback only)`},
+	"hil.slack":                       {head: "Slack: a bot with chat:write; interactivity URL <gateway>/hil/slack/interactions."},
+	"hil.slack.channel_id":            {line: "conversation the requests are posted to"},
+	"hil.slack.token_env":             {line: "names the variable holding the bot token"},
+	"hil.slack.signing_secret_env":    {line: "names the variable holding the signing secret"},
+	"hil.slack.api_url":               {line: "empty = Slack's"},
+	"hil.telegram":                    {head: "Telegram: a bot; setWebhook to <gateway>/hil/telegram/webhook with a secret_token."},
+	"hil.telegram.chat_id":            {line: "chat the requests are posted to"},
+	"hil.telegram.token_env":          {line: "names the variable holding the bot token"},
+	"hil.telegram.webhook_secret_env": {line: "names the variable holding the webhook secret token"},
+	"hil.telegram.server_url":         {line: "empty = Telegram's"},
+	"hil.chat_users":                  {head: "Chat identities and the approvers they stand for; a chat vote counts only after that\napprover's TOTP code, e.g.\n  chat_users:\n    \"slack:U0123ABC\": {subject: ana, tenant: t1, roles: [approver], groups: [sre]}"},
+	"hil.approver_keys_dir":           {head: "Approvers' public keys as <subject>.pub (cosign or Ed25519 PEM): approvals are\nsigned over the manifest digest with them (required outside simulation)."},
+	"hil.require_signature":           {line: "true asks for approver signatures in simulation too (always on outside it)"},
+	"hil.mfa_key_file":                {head: "32 random bytes that seal TOTP secrets; empty = data_dir/keys/mfa.key (created in\nsimulation only)."},
 }
 
 // exampleNeed is what one service's example says beyond the common keys.
@@ -106,7 +132,7 @@ type exampleNeed struct {
 
 // exampleOnly are the top-level keys shown only in the examples of the services that
 // name them in their exampleNeed.sections.
-var exampleOnly = []string{"audit"}
+var exampleOnly = []string{"audit", "hil"}
 
 // exampleNeeds are the services' own notes and sections.
 var exampleNeeds = map[string]exampleNeed{
@@ -129,6 +155,10 @@ var exampleNeeds = map[string]exampleNeed{
 			"data_dir": {head: "\nThe audit checkpoint signing keys live in data_dir/keys (audit-checkpoint-*.key, 0600):\ncreated on first use in simulation; in production provision them first with\n  go run ./services/decision-auditor/cmd/audit-keygen -dir data/keys"},
 		},
 		sections: []string{"audit"},
+	},
+	fabric.HIL: {
+		intro:    "The hil-gateway asks people to approve high-impact proposals: TOTP second factor\n(POST /mfa/enroll), approver signatures, notifications by e-mail, Slack and Telegram,\nand the approval page at /ui.",
+		sections: []string{"hil"},
 	},
 }
 
