@@ -32,7 +32,11 @@ func TestExamplesAreGeneratedAndLoad(t *testing.T) {
 			// "trusted_keys: []" and "executors: {}" load as empty, not nil: the same.
 			require.Empty(t, c.TrustedKeys)
 			require.Empty(t, c.Executors)
+			require.Empty(t, c.HIL.Channels)
+			require.Empty(t, c.HIL.SMTP.To)
+			require.Empty(t, c.HIL.ChatUsers)
 			c.TrustedKeys, c.Executors = nil, nil
+			c.HIL.Channels, c.HIL.SMTP.To, c.HIL.ChatUsers = nil, nil, nil
 			require.Equal(t, def, c)
 		})
 	}
