@@ -59,6 +59,8 @@ func Main(ctx context.Context, args []string, defaultTarget string, stdout, stde
 		})
 	case "token":
 		err = token(args, stdout, stderr)
+	case "totp":
+		err = totpCode(args, stdout, stderr)
 	case "policy":
 		err = policyCheck(args, stdout)
 	case "decision":
