@@ -416,9 +416,10 @@ func decisionExport(t testing.TB) (*auditorv1.ExportDecisionResponse, bundle.Key
 	require.Len(t, tr.Entries, 4)
 
 	x := bundle.Assemble(&bundle.Decision{TenantID: "t1", ProposalID: "p1", Status: "ENACTED", Manifest: f.manifest,
-		ManifestSHA256: f.digest, ManifestSignature: f.sig, ConsensusBundle: b, Approvals: []string{"alice"}},
+		ManifestSHA256: f.digest, ManifestSignature: f.sig, ConsensusBundle: b, Approvals: []string{"alice", "bob"},
+		SignedApprovals: apvSignedApprovals(t, f.digest)},
 		tr, keys.Verifier(), now)
-	return x, bundle.Keys{Cosign: trustedRing(t), Regions: registry(t).Trusted(), Audit: keys.Verifier()}
+	return x, bundle.Keys{Cosign: trustedRing(t), Regions: registry(t).Trusted(), Audit: keys.Verifier(), ApproverKeys: apvApproverRing(t)}
 }
 
 func TestVerifyExport(t *testing.T) {
@@ -432,7 +433,7 @@ func TestVerifyExport(t *testing.T) {
 	}
 	require.Equal(t, []string{
 		bundle.PartExport, bundle.PartManifest, bundle.PartManifestSignature, bundle.PartBundleSignature,
-		bundle.PartCertificate, bundle.PartAgreedManifest, "approvals", bundle.PartCheckpoint,
+		bundle.PartCertificate, bundle.PartAgreedManifest, "approval 0 (alice)", "approval 1 (bob)", bundle.PartApprovals, bundle.PartCheckpoint,
 		"audit entry 0 (index 1, proposal.submitted)", "audit entry 1 (index 2, proposal.negotiating)",
 		"audit entry 2 (index 4, proposal.agreed)", "audit entry 3 (index 5, proposal.enacted)", bundle.PartAuditTrail, bundle.PartStatus,
 	}, names)
@@ -481,6 +482,8 @@ func TestOneByteChangeFails(t *testing.T) {
 		"inclusion proof":      {at(`"event":"proposal.enacted"`, `"inclusion_proof":["`) + len(`"inclusion_proof":["`) + 3, "audit entry 3"},
 		"checkpoint note":      {at(`"checkpoint":`, `"note":"decision-fabric/audit/t1\n`) + len(`"note":"decision-fabric/audit/t1\n`), bundle.PartCheckpoint},
 		"checkpoint signature": {at(`"checkpoint":`, `"mldsa65_signature":"`) + len(`"mldsa65_signature":"`) + 20, bundle.PartCheckpoint},
+		"signed approval":      {at(`"signed_approvals":`, `"reason":"`) + len(`"reason":"`) + 2, "approval 0 (alice)"},
+		"approver signature":   {at(`"signed_approvals":`, `"approver_signature":"`) + len(`"approver_signature":"`) + 10, "approval 0 (alice)"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -53,7 +53,10 @@ type Decision struct {
 	ManifestSHA256               string
 	ManifestSignature            *typesv1.ManifestSignature
 	ConsensusBundle              *typesv1.ConsensusBundle
-	Approvals                    []string
+	// Approvals names the approvers who approved.
+	Approvals []string
+	// SignedApprovals is every human vote, each signed by the coordinator.
+	SignedApprovals []*typesv1.Approval
 }
 
 // FromProposal is the decision record of a proposal as the coordinator's API returns
@@ -65,7 +68,7 @@ func FromProposal(p *coordinatorv1.Proposal) *Decision {
 		Status:   strings.TrimPrefix(p.GetStatus().String(), "PROPOSAL_STATUS_"),
 		Manifest: p.GetManifest(), ManifestSHA256: p.GetManifestSha256(),
 		ManifestSignature: p.GetManifestSignature(), ConsensusBundle: p.GetConsensusBundle(),
-		Approvals: p.GetApprovers(),
+		Approvals: p.GetApprovers(), SignedApprovals: p.GetApprovals(),
 	}
 }
 
@@ -77,7 +80,8 @@ func Assemble(d *Decision, tr *auditlog.Trail, v *auditlog.Verifier, now time.Ti
 		Format: ExportFormat, ProposalId: d.ProposalID, TenantId: d.TenantID, Status: d.Status,
 		ExportedAt: timestamppb.New(now), Manifest: d.Manifest, ManifestSha256: d.ManifestSHA256,
 		ManifestSignature: d.ManifestSignature, ConsensusBundle: d.ConsensusBundle, Approvals: d.Approvals,
-		Checkpoint: auditlog.CheckpointProto(tr.Checkpoint, v),
+		SignedApprovals: d.SignedApprovals,
+		Checkpoint:      auditlog.CheckpointProto(tr.Checkpoint, v),
 	}
 	for i, e := range tr.Entries {
 		out.Entries = append(out.Entries, auditlog.EntryProto(e, tr.Proofs[i]))
@@ -109,6 +113,10 @@ type Keys struct {
 	Regions map[string][]byte
 	// Audit verifies the checkpoint's Ed25519 note and ML-DSA-65 signature.
 	Audit *auditlog.Verifier
+	// ApproverKeys verifies the approvers' own signatures over manifest_sha256 (by
+	// approver_key_id); nil: they are reported as not checked. The approval records
+	// themselves are verified with Cosign (the coordinator signs them).
+	ApproverKeys *signing.Keyring
 	// AllowUnsignedManifest accepts a manifest submitted without a signature
 	// (possible in simulation only); the check is then reported as skipped.
 	AllowUnsignedManifest bool
@@ -133,14 +141,17 @@ func (r *Report) ok(name, format string, a ...any) {
 // format; the manifest hashes to manifest_sha256 and its signature is by a trusted
 // cosign key; the consensus bundle (Verify: its signature, the quorum certificate
 // against the region registry, the agreed manifest) is about this decision and this
-// manifest; the checkpoint's two signatures, its origin (the tenant's log) and the
-// size and root it states; every audit entry belongs to the decision, hashes to its
+// manifest; every signed approval (VerifyApproval: the coordinator's signature by a
+// trusted cosign key, about this decision and manifest, MFA, and the approver's own
+// signature when keys.ApproverKeys is given) and that the approvers listed are
+// exactly those whose signed vote approves; the checkpoint's two signatures, its
+// origin (the tenant's log) and the size and root it states; every audit entry belongs to the decision, hashes to its
 // entry_hash, links to the entry before it when that one is exported too, and is
 // included in the checkpoint (RFC 6962 proof); and the trail records the manifest's
 // digest at submission and the consensus bundle's at agreement, and its last
 // transition is to the export's status. It returns the checks that passed and the
-// first failure, an *Error naming the part. The approvals and the keys carried beside
-// the checkpoint are reported, not trusted.
+// first failure, an *Error naming the part. The keys carried beside the checkpoint
+// and in the approvals are reported, not trusted.
 func VerifyExport(x *auditorv1.ExportDecisionResponse, keys Keys) (*Report, error) {
 	r := &Report{}
 	if x.GetFormat() != ExportFormat {
@@ -187,7 +198,9 @@ func VerifyExport(x *auditorv1.ExportDecisionResponse, keys Keys) (*Report, erro
 	r.ok(PartCertificate, "%s by %s rule in round %d: %d signed votes of %d regions verify against the region key registry",
 		qc.Outcome, qc.Rule, qc.Round, len(qc.Votes), len(qc.RegionKeys))
 	r.ok(PartAgreedManifest, "sha256 %s", c.AgreedManifestSHA256)
-	r.ok("approvals", "%d recorded %v (not signed: approvals carry no signature yet)", len(x.GetApprovals()), x.GetApprovals())
+	if err := verifyApprovals(x, keys, r); err != nil {
+		return r, err
+	}
 
 	cp, err := verifyCheckpoint(x, keys.Audit)
 	if err != nil {

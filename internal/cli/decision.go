@@ -97,9 +97,13 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 //
 //	fabric decision verify -bundle decision.json -cosign-key cosign.pub \
 //	    -audit-key audit-checkpoint-ed25519.pub -mldsa-key audit-checkpoint-mldsa65.pub \
-//	    -region-keys region-keys/ [-write-manifest-payload manifest.json -write-manifest-signature manifest.sig]
+//	    -region-keys region-keys/ [-approver-keys approver-keys/] \
+//	    [-write-manifest-payload manifest.json -write-manifest-signature manifest.sig]
 //
-// It prints every check that passed and exits 0, or names the first failure and exits
+// Every signed approval is checked (the coordinator's signature with the -cosign-key
+// keys); with -approver-keys (a folder of the approvers' *.pub cosign public keys)
+// each approver's own signature over manifest_sha256 is checked too, else it is
+// reported as not checked. It prints every check that passed and exits 0, or names the first failure and exits
 // 2 (1 for unreadable input). The -write-* files are written before verifying, so the
 // cosign CLI can check the same bytes independently.
 func decisionVerify(args []string, stdout, stderr io.Writer) error {
@@ -111,6 +115,7 @@ func decisionVerify(args []string, stdout, stderr io.Writer) error {
 	auditKey := fs.String("audit-key", "", "the audit checkpoint note verifier key ("+auditlog.Ed25519PubFile+") (required)")
 	mldsaKey := fs.String("mldsa-key", "", "the audit checkpoint ML-DSA-65 public key ("+auditlog.MLDSAPubFile+") (required)")
 	regionDir := fs.String("region-keys", "", "the region key registry: a folder of <region>.pub files (fabric region-keys export) (required)")
+	approverDir := fs.String("approver-keys", "", "a folder of the approvers' trusted public keys (*.pub, cosign format): check each approver's own signature over manifest_sha256")
 	allowUnsigned := fs.Bool("allow-unsigned-manifest", false, "accept a manifest submitted without a signature (simulation only)")
 	manifestPayload := fs.String("write-manifest-payload", "", "write the manifest's canonical JSON (the signed bytes) to this file")
 	manifestSig := fs.String("write-manifest-signature", "", "write the manifest's base64 signature to this file")
@@ -138,6 +143,11 @@ func decisionVerify(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	keys.AllowUnsignedManifest = *allowUnsigned
+	if *approverDir != "" {
+		if keys.ApproverKeys, err = approverKeys(*approverDir); err != nil {
+			return err
+		}
+	}
 
 	x, err := bundle.ParseExport(raw)
 	if err != nil {
@@ -209,6 +219,23 @@ func verifierKeys(cosignKeys []string, auditKey, mldsaKey, regionDir string) (bu
 		return bundle.Keys{}, err
 	}
 	return bundle.Keys{Cosign: ring, Audit: v, Regions: reg.Trusted()}, nil
+}
+
+// approverKeys reads a folder of approvers' public keys (*.pub, "PUBLIC KEY" PEM).
+// A folder without keys is an error: it would check nothing.
+func approverKeys(dir string) (*signing.Keyring, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.pub"))
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("-approver-keys %s: no *.pub files", dir)
+	}
+	ring := &signing.Keyring{}
+	if err := ring.AddFiles(paths...); err != nil {
+		return nil, fmt.Errorf("-approver-keys: %w", err)
+	}
+	return ring, nil
 }
 
 // regionKeysExport is `fabric region-keys export`: it writes the region key registry

@@ -65,4 +65,25 @@ func TestDecisionCommands(t *testing.T) {
 		"-region-keys", regions)
 	require.Equal(t, 2, code, out)
 	require.Contains(t, out, "FAIL export: not a decision export")
+
+	// -approver-keys: a folder of *.pub keys; one without keys, or with a file that
+	// is not a public key, is an error (exit 1) before anything is verified.
+	verifyWith := func(approvers string) (int, string) {
+		return run("decision", "verify", "-bundle", bad, "-cosign-key", cosignPub,
+			"-audit-key", filepath.Join(keys, auditlog.Ed25519PubFile), "-mldsa-key", filepath.Join(keys, auditlog.MLDSAPubFile),
+			"-region-keys", regions, "-approver-keys", approvers)
+	}
+	approvers := filepath.Join(dir, "approver-keys")
+	require.NoError(t, os.MkdirAll(approvers, 0o755))
+	code, out = verifyWith(approvers)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "no *.pub files")
+	require.NoError(t, os.WriteFile(filepath.Join(approvers, "mallory.pub"), []byte("not a key"), 0o644))
+	code, out = verifyWith(approvers)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "mallory.pub")
+	require.NoError(t, os.WriteFile(filepath.Join(approvers, "mallory.pub"), signing.NewEd25519Signer(make([]byte, 32)).PublicKeyPEM(), 0o644))
+	code, out = verifyWith(approvers)
+	require.Equal(t, 2, code, out, "the keys load; the export itself does not verify")
+	require.Contains(t, out, "FAIL export: not a decision export")
 }

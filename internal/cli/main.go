@@ -34,7 +34,7 @@ import (
 //	fabric token [-config FILE] -tenant T [-role R[,R]] [-subject S] [-ttl 24h]
 //	fabric policy check FILE
 //	fabric decision export -url URL -id ID [-token T] [-out FILE]
-//	fabric decision verify -bundle FILE -cosign-key PUB -audit-key PUB -mldsa-key PUB -region-keys DIR
+//	fabric decision verify -bundle FILE -cosign-key PUB -audit-key PUB -mldsa-key PUB -region-keys DIR [-approver-keys DIR]
 //	fabric region-keys export [-config FILE] -out DIR
 //	fabric audit-verify [-data-dir DIR] [-trusted-checkpoint FILE] [-witness-key FILE] ...
 //	fabric witness init|serve ...
