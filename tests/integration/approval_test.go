@@ -16,9 +16,11 @@ import (
 	"github.com/pquerna/otp/totp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
@@ -198,6 +200,10 @@ func TestApprovalQuorumWithMFA(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 		require.Equal(t, "PROPOSAL_STATUS_ENACTED", agent.get(t, p.ID).Status)
 
+		// The export carries the three signed votes; `fabric decision verify` checks
+		// them offline and fails when one is altered.
+		verifyApprovedExport(t, f, p.ID, []string{"sre-ana", "sre-bo", "mgr-cy"})
+
 		// One sre's denial (deny threshold 1) ends q.
 		r = sre2.vote(t, f, q.ID, "deny", sre2.code(t, time.Now().Add(30*time.Second))) // the next step: this one was used
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
@@ -249,4 +255,57 @@ func TestApprovalExpires(t *testing.T) {
 		require.True(t, sent["request"], "the request was sent: %+v", ns)
 		require.True(t, sent["reminder"], "a reminder was sent before expiry: %+v", ns)
 	})
+}
+
+// verifyApprovedExport exports decision id, verifies it with the public keys alone, and
+// shows that changing one byte of a vote's reason, or its decision, fails verification
+// naming the approval.
+func verifyApprovedExport(t *testing.T, f *fabrictest.Fabric, id string, approvers []string) {
+	t.Helper()
+	dir := t.TempDir()
+	export := filepath.Join(dir, "decision.json")
+	code, _ := fabricCLI(t, "decision", "export", "-url", f.URL(fabric.Auditor), "-id", id,
+		"-token", f.Token(t, "t1", auth.RoleAuditor), "-out", export)
+	require.Equal(t, 0, code)
+	cfgFile := filepath.Join(dir, "fabric.yaml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte("data_dir: "+f.Cfg.DataDir+"\n"), 0o600))
+	regionKeys := filepath.Join(dir, "region-keys")
+	code, _ = fabricCLI(t, "region-keys", "export", "-config", cfgFile, "-out", regionKeys)
+	require.Equal(t, 0, code)
+	keys := filepath.Join(f.Cfg.DataDir, "keys")
+	verify := func(file string) (int, string) {
+		return fabricCLI(t, "decision", "verify", "-bundle", file,
+			"-cosign-key", filepath.Join(keys, signing.CosignPubFile),
+			"-audit-key", filepath.Join(keys, auditlog.Ed25519PubFile),
+			"-mldsa-key", filepath.Join(keys, auditlog.MLDSAPubFile),
+			"-region-keys", regionKeys, "-allow-unsigned-manifest")
+	}
+	var out string
+	require.Eventually(t, func() bool { // the audit trail lags the commit by moments
+		code, out = verify(export)
+		if code != 0 {
+			code, _ = fabricCLI(t, "decision", "export", "-url", f.URL(fabric.Auditor), "-id", id,
+				"-token", f.Token(t, "t1", auth.RoleAuditor), "-out", export)
+			require.Equal(t, 0, code)
+			return false
+		}
+		return true
+	}, 15*time.Second, 200*time.Millisecond, "the approved decision's export verifies: %s", out)
+	for _, a := range approvers {
+		require.Contains(t, out, "("+a+")", "each vote is checked")
+	}
+
+	raw, err := os.ReadFile(export)
+	require.NoError(t, err)
+	for _, c := range []struct{ from, to string }{
+		{`"reason":"checked the diff"`, `"reason":"checked the dift"`},
+		{`"decision":"approve"`, `"decision":"deny"`},
+	} {
+		require.Contains(t, string(raw), c.from)
+		altered := filepath.Join(dir, "altered.json")
+		require.NoError(t, os.WriteFile(altered, []byte(strings.Replace(string(raw), c.from, c.to, 1)), 0o600))
+		code, out := verify(altered)
+		require.Equal(t, 2, code, "an altered approval must not verify: %s", out)
+		require.Contains(t, out, "approval")
+	}
 }
