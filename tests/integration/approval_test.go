@@ -53,6 +53,18 @@ func withApprovalPolicy(expires, reminder string) func(t *testing.T, c *config.C
 	}
 }
 
+// eachApprovalFabric runs scenario on the all-in-one fabric on both stores and on the
+// seven-process fabric (the coordinator reaches the hil-gateway over gRPC, and back).
+func eachApprovalFabric(t *testing.T, configure func(t *testing.T, c *config.Config), scenario func(t *testing.T, f *fabrictest.Fabric)) {
+	eachStore(t, configure, scenario)
+	t.Run("split", func(t *testing.T) {
+		t.Parallel()
+		f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.Split, Store: fabrictest.SQLite,
+			Configure: func(c *config.Config) { configure(t, c) }})
+		scenario(t, f)
+	})
+}
+
 // approver is a person with a TOTP enrolment.
 type approver struct {
 	subject string
@@ -125,7 +137,7 @@ func pendingIDs(t *testing.T, f *fabrictest.Fabric, tenant, tok string) ([]strin
 // manager" pending, a manager approves it, and a dry run then lets enactment
 // proceed; one sre's denial ends another proposal DENIED.
 func TestApprovalQuorumWithMFA(t *testing.T) {
-	eachStore(t, withApprovalPolicy("2m", "1m"), func(t *testing.T, f *fabrictest.Fabric) {
+	eachApprovalFabric(t, withApprovalPolicy("2m", "1m"), func(t *testing.T, f *fabrictest.Fabric) {
 		agent := client{f, f.TokenWithGroups(t, "agent-7", "t1", []string{"sre"}, auth.RoleProposer, auth.RoleApprover)}
 		p := agent.submit(t, `{"action":"scale","target":"svc-approve","regions":["eu-west"],"parameters":{"replicas":4}}`)
 		p = agent.await(t, p.ID, "PROPOSAL_STATUS_PENDING_APPROVAL")
