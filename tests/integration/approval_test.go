@@ -131,6 +131,45 @@ func pendingIDs(t *testing.T, f *fabrictest.Fabric, tenant, tok string) ([]strin
 	return ids, r
 }
 
+// pendingItem is proposal id as tok sees it in GET /pending/t1.
+func pendingItem(t *testing.T, f *fabrictest.Fabric, tok, id string) pendingJSON {
+	t.Helper()
+	r := f.Do(t, http.MethodGet, fabric.HIL, "/pending/t1", tok, "")
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var out struct{ Pending []pendingJSON }
+	require.NoError(t, json.Unmarshal(r.Body, &out))
+	for _, it := range out.Pending {
+		if it.ProposalID == id {
+			return it
+		}
+	}
+	require.Failf(t, "not pending", "%s is not in /pending/t1", id)
+	return pendingJSON{}
+}
+
+// pendingJSON is the part of a pending item the tests read.
+type pendingJSON struct {
+	ProposalID string   `json:"proposal_id"`
+	ApprovedBy []string `json:"approved_by"`
+	Needed     []string `json:"needed"`
+	Deadline   string   `json:"deadline"`
+	CanVote    bool     `json:"can_vote"`
+	WhyNot     string   `json:"why_not"`
+	Diff       []struct {
+		Path, Before, After string
+	} `json:"diff"`
+	Proposal struct {
+		Manifest struct{ Action string } `json:"manifest"`
+		Score    struct {
+			Explanation string `json:"explanation"`
+			RiskLevel   string `json:"risk_level"`
+		} `json:"score"`
+		Policy struct {
+			Reasons []string `json:"reasons"`
+		} `json:"policy"`
+	} `json:"proposal"`
+}
+
 // TestApprovalQuorumWithMFA is the issue's acceptance on both stores: a high-impact
 // proposal is listed for its tenant only; wrong, expired and replayed codes and
 // self-approval are refused and change nothing; two sres leave "one sre AND one
@@ -139,7 +178,7 @@ func pendingIDs(t *testing.T, f *fabrictest.Fabric, tenant, tok string) ([]strin
 func TestApprovalQuorumWithMFA(t *testing.T) {
 	eachApprovalFabric(t, withApprovalPolicy("2m", "1m"), func(t *testing.T, f *fabrictest.Fabric) {
 		agent := client{f, f.TokenWithGroups(t, "agent-7", "t1", []string{"sre"}, auth.RoleProposer, auth.RoleApprover)}
-		p := agent.submit(t, `{"action":"scale","target":"svc-approve","regions":["eu-west"],"parameters":{"replicas":4}}`)
+		p := agent.submit(t, `{"action":"scale","target":"svc-approve","regions":["eu-west"],"parameters":{"replicas":11}}`)
 		p = agent.await(t, p.ID, "PROPOSAL_STATUS_PENDING_APPROVAL")
 		require.Equal(t, "high", p.Impact)
 
@@ -182,6 +221,22 @@ func TestApprovalQuorumWithMFA(t *testing.T) {
 		r = sre1.vote(t, f, p.ID, "approve", sre1.code(t, time.Now()))
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 		require.Contains(t, string(r.Body), "PROPOSAL_STATUS_PENDING_APPROVAL")
+		// What an approver sees now: the manifest, its diff against the world, the
+		// regions' votes, the score and its explanation, the risk, the policy's reasons,
+		// who approved, what is missing, the deadline; and that sre-ana has voted.
+		item := pendingItem(t, f, sre1.token, p.ID)
+		require.Equal(t, []string{"sre-ana"}, item.ApprovedBy)
+		require.False(t, item.CanVote)
+		require.Contains(t, item.WhyNot, "already voted")
+		require.NotEmpty(t, item.Diff, "the diff against the current world")
+		require.Contains(t, item.Diff[0].After, "11", "replicas 2-9 become 11")
+		require.NotEmpty(t, item.Needed, "the manager set is still missing")
+		require.NotEmpty(t, item.Deadline)
+		require.NotEmpty(t, item.Proposal.Score.Explanation)
+		require.NotEmpty(t, item.Proposal.Score.RiskLevel)
+		require.NotEmpty(t, item.Proposal.Policy.Reasons)
+		require.Equal(t, "scale", item.Proposal.Manifest.Action)
+		require.True(t, pendingItem(t, f, sre2.token, p.ID).CanVote)
 		r = sre2.vote(t, f, p.ID, "approve", sre2.code(t, time.Now()))
 		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 		require.Equal(t, "PROPOSAL_STATUS_PENDING_APPROVAL", agent.get(t, p.ID).Status, "two sres do not make a manager")
