@@ -2,6 +2,8 @@ package notify
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"regexp"
 	"strings"
 )
@@ -95,4 +97,19 @@ func redactSecret(s, secret string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, secret, "[redacted]")
+}
+
+// readChatBody reads a chat callback's body, at most maxChatBody bytes; on failure it
+// has answered (400, or 413 when too large) and returns false.
+func readChatBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxChatBody+1))
+	if err != nil {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return nil, false
+	}
+	if len(body) > maxChatBody {
+		http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+		return nil, false
+	}
+	return body, true
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -236,13 +235,8 @@ func (s *Slack) InteractionHandler(act ActionFunc) http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxChatBody+1))
-		if err != nil {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		if len(body) > maxChatBody {
-			http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+		body, ok := readChatBody(w, r)
+		if !ok {
 			return
 		}
 		sv, err := slack.NewSecretsVerifier(r.Header, s.cfg.SigningSecret)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -172,13 +171,8 @@ func (t *Telegram) WebhookHandler(act ActionFunc) http.Handler {
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxChatBody+1))
-		if err != nil {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		if len(body) > maxChatBody {
-			http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+		body, ok := readChatBody(w, r)
+		if !ok {
 			return
 		}
 		var u models.Update

@@ -382,13 +382,9 @@ func (s *Service) expireApproval(ctx context.Context, p *store.Proposal, d *coor
 // DescribeChange implements the RPC: the target's current state, the state the
 // change would produce, and the values that differ. It reads only.
 func (s *Service) DescribeChange(ctx context.Context, req *coordinatorv1.DescribeChangeRequest) (*coordinatorv1.DescribeChangeResponse, error) {
-	tenant, err := auth.Tenant(ctx)
+	p, err := s.callersProposal(ctx, req.GetId())
 	if err != nil {
 		return nil, err
-	}
-	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
-	if err != nil {
-		return nil, storeError(err)
 	}
 	_, c, _, err := decisionChange(p)
 	if err != nil {

@@ -328,15 +328,24 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 	return &coordinatorv1.SubmitProposalResponse{Proposal: out, Created: true}, nil
 }
 
-// GetProposal implements the RPC; another tenant's proposal is NOT_FOUND.
-func (s *Service) GetProposal(ctx context.Context, req *coordinatorv1.GetProposalRequest) (*coordinatorv1.GetProposalResponse, error) {
+// callersProposal is proposal id of the caller's tenant (another tenant's is NOT_FOUND).
+func (s *Service) callersProposal(ctx context.Context, id string) (*store.Proposal, error) {
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
+	p, err := s.deps.Store.Proposals().Get(ctx, tenant, id)
 	if err != nil {
 		return nil, storeError(err)
+	}
+	return p, nil
+}
+
+// GetProposal implements the RPC; another tenant's proposal is NOT_FOUND.
+func (s *Service) GetProposal(ctx context.Context, req *coordinatorv1.GetProposalRequest) (*coordinatorv1.GetProposalResponse, error) {
+	p, err := s.callersProposal(ctx, req.GetId())
+	if err != nil {
+		return nil, err
 	}
 	if wait := time.Duration(req.GetWaitMs()) * time.Millisecond; wait > 0 && inEngineState(p.Status) {
 		p = s.awaitChange(ctx, p, wait)
@@ -422,13 +431,9 @@ func (s *Service) readOrWait(ctx context.Context, p *store.Proposal, end, poll <
 // EnactProposal implements the RPC: a dry run on request (or while P3 still requires
 // one), otherwise a real enactment with pre/post snapshots.
 func (s *Service) EnactProposal(ctx context.Context, req *coordinatorv1.EnactProposalRequest) (*coordinatorv1.EnactProposalResponse, error) {
-	tenant, err := auth.Tenant(ctx)
+	p, err := s.callersProposal(ctx, req.GetId())
 	if err != nil {
 		return nil, err
-	}
-	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
-	if err != nil {
-		return nil, storeError(err)
 	}
 	d, err := decision(p)
 	if err != nil {
@@ -482,13 +487,9 @@ func (s *Service) enactResponse(p *store.Proposal, pre world.Snapshot, post *wor
 
 // RollbackProposal implements the RPC (P7).
 func (s *Service) RollbackProposal(ctx context.Context, req *coordinatorv1.RollbackProposalRequest) (*coordinatorv1.RollbackProposalResponse, error) {
-	tenant, err := auth.Tenant(ctx)
+	p, err := s.callersProposal(ctx, req.GetId())
 	if err != nil {
 		return nil, err
-	}
-	p, err := s.deps.Store.Proposals().Get(ctx, tenant, req.GetId())
-	if err != nil {
-		return nil, storeError(err)
 	}
 	next, restored, err := s.rollback(ctx, p)
 	if err != nil {
