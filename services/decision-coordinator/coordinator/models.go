@@ -177,6 +177,10 @@ func toProto(p *store.Proposal) (*coordinatorv1.Proposal, error) {
 		DryRunResult:   d.GetDryRunResult(),
 		Reason:         d.GetReason(),
 		Approvers:      d.GetApprovers(),
+		// P3: the human votes, the approval deadline and where the approval stands.
+		Approvals:        d.GetApprovals(),
+		ApprovalDeadline: d.GetApprovalDeadline(),
+		ApprovalStanding: d.GetApprovalStanding(),
 		// P2: how the manifest was signed and the consensus bundle of the agreement.
 		ManifestSignature: d.GetManifestSignature(),
 		ConsensusBundle:   cb,
