@@ -213,7 +213,7 @@ func TestWebBrowser(t *testing.T) {
 	// A wrong code: the error, the proposal still pending.
 	step("wrong code", chromedp.Click(`#d-approve`), chromedp.SendKeys(`#totp`, "000000"),
 		chromedp.Click(`form.card button[type=submit]`), chromedp.WaitVisible(`p.msg.err`))
-	if msg := text(`p[role=alert]`); !strings.Contains(msg, "the MFA code is not valid") {
+	if msg := text(`p[role=alert]`); !strings.Contains(msg, "wrong or expired TOTP code") {
 		t.Errorf("wrong-code alert %q", msg)
 	}
 	if st := f.status(0); st != "PENDING_APPROVAL" {

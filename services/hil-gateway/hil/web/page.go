@@ -373,12 +373,21 @@ func (p *Page) pending(w http.ResponseWriter, r *http.Request, s *session) {
 	p.render(w, http.StatusOK, "pending", v)
 }
 
-// failSession shows an error page; a 401 from the Backend ends the session.
+// failSession shows an error page; a 401 from the Backend ends the session when the
+// session's token no longer authenticates (sessionEnded).
 func (p *Page) failSession(w http.ResponseWriter, r *http.Request, s *session, code int, msg string) {
-	if code == http.StatusUnauthorized {
+	if p.sessionEnded(r, code) {
 		p.clearCookie(w, r)
 	}
 	p.renderError(w, s, code, msg)
+}
+
+// sessionEnded reports whether a Backend error with HTTP status code ends the
+// session: a 401 whose session token no longer authenticates (it expired, or was
+// revoked). The hil-gateway also answers a wrong, expired or replayed TOTP code with
+// UNAUTHENTICATED (401): the approver stays signed in and may try the next code.
+func (p *Page) sessionEnded(r *http.Request, code int) bool {
+	return code == http.StatusUnauthorized && p.current(r) == nil
 }
 
 func (p *Page) detail(w http.ResponseWriter, r *http.Request, s *session) {
@@ -455,7 +464,7 @@ func (p *Page) decide(w http.ResponseWriter, r *http.Request, s *session) {
 	v := p.detailView(s, it)
 	v.Error = msg
 	v.Form = form
-	if code == http.StatusUnauthorized {
+	if p.sessionEnded(r, code) {
 		p.clearCookie(w, r)
 	}
 	p.render(w, code, "detail", v)

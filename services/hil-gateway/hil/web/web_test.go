@@ -31,7 +31,9 @@ const (
 var webNow = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 
 // webFake is a Backend holding items in memory. Decide approves or denies when the
-// TOTP is 123456 and fails with PermissionDenied otherwise, unless decideErr is set.
+// TOTP is 123456 and fails with Unauthenticated otherwise (as the hil-gateway answers
+// a wrong, expired or replayed code), unless decideErr is set. With expireOnDecide,
+// Decide ends the session: Authenticate refuses every token afterwards.
 type webFake struct {
 	mu          sync.Mutex
 	items       []*Item
@@ -41,12 +43,18 @@ type webFake struct {
 	lastSubject string
 	decideErr   error
 	itemErr     error
+	// expireOnDecide: Decide expires the tokens (Authenticate refuses them after).
+	expireOnDecide bool
+	expired        bool
 }
 
 func (f *webFake) Authenticate(_ context.Context, token string) (*auth.Principal, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.authCalls++
+	if f.expired {
+		return nil, status.Error(codes.Unauthenticated, "token expired")
+	}
 	switch token {
 	case webToken:
 		return &auth.Principal{Subject: "alice", TenantID: "t1", Roles: []string{"approver"}, Token: token}, nil
@@ -97,11 +105,14 @@ func (f *webFake) Decide(ctx context.Context, id string, d Decision) (string, er
 	f.decideCalls++
 	f.last = d
 	f.lastSubject = p.Subject
+	if f.expireOnDecide {
+		f.expired = true
+	}
 	if f.decideErr != nil {
 		return "", f.decideErr
 	}
 	if d.TOTP != webGoodTOTP {
-		return "", status.Error(codes.PermissionDenied, "the MFA code is not valid")
+		return "", status.Error(codes.Unauthenticated, "wrong or expired TOTP code")
 	}
 	for _, it := range f.items {
 		if it.ProposalID == id {
@@ -411,6 +422,7 @@ func TestWebDecideBackendError(t *testing.T) {
 		t.Run(tc.msg, func(t *testing.T) {
 			f, p, h := webSetup(t)
 			f.decideErr = tc.err
+			f.expireOnDecide = tc.code == 401 // the token expired under the approver
 			w := webDo(t, h, webReq{method: "POST", path: "/ui/p/" + webItemID + "/decide", cookie: webToken,
 				form: webDecideForm(p, webToken, webItemID, "deny", webGoodTOTP)})
 			body := webWant(t, w, tc.code, `role="alert"`, tc.msg)
@@ -429,19 +441,34 @@ func TestWebDecideBackendError(t *testing.T) {
 		})
 	}
 
-	// A wrong code from the fake (no forced error): 403 with its message.
+	// A wrong code from the fake (no forced error): 401 with its message, as the
+	// hil-gateway answers it; the session token still authenticates, so the approver
+	// stays signed in (no cookie is cleared) and can enter the next code.
 	f, p, h := webSetup(t)
 	w := webDo(t, h, webReq{method: "POST", path: "/ui/p/" + webItemID + "/decide", cookie: webToken,
 		form: webDecideForm(p, webToken, webItemID, "approve", "000000")})
-	webWant(t, w, http.StatusForbidden, "the MFA code is not valid", `name="totp"`)
+	webWant(t, w, http.StatusUnauthorized, "wrong or expired TOTP code", `name="totp"`, `id="d-approve" name="decision" value="approve" required checked`)
+	if cs := w.Result().Cookies(); len(cs) != 0 {
+		t.Errorf("a wrong TOTP code ends the session: %v", cs)
+	}
 	if f.items[0].Status != "PENDING_APPROVAL" {
 		t.Error("a wrong code changed the status")
 	}
-	// The item cannot be shown again either: the error alone.
+	// The right code next, with the same session: recorded.
+	w = webDo(t, h, webReq{method: "POST", path: "/ui/p/" + webItemID + "/decide", cookie: webToken,
+		form: webDecideForm(p, webToken, webItemID, "approve", webGoodTOTP)})
+	if w.Code != http.StatusSeeOther || f.items[0].Status != "APPROVED" {
+		t.Errorf("the right code after a wrong one: %d, status %s", w.Code, f.items[0].Status)
+	}
+	// The item cannot be shown again either: the error alone, still signed in.
+	f.items[0].Status, f.items[0].CanVote = "PENDING_APPROVAL", true
 	f.itemErr = status.Error(codes.NotFound, "gone")
 	w = webDo(t, h, webReq{method: "POST", path: "/ui/p/" + webItemID + "/decide", cookie: webToken,
 		form: webDecideForm(p, webToken, webItemID, "approve", "000000")})
-	webWant(t, w, http.StatusForbidden, "the MFA code is not valid")
+	webWant(t, w, http.StatusUnauthorized, "wrong or expired TOTP code")
+	if cs := w.Result().Cookies(); len(cs) != 0 {
+		t.Errorf("a wrong TOTP code ends the session: %v", cs)
+	}
 }
 
 func TestWebDecideBadForm(t *testing.T) {
