@@ -117,6 +117,14 @@ func production(t *testing.T, regionsFile string) (func(*config.Config), signing
 		require.NoError(t, err)
 		require.NoError(t, k.WriteFiles(filepath.Join(c.DataDir, "keys")))
 
+		// Production never creates the key TOTP secrets are sealed with: provision it
+		// (head -c 32 /dev/urandom > mfa.key).
+		mfaKey := make([]byte, 32)
+		_, err = rand.Read(mfaKey)
+		require.NoError(t, err)
+		c.HIL.MFAKeyFile = filepath.Join(keyDir, "mfa.key")
+		require.NoError(t, os.WriteFile(c.HIL.MFAKeyFile, mfaKey, 0o600))
+
 		// The region key registry: the (simulated) regions' public keys, as
 		// `fabric region-keys export` writes them.
 		reg, err := app.RegionRegistry(*c)
