@@ -333,3 +333,44 @@ CREATE TABLE notification_outbox (
 );
 CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at) WHERE sent_at IS NULL AND dead_at IS NULL;
 CREATE INDEX notification_outbox_proposal ON notification_outbox (tenant_id, proposal_id);
+
+-- ---- 00013_webauthn.sql ----
+
+-- The hil-gateway's WebAuthn second factor (services/hil-gateway/hil/webauthn.go).
+-- webauthn_credentials: the public-key credentials registered per (tenant, subject).
+-- credential_id is the authenticator's credential ID (unique in a tenant), public_key
+-- the COSE_Key, sign_count the last signature counter accepted (it must increase, so a
+-- cloned authenticator is refused), aaguid the authenticator model, flags the
+-- authenticator data flags (BE must never change) and last_used_at (NULL: never used)
+-- the last accepted assertion.
+CREATE TABLE webauthn_credentials (
+    tenant_id          TEXT        NOT NULL CHECK (tenant_id <> ''),
+    subject            TEXT        NOT NULL CHECK (subject <> ''),
+    credential_id      BYTEA       NOT NULL CHECK (length(credential_id) > 0),
+    public_key         BYTEA       NOT NULL CHECK (length(public_key) > 0),
+    sign_count         BIGINT      NOT NULL DEFAULT 0 CHECK (sign_count >= 0),
+    aaguid             BYTEA       NOT NULL,
+    flags              INTEGER     NOT NULL DEFAULT 0,
+    attestation_format TEXT        NOT NULL DEFAULT '',
+    created_at         TIMESTAMPTZ NOT NULL,
+    last_used_at       TIMESTAMPTZ,
+    PRIMARY KEY (tenant_id, credential_id)
+);
+CREATE INDEX webauthn_credentials_subject ON webauthn_credentials (tenant_id, subject);
+
+-- webauthn_sessions: a ceremony begun and not yet finished, keyed by its challenge
+-- (base64url). kind is 'registration' or 'approval'; an approval's challenge is bound to
+-- manifest_sha256 ('' for a registration). data is the ceremony's session as JSON. A
+-- session is used at most once (deleted when taken) and refused after expires_at.
+CREATE TABLE webauthn_sessions (
+    tenant_id       TEXT        NOT NULL CHECK (tenant_id <> ''),
+    challenge       TEXT        NOT NULL CHECK (challenge <> ''),
+    subject         TEXT        NOT NULL CHECK (subject <> ''),
+    kind            TEXT        NOT NULL CHECK (kind IN ('registration', 'approval')),
+    manifest_sha256 TEXT        NOT NULL DEFAULT '',
+    data            BYTEA       NOT NULL,
+    created_at      TIMESTAMPTZ NOT NULL,
+    expires_at      TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant_id, challenge)
+);
+CREATE INDEX webauthn_sessions_subject ON webauthn_sessions (tenant_id, subject, expires_at);

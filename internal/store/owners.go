@@ -29,6 +29,7 @@ var Owners = map[string]Ownership{
 	"WorldStates":  {Owner: OwnerWorld, Tables: []string{"world_states"}},
 	"MFA":          {Owner: fabric.HIL, Tables: []string{"mfa_totp"}},
 	"Approvals":    {Owner: fabric.HIL, Tables: []string{"approval_requests", "notification_outbox"}},
+	"WebAuthn":     {Owner: fabric.HIL, Tables: []string{"webauthn_credentials", "webauthn_sessions"}},
 }
 
 // PackageOwners names the owner of the shared packages (under internal/) that call

@@ -97,6 +97,8 @@ type Store interface {
 	MFA() MFAStore
 	// Approvals holds the hil-gateway's approval requests and notification outbox.
 	Approvals() ApprovalStore
+	// WebAuthn holds the hil-gateway's WebAuthn credentials and ceremony sessions.
+	WebAuthn() WebAuthnStore
 	// InTx runs fn in one transaction; fn receives a Store bound to the tx.
 	// It commits when fn returns nil and rolls back when fn returns an error
 	// (returned unchanged, so errors.Is works on it) or panics (the panic is
