@@ -128,6 +128,8 @@ func TestRenderRefusesPersonalData(t *testing.T) {
 		"email in event id":     func(m *Message) { m.EventID = email + "/request" },
 		"email in link query":   func(m *Message) { m.Link = "https://hil.example.com/a?who=" + email },
 		"password in link":      func(m *Message) { m.Link = "https://hil.example.com/a?password=hunter2" },
+		"ip in link query":      func(m *Message) { m.Link = "http://127.0.0.1:8080/ui/p/x?client=203.0.113.77" },
+		"email in link path":    func(m *Message) { m.Link = "http://10.0.0.5/ui/p/" + email },
 		"email behind override": func(m *Message) { m.Summary = "x alice\u202e@example.org" },
 	} {
 		m := validMessage()
@@ -267,4 +269,26 @@ func FuzzRender(f *testing.F) {
 			t.Fatalf("summary has %d runes", n)
 		}
 	})
+}
+
+// TestRenderLinkHostIsNotPersonalData: the link's host is the operator's public_url,
+// by default the gateway's own loopback address: an IP address there is not personal
+// data (it made every e-mail unsendable: "Link holds personal data (ipv4)").
+func TestRenderLinkHostIsNotPersonalData(t *testing.T) {
+	for _, link := range []string{
+		"http://127.0.0.1:41234/ui/p/01JEXAMPLE0000000000000000",
+		"https://10.20.30.40/ui/p/01JEXAMPLE0000000000000000",
+		"http://[::1]:8080/ui/p/01JEXAMPLE0000000000000000",
+	} {
+		m := validMessage()
+		m.Link = link
+		r, err := Render(m)
+		if err != nil {
+			t.Errorf("%s: %v", link, err)
+			continue
+		}
+		if !strings.Contains(r.Text, "Link: "+link+"\n") {
+			t.Errorf("%s: the link is not in the text: %q", link, r.Text)
+		}
+	}
 }
