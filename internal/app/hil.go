@@ -79,7 +79,7 @@ func (a *App) hilService(_ context.Context) (server.Service, error) {
 	page := web.New(svc.PageBackend(), web.Options{BasePath: "/ui", Secure: !plainLoopback(public)})
 	def := svc.Definition()
 	def.HTTP = svc.Routes(page)
-	svc.Start(hil.Background{})
+	svc.Start(hil.Background{Delivery: hil.DeliveryOptions{Lease: time.Duration(a.Cfg.HIL.DeliveryLease)}})
 	def.Close = svc.Close
 	return def, nil
 }

@@ -263,6 +263,9 @@ type HIL struct {
 	// RequireSignature refuses approvals without the approver's signature; default on
 	// outside simulation, off in it.
 	RequireSignature *bool `yaml:"require_signature"`
+	// DeliveryLease is how long a notification being sent is held by one deliverer
+	// (default 30s): after a crash it is retried once this has passed.
+	DeliveryLease Duration `yaml:"delivery_lease"`
 	// MFAKeyFile holds the 32-byte key TOTP secrets are sealed with; default
 	// <data_dir>/keys/mfa.key, created on first use in simulation only.
 	MFAKeyFile string `yaml:"mfa_key_file"`

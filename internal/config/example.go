@@ -115,6 +115,7 @@ var exampleDocs = map[string]exampleDoc{
 	"hil.chat_users":                  {head: "Chat identities and the approvers they stand for; a chat vote counts only after that\napprover's TOTP code, e.g.\n  chat_users:\n    \"slack:U0123ABC\": {subject: ana, tenant: t1, roles: [approver], groups: [sre]}"},
 	"hil.approver_keys_dir":           {head: "Approvers' public keys as <subject>.pub (cosign or Ed25519 PEM): approvals are\nsigned over the manifest digest with them (required outside simulation)."},
 	"hil.require_signature":           {line: "true asks for approver signatures in simulation too (always on outside it)"},
+	"hil.delivery_lease":              {line: "a notification being sent is held this long; after a crash it is retried then (0 = 30s)"},
 	"hil.mfa_key_file":                {head: "32 random bytes that seal TOTP secrets; empty = data_dir/keys/mfa.key (created in\nsimulation only)."},
 }
 
