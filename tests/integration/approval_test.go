@@ -5,10 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +24,9 @@ import (
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/signing"
+	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
+	"github.com/decision-fabric/fabric/services/hil-gateway/hil"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
@@ -375,4 +381,60 @@ func verifyApprovedExport(t *testing.T, f *fabrictest.Fabric, id string, approve
 		require.Equal(t, 2, code, "an altered approval must not verify: %s", out)
 		require.Contains(t, out, "approval")
 	}
+}
+
+// TestApprovalReadsNeverWrite: the pending list, the change description, the proposal
+// and the approval page change nothing (the gateway's deliverer and sweeper, and the
+// audit relay, may commit their own work meanwhile; no read does).
+func TestApprovalReadsNeverWrite(t *testing.T) {
+	eachStore(t, withApprovalPolicy("2m", "1m"), func(t *testing.T, f *fabrictest.Fabric) {
+		agent := client{f, f.Token(t, "t1", auth.RoleProposer)}
+		p := agent.submit(t, `{"action":"scale","target":"svc-read","regions":["eu-west"],"parameters":{"replicas":11}}`)
+		agent.await(t, p.ID, "PROPOSAL_STATUS_PENDING_APPROVAL")
+		ana := enrol(t, f, "sre-ana", "t1", "sre")
+		require.Eventually(t, func() bool { // the request's notification is out
+			ns, err := f.Store().Approvals().ListNotifications(context.Background(), "t1", p.ID)
+			require.NoError(t, err)
+			return len(ns) > 0 && !ns[0].SentAt.IsZero()
+		}, 10*time.Second, 50*time.Millisecond)
+
+		var commits atomic.Int64
+		var labels sync.Map
+		stop, ok := store.Observe(f.Store(), func(ctx context.Context) {
+			switch l := store.CommitLabel(ctx); l {
+			case coordinator.RelayCommitLabel, auditlog.CommitLabel, hil.DeliveryCommitLabel, hil.SweeperCommitLabel:
+			default:
+				labels.Store(l, true)
+				commits.Add(1)
+			}
+		})
+		require.True(t, ok)
+		defer stop()
+		before := stateTables(t, f.Store(), []string{p.ID})
+		for _, r := range []fabrictest.Response{
+			f.Do(t, http.MethodGet, fabric.HIL, "/pending/t1", ana.token, ""),
+			f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals/"+p.ID+"/change", ana.token, ""),
+			f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals/"+p.ID, ana.token, ""),
+		} {
+			require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		}
+		// The page, signed in with the approver's token as its session cookie.
+		for _, path := range []string{"/ui/pending", "/ui/p/" + p.ID} {
+			req, err := http.NewRequest(http.MethodGet, f.URL(fabric.HIL)+path, nil)
+			require.NoError(t, err)
+			req.AddCookie(&http.Cookie{Name: "df_session", Value: ana.token})
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			require.NoError(t, resp.Body.Close())
+			require.Equal(t, http.StatusOK, resp.StatusCode, path)
+			require.Equal(t, path, resp.Request.URL.Path, "signed in: not sent to the sign-in page")
+			require.Contains(t, string(body), p.ID)
+		}
+		var seen []any
+		labels.Range(func(k, _ any) bool { seen = append(seen, k); return true })
+		require.Zero(t, commits.Load(), "reads committed writes (labels %v)", seen)
+		require.Equal(t, before, stateTables(t, f.Store(), []string{p.ID}))
+	})
 }

@@ -68,6 +68,9 @@ type DeliveryOptions struct {
 	Registerer prometheus.Registerer
 }
 
+// DeliveryCommitLabel labels the deliverer's commits (store.CommitLabel).
+const DeliveryCommitLabel = "hil-deliverer"
+
 // Deliverer sends the due notifications of the outbox through their channels.
 type Deliverer struct {
 	st       store.ApprovalStore
@@ -192,7 +195,9 @@ func (d *Deliverer) Start() {
 	if d.cancel != nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// Its commits are labelled for commit observers (store.Observe): they are the
+	// outbox's, not a request's.
+	ctx, cancel := context.WithCancel(store.WithCommitLabel(context.Background(), DeliveryCommitLabel))
 	d.cancel, d.done = cancel, make(chan struct{})
 	go d.run(ctx, d.done)
 }

@@ -137,6 +137,9 @@ func (s *Service) resolved(ctx context.Context, p *coordinatorv1.Proposal) {
 	s.kick()
 }
 
+// SweeperCommitLabel labels the sweeper's commits (store.CommitLabel).
+const SweeperCommitLabel = "hil-sweeper"
+
 // sweeper closes requests whose proposal was decided without a vote here (expired
 // by the coordinator at the deadline, or decided through another gateway replica).
 type sweeper struct {
@@ -147,7 +150,7 @@ type sweeper struct {
 }
 
 func (s *Service) startSweeper(every time.Duration) *sweeper {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(store.WithCommitLabel(context.Background(), SweeperCommitLabel))
 	sw := &sweeper{s: s, every: every, cancel: cancel}
 	sw.wg.Add(1)
 	go func() {
