@@ -135,7 +135,8 @@ func TestApproveIsTheTokensSubject(t *testing.T) {
 	secret := f.enrol(t, "ana")
 	ctx, _ := hilAs("ana")
 	_, err := f.s.Approve(ctx, &hilv1.ApproveRequest{ProposalId: f.coord.p.GetId(), Decision: hilv1.ApprovalDecision_approve,
-		ApproverId: "bob", Mfa: &hilv1.MFAProof{Totp: f.code(t, secret, f.now)}})
+		ApproverId: "bob", //nolint:staticcheck // SA1019: the deprecated field is exactly what this test exercises
+		Mfa:        &hilv1.MFAProof{Totp: f.code(t, secret, f.now)}})
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
 	require.Zero(t, f.coord.recorded())
 
