@@ -30,6 +30,7 @@ var Owners = map[string]Ownership{
 	"MFA":          {Owner: fabric.HIL, Tables: []string{"mfa_totp"}},
 	"Approvals":    {Owner: fabric.HIL, Tables: []string{"approval_requests", "notification_outbox"}},
 	"WebAuthn":     {Owner: fabric.HIL, Tables: []string{"webauthn_credentials", "webauthn_sessions"}},
+	"CanaryRuns":   {Owner: fabric.Canary, Tables: []string{"canary_runs"}},
 }
 
 // PackageOwners names the owner of the shared packages (under internal/) that call

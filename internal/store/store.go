@@ -99,6 +99,8 @@ type Store interface {
 	Approvals() ApprovalStore
 	// WebAuthn holds the hil-gateway's WebAuthn credentials and ceremony sessions.
 	WebAuthn() WebAuthnStore
+	// CanaryRuns holds the sim-canary's dry runs and canary rollouts.
+	CanaryRuns() CanaryRunStore
 	// InTx runs fn in one transaction; fn receives a Store bound to the tx.
 	// It commits when fn returns nil and rolls back when fn returns an error
 	// (returned unchanged, so errors.Is works on it) or panics (the panic is

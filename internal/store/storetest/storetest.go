@@ -56,7 +56,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InTxPanic", testInTxPanic},
 		{"InTxNested", testInTxNested},
 		{"InTxContextEnded", testInTxContextEnded},
-	}, append(append(append(append(negotiationTests, auditLogTests...), mfaTests...), approvalTests...), webAuthnTests...)...) {
+	}, append(append(append(append(negotiationTests, auditLogTests...), mfaTests...), approvalTests...), append(webAuthnTests, canaryRunTests...)...)...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newStore(t))
