@@ -150,15 +150,18 @@ func (s *Service) Definition() server.Service {
 			m("RollbackProposal"): {auth.RoleProposer, auth.RoleService},
 			m("DescribeChange"):   readers,
 			m("RecordApproval"):   {auth.RoleService},
+			// The sim-canary's whole-chain dry run, as the service identity.
+			m("RehearseEnactment"): {auth.RoleService},
 		},
 		Validators: server.Validators{
-			m("SubmitProposal"):   validateSubmit,
-			m("GetProposal"):      validateGet,
-			m("ListProposals"):    validateList,
-			m("EnactProposal"):    validateEnact,
-			m("RollbackProposal"): validateRollback,
-			m("DescribeChange"):   validateDescribeChange,
-			m("RecordApproval"):   validateRecordApproval,
+			m("SubmitProposal"):    validateSubmit,
+			m("GetProposal"):       validateGet,
+			m("ListProposals"):     validateList,
+			m("EnactProposal"):     validateEnact,
+			m("RollbackProposal"):  validateRollback,
+			m("DescribeChange"):    validateDescribeChange,
+			m("RecordApproval"):    validateRecordApproval,
+			m("RehearseEnactment"): validateRehearse,
 		},
 	}
 }

@@ -51,30 +51,9 @@ type moveStep struct {
 // SQLite the transaction runs on the store's single writer. After the commit the
 // events are delivered and long polls woken.
 func (s *Service) moveChain(ctx context.Context, p *store.Proposal, extra func(tx store.Store) error, steps ...moveStep) (*store.Proposal, error) {
-	shared, err := decision(p)
+	moves, events, err := planChain(p, steps...)
 	if err != nil {
 		return nil, err
-	}
-	cur := p
-	var moves []*plannedMove
-	var events []auditEvent
-	for _, st := range steps {
-		if st.when != nil && !st.when(shared) {
-			continue
-		}
-		m, err := planMoveFrom(cur, shared, st.to, st.edit, st.cols)
-		if err != nil {
-			return nil, err
-		}
-		event := st.event
-		if event == "" {
-			event = transitionEvent(st.to)
-		}
-		events = append(events, st.before...)
-		events = append(events, transitionAudit(m.next, event, transitionPayload(cur.Status, m.next, m.d)))
-		events = append(events, st.after...)
-		moves = append(moves, m)
-		cur, shared = m.next, m.d
 	}
 	if len(moves) == 0 {
 		return p, nil
@@ -115,6 +94,42 @@ func (s *Service) moveChain(ctx context.Context, p *store.Proposal, extra func(t
 	s.deliver(ctx, staged)
 	s.changes.notify(p.ID)
 	return from, nil
+}
+
+// planChain computes the moves of a chain from p and their audit events, in order,
+// changing nothing: what moveChain commits, and what a rehearsal lists.
+func planChain(p *store.Proposal, steps ...moveStep) ([]*plannedMove, []auditEvent, error) {
+	shared, err := decision(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	return planChainFrom(p, shared, steps...)
+}
+
+// planChainFrom is planChain from p with decision record shared (not modified).
+func planChainFrom(p *store.Proposal, shared *coordinatorv1.Proposal, steps ...moveStep) ([]*plannedMove, []auditEvent, error) {
+	cur := p
+	var moves []*plannedMove
+	var events []auditEvent
+	for _, st := range steps {
+		if st.when != nil && !st.when(shared) {
+			continue
+		}
+		m, err := planMoveFrom(cur, shared, st.to, st.edit, st.cols)
+		if err != nil {
+			return nil, nil, err
+		}
+		event := st.event
+		if event == "" {
+			event = transitionEvent(st.to)
+		}
+		events = append(events, st.before...)
+		events = append(events, transitionAudit(m.next, event, transitionPayload(cur.Status, m.next, m.d)))
+		events = append(events, st.after...)
+		moves = append(moves, m)
+		cur, shared = m.next, m.d
+	}
+	return moves, events, nil
 }
 
 // plannedMove is a transition computed before the store's transaction.

@@ -203,12 +203,15 @@ func (s *Service) Definition() server.Service {
 			m("StartNegotiation"):     {auth.RoleProposer, auth.RoleService},
 			m("GetNegotiationStatus"): readers,
 			m("WatchNegotiation"):     readers,
+			// The sim-canary's whole-chain dry run, as the service identity.
+			m("RehearseNegotiation"): {auth.RoleService},
 		},
 	}
 	def.Validators = server.Validators{
 		m("StartNegotiation"):     validateStart,
 		m("GetNegotiationStatus"): func(req any) error { return validateID(req.(*negotiatorv1.GetNegotiationStatusRequest).GetId()) },
 		m("WatchNegotiation"):     func(req any) error { return validateID(req.(*negotiatorv1.WatchNegotiationRequest).GetId()) },
+		m("RehearseNegotiation"):  validateRehearse,
 	}
 	def.Close = s.Close
 	return def

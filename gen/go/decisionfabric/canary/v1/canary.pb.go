@@ -31,7 +31,7 @@ type RunCanaryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The proposal.
 	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
-	// Dry run only (the default in simulation).
+	// A whole-chain dry run that changes nothing (false: a canary rollout, not built yet).
 	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -84,7 +84,7 @@ func (x *RunCanaryRequest) GetDryRun() bool {
 // RunCanaryResponse returns the run.
 type RunCanaryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The run, usually RUNNING.
+	// The run: finished for a dry run.
 	Run           *CanaryRun `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -228,7 +228,8 @@ type CanaryRun struct {
 	ProposalId string `protobuf:"bytes,2,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
 	// Owning tenant.
 	TenantId string `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// "RUNNING", "PASSED", "FAILED" or "ROLLED_BACK".
+	// "RUNNING", "PASSED" (a dry run whose chain would go through, possibly after
+	// approvals), "FAILED" (a dry run whose chain would be refused) or "ROLLED_BACK".
 	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	// Whether it was a dry run.
 	DryRun bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
@@ -237,7 +238,12 @@ type CanaryRun struct {
 	// When it started.
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// When it finished.
-	FinishedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// The scorecard: P1-P7 checks, the enactment plan, the audit entries and the
+	// recommendation.
+	Scorecard *Scorecard `protobuf:"bytes,9,opt,name=scorecard,proto3" json:"scorecard,omitempty"`
+	// Who started the run (the token's subject).
+	CreatedBy     string `protobuf:"bytes,10,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -328,22 +334,373 @@ func (x *CanaryRun) GetFinishedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *CanaryRun) GetScorecard() *Scorecard {
+	if x != nil {
+		return x.Scorecard
+	}
+	return nil
+}
+
+func (x *CanaryRun) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+// Scorecard is what a run found.
+type Scorecard struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The recommendation: PROCEED, NEEDS_APPROVAL or REFUSED.
+	Recommendation string `protobuf:"bytes,1,opt,name=recommendation,proto3" json:"recommendation,omitempty"`
+	// The recommendation in words: "proceed", "needs approval from …", "would be refused
+	// because …".
+	RecommendationDetail string `protobuf:"bytes,2,opt,name=recommendation_detail,json=recommendationDetail,proto3" json:"recommendation_detail,omitempty"`
+	// The fabric's properties P1..P7 as the chain would meet them.
+	Checks []*PropertyCheck `protobuf:"bytes,3,rep,name=checks,proto3" json:"checks,omitempty"`
+	// The audit entries the whole chain would write, in order.
+	AuditEntries []*AuditPreview `protobuf:"bytes,4,rep,name=audit_entries,json=auditEntries,proto3" json:"audit_entries,omitempty"`
+	// SHA-256 of the target's state now.
+	PreStateSha256 string `protobuf:"bytes,5,opt,name=pre_state_sha256,json=preStateSha256,proto3" json:"pre_state_sha256,omitempty"`
+	// SHA-256 of the state the enactment would produce.
+	PredictedPostStateSha256 string `protobuf:"bytes,6,opt,name=predicted_post_state_sha256,json=predictedPostStateSha256,proto3" json:"predicted_post_state_sha256,omitempty"`
+	// The values the enactment would change.
+	Diff []*StateChange `protobuf:"bytes,7,rep,name=diff,proto3" json:"diff,omitempty"`
+	// Who would have to approve: one line per approval set.
+	ApprovalsNeeded []string `protobuf:"bytes,8,rep,name=approvals_needed,json=approvalsNeeded,proto3" json:"approvals_needed,omitempty"`
+	// The proposal's status when the run started.
+	ProposalStatus string `protobuf:"bytes,9,opt,name=proposal_status,json=proposalStatus,proto3" json:"proposal_status,omitempty"`
+	// SHA-256 of the manifest that would be enacted.
+	ManifestSha256 string `protobuf:"bytes,10,opt,name=manifest_sha256,json=manifestSha256,proto3" json:"manifest_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Scorecard) Reset() {
+	*x = Scorecard{}
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Scorecard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Scorecard) ProtoMessage() {}
+
+func (x *Scorecard) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Scorecard.ProtoReflect.Descriptor instead.
+func (*Scorecard) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Scorecard) GetRecommendation() string {
+	if x != nil {
+		return x.Recommendation
+	}
+	return ""
+}
+
+func (x *Scorecard) GetRecommendationDetail() string {
+	if x != nil {
+		return x.RecommendationDetail
+	}
+	return ""
+}
+
+func (x *Scorecard) GetChecks() []*PropertyCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+func (x *Scorecard) GetAuditEntries() []*AuditPreview {
+	if x != nil {
+		return x.AuditEntries
+	}
+	return nil
+}
+
+func (x *Scorecard) GetPreStateSha256() string {
+	if x != nil {
+		return x.PreStateSha256
+	}
+	return ""
+}
+
+func (x *Scorecard) GetPredictedPostStateSha256() string {
+	if x != nil {
+		return x.PredictedPostStateSha256
+	}
+	return ""
+}
+
+func (x *Scorecard) GetDiff() []*StateChange {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *Scorecard) GetApprovalsNeeded() []string {
+	if x != nil {
+		return x.ApprovalsNeeded
+	}
+	return nil
+}
+
+func (x *Scorecard) GetProposalStatus() string {
+	if x != nil {
+		return x.ProposalStatus
+	}
+	return ""
+}
+
+func (x *Scorecard) GetManifestSha256() string {
+	if x != nil {
+		return x.ManifestSha256
+	}
+	return ""
+}
+
+// PropertyCheck is one of the fabric's properties (P1 consent for personal data, P2
+// signatures, P3 approval and dry run for high impact, P4 audit, P5 tenant isolation, P6
+// decision deadline, P7 pre/post snapshots).
+type PropertyCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "P1" .. "P7".
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// What the property is.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// "PASSED", "FAILED" or "NOT_APPLICABLE".
+	Result string `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
+	// Why, in words.
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PropertyCheck) Reset() {
+	*x = PropertyCheck{}
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PropertyCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PropertyCheck) ProtoMessage() {}
+
+func (x *PropertyCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PropertyCheck.ProtoReflect.Descriptor instead.
+func (*PropertyCheck) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PropertyCheck) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PropertyCheck) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PropertyCheck) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *PropertyCheck) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// AuditPreview is one audit entry a step would write.
+type AuditPreview struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The service that would write it.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The event.
+	Event string `protobuf:"bytes,2,opt,name=event,proto3" json:"event,omitempty"`
+	// Its idempotency key.
+	Key           string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditPreview) Reset() {
+	*x = AuditPreview{}
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditPreview) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditPreview) ProtoMessage() {}
+
+func (x *AuditPreview) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditPreview.ProtoReflect.Descriptor instead.
+func (*AuditPreview) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AuditPreview) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *AuditPreview) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *AuditPreview) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// StateChange is one value the enactment would change.
+type StateChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// JSON path, e.g. "regions.eu-west.replicas".
+	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The value now, as JSON.
+	Before string `protobuf:"bytes,2,opt,name=before,proto3" json:"before,omitempty"`
+	// The value after, as JSON.
+	After         string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateChange) Reset() {
+	*x = StateChange{}
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateChange) ProtoMessage() {}
+
+func (x *StateChange) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateChange.ProtoReflect.Descriptor instead.
+func (*StateChange) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StateChange) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *StateChange) GetBefore() string {
+	if x != nil {
+		return x.Before
+	}
+	return ""
+}
+
+func (x *StateChange) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
 // CanaryStep is one step of a run.
 type CanaryStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Step name, e.g. "compose", "negotiate".
+	// Step name: "policy", "negotiate", "score", "approval", "enact", "audit".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// "PASSED", "FAILED" or "SKIPPED".
+	// "PASSED", "FAILED", "NEEDS_APPROVAL" or "SKIPPED".
 	Result string `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
 	// Details in words.
-	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// When the step started.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// How long it took, in milliseconds.
+	DurationMs int64 `protobuf:"varint,5,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// The step's inputs and outputs, by name (e.g. "quorum_rule", "confidence").
+	Inputs        map[string]string `protobuf:"bytes,6,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CanaryStep) Reset() {
 	*x = CanaryStep{}
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +712,7 @@ func (x *CanaryStep) String() string {
 func (*CanaryStep) ProtoMessage() {}
 
 func (x *CanaryStep) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +725,7 @@ func (x *CanaryStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CanaryStep.ProtoReflect.Descriptor instead.
 func (*CanaryStep) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CanaryStep) GetName() string {
@@ -392,6 +749,27 @@ func (x *CanaryStep) GetDetail() string {
 	return ""
 }
 
+func (x *CanaryStep) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *CanaryStep) GetDurationMs() int64 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *CanaryStep) GetInputs() map[string]string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
 var File_decisionfabric_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
@@ -406,7 +784,7 @@ const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"\x16GetCanaryResultRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
 	"\x17GetCanaryResultResponse\x125\n" +
-	"\x03run\x18\x01 \x01(\v2#.decisionfabric.canary.v1.CanaryRunR\x03run\"\xbc\x02\n" +
+	"\x03run\x18\x01 \x01(\v2#.decisionfabric.canary.v1.CanaryRunR\x03run\"\x9e\x03\n" +
 	"\tCanaryRun\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vproposal_id\x18\x02 \x01(\tR\n" +
@@ -418,12 +796,49 @@ const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"P\n" +
+	"finishedAt\x12A\n" +
+	"\tscorecard\x18\t \x01(\v2#.decisionfabric.canary.v1.ScorecardR\tscorecard\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\n" +
+	" \x01(\tR\tcreatedBy\"\x97\x04\n" +
+	"\tScorecard\x12&\n" +
+	"\x0erecommendation\x18\x01 \x01(\tR\x0erecommendation\x123\n" +
+	"\x15recommendation_detail\x18\x02 \x01(\tR\x14recommendationDetail\x12?\n" +
+	"\x06checks\x18\x03 \x03(\v2'.decisionfabric.canary.v1.PropertyCheckR\x06checks\x12K\n" +
+	"\raudit_entries\x18\x04 \x03(\v2&.decisionfabric.canary.v1.AuditPreviewR\fauditEntries\x12(\n" +
+	"\x10pre_state_sha256\x18\x05 \x01(\tR\x0epreStateSha256\x12=\n" +
+	"\x1bpredicted_post_state_sha256\x18\x06 \x01(\tR\x18predictedPostStateSha256\x129\n" +
+	"\x04diff\x18\a \x03(\v2%.decisionfabric.canary.v1.StateChangeR\x04diff\x12)\n" +
+	"\x10approvals_needed\x18\b \x03(\tR\x0fapprovalsNeeded\x12'\n" +
+	"\x0fproposal_status\x18\t \x01(\tR\x0eproposalStatus\x12'\n" +
+	"\x0fmanifest_sha256\x18\n" +
+	" \x01(\tR\x0emanifestSha256\"c\n" +
+	"\rPropertyCheck\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06result\x18\x03 \x01(\tR\x06result\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"P\n" +
+	"\fAuditPreview\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x14\n" +
+	"\x05event\x18\x02 \x01(\tR\x05event\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\"O\n" +
+	"\vStateChange\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
+	"\x06before\x18\x02 \x01(\tR\x06before\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\"\xb1\x02\n" +
 	"\n" +
 	"CanaryStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail2\xa3\x02\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x1f\n" +
+	"\vduration_ms\x18\x05 \x01(\x03R\n" +
+	"durationMs\x12H\n" +
+	"\x06inputs\x18\x06 \x03(\v20.decisionfabric.canary.v1.CanaryStep.InputsEntryR\x06inputs\x1a9\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xa3\x02\n" +
 	"\rCanaryService\x12|\n" +
 	"\tRunCanary\x12*.decisionfabric.canary.v1.RunCanaryRequest\x1a+.decisionfabric.canary.v1.RunCanaryResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/canary/run\x12\x93\x01\n" +
 	"\x0fGetCanaryResult\x120.decisionfabric.canary.v1.GetCanaryResultRequest\x1a1.decisionfabric.canary.v1.GetCanaryResultResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/canary/{id}/resultBLZJgithub.com/decision-fabric/fabric/gen/go/decisionfabric/canary/v1;canaryv1b\x06proto3"
@@ -440,31 +855,42 @@ func file_decisionfabric_canary_v1_canary_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_canary_v1_canary_proto_rawDescData
 }
 
-var file_decisionfabric_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_decisionfabric_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_decisionfabric_canary_v1_canary_proto_goTypes = []any{
 	(*RunCanaryRequest)(nil),        // 0: decisionfabric.canary.v1.RunCanaryRequest
 	(*RunCanaryResponse)(nil),       // 1: decisionfabric.canary.v1.RunCanaryResponse
 	(*GetCanaryResultRequest)(nil),  // 2: decisionfabric.canary.v1.GetCanaryResultRequest
 	(*GetCanaryResultResponse)(nil), // 3: decisionfabric.canary.v1.GetCanaryResultResponse
 	(*CanaryRun)(nil),               // 4: decisionfabric.canary.v1.CanaryRun
-	(*CanaryStep)(nil),              // 5: decisionfabric.canary.v1.CanaryStep
-	(*timestamppb.Timestamp)(nil),   // 6: google.protobuf.Timestamp
+	(*Scorecard)(nil),               // 5: decisionfabric.canary.v1.Scorecard
+	(*PropertyCheck)(nil),           // 6: decisionfabric.canary.v1.PropertyCheck
+	(*AuditPreview)(nil),            // 7: decisionfabric.canary.v1.AuditPreview
+	(*StateChange)(nil),             // 8: decisionfabric.canary.v1.StateChange
+	(*CanaryStep)(nil),              // 9: decisionfabric.canary.v1.CanaryStep
+	nil,                             // 10: decisionfabric.canary.v1.CanaryStep.InputsEntry
+	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
 }
 var file_decisionfabric_canary_v1_canary_proto_depIdxs = []int32{
-	4, // 0: decisionfabric.canary.v1.RunCanaryResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
-	4, // 1: decisionfabric.canary.v1.GetCanaryResultResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
-	5, // 2: decisionfabric.canary.v1.CanaryRun.steps:type_name -> decisionfabric.canary.v1.CanaryStep
-	6, // 3: decisionfabric.canary.v1.CanaryRun.started_at:type_name -> google.protobuf.Timestamp
-	6, // 4: decisionfabric.canary.v1.CanaryRun.finished_at:type_name -> google.protobuf.Timestamp
-	0, // 5: decisionfabric.canary.v1.CanaryService.RunCanary:input_type -> decisionfabric.canary.v1.RunCanaryRequest
-	2, // 6: decisionfabric.canary.v1.CanaryService.GetCanaryResult:input_type -> decisionfabric.canary.v1.GetCanaryResultRequest
-	1, // 7: decisionfabric.canary.v1.CanaryService.RunCanary:output_type -> decisionfabric.canary.v1.RunCanaryResponse
-	3, // 8: decisionfabric.canary.v1.CanaryService.GetCanaryResult:output_type -> decisionfabric.canary.v1.GetCanaryResultResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	4,  // 0: decisionfabric.canary.v1.RunCanaryResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
+	4,  // 1: decisionfabric.canary.v1.GetCanaryResultResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
+	9,  // 2: decisionfabric.canary.v1.CanaryRun.steps:type_name -> decisionfabric.canary.v1.CanaryStep
+	11, // 3: decisionfabric.canary.v1.CanaryRun.started_at:type_name -> google.protobuf.Timestamp
+	11, // 4: decisionfabric.canary.v1.CanaryRun.finished_at:type_name -> google.protobuf.Timestamp
+	5,  // 5: decisionfabric.canary.v1.CanaryRun.scorecard:type_name -> decisionfabric.canary.v1.Scorecard
+	6,  // 6: decisionfabric.canary.v1.Scorecard.checks:type_name -> decisionfabric.canary.v1.PropertyCheck
+	7,  // 7: decisionfabric.canary.v1.Scorecard.audit_entries:type_name -> decisionfabric.canary.v1.AuditPreview
+	8,  // 8: decisionfabric.canary.v1.Scorecard.diff:type_name -> decisionfabric.canary.v1.StateChange
+	11, // 9: decisionfabric.canary.v1.CanaryStep.started_at:type_name -> google.protobuf.Timestamp
+	10, // 10: decisionfabric.canary.v1.CanaryStep.inputs:type_name -> decisionfabric.canary.v1.CanaryStep.InputsEntry
+	0,  // 11: decisionfabric.canary.v1.CanaryService.RunCanary:input_type -> decisionfabric.canary.v1.RunCanaryRequest
+	2,  // 12: decisionfabric.canary.v1.CanaryService.GetCanaryResult:input_type -> decisionfabric.canary.v1.GetCanaryResultRequest
+	1,  // 13: decisionfabric.canary.v1.CanaryService.RunCanary:output_type -> decisionfabric.canary.v1.RunCanaryResponse
+	3,  // 14: decisionfabric.canary.v1.CanaryService.GetCanaryResult:output_type -> decisionfabric.canary.v1.GetCanaryResultResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_canary_v1_canary_proto_init() }
@@ -478,7 +904,7 @@ func file_decisionfabric_canary_v1_canary_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_canary_v1_canary_proto_rawDesc), len(file_decisionfabric_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,12 +32,24 @@ const (
 //
 // CanaryService runs canaries and dry runs.
 type CanaryServiceClient interface {
-	// RunCanary starts a canary or full-chain dry run for a proposal and returns at once.
+	// RunCanary runs a canary or full-chain dry run for a proposal.
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id; NOT_FOUND (404) for an unknown
-	// proposal of the caller's tenant.
+	// A dry run ({"dry_run":true}) runs synchronously and returns the finished run: the
+	// policy, a rehearsed negotiation with the simulated regions, the score, the approvals
+	// that would be needed and from whom, a dry-run enactment on a copy of the world and
+	// the audit entries the chain would write. It changes nothing outside sim-canary's own
+	// canary_runs table and sends no notification. The run's state is PASSED when the
+	// chain would go through (possibly after approvals), FAILED when it would be refused.
+	// A canary rollout (dry_run false) is not built yet: UNIMPLEMENTED (501).
+	//
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or with a malformed one;
+	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; UNAVAILABLE (503)
+	// when a service of the chain cannot be reached (nothing is stored).
 	RunCanary(ctx context.Context, in *RunCanaryRequest, opts ...grpc.CallOption) (*RunCanaryResponse, error)
-	// GetCanaryResult returns a run's scorecard.
+	// GetCanaryResult returns a run with its scorecard. It reads only.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed id; NOT_FOUND (404) for an unknown run
+	// or another tenant's.
 	GetCanaryResult(ctx context.Context, in *GetCanaryResultRequest, opts ...grpc.CallOption) (*GetCanaryResultResponse, error)
 }
 
@@ -75,12 +87,24 @@ func (c *canaryServiceClient) GetCanaryResult(ctx context.Context, in *GetCanary
 //
 // CanaryService runs canaries and dry runs.
 type CanaryServiceServer interface {
-	// RunCanary starts a canary or full-chain dry run for a proposal and returns at once.
+	// RunCanary runs a canary or full-chain dry run for a proposal.
 	//
-	// Errors: INVALID_ARGUMENT (400) without proposal_id; NOT_FOUND (404) for an unknown
-	// proposal of the caller's tenant.
+	// A dry run ({"dry_run":true}) runs synchronously and returns the finished run: the
+	// policy, a rehearsed negotiation with the simulated regions, the score, the approvals
+	// that would be needed and from whom, a dry-run enactment on a copy of the world and
+	// the audit entries the chain would write. It changes nothing outside sim-canary's own
+	// canary_runs table and sends no notification. The run's state is PASSED when the
+	// chain would go through (possibly after approvals), FAILED when it would be refused.
+	// A canary rollout (dry_run false) is not built yet: UNIMPLEMENTED (501).
+	//
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or with a malformed one;
+	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; UNAVAILABLE (503)
+	// when a service of the chain cannot be reached (nothing is stored).
 	RunCanary(context.Context, *RunCanaryRequest) (*RunCanaryResponse, error)
-	// GetCanaryResult returns a run's scorecard.
+	// GetCanaryResult returns a run with its scorecard. It reads only.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed id; NOT_FOUND (404) for an unknown run
+	// or another tenant's.
 	GetCanaryResult(context.Context, *GetCanaryResultRequest) (*GetCanaryResultResponse, error)
 	mustEmbedUnimplementedCanaryServiceServer()
 }

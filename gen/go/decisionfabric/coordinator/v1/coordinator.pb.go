@@ -11,6 +11,7 @@
 package coordinatorv1
 
 import (
+	v11 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	v1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -1693,11 +1694,354 @@ func (x *RecordApprovalResponse) GetApproval() *v1.Approval {
 	return nil
 }
 
+// RehearseEnactmentRequest names the proposal and, optionally, the manifest a rehearsed
+// negotiation agreed on.
+type RehearseEnactmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Proposal id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Optional. The manifest to rehearse (a rehearsed negotiation's agreed manifest): the
+	// same action, target, regions and tenant as the proposal's; only parameters may
+	// differ. Unset: the proposal's agreed manifest, else its submitted one.
+	Manifest      *v1.Manifest `protobuf:"bytes,2,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RehearseEnactmentRequest) Reset() {
+	*x = RehearseEnactmentRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RehearseEnactmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RehearseEnactmentRequest) ProtoMessage() {}
+
+func (x *RehearseEnactmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RehearseEnactmentRequest.ProtoReflect.Descriptor instead.
+func (*RehearseEnactmentRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RehearseEnactmentRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RehearseEnactmentRequest) GetManifest() *v1.Manifest {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+// RehearseEnactmentResponse is what the rest of the chain would do now.
+type RehearseEnactmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal's status now.
+	Status ProposalStatus `protobuf:"varint,1,opt,name=status,proto3,enum=decisionfabric.coordinator.v1.ProposalStatus" json:"status,omitempty"`
+	// The proposal's recorded effective impact.
+	Impact string `protobuf:"bytes,2,opt,name=impact,proto3" json:"impact,omitempty"`
+	// The policy's classification of the rehearsed manifest on the current state (unset
+	// when the policy refuses it: see policy_refusal).
+	Policy *PolicyDecision `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Why the policy refuses the change (cost cap, cross-tenant, unknown action, a rule
+	// failing at run time); empty when it does not.
+	PolicyRefusal string `protobuf:"bytes,4,opt,name=policy_refusal,json=policyRefusal,proto3" json:"policy_refusal,omitempty"`
+	// Which approvals would be needed, and from whom.
+	Approval *RehearsedApproval `protobuf:"bytes,5,opt,name=approval,proto3" json:"approval,omitempty"`
+	// The dry run on a copy of the world: pre-state hash, predicted post-state hash.
+	DryRun *DryRunResult `protobuf:"bytes,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// The values the change would alter.
+	Diff []*ChangeLine `protobuf:"bytes,7,rep,name=diff,proto3" json:"diff,omitempty"`
+	// The audit entries the coordinator would write on the way to ENACTED, in order.
+	AuditEntries []*RehearsedAuditEntry `protobuf:"bytes,8,rep,name=audit_entries,json=auditEntries,proto3" json:"audit_entries,omitempty"`
+	// Why EnactProposal would refuse the proposal now; empty when it would proceed.
+	EnactmentBlocked string `protobuf:"bytes,9,opt,name=enactment_blocked,json=enactmentBlocked,proto3" json:"enactment_blocked,omitempty"`
+	// The outcome counts of the tenant's similar earlier decisions (the scorer's history).
+	History *v11.HistoryCounts `protobuf:"bytes,10,opt,name=history,proto3" json:"history,omitempty"`
+	// The pre-state snapshot recorded at submission (P7).
+	RecordedPreStateSha256 string `protobuf:"bytes,11,opt,name=recorded_pre_state_sha256,json=recordedPreStateSha256,proto3" json:"recorded_pre_state_sha256,omitempty"`
+	// SHA-256 of the rehearsed manifest's RFC 8785 canonical JSON.
+	ManifestSha256 string `protobuf:"bytes,12,opt,name=manifest_sha256,json=manifestSha256,proto3" json:"manifest_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RehearseEnactmentResponse) Reset() {
+	*x = RehearseEnactmentResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RehearseEnactmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RehearseEnactmentResponse) ProtoMessage() {}
+
+func (x *RehearseEnactmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RehearseEnactmentResponse.ProtoReflect.Descriptor instead.
+func (*RehearseEnactmentResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RehearseEnactmentResponse) GetStatus() ProposalStatus {
+	if x != nil {
+		return x.Status
+	}
+	return ProposalStatus_PROPOSAL_STATUS_UNSPECIFIED
+}
+
+func (x *RehearseEnactmentResponse) GetImpact() string {
+	if x != nil {
+		return x.Impact
+	}
+	return ""
+}
+
+func (x *RehearseEnactmentResponse) GetPolicy() *PolicyDecision {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *RehearseEnactmentResponse) GetPolicyRefusal() string {
+	if x != nil {
+		return x.PolicyRefusal
+	}
+	return ""
+}
+
+func (x *RehearseEnactmentResponse) GetApproval() *RehearsedApproval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+func (x *RehearseEnactmentResponse) GetDryRun() *DryRunResult {
+	if x != nil {
+		return x.DryRun
+	}
+	return nil
+}
+
+func (x *RehearseEnactmentResponse) GetDiff() []*ChangeLine {
+	if x != nil {
+		return x.Diff
+	}
+	return nil
+}
+
+func (x *RehearseEnactmentResponse) GetAuditEntries() []*RehearsedAuditEntry {
+	if x != nil {
+		return x.AuditEntries
+	}
+	return nil
+}
+
+func (x *RehearseEnactmentResponse) GetEnactmentBlocked() string {
+	if x != nil {
+		return x.EnactmentBlocked
+	}
+	return ""
+}
+
+func (x *RehearseEnactmentResponse) GetHistory() *v11.HistoryCounts {
+	if x != nil {
+		return x.History
+	}
+	return nil
+}
+
+func (x *RehearseEnactmentResponse) GetRecordedPreStateSha256() string {
+	if x != nil {
+		return x.RecordedPreStateSha256
+	}
+	return ""
+}
+
+func (x *RehearseEnactmentResponse) GetManifestSha256() string {
+	if x != nil {
+		return x.ManifestSha256
+	}
+	return ""
+}
+
+// RehearsedApproval is the approval a change would need.
+type RehearsedApproval struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether a human approval is required (P3).
+	Required bool `protobuf:"varint,1,opt,name=required,proto3" json:"required,omitempty"`
+	// Approvals the policy requires.
+	ApprovalsRequired int32 `protobuf:"varint,2,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	// "APPROVED", "PENDING" or "DENIED" under the votes recorded so far ("" when no
+	// approval is required).
+	Standing string `protobuf:"bytes,3,opt,name=standing,proto3" json:"standing,omitempty"`
+	// One line per approval set: who may approve and what is missing, then the verdict.
+	Explanation   []string `protobuf:"bytes,4,rep,name=explanation,proto3" json:"explanation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RehearsedApproval) Reset() {
+	*x = RehearsedApproval{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RehearsedApproval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RehearsedApproval) ProtoMessage() {}
+
+func (x *RehearsedApproval) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RehearsedApproval.ProtoReflect.Descriptor instead.
+func (*RehearsedApproval) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RehearsedApproval) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *RehearsedApproval) GetApprovalsRequired() int32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+func (x *RehearsedApproval) GetStanding() string {
+	if x != nil {
+		return x.Standing
+	}
+	return ""
+}
+
+func (x *RehearsedApproval) GetExplanation() []string {
+	if x != nil {
+		return x.Explanation
+	}
+	return nil
+}
+
+// RehearsedAuditEntry is one audit entry a rehearsed step would write.
+type RehearsedAuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event, e.g. "proposal.enacted".
+	Event string `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// Its idempotency key.
+	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// "entry" or "snapshot".
+	Kind          string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RehearsedAuditEntry) Reset() {
+	*x = RehearsedAuditEntry{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RehearsedAuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RehearsedAuditEntry) ProtoMessage() {}
+
+func (x *RehearsedAuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RehearsedAuditEntry.ProtoReflect.Descriptor instead.
+func (*RehearsedAuditEntry) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RehearsedAuditEntry) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *RehearsedAuditEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RehearsedAuditEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
 var File_decisionfabric_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"/decisionfabric/coordinator/v1/coordinator.proto\x12\x1ddecisionfabric.coordinator.v1\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\v\n" +
+	"/decisionfabric/coordinator/v1/coordinator.proto\x12\x1ddecisionfabric.coordinator.v1\x1a%decisionfabric/scorer/v1/scorer.proto\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\v\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12E\n" +
@@ -1820,7 +2164,33 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\bapproval\x18\x03 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval\"\x9c\x01\n" +
 	"\x16RecordApprovalResponse\x12C\n" +
 	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12=\n" +
-	"\bapproval\x18\x02 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval*\xca\x03\n" +
+	"\bapproval\x18\x02 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval\"i\n" +
+	"\x18RehearseEnactmentRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12=\n" +
+	"\bmanifest\x18\x02 \x01(\v2!.decisionfabric.types.v1.ManifestR\bmanifest\"\xe8\x05\n" +
+	"\x19RehearseEnactmentResponse\x12E\n" +
+	"\x06status\x18\x01 \x01(\x0e2-.decisionfabric.coordinator.v1.ProposalStatusR\x06status\x12\x16\n" +
+	"\x06impact\x18\x02 \x01(\tR\x06impact\x12E\n" +
+	"\x06policy\x18\x03 \x01(\v2-.decisionfabric.coordinator.v1.PolicyDecisionR\x06policy\x12%\n" +
+	"\x0epolicy_refusal\x18\x04 \x01(\tR\rpolicyRefusal\x12L\n" +
+	"\bapproval\x18\x05 \x01(\v20.decisionfabric.coordinator.v1.RehearsedApprovalR\bapproval\x12D\n" +
+	"\adry_run\x18\x06 \x01(\v2+.decisionfabric.coordinator.v1.DryRunResultR\x06dryRun\x12=\n" +
+	"\x04diff\x18\a \x03(\v2).decisionfabric.coordinator.v1.ChangeLineR\x04diff\x12W\n" +
+	"\raudit_entries\x18\b \x03(\v22.decisionfabric.coordinator.v1.RehearsedAuditEntryR\fauditEntries\x12+\n" +
+	"\x11enactment_blocked\x18\t \x01(\tR\x10enactmentBlocked\x12A\n" +
+	"\ahistory\x18\n" +
+	" \x01(\v2'.decisionfabric.scorer.v1.HistoryCountsR\ahistory\x129\n" +
+	"\x19recorded_pre_state_sha256\x18\v \x01(\tR\x16recordedPreStateSha256\x12'\n" +
+	"\x0fmanifest_sha256\x18\f \x01(\tR\x0emanifestSha256\"\x9c\x01\n" +
+	"\x11RehearsedApproval\x12\x1a\n" +
+	"\brequired\x18\x01 \x01(\bR\brequired\x12-\n" +
+	"\x12approvals_required\x18\x02 \x01(\x05R\x11approvalsRequired\x12\x1a\n" +
+	"\bstanding\x18\x03 \x01(\tR\bstanding\x12 \n" +
+	"\vexplanation\x18\x04 \x03(\tR\vexplanation\"Q\n" +
+	"\x13RehearsedAuditEntry\x12\x14\n" +
+	"\x05event\x18\x01 \x01(\tR\x05event\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind*\xca\x03\n" +
 	"\x0eProposalStatus\x12\x1f\n" +
 	"\x1bPROPOSAL_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19PROPOSAL_STATUS_SUBMITTED\x10\x01\x12\x1f\n" +
@@ -1836,7 +2206,7 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x12\"\n" +
 	"\x1ePROPOSAL_STATUS_DRY_RUN_FAILED\x10\v\x12\x1b\n" +
 	"\x17PROPOSAL_STATUS_ENACTED\x10\f\x12\x1f\n" +
-	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xb5\b\n" +
+	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xbe\t\n" +
 	"\x12CoordinatorService\x12\x94\x01\n" +
 	"\x0eSubmitProposal\x124.decisionfabric.coordinator.v1.SubmitProposalRequest\x1a5.decisionfabric.coordinator.v1.SubmitProposalResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/proposals\x12\x8d\x01\n" +
@@ -1846,7 +2216,8 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\rEnactProposal\x123.decisionfabric.coordinator.v1.EnactProposalRequest\x1a4.decisionfabric.coordinator.v1.EnactProposalResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/proposals/{id}/enact\x12\xa8\x01\n" +
 	"\x10RollbackProposal\x126.decisionfabric.coordinator.v1.RollbackProposalRequest\x1a7.decisionfabric.coordinator.v1.RollbackProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/proposals/{id}/rollback\x12\x9d\x01\n" +
 	"\x0eDescribeChange\x124.decisionfabric.coordinator.v1.DescribeChangeRequest\x1a5.decisionfabric.coordinator.v1.DescribeChangeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/proposals/{id}/change\x12}\n" +
-	"\x0eRecordApproval\x124.decisionfabric.coordinator.v1.RecordApprovalRequest\x1a5.decisionfabric.coordinator.v1.RecordApprovalResponseBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x0eRecordApproval\x124.decisionfabric.coordinator.v1.RecordApprovalRequest\x1a5.decisionfabric.coordinator.v1.RecordApprovalResponse\x12\x86\x01\n" +
+	"\x11RehearseEnactment\x127.decisionfabric.coordinator.v1.RehearseEnactmentRequest\x1a8.decisionfabric.coordinator.v1.RehearseEnactmentResponseBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_decisionfabric_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1861,90 +2232,105 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
-	(ProposalStatus)(0),              // 0: decisionfabric.coordinator.v1.ProposalStatus
-	(*Proposal)(nil),                 // 1: decisionfabric.coordinator.v1.Proposal
-	(*PolicyDecision)(nil),           // 2: decisionfabric.coordinator.v1.PolicyDecision
-	(*Score)(nil),                    // 3: decisionfabric.coordinator.v1.Score
-	(*DryRunResult)(nil),             // 4: decisionfabric.coordinator.v1.DryRunResult
-	(*VoteSummary)(nil),              // 5: decisionfabric.coordinator.v1.VoteSummary
-	(*SubmitProposalRequest)(nil),    // 6: decisionfabric.coordinator.v1.SubmitProposalRequest
-	(*SubmitProposalResponse)(nil),   // 7: decisionfabric.coordinator.v1.SubmitProposalResponse
-	(*GetProposalRequest)(nil),       // 8: decisionfabric.coordinator.v1.GetProposalRequest
-	(*GetProposalResponse)(nil),      // 9: decisionfabric.coordinator.v1.GetProposalResponse
-	(*ListProposalsRequest)(nil),     // 10: decisionfabric.coordinator.v1.ListProposalsRequest
-	(*ListProposalsResponse)(nil),    // 11: decisionfabric.coordinator.v1.ListProposalsResponse
-	(*EnactProposalRequest)(nil),     // 12: decisionfabric.coordinator.v1.EnactProposalRequest
-	(*RollbackProposalRequest)(nil),  // 13: decisionfabric.coordinator.v1.RollbackProposalRequest
-	(*RollbackProposalResponse)(nil), // 14: decisionfabric.coordinator.v1.RollbackProposalResponse
-	(*EnactProposalResponse)(nil),    // 15: decisionfabric.coordinator.v1.EnactProposalResponse
-	(*DescribeChangeRequest)(nil),    // 16: decisionfabric.coordinator.v1.DescribeChangeRequest
-	(*DescribeChangeResponse)(nil),   // 17: decisionfabric.coordinator.v1.DescribeChangeResponse
-	(*ChangeLine)(nil),               // 18: decisionfabric.coordinator.v1.ChangeLine
-	(*RecordApprovalRequest)(nil),    // 19: decisionfabric.coordinator.v1.RecordApprovalRequest
-	(*RecordApprovalResponse)(nil),   // 20: decisionfabric.coordinator.v1.RecordApprovalResponse
-	(*v1.Manifest)(nil),              // 21: decisionfabric.types.v1.Manifest
-	(*structpb.Struct)(nil),          // 22: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
-	(*v1.ManifestSignature)(nil),     // 24: decisionfabric.types.v1.ManifestSignature
-	(*v1.ConsensusBundle)(nil),       // 25: decisionfabric.types.v1.ConsensusBundle
-	(*v1.Approval)(nil),              // 26: decisionfabric.types.v1.Approval
-	(*v1.Snapshot)(nil),              // 27: decisionfabric.types.v1.Snapshot
+	(ProposalStatus)(0),               // 0: decisionfabric.coordinator.v1.ProposalStatus
+	(*Proposal)(nil),                  // 1: decisionfabric.coordinator.v1.Proposal
+	(*PolicyDecision)(nil),            // 2: decisionfabric.coordinator.v1.PolicyDecision
+	(*Score)(nil),                     // 3: decisionfabric.coordinator.v1.Score
+	(*DryRunResult)(nil),              // 4: decisionfabric.coordinator.v1.DryRunResult
+	(*VoteSummary)(nil),               // 5: decisionfabric.coordinator.v1.VoteSummary
+	(*SubmitProposalRequest)(nil),     // 6: decisionfabric.coordinator.v1.SubmitProposalRequest
+	(*SubmitProposalResponse)(nil),    // 7: decisionfabric.coordinator.v1.SubmitProposalResponse
+	(*GetProposalRequest)(nil),        // 8: decisionfabric.coordinator.v1.GetProposalRequest
+	(*GetProposalResponse)(nil),       // 9: decisionfabric.coordinator.v1.GetProposalResponse
+	(*ListProposalsRequest)(nil),      // 10: decisionfabric.coordinator.v1.ListProposalsRequest
+	(*ListProposalsResponse)(nil),     // 11: decisionfabric.coordinator.v1.ListProposalsResponse
+	(*EnactProposalRequest)(nil),      // 12: decisionfabric.coordinator.v1.EnactProposalRequest
+	(*RollbackProposalRequest)(nil),   // 13: decisionfabric.coordinator.v1.RollbackProposalRequest
+	(*RollbackProposalResponse)(nil),  // 14: decisionfabric.coordinator.v1.RollbackProposalResponse
+	(*EnactProposalResponse)(nil),     // 15: decisionfabric.coordinator.v1.EnactProposalResponse
+	(*DescribeChangeRequest)(nil),     // 16: decisionfabric.coordinator.v1.DescribeChangeRequest
+	(*DescribeChangeResponse)(nil),    // 17: decisionfabric.coordinator.v1.DescribeChangeResponse
+	(*ChangeLine)(nil),                // 18: decisionfabric.coordinator.v1.ChangeLine
+	(*RecordApprovalRequest)(nil),     // 19: decisionfabric.coordinator.v1.RecordApprovalRequest
+	(*RecordApprovalResponse)(nil),    // 20: decisionfabric.coordinator.v1.RecordApprovalResponse
+	(*RehearseEnactmentRequest)(nil),  // 21: decisionfabric.coordinator.v1.RehearseEnactmentRequest
+	(*RehearseEnactmentResponse)(nil), // 22: decisionfabric.coordinator.v1.RehearseEnactmentResponse
+	(*RehearsedApproval)(nil),         // 23: decisionfabric.coordinator.v1.RehearsedApproval
+	(*RehearsedAuditEntry)(nil),       // 24: decisionfabric.coordinator.v1.RehearsedAuditEntry
+	(*v1.Manifest)(nil),               // 25: decisionfabric.types.v1.Manifest
+	(*structpb.Struct)(nil),           // 26: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
+	(*v1.ManifestSignature)(nil),      // 28: decisionfabric.types.v1.ManifestSignature
+	(*v1.ConsensusBundle)(nil),        // 29: decisionfabric.types.v1.ConsensusBundle
+	(*v1.Approval)(nil),               // 30: decisionfabric.types.v1.Approval
+	(*v1.Snapshot)(nil),               // 31: decisionfabric.types.v1.Snapshot
+	(*v11.HistoryCounts)(nil),         // 32: decisionfabric.scorer.v1.HistoryCounts
 }
 var file_decisionfabric_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.coordinator.v1.Proposal.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	21, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
-	22, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
-	23, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
-	23, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
+	26, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
+	27, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
+	27, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: decisionfabric.coordinator.v1.Proposal.votes:type_name -> decisionfabric.coordinator.v1.VoteSummary
-	21, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
+	25, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
 	2,  // 7: decisionfabric.coordinator.v1.Proposal.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
 	3,  // 8: decisionfabric.coordinator.v1.Proposal.score:type_name -> decisionfabric.coordinator.v1.Score
 	4,  // 9: decisionfabric.coordinator.v1.Proposal.dry_run_result:type_name -> decisionfabric.coordinator.v1.DryRunResult
-	24, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	25, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
-	26, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
-	23, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
-	23, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
-	21, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	22, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
-	24, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	28, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	29, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	30, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
+	27, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
+	27, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
+	25, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	26, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
+	28, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
 	1,  // 18: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
 	1,  // 19: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
 	0,  // 20: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
 	1,  // 21: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
 	1,  // 22: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	27, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
+	31, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
 	1,  // 24: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	27, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
-	27, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
-	22, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
-	22, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
+	31, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
+	31, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
+	26, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
+	26, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
 	18, // 29: decisionfabric.coordinator.v1.DescribeChangeResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
-	26, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
+	30, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
 	1,  // 31: decisionfabric.coordinator.v1.RecordApprovalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	26, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
-	6,  // 33: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
-	8,  // 34: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
-	10, // 35: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
-	12, // 36: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
-	13, // 37: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
-	16, // 38: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
-	19, // 39: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
-	7,  // 40: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
-	9,  // 41: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
-	11, // 42: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
-	15, // 43: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
-	14, // 44: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
-	17, // 45: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
-	20, // 46: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
-	40, // [40:47] is the sub-list for method output_type
-	33, // [33:40] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	30, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
+	25, // 33: decisionfabric.coordinator.v1.RehearseEnactmentRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	0,  // 34: decisionfabric.coordinator.v1.RehearseEnactmentResponse.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
+	2,  // 35: decisionfabric.coordinator.v1.RehearseEnactmentResponse.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
+	23, // 36: decisionfabric.coordinator.v1.RehearseEnactmentResponse.approval:type_name -> decisionfabric.coordinator.v1.RehearsedApproval
+	4,  // 37: decisionfabric.coordinator.v1.RehearseEnactmentResponse.dry_run:type_name -> decisionfabric.coordinator.v1.DryRunResult
+	18, // 38: decisionfabric.coordinator.v1.RehearseEnactmentResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
+	24, // 39: decisionfabric.coordinator.v1.RehearseEnactmentResponse.audit_entries:type_name -> decisionfabric.coordinator.v1.RehearsedAuditEntry
+	32, // 40: decisionfabric.coordinator.v1.RehearseEnactmentResponse.history:type_name -> decisionfabric.scorer.v1.HistoryCounts
+	6,  // 41: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
+	8,  // 42: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
+	10, // 43: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
+	12, // 44: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
+	13, // 45: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
+	16, // 46: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
+	19, // 47: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
+	21, // 48: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:input_type -> decisionfabric.coordinator.v1.RehearseEnactmentRequest
+	7,  // 49: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
+	9,  // 50: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
+	11, // 51: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
+	15, // 52: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
+	14, // 53: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
+	17, // 54: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
+	20, // 55: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
+	22, // 56: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:output_type -> decisionfabric.coordinator.v1.RehearseEnactmentResponse
+	49, // [49:57] is the sub-list for method output_type
+	41, // [41:49] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_coordinator_v1_coordinator_proto_init() }
@@ -1959,7 +2345,7 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc), len(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

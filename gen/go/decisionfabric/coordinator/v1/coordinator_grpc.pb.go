@@ -23,13 +23,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_SubmitProposal_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/SubmitProposal"
-	CoordinatorService_GetProposal_FullMethodName      = "/decisionfabric.coordinator.v1.CoordinatorService/GetProposal"
-	CoordinatorService_ListProposals_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/ListProposals"
-	CoordinatorService_EnactProposal_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/EnactProposal"
-	CoordinatorService_RollbackProposal_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackProposal"
-	CoordinatorService_DescribeChange_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/DescribeChange"
-	CoordinatorService_RecordApproval_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/RecordApproval"
+	CoordinatorService_SubmitProposal_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/SubmitProposal"
+	CoordinatorService_GetProposal_FullMethodName       = "/decisionfabric.coordinator.v1.CoordinatorService/GetProposal"
+	CoordinatorService_ListProposals_FullMethodName     = "/decisionfabric.coordinator.v1.CoordinatorService/ListProposals"
+	CoordinatorService_EnactProposal_FullMethodName     = "/decisionfabric.coordinator.v1.CoordinatorService/EnactProposal"
+	CoordinatorService_RollbackProposal_FullMethodName  = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackProposal"
+	CoordinatorService_DescribeChange_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/DescribeChange"
+	CoordinatorService_RecordApproval_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/RecordApproval"
+	CoordinatorService_RehearseEnactment_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/RehearseEnactment"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -97,6 +98,17 @@ type CoordinatorServiceClient interface {
 	// named); PERMISSION_DENIED (403) for a vote on one's own proposal; INVALID_ARGUMENT
 	// (400) for a malformed vote.
 	RecordApproval(ctx context.Context, in *RecordApprovalRequest, opts ...grpc.CallOption) (*RecordApprovalResponse, error)
+	// RehearseEnactment rehearses the rest of a proposal's chain and changes nothing (gRPC
+	// only, service role: the sim-canary's whole-chain dry run): the tenant's policy
+	// classifies the manifest on the current state, the approval rules say which approvals
+	// would be needed and from whom (the recorded votes counted), the change is planned on
+	// a copy of the world (diff, pre-state hash, predicted post-state hash), and the audit
+	// entries the coordinator would write on the way to ENACTED are listed. Nothing is
+	// stored, no outbox entry is staged and no notification is asked for.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) for a malformed id
+	// or a manifest that is not the proposal's (another action, target, regions or tenant).
+	RehearseEnactment(ctx context.Context, in *RehearseEnactmentRequest, opts ...grpc.CallOption) (*RehearseEnactmentResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -177,6 +189,16 @@ func (c *coordinatorServiceClient) RecordApproval(ctx context.Context, in *Recor
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) RehearseEnactment(ctx context.Context, in *RehearseEnactmentRequest, opts ...grpc.CallOption) (*RehearseEnactmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RehearseEnactmentResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_RehearseEnactment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -242,6 +264,17 @@ type CoordinatorServiceServer interface {
 	// named); PERMISSION_DENIED (403) for a vote on one's own proposal; INVALID_ARGUMENT
 	// (400) for a malformed vote.
 	RecordApproval(context.Context, *RecordApprovalRequest) (*RecordApprovalResponse, error)
+	// RehearseEnactment rehearses the rest of a proposal's chain and changes nothing (gRPC
+	// only, service role: the sim-canary's whole-chain dry run): the tenant's policy
+	// classifies the manifest on the current state, the approval rules say which approvals
+	// would be needed and from whom (the recorded votes counted), the change is planned on
+	// a copy of the world (diff, pre-state hash, predicted post-state hash), and the audit
+	// entries the coordinator would write on the way to ENACTED are listed. Nothing is
+	// stored, no outbox entry is staged and no notification is asked for.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) for a malformed id
+	// or a manifest that is not the proposal's (another action, target, regions or tenant).
+	RehearseEnactment(context.Context, *RehearseEnactmentRequest) (*RehearseEnactmentResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -272,6 +305,9 @@ func (UnimplementedCoordinatorServiceServer) DescribeChange(context.Context, *De
 }
 func (UnimplementedCoordinatorServiceServer) RecordApproval(context.Context, *RecordApprovalRequest) (*RecordApprovalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordApproval not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) RehearseEnactment(context.Context, *RehearseEnactmentRequest) (*RehearseEnactmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RehearseEnactment not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -420,6 +456,24 @@ func _CoordinatorService_RecordApproval_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_RehearseEnactment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RehearseEnactmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).RehearseEnactment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_RehearseEnactment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).RehearseEnactment(ctx, req.(*RehearseEnactmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -454,6 +508,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordApproval",
 			Handler:    _CoordinatorService_RecordApproval_Handler,
+		},
+		{
+			MethodName: "RehearseEnactment",
+			Handler:    _CoordinatorService_RehearseEnactment_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1232,6 +1232,207 @@ func (x *Vote) GetCastAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// RehearseNegotiationRequest carries what a rehearsal negotiates.
+type RehearseNegotiationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The proposal the rehearsal stands for (named in the votes' offers only).
+	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// Required. The manifest offered in round 1.
+	Manifest *v1.Manifest `protobuf:"bytes,2,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// The quorum rule; UNSPECIFIED uses the tenant's.
+	QuorumRule QuorumRule `protobuf:"varint,3,opt,name=quorum_rule,json=quorumRule,proto3,enum=decisionfabric.negotiator.v1.QuorumRule" json:"quorum_rule,omitempty"`
+	// How long the rehearsal may take, 1..600000 ms; 0 = the decision timeout. Never more
+	// than the decision timeout.
+	TimeoutMs     int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RehearseNegotiationRequest) Reset() {
+	*x = RehearseNegotiationRequest{}
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RehearseNegotiationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RehearseNegotiationRequest) ProtoMessage() {}
+
+func (x *RehearseNegotiationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RehearseNegotiationRequest.ProtoReflect.Descriptor instead.
+func (*RehearseNegotiationRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RehearseNegotiationRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *RehearseNegotiationRequest) GetManifest() *v1.Manifest {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+func (x *RehearseNegotiationRequest) GetQuorumRule() QuorumRule {
+	if x != nil {
+		return x.QuorumRule
+	}
+	return QuorumRule_QUORUM_RULE_UNSPECIFIED
+}
+
+func (x *RehearseNegotiationRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+// RehearseNegotiationResponse is how the negotiation would end now.
+type RehearseNegotiationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// AGREED, REJECTED or EXPIRED.
+	State NegotiationState `protobuf:"varint,1,opt,name=state,proto3,enum=decisionfabric.negotiator.v1.NegotiationState" json:"state,omitempty"`
+	// The last round played.
+	Rounds int32 `protobuf:"varint,2,opt,name=rounds,proto3" json:"rounds,omitempty"`
+	// Every vote cast, in order, signed as in a real negotiation.
+	Votes []*Vote `protobuf:"bytes,3,rep,name=votes,proto3" json:"votes,omitempty"`
+	// The manifest agreed on (set when AGREED).
+	FinalManifest *v1.Manifest `protobuf:"bytes,4,opt,name=final_manifest,json=finalManifest,proto3" json:"final_manifest,omitempty"`
+	// Why it ended as it did, in words.
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The quorum rule applied.
+	QuorumRule QuorumRule `protobuf:"varint,6,opt,name=quorum_rule,json=quorumRule,proto3,enum=decisionfabric.negotiator.v1.QuorumRule" json:"quorum_rule,omitempty"`
+	// The final round's votes, counted per verdict.
+	Accept int32 `protobuf:"varint,7,opt,name=accept,proto3" json:"accept,omitempty"`
+	// The final round's votes, counted per verdict.
+	Reject int32 `protobuf:"varint,8,opt,name=reject,proto3" json:"reject,omitempty"`
+	// The final round's votes, counted per verdict.
+	Counter int32 `protobuf:"varint,9,opt,name=counter,proto3" json:"counter,omitempty"`
+	// The final round's votes, counted per verdict.
+	Abstain       int32 `protobuf:"varint,10,opt,name=abstain,proto3" json:"abstain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RehearseNegotiationResponse) Reset() {
+	*x = RehearseNegotiationResponse{}
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RehearseNegotiationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RehearseNegotiationResponse) ProtoMessage() {}
+
+func (x *RehearseNegotiationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RehearseNegotiationResponse.ProtoReflect.Descriptor instead.
+func (*RehearseNegotiationResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RehearseNegotiationResponse) GetState() NegotiationState {
+	if x != nil {
+		return x.State
+	}
+	return NegotiationState_NEGOTIATION_STATE_UNSPECIFIED
+}
+
+func (x *RehearseNegotiationResponse) GetRounds() int32 {
+	if x != nil {
+		return x.Rounds
+	}
+	return 0
+}
+
+func (x *RehearseNegotiationResponse) GetVotes() []*Vote {
+	if x != nil {
+		return x.Votes
+	}
+	return nil
+}
+
+func (x *RehearseNegotiationResponse) GetFinalManifest() *v1.Manifest {
+	if x != nil {
+		return x.FinalManifest
+	}
+	return nil
+}
+
+func (x *RehearseNegotiationResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *RehearseNegotiationResponse) GetQuorumRule() QuorumRule {
+	if x != nil {
+		return x.QuorumRule
+	}
+	return QuorumRule_QUORUM_RULE_UNSPECIFIED
+}
+
+func (x *RehearseNegotiationResponse) GetAccept() int32 {
+	if x != nil {
+		return x.Accept
+	}
+	return 0
+}
+
+func (x *RehearseNegotiationResponse) GetReject() int32 {
+	if x != nil {
+		return x.Reject
+	}
+	return 0
+}
+
+func (x *RehearseNegotiationResponse) GetCounter() int32 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
+}
+
+func (x *RehearseNegotiationResponse) GetAbstain() int32 {
+	if x != nil {
+		return x.Abstain
+	}
+	return 0
+}
+
 var File_decisionfabric_negotiator_v1_negotiator_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
@@ -1322,7 +1523,28 @@ const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"\acounter\x18\x05 \x01(\v2!.decisionfabric.types.v1.ManifestR\acounter\x12\x1c\n" +
 	"\tsignature\x18\x06 \x01(\tR\tsignature\x12\x15\n" +
 	"\x06key_id\x18\a \x01(\tR\x05keyId\x123\n" +
-	"\acast_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06castAt*\x94\x01\n" +
+	"\acast_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06castAt\"\xe6\x01\n" +
+	"\x1aRehearseNegotiationRequest\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\x12=\n" +
+	"\bmanifest\x18\x02 \x01(\v2!.decisionfabric.types.v1.ManifestR\bmanifest\x12I\n" +
+	"\vquorum_rule\x18\x03 \x01(\x0e2(.decisionfabric.negotiator.v1.QuorumRuleR\n" +
+	"quorumRule\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\"\xc6\x03\n" +
+	"\x1bRehearseNegotiationResponse\x12D\n" +
+	"\x05state\x18\x01 \x01(\x0e2..decisionfabric.negotiator.v1.NegotiationStateR\x05state\x12\x16\n" +
+	"\x06rounds\x18\x02 \x01(\x05R\x06rounds\x128\n" +
+	"\x05votes\x18\x03 \x03(\v2\".decisionfabric.negotiator.v1.VoteR\x05votes\x12H\n" +
+	"\x0efinal_manifest\x18\x04 \x01(\v2!.decisionfabric.types.v1.ManifestR\rfinalManifest\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x12I\n" +
+	"\vquorum_rule\x18\x06 \x01(\x0e2(.decisionfabric.negotiator.v1.QuorumRuleR\n" +
+	"quorumRule\x12\x16\n" +
+	"\x06accept\x18\a \x01(\x05R\x06accept\x12\x16\n" +
+	"\x06reject\x18\b \x01(\x05R\x06reject\x12\x18\n" +
+	"\acounter\x18\t \x01(\x05R\acounter\x12\x18\n" +
+	"\aabstain\x18\n" +
+	" \x01(\x05R\aabstain*\x94\x01\n" +
 	"\n" +
 	"QuorumRule\x12\x1b\n" +
 	"\x17QUORUM_RULE_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -1341,12 +1563,13 @@ const file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc = "" +
 	"\x0eVERDICT_ACCEPT\x10\x01\x12\x12\n" +
 	"\x0eVERDICT_REJECT\x10\x02\x12\x13\n" +
 	"\x0fVERDICT_COUNTER\x10\x03\x12\x13\n" +
-	"\x0fVERDICT_ABSTAIN\x10\x042\xe4\x03\n" +
+	"\x0fVERDICT_ABSTAIN\x10\x042\xf1\x04\n" +
 	"\x11NegotiatorService\x12\x98\x01\n" +
 	"\x10StartNegotiation\x125.decisionfabric.negotiator.v1.StartNegotiationRequest\x1a6.decisionfabric.negotiator.v1.StartNegotiationResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/negotiate\x12\xad\x01\n" +
 	"\x14GetNegotiationStatus\x129.decisionfabric.negotiator.v1.GetNegotiationStatusRequest\x1a:.decisionfabric.negotiator.v1.GetNegotiationStatusResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/negotiate/{id}/status\x12\x83\x01\n" +
-	"\x10WatchNegotiation\x125.decisionfabric.negotiator.v1.WatchNegotiationRequest\x1a6.decisionfabric.negotiator.v1.WatchNegotiationResponse0\x01BTZRgithub.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1;negotiatorv1b\x06proto3"
+	"\x10WatchNegotiation\x125.decisionfabric.negotiator.v1.WatchNegotiationRequest\x1a6.decisionfabric.negotiator.v1.WatchNegotiationResponse0\x01\x12\x8a\x01\n" +
+	"\x13RehearseNegotiation\x128.decisionfabric.negotiator.v1.RehearseNegotiationRequest\x1a9.decisionfabric.negotiator.v1.RehearseNegotiationResponseBTZRgithub.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1;negotiatorv1b\x06proto3"
 
 var (
 	file_decisionfabric_negotiator_v1_negotiator_proto_rawDescOnce sync.Once
@@ -1361,7 +1584,7 @@ func file_decisionfabric_negotiator_v1_negotiator_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_negotiator_v1_negotiator_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_decisionfabric_negotiator_v1_negotiator_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_decisionfabric_negotiator_v1_negotiator_proto_goTypes = []any{
 	(QuorumRule)(0),                      // 0: decisionfabric.negotiator.v1.QuorumRule
 	(NegotiationState)(0),                // 1: decisionfabric.negotiator.v1.NegotiationState
@@ -1378,43 +1601,53 @@ var file_decisionfabric_negotiator_v1_negotiator_proto_goTypes = []any{
 	(*QuorumCertificateRegionKey)(nil),   // 12: decisionfabric.negotiator.v1.QuorumCertificateRegionKey
 	(*RegionProgress)(nil),               // 13: decisionfabric.negotiator.v1.RegionProgress
 	(*Vote)(nil),                         // 14: decisionfabric.negotiator.v1.Vote
-	(*v1.Manifest)(nil),                  // 15: decisionfabric.types.v1.Manifest
-	(*timestamppb.Timestamp)(nil),        // 16: google.protobuf.Timestamp
+	(*RehearseNegotiationRequest)(nil),   // 15: decisionfabric.negotiator.v1.RehearseNegotiationRequest
+	(*RehearseNegotiationResponse)(nil),  // 16: decisionfabric.negotiator.v1.RehearseNegotiationResponse
+	(*v1.Manifest)(nil),                  // 17: decisionfabric.types.v1.Manifest
+	(*timestamppb.Timestamp)(nil),        // 18: google.protobuf.Timestamp
 }
 var file_decisionfabric_negotiator_v1_negotiator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.negotiator.v1.StartNegotiationRequest.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
-	15, // 1: decisionfabric.negotiator.v1.StartNegotiationRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	16, // 2: decisionfabric.negotiator.v1.StartNegotiationRequest.deadline:type_name -> google.protobuf.Timestamp
+	17, // 1: decisionfabric.negotiator.v1.StartNegotiationRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	18, // 2: decisionfabric.negotiator.v1.StartNegotiationRequest.deadline:type_name -> google.protobuf.Timestamp
 	9,  // 3: decisionfabric.negotiator.v1.StartNegotiationResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
 	9,  // 4: decisionfabric.negotiator.v1.GetNegotiationStatusResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
 	9,  // 5: decisionfabric.negotiator.v1.WatchNegotiationResponse.negotiation:type_name -> decisionfabric.negotiator.v1.Negotiation
 	1,  // 6: decisionfabric.negotiator.v1.Negotiation.state:type_name -> decisionfabric.negotiator.v1.NegotiationState
 	0,  // 7: decisionfabric.negotiator.v1.Negotiation.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
-	16, // 8: decisionfabric.negotiator.v1.Negotiation.deadline:type_name -> google.protobuf.Timestamp
+	18, // 8: decisionfabric.negotiator.v1.Negotiation.deadline:type_name -> google.protobuf.Timestamp
 	13, // 9: decisionfabric.negotiator.v1.Negotiation.regions:type_name -> decisionfabric.negotiator.v1.RegionProgress
 	14, // 10: decisionfabric.negotiator.v1.Negotiation.votes:type_name -> decisionfabric.negotiator.v1.Vote
-	15, // 11: decisionfabric.negotiator.v1.Negotiation.final_manifest:type_name -> decisionfabric.types.v1.Manifest
-	15, // 12: decisionfabric.negotiator.v1.Negotiation.offer:type_name -> decisionfabric.types.v1.Manifest
-	16, // 13: decisionfabric.negotiator.v1.Negotiation.created_at:type_name -> google.protobuf.Timestamp
-	16, // 14: decisionfabric.negotiator.v1.Negotiation.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 11: decisionfabric.negotiator.v1.Negotiation.final_manifest:type_name -> decisionfabric.types.v1.Manifest
+	17, // 12: decisionfabric.negotiator.v1.Negotiation.offer:type_name -> decisionfabric.types.v1.Manifest
+	18, // 13: decisionfabric.negotiator.v1.Negotiation.created_at:type_name -> google.protobuf.Timestamp
+	18, // 14: decisionfabric.negotiator.v1.Negotiation.updated_at:type_name -> google.protobuf.Timestamp
 	10, // 15: decisionfabric.negotiator.v1.Negotiation.quorum_certificate:type_name -> decisionfabric.negotiator.v1.QuorumCertificate
 	11, // 16: decisionfabric.negotiator.v1.QuorumCertificate.votes:type_name -> decisionfabric.negotiator.v1.QuorumCertificateVote
 	12, // 17: decisionfabric.negotiator.v1.QuorumCertificate.region_keys:type_name -> decisionfabric.negotiator.v1.QuorumCertificateRegionKey
 	2,  // 18: decisionfabric.negotiator.v1.RegionProgress.last_verdict:type_name -> decisionfabric.negotiator.v1.Verdict
 	2,  // 19: decisionfabric.negotiator.v1.Vote.verdict:type_name -> decisionfabric.negotiator.v1.Verdict
-	15, // 20: decisionfabric.negotiator.v1.Vote.counter:type_name -> decisionfabric.types.v1.Manifest
-	16, // 21: decisionfabric.negotiator.v1.Vote.cast_at:type_name -> google.protobuf.Timestamp
-	3,  // 22: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:input_type -> decisionfabric.negotiator.v1.StartNegotiationRequest
-	5,  // 23: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:input_type -> decisionfabric.negotiator.v1.GetNegotiationStatusRequest
-	7,  // 24: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:input_type -> decisionfabric.negotiator.v1.WatchNegotiationRequest
-	4,  // 25: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:output_type -> decisionfabric.negotiator.v1.StartNegotiationResponse
-	6,  // 26: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:output_type -> decisionfabric.negotiator.v1.GetNegotiationStatusResponse
-	8,  // 27: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:output_type -> decisionfabric.negotiator.v1.WatchNegotiationResponse
-	25, // [25:28] is the sub-list for method output_type
-	22, // [22:25] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	17, // 20: decisionfabric.negotiator.v1.Vote.counter:type_name -> decisionfabric.types.v1.Manifest
+	18, // 21: decisionfabric.negotiator.v1.Vote.cast_at:type_name -> google.protobuf.Timestamp
+	17, // 22: decisionfabric.negotiator.v1.RehearseNegotiationRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	0,  // 23: decisionfabric.negotiator.v1.RehearseNegotiationRequest.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
+	1,  // 24: decisionfabric.negotiator.v1.RehearseNegotiationResponse.state:type_name -> decisionfabric.negotiator.v1.NegotiationState
+	14, // 25: decisionfabric.negotiator.v1.RehearseNegotiationResponse.votes:type_name -> decisionfabric.negotiator.v1.Vote
+	17, // 26: decisionfabric.negotiator.v1.RehearseNegotiationResponse.final_manifest:type_name -> decisionfabric.types.v1.Manifest
+	0,  // 27: decisionfabric.negotiator.v1.RehearseNegotiationResponse.quorum_rule:type_name -> decisionfabric.negotiator.v1.QuorumRule
+	3,  // 28: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:input_type -> decisionfabric.negotiator.v1.StartNegotiationRequest
+	5,  // 29: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:input_type -> decisionfabric.negotiator.v1.GetNegotiationStatusRequest
+	7,  // 30: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:input_type -> decisionfabric.negotiator.v1.WatchNegotiationRequest
+	15, // 31: decisionfabric.negotiator.v1.NegotiatorService.RehearseNegotiation:input_type -> decisionfabric.negotiator.v1.RehearseNegotiationRequest
+	4,  // 32: decisionfabric.negotiator.v1.NegotiatorService.StartNegotiation:output_type -> decisionfabric.negotiator.v1.StartNegotiationResponse
+	6,  // 33: decisionfabric.negotiator.v1.NegotiatorService.GetNegotiationStatus:output_type -> decisionfabric.negotiator.v1.GetNegotiationStatusResponse
+	8,  // 34: decisionfabric.negotiator.v1.NegotiatorService.WatchNegotiation:output_type -> decisionfabric.negotiator.v1.WatchNegotiationResponse
+	16, // 35: decisionfabric.negotiator.v1.NegotiatorService.RehearseNegotiation:output_type -> decisionfabric.negotiator.v1.RehearseNegotiationResponse
+	32, // [32:36] is the sub-list for method output_type
+	28, // [28:32] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_negotiator_v1_negotiator_proto_init() }
@@ -1428,7 +1661,7 @@ func file_decisionfabric_negotiator_v1_negotiator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc), len(file_decisionfabric_negotiator_v1_negotiator_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	NegotiatorService_StartNegotiation_FullMethodName     = "/decisionfabric.negotiator.v1.NegotiatorService/StartNegotiation"
 	NegotiatorService_GetNegotiationStatus_FullMethodName = "/decisionfabric.negotiator.v1.NegotiatorService/GetNegotiationStatus"
 	NegotiatorService_WatchNegotiation_FullMethodName     = "/decisionfabric.negotiator.v1.NegotiatorService/WatchNegotiation"
+	NegotiatorService_RehearseNegotiation_FullMethodName  = "/decisionfabric.negotiator.v1.NegotiatorService/RehearseNegotiation"
 )
 
 // NegotiatorServiceClient is the client API for NegotiatorService service.
@@ -55,6 +56,17 @@ type NegotiatorServiceClient interface {
 	// state at once, then one message per change (a vote, a new round, the end). The stream
 	// closes after the message that carries the final state. Errors as GetNegotiationStatus.
 	WatchNegotiation(ctx context.Context, in *WatchNegotiationRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchNegotiationResponse], error)
+	// RehearseNegotiation runs a negotiation of the manifest with the regions' agents in
+	// memory and persists nothing (gRPC only; the sim-canary's whole-chain dry run calls it
+	// as the service identity): the same rounds, quorum rule, counter merge and signed votes
+	// as StartNegotiation, but no negotiation or vote is stored, no metric of real
+	// negotiations moves and nothing is announced. It returns when the rehearsal ends:
+	// agreed, rejected, or out of time (timeout_ms, bounded by the decision timeout).
+	//
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or manifest, or with a timeout_ms
+	// out of range; FAILED_PRECONDITION (409) when the manifest names a region without a
+	// negotiating agent.
+	RehearseNegotiation(ctx context.Context, in *RehearseNegotiationRequest, opts ...grpc.CallOption) (*RehearseNegotiationResponse, error)
 }
 
 type negotiatorServiceClient struct {
@@ -104,6 +116,16 @@ func (c *negotiatorServiceClient) WatchNegotiation(ctx context.Context, in *Watc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type NegotiatorService_WatchNegotiationClient = grpc.ServerStreamingClient[WatchNegotiationResponse]
 
+func (c *negotiatorServiceClient) RehearseNegotiation(ctx context.Context, in *RehearseNegotiationRequest, opts ...grpc.CallOption) (*RehearseNegotiationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RehearseNegotiationResponse)
+	err := c.cc.Invoke(ctx, NegotiatorService_RehearseNegotiation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NegotiatorServiceServer is the server API for NegotiatorService service.
 // All implementations must embed UnimplementedNegotiatorServiceServer
 // for forward compatibility.
@@ -132,6 +154,17 @@ type NegotiatorServiceServer interface {
 	// state at once, then one message per change (a vote, a new round, the end). The stream
 	// closes after the message that carries the final state. Errors as GetNegotiationStatus.
 	WatchNegotiation(*WatchNegotiationRequest, grpc.ServerStreamingServer[WatchNegotiationResponse]) error
+	// RehearseNegotiation runs a negotiation of the manifest with the regions' agents in
+	// memory and persists nothing (gRPC only; the sim-canary's whole-chain dry run calls it
+	// as the service identity): the same rounds, quorum rule, counter merge and signed votes
+	// as StartNegotiation, but no negotiation or vote is stored, no metric of real
+	// negotiations moves and nothing is announced. It returns when the rehearsal ends:
+	// agreed, rejected, or out of time (timeout_ms, bounded by the decision timeout).
+	//
+	// Errors: INVALID_ARGUMENT (400) without proposal_id or manifest, or with a timeout_ms
+	// out of range; FAILED_PRECONDITION (409) when the manifest names a region without a
+	// negotiating agent.
+	RehearseNegotiation(context.Context, *RehearseNegotiationRequest) (*RehearseNegotiationResponse, error)
 	mustEmbedUnimplementedNegotiatorServiceServer()
 }
 
@@ -150,6 +183,9 @@ func (UnimplementedNegotiatorServiceServer) GetNegotiationStatus(context.Context
 }
 func (UnimplementedNegotiatorServiceServer) WatchNegotiation(*WatchNegotiationRequest, grpc.ServerStreamingServer[WatchNegotiationResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchNegotiation not implemented")
+}
+func (UnimplementedNegotiatorServiceServer) RehearseNegotiation(context.Context, *RehearseNegotiationRequest) (*RehearseNegotiationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RehearseNegotiation not implemented")
 }
 func (UnimplementedNegotiatorServiceServer) mustEmbedUnimplementedNegotiatorServiceServer() {}
 func (UnimplementedNegotiatorServiceServer) testEmbeddedByValue()                           {}
@@ -219,6 +255,24 @@ func _NegotiatorService_WatchNegotiation_Handler(srv interface{}, stream grpc.Se
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type NegotiatorService_WatchNegotiationServer = grpc.ServerStreamingServer[WatchNegotiationResponse]
 
+func _NegotiatorService_RehearseNegotiation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RehearseNegotiationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NegotiatorServiceServer).RehearseNegotiation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NegotiatorService_RehearseNegotiation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NegotiatorServiceServer).RehearseNegotiation(ctx, req.(*RehearseNegotiationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NegotiatorService_ServiceDesc is the grpc.ServiceDesc for NegotiatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -233,6 +287,10 @@ var NegotiatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetNegotiationStatus",
 			Handler:    _NegotiatorService_GetNegotiationStatus_Handler,
+		},
+		{
+			MethodName: "RehearseNegotiation",
+			Handler:    _NegotiatorService_RehearseNegotiation_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
