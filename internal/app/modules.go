@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
@@ -253,8 +254,31 @@ var modules = map[string]module{
 		}
 		return svc.Definition(), nil
 	}},
-	fabric.Canary: {deps: []string{Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
-		return canary.New().Definition(), nil
+	fabric.Canary: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
+		// The rehearsals are open to the fabric's service identity alone.
+		if a.ServiceSigner == nil {
+			return server.Service{}, errors.New("sim-canary: dry runs call the coordinator, negotiator and scorer as the fabric's service identity: set auth.service_key_file (FABRIC_SERVICE_KEY_FILE)")
+		}
+		conns := map[string]grpc.ClientConnInterface{}
+		for _, peer := range []string{fabric.Coordinator, fabric.Negotiator, fabric.Scorer} {
+			c, err := a.Dial(peer)
+			if err != nil {
+				return server.Service{}, err
+			}
+			conns[peer] = c
+		}
+		svc, err := canary.New(canary.Deps{
+			Store:       a.Store,
+			Coordinator: coordinatorv1.NewCoordinatorServiceClient(conns[fabric.Coordinator]),
+			Negotiator:  negotiatorv1.NewNegotiatorServiceClient(conns[fabric.Negotiator]),
+			Scorer:      scorerv1.NewScorerServiceClient(conns[fabric.Scorer]),
+			As:          identity{a.serviceToken}.as,
+			Logger:      a.Log, Registerer: reg,
+		})
+		if err != nil {
+			return server.Service{}, err
+		}
+		return svc.Definition(), nil
 	}},
 }
 

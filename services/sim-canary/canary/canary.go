@@ -1,27 +1,92 @@
-// Package canary is the simulation and canary runner (I.4.7): full-chain dry runs, replays and canary rollouts.
-// Its RPCs answer UNIMPLEMENTED (HTTP 501) until their issue lands; the contract,
-// routing, authentication and access policy are already live.
+// Package canary is the simulation and canary runner (I.4.7). It owns one table,
+// canary_runs (store.CanaryRunStore), and reaches every other service through its gRPC
+// contract as the fabric's service identity, for the caller's tenant.
+//
+// A whole-chain dry run (RunCanary with dry_run) is synchronous (dryrun.go): the
+// proposal is read from the coordinator, then the chain is rehearsed step by step —
+// policy (coordinator RehearseEnactment on the submitted manifest), negotiation
+// (negotiator RehearseNegotiation: the regions' agents in memory), score (scorer Score,
+// which owns no table), approvals (the rules and who may approve, from
+// RehearseEnactment), dry-run enactment on a copy of the world (RehearseEnactment on
+// the agreed manifest: diff, pre-state hash, predicted post-state hash) and the audit
+// entries the chain would write. None of those calls writes; the run, with its
+// scorecard (P1..P7 checks and a recommendation), is the only row stored.
+//
+// Canary rollouts (dry_run false) answer UNIMPLEMENTED (HTTP 501).
 package canary
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	canaryv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/canary/v1"
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
+	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/store"
 )
+
+// Deps are the service's dependencies.
+type Deps struct {
+	// Store holds canary_runs (the only table the service touches). Required.
+	Store store.Store
+	// The peers, called through their gRPC contracts. Required.
+	Coordinator coordinatorv1.CoordinatorServiceClient
+	Negotiator  negotiatorv1.NegotiatorServiceClient
+	Scorer      scorerv1.ScorerServiceClient
+	// As returns ctx carrying the identity peer calls are made with for tenant: the
+	// fabric's service identity (the rehearsal RPCs are open to it alone). Required.
+	As func(ctx context.Context, tenant string) context.Context
+	// Logger; discards when nil.
+	Logger *slog.Logger
+	// Registerer receives the canary metrics; a private registry when nil.
+	Registerer prometheus.Registerer
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
 
 // Service implements canaryv1.CanaryServiceServer.
 type Service struct {
 	canaryv1.UnimplementedCanaryServiceServer
+	deps    Deps
+	metrics *metrics
 }
 
 // New returns the service.
-func New() *Service { return &Service{} }
+func New(deps Deps) (*Service, error) {
+	if deps.Store == nil || deps.Coordinator == nil || deps.Negotiator == nil || deps.Scorer == nil || deps.As == nil {
+		return nil, errors.New("canary: Deps.Store, Coordinator, Negotiator, Scorer and As are required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{deps: deps, metrics: m}, nil
+}
 
 // Definition is what the platform serves.
 func (s *Service) Definition() server.Service {
@@ -37,15 +102,95 @@ func (s *Service) Definition() server.Service {
 			m("RunCanary"):       {auth.RoleProposer, auth.RoleService},
 			m("GetCanaryResult"): readers,
 		},
+		Validators: server.Validators{
+			m("RunCanary"):       validateRun,
+			m("GetCanaryResult"): func(req any) error { return validateRunID(req.(*canaryv1.GetCanaryResultRequest).GetId()) },
+		},
 	}
 }
 
-// RunCanary answers UNIMPLEMENTED until full-chain dry runs and canary rollouts land.
-func (s *Service) RunCanary(context.Context, *canaryv1.RunCanaryRequest) (*canaryv1.RunCanaryResponse, error) {
-	return nil, server.Unimplemented(fabric.Canary, "RunCanary", "full-chain dry runs and canary rollouts", 0)
+func invalid(format string, a ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, a...)
 }
 
-// GetCanaryResult answers UNIMPLEMENTED until canary scorecards land.
-func (s *Service) GetCanaryResult(context.Context, *canaryv1.GetCanaryResultRequest) (*canaryv1.GetCanaryResultResponse, error) {
-	return nil, server.Unimplemented(fabric.Canary, "GetCanaryResult", "canary scorecards", 0)
+func validateRun(req any) error {
+	r := req.(*canaryv1.RunCanaryRequest)
+	switch id := r.GetProposalId(); {
+	case id == "":
+		return invalid("proposal_id is required")
+	case !manifestpkg.ValidProposalID(id):
+		return invalid("proposal_id: want the proposal's id (a ULID), got %d characters", len(id))
+	}
+	return nil
+}
+
+func validateRunID(id string) error {
+	if id == "" {
+		return invalid("id is required")
+	}
+	if u, err := ulid.ParseStrict(id); err != nil || u.String() != id {
+		return invalid("id: want a run id (a canonical ULID), got %d characters", len(id))
+	}
+	return nil
+}
+
+// RunCanary implements the RPC: a whole-chain dry run, synchronously; a canary rollout
+// is not built yet.
+func (s *Service) RunCanary(ctx context.Context, req *canaryv1.RunCanaryRequest) (*canaryv1.RunCanaryResponse, error) {
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !req.GetDryRun() {
+		return nil, server.Unimplemented(fabric.Canary, "RunCanary with dry_run false", "canary rollouts in waves judged against the baseline", 12)
+	}
+	run, err := s.dryRun(ctx, tenant, req.GetProposalId())
+	if err != nil {
+		return nil, err
+	}
+	return &canaryv1.RunCanaryResponse{Run: run}, nil
+}
+
+// GetCanaryResult implements the RPC. It reads only; another tenant's run is NOT_FOUND.
+func (s *Service) GetCanaryResult(ctx context.Context, req *canaryv1.GetCanaryResultRequest) (*canaryv1.GetCanaryResultResponse, error) {
+	tenant, err := auth.Tenant(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.deps.Store.CanaryRuns().Get(ctx, tenant, req.GetId())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "canary run %s not found", req.GetId())
+	}
+	if err != nil {
+		return nil, err
+	}
+	run, err := decodeRun(r)
+	if err != nil {
+		return nil, err
+	}
+	return &canaryv1.GetCanaryResultResponse{Run: run}, nil
+}
+
+var runJSON = protojson.MarshalOptions{UseProtoNames: true}
+
+// save stores a new run.
+func (s *Service) save(ctx context.Context, run *canaryv1.CanaryRun) error {
+	raw, err := runJSON.Marshal(run)
+	if err != nil {
+		return fmt.Errorf("canary: encode run: %w", err)
+	}
+	_, err = s.deps.Store.CanaryRuns().Create(ctx, &store.CanaryRun{ID: run.GetId(), TenantID: run.GetTenantId(),
+		ProposalID: run.GetProposalId(), State: run.GetState(), DryRun: run.GetDryRun(), CreatedBy: run.GetCreatedBy(),
+		Run: raw, CreatedAt: run.GetStartedAt().AsTime()})
+	return err
+}
+
+// decodeRun is a stored run as the API returns it.
+func decodeRun(r *store.CanaryRun) (*canaryv1.CanaryRun, error) {
+	run := &canaryv1.CanaryRun{}
+	if err := protojson.Unmarshal(r.Run, run); err != nil {
+		return nil, fmt.Errorf("canary: stored run %s: %w", r.ID, err)
+	}
+	run.Id, run.TenantId, run.ProposalId, run.State, run.DryRun = r.ID, r.TenantID, r.ProposalID, r.State, r.DryRun
+	return run, nil
 }

@@ -1,0 +1,301 @@
+// Package tests runs the sim-canary inside a whole fabric, through the real REST
+// gateway, on both stores: a whole-chain dry run returns a scorecard and changes
+// nothing anywhere but the sim-canary's own table.
+package tests
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/oklog/ulid/v2"
+	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite" // read the fabric's SQLite file
+
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/store"
+	"github.com/decision-fabric/fabric/internal/store/pgtest"
+	"github.com/decision-fabric/fabric/tests/fabrictest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+type step struct {
+	Name, Result, Detail string
+	Inputs               map[string]string
+	DurationMs           string `json:"duration_ms"`
+}
+
+type run struct {
+	ID         string `json:"id"`
+	ProposalID string `json:"proposal_id"`
+	TenantID   string `json:"tenant_id"`
+	State      string `json:"state"`
+	DryRun     bool   `json:"dry_run"`
+	Steps      []step `json:"steps"`
+	Scorecard  struct {
+		Recommendation       string   `json:"recommendation"`
+		RecommendationDetail string   `json:"recommendation_detail"`
+		PreStateSha256       string   `json:"pre_state_sha256"`
+		PredictedPost        string   `json:"predicted_post_state_sha256"`
+		ApprovalsNeeded      []string `json:"approvals_needed"`
+		Checks               []struct{ ID, Name, Result, Detail string }
+		AuditEntries         []struct{ Service, Event, Key string } `json:"audit_entries"`
+		Diff                 []struct{ Path, Before, After string }
+	} `json:"scorecard"`
+}
+
+type proposal struct {
+	ID              string `json:"id"`
+	Status          string `json:"status"`
+	PreStateSha256  string `json:"pre_state_sha256"`
+	PostStateSha256 string `json:"post_state_sha256"`
+}
+
+func submit(t *testing.T, f *fabrictest.Fabric, token, target, impact string) proposal {
+	t.Helper()
+	r := f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", token, fmt.Sprintf(
+		`{"tenant_id":"t1","manifest":{"action":"scale","target":%q,"regions":["eu-west","us-east"],"impact":%q,"parameters":{"replicas_delta":2}}}`,
+		target, impact))
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var body struct{ Proposal proposal }
+	require.NoError(t, json.Unmarshal(r.Body, &body))
+	return body.Proposal
+}
+
+func await(t *testing.T, f *fabrictest.Fabric, token, id, status string) proposal {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := f.Do(t, http.MethodGet, fabric.Coordinator, "/proposals/"+id+"?wait_ms=1000", token, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		var body struct{ Proposal proposal }
+		require.NoError(t, json.Unmarshal(r.Body, &body))
+		if body.Proposal.Status == status {
+			return body.Proposal
+		}
+		require.True(t, time.Now().Before(deadline), "proposal %s is %s, want %s", id, body.Proposal.Status, status)
+	}
+}
+
+// dump renders every row of every table but the sim-canary's own, straight from the
+// database, sorted.
+func dump(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) string {
+	t.Helper()
+	var tables []string
+	for _, o := range store.Owners {
+		for _, tb := range o.Tables {
+			if tb != "canary_runs" {
+				tables = append(tables, tb)
+			}
+		}
+	}
+	sort.Strings(tables)
+	var lines []string
+	if st == fabrictest.Postgres {
+		conn, err := pgx.Connect(t.Context(), f.Cfg.Integrations.PostgresDSN.Reveal())
+		require.NoError(t, err)
+		defer conn.Close(context.Background())
+		for _, tb := range tables {
+			rs, err := conn.Query(t.Context(), "SELECT * FROM "+tb)
+			require.NoError(t, err)
+			for rs.Next() {
+				vals, err := rs.Values()
+				require.NoError(t, err)
+				lines = append(lines, tb+": "+fmt.Sprint(vals...))
+			}
+			require.NoError(t, rs.Err())
+		}
+	} else {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(f.Cfg.DataDir, store.SQLiteFileName)+"?_pragma=query_only(1)")
+		require.NoError(t, err)
+		defer db.Close()
+		for _, tb := range tables {
+			rs, err := db.QueryContext(t.Context(), "SELECT * FROM "+tb)
+			require.NoError(t, err)
+			cols, err := rs.Columns()
+			require.NoError(t, err)
+			for rs.Next() {
+				vals := make([]any, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				require.NoError(t, rs.Scan(ptrs...))
+				lines = append(lines, tb+": "+fmt.Sprint(vals...))
+			}
+			require.NoError(t, rs.Err())
+			require.NoError(t, rs.Close())
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// quiet waits until the fabric's background work (audit relay, approval requests) has
+// settled, and returns the dump.
+func quiet(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) string {
+	t.Helper()
+	prev := dump(t, f, st)
+	for range 100 {
+		time.Sleep(300 * time.Millisecond)
+		cur := dump(t, f, st)
+		if cur == prev {
+			return cur
+		}
+		prev = cur
+	}
+	t.Fatal("the fabric never settled")
+	return ""
+}
+
+func dryRun(t *testing.T, f *fabrictest.Fabric, token, id string) run {
+	t.Helper()
+	r := f.Do(t, http.MethodPost, fabric.Canary, "/canary/run", token, `{"proposal_id":"`+id+`","dry_run":true}`)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var body struct{ Run run }
+	require.NoError(t, json.Unmarshal(r.Body, &body))
+	return body.Run
+}
+
+func names(r run) (steps, checks, events []string) {
+	for _, s := range r.Steps {
+		steps = append(steps, s.Name+"="+s.Result)
+	}
+	for _, c := range r.Scorecard.Checks {
+		checks = append(checks, c.ID+"="+c.Result)
+	}
+	for _, e := range r.Scorecard.AuditEntries {
+		events = append(events, e.Event)
+	}
+	return steps, checks, events
+}
+
+// A dry run of a scored low-impact proposal rehearses the whole chain, recommends
+// proceeding, and leaves every other service's tables (the world, proposals,
+// negotiations, audit log and outbox, approvals and the notification outbox) byte for
+// byte as they were. The enactment that follows lands exactly on the predicted state.
+func TestDryRunChangesNothing(t *testing.T) {
+	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
+		t.Run(string(st), func(t *testing.T) {
+			t.Parallel()
+			f := fabrictest.Start(t, fabrictest.Options{Store: st, Configure: fabrictest.InstantLowImpact(t)})
+			tok := f.Token(t, "t1", auth.RoleProposer)
+			p := submit(t, f, tok, "serviceX", "low")
+			p = await(t, f, tok, p.ID, "PROPOSAL_STATUS_SCORED")
+
+			before := quiet(t, f, st)
+			r := dryRun(t, f, tok, p.ID)
+			after := dump(t, f, st)
+			require.Equal(t, before, after, "a dry run changes no table but canary_runs")
+
+			require.True(t, r.DryRun)
+			require.Equal(t, "PASSED", r.State)
+			require.Equal(t, "t1", r.TenantID)
+			steps, checks, events := names(r)
+			require.Equal(t, []string{"policy=PASSED", "negotiate=PASSED", "score=PASSED", "approval=PASSED", "enact=PASSED", "audit=PASSED"}, steps)
+			require.Equal(t, []string{"P1=PASSED", "P2=PASSED", "P3=PASSED", "P4=PASSED", "P5=PASSED", "P6=PASSED", "P7=PASSED"}, checks)
+			require.Equal(t, []string{"proposal.dry_run_passed", "proposal.enacted", "post"}, events)
+			require.Equal(t, "PROCEED", r.Scorecard.Recommendation, r.Scorecard.RecommendationDetail)
+			require.Equal(t, p.PreStateSha256, r.Scorecard.PreStateSha256)
+			require.NotEqual(t, r.Scorecard.PreStateSha256, r.Scorecard.PredictedPost)
+			require.NotEmpty(t, r.Scorecard.Diff)
+			require.Equal(t, "AGREED", r.Steps[1].Inputs["outcome"])
+			require.NotEmpty(t, r.Steps[2].Inputs["confidence"])
+
+			// The stored scorecard, for the caller's tenant only; reads change nothing.
+			res := f.Do(t, http.MethodGet, fabric.Canary, "/canary/"+r.ID+"/result", f.Token(t, "t1", auth.RoleAuditor), "")
+			require.Equal(t, http.StatusOK, res.Status, string(res.Body))
+			var got struct{ Run run }
+			require.NoError(t, json.Unmarshal(res.Body, &got))
+			require.Equal(t, r, got.Run)
+			require.Equal(t, http.StatusNotFound, f.Do(t, http.MethodGet, fabric.Canary, "/canary/"+r.ID+"/result", f.Token(t, "t2", auth.RoleAuditor), "").Status)
+
+			// The real enactment afterwards lands on the predicted state.
+			en := f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals/"+p.ID+"/enact", tok, `{}`)
+			require.Equal(t, http.StatusOK, en.Status, string(en.Body))
+			var enacted struct{ Proposal proposal }
+			require.NoError(t, json.Unmarshal(en.Body, &enacted))
+			require.Equal(t, r.Scorecard.PredictedPost, enacted.Proposal.PostStateSha256)
+
+			// Enacted, the chain would now be refused.
+			again := dryRun(t, f, tok, p.ID)
+			require.Equal(t, "FAILED", again.State)
+			require.Equal(t, "REFUSED", again.Scorecard.Recommendation)
+			require.Contains(t, again.Scorecard.RecommendationDetail, "ENACTED")
+		})
+	}
+}
+
+// A high-impact proposal waiting for approval: the dry run says who would have to
+// approve, notifies nobody (the notification outbox and approval requests do not
+// change) and writes no audit entry.
+func TestDryRunNeedsApprovalNotifiesNobody(t *testing.T) {
+	t.Parallel()
+	const st = fabrictest.SQLite
+	f := fabrictest.Start(t, fabrictest.Options{Store: st, Configure: fabrictest.InstantLowImpact(t)})
+	tok := f.Token(t, "t1", auth.RoleProposer)
+	p := submit(t, f, tok, "serviceY", "high")
+	await(t, f, tok, p.ID, "PROPOSAL_STATUS_PENDING_APPROVAL")
+
+	before := quiet(t, f, st)
+	r := dryRun(t, f, tok, p.ID)
+	require.Equal(t, before, dump(t, f, st), "a dry run changes no table but canary_runs")
+
+	require.Equal(t, "PASSED", r.State)
+	require.Equal(t, "NEEDS_APPROVAL", r.Scorecard.Recommendation, r.Scorecard.RecommendationDetail)
+	require.Contains(t, r.Scorecard.RecommendationDetail, "needs approval from")
+	require.NotEmpty(t, r.Scorecard.ApprovalsNeeded)
+	steps, _, events := names(r)
+	require.Contains(t, steps, "approval=NEEDS_APPROVAL")
+	require.Equal(t, []string{"approval.vote", "proposal.approved", "proposal.dry_run_passed", "proposal.enacted", "post"}, events)
+}
+
+// Bad input gets the right code and changes nothing; another tenant's proposal is as
+// unknown as a missing one; canary rollouts are not built (501).
+func TestRunErrors(t *testing.T) {
+	t.Parallel()
+	f := fabrictest.Start(t, fabrictest.Options{Store: fabrictest.SQLite, Configure: fabrictest.InstantLowImpact(t)})
+	tok := f.Token(t, "t1", auth.RoleProposer)
+	p := submit(t, f, tok, "serviceZ", "low")
+	await(t, f, tok, p.ID, "PROPOSAL_STATUS_SCORED")
+	before := quiet(t, f, fabrictest.SQLite)
+	for _, c := range []struct {
+		name, token, body string
+		want              int
+	}{
+		{"no proposal", tok, `{"dry_run":true}`, http.StatusBadRequest},
+		{"malformed proposal id", tok, `{"proposal_id":"x y","dry_run":true}`, http.StatusBadRequest},
+		{"unknown field", tok, `{"proposal_id":"` + p.ID + `","dry_run":true,"x":1}`, http.StatusBadRequest},
+		{"unknown proposal", tok, `{"proposal_id":"` + ulid.Make().String() + `","dry_run":true}`, http.StatusNotFound},
+		{"another tenant's proposal", f.Token(t, "t2", auth.RoleProposer), `{"proposal_id":"` + p.ID + `","dry_run":true}`, http.StatusNotFound},
+		{"no token", "", `{"proposal_id":"` + p.ID + `","dry_run":true}`, http.StatusUnauthorized},
+		{"an auditor may not run", f.Token(t, "t1", auth.RoleAuditor), `{"proposal_id":"` + p.ID + `","dry_run":true}`, http.StatusForbidden},
+		{"canary rollout", tok, `{"proposal_id":"` + p.ID + `"}`, http.StatusNotImplemented},
+	} {
+		r := f.Do(t, http.MethodPost, fabric.Canary, "/canary/run", c.token, c.body)
+		require.Equal(t, c.want, r.Status, "%s: %s", c.name, r.Body)
+	}
+	for path, want := range map[string]int{
+		"/canary/" + ulid.Make().String() + "/result": http.StatusNotFound,
+		"/canary/not-a-run/result":                    http.StatusBadRequest,
+	} {
+		require.Equal(t, want, f.Do(t, http.MethodGet, fabric.Canary, path, tok, "").Status, path)
+	}
+	require.Equal(t, before, dump(t, f, fabrictest.SQLite))
+	s := f.Store()
+	runs, err := s.CanaryRuns().ListByProposal(t.Context(), "t1", p.ID, 0)
+	require.NoError(t, err)
+	require.Empty(t, runs, "refused runs store nothing")
+	require.False(t, slices.ContainsFunc(runs, func(r *store.CanaryRun) bool { return r.TenantID != "t1" }))
+}
