@@ -1,0 +1,162 @@
+package judge
+
+import (
+	"math"
+	"sort"
+
+	"github.com/aclements/go-moremath/stats"
+)
+
+// This file holds the two-sample Hodges-Lehmann location-shift estimator
+// and its distribution-free (Moses) confidence interval. They were written
+// for this package; go-moremath has the Mann-Whitney U test but neither of
+// these. See the package documentation for the formulas.
+
+// shiftEstimate is the Hodges-Lehmann estimate of the location shift
+// canary - baseline, with its confidence interval.
+type shiftEstimate struct {
+	estimate, lower, upper float64
+}
+
+// pairwiseDiffs answers order-statistic questions about the m*n differences
+// x[i]-y[j] of two sorted samples without materialising them: memory stays
+// O(m+n) and each question costs O((m+n)*64).
+type pairwiseDiffs struct {
+	x, y []float64 // sorted ascending, finite
+}
+
+// countLE is #{(i,j) : x[i]-y[j] <= t}.
+//
+// For a fixed i the differences x[i]-y[j] fall as j grows, so the ones <= t
+// are a suffix j >= p_i; p_i only grows with i because x is sorted. Float
+// subtraction is monotone in each argument, so this also holds for the
+// rounded differences the rest of the code compares.
+func (d pairwiseDiffs) countLE(t float64) int {
+	n := len(d.y)
+	count, j := 0, 0
+	for _, xi := range d.x {
+		for j < n && xi-d.y[j] > t {
+			j++
+		}
+		count += n - j
+	}
+	return count
+}
+
+// maxLE is the largest difference <= t (the caller guarantees one exists).
+func (d pairwiseDiffs) maxLE(t float64) float64 {
+	n := len(d.y)
+	best := math.Inf(-1)
+	j := 0
+	for _, xi := range d.x {
+		for j < n && xi-d.y[j] > t {
+			j++
+		}
+		if j < n {
+			if v := xi - d.y[j]; v > best {
+				best = v
+			}
+		}
+	}
+	return best
+}
+
+// orderedKey maps a non-NaN float64 to a uint64 with the same order, so that
+// bisection over keys visits every representable value between two floats
+// (including the infinities an overflowing difference can produce) and ends
+// after at most 64 steps.
+func orderedKey(f float64) uint64 {
+	b := math.Float64bits(f)
+	if b>>63 == 1 {
+		return ^b
+	}
+	return b | 1<<63
+}
+
+func fromOrderedKey(k uint64) float64 {
+	if k>>63 == 1 {
+		return math.Float64frombits(k &^ (1 << 63))
+	}
+	return math.Float64frombits(^k)
+}
+
+// kth is the k-th smallest difference, 1 <= k <= m*n.
+func (d pairwiseDiffs) kth(k int) float64 {
+	lo := d.x[0] - d.y[len(d.y)-1]
+	hi := d.x[len(d.x)-1] - d.y[0]
+	if d.countLE(lo) >= k {
+		return lo
+	}
+	// Invariant: countLE(lo) < k <= countLE(hi).
+	klo, khi := orderedKey(lo), orderedKey(hi)
+	for khi-klo > 1 {
+		mid := klo + (khi-klo)/2
+		if d.countLE(fromOrderedKey(mid)) >= k {
+			khi = mid
+		} else {
+			klo = mid
+		}
+	}
+	return d.maxLE(fromOrderedKey(khi))
+}
+
+// tieTerm is sum(t^3 - t) over the runs of equal values in a sorted sample.
+func tieTerm(sorted []float64) float64 {
+	sum := 0.0
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && sorted[j] == sorted[i] {
+			j++
+		}
+		t := float64(j - i)
+		sum += t*t*t - t
+		i = j
+	}
+	return sum
+}
+
+// hodgesLehmann returns the Hodges-Lehmann estimate of the shift
+// canary - baseline and its two-sided confidence interval at the given
+// confidence level. Both samples must be non-empty and finite.
+func hodgesLehmann(canary, baseline []float64, confidence float64) shiftEstimate {
+	x := append([]float64(nil), canary...)
+	y := append([]float64(nil), baseline...)
+	sort.Float64s(x)
+	sort.Float64s(y)
+	d := pairwiseDiffs{x: x, y: y}
+	m, n := len(x), len(y)
+	total := m * n
+
+	var est float64
+	if total%2 == 1 {
+		est = d.kth((total + 1) / 2)
+	} else {
+		est = d.kth(total/2)/2 + d.kth(total/2+1)/2
+	}
+
+	// Normal approximation of the U statistic, with the tie correction
+	// (ties within each sample: between the samples the shifted values
+	// tie only at the jump points themselves) and the continuity
+	// correction, as R's wilcox.test(conf.int=TRUE, exact=FALSE) and
+	// Kayenta's MannWhitney.scala do.
+	mf, nf := float64(m), float64(n)
+	N := mf + nf
+	ties := tieTerm(x) + tieTerm(y)
+	variance := mf * nf / 12 * ((N + 1) - ties/(N*(N-1)))
+	sigma := math.Sqrt(math.Max(variance, 0))
+	z := stats.StdNormal.InvCDF(1 - (1-confidence)/2)
+	half := float64(total) / 2
+	lowK := clampK(math.Ceil(half-z*sigma-0.5), total)
+	highK := clampK(math.Ceil(half+z*sigma+0.5), total)
+	return shiftEstimate{estimate: est, lower: d.kth(lowK), upper: d.kth(highK)}
+}
+
+func clampK(k float64, total int) int {
+	if math.IsNaN(k) || k < 1 {
+		return 1
+	}
+	if k > float64(total) {
+		return total
+	}
+	return int(k)
+}
