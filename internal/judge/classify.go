@@ -101,6 +101,16 @@ func safe(f float64) float64 {
 // classifyMetric is Kayenta's MannWhitneyClassifier.classify (with the
 // transformations of NetflixACAJudge.classifyMetric) for one metric.
 func classifyMetric(m Metric, s Series, present bool, confidence float64) MetricResult {
+	r := compareMetric(m, s, present, confidence)
+	r.CriticalFailure = m.Critical && !m.Muted && r.Classification != Pass
+	if r.CriticalFailure {
+		r.Reason += " (critical)"
+	}
+	return r
+}
+
+// compareMetric classifies one metric; classifyMetric adds the critical flag.
+func compareMetric(m Metric, s Series, present bool, confidence float64) MetricResult {
 	p := paramsOf(m)
 	canary, canaryDropped := clean(s.Canary, p)
 	baseline, baselineDropped := clean(s.Baseline, p)
@@ -121,12 +131,6 @@ func classifyMetric(m Metric, s Series, present bool, confidence float64) Metric
 		Tolerance:         p.tolerance,
 		Confidence:        confidence,
 	}
-	defer func() {
-		r.CriticalFailure = m.Critical && !m.Muted && r.Classification != Pass
-		if r.CriticalFailure {
-			r.Reason += " (critical)"
-		}
-	}()
 
 	// No data on either side.
 	if len(canary) == 0 || len(baseline) == 0 {
@@ -180,8 +184,14 @@ func classifyMetric(m Metric, s Series, present bool, confidence float64) Metric
 	bound := p.tolerance * math.Abs(hl.estimate)
 	increaseCounts := p.direction == Increase || p.direction == Either
 	decreaseCounts := p.direction == Decrease || p.direction == Either
-	higher := hl.lower > bound
-	lower := hl.upper < -bound
+	// The interval's ends are pairwise differences. When an end falls
+	// exactly on the bound (typically shift and end both 0 because most
+	// samples are 0 on both sides), the bound is outside the interval iff
+	// the test of "shift = bound" rejects it, ties at the bound counted one
+	// half: that is how Kayenta's root-finding lands just past such a jump.
+	zc := stats.StdNormal.InvCDF(1 - (1-confidence)/2)
+	higher := hl.lower > bound || hl.lower == bound && wilcoxonZ(canary, baseline, bound) > zc
+	lower := hl.upper < -bound || hl.upper == -bound && wilcoxonZ(canary, baseline, -bound) < -zc
 	// An effect size that cannot be computed does not block (Kayenta).
 	bigIncrease := math.IsNaN(effect) || effect >= p.allowedIncrease
 	bigDecrease := math.IsNaN(effect) || effect <= p.allowedDecrease

@@ -160,3 +160,35 @@ func clampK(k float64, total int) int {
 	}
 	return int(k)
 }
+
+// wilcoxonZ is the standardised Mann-Whitney statistic for the hypothesis
+// "canary - baseline is shifted by mu": U counts canary[i]-mu > baseline[j]
+// plus one half per tie, with the tie and continuity corrections, as
+// Kayenta's MannWhitney.wilcoxonDiff (with quantile 0). It is 0 when every
+// shifted sample ties.
+func wilcoxonZ(canary, baseline []float64, mu float64) float64 {
+	x := make([]float64, len(canary))
+	for i, v := range canary {
+		x[i] = v - mu
+	}
+	y := append([]float64(nil), baseline...)
+	sort.Float64s(x)
+	sort.Float64s(y)
+	m, n := float64(len(x)), float64(len(y))
+	u := uStatistic(x, y)
+	merged := append(append(make([]float64, 0, len(x)+len(y)), x...), y...)
+	sort.Float64s(merged)
+	N := m + n
+	variance := m * n / 12 * ((N + 1) - tieTerm(merged)/(N*(N-1)))
+	if !(variance > 0) {
+		return 0
+	}
+	dz := u - m*n/2
+	switch {
+	case dz > 0:
+		dz -= 0.5
+	case dz < 0:
+		dz += 0.5
+	}
+	return dz / math.Sqrt(variance)
+}
