@@ -202,8 +202,12 @@ func compareMetric(m Metric, s Series, present bool, confidence float64) MetricR
 		cmp = ">="
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s, Mann-Whitney p=%.2g %s %.3g, shift %s (%.4g%% CI %s to %s)",
+	fmt.Fprintf(&b, "%s, Mann-Whitney p=%.2g %s %.3g, shift %s (%.4g%% CI %s to %s",
 		head, r.PValue, cmp, alpha, num(hl.estimate), confidence*100, num(hl.lower), num(hl.upper))
+	if hl.clamped {
+		fmt.Fprintf(&b, ", clamped to the range of the differences: %d and %d samples are too few for %.4g%%", len(canary), len(baseline), confidence*100)
+	}
+	b.WriteString(")")
 
 	switch {
 	case higher && increaseCounts && bigIncrease:

@@ -16,6 +16,10 @@ import (
 // canary - baseline, with its confidence interval.
 type shiftEstimate struct {
 	estimate, lower, upper float64
+	// clamped: the samples are too small for the confidence level, and an
+	// end of the interval was clamped to the smallest or largest difference
+	// (R's "requested conf.level not achievable"; Kayenta clamps likewise).
+	clamped bool
 }
 
 // pairwiseDiffs answers order-statistic questions about the m*n differences
@@ -146,9 +150,10 @@ func hodgesLehmann(canary, baseline []float64, confidence float64) shiftEstimate
 	sigma := math.Sqrt(math.Max(variance, 0))
 	z := stats.StdNormal.InvCDF(1 - (1-confidence)/2)
 	half := float64(total) / 2
-	lowK := clampK(math.Ceil(half-z*sigma-0.5), total)
-	highK := clampK(math.Ceil(half+z*sigma+0.5), total)
-	return shiftEstimate{estimate: est, lower: d.kth(lowK), upper: d.kth(highK)}
+	rawLow, rawHigh := math.Ceil(half-z*sigma-0.5), math.Ceil(half+z*sigma+0.5)
+	lowK, highK := clampK(rawLow, total), clampK(rawHigh, total)
+	return shiftEstimate{estimate: est, lower: d.kth(lowK), upper: d.kth(highK),
+		clamped: rawLow < 1 || rawHigh > float64(total)}
 }
 
 func clampK(k float64, total int) int {

@@ -406,7 +406,7 @@ func score(c Config, results []MetricResult) Result {
 		return res
 	case float64(nodata)/float64(len(scored))*100 >= NodataThreshold:
 		res.Score, res.Verdict = 0, VerdictFail
-		res.Reason = fmt.Sprintf("Canary Failed: %d of %d metrics (%.0f%% or more) returned NODATA", nodata, len(scored), NodataThreshold)
+		res.Reason = fmt.Sprintf("Canary Failed: %d of %d metrics (%.0f%% or more) returned NODATA (%s)", nodata, len(scored), NodataThreshold, tallyText(scored))
 		return res
 	}
 
@@ -420,13 +420,7 @@ func score(c Config, results []MetricResult) Result {
 	total = math.Max(0, math.Min(100, total))
 	res.Score = total
 
-	failing := 0
-	for _, r := range scored {
-		if r.Classification == High || r.Classification == Low || r.Classification == NodataFailMetric {
-			failing++
-		}
-	}
-	summary := fmt.Sprintf("%d of %d scored metrics failed, %d Nodata", failing, len(scored), nodata)
+	summary := tallyText(scored)
 	switch {
 	case total >= pass:
 		res.Verdict = VerdictPass
@@ -473,4 +467,19 @@ func sortedKeys(m map[string]float64) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// tallyText counts the scored metrics by classification, for a Reason.
+func tallyText(scored []*MetricResult) string {
+	counts := map[Classification]int{}
+	for _, r := range scored {
+		counts[r.Classification]++
+	}
+	parts := []string{}
+	for _, c := range []Classification{Pass, High, Low, NodataFailMetric, Nodata} {
+		if counts[c] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[c], c))
+		}
+	}
+	return fmt.Sprintf("%d scored metrics: %s", len(scored), strings.Join(parts, ", "))
 }
