@@ -174,9 +174,7 @@ func compareMetric(m Metric, s Series, present bool, confidence float64) MetricR
 		return r
 	}
 
-	if u, err := stats.MannWhitneyUTest(canary, baseline, stats.LocationDiffers); err == nil {
-		r.PValue = u.P
-	}
+	r.PValue = mannWhitneyP(canary, baseline)
 	hl := hodgesLehmann(canary, baseline, confidence)
 	r.Shift, r.LowerCI, r.UpperCI = safe(hl.estimate), safe(hl.lower), safe(hl.upper)
 
@@ -234,4 +232,26 @@ func compareMetric(m Metric, s Series, present bool, confidence float64) MetricR
 	}
 	r.Reason = b.String()
 	return r
+}
+
+// mannWhitneyP is the two-sided p-value of go-moremath's Mann-Whitney U
+// test, 1 when the test does not apply (all samples equal).
+//
+// go-moremath doubles CDF(min(U1, U2)) of the distribution of U1, the first
+// sample's statistic. With ties that distribution is not symmetric, so when
+// U1 is the larger statistic the figure is not the doubled lower tail and
+// depends on which sample is passed first (e.g. 0.56 one way, 0.48 the
+// other). Passing first the sample whose U is the smaller makes it the
+// doubled smaller tail, the same either way round; the result is capped at
+// 1, which doubling a tail with a tied atom can exceed.
+func mannWhitneyP(canary, baseline []float64) float64 {
+	x, y := canary, baseline
+	if 2*uStatistic(canary, baseline) > float64(len(canary))*float64(len(baseline)) {
+		x, y = baseline, canary
+	}
+	res, err := stats.MannWhitneyUTest(x, y, stats.LocationDiffers)
+	if err != nil || math.IsNaN(res.P) {
+		return 1
+	}
+	return math.Max(0, math.Min(1, res.P))
 }

@@ -25,8 +25,8 @@ func TestHodgesLehmannKayentaSuite(t *testing.T) {
 	}
 	var suite struct {
 		Cases []struct {
-			Name                                string
-			Canary, Baseline                    []float64
+			Name                               string
+			Canary, Baseline                   []float64
 			Confidence, Lower, Upper, Estimate float64
 		} `json:"cases"`
 	}
