@@ -48,7 +48,10 @@ func percentileR7(sorted []float64, p float64) float64 {
 	if frac == 0 || a == b {
 		return a
 	}
-	return a + frac*(b-a)
+	if span := b - a; finite(span) {
+		return a + frac*span
+	}
+	return a*(1-frac) + b*frac // b-a overflowed
 }
 
 // iqrFences are the fences of Kayenta's IQRDetector with
