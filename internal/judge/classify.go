@@ -147,11 +147,13 @@ func compareMetric(m Metric, s Series, present bool, confidence float64) MetricR
 		return r
 	}
 
+	sc := slices.Sorted(slices.Values(canary))
+	sb := slices.Sorted(slices.Values(baseline))
 	ratio := meanRatio(r.CanaryMean, r.BaselineMean)
 	r.Ratio = safe(ratio)
 	effect := ratio
 	if p.measure == CLES {
-		effect = cles(canary, baseline)
+		effect = cles(sc, sb)
 	}
 	r.EffectSize = safe(effect)
 	ratioText := "ratio undefined: a mean is 0"
@@ -161,8 +163,6 @@ func compareMetric(m Metric, s Series, present bool, confidence float64) MetricR
 	head := fmt.Sprintf("%s: canary mean %s vs baseline mean %s (%s)", m.Name, num(r.CanaryMean), num(r.BaselineMean), ratioText)
 
 	// Identical data, or a single value on both sides: Pass without a test.
-	sc := slices.Sorted(slices.Values(canary))
-	sb := slices.Sorted(slices.Values(baseline))
 	if slices.Equal(sc, sb) {
 		r.Classification = Pass
 		r.Reason = head + ", canary and baseline data are identical: Pass"
@@ -174,8 +174,8 @@ func compareMetric(m Metric, s Series, present bool, confidence float64) MetricR
 		return r
 	}
 
-	r.PValue = mannWhitneyP(canary, baseline)
-	hl := hodgesLehmann(canary, baseline, confidence)
+	r.PValue = mannWhitneyP(sc, sb)
+	hl := hodgesLehmann(sc, sb, confidence)
 	r.Shift, r.LowerCI, r.UpperCI = safe(hl.estimate), safe(hl.lower), safe(hl.upper)
 
 	// Kayenta's calculateBounds: ± tolerance × |Hodges-Lehmann estimate|.
@@ -188,8 +188,8 @@ func compareMetric(m Metric, s Series, present bool, confidence float64) MetricR
 	// the test of "shift = bound" rejects it, ties at the bound counted one
 	// half: that is how Kayenta's root-finding lands just past such a jump.
 	zc := stats.StdNormal.InvCDF(1 - (1-confidence)/2)
-	higher := hl.lower > bound || hl.lower == bound && wilcoxonZ(canary, baseline, bound) > zc
-	lower := hl.upper < -bound || hl.upper == -bound && wilcoxonZ(canary, baseline, -bound) < -zc
+	higher := hl.lower > bound || hl.lower == bound && wilcoxonZ(sc, sb, bound) > zc
+	lower := hl.upper < -bound || hl.upper == -bound && wilcoxonZ(sc, sb, -bound) < -zc
 	// An effect size that cannot be computed does not block (Kayenta).
 	bigIncrease := math.IsNaN(effect) || effect >= p.allowedIncrease
 	bigDecrease := math.IsNaN(effect) || effect <= p.allowedDecrease

@@ -85,23 +85,55 @@ func fromOrderedKey(k uint64) float64 {
 }
 
 // kth is the k-th smallest difference, 1 <= k <= m*n.
+//
+// It bisects the range of differences, over the ordered bit patterns of
+// float64 so that it ends whatever the scale, until at most collectLimit
+// differences lie in the bracket; those are gathered (a contiguous run of
+// each row) and the answer picked from them sorted.
 func (d pairwiseDiffs) kth(k int) float64 {
 	lo := d.x[0] - d.y[len(d.y)-1]
 	hi := d.x[len(d.x)-1] - d.y[0]
-	if d.countLE(lo) >= k {
+	cLo := d.countLE(lo)
+	if cLo >= k {
 		return lo
 	}
-	// Invariant: countLE(lo) < k <= countLE(hi).
+	cHi := len(d.x) * len(d.y)
+	limit := max(2*(len(d.x)+len(d.y)), 256)
+	// Invariant: cLo = countLE(lo) < k <= cHi = countLE(hi).
 	klo, khi := orderedKey(lo), orderedKey(hi)
 	for khi-klo > 1 {
+		if cHi-cLo <= limit {
+			return d.collect(fromOrderedKey(klo), fromOrderedKey(khi), k-cLo, cHi-cLo)
+		}
 		mid := klo + (khi-klo)/2
-		if d.countLE(fromOrderedKey(mid)) >= k {
-			khi = mid
+		if c := d.countLE(fromOrderedKey(mid)); c >= k {
+			khi, cHi = mid, c
 		} else {
-			klo = mid
+			klo, cLo = mid, c
 		}
 	}
 	return d.maxLE(fromOrderedKey(khi))
+}
+
+// collect returns the rank-th smallest (1-based) of the size differences
+// in (lo, hi].
+func (d pairwiseDiffs) collect(lo, hi float64, rank, size int) float64 {
+	n := len(d.y)
+	vals := make([]float64, 0, size)
+	jHi, jLo := 0, 0 // first j with x[i]-y[j] <= hi, and <= lo
+	for _, xi := range d.x {
+		for jHi < n && xi-d.y[jHi] > hi {
+			jHi++
+		}
+		for jLo < n && xi-d.y[jLo] > lo {
+			jLo++
+		}
+		for j := jHi; j < jLo; j++ {
+			vals = append(vals, xi-d.y[j])
+		}
+	}
+	sort.Float64s(vals)
+	return vals[rank-1]
 }
 
 // tieTerm is sum(t^3 - t) over the runs of equal values in a sorted sample.
@@ -123,10 +155,7 @@ func tieTerm(sorted []float64) float64 {
 // canary - baseline and its two-sided confidence interval at the given
 // confidence level. Both samples must be non-empty and finite.
 func hodgesLehmann(canary, baseline []float64, confidence float64) shiftEstimate {
-	x := append([]float64(nil), canary...)
-	y := append([]float64(nil), baseline...)
-	sort.Float64s(x)
-	sort.Float64s(y)
+	x, y := sortedCopy(canary), sortedCopy(baseline)
 	d := pairwiseDiffs{x: x, y: y}
 	m, n := len(x), len(y)
 	total := m * n

@@ -91,6 +91,9 @@ func TestHodgesLehmannMatchesBruteForce(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 300 {
 		m, n := 1+r.IntN(30), 1+r.IntN(30)
+		if i%10 == 0 { // large enough that kth bisects before collecting
+			m, n = 100+r.IntN(200), 100+r.IntN(200)
+		}
 		gen := func(k int) []float64 {
 			out := make([]float64, k)
 			for j := range out {

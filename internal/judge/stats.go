@@ -88,10 +88,7 @@ func removeOutliers(xs []float64, factor float64) ([]float64, int) {
 
 // uStatistic is #{(i,j): canary[i] > baseline[j]} + 0.5 #{canary[i] == baseline[j]}.
 func uStatistic(canary, baseline []float64) float64 {
-	x := append([]float64(nil), canary...)
-	y := append([]float64(nil), baseline...)
-	sort.Float64s(x)
-	sort.Float64s(y)
+	x, y := sortedCopy(canary), sortedCopy(baseline)
 	u := 0.0
 	less, lessEq := 0, 0 // #{y < xi}, #{y <= xi}
 	for _, xi := range x {
@@ -124,4 +121,14 @@ func meanRatio(canaryMean, baselineMean float64) float64 {
 		return math.NaN()
 	}
 	return canaryMean / baselineMean
+}
+
+// sortedCopy returns xs if it is already sorted, else a sorted copy.
+func sortedCopy(xs []float64) []float64 {
+	if sort.Float64sAreSorted(xs) {
+		return xs
+	}
+	out := append([]float64(nil), xs...)
+	sort.Float64s(out)
+	return out
 }
