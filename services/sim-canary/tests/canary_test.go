@@ -227,6 +227,33 @@ func TestDryRunChangesNothing(t *testing.T) {
 			var enacted struct{ Proposal proposal }
 			require.NoError(t, json.Unmarshal(en.Body, &enacted))
 			require.Equal(t, r.Scorecard.PredictedPost, enacted.Proposal.PostStateSha256)
+			// ... and writes exactly the audit entries the dry run listed (the snapshot
+			// digest goes through RecordSnapshot, not the trail).
+			want := map[string]string{}
+			for _, e := range r.Scorecard.AuditEntries {
+				if e.Event != "post" {
+					want[e.Key] = e.Event
+				}
+			}
+			require.Eventually(t, func() bool {
+				res := f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p.ID, f.Token(t, "t1", auth.RoleAuditor), "")
+				var trail struct {
+					Entries []struct {
+						Event          string `json:"event"`
+						IdempotencyKey string `json:"idempotency_key"`
+					} `json:"entries"`
+				}
+				if res.Status != http.StatusOK || json.Unmarshal(res.Body, &trail) != nil {
+					return false
+				}
+				found := 0
+				for _, e := range trail.Entries {
+					if ev, ok := want[e.IdempotencyKey]; ok && ev == e.Event {
+						found++
+					}
+				}
+				return found == len(want)
+			}, 20*time.Second, 100*time.Millisecond, "the audit trail holds every entry the dry run predicted: %v", want)
 
 			// Enacted, the chain would now be refused.
 			again := dryRun(t, f, tok, p.ID)
