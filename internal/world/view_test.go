@@ -260,3 +260,27 @@ func TestTwoProcessesOnPostgres(t *testing.T) {
 	_, err = worlds[1].Apply(ctx, c, got[1][0])
 	require.ErrorIs(t, err, store.ErrConflict, "the other process's pre-state is stale")
 }
+
+// A projection of a snapshot is what Read returns for those regions.
+func TestProjectIsTheReadOfTheRegions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	w := NewSimulated(st)
+	all, err := w.Read(ctx, "t1", "svc", []string{"us-east", "eu-west", "ap-south"})
+	require.NoError(t, err)
+	one, err := w.Read(ctx, "t1", "svc", []string{"eu-west"})
+	require.NoError(t, err)
+	p, err := Project(all, []string{"eu-west"})
+	require.NoError(t, err)
+	require.Equal(t, one, p)
+	two, err := w.Read(ctx, "t1", "svc", []string{"us-east", "ap-south"})
+	require.NoError(t, err)
+	p, err = Project(all, []string{"us-east", "ap-south", "us-east"})
+	require.NoError(t, err)
+	require.Equal(t, two.SHA256, p.SHA256)
+	_, err = Project(all, []string{"mars"})
+	require.Error(t, err)
+}

@@ -152,6 +152,10 @@ func (s *Service) Definition() server.Service {
 			m("RecordApproval"):   {auth.RoleService},
 			// The sim-canary's whole-chain dry run, as the service identity.
 			m("RehearseEnactment"): {auth.RoleService},
+			// Canary rollouts: the sim-canary, as the service identity.
+			m("EnactCanaryStage"):  {auth.RoleService},
+			m("RollbackCanaryRun"): {auth.RoleService},
+			m("CompleteCanaryRun"): {auth.RoleService},
 		},
 		Validators: server.Validators{
 			m("SubmitProposal"):    validateSubmit,
@@ -162,6 +166,9 @@ func (s *Service) Definition() server.Service {
 			m("DescribeChange"):    validateDescribeChange,
 			m("RecordApproval"):    validateRecordApproval,
 			m("RehearseEnactment"): validateRehearse,
+			m("EnactCanaryStage"):  validateCanaryStage,
+			m("RollbackCanaryRun"): validateCanaryRollback,
+			m("CompleteCanaryRun"): validateCanaryComplete,
 		},
 	}
 }
@@ -456,11 +463,8 @@ func (s *Service) EnactProposal(ctx context.Context, req *coordinatorv1.EnactPro
 		}
 		return s.enactResponse(next, pre, nil, now)
 	}
-	if missing := s.missingForEnactment(p, d); len(missing) > 0 {
-		return nil, status.Errorf(codes.FailedPrecondition, "enactment of %s-impact proposal %s refused; missing: %s", p.Impact, p.ID, strings.Join(missing, "; "))
-	}
-	if p.Status == stPendingApproval {
-		return nil, status.Errorf(codes.FailedPrecondition, "proposal %s is waiting for approval (P3)", p.ID)
+	if err := s.readyToEnact(p, d); err != nil {
+		return nil, err
 	}
 	next, pre, post, err := s.enact(ctx, p)
 	if err != nil {

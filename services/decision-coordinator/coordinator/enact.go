@@ -308,18 +308,9 @@ func (s *Service) rollback(ctx context.Context, p *store.Proposal) (*store.Propo
 	if p.Status != stEnacted {
 		return nil, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "proposal %s is %s; only an ENACTED proposal can be rolled back", p.ID, p.Status)
 	}
-	snaps, err := s.deps.Store.Snapshots().List(ctx, p.TenantID, p.ID)
+	pre, err := s.preSnapshot(ctx, p)
 	if err != nil {
-		return nil, world.Snapshot{}, storeError(err)
-	}
-	var pre world.Snapshot
-	for _, sn := range snaps {
-		if sn.Kind == "pre" {
-			pre = world.Snapshot{JSON: sn.State, SHA256: sn.SHA256}
-		}
-	}
-	if pre.JSON == nil {
-		return nil, world.Snapshot{}, status.Errorf(codes.FailedPrecondition, "proposal %s has no pre-state snapshot to restore", p.ID)
+		return nil, world.Snapshot{}, err
 	}
 	_, c, _, err := decisionChange(p)
 	if err != nil {

@@ -2037,6 +2037,372 @@ func (x *RehearsedAuditEntry) GetKind() string {
 	return ""
 }
 
+// EnactCanaryStageRequest names one stage of a canary run.
+type EnactCanaryStageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Proposal id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Required. The canary run (ULID), named in the audit entry.
+	RunId string `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The stage's number, from 1.
+	Stage int32 `protobuf:"varint,3,opt,name=stage,proto3" json:"stage,omitempty"`
+	// Required. The regions this stage changes, a subset of the manifest's.
+	Regions       []string `protobuf:"bytes,4,rep,name=regions,proto3" json:"regions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnactCanaryStageRequest) Reset() {
+	*x = EnactCanaryStageRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnactCanaryStageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnactCanaryStageRequest) ProtoMessage() {}
+
+func (x *EnactCanaryStageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnactCanaryStageRequest.ProtoReflect.Descriptor instead.
+func (*EnactCanaryStageRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *EnactCanaryStageRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EnactCanaryStageRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *EnactCanaryStageRequest) GetStage() int32 {
+	if x != nil {
+		return x.Stage
+	}
+	return 0
+}
+
+func (x *EnactCanaryStageRequest) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+// EnactCanaryStageResponse is the stage as made.
+type EnactCanaryStageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of the stage's regions before the change.
+	StagePreStateSha256 string `protobuf:"bytes,1,opt,name=stage_pre_state_sha256,json=stagePreStateSha256,proto3" json:"stage_pre_state_sha256,omitempty"`
+	// SHA-256 of the stage's regions after the change.
+	StagePostStateSha256 string `protobuf:"bytes,2,opt,name=stage_post_state_sha256,json=stagePostStateSha256,proto3" json:"stage_post_state_sha256,omitempty"`
+	// The proposal's recorded pre-state (all its regions).
+	PreStateSha256 string `protobuf:"bytes,3,opt,name=pre_state_sha256,json=preStateSha256,proto3" json:"pre_state_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EnactCanaryStageResponse) Reset() {
+	*x = EnactCanaryStageResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnactCanaryStageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnactCanaryStageResponse) ProtoMessage() {}
+
+func (x *EnactCanaryStageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnactCanaryStageResponse.ProtoReflect.Descriptor instead.
+func (*EnactCanaryStageResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *EnactCanaryStageResponse) GetStagePreStateSha256() string {
+	if x != nil {
+		return x.StagePreStateSha256
+	}
+	return ""
+}
+
+func (x *EnactCanaryStageResponse) GetStagePostStateSha256() string {
+	if x != nil {
+		return x.StagePostStateSha256
+	}
+	return ""
+}
+
+func (x *EnactCanaryStageResponse) GetPreStateSha256() string {
+	if x != nil {
+		return x.PreStateSha256
+	}
+	return ""
+}
+
+// RollbackCanaryRunRequest names the run to undo.
+type RollbackCanaryRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Proposal id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Required. The canary run (ULID), named in the audit entry.
+	RunId string `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Why, in words (at most 1000 characters), for the audit entry.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackCanaryRunRequest) Reset() {
+	*x = RollbackCanaryRunRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackCanaryRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackCanaryRunRequest) ProtoMessage() {}
+
+func (x *RollbackCanaryRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackCanaryRunRequest.ProtoReflect.Descriptor instead.
+func (*RollbackCanaryRunRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RollbackCanaryRunRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RollbackCanaryRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RollbackCanaryRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RollbackCanaryRunResponse is the world after the rollback.
+type RollbackCanaryRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of the target's state after the rollback: equal to pre_state_sha256.
+	RestoredStateSha256 string `protobuf:"bytes,1,opt,name=restored_state_sha256,json=restoredStateSha256,proto3" json:"restored_state_sha256,omitempty"`
+	// The proposal's recorded pre-state.
+	PreStateSha256 string `protobuf:"bytes,2,opt,name=pre_state_sha256,json=preStateSha256,proto3" json:"pre_state_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RollbackCanaryRunResponse) Reset() {
+	*x = RollbackCanaryRunResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackCanaryRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackCanaryRunResponse) ProtoMessage() {}
+
+func (x *RollbackCanaryRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackCanaryRunResponse.ProtoReflect.Descriptor instead.
+func (*RollbackCanaryRunResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RollbackCanaryRunResponse) GetRestoredStateSha256() string {
+	if x != nil {
+		return x.RestoredStateSha256
+	}
+	return ""
+}
+
+func (x *RollbackCanaryRunResponse) GetPreStateSha256() string {
+	if x != nil {
+		return x.PreStateSha256
+	}
+	return ""
+}
+
+// CompleteCanaryRunRequest names the run that enacted the whole change.
+type CompleteCanaryRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Proposal id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Required. The canary run (ULID).
+	RunId         string `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteCanaryRunRequest) Reset() {
+	*x = CompleteCanaryRunRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteCanaryRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteCanaryRunRequest) ProtoMessage() {}
+
+func (x *CompleteCanaryRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteCanaryRunRequest.ProtoReflect.Descriptor instead.
+func (*CompleteCanaryRunRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *CompleteCanaryRunRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CompleteCanaryRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+// CompleteCanaryRunResponse is the enacted proposal.
+type CompleteCanaryRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal, ENACTED.
+	Proposal *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// SHA-256 of the post-state.
+	PostStateSha256 string `protobuf:"bytes,2,opt,name=post_state_sha256,json=postStateSha256,proto3" json:"post_state_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CompleteCanaryRunResponse) Reset() {
+	*x = CompleteCanaryRunResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteCanaryRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteCanaryRunResponse) ProtoMessage() {}
+
+func (x *CompleteCanaryRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteCanaryRunResponse.ProtoReflect.Descriptor instead.
+func (*CompleteCanaryRunResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CompleteCanaryRunResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *CompleteCanaryRunResponse) GetPostStateSha256() string {
+	if x != nil {
+		return x.PostStateSha256
+	}
+	return ""
+}
+
 var File_decisionfabric_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
@@ -2190,7 +2556,29 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x13RehearsedAuditEntry\x12\x14\n" +
 	"\x05event\x18\x01 \x01(\tR\x05event\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
-	"\x04kind\x18\x03 \x01(\tR\x04kind*\xca\x03\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\"p\n" +
+	"\x17EnactCanaryStageRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x14\n" +
+	"\x05stage\x18\x03 \x01(\x05R\x05stage\x12\x18\n" +
+	"\aregions\x18\x04 \x03(\tR\aregions\"\xb0\x01\n" +
+	"\x18EnactCanaryStageResponse\x123\n" +
+	"\x16stage_pre_state_sha256\x18\x01 \x01(\tR\x13stagePreStateSha256\x125\n" +
+	"\x17stage_post_state_sha256\x18\x02 \x01(\tR\x14stagePostStateSha256\x12(\n" +
+	"\x10pre_state_sha256\x18\x03 \x01(\tR\x0epreStateSha256\"Y\n" +
+	"\x18RollbackCanaryRunRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"y\n" +
+	"\x19RollbackCanaryRunResponse\x122\n" +
+	"\x15restored_state_sha256\x18\x01 \x01(\tR\x13restoredStateSha256\x12(\n" +
+	"\x10pre_state_sha256\x18\x02 \x01(\tR\x0epreStateSha256\"A\n" +
+	"\x18CompleteCanaryRunRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\"\x8c\x01\n" +
+	"\x19CompleteCanaryRunResponse\x12C\n" +
+	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12*\n" +
+	"\x11post_state_sha256\x18\x02 \x01(\tR\x0fpostStateSha256*\xca\x03\n" +
 	"\x0eProposalStatus\x12\x1f\n" +
 	"\x1bPROPOSAL_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19PROPOSAL_STATUS_SUBMITTED\x10\x01\x12\x1f\n" +
@@ -2206,7 +2594,7 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x12\"\n" +
 	"\x1ePROPOSAL_STATUS_DRY_RUN_FAILED\x10\v\x12\x1b\n" +
 	"\x17PROPOSAL_STATUS_ENACTED\x10\f\x12\x1f\n" +
-	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xbe\t\n" +
+	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xd6\f\n" +
 	"\x12CoordinatorService\x12\x94\x01\n" +
 	"\x0eSubmitProposal\x124.decisionfabric.coordinator.v1.SubmitProposalRequest\x1a5.decisionfabric.coordinator.v1.SubmitProposalResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/proposals\x12\x8d\x01\n" +
@@ -2217,7 +2605,10 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x10RollbackProposal\x126.decisionfabric.coordinator.v1.RollbackProposalRequest\x1a7.decisionfabric.coordinator.v1.RollbackProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/proposals/{id}/rollback\x12\x9d\x01\n" +
 	"\x0eDescribeChange\x124.decisionfabric.coordinator.v1.DescribeChangeRequest\x1a5.decisionfabric.coordinator.v1.DescribeChangeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/proposals/{id}/change\x12}\n" +
 	"\x0eRecordApproval\x124.decisionfabric.coordinator.v1.RecordApprovalRequest\x1a5.decisionfabric.coordinator.v1.RecordApprovalResponse\x12\x86\x01\n" +
-	"\x11RehearseEnactment\x127.decisionfabric.coordinator.v1.RehearseEnactmentRequest\x1a8.decisionfabric.coordinator.v1.RehearseEnactmentResponseBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x11RehearseEnactment\x127.decisionfabric.coordinator.v1.RehearseEnactmentRequest\x1a8.decisionfabric.coordinator.v1.RehearseEnactmentResponse\x12\x83\x01\n" +
+	"\x10EnactCanaryStage\x126.decisionfabric.coordinator.v1.EnactCanaryStageRequest\x1a7.decisionfabric.coordinator.v1.EnactCanaryStageResponse\x12\x86\x01\n" +
+	"\x11RollbackCanaryRun\x127.decisionfabric.coordinator.v1.RollbackCanaryRunRequest\x1a8.decisionfabric.coordinator.v1.RollbackCanaryRunResponse\x12\x86\x01\n" +
+	"\x11CompleteCanaryRun\x127.decisionfabric.coordinator.v1.CompleteCanaryRunRequest\x1a8.decisionfabric.coordinator.v1.CompleteCanaryRunResponseBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_decisionfabric_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -2232,7 +2623,7 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
 	(ProposalStatus)(0),               // 0: decisionfabric.coordinator.v1.ProposalStatus
 	(*Proposal)(nil),                  // 1: decisionfabric.coordinator.v1.Proposal
@@ -2259,78 +2650,91 @@ var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
 	(*RehearseEnactmentResponse)(nil), // 22: decisionfabric.coordinator.v1.RehearseEnactmentResponse
 	(*RehearsedApproval)(nil),         // 23: decisionfabric.coordinator.v1.RehearsedApproval
 	(*RehearsedAuditEntry)(nil),       // 24: decisionfabric.coordinator.v1.RehearsedAuditEntry
-	(*v1.Manifest)(nil),               // 25: decisionfabric.types.v1.Manifest
-	(*structpb.Struct)(nil),           // 26: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
-	(*v1.ManifestSignature)(nil),      // 28: decisionfabric.types.v1.ManifestSignature
-	(*v1.ConsensusBundle)(nil),        // 29: decisionfabric.types.v1.ConsensusBundle
-	(*v1.Approval)(nil),               // 30: decisionfabric.types.v1.Approval
-	(*v1.Snapshot)(nil),               // 31: decisionfabric.types.v1.Snapshot
-	(*v11.HistoryCounts)(nil),         // 32: decisionfabric.scorer.v1.HistoryCounts
+	(*EnactCanaryStageRequest)(nil),   // 25: decisionfabric.coordinator.v1.EnactCanaryStageRequest
+	(*EnactCanaryStageResponse)(nil),  // 26: decisionfabric.coordinator.v1.EnactCanaryStageResponse
+	(*RollbackCanaryRunRequest)(nil),  // 27: decisionfabric.coordinator.v1.RollbackCanaryRunRequest
+	(*RollbackCanaryRunResponse)(nil), // 28: decisionfabric.coordinator.v1.RollbackCanaryRunResponse
+	(*CompleteCanaryRunRequest)(nil),  // 29: decisionfabric.coordinator.v1.CompleteCanaryRunRequest
+	(*CompleteCanaryRunResponse)(nil), // 30: decisionfabric.coordinator.v1.CompleteCanaryRunResponse
+	(*v1.Manifest)(nil),               // 31: decisionfabric.types.v1.Manifest
+	(*structpb.Struct)(nil),           // 32: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
+	(*v1.ManifestSignature)(nil),      // 34: decisionfabric.types.v1.ManifestSignature
+	(*v1.ConsensusBundle)(nil),        // 35: decisionfabric.types.v1.ConsensusBundle
+	(*v1.Approval)(nil),               // 36: decisionfabric.types.v1.Approval
+	(*v1.Snapshot)(nil),               // 37: decisionfabric.types.v1.Snapshot
+	(*v11.HistoryCounts)(nil),         // 38: decisionfabric.scorer.v1.HistoryCounts
 }
 var file_decisionfabric_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.coordinator.v1.Proposal.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	25, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
-	26, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
-	27, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
-	27, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
+	31, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
+	32, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
+	33, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
+	33, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: decisionfabric.coordinator.v1.Proposal.votes:type_name -> decisionfabric.coordinator.v1.VoteSummary
-	25, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
+	31, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
 	2,  // 7: decisionfabric.coordinator.v1.Proposal.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
 	3,  // 8: decisionfabric.coordinator.v1.Proposal.score:type_name -> decisionfabric.coordinator.v1.Score
 	4,  // 9: decisionfabric.coordinator.v1.Proposal.dry_run_result:type_name -> decisionfabric.coordinator.v1.DryRunResult
-	28, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	29, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
-	30, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
-	27, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
-	27, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
-	25, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	26, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
-	28, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	34, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	35, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	36, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
+	33, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
+	33, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
+	31, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	32, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
+	34, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
 	1,  // 18: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
 	1,  // 19: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
 	0,  // 20: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
 	1,  // 21: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
 	1,  // 22: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	31, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
+	37, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
 	1,  // 24: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	31, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
-	31, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
-	26, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
-	26, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
+	37, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
+	37, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
+	32, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
+	32, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
 	18, // 29: decisionfabric.coordinator.v1.DescribeChangeResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
-	30, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
+	36, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
 	1,  // 31: decisionfabric.coordinator.v1.RecordApprovalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	30, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
-	25, // 33: decisionfabric.coordinator.v1.RehearseEnactmentRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	36, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
+	31, // 33: decisionfabric.coordinator.v1.RehearseEnactmentRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
 	0,  // 34: decisionfabric.coordinator.v1.RehearseEnactmentResponse.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
 	2,  // 35: decisionfabric.coordinator.v1.RehearseEnactmentResponse.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
 	23, // 36: decisionfabric.coordinator.v1.RehearseEnactmentResponse.approval:type_name -> decisionfabric.coordinator.v1.RehearsedApproval
 	4,  // 37: decisionfabric.coordinator.v1.RehearseEnactmentResponse.dry_run:type_name -> decisionfabric.coordinator.v1.DryRunResult
 	18, // 38: decisionfabric.coordinator.v1.RehearseEnactmentResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
 	24, // 39: decisionfabric.coordinator.v1.RehearseEnactmentResponse.audit_entries:type_name -> decisionfabric.coordinator.v1.RehearsedAuditEntry
-	32, // 40: decisionfabric.coordinator.v1.RehearseEnactmentResponse.history:type_name -> decisionfabric.scorer.v1.HistoryCounts
-	6,  // 41: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
-	8,  // 42: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
-	10, // 43: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
-	12, // 44: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
-	13, // 45: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
-	16, // 46: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
-	19, // 47: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
-	21, // 48: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:input_type -> decisionfabric.coordinator.v1.RehearseEnactmentRequest
-	7,  // 49: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
-	9,  // 50: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
-	11, // 51: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
-	15, // 52: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
-	14, // 53: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
-	17, // 54: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
-	20, // 55: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
-	22, // 56: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:output_type -> decisionfabric.coordinator.v1.RehearseEnactmentResponse
-	49, // [49:57] is the sub-list for method output_type
-	41, // [41:49] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	38, // 40: decisionfabric.coordinator.v1.RehearseEnactmentResponse.history:type_name -> decisionfabric.scorer.v1.HistoryCounts
+	1,  // 41: decisionfabric.coordinator.v1.CompleteCanaryRunResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	6,  // 42: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
+	8,  // 43: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
+	10, // 44: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
+	12, // 45: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
+	13, // 46: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
+	16, // 47: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
+	19, // 48: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
+	21, // 49: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:input_type -> decisionfabric.coordinator.v1.RehearseEnactmentRequest
+	25, // 50: decisionfabric.coordinator.v1.CoordinatorService.EnactCanaryStage:input_type -> decisionfabric.coordinator.v1.EnactCanaryStageRequest
+	27, // 51: decisionfabric.coordinator.v1.CoordinatorService.RollbackCanaryRun:input_type -> decisionfabric.coordinator.v1.RollbackCanaryRunRequest
+	29, // 52: decisionfabric.coordinator.v1.CoordinatorService.CompleteCanaryRun:input_type -> decisionfabric.coordinator.v1.CompleteCanaryRunRequest
+	7,  // 53: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
+	9,  // 54: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
+	11, // 55: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
+	15, // 56: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
+	14, // 57: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
+	17, // 58: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
+	20, // 59: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
+	22, // 60: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:output_type -> decisionfabric.coordinator.v1.RehearseEnactmentResponse
+	26, // 61: decisionfabric.coordinator.v1.CoordinatorService.EnactCanaryStage:output_type -> decisionfabric.coordinator.v1.EnactCanaryStageResponse
+	28, // 62: decisionfabric.coordinator.v1.CoordinatorService.RollbackCanaryRun:output_type -> decisionfabric.coordinator.v1.RollbackCanaryRunResponse
+	30, // 63: decisionfabric.coordinator.v1.CoordinatorService.CompleteCanaryRun:output_type -> decisionfabric.coordinator.v1.CompleteCanaryRunResponse
+	53, // [53:64] is the sub-list for method output_type
+	42, // [42:53] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_coordinator_v1_coordinator_proto_init() }
@@ -2345,7 +2749,7 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc), len(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,9 @@ const (
 	CoordinatorService_DescribeChange_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/DescribeChange"
 	CoordinatorService_RecordApproval_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/RecordApproval"
 	CoordinatorService_RehearseEnactment_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/RehearseEnactment"
+	CoordinatorService_EnactCanaryStage_FullMethodName  = "/decisionfabric.coordinator.v1.CoordinatorService/EnactCanaryStage"
+	CoordinatorService_RollbackCanaryRun_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackCanaryRun"
+	CoordinatorService_CompleteCanaryRun_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/CompleteCanaryRun"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -109,6 +112,37 @@ type CoordinatorServiceClient interface {
 	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) for a malformed id
 	// or a manifest that is not the proposal's (another action, target, regions or tenant).
 	RehearseEnactment(ctx context.Context, in *RehearseEnactmentRequest, opts ...grpc.CallOption) (*RehearseEnactmentResponse, error)
+	// EnactCanaryStage makes the proposal's change in some of its regions, one stage of a
+	// canary rollout (gRPC only, service role: the sim-canary). The proposal must allow
+	// enactment exactly as EnactProposal requires (agreed, consensus bundle verified,
+	// approvals met and not waiting for approval: P3 is not bypassed), and the stage's
+	// regions must still hold their recorded pre-state. The change and its audit entry
+	// (canary.stage_enacted) are recorded together; the proposal's status does not move
+	// until CompleteCanaryRun.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) without run_id or
+	// regions, or for a region the manifest does not name; FAILED_PRECONDITION (409) when
+	// the proposal may not be enacted (naming what is missing) or a region no longer
+	// holds its pre-state (already enacted, or changed since submission).
+	EnactCanaryStage(ctx context.Context, in *EnactCanaryStageRequest, opts ...grpc.CallOption) (*EnactCanaryStageResponse, error)
+	// RollbackCanaryRun puts every region of the proposal back into the recorded pre-state
+	// snapshot after a canary run enacted stages of it (gRPC only, service role), audited as
+	// canary.rolled_back, and checks that the target's state hashes to pre_state_sha256
+	// again (P7). Safe to retry.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) without run_id;
+	// FAILED_PRECONDITION (409) for an ENACTED or ROLLED_BACK proposal (use
+	// RollbackProposal); ABORTED (409) if the restored state does not hash to the pre-state.
+	RollbackCanaryRun(ctx context.Context, in *RollbackCanaryRunRequest, opts ...grpc.CallOption) (*RollbackCanaryRunResponse, error)
+	// CompleteCanaryRun records a canary run whose every stage was promoted as the
+	// proposal's enactment (gRPC only, service role): the passed dry run, the move to
+	// ENACTED and the post-state snapshot, in one transaction, as EnactProposal records
+	// them. Every region must hold the state the change produces from the pre-state.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) without run_id;
+	// FAILED_PRECONDITION (409) when the proposal may not be enacted or a region does not
+	// hold the changed state.
+	CompleteCanaryRun(ctx context.Context, in *CompleteCanaryRunRequest, opts ...grpc.CallOption) (*CompleteCanaryRunResponse, error)
 }
 
 type coordinatorServiceClient struct {
@@ -199,6 +233,36 @@ func (c *coordinatorServiceClient) RehearseEnactment(ctx context.Context, in *Re
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) EnactCanaryStage(ctx context.Context, in *EnactCanaryStageRequest, opts ...grpc.CallOption) (*EnactCanaryStageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EnactCanaryStageResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_EnactCanaryStage_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) RollbackCanaryRun(ctx context.Context, in *RollbackCanaryRunRequest, opts ...grpc.CallOption) (*RollbackCanaryRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RollbackCanaryRunResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_RollbackCanaryRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coordinatorServiceClient) CompleteCanaryRun(ctx context.Context, in *CompleteCanaryRunRequest, opts ...grpc.CallOption) (*CompleteCanaryRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteCanaryRunResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_CompleteCanaryRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CoordinatorServiceServer is the server API for CoordinatorService service.
 // All implementations must embed UnimplementedCoordinatorServiceServer
 // for forward compatibility.
@@ -275,6 +339,37 @@ type CoordinatorServiceServer interface {
 	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) for a malformed id
 	// or a manifest that is not the proposal's (another action, target, regions or tenant).
 	RehearseEnactment(context.Context, *RehearseEnactmentRequest) (*RehearseEnactmentResponse, error)
+	// EnactCanaryStage makes the proposal's change in some of its regions, one stage of a
+	// canary rollout (gRPC only, service role: the sim-canary). The proposal must allow
+	// enactment exactly as EnactProposal requires (agreed, consensus bundle verified,
+	// approvals met and not waiting for approval: P3 is not bypassed), and the stage's
+	// regions must still hold their recorded pre-state. The change and its audit entry
+	// (canary.stage_enacted) are recorded together; the proposal's status does not move
+	// until CompleteCanaryRun.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) without run_id or
+	// regions, or for a region the manifest does not name; FAILED_PRECONDITION (409) when
+	// the proposal may not be enacted (naming what is missing) or a region no longer
+	// holds its pre-state (already enacted, or changed since submission).
+	EnactCanaryStage(context.Context, *EnactCanaryStageRequest) (*EnactCanaryStageResponse, error)
+	// RollbackCanaryRun puts every region of the proposal back into the recorded pre-state
+	// snapshot after a canary run enacted stages of it (gRPC only, service role), audited as
+	// canary.rolled_back, and checks that the target's state hashes to pre_state_sha256
+	// again (P7). Safe to retry.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) without run_id;
+	// FAILED_PRECONDITION (409) for an ENACTED or ROLLED_BACK proposal (use
+	// RollbackProposal); ABORTED (409) if the restored state does not hash to the pre-state.
+	RollbackCanaryRun(context.Context, *RollbackCanaryRunRequest) (*RollbackCanaryRunResponse, error)
+	// CompleteCanaryRun records a canary run whose every stage was promoted as the
+	// proposal's enactment (gRPC only, service role): the passed dry run, the move to
+	// ENACTED and the post-state snapshot, in one transaction, as EnactProposal records
+	// them. Every region must hold the state the change produces from the pre-state.
+	//
+	// Errors: NOT_FOUND (404) as for GetProposal; INVALID_ARGUMENT (400) without run_id;
+	// FAILED_PRECONDITION (409) when the proposal may not be enacted or a region does not
+	// hold the changed state.
+	CompleteCanaryRun(context.Context, *CompleteCanaryRunRequest) (*CompleteCanaryRunResponse, error)
 	mustEmbedUnimplementedCoordinatorServiceServer()
 }
 
@@ -308,6 +403,15 @@ func (UnimplementedCoordinatorServiceServer) RecordApproval(context.Context, *Re
 }
 func (UnimplementedCoordinatorServiceServer) RehearseEnactment(context.Context, *RehearseEnactmentRequest) (*RehearseEnactmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RehearseEnactment not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) EnactCanaryStage(context.Context, *EnactCanaryStageRequest) (*EnactCanaryStageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EnactCanaryStage not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) RollbackCanaryRun(context.Context, *RollbackCanaryRunRequest) (*RollbackCanaryRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RollbackCanaryRun not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) CompleteCanaryRun(context.Context, *CompleteCanaryRunRequest) (*CompleteCanaryRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteCanaryRun not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) mustEmbedUnimplementedCoordinatorServiceServer() {}
 func (UnimplementedCoordinatorServiceServer) testEmbeddedByValue()                            {}
@@ -474,6 +578,60 @@ func _CoordinatorService_RehearseEnactment_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_EnactCanaryStage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EnactCanaryStageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).EnactCanaryStage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_EnactCanaryStage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).EnactCanaryStage(ctx, req.(*EnactCanaryStageRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_RollbackCanaryRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackCanaryRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).RollbackCanaryRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_RollbackCanaryRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).RollbackCanaryRun(ctx, req.(*RollbackCanaryRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoordinatorService_CompleteCanaryRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteCanaryRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).CompleteCanaryRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_CompleteCanaryRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).CompleteCanaryRun(ctx, req.(*CompleteCanaryRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CoordinatorService_ServiceDesc is the grpc.ServiceDesc for CoordinatorService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -512,6 +670,18 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RehearseEnactment",
 			Handler:    _CoordinatorService_RehearseEnactment_Handler,
+		},
+		{
+			MethodName: "EnactCanaryStage",
+			Handler:    _CoordinatorService_EnactCanaryStage_Handler,
+		},
+		{
+			MethodName: "RollbackCanaryRun",
+			Handler:    _CoordinatorService_RollbackCanaryRun_Handler,
+		},
+		{
+			MethodName: "CompleteCanaryRun",
+			Handler:    _CoordinatorService_CompleteCanaryRun_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
