@@ -149,23 +149,38 @@ func (p *prometheus) Snapshot(ctx context.Context, _, target string, regions []s
 
 // query runs one instant query.
 func (p *prometheus) query(ctx context.Context, q string) (float64, bool, error) {
-	u := p.base + "/api/v1/query?" + url.Values{"query": {q}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, code, err := p.get(ctx, "/api/v1/query", url.Values{"query": {q}})
 	if err != nil {
 		return 0, false, err
+	}
+	v, ok, err := parseInstant(body)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		apiErr.HTTPStatus = code
+	}
+	return v, ok, err
+}
+
+// get sends one API request and returns a 2xx answer's body (bounded) and status; a
+// non-2xx answer is an *APIError.
+func (p *prometheus) get(ctx context.Context, path string, params url.Values) ([]byte, int, error) {
+	u := p.base + path + "?" + params.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return 0, false, redact.TransportError(err)
+		return nil, 0, redact.TransportError(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return 0, false, fmt.Errorf("read response: %w", redact.TransportError(err))
+		return nil, 0, fmt.Errorf("read response: %w", redact.TransportError(err))
 	}
 	if len(body) > maxResponseBytes {
-		return 0, false, fmt.Errorf("%w: larger than %d bytes", ErrInvalidResponse, maxResponseBytes)
+		return nil, 0, fmt.Errorf("%w: larger than %d bytes", ErrInvalidResponse, maxResponseBytes)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		apiErr := &APIError{HTTPStatus: resp.StatusCode}
@@ -173,14 +188,9 @@ func (p *prometheus) query(ctx context.Context, q string) (float64, bool, error)
 		if json.Unmarshal(body, &r) == nil {
 			apiErr.Type, apiErr.Message = r.ErrorType, truncate(r.Error, 200)
 		}
-		return 0, false, apiErr
+		return nil, 0, apiErr
 	}
-	v, ok, err := parseInstant(body)
-	var apiErr *APIError
-	if errors.As(err, &apiErr) {
-		apiErr.HTTPStatus = resp.StatusCode
-	}
-	return v, ok, err
+	return body, resp.StatusCode, nil
 }
 
 // apiResponse is the Prometheus HTTP API envelope.
