@@ -259,8 +259,15 @@ var modules = map[string]module{
 		if a.ServiceSigner == nil {
 			return server.Service{}, errors.New("sim-canary: dry runs call the coordinator, negotiator and scorer as the fabric's service identity: set auth.service_key_file (FABRIC_SERVICE_KEY_FILE)")
 		}
+		// Canary waves are judged on Prometheus when PROM_URL answers (after a wave has
+		// run for the metrics' window), else on the simulated series (at once; faults
+		// from FABRIC_SIM_METRIC_FAULTS, development only).
+		series, settle, err := a.seriesSource()
+		if err != nil {
+			return server.Service{}, err
+		}
 		conns := map[string]grpc.ClientConnInterface{}
-		for _, peer := range []string{fabric.Coordinator, fabric.Negotiator, fabric.Scorer} {
+		for _, peer := range []string{fabric.Coordinator, fabric.Negotiator, fabric.Scorer, fabric.Auditor} {
 			c, err := a.Dial(peer)
 			if err != nil {
 				return server.Service{}, err
@@ -272,8 +279,10 @@ var modules = map[string]module{
 			Coordinator: coordinatorv1.NewCoordinatorServiceClient(conns[fabric.Coordinator]),
 			Negotiator:  negotiatorv1.NewNegotiatorServiceClient(conns[fabric.Negotiator]),
 			Scorer:      scorerv1.NewScorerServiceClient(conns[fabric.Scorer]),
+			Auditor:     auditorv1.NewAuditorServiceClient(conns[fabric.Auditor]),
 			As:          identity{a.serviceToken}.as,
 			Logger:      a.Log, Registerer: reg,
+			Metrics: series, Settle: settle,
 		})
 		if err != nil {
 			return server.Service{}, err
@@ -691,3 +700,18 @@ func (a *App) metricSource() metricsource.Source {
 
 // LookupEnv is os.LookupEnv, named for callers that pass it to config.Load.
 var LookupEnv = os.LookupEnv
+
+// seriesSource is where canary waves read their metrics: Prometheus when PROM_URL is set
+// and the precheck reached it (a wave then runs for the metrics' window before it is
+// judged), the simulated series otherwise (judged at once), with the faults of
+// FABRIC_SIM_METRIC_FAULTS (development and tests only).
+func (a *App) seriesSource() (metricsource.SeriesSource, time.Duration, error) {
+	if src, ok := a.metricSource().(metricsource.SeriesSource); ok {
+		return src, 10 * time.Minute, nil
+	}
+	faults, err := metricsource.ParseFaults(os.Getenv(metricsource.FaultsEnv))
+	if err != nil {
+		return nil, 0, err
+	}
+	return metricsource.NewSimulatedSeries(faults), 0, nil
+}

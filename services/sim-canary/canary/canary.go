@@ -12,7 +12,10 @@
 // entries the chain would write. None of those calls writes; the run, with its
 // scorecard (P1..P7 checks and a recommendation), is the only row stored.
 //
-// Canary rollouts (dry_run false) answer UNIMPLEMENTED (HTTP 501).
+// A canary rollout (dry_run false, rollout.go) enacts the proposal's regions in waves
+// through the coordinator, judges each wave against its baseline with internal/judge
+// on metrics from internal/metricsource, and promotes, holds or rolls back; StopCanary
+// is the emergency stop.
 package canary
 
 import (
@@ -20,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -30,13 +34,16 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 	canaryv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/canary/v1"
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/judge"
 	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
+	"github.com/decision-fabric/fabric/internal/metricsource"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/store"
 )
@@ -58,6 +65,23 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+
+	// Canary rollouts.
+
+	// Auditor receives the rollouts' verdicts (AppendEntry, as the service identity).
+	// Required.
+	Auditor auditorv1.AuditorServiceClient
+	// Metrics are read for the judge. Required.
+	Metrics metricsource.SeriesSource
+	// Judge configures the judgement of a wave; DefaultJudgeConfig() when it has no
+	// metrics.
+	Judge judge.Config
+	// Window and Step are the metrics' window and resolution; 10 minutes and 30
+	// seconds when zero.
+	Window, Step time.Duration
+	// Settle is how long a wave runs before it is judged (0: at once, as in simulation,
+	// where the metrics do not need time to accumulate).
+	Settle time.Duration
 }
 
 // Service implements canaryv1.CanaryServiceServer.
@@ -65,12 +89,38 @@ type Service struct {
 	canaryv1.UnimplementedCanaryServiceServer
 	deps    Deps
 	metrics *metrics
+
+	// base is the parent of every rollout's context; Close cancels it.
+	base   context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	active map[string]activeRun // rollouts this process drives, by run id
+	wg     sync.WaitGroup
+}
+
+// activeRun is a rollout driven by this process.
+type activeRun struct {
+	cancel context.CancelFunc
+	done   <-chan struct{}
 }
 
 // New returns the service.
 func New(deps Deps) (*Service, error) {
-	if deps.Store == nil || deps.Coordinator == nil || deps.Negotiator == nil || deps.Scorer == nil || deps.As == nil {
-		return nil, errors.New("canary: Deps.Store, Coordinator, Negotiator, Scorer and As are required")
+	if deps.Store == nil || deps.Coordinator == nil || deps.Negotiator == nil || deps.Scorer == nil || deps.As == nil ||
+		deps.Auditor == nil || deps.Metrics == nil {
+		return nil, errors.New("canary: Deps.Store, Coordinator, Negotiator, Scorer, Auditor, Metrics and As are required")
+	}
+	if len(deps.Judge.Metrics) == 0 {
+		deps.Judge = DefaultJudgeConfig()
+	}
+	if err := deps.Judge.Validate(); err != nil {
+		return nil, fmt.Errorf("canary: %w", err)
+	}
+	if deps.Window <= 0 {
+		deps.Window = 10 * time.Minute
+	}
+	if deps.Step <= 0 {
+		deps.Step = 30 * time.Second
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -85,7 +135,16 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{deps: deps, metrics: m}, nil
+	base, cancel := context.WithCancel(context.Background())
+	return &Service{deps: deps, metrics: m, base: base, cancel: cancel, active: map[string]activeRun{}}, nil
+}
+
+// Close stops the rollouts this process drives (they stay RUNNING in the store: a stop
+// rolls them back) and waits for them.
+func (s *Service) Close() error {
+	s.cancel()
+	s.wg.Wait()
+	return nil
 }
 
 // Definition is what the platform serves.
@@ -101,11 +160,15 @@ func (s *Service) Definition() server.Service {
 		Policy: auth.Policy{
 			m("RunCanary"):       {auth.RoleProposer, auth.RoleService},
 			m("GetCanaryResult"): readers,
+			// The emergency stop: whoever may start a run (an admin holds every tenant role).
+			m("StopCanary"): {auth.RoleProposer, auth.RoleService},
 		},
 		Validators: server.Validators{
 			m("RunCanary"):       validateRun,
 			m("GetCanaryResult"): func(req any) error { return validateRunID(req.(*canaryv1.GetCanaryResultRequest).GetId()) },
+			m("StopCanary"):      validateStop,
 		},
+		Close: s.Close,
 	}
 }
 
@@ -124,6 +187,14 @@ func validateRun(req any) error {
 	return nil
 }
 
+func validateStop(req any) error {
+	r := req.(*canaryv1.StopCanaryRequest)
+	if len([]rune(r.GetReason())) > MaxStopReason {
+		return invalid("reason: at most %d characters", MaxStopReason)
+	}
+	return validateRunID(r.GetId())
+}
+
 func validateRunID(id string) error {
 	if id == "" {
 		return invalid("id is required")
@@ -134,15 +205,19 @@ func validateRunID(id string) error {
 	return nil
 }
 
-// RunCanary implements the RPC: a whole-chain dry run, synchronously; a canary rollout
-// is not built yet.
+// RunCanary implements the RPC: a whole-chain dry run, synchronously; a canary rollout,
+// its first wave now and the rest in the background.
 func (s *Service) RunCanary(ctx context.Context, req *canaryv1.RunCanaryRequest) (*canaryv1.RunCanaryResponse, error) {
 	tenant, err := auth.Tenant(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if !req.GetDryRun() {
-		return nil, server.Unimplemented(fabric.Canary, "RunCanary with dry_run false", "canary rollouts in waves judged against the baseline", 12)
+		run, err := s.startRollout(ctx, tenant, req.GetProposalId())
+		if err != nil {
+			return nil, err
+		}
+		return &canaryv1.RunCanaryResponse{Run: run}, nil
 	}
 	run, err := s.dryRun(ctx, tenant, req.GetProposalId())
 	if err != nil {

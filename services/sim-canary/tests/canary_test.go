@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -23,12 +24,18 @@ import (
 
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/metricsource"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if err := os.Setenv(metricsource.FaultsEnv, faults); err != nil {
+		panic(err)
+	}
+	pgtest.Main(m)
+}
 
 type step struct {
 	Name, Result, Detail string
@@ -296,6 +303,12 @@ func TestRunErrors(t *testing.T) {
 	tok := f.Token(t, "t1", auth.RoleProposer)
 	p := submit(t, f, tok, "serviceZ", "low")
 	await(t, f, tok, p.ID, "PROPOSAL_STATUS_SCORED")
+	r := f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", tok,
+		`{"tenant_id":"t1","manifest":{"action":"scale","target":"serviceW","regions":["eu-west"],"impact":"low","parameters":{"replicas_delta":1}}}`)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var sub struct{ Proposal proposal }
+	require.NoError(t, json.Unmarshal(r.Body, &sub))
+	single := await(t, f, tok, sub.Proposal.ID, "PROPOSAL_STATUS_SCORED")
 	before := quiet(t, f, fabrictest.SQLite)
 	for _, c := range []struct {
 		name, token, body string
@@ -308,7 +321,7 @@ func TestRunErrors(t *testing.T) {
 		{"another tenant's proposal", f.Token(t, "t2", auth.RoleProposer), `{"proposal_id":"` + p.ID + `","dry_run":true}`, http.StatusNotFound},
 		{"no token", "", `{"proposal_id":"` + p.ID + `","dry_run":true}`, http.StatusUnauthorized},
 		{"an auditor may not run", f.Token(t, "t1", auth.RoleAuditor), `{"proposal_id":"` + p.ID + `","dry_run":true}`, http.StatusForbidden},
-		{"canary rollout", tok, `{"proposal_id":"` + p.ID + `"}`, http.StatusNotImplemented},
+		{"rollout of a single region", tok, `{"proposal_id":"` + single.ID + `"}`, http.StatusConflict},
 	} {
 		r := f.Do(t, http.MethodPost, fabric.Canary, "/canary/run", c.token, c.body)
 		require.Equal(t, c.want, r.Status, "%s: %s", c.name, r.Body)

@@ -31,7 +31,7 @@ type RunCanaryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The proposal.
 	ProposalId string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
-	// A whole-chain dry run that changes nothing (false: a canary rollout, not built yet).
+	// A whole-chain dry run that changes nothing (false: a canary rollout).
 	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -84,7 +84,7 @@ func (x *RunCanaryRequest) GetDryRun() bool {
 // RunCanaryResponse returns the run.
 type RunCanaryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The run: finished for a dry run.
+	// The run: finished for a dry run, RUNNING for a canary rollout.
 	Run           *CanaryRun `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -228,8 +228,12 @@ type CanaryRun struct {
 	ProposalId string `protobuf:"bytes,2,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
 	// Owning tenant.
 	TenantId string `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	// "RUNNING", "PASSED" (a dry run whose chain would go through, possibly after
-	// approvals), "FAILED" (a dry run whose chain would be refused) or "ROLLED_BACK".
+	// Dry runs: "PASSED" (the chain would go through, possibly after approvals) or
+	// "FAILED" (it would be refused). Canary rollouts: "RUNNING", "PROMOTED" (every wave
+	// promoted, the proposal ENACTED), "HELD" (waiting for a human: see reason),
+	// "ROLLED_BACK" (a wave failed its judgement; every wave undone), "STOPPED" (the
+	// emergency stop; every wave undone) or "FAILED" (a wave could not be made or undone:
+	// see reason).
 	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	// Whether it was a dry run.
 	DryRun bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
@@ -243,9 +247,17 @@ type CanaryRun struct {
 	// recommendation.
 	Scorecard *Scorecard `protobuf:"bytes,9,opt,name=scorecard,proto3" json:"scorecard,omitempty"`
 	// Who started the run (the token's subject).
-	CreatedBy     string `protobuf:"bytes,10,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreatedBy string `protobuf:"bytes,10,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// The waves of a canary rollout, in order.
+	Stages []*CanaryStage `protobuf:"bytes,11,rep,name=stages,proto3" json:"stages,omitempty"`
+	// Why the run is HELD, ROLLED_BACK, STOPPED or FAILED, in words.
+	Reason string `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
+	// SHA-256 of the target's state when the run ended (after a rollback: the pre-state).
+	FinalStateSha256 string `protobuf:"bytes,13,opt,name=final_state_sha256,json=finalStateSha256,proto3" json:"final_state_sha256,omitempty"`
+	// The proposal's recorded pre-state.
+	PreStateSha256 string `protobuf:"bytes,14,opt,name=pre_state_sha256,json=preStateSha256,proto3" json:"pre_state_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CanaryRun) Reset() {
@@ -348,6 +360,462 @@ func (x *CanaryRun) GetCreatedBy() string {
 	return ""
 }
 
+func (x *CanaryRun) GetStages() []*CanaryStage {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+func (x *CanaryRun) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CanaryRun) GetFinalStateSha256() string {
+	if x != nil {
+		return x.FinalStateSha256
+	}
+	return ""
+}
+
+func (x *CanaryRun) GetPreStateSha256() string {
+	if x != nil {
+		return x.PreStateSha256
+	}
+	return ""
+}
+
+// CanaryStage is one wave of a canary rollout.
+type CanaryStage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1, 2, ...
+	Number int32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// The regions the wave changes.
+	Regions []string `protobuf:"bytes,2,rep,name=regions,proto3" json:"regions,omitempty"`
+	// The regions its metrics are compared with.
+	BaselineRegions []string `protobuf:"bytes,3,rep,name=baseline_regions,json=baselineRegions,proto3" json:"baseline_regions,omitempty"`
+	// "PENDING", "ENACTED", "PROMOTED", "HELD", "FAILED" or "ROLLED_BACK".
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// The judge's verdict: "PASS", "MARGINAL" or "FAIL" ("" before judgement or without data).
+	Verdict string `protobuf:"bytes,5,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// The judge's score, 0..100.
+	Score float64 `protobuf:"fixed64,6,opt,name=score,proto3" json:"score,omitempty"`
+	// The judgement in words.
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The per-metric results.
+	Metrics []*MetricJudgement `protobuf:"bytes,8,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// When the wave was enacted.
+	EnactedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=enacted_at,json=enactedAt,proto3" json:"enacted_at,omitempty"`
+	// When it was judged.
+	JudgedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=judged_at,json=judgedAt,proto3" json:"judged_at,omitempty"`
+	// SHA-256 of the wave's regions before and after the change.
+	PreStateSha256 string `protobuf:"bytes,11,opt,name=pre_state_sha256,json=preStateSha256,proto3" json:"pre_state_sha256,omitempty"`
+	// SHA-256 of the wave's regions after the change.
+	PostStateSha256 string `protobuf:"bytes,12,opt,name=post_state_sha256,json=postStateSha256,proto3" json:"post_state_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CanaryStage) Reset() {
+	*x = CanaryStage{}
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CanaryStage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CanaryStage) ProtoMessage() {}
+
+func (x *CanaryStage) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CanaryStage.ProtoReflect.Descriptor instead.
+func (*CanaryStage) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CanaryStage) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *CanaryStage) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *CanaryStage) GetBaselineRegions() []string {
+	if x != nil {
+		return x.BaselineRegions
+	}
+	return nil
+}
+
+func (x *CanaryStage) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *CanaryStage) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *CanaryStage) GetScore() float64 {
+	if x != nil {
+		return x.Score
+	}
+	return 0
+}
+
+func (x *CanaryStage) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CanaryStage) GetMetrics() []*MetricJudgement {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *CanaryStage) GetEnactedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EnactedAt
+	}
+	return nil
+}
+
+func (x *CanaryStage) GetJudgedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.JudgedAt
+	}
+	return nil
+}
+
+func (x *CanaryStage) GetPreStateSha256() string {
+	if x != nil {
+		return x.PreStateSha256
+	}
+	return ""
+}
+
+func (x *CanaryStage) GetPostStateSha256() string {
+	if x != nil {
+		return x.PostStateSha256
+	}
+	return ""
+}
+
+// MetricJudgement is one metric's comparison of canary with baseline (Mann-Whitney U
+// test, Hodges-Lehmann shift with its confidence interval, as Kayenta's judge).
+type MetricJudgement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Metric name, e.g. "latency_p99".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "Pass", "High", "Low", "Nodata" or "NodataFailMetric".
+	Classification string `protobuf:"bytes,2,opt,name=classification,proto3" json:"classification,omitempty"`
+	// Why, in words.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// A critical metric fails the wave on its own.
+	Critical bool `protobuf:"varint,4,opt,name=critical,proto3" json:"critical,omitempty"`
+	// Means of the samples compared.
+	BaselineMean float64 `protobuf:"fixed64,5,opt,name=baseline_mean,json=baselineMean,proto3" json:"baseline_mean,omitempty"`
+	// Means of the samples compared.
+	CanaryMean float64 `protobuf:"fixed64,6,opt,name=canary_mean,json=canaryMean,proto3" json:"canary_mean,omitempty"`
+	// canary mean / baseline mean (0 when undefined).
+	Ratio float64 `protobuf:"fixed64,7,opt,name=ratio,proto3" json:"ratio,omitempty"`
+	// Two-sided Mann-Whitney U test p-value.
+	PValue float64 `protobuf:"fixed64,8,opt,name=p_value,json=pValue,proto3" json:"p_value,omitempty"`
+	// Confidence interval of the shift (canary - baseline).
+	LowerCi float64 `protobuf:"fixed64,9,opt,name=lower_ci,json=lowerCi,proto3" json:"lower_ci,omitempty"`
+	// Confidence interval of the shift (canary - baseline).
+	UpperCi float64 `protobuf:"fixed64,10,opt,name=upper_ci,json=upperCi,proto3" json:"upper_ci,omitempty"`
+	// Hodges-Lehmann estimate of the shift.
+	Shift float64 `protobuf:"fixed64,11,opt,name=shift,proto3" json:"shift,omitempty"`
+	// The tolerance threshold applied to the shift.
+	Tolerance float64 `protobuf:"fixed64,12,opt,name=tolerance,proto3" json:"tolerance,omitempty"`
+	// The confidence level.
+	Confidence float64 `protobuf:"fixed64,13,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	// Samples compared.
+	BaselineN int32 `protobuf:"varint,14,opt,name=baseline_n,json=baselineN,proto3" json:"baseline_n,omitempty"`
+	// Samples compared.
+	CanaryN int32 `protobuf:"varint,15,opt,name=canary_n,json=canaryN,proto3" json:"canary_n,omitempty"`
+	// Which change fails: "increase", "decrease" or "either".
+	Direction     string `protobuf:"bytes,16,opt,name=direction,proto3" json:"direction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricJudgement) Reset() {
+	*x = MetricJudgement{}
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricJudgement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricJudgement) ProtoMessage() {}
+
+func (x *MetricJudgement) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricJudgement.ProtoReflect.Descriptor instead.
+func (*MetricJudgement) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MetricJudgement) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MetricJudgement) GetClassification() string {
+	if x != nil {
+		return x.Classification
+	}
+	return ""
+}
+
+func (x *MetricJudgement) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *MetricJudgement) GetCritical() bool {
+	if x != nil {
+		return x.Critical
+	}
+	return false
+}
+
+func (x *MetricJudgement) GetBaselineMean() float64 {
+	if x != nil {
+		return x.BaselineMean
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetCanaryMean() float64 {
+	if x != nil {
+		return x.CanaryMean
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetRatio() float64 {
+	if x != nil {
+		return x.Ratio
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetPValue() float64 {
+	if x != nil {
+		return x.PValue
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetLowerCi() float64 {
+	if x != nil {
+		return x.LowerCi
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetUpperCi() float64 {
+	if x != nil {
+		return x.UpperCi
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetShift() float64 {
+	if x != nil {
+		return x.Shift
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetTolerance() float64 {
+	if x != nil {
+		return x.Tolerance
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetConfidence() float64 {
+	if x != nil {
+		return x.Confidence
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetBaselineN() int32 {
+	if x != nil {
+		return x.BaselineN
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetCanaryN() int32 {
+	if x != nil {
+		return x.CanaryN
+	}
+	return 0
+}
+
+func (x *MetricJudgement) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+// StopCanaryRequest names the run to stop.
+type StopCanaryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Run id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Why, in words (at most 1000 characters), for the audit entry.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopCanaryRequest) Reset() {
+	*x = StopCanaryRequest{}
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopCanaryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopCanaryRequest) ProtoMessage() {}
+
+func (x *StopCanaryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopCanaryRequest.ProtoReflect.Descriptor instead.
+func (*StopCanaryRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StopCanaryRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StopCanaryRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// StopCanaryResponse is the stopped run.
+type StopCanaryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run, STOPPED (or as it ended before).
+	Run           *CanaryRun `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopCanaryResponse) Reset() {
+	*x = StopCanaryResponse{}
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopCanaryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopCanaryResponse) ProtoMessage() {}
+
+func (x *StopCanaryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopCanaryResponse.ProtoReflect.Descriptor instead.
+func (*StopCanaryResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *StopCanaryResponse) GetRun() *CanaryRun {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
 // Scorecard is what a run found.
 type Scorecard struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -378,7 +846,7 @@ type Scorecard struct {
 
 func (x *Scorecard) Reset() {
 	*x = Scorecard{}
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +858,7 @@ func (x *Scorecard) String() string {
 func (*Scorecard) ProtoMessage() {}
 
 func (x *Scorecard) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[5]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +871,7 @@ func (x *Scorecard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Scorecard.ProtoReflect.Descriptor instead.
 func (*Scorecard) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{5}
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Scorecard) GetRecommendation() string {
@@ -495,7 +963,7 @@ type PropertyCheck struct {
 
 func (x *PropertyCheck) Reset() {
 	*x = PropertyCheck{}
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +975,7 @@ func (x *PropertyCheck) String() string {
 func (*PropertyCheck) ProtoMessage() {}
 
 func (x *PropertyCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[6]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +988,7 @@ func (x *PropertyCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PropertyCheck.ProtoReflect.Descriptor instead.
 func (*PropertyCheck) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{6}
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PropertyCheck) GetId() string {
@@ -566,7 +1034,7 @@ type AuditPreview struct {
 
 func (x *AuditPreview) Reset() {
 	*x = AuditPreview{}
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +1046,7 @@ func (x *AuditPreview) String() string {
 func (*AuditPreview) ProtoMessage() {}
 
 func (x *AuditPreview) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[7]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +1059,7 @@ func (x *AuditPreview) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditPreview.ProtoReflect.Descriptor instead.
 func (*AuditPreview) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{7}
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AuditPreview) GetService() string {
@@ -630,7 +1098,7 @@ type StateChange struct {
 
 func (x *StateChange) Reset() {
 	*x = StateChange{}
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +1110,7 @@ func (x *StateChange) String() string {
 func (*StateChange) ProtoMessage() {}
 
 func (x *StateChange) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[8]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +1123,7 @@ func (x *StateChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateChange.ProtoReflect.Descriptor instead.
 func (*StateChange) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{8}
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StateChange) GetPath() string {
@@ -700,7 +1168,7 @@ type CanaryStep struct {
 
 func (x *CanaryStep) Reset() {
 	*x = CanaryStep{}
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +1180,7 @@ func (x *CanaryStep) String() string {
 func (*CanaryStep) ProtoMessage() {}
 
 func (x *CanaryStep) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[9]
+	mi := &file_decisionfabric_canary_v1_canary_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +1193,7 @@ func (x *CanaryStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CanaryStep.ProtoReflect.Descriptor instead.
 func (*CanaryStep) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{9}
+	return file_decisionfabric_canary_v1_canary_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CanaryStep) GetName() string {
@@ -784,7 +1252,7 @@ const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"\x16GetCanaryResultRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"P\n" +
 	"\x17GetCanaryResultResponse\x125\n" +
-	"\x03run\x18\x01 \x01(\v2#.decisionfabric.canary.v1.CanaryRunR\x03run\"\x9e\x03\n" +
+	"\x03run\x18\x01 \x01(\v2#.decisionfabric.canary.v1.CanaryRunR\x03run\"\xcd\x04\n" +
 	"\tCanaryRun\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vproposal_id\x18\x02 \x01(\tR\n" +
@@ -800,7 +1268,53 @@ const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"\tscorecard\x18\t \x01(\v2#.decisionfabric.canary.v1.ScorecardR\tscorecard\x12\x1d\n" +
 	"\n" +
 	"created_by\x18\n" +
-	" \x01(\tR\tcreatedBy\"\x97\x04\n" +
+	" \x01(\tR\tcreatedBy\x12=\n" +
+	"\x06stages\x18\v \x03(\v2%.decisionfabric.canary.v1.CanaryStageR\x06stages\x12\x16\n" +
+	"\x06reason\x18\f \x01(\tR\x06reason\x12,\n" +
+	"\x12final_state_sha256\x18\r \x01(\tR\x10finalStateSha256\x12(\n" +
+	"\x10pre_state_sha256\x18\x0e \x01(\tR\x0epreStateSha256\"\xd7\x03\n" +
+	"\vCanaryStage\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x18\n" +
+	"\aregions\x18\x02 \x03(\tR\aregions\x12)\n" +
+	"\x10baseline_regions\x18\x03 \x03(\tR\x0fbaselineRegions\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x18\n" +
+	"\averdict\x18\x05 \x01(\tR\averdict\x12\x14\n" +
+	"\x05score\x18\x06 \x01(\x01R\x05score\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12C\n" +
+	"\ametrics\x18\b \x03(\v2).decisionfabric.canary.v1.MetricJudgementR\ametrics\x129\n" +
+	"\n" +
+	"enacted_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tenactedAt\x127\n" +
+	"\tjudged_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bjudgedAt\x12(\n" +
+	"\x10pre_state_sha256\x18\v \x01(\tR\x0epreStateSha256\x12*\n" +
+	"\x11post_state_sha256\x18\f \x01(\tR\x0fpostStateSha256\"\xd8\x03\n" +
+	"\x0fMetricJudgement\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x0eclassification\x18\x02 \x01(\tR\x0eclassification\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1a\n" +
+	"\bcritical\x18\x04 \x01(\bR\bcritical\x12#\n" +
+	"\rbaseline_mean\x18\x05 \x01(\x01R\fbaselineMean\x12\x1f\n" +
+	"\vcanary_mean\x18\x06 \x01(\x01R\n" +
+	"canaryMean\x12\x14\n" +
+	"\x05ratio\x18\a \x01(\x01R\x05ratio\x12\x17\n" +
+	"\ap_value\x18\b \x01(\x01R\x06pValue\x12\x19\n" +
+	"\blower_ci\x18\t \x01(\x01R\alowerCi\x12\x19\n" +
+	"\bupper_ci\x18\n" +
+	" \x01(\x01R\aupperCi\x12\x14\n" +
+	"\x05shift\x18\v \x01(\x01R\x05shift\x12\x1c\n" +
+	"\ttolerance\x18\f \x01(\x01R\ttolerance\x12\x1e\n" +
+	"\n" +
+	"confidence\x18\r \x01(\x01R\n" +
+	"confidence\x12\x1d\n" +
+	"\n" +
+	"baseline_n\x18\x0e \x01(\x05R\tbaselineN\x12\x19\n" +
+	"\bcanary_n\x18\x0f \x01(\x05R\acanaryN\x12\x1c\n" +
+	"\tdirection\x18\x10 \x01(\tR\tdirection\";\n" +
+	"\x11StopCanaryRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"K\n" +
+	"\x12StopCanaryResponse\x125\n" +
+	"\x03run\x18\x01 \x01(\v2#.decisionfabric.canary.v1.CanaryRunR\x03run\"\x97\x04\n" +
 	"\tScorecard\x12&\n" +
 	"\x0erecommendation\x18\x01 \x01(\tR\x0erecommendation\x123\n" +
 	"\x15recommendation_detail\x18\x02 \x01(\tR\x14recommendationDetail\x12?\n" +
@@ -838,10 +1352,12 @@ const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"\x06inputs\x18\x06 \x03(\v20.decisionfabric.canary.v1.CanaryStep.InputsEntryR\x06inputs\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xa3\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xab\x03\n" +
 	"\rCanaryService\x12|\n" +
 	"\tRunCanary\x12*.decisionfabric.canary.v1.RunCanaryRequest\x1a+.decisionfabric.canary.v1.RunCanaryResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/canary/run\x12\x93\x01\n" +
-	"\x0fGetCanaryResult\x120.decisionfabric.canary.v1.GetCanaryResultRequest\x1a1.decisionfabric.canary.v1.GetCanaryResultResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/canary/{id}/resultBLZJgithub.com/decision-fabric/fabric/gen/go/decisionfabric/canary/v1;canaryv1b\x06proto3"
+	"\x0fGetCanaryResult\x120.decisionfabric.canary.v1.GetCanaryResultRequest\x1a1.decisionfabric.canary.v1.GetCanaryResultResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/canary/{id}/result\x12\x85\x01\n" +
+	"\n" +
+	"StopCanary\x12+.decisionfabric.canary.v1.StopCanaryRequest\x1a,.decisionfabric.canary.v1.StopCanaryResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/canary/{id}/stopBLZJgithub.com/decision-fabric/fabric/gen/go/decisionfabric/canary/v1;canaryv1b\x06proto3"
 
 var (
 	file_decisionfabric_canary_v1_canary_proto_rawDescOnce sync.Once
@@ -855,42 +1371,53 @@ func file_decisionfabric_canary_v1_canary_proto_rawDescGZIP() []byte {
 	return file_decisionfabric_canary_v1_canary_proto_rawDescData
 }
 
-var file_decisionfabric_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_decisionfabric_canary_v1_canary_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_decisionfabric_canary_v1_canary_proto_goTypes = []any{
 	(*RunCanaryRequest)(nil),        // 0: decisionfabric.canary.v1.RunCanaryRequest
 	(*RunCanaryResponse)(nil),       // 1: decisionfabric.canary.v1.RunCanaryResponse
 	(*GetCanaryResultRequest)(nil),  // 2: decisionfabric.canary.v1.GetCanaryResultRequest
 	(*GetCanaryResultResponse)(nil), // 3: decisionfabric.canary.v1.GetCanaryResultResponse
 	(*CanaryRun)(nil),               // 4: decisionfabric.canary.v1.CanaryRun
-	(*Scorecard)(nil),               // 5: decisionfabric.canary.v1.Scorecard
-	(*PropertyCheck)(nil),           // 6: decisionfabric.canary.v1.PropertyCheck
-	(*AuditPreview)(nil),            // 7: decisionfabric.canary.v1.AuditPreview
-	(*StateChange)(nil),             // 8: decisionfabric.canary.v1.StateChange
-	(*CanaryStep)(nil),              // 9: decisionfabric.canary.v1.CanaryStep
-	nil,                             // 10: decisionfabric.canary.v1.CanaryStep.InputsEntry
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(*CanaryStage)(nil),             // 5: decisionfabric.canary.v1.CanaryStage
+	(*MetricJudgement)(nil),         // 6: decisionfabric.canary.v1.MetricJudgement
+	(*StopCanaryRequest)(nil),       // 7: decisionfabric.canary.v1.StopCanaryRequest
+	(*StopCanaryResponse)(nil),      // 8: decisionfabric.canary.v1.StopCanaryResponse
+	(*Scorecard)(nil),               // 9: decisionfabric.canary.v1.Scorecard
+	(*PropertyCheck)(nil),           // 10: decisionfabric.canary.v1.PropertyCheck
+	(*AuditPreview)(nil),            // 11: decisionfabric.canary.v1.AuditPreview
+	(*StateChange)(nil),             // 12: decisionfabric.canary.v1.StateChange
+	(*CanaryStep)(nil),              // 13: decisionfabric.canary.v1.CanaryStep
+	nil,                             // 14: decisionfabric.canary.v1.CanaryStep.InputsEntry
+	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
 }
 var file_decisionfabric_canary_v1_canary_proto_depIdxs = []int32{
 	4,  // 0: decisionfabric.canary.v1.RunCanaryResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
 	4,  // 1: decisionfabric.canary.v1.GetCanaryResultResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
-	9,  // 2: decisionfabric.canary.v1.CanaryRun.steps:type_name -> decisionfabric.canary.v1.CanaryStep
-	11, // 3: decisionfabric.canary.v1.CanaryRun.started_at:type_name -> google.protobuf.Timestamp
-	11, // 4: decisionfabric.canary.v1.CanaryRun.finished_at:type_name -> google.protobuf.Timestamp
-	5,  // 5: decisionfabric.canary.v1.CanaryRun.scorecard:type_name -> decisionfabric.canary.v1.Scorecard
-	6,  // 6: decisionfabric.canary.v1.Scorecard.checks:type_name -> decisionfabric.canary.v1.PropertyCheck
-	7,  // 7: decisionfabric.canary.v1.Scorecard.audit_entries:type_name -> decisionfabric.canary.v1.AuditPreview
-	8,  // 8: decisionfabric.canary.v1.Scorecard.diff:type_name -> decisionfabric.canary.v1.StateChange
-	11, // 9: decisionfabric.canary.v1.CanaryStep.started_at:type_name -> google.protobuf.Timestamp
-	10, // 10: decisionfabric.canary.v1.CanaryStep.inputs:type_name -> decisionfabric.canary.v1.CanaryStep.InputsEntry
-	0,  // 11: decisionfabric.canary.v1.CanaryService.RunCanary:input_type -> decisionfabric.canary.v1.RunCanaryRequest
-	2,  // 12: decisionfabric.canary.v1.CanaryService.GetCanaryResult:input_type -> decisionfabric.canary.v1.GetCanaryResultRequest
-	1,  // 13: decisionfabric.canary.v1.CanaryService.RunCanary:output_type -> decisionfabric.canary.v1.RunCanaryResponse
-	3,  // 14: decisionfabric.canary.v1.CanaryService.GetCanaryResult:output_type -> decisionfabric.canary.v1.GetCanaryResultResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	13, // 2: decisionfabric.canary.v1.CanaryRun.steps:type_name -> decisionfabric.canary.v1.CanaryStep
+	15, // 3: decisionfabric.canary.v1.CanaryRun.started_at:type_name -> google.protobuf.Timestamp
+	15, // 4: decisionfabric.canary.v1.CanaryRun.finished_at:type_name -> google.protobuf.Timestamp
+	9,  // 5: decisionfabric.canary.v1.CanaryRun.scorecard:type_name -> decisionfabric.canary.v1.Scorecard
+	5,  // 6: decisionfabric.canary.v1.CanaryRun.stages:type_name -> decisionfabric.canary.v1.CanaryStage
+	6,  // 7: decisionfabric.canary.v1.CanaryStage.metrics:type_name -> decisionfabric.canary.v1.MetricJudgement
+	15, // 8: decisionfabric.canary.v1.CanaryStage.enacted_at:type_name -> google.protobuf.Timestamp
+	15, // 9: decisionfabric.canary.v1.CanaryStage.judged_at:type_name -> google.protobuf.Timestamp
+	4,  // 10: decisionfabric.canary.v1.StopCanaryResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
+	10, // 11: decisionfabric.canary.v1.Scorecard.checks:type_name -> decisionfabric.canary.v1.PropertyCheck
+	11, // 12: decisionfabric.canary.v1.Scorecard.audit_entries:type_name -> decisionfabric.canary.v1.AuditPreview
+	12, // 13: decisionfabric.canary.v1.Scorecard.diff:type_name -> decisionfabric.canary.v1.StateChange
+	15, // 14: decisionfabric.canary.v1.CanaryStep.started_at:type_name -> google.protobuf.Timestamp
+	14, // 15: decisionfabric.canary.v1.CanaryStep.inputs:type_name -> decisionfabric.canary.v1.CanaryStep.InputsEntry
+	0,  // 16: decisionfabric.canary.v1.CanaryService.RunCanary:input_type -> decisionfabric.canary.v1.RunCanaryRequest
+	2,  // 17: decisionfabric.canary.v1.CanaryService.GetCanaryResult:input_type -> decisionfabric.canary.v1.GetCanaryResultRequest
+	7,  // 18: decisionfabric.canary.v1.CanaryService.StopCanary:input_type -> decisionfabric.canary.v1.StopCanaryRequest
+	1,  // 19: decisionfabric.canary.v1.CanaryService.RunCanary:output_type -> decisionfabric.canary.v1.RunCanaryResponse
+	3,  // 20: decisionfabric.canary.v1.CanaryService.GetCanaryResult:output_type -> decisionfabric.canary.v1.GetCanaryResultResponse
+	8,  // 21: decisionfabric.canary.v1.CanaryService.StopCanary:output_type -> decisionfabric.canary.v1.StopCanaryResponse
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_canary_v1_canary_proto_init() }
@@ -904,7 +1431,7 @@ func file_decisionfabric_canary_v1_canary_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_canary_v1_canary_proto_rawDesc), len(file_decisionfabric_canary_v1_canary_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

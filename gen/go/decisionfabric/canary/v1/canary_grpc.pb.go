@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	CanaryService_RunCanary_FullMethodName       = "/decisionfabric.canary.v1.CanaryService/RunCanary"
 	CanaryService_GetCanaryResult_FullMethodName = "/decisionfabric.canary.v1.CanaryService/GetCanaryResult"
+	CanaryService_StopCanary_FullMethodName      = "/decisionfabric.canary.v1.CanaryService/StopCanary"
 )
 
 // CanaryServiceClient is the client API for CanaryService service.
@@ -40,17 +41,40 @@ type CanaryServiceClient interface {
 	// the audit entries the chain would write. It changes nothing outside sim-canary's own
 	// canary_runs table and sends no notification. The run's state is PASSED when the
 	// chain would go through (possibly after approvals), FAILED when it would be refused.
-	// A canary rollout (dry_run false) is not built yet: UNIMPLEMENTED (501).
+	//
+	// A canary rollout (dry_run false) changes the proposal's regions in waves (the first
+	// region, then the rest) through the coordinator, which enacts a wave only when the
+	// proposal may be enacted (approvals are not bypassed). The first wave is enacted
+	// before the answer (a refusal stores nothing); the run is returned RUNNING and goes
+	// on in the background: each wave is judged by comparing its metrics with the
+	// baseline's (the regions not yet changed; for the last wave, the ones already
+	// promoted) with internal/judge, then promoted (next wave; after the last the
+	// proposal is ENACTED and the run PROMOTED), held for a human on a MARGINAL verdict or
+	// missing data (HELD, with the reason; never promoted), or rolled back on FAIL: every
+	// wave already enacted is undone and the world hashes to the pre-state again
+	// (ROLLED_BACK). Every wave and verdict is an audit entry.
 	//
 	// Errors: INVALID_ARGUMENT (400) without proposal_id or with a malformed one;
-	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; UNAVAILABLE (503)
-	// when a service of the chain cannot be reached (nothing is stored).
+	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; FAILED_PRECONDITION
+	// (409) when a canary cannot start (fewer than two regions, or the proposal may not
+	// be enacted: the reason is named); UNAVAILABLE (503) when a service of the chain
+	// cannot be reached (nothing is stored).
 	RunCanary(ctx context.Context, in *RunCanaryRequest, opts ...grpc.CallOption) (*RunCanaryResponse, error)
 	// GetCanaryResult returns a run with its scorecard. It reads only.
 	//
 	// Errors: INVALID_ARGUMENT (400) for a malformed id; NOT_FOUND (404) for an unknown run
 	// or another tenant's.
 	GetCanaryResult(ctx context.Context, in *GetCanaryResultRequest, opts ...grpc.CallOption) (*GetCanaryResultResponse, error)
+	// StopCanary is the emergency stop: a RUNNING or HELD canary rollout stops at once,
+	// every wave it enacted is rolled back (the world hashes to the pre-state again) and
+	// the run is STOPPED, audited. Stopping a run that has already ended changes nothing
+	// and returns it.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed id or a reason over 1000 characters;
+	// NOT_FOUND (404) for an unknown run or another tenant's; FAILED_PRECONDITION (409) for
+	// a dry run; UNAVAILABLE (503) when the rollback cannot be made now (retry: the run
+	// stays as it was).
+	StopCanary(ctx context.Context, in *StopCanaryRequest, opts ...grpc.CallOption) (*StopCanaryResponse, error)
 }
 
 type canaryServiceClient struct {
@@ -81,6 +105,16 @@ func (c *canaryServiceClient) GetCanaryResult(ctx context.Context, in *GetCanary
 	return out, nil
 }
 
+func (c *canaryServiceClient) StopCanary(ctx context.Context, in *StopCanaryRequest, opts ...grpc.CallOption) (*StopCanaryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StopCanaryResponse)
+	err := c.cc.Invoke(ctx, CanaryService_StopCanary_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CanaryServiceServer is the server API for CanaryService service.
 // All implementations must embed UnimplementedCanaryServiceServer
 // for forward compatibility.
@@ -95,17 +129,40 @@ type CanaryServiceServer interface {
 	// the audit entries the chain would write. It changes nothing outside sim-canary's own
 	// canary_runs table and sends no notification. The run's state is PASSED when the
 	// chain would go through (possibly after approvals), FAILED when it would be refused.
-	// A canary rollout (dry_run false) is not built yet: UNIMPLEMENTED (501).
+	//
+	// A canary rollout (dry_run false) changes the proposal's regions in waves (the first
+	// region, then the rest) through the coordinator, which enacts a wave only when the
+	// proposal may be enacted (approvals are not bypassed). The first wave is enacted
+	// before the answer (a refusal stores nothing); the run is returned RUNNING and goes
+	// on in the background: each wave is judged by comparing its metrics with the
+	// baseline's (the regions not yet changed; for the last wave, the ones already
+	// promoted) with internal/judge, then promoted (next wave; after the last the
+	// proposal is ENACTED and the run PROMOTED), held for a human on a MARGINAL verdict or
+	// missing data (HELD, with the reason; never promoted), or rolled back on FAIL: every
+	// wave already enacted is undone and the world hashes to the pre-state again
+	// (ROLLED_BACK). Every wave and verdict is an audit entry.
 	//
 	// Errors: INVALID_ARGUMENT (400) without proposal_id or with a malformed one;
-	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; UNAVAILABLE (503)
-	// when a service of the chain cannot be reached (nothing is stored).
+	// NOT_FOUND (404) for an unknown proposal of the caller's tenant; FAILED_PRECONDITION
+	// (409) when a canary cannot start (fewer than two regions, or the proposal may not
+	// be enacted: the reason is named); UNAVAILABLE (503) when a service of the chain
+	// cannot be reached (nothing is stored).
 	RunCanary(context.Context, *RunCanaryRequest) (*RunCanaryResponse, error)
 	// GetCanaryResult returns a run with its scorecard. It reads only.
 	//
 	// Errors: INVALID_ARGUMENT (400) for a malformed id; NOT_FOUND (404) for an unknown run
 	// or another tenant's.
 	GetCanaryResult(context.Context, *GetCanaryResultRequest) (*GetCanaryResultResponse, error)
+	// StopCanary is the emergency stop: a RUNNING or HELD canary rollout stops at once,
+	// every wave it enacted is rolled back (the world hashes to the pre-state again) and
+	// the run is STOPPED, audited. Stopping a run that has already ended changes nothing
+	// and returns it.
+	//
+	// Errors: INVALID_ARGUMENT (400) for a malformed id or a reason over 1000 characters;
+	// NOT_FOUND (404) for an unknown run or another tenant's; FAILED_PRECONDITION (409) for
+	// a dry run; UNAVAILABLE (503) when the rollback cannot be made now (retry: the run
+	// stays as it was).
+	StopCanary(context.Context, *StopCanaryRequest) (*StopCanaryResponse, error)
 	mustEmbedUnimplementedCanaryServiceServer()
 }
 
@@ -121,6 +178,9 @@ func (UnimplementedCanaryServiceServer) RunCanary(context.Context, *RunCanaryReq
 }
 func (UnimplementedCanaryServiceServer) GetCanaryResult(context.Context, *GetCanaryResultRequest) (*GetCanaryResultResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCanaryResult not implemented")
+}
+func (UnimplementedCanaryServiceServer) StopCanary(context.Context, *StopCanaryRequest) (*StopCanaryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopCanary not implemented")
 }
 func (UnimplementedCanaryServiceServer) mustEmbedUnimplementedCanaryServiceServer() {}
 func (UnimplementedCanaryServiceServer) testEmbeddedByValue()                       {}
@@ -179,6 +239,24 @@ func _CanaryService_GetCanaryResult_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CanaryService_StopCanary_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopCanaryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).StopCanary(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_StopCanary_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).StopCanary(ctx, req.(*StopCanaryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CanaryService_ServiceDesc is the grpc.ServiceDesc for CanaryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -193,6 +271,10 @@ var CanaryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCanaryResult",
 			Handler:    _CanaryService_GetCanaryResult_Handler,
+		},
+		{
+			MethodName: "StopCanary",
+			Handler:    _CanaryService_StopCanary_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
