@@ -393,3 +393,5 @@ CREATE TABLE canary_runs (
     updated_at  TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX canary_runs_tenant_proposal ON canary_runs (tenant_id, proposal_id, created_at);
+-- The rollouts a restarted sim-canary resumes.
+CREATE INDEX canary_runs_running ON canary_runs (created_at) WHERE state = 'RUNNING';

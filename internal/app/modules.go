@@ -254,7 +254,7 @@ var modules = map[string]module{
 		}
 		return svc.Definition(), nil
 	}},
-	fabric.Canary: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
+	fabric.Canary: {deps: []string{Store, Auth}, service: func(ctx context.Context, a *App, reg prometheus.Registerer) (server.Service, error) {
 		// The rehearsals are open to the fabric's service identity alone.
 		if a.ServiceSigner == nil {
 			return server.Service{}, errors.New("sim-canary: dry runs call the coordinator, negotiator and scorer as the fabric's service identity: set auth.service_key_file (FABRIC_SERVICE_KEY_FILE)")
@@ -285,6 +285,10 @@ var modules = map[string]module{
 			Metrics: series, Settle: settle,
 		})
 		if err != nil {
+			return server.Service{}, err
+		}
+		// Rollouts left RUNNING by a previous process go on.
+		if err := svc.Resume(ctx); err != nil {
 			return server.Service{}, err
 		}
 		return svc.Definition(), nil

@@ -42,6 +42,10 @@ type CanaryRunStore interface {
 	// ListByProposal returns the tenant's runs of a proposal, newest first, at most
 	// limit (DefaultListLimit when <= 0, capped at MaxListLimit).
 	ListByProposal(ctx context.Context, tenantID, proposalID string, limit int) ([]*CanaryRun, error)
+	// ListRunning returns the runs in state RUNNING of every tenant, oldest first, at
+	// most limit (DefaultListLimit when <= 0, capped at MaxListLimit): what a restarted
+	// sim-canary resumes.
+	ListRunning(ctx context.Context, limit int) ([]*CanaryRun, error)
 }
 
 func (s *sqlStore) CanaryRuns() CanaryRunStore { return canaryRunStore{s} }
@@ -57,6 +61,8 @@ const (
 	RETURNING ` + canaryRunCols
 	sqlCanaryRunList = `SELECT ` + canaryRunCols + ` FROM canary_runs WHERE tenant_id = $1 AND proposal_id = $2
 	ORDER BY created_at DESC, id DESC LIMIT $3`
+	sqlCanaryRunRunning = `SELECT ` + canaryRunCols + ` FROM canary_runs WHERE state = 'RUNNING'
+	ORDER BY created_at, id LIMIT $1`
 )
 
 func scanCanaryRun(r row) (*CanaryRun, error) {
@@ -137,4 +143,13 @@ func (c canaryRunStore) ListByProposal(ctx context.Context, tenantID, proposalID
 	}
 	out, err := collect(rs, scanCanaryRun)
 	return out, c.s.wrap("list canary runs", err)
+}
+
+func (c canaryRunStore) ListRunning(ctx context.Context, limit int) ([]*CanaryRun, error) {
+	rs, err := c.s.r.query(ctx, sqlCanaryRunRunning, listLimit(limit))
+	if err != nil {
+		return nil, c.s.wrap("list running canary runs", err)
+	}
+	out, err := collect(rs, scanCanaryRun)
+	return out, c.s.wrap("list running canary runs", err)
 }

@@ -22,6 +22,7 @@ var canaryRunTests = []struct {
 	{"CanaryRunUpdate", testCanaryRunUpdate},
 	{"CanaryRunUpdateConcurrent", testCanaryRunUpdateConcurrent},
 	{"CanaryRunList", testCanaryRunList},
+	{"CanaryRunListRunning", testCanaryRunListRunning},
 }
 
 var canaryT0 = time.Date(2026, 3, 4, 5, 6, 7, 8009, time.UTC)
@@ -159,4 +160,27 @@ func testCanaryRunList(t *testing.T, s store.Store) {
 	require.Len(t, list, 2)
 	require.Equal(t, ids[2], list[0].ID, "newest first")
 	require.Equal(t, ids[1], list[1].ID)
+}
+
+func testCanaryRunListRunning(t *testing.T, s store.Store) {
+	var want []string
+	for i, st := range []string{"RUNNING", "PROMOTED", "RUNNING", "HELD"} {
+		r := newCanaryRun(fmt.Sprintf("t%d", i), "P1")
+		r.State, r.CreatedAt = st, canaryT0.Add(time.Duration(i)*time.Second)
+		_, err := s.CanaryRuns().Create(ctx(t), r)
+		require.NoError(t, err)
+		if st == "RUNNING" {
+			want = append(want, r.ID)
+		}
+	}
+	list, err := s.CanaryRuns().ListRunning(ctx(t), 0)
+	require.NoError(t, err)
+	var got []string
+	for _, r := range list {
+		got = append(got, r.ID)
+	}
+	require.Equal(t, want, got, "every tenant's running runs, oldest first")
+	list, err = s.CanaryRuns().ListRunning(ctx(t), 1)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
 }

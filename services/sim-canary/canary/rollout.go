@@ -139,6 +139,23 @@ func (s *Service) enactStage(ctx context.Context, run *canaryv1.CanaryRun, st *c
 	return nil
 }
 
+// Resume drives again the rollouts a previous process left RUNNING (its waves and
+// verdicts so far are in the run's record). Call it once at start.
+func (s *Service) Resume(ctx context.Context) error {
+	runs, err := s.deps.Store.CanaryRuns().ListRunning(ctx, store.MaxListLimit)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if r.DryRun {
+			continue
+		}
+		s.deps.Logger.InfoContext(ctx, "canary run resumed", "run_id", r.ID, "tenant_id", r.TenantID, "proposal_id", r.ProposalID)
+		s.launch(r.TenantID, r.ID, r.CreatedBy)
+	}
+	return nil
+}
+
 // launch drives run id in the background until it ends, is held, or is stopped.
 func (s *Service) launch(tenant, id, actor string) {
 	ctx, cancel := context.WithCancel(s.base)
@@ -156,8 +173,25 @@ func (s *Service) launch(tenant, id, actor string) {
 			s.mu.Unlock()
 			cancel()
 		}()
-		if err := s.drive(ctx, tenant, id, actor); err != nil && ctx.Err() == nil {
-			s.deps.Logger.Error("canary run stopped on an error", "run_id", id, "tenant_id", tenant, "error", err)
+		// A peer that is not reachable yet (a resumed run at start, a restarting
+		// coordinator) is waited for, with a growing delay; any other error leaves the
+		// run as stored (a stop still rolls it back).
+		wait := 200 * time.Millisecond
+		for {
+			err := s.drive(ctx, tenant, id, actor)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			switch status.Code(err) {
+			case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+				if !sleep(ctx, wait) {
+					return
+				}
+				wait = min(2*wait, 5*time.Second)
+				continue
+			}
+			s.deps.Logger.Error("canary run stopped on an error; stop it to roll it back", "run_id", id, "tenant_id", tenant, "error", err)
+			return
 		}
 	}()
 }

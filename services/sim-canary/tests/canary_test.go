@@ -293,6 +293,15 @@ func TestDryRunNeedsApprovalNotifiesNobody(t *testing.T) {
 	steps, _, events := names(r)
 	require.Contains(t, steps, "approval=NEEDS_APPROVAL")
 	require.Equal(t, []string{"approval.vote", "proposal.approved", "proposal.dry_run_passed", "proposal.enacted", "post"}, events)
+
+	// A canary rollout does not bypass the approval: refused, nothing changed or stored.
+	ro := f.Do(t, http.MethodPost, fabric.Canary, "/canary/run", tok, `{"proposal_id":"`+p.ID+`"}`)
+	require.Equal(t, http.StatusConflict, ro.Status, string(ro.Body))
+	require.Contains(t, string(ro.Body), "approval")
+	require.Equal(t, before, dump(t, f, st))
+	runs, err := f.Store().CanaryRuns().ListByProposal(t.Context(), "t1", p.ID, 0)
+	require.NoError(t, err)
+	require.Len(t, runs, 1, "only the dry run")
 }
 
 // Bad input gets the right code and changes nothing; another tenant's proposal is as
