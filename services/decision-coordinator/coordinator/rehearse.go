@@ -75,8 +75,7 @@ func (s *Service) RehearseEnactment(ctx context.Context, req *coordinatorv1.Rehe
 	effective := p.Impact
 	rehearsed := proto.Clone(d).(*coordinatorv1.Proposal)
 	res, perr := s.evaluatePolicy(ctx, p.TenantID, m, pre)
-	switch {
-	case perr == nil:
+	if perr == nil {
 		out.Policy = res.record
 		if impactRank(res.decision.Impact) > impactRank(effective) {
 			effective = res.decision.Impact
@@ -85,7 +84,7 @@ func (s *Service) RehearseEnactment(ctx context.Context, req *coordinatorv1.Rehe
 		rec.ApprovalRequired = rec.GetApprovalRequired() || d.GetPolicy().GetApprovalRequired()
 		rec.ApprovalsRequired = max(rec.GetApprovalsRequired(), d.GetPolicy().GetApprovalsRequired())
 		rehearsed.Policy = rec
-	default:
+	} else {
 		if st, ok := status.FromError(perr); ok {
 			out.PolicyRefusal = st.Message()
 		} else {

@@ -217,7 +217,7 @@ func (s *Service) drive(ctx context.Context, tenant, id, actor string) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				s.rollbackRun(ctx, peer, run, stateRolledBack, fmt.Sprintf("wave %d could not be enacted: %s", st.GetNumber(), status.Convert(err).Message()))
+				s.rollbackRun(peer, run, stateRolledBack, fmt.Sprintf("wave %d could not be enacted: %s", st.GetNumber(), status.Convert(err).Message()))
 				return s.persist(ctx, r, run, actor, "canary.rolled_back")
 			}
 			s.metrics.steps.WithLabelValues("wave", stageEnacted).Inc()
@@ -251,7 +251,7 @@ func (s *Service) drive(ctx context.Context, tenant, id, actor string) error {
 			run.State, run.Reason = stateHeld, fmt.Sprintf("wave %d held for a human: %s", st.GetNumber(), st.GetReason())
 			event = "canary.held"
 		case stageFailed:
-			s.rollbackRun(ctx, peer, run, stateRolledBack, fmt.Sprintf("wave %d failed its judgement: %s", st.GetNumber(), st.GetReason()))
+			s.rollbackRun(peer, run, stateRolledBack, fmt.Sprintf("wave %d failed its judgement: %s", st.GetNumber(), st.GetReason()))
 			event = "canary.rolled_back"
 		}
 		if err := s.persist(ctx, r, run, actor, event); err != nil {
@@ -368,7 +368,7 @@ func finite(xs []float64) int {
 
 // rollbackRun undoes every wave through the coordinator and ends the run in state (or
 // FAILED when the rollback fails: the reason says so).
-func (s *Service) rollbackRun(ctx context.Context, peer context.Context, run *canaryv1.CanaryRun, state, reason string) {
+func (s *Service) rollbackRun(peer context.Context, run *canaryv1.CanaryRun, state, reason string) {
 	resp, err := s.deps.Coordinator.RollbackCanaryRun(peer, &coordinatorv1.RollbackCanaryRunRequest{
 		Id: run.GetProposalId(), RunId: run.GetId(), Reason: truncate(reason, MaxStopReason)})
 	run.FinishedAt = timestamppb.New(s.deps.Now().UTC())
@@ -382,7 +382,6 @@ func (s *Service) rollbackRun(ctx context.Context, peer context.Context, run *ca
 		}
 	}
 	run.State, run.Reason, run.FinalStateSha256 = state, reason, resp.GetRestoredStateSha256()
-	_ = ctx
 }
 
 func truncate(s string, n int) string {
@@ -503,7 +502,7 @@ func (s *Service) StopCanary(ctx context.Context, req *canaryv1.StopCanaryReques
 	if pr := auth.FromContext(ctx); pr != nil {
 		reason += " (by " + pr.Actor() + ")"
 	}
-	s.rollbackRun(ctx, s.deps.As(ctx, tenant), run, stateStopped, reason)
+	s.rollbackRun(s.deps.As(ctx, tenant), run, stateStopped, reason)
 	if run.GetState() == stateFailed {
 		return nil, status.Errorf(codes.Unavailable, "%s; retry the stop", run.GetReason())
 	}
