@@ -137,7 +137,7 @@ func (s *Service) Definition() server.Service {
 			m("RequestApproval"): {auth.RoleService},
 			m("EnrollMFA"):       {auth.RoleApprover},
 			// Registering or using an authenticator is an approver's own business:
-			// the approver role exactly (a role means only itself).
+			// the approver role only, as for Approve and EnrollMFA.
 			m("BeginWebAuthnRegistration"):  {auth.RoleApprover},
 			m("FinishWebAuthnRegistration"): {auth.RoleApprover},
 			m("BeginWebAuthnApproval"):      {auth.RoleApprover},

@@ -289,7 +289,8 @@ func TestWebAuthnRPCBeginApprovalRefusals(t *testing.T) {
 		Mfa: &hilv1.MFAProof{Webauthn: string(big)}})))
 }
 
-// The new RPCs are the approver's only: no other role (admin included) reaches them.
+// The new RPCs list the approver role only, like Approve and EnrollMFA (admin keeps
+// its meaning in internal/auth: every tenant role of its tenant).
 func TestWebAuthnRPCPolicy(t *testing.T) {
 	t.Parallel()
 	f := newHILFixture(t, false, nil)
