@@ -269,7 +269,7 @@ type HIL struct {
 	// MFAKeyFile holds the 32-byte key TOTP secrets are sealed with; default
 	// <data_dir>/keys/mfa.key, created on first use in simulation only.
 	MFAKeyFile string `yaml:"mfa_key_file"`
-	// WebAuthn is the WebAuthn second factor (docs/security.md); off when its RPID is
+	// WebAuthn is the WebAuthn second factor (docs/operations.md); off when its RPID is
 	// empty.
 	WebAuthn WebAuthn `yaml:"webauthn"`
 }
