@@ -65,7 +65,8 @@
 // rest equally; all groups weighted: weights relative to their sum),
 // rounded to two decimals. Then: any critical metric that is not Pass makes
 // the score 0 and the verdict FAIL; if 50% or more of the scored metrics are
-// Nodata the score is 0 and the verdict FAIL (so a run whose every query
-// failed can never pass); otherwise score >= PassScore (95) is PASS,
-// >= MarginalScore (75) is MARGINAL, below is FAIL.
+// Nodata, or no metric has data at all (this last rule is not Kayenta's),
+// the score is 0 and the verdict FAIL, so a run whose every query failed can
+// never pass; otherwise score >= PassScore (95) is PASS, >= MarginalScore
+// (75) is MARGINAL, below is FAIL.
 package judge

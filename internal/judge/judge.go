@@ -35,7 +35,8 @@ const (
 	// NodataIgnore is Kayenta's default (mustHaveData=false) and the meaning
 	// of "": the metric is classified Nodata and left out of its group's
 	// score. If half or more of the scored metrics are Nodata the canary
-	// fails regardless (Kayenta's NODATA_THRESHOLD).
+	// fails regardless (Kayenta's NODATA_THRESHOLD), and so does a run in
+	// which no metric has data.
 	NodataIgnore NodataPolicy = "ignore"
 )
 
@@ -390,13 +391,16 @@ func score(c Config, results []MetricResult) Result {
 	pass, marginal := c.thresholds()
 
 	var critical []string
-	nodata := 0
+	nodata, compared := 0, 0
 	for _, r := range scored {
 		if r.CriticalFailure {
 			critical = append(critical, r.Reason)
 		}
-		if r.Classification == Nodata {
+		switch r.Classification {
+		case Nodata:
 			nodata++
+		case Pass, High, Low:
+			compared++
 		}
 	}
 	switch {
@@ -407,6 +411,13 @@ func score(c Config, results []MetricResult) Result {
 	case float64(nodata)/float64(len(scored))*100 >= NodataThreshold:
 		res.Score, res.Verdict = 0, VerdictFail
 		res.Reason = fmt.Sprintf("Canary Failed: %d of %d metrics (%.0f%% or more) returned NODATA (%s)", nodata, len(scored), NodataThreshold, tallyText(scored))
+		return res
+	case compared == 0:
+		// Not in Kayenta, where Nodata metrics below the threshold plus
+		// NodataFailMetric ones can still reach a pass score (a group
+		// whose metrics are all Nodata counts 100).
+		res.Score, res.Verdict = 0, VerdictFail
+		res.Reason = fmt.Sprintf("Canary Failed: no metric has data (%s)", tallyText(scored))
 		return res
 	}
 
