@@ -213,7 +213,7 @@ func TestJudgeReference(t *testing.T) {
 		{"every metric missing, fail policy: never PASS", Config{Metrics: []Metric{{Name: "a", NodataPolicy: NodataFail}, {Name: "b", NodataPolicy: NodataFail}}}, nil, 0, VerdictFail, "2 scored metrics: 2 NodataFailMetric", nil},
 		{"every metric empty after NaN removal", Config{Metrics: []Metric{{Name: "a"}}}, map[string]Series{"a": {[]float64{math.NaN()}, []float64{math.NaN()}}}, 0, VerdictFail, "NODATA", nil},
 		{"no data, some Nodata some NodataFailMetric, low pass score: still FAIL (found by FuzzJudge)", Config{
-			Metrics: []Metric{{Name: "a", Group: "x"}, {Name: "b", NodataPolicy: NodataFail}, {Name: "c", NodataPolicy: NodataFail}, {Name: "d", NodataPolicy: NodataFail}},
+			Metrics:   []Metric{{Name: "a", Group: "x"}, {Name: "b", NodataPolicy: NodataFail}, {Name: "c", NodataPolicy: NodataFail}, {Name: "d", NodataPolicy: NodataFail}},
 			PassScore: 50, MarginalScore: 10}, nil, 0, VerdictFail, "Canary Failed: no metric has data (4 scored metrics: 3 NodataFailMetric, 1 Nodata)", nil},
 		{"half Nodata fails (Kayenta's NODATA_THRESHOLD)", Config{Metrics: []Metric{{Name: "a"}, {Name: "b"}}}, map[string]Series{"a": same}, 0, VerdictFail, "1 of 2 metrics", nil},
 		{"a third Nodata, ignored", Config{Metrics: []Metric{{Name: "a"}, {Name: "b"}, {Name: "c"}}}, map[string]Series{"a": same, "b": same}, 100, VerdictPass, "3 scored metrics: 2 Pass, 1 Nodata", nil},
