@@ -65,7 +65,7 @@ func TestMetricReference(t *testing.T) {
 		{"decrease, direction increase: a lower latency passes", Metric{Direction: Increase}, Series{base100, shifted(base100, -50)}, false, Pass, []string{"direction is increase"}},
 		{"decrease, direction decrease", Metric{Direction: Decrease}, Series{base100, shifted(base100, -50)}, false, Low, nil},
 		{"increase, direction decrease: more throughput passes", Metric{Direction: Decrease}, Series{base100, shifted(base100, 80)}, false, Pass, []string{"direction is decrease"}},
-		{"no change", Metric{}, Series{base100, normalQuantiles(29, 100, 5)}, false, Pass, []string{"within"}},
+		{"no change", Metric{}, Series{base100, normalQuantiles(29, 100, 5)}, false, Pass, []string{"does not clear"}},
 		{"identical data, any order", Metric{}, Series{base100, reversed(base100)}, false, Pass, []string{"identical"}},
 		{"constant identical data", Metric{}, Series{repeat(7, 10), repeat(7, 10)}, false, Pass, []string{"identical"}},
 		{"one value everywhere, different counts", Metric{}, Series{repeat(7, 10), repeat(7, 4)}, false, Pass, []string{"same value"}},
@@ -79,7 +79,7 @@ func TestMetricReference(t *testing.T) {
 		{"mostly zero on both sides, canary more often non-zero", Metric{}, Series{
 			append(repeat(0, 40), 1, 2),
 			append(repeat(0, 30), repeat(5, 12)...)}, false, High, []string{"shift 0 (98% CI 0 to"}},
-		{"significant but inside Kayenta's tolerance", Metric{}, Series{noisy, shifted(noisy, 5.5)}, false, Pass, []string{"p=0.0085 < 0.02", "within ±1.375"}},
+		{"significant but inside Kayenta's tolerance", Metric{}, Series{noisy, shifted(noisy, 5.5)}, false, Pass, []string{"p=0.0085 < 0.02", "does not clear ±1.375"}},
 		{"same data outside the tolerance", Metric{}, Series{noisy, shifted(noisy, 7)}, false, High, nil},
 		{"a wider tolerance keeps it Pass", Metric{Tolerance: 0.5}, Series{noisy, shifted(noisy, 7)}, false, Pass, nil},
 		{"significant, effect size below the allowed increase", Metric{AllowedIncrease: 1.2}, Series{base100, shifted(base100, 10)}, false, Pass, []string{"ratio 1.10", "allowed increase 1.2"}},
