@@ -238,6 +238,8 @@ func TestJudgeReference(t *testing.T) {
 		{"custom thresholds, marginal", Config{Metrics: []Metric{{Name: "a"}, {Name: "b"}}, PassScore: 70, MarginalScore: 50},
 			map[string]Series{"a": same, "b": up}, 50, VerdictMarginal, "", nil},
 		{"default group", Config{Metrics: []Metric{{Name: "a"}}}, map[string]Series{"a": same}, 100, VerdictPass, "", map[string]float64{DefaultGroup: 100}},
+		{"weight keyed \"\" is the default group's", Config{Metrics: []Metric{{Name: "a"}, {Name: "b", Group: "x"}}, GroupWeights: map[string]float64{"": 90}},
+			map[string]Series{"a": same, "b": up}, 90, VerdictMarginal, "", map[string]float64{DefaultGroup: 100, "x": 0}},
 		{"unknown series are ignored", Config{Metrics: []Metric{{Name: "a"}}}, map[string]Series{"a": same, "zzz": up}, 100, VerdictPass, "", nil},
 	}
 	for _, tc := range cases {
