@@ -228,7 +228,7 @@ func compareMetric(m Metric, s Series, present bool, confidence float64) MetricR
 		fmt.Fprintf(&b, " below -%s, but effect size %s %s > allowed decrease %s: Pass", num(bound), p.measure, num(effect), num(p.allowedDecrease))
 	default:
 		r.Classification = Pass
-		fmt.Fprintf(&b, " within ±%s (tolerance %g × |shift|): Pass", num(bound), p.tolerance)
+		fmt.Fprintf(&b, " does not clear ±%s (tolerance %g × |shift|): Pass", num(bound), p.tolerance)
 	}
 	r.Reason = b.String()
 	return r

@@ -85,25 +85,39 @@ func fromOrderedKey(k uint64) float64 {
 }
 
 // kth is the k-th smallest difference, 1 <= k <= m*n.
+func (d pairwiseDiffs) kth(k int) float64 {
+	v, _, _ := d.kthAndNext(k)
+	return v
+}
+
+// kthAndNext is the k-th smallest difference and, when it comes for free
+// (ok), the (k+1)-th.
 //
 // It bisects the range of differences, over the ordered bit patterns of
-// float64 so that it ends whatever the scale, until at most collectLimit
-// differences lie in the bracket; those are gathered (a contiguous run of
+// float64 so that it ends whatever the scale, until few differences lie in
+// the bracket; those are gathered (a contiguous run of
 // each row) and the answer picked from them sorted.
-func (d pairwiseDiffs) kth(k int) float64 {
+func (d pairwiseDiffs) kthAndNext(k int) (kth, next float64, ok bool) {
 	lo := d.x[0] - d.y[len(d.y)-1]
 	hi := d.x[len(d.x)-1] - d.y[0]
 	cLo := d.countLE(lo)
 	if cLo >= k {
-		return lo
+		return lo, 0, false
 	}
 	cHi := len(d.x) * len(d.y)
-	limit := max(2*(len(d.x)+len(d.y)), 256)
+	// A counting sweep costs about m+n steps and sorting L values about
+	// 12·L, so stop bisecting once fewer than (m+n)/4 values are left.
+	limit := max((len(d.x)+len(d.y))/4, 64)
 	// Invariant: cLo = countLE(lo) < k <= cHi = countLE(hi).
 	klo, khi := orderedKey(lo), orderedKey(hi)
 	for khi-klo > 1 {
 		if cHi-cLo <= limit {
-			return d.collect(fromOrderedKey(klo), fromOrderedKey(khi), k-cLo, cHi-cLo)
+			vals := d.collect(fromOrderedKey(klo), fromOrderedKey(khi), cHi-cLo)
+			rank := k - cLo
+			if rank < len(vals) {
+				return vals[rank-1], vals[rank], true
+			}
+			return vals[rank-1], 0, false
 		}
 		mid := klo + (khi-klo)/2
 		if c := d.countLE(fromOrderedKey(mid)); c >= k {
@@ -112,12 +126,11 @@ func (d pairwiseDiffs) kth(k int) float64 {
 			klo, cLo = mid, c
 		}
 	}
-	return d.maxLE(fromOrderedKey(khi))
+	return d.maxLE(fromOrderedKey(khi)), 0, false
 }
 
-// collect returns the rank-th smallest (1-based) of the size differences
-// in (lo, hi].
-func (d pairwiseDiffs) collect(lo, hi float64, rank, size int) float64 {
+// collect returns, sorted, the size differences in (lo, hi].
+func (d pairwiseDiffs) collect(lo, hi float64, size int) []float64 {
 	n := len(d.y)
 	vals := make([]float64, 0, size)
 	jHi, jLo := 0, 0 // first j with x[i]-y[j] <= hi, and <= lo
@@ -133,7 +146,7 @@ func (d pairwiseDiffs) collect(lo, hi float64, rank, size int) float64 {
 		}
 	}
 	sort.Float64s(vals)
-	return vals[rank-1]
+	return vals
 }
 
 // tieTerm is sum(t^3 - t) over the runs of equal values in a sorted sample.
@@ -164,7 +177,11 @@ func hodgesLehmann(canary, baseline []float64, confidence float64) shiftEstimate
 	if total%2 == 1 {
 		est = d.kth((total + 1) / 2)
 	} else {
-		est = d.kth(total/2)/2 + d.kth(total/2+1)/2
+		a, b, ok := d.kthAndNext(total / 2)
+		if !ok {
+			b = d.kth(total/2 + 1)
+		}
+		est = a/2 + b/2
 	}
 
 	// Normal approximation of the U statistic, with the tie correction

@@ -35,7 +35,8 @@ const (
 	// NodataIgnore is Kayenta's default (mustHaveData=false) and the meaning
 	// of "": the metric is classified Nodata and left out of its group's
 	// score. If half or more of the scored metrics are Nodata the canary
-	// fails regardless (Kayenta's NODATA_THRESHOLD).
+	// fails regardless (Kayenta's NODATA_THRESHOLD), and so does a run in
+	// which no metric has data.
 	NodataIgnore NodataPolicy = "ignore"
 )
 
@@ -117,7 +118,8 @@ type Metric struct {
 // Config is a canary judge configuration.
 type Config struct {
 	Metrics []Metric
-	// GroupWeights are percentages, as Kayenta's classifier.groupWeights.
+	// GroupWeights are percentages, as Kayenta's classifier.groupWeights,
+	// by group name ("" and DefaultGroup both name the default group).
 	// Empty: equal weights. If some groups have no weight they share what
 	// the weighted groups leave of 100 equally (Kayenta's rule; the listed
 	// weights must then not exceed 100). If every group has a weight the
@@ -284,13 +286,19 @@ func (c Config) Validate() error {
 		return invalid("marginal score %v is above pass score %v", marginal, pass)
 	}
 	sum, weighted := 0.0, 0
-	names := make([]string, 0, len(c.GroupWeights))
-	for g := range c.GroupWeights {
+	if _, both := c.GroupWeights[""]; both {
+		if _, ok := c.GroupWeights[DefaultGroup]; ok {
+			return invalid("group weights name both %q and %q, which are the same group", "", DefaultGroup)
+		}
+	}
+	weights := c.weights()
+	names := make([]string, 0, len(weights))
+	for g := range weights {
 		names = append(names, g)
 	}
 	sort.Strings(names)
 	for _, g := range names {
-		w := c.GroupWeights[g]
+		w := weights[g]
 		if !finite(w) || w < 0 {
 			return invalid("group %q: weight %v must be finite and >= 0", g, w)
 		}
@@ -308,6 +316,21 @@ func (c Config) Validate() error {
 		return invalid("group weights add up to %v, above 100, while some groups have no weight", sum)
 	}
 	return nil
+}
+
+// weights are the GroupWeights with the key "" read as DefaultGroup.
+func (c Config) weights() map[string]float64 {
+	if _, ok := c.GroupWeights[""]; !ok {
+		return c.GroupWeights
+	}
+	out := make(map[string]float64, len(c.GroupWeights))
+	for g, w := range c.GroupWeights {
+		if g == "" {
+			g = DefaultGroup
+		}
+		out[g] = w
+	}
+	return out
 }
 
 func groupOf(m Metric) string {
@@ -390,13 +413,16 @@ func score(c Config, results []MetricResult) Result {
 	pass, marginal := c.thresholds()
 
 	var critical []string
-	nodata := 0
+	nodata, compared := 0, 0
 	for _, r := range scored {
 		if r.CriticalFailure {
 			critical = append(critical, r.Reason)
 		}
-		if r.Classification == Nodata {
+		switch r.Classification {
+		case Nodata:
 			nodata++
+		case Pass, High, Low:
+			compared++
 		}
 	}
 	switch {
@@ -408,9 +434,16 @@ func score(c Config, results []MetricResult) Result {
 		res.Score, res.Verdict = 0, VerdictFail
 		res.Reason = fmt.Sprintf("Canary Failed: %d of %d metrics (%.0f%% or more) returned NODATA (%s)", nodata, len(scored), NodataThreshold, tallyText(scored))
 		return res
+	case compared == 0:
+		// Not in Kayenta, where Nodata metrics below the threshold plus
+		// NodataFailMetric ones can still reach a pass score (a group
+		// whose metrics are all Nodata counts 100).
+		res.Score, res.Verdict = 0, VerdictFail
+		res.Reason = fmt.Sprintf("Canary Failed: no metric has data (%s)", tallyText(scored))
+		return res
 	}
 
-	weights := groupWeights(c.GroupWeights, groups)
+	weights := groupWeights(c.weights(), groups)
 	total := 0.0
 	names := sortedKeys(groupScores)
 	for _, g := range names {

@@ -65,7 +65,7 @@ func TestMetricReference(t *testing.T) {
 		{"decrease, direction increase: a lower latency passes", Metric{Direction: Increase}, Series{base100, shifted(base100, -50)}, false, Pass, []string{"direction is increase"}},
 		{"decrease, direction decrease", Metric{Direction: Decrease}, Series{base100, shifted(base100, -50)}, false, Low, nil},
 		{"increase, direction decrease: more throughput passes", Metric{Direction: Decrease}, Series{base100, shifted(base100, 80)}, false, Pass, []string{"direction is decrease"}},
-		{"no change", Metric{}, Series{base100, normalQuantiles(29, 100, 5)}, false, Pass, []string{"within"}},
+		{"no change", Metric{}, Series{base100, normalQuantiles(29, 100, 5)}, false, Pass, []string{"does not clear"}},
 		{"identical data, any order", Metric{}, Series{base100, reversed(base100)}, false, Pass, []string{"identical"}},
 		{"constant identical data", Metric{}, Series{repeat(7, 10), repeat(7, 10)}, false, Pass, []string{"identical"}},
 		{"one value everywhere, different counts", Metric{}, Series{repeat(7, 10), repeat(7, 4)}, false, Pass, []string{"same value"}},
@@ -79,7 +79,7 @@ func TestMetricReference(t *testing.T) {
 		{"mostly zero on both sides, canary more often non-zero", Metric{}, Series{
 			append(repeat(0, 40), 1, 2),
 			append(repeat(0, 30), repeat(5, 12)...)}, false, High, []string{"shift 0 (98% CI 0 to"}},
-		{"significant but inside Kayenta's tolerance", Metric{}, Series{noisy, shifted(noisy, 5.5)}, false, Pass, []string{"p=0.0085 < 0.02", "within ±1.375"}},
+		{"significant but inside Kayenta's tolerance", Metric{}, Series{noisy, shifted(noisy, 5.5)}, false, Pass, []string{"p=0.0085 < 0.02", "does not clear ±1.375"}},
 		{"same data outside the tolerance", Metric{}, Series{noisy, shifted(noisy, 7)}, false, High, nil},
 		{"a wider tolerance keeps it Pass", Metric{Tolerance: 0.5}, Series{noisy, shifted(noisy, 7)}, false, Pass, nil},
 		{"significant, effect size below the allowed increase", Metric{AllowedIncrease: 1.2}, Series{base100, shifted(base100, 10)}, false, Pass, []string{"ratio 1.10", "allowed increase 1.2"}},
@@ -212,6 +212,9 @@ func TestJudgeReference(t *testing.T) {
 		{"every metric missing, ignore policy: never PASS", Config{Metrics: []Metric{{Name: "a"}, {Name: "b"}}}, nil, 0, VerdictFail, "2 of 2 metrics (50% or more) returned NODATA", nil},
 		{"every metric missing, fail policy: never PASS", Config{Metrics: []Metric{{Name: "a", NodataPolicy: NodataFail}, {Name: "b", NodataPolicy: NodataFail}}}, nil, 0, VerdictFail, "2 scored metrics: 2 NodataFailMetric", nil},
 		{"every metric empty after NaN removal", Config{Metrics: []Metric{{Name: "a"}}}, map[string]Series{"a": {[]float64{math.NaN()}, []float64{math.NaN()}}}, 0, VerdictFail, "NODATA", nil},
+		{"no data, some Nodata some NodataFailMetric, low pass score: still FAIL (found by FuzzJudge)", Config{
+			Metrics:   []Metric{{Name: "a", Group: "x"}, {Name: "b", NodataPolicy: NodataFail}, {Name: "c", NodataPolicy: NodataFail}, {Name: "d", NodataPolicy: NodataFail}},
+			PassScore: 50, MarginalScore: 10}, nil, 0, VerdictFail, "Canary Failed: no metric has data (4 scored metrics: 3 NodataFailMetric, 1 Nodata)", nil},
 		{"half Nodata fails (Kayenta's NODATA_THRESHOLD)", Config{Metrics: []Metric{{Name: "a"}, {Name: "b"}}}, map[string]Series{"a": same}, 0, VerdictFail, "1 of 2 metrics", nil},
 		{"a third Nodata, ignored", Config{Metrics: []Metric{{Name: "a"}, {Name: "b"}, {Name: "c"}}}, map[string]Series{"a": same, "b": same}, 100, VerdictPass, "3 scored metrics: 2 Pass, 1 Nodata", nil},
 		{"a third Nodata, failing", Config{Metrics: []Metric{{Name: "a"}, {Name: "b"}, {Name: "c", NodataPolicy: NodataFail}}}, map[string]Series{"a": same, "b": same}, 66.67, VerdictFail, "", nil},
@@ -235,6 +238,8 @@ func TestJudgeReference(t *testing.T) {
 		{"custom thresholds, marginal", Config{Metrics: []Metric{{Name: "a"}, {Name: "b"}}, PassScore: 70, MarginalScore: 50},
 			map[string]Series{"a": same, "b": up}, 50, VerdictMarginal, "", nil},
 		{"default group", Config{Metrics: []Metric{{Name: "a"}}}, map[string]Series{"a": same}, 100, VerdictPass, "", map[string]float64{DefaultGroup: 100}},
+		{"weight keyed \"\" is the default group's", Config{Metrics: []Metric{{Name: "a"}, {Name: "b", Group: "x"}}, GroupWeights: map[string]float64{"": 90}},
+			map[string]Series{"a": same, "b": up}, 90, VerdictMarginal, "", map[string]float64{DefaultGroup: 100, "x": 0}},
 		{"unknown series are ignored", Config{Metrics: []Metric{{Name: "a"}}}, map[string]Series{"a": same, "zzz": up}, 100, VerdictPass, "", nil},
 	}
 	for _, tc := range cases {

@@ -106,6 +106,8 @@ func TestValidate(t *testing.T) {
 		{"all weights zero", Config{Metrics: []Metric{ok}, GroupWeights: map[string]float64{"g": 0}}, "add up to 0"},
 		{"partial weights over 100", Config{Metrics: []Metric{ok, {Name: "b", Group: "h"}}, GroupWeights: map[string]float64{"g": 120}}, "above 100"},
 		{"relative weights", Config{Metrics: []Metric{ok, {Name: "b", Group: "h"}}, GroupWeights: map[string]float64{"g": 3, "h": 1}}, ""},
+		{"weight for the default group as \"\"", Config{Metrics: []Metric{ok, {Name: "b"}}, GroupWeights: map[string]float64{"": 30}}, ""},
+		{"default group weighted twice", Config{Metrics: []Metric{ok, {Name: "b"}}, GroupWeights: map[string]float64{"": 30, DefaultGroup: 20}}, "same group"},
 	}
 	for _, tc := range cases {
 		err := tc.c.Validate()

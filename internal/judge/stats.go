@@ -23,7 +23,7 @@ func mean(xs []float64) float64 {
 	for _, v := range xs {
 		sum += v / n
 	}
-	return sum
+	return safe(sum) // the rounded terms can still add up past MaxFloat64
 }
 
 // percentileR7 is the p-th percentile (0 < p <= 100) of sorted data with the

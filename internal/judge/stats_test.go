@@ -94,8 +94,10 @@ func TestEffectSizes(t *testing.T) {
 	if !math.IsNaN(meanRatio(1, 0)) || !math.IsNaN(meanRatio(0, 1)) || meanRatio(3, 2) != 1.5 {
 		t.Error("meanRatio")
 	}
-	if got := mean([]float64{math.MaxFloat64, math.MaxFloat64}); got != math.MaxFloat64 {
-		t.Errorf("mean overflowed: %v", got)
+	for n := 2; n <= 7; n++ {
+		if got := mean(repeat(math.MaxFloat64, n)); !finite(got) || math.Abs(got/math.MaxFloat64-1) > 1e-15 {
+			t.Errorf("mean of %d MaxFloat64 = %v", n, got)
+		}
 	}
 }
 
