@@ -35,6 +35,8 @@ func TestExamplesAreGeneratedAndLoad(t *testing.T) {
 			require.Empty(t, c.HIL.Channels)
 			require.Empty(t, c.HIL.SMTP.To)
 			require.Empty(t, c.HIL.ChatUsers)
+			require.Empty(t, c.Federation.Region.AllowedActions)
+			c.Federation.Region.AllowedActions = nil
 			c.TrustedKeys, c.Executors = nil, nil
 			c.HIL.Channels, c.HIL.SMTP.To, c.HIL.ChatUsers = nil, nil, nil
 			require.Equal(t, def, c)

@@ -69,9 +69,11 @@ type Deps struct {
 	// Regions are the regions, their state and the tenants' policy;
 	// DefaultRegions() when nil.
 	Regions *RegionsConfig
-	// Agents replaces the simulated agent of a configured region (tests; in
-	// federation, a client of the region's negotiator). Optional.
+	// Agents replaces the simulated agent of a configured region (tests). Optional.
 	Agents map[string]Agent
+	// Federation, when set, replaces Regions, Agents and RegionKeys with the regions of
+	// its registry, each asked over gRPC (federation.go). Optional.
+	Federation *Federation
 	// OnFinished, when set, is called once a negotiation this process ran
 	// ended (AGREED, REJECTED or EXPIRED) and the outcome is stored, with the
 	// final negotiation. ctx carries no caller identity and ends within
@@ -93,6 +95,9 @@ type Service struct {
 	// with errClosing, which stops the rounds without ending negotiations.
 	base context.Context
 	stop context.CancelCauseFunc
+
+	// conns are the connections to federated regions, closed by Close.
+	conns []*grpc.ClientConn
 
 	mu     sync.Mutex
 	closed bool
@@ -133,6 +138,12 @@ func NewService(deps Deps) (*Service, error) {
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
 		return nil, err
+	}
+	var conns []*grpc.ClientConn
+	if deps.Federation != nil {
+		if conns, err = federate(&deps, m); err != nil {
+			return nil, err
+		}
 	}
 	agents := map[string]Agent{}
 	for _, r := range deps.Regions.Regions {
@@ -182,6 +193,7 @@ func NewService(deps Deps) (*Service, error) {
 		stop:     stop,
 		active:   map[string]bool{},
 		pending:  map[string][]*store.NegotiationVote{},
+		conns:    conns,
 	}, nil
 }
 
@@ -224,7 +236,12 @@ func (s *Service) Close() error {
 	s.mu.Unlock()
 	s.stop(errClosing)
 	s.wg.Wait()
-	return nil
+	var errs []error
+	for _, c := range s.conns {
+		errs = append(errs, c.Close())
+	}
+	s.conns = nil
+	return errors.Join(errs...)
 }
 
 // StartNegotiation implements the RPC: it stores a RUNNING negotiation of the manifest
