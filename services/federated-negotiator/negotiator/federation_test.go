@@ -25,8 +25,8 @@ const fedToken = "federation-token-for-tests-0123"
 // fleetRegion is one region of a test federation: its limits and, for a forger, a
 // signing key other than the one the registry holds.
 type fleetRegion struct {
-	name     string
-	limits   negotiator.RegionLimits
+	name    string
+	limits  negotiator.RegionLimits
 	forger  bool
 	metrics *prometheus.Registry // the region's own (token refusals)
 }
