@@ -67,7 +67,7 @@ var portsTaken sync.Map
 
 // freePort is a free loopback port below the kernel's ephemeral range, so that a
 // process restarted on it does not find it taken by someone's 127.0.0.1:0.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	const lo, hi = 10000, 20000
 	for range 1000 {
@@ -109,7 +109,7 @@ func (l *logs) String() string {
 
 // proc is one negotiator process: its configuration and, while it runs, its command.
 type proc struct {
-	t        *testing.T
+	t        testing.TB
 	name     string
 	dir      string
 	cfgFile  string
@@ -124,7 +124,7 @@ type proc struct {
 
 // newProc writes a negotiator's configuration: target federated-negotiator, its own
 // data folder, free ports, simulation mode, and extra (YAML appended).
-func newProc(t *testing.T, name, extra string) *proc {
+func newProc(t testing.TB, name, extra string) *proc {
 	t.Helper()
 	dir := t.TempDir()
 	p := &proc{t: t, name: name, dir: dir, logs: &logs{},
@@ -265,7 +265,7 @@ type regionOpts struct {
 }
 
 // writeKey writes a fresh Ed25519 private key (PEM PKCS #8) and returns its public key.
-func writeKey(t *testing.T, path string) ed25519.PublicKey {
+func writeKey(t testing.TB, path string) ed25519.PublicKey {
 	t.Helper()
 	pub, key, err := ed25519.GenerateKey(crand.Reader)
 	require.NoError(t, err)
@@ -277,7 +277,7 @@ func writeKey(t *testing.T, path string) ed25519.PublicKey {
 
 // federation is five (or more) regions and the coordinating negotiator.
 type federation struct {
-	t       *testing.T
+	t       testing.TB
 	regions []*region
 	coord   *proc
 	signer  *auth.Signer
@@ -287,7 +287,7 @@ var regionNames = []string{"eu-west", "eu-central", "us-east", "us-west", "ap-so
 
 // newFederation starts the regions (opts by name) and the coordinator, whose registry
 // file lists them.
-func newFederation(t *testing.T, opts map[string]regionOpts) *federation {
+func newFederation(t testing.TB, opts map[string]regionOpts) *federation {
 	t.Helper()
 	f := &federation{t: t}
 	var docs []map[string]any
