@@ -14,6 +14,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/federation"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 	"github.com/decision-fabric/fabric/services/federated-negotiator/negotiator"
@@ -34,13 +35,18 @@ type federationState struct {
 // federation.registry_file. Loaded once per process.
 func (a *App) federationRegistry(ctx context.Context) (*federation.Registry, error) {
 	a.federation.once.Do(func() {
-		if u := a.Cfg.Integrations.GlobalRegistryURL; u != "" {
-			a.federation.reg, a.federation.err = federation.FetchRegistry(ctx, nil, u)
-			return
-		}
-		a.federation.reg, a.federation.err = federation.LoadRegistryFile(a.Cfg.Federation.RegistryFile)
+		a.federation.reg, a.federation.err = LoadFederationRegistry(ctx, a.Cfg)
 	})
 	return a.federation.reg, a.federation.err
+}
+
+// LoadFederationRegistry reads the federation registry cfg names: GLOBAL_REGISTRY_URL
+// when set, else federation.registry_file.
+func LoadFederationRegistry(ctx context.Context, cfg config.Config) (*federation.Registry, error) {
+	if u := cfg.Integrations.GlobalRegistryURL; u != "" {
+		return federation.FetchRegistry(ctx, nil, u)
+	}
+	return federation.LoadRegistryFile(cfg.Federation.RegistryFile)
 }
 
 // federationRegionKeys is the region key registry of the federation's registry.

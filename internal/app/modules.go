@@ -615,10 +615,17 @@ func (a *App) regionRegistry() (*regionkeys.Registry, error) {
 	return a.regionKeys, a.regionKeysErr
 }
 
-// RegionRegistry is the region key registry cfg configures: the folder
-// region_keys_dir when set, else the keys derived from the negotiator's seed in
+// RegionRegistry is the region key registry cfg configures: with federation.enabled
+// the keys of the federation registry; else the folder region_keys_dir when set, else the keys derived from the negotiator's seed in
 // data_dir (created on first use) for every configured region.
 func RegionRegistry(cfg config.Config) (*regionkeys.Registry, error) {
+	if cfg.Federation.Enabled { // regions as processes: the federation registry's keys
+		reg, err := LoadFederationRegistry(context.Background(), cfg)
+		if err != nil {
+			return nil, err
+		}
+		return reg.Keys()
+	}
 	if dir := cfg.RegionKeysDir; dir != "" {
 		return regionkeys.LoadDir(dir)
 	}

@@ -2,16 +2,7 @@ package federation
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -23,6 +14,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/decision-fabric/fabric/internal/federation/fedtest"
 )
 
 const testToken = "federation-token-0123456789"
@@ -81,67 +74,23 @@ func TestTokenAuthentication(t *testing.T) {
 	require.ErrorIs(t, err, ErrNoToken)
 }
 
-// pki writes a CA and two leaf certificates signed by it (server for 127.0.0.1,
-// client), and a leaf of another CA, into dir.
-type pki struct{ dir string }
-
-func (p pki) path(name string) string { return filepath.Join(p.dir, name) }
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-}
-
-func newCA(t *testing.T, p pki, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	writePEM(t, p.path(name+".crt"), "CERTIFICATE", der)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return cert, key
-}
-
-func newLeaf(t *testing.T, p pki, name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, serial int64) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, ca, &key.PublicKey, caKey)
-	require.NoError(t, err)
-	writePEM(t, p.path(name+".crt"), "CERTIFICATE", der)
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	writePEM(t, p.path(name+".key"), "PRIVATE KEY", kder)
-}
-
 func TestMutualTLS(t *testing.T) {
-	p := pki{t.TempDir()}
-	ca, caKey := newCA(t, p, "ca")
-	newLeaf(t, p, "server", ca, caKey, 2)
-	newLeaf(t, p, "client", ca, caKey, 3)
-	other, otherKey := newCA(t, p, "other-ca")
-	newLeaf(t, p, "stranger", other, otherKey, 4)
+	dir := t.TempDir()
+	ca := fedtest.NewCA(t, dir, "ca")
+	serverCrt, serverKey := ca.Leaf(t, "server")
+	clientCrt, clientKey := ca.Leaf(t, "client")
+	strangerCrt, strangerKey := fedtest.NewCA(t, dir, "other-ca").Leaf(t, "stranger")
 
-	server := TLSFiles{CertFile: p.path("server.crt"), KeyFile: p.path("server.key"), CAFile: p.path("ca.crt")}
+	server := TLSFiles{CertFile: serverCrt, KeyFile: serverKey, CAFile: ca.CertFile()}
 	addr, _ := serve(t, server, prometheus.NewRegistry())
 
-	client := TLSFiles{CertFile: p.path("client.crt"), KeyFile: p.path("client.key"), CAFile: p.path("ca.crt")}
+	client := TLSFiles{CertFile: clientCrt, KeyFile: clientKey, CAFile: ca.CertFile()}
 	opts, err := client.DialOptions(testToken)
 	require.NoError(t, err)
 	require.NoError(t, check(t, addr, opts...))
 
 	// A client certificate of another CA is refused by the handshake.
-	stranger := TLSFiles{CertFile: p.path("stranger.crt"), KeyFile: p.path("stranger.key"), CAFile: p.path("ca.crt")}
+	stranger := TLSFiles{CertFile: strangerCrt, KeyFile: strangerKey, CAFile: ca.CertFile()}
 	opts, err = stranger.DialOptions(testToken)
 	require.NoError(t, err)
 	require.Equal(t, codes.Unavailable, status.Code(check(t, addr, opts...)))
@@ -151,6 +100,6 @@ func TestMutualTLS(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, codes.Unavailable, status.Code(check(t, addr, plain...)))
 
-	_, err = TLSFiles{CertFile: p.path("client.crt")}.DialOptions(testToken)
+	_, err = TLSFiles{CertFile: clientCrt}.DialOptions(testToken)
 	require.ErrorContains(t, err, "all required")
 }

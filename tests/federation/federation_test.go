@@ -131,3 +131,23 @@ func TestCoordinatorRestartResumes(t *testing.T) {
 	require.Contains(t, f.coord.logs.String(), `"resumed":1,"expired":0`, "the restarted coordinator resumed the stored negotiation")
 	requireCertificate(t, f, n)
 }
+
+// The coordinator reads the registry from GLOBAL_REGISTRY_URL when it is set.
+func TestRegistryFromGlobalURL(t *testing.T) {
+	f := newFederationWith(t, nil, setup{viaURL: true})
+	n := f.wait(f.start("p-url", 2500*time.Millisecond, unanimous).GetId())
+	require.Equal(t, agreed, n.GetState(), n.GetReason())
+	require.Len(t, votesBy(n), 5)
+	requireCertificate(t, f, n)
+}
+
+// Mutual TLS: every process presents its own certificate signed by the federation's
+// CA; the regions' listeners accept only such clients, and the negotiation agrees.
+func TestMutualTLSFederation(t *testing.T) {
+	f := newFederationWith(t, nil, setup{mtls: true})
+	n := f.wait(f.start("p-mtls", 2500*time.Millisecond, unanimous).GetId())
+	require.Equal(t, agreed, n.GetState(), n.GetReason())
+	require.Len(t, votesBy(n), 5)
+	requireCertificate(t, f, n)
+	require.Contains(t, f.regions[0].logs.String(), `"mtls":true`)
+}

@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +36,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/federation/fedtest"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 )
 
@@ -116,6 +118,7 @@ type proc struct {
 	httpAddr string
 	grpcAddr string
 	logs     *logs
+	extraEnv []string // appended to env()
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -171,7 +174,7 @@ func (p *proc) start() {
 	t := p.t
 	t.Helper()
 	cmd := exec.Command(bin, "-config", p.cfgFile)
-	cmd.Dir, cmd.Env = p.dir, env()
+	cmd.Dir, cmd.Env = p.dir, append(env(), p.extraEnv...)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{})
@@ -288,8 +291,34 @@ var regionNames = []string{"eu-west", "eu-central", "us-east", "us-west", "ap-so
 // newFederation starts the regions (opts by name) and the coordinator, whose registry
 // file lists them.
 func newFederation(t testing.TB, opts map[string]regionOpts) *federation {
+	return newFederationWith(t, opts, setup{})
+}
+
+// setup varies how the federation is wired.
+type setup struct {
+	// viaURL: the coordinator reads the registry from GLOBAL_REGISTRY_URL (an HTTP
+	// server of the test) instead of a file.
+	viaURL bool
+	// mtls: every process has its own certificate, signed by one CA generated here.
+	mtls bool
+}
+
+// newFederationWith is newFederation wired as s says.
+func newFederationWith(t testing.TB, opts map[string]regionOpts, s setup) *federation {
 	t.Helper()
 	f := &federation{t: t}
+	var ca *fedtest.CA
+	if s.mtls {
+		ca = fedtest.NewCA(t, t.TempDir(), "federation-ca")
+	}
+	// tlsYAML is the federation.tls block of one process (empty without mTLS).
+	tlsYAML := func(name string) string {
+		if ca == nil {
+			return ""
+		}
+		crt, key := ca.Leaf(t, name)
+		return fmt.Sprintf("  tls: {cert_file: %q, key_file: %q, ca_file: %q}\n", crt, key, ca.CertFile())
+	}
 	var docs []map[string]any
 	for _, name := range regionNames {
 		o := opts[name]
@@ -309,7 +338,7 @@ func newFederation(t testing.TB, opts map[string]regionOpts) *federation {
     max_replicas: 100
     capacity: 50
     vote_delay: %s
-`, name, keyFile, r.regionAddr, o.voteDelay))
+%s`, name, keyFile, r.regionAddr, o.voteDelay, tlsYAML(name)))
 		if !o.absent {
 			r.start()
 		}
@@ -318,9 +347,19 @@ func newFederation(t testing.TB, opts map[string]regionOpts) *federation {
 	}
 	raw, err := json.Marshal(map[string]any{"regions": docs})
 	require.NoError(t, err)
-	regFile := filepath.Join(t.TempDir(), "registry.json")
-	require.NoError(t, os.WriteFile(regFile, raw, 0o600))
-	f.coord = newProc(t, "coordinator", fmt.Sprintf("federation:\n  enabled: true\n  registry_file: %s\n", regFile))
+	if s.viaURL {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(raw)
+		}))
+		t.Cleanup(srv.Close)
+		f.coord = newProc(t, "coordinator", "federation:\n  enabled: true\n"+tlsYAML("coordinator"))
+		f.coord.extraEnv = []string{"GLOBAL_REGISTRY_URL=" + srv.URL + "/regions.json"}
+	} else {
+		regFile := filepath.Join(t.TempDir(), "registry.json")
+		require.NoError(t, os.WriteFile(regFile, raw, 0o600))
+		f.coord = newProc(t, "coordinator", fmt.Sprintf("federation:\n  enabled: true\n  registry_file: %s\n%s", regFile, tlsYAML("coordinator")))
+	}
 	f.coord.start()
 	key, err := auth.LoadOrCreateDevKey(filepath.Join(f.coord.dir, "data"))
 	require.NoError(t, err)
