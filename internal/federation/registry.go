@@ -188,20 +188,23 @@ func validEndpoint(ep string) error {
 		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
 			return fmt.Errorf("host %q: not a host name or IP address", host)
 		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return fmt.Errorf("host %q: not a host name or IP address", host)
-			}
+		if strings.IndexFunc(label, notHostChar) >= 0 {
+			return fmt.Errorf("host %q: not a host name or IP address", host)
 		}
 	}
 	return nil
 }
 
+// notHostChar reports a character a host name label cannot hold.
+func notHostChar(c rune) bool {
+	return (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-'
+}
+
 // truncate bounds what an error echoes of untrusted input.
 func truncate(s string) string {
-	const max = 80
-	if len(s) > max {
-		return s[:max] + "..."
+	const limit = 80
+	if len(s) > limit {
+		return s[:limit] + "..."
 	}
 	return s
 }
