@@ -113,7 +113,7 @@ var errClosing = errors.New("negotiator: service closing")
 
 // NewService returns the negotiator. It does not resume stored negotiations:
 // call Resume once at start-up. Close stops its background work.
-func NewService(deps Deps) (*Service, error) {
+func NewService(deps Deps) (_ *Service, err error) {
 	if deps.Store == nil {
 		return nil, errors.New("negotiator: Deps.Store is required")
 	}
@@ -144,6 +144,13 @@ func NewService(deps Deps) (*Service, error) {
 		if conns, err = federate(&deps, m); err != nil {
 			return nil, err
 		}
+		defer func() { // the connections live with the service, or not at all
+			if err != nil {
+				for _, c := range conns {
+					_ = c.Close()
+				}
+			}
+		}()
 	}
 	agents := map[string]Agent{}
 	for _, r := range deps.Regions.Regions {

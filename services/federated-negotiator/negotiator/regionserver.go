@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -61,6 +62,14 @@ type RegionServerConfig struct {
 func NewRegionServer(c RegionServerConfig) (*RegionServer, error) {
 	if !regionkeys.ValidRegion(c.Limits.Region.Name) {
 		return nil, fmt.Errorf("negotiator: region name %q: want 1-64 of [a-z0-9-]", c.Limits.Region.Name)
+	}
+	for i, a := range c.Limits.AllowedActions {
+		if !manifestpkg.ValidAction(a) || slices.Index(c.Limits.AllowedActions, a) != i {
+			return nil, fmt.Errorf("negotiator: region %s: allowed_actions[%d] %q: want distinct action names (1-64 of [a-z0-9_-])", c.Limits.Region.Name, i, a)
+		}
+	}
+	if c.Limits.MaxReplicas < 0 || c.Limits.Region.Capacity < 0 {
+		return nil, fmt.Errorf("negotiator: region %s: max_replicas and capacity: want >= 0", c.Limits.Region.Name)
 	}
 	if len(c.Key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("negotiator: region %s: an Ed25519 private key is required", c.Limits.Region.Name)

@@ -198,3 +198,19 @@ func FuzzAdmitVote(f *testing.F) {
 		require.Equal(t, req.GetNonce(), v.GetNonce())
 	})
 }
+
+func TestNewRegionServerChecksLimits(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	for name, l := range map[string]RegionLimits{
+		"bad name":     {Region: RegionConfig{Name: "EU"}},
+		"bad action":   {Region: RegionConfig{Name: "eu"}, AllowedActions: []string{"Scale!"}},
+		"dup action":   {Region: RegionConfig{Name: "eu"}, AllowedActions: []string{"scale", "scale"}},
+		"negative max": {Region: RegionConfig{Name: "eu"}, MaxReplicas: -1},
+	} {
+		_, err := NewRegionServer(RegionServerConfig{Limits: l, Key: key})
+		require.Error(t, err, name)
+	}
+	_, err = NewRegionServer(RegionServerConfig{Limits: RegionLimits{Region: RegionConfig{Name: "eu"}}})
+	require.ErrorContains(t, err, "Ed25519 private key")
+}
