@@ -1,14 +1,21 @@
 package federation
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
+	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/fabric"
 	qc "github.com/decision-fabric/fabric/internal/quorum"
 )
 
@@ -150,4 +157,39 @@ func TestMutualTLSFederation(t *testing.T) {
 	require.Len(t, votesBy(n), 5)
 	requireCertificate(t, f, n)
 	require.Contains(t, f.regions[0].logs.String(), `"mtls":true`)
+}
+
+// The all-in-one fabric coordinates the five region processes: a proposal submitted to
+// its decision coordinator is negotiated with them, and the coordinator checks the
+// quorum certificate against the registry's keys and seals the consensus bundle.
+func TestFabricCoordinatesRegionProcesses(t *testing.T) {
+	f := newFederationWith(t, nil, setup{allInOne: true})
+	conn, err := grpc.NewClient(f.coord.addrs[fabric.Coordinator], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	jwt, err := f.signer.Mint("federation-test", "t1", []string{auth.RoleProposer}, time.Hour)
+	require.NoError(t, err)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+jwt)
+	c := coordinatorv1.NewCoordinatorServiceClient(conn)
+	m := scaleManifest(3)
+	m.Regions = regionNames
+	resp, err := c.SubmitProposal(ctx, &coordinatorv1.SubmitProposalRequest{TenantId: "t1", Manifest: m})
+	require.NoError(t, err)
+	var p *coordinatorv1.Proposal
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got, err := c.GetProposal(ctx, &coordinatorv1.GetProposalRequest{Id: resp.GetProposal().GetId(), WaitMs: 1000})
+		require.NoError(t, err)
+		p = got.GetProposal()
+		if st := p.GetStatus(); st != coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SUBMITTED &&
+			st != coordinatorv1.ProposalStatus_PROPOSAL_STATUS_NEGOTIATING && st != coordinatorv1.ProposalStatus_PROPOSAL_STATUS_AGREED {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "proposal still %s", p.GetStatus())
+	}
+	require.Contains(t, []coordinatorv1.ProposalStatus{coordinatorv1.ProposalStatus_PROPOSAL_STATUS_SCORED,
+		coordinatorv1.ProposalStatus_PROPOSAL_STATUS_PENDING_APPROVAL}, p.GetStatus(), p.GetReason())
+	require.Empty(t, p.GetConsensusError())
+	require.NotNil(t, p.GetConsensusBundle(), "the coordinator sealed a bundle: the certificate verified against the registry's keys")
+	require.Equal(t, "AGREED", p.GetVotes().GetOutcome())
 }

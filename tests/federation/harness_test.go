@@ -36,6 +36,7 @@ import (
 
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/federation/fedtest"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
 )
@@ -118,7 +119,8 @@ type proc struct {
 	httpAddr string
 	grpcAddr string
 	logs     *logs
-	extraEnv []string // appended to env()
+	extraEnv []string          // appended to env()
+	addrs    map[string]string // service -> gRPC address
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -128,14 +130,31 @@ type proc struct {
 // newProc writes a negotiator's configuration: target federated-negotiator, its own
 // data folder, free ports, simulation mode, and extra (YAML appended).
 func newProc(t testing.TB, name, extra string) *proc {
+	return newProcTarget(t, name, fabric.Negotiator, extra)
+}
+
+// newProcTarget is newProc for target (a service name, or "all": every service on free
+// ports, p.addrs). p.httpAddr and p.grpcAddr are the negotiator's.
+func newProcTarget(t testing.TB, name, target, extra string) *proc {
 	t.Helper()
 	dir := t.TempDir()
-	p := &proc{t: t, name: name, dir: dir, logs: &logs{},
-		httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), grpcAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	p := &proc{t: t, name: name, dir: dir, logs: &logs{}, addrs: map[string]string{}}
+	var services strings.Builder
+	for _, svc := range fabric.Services {
+		if target != "all" && svc.Name != target {
+			continue
+		}
+		h, g := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		p.addrs[svc.Name] = g
+		if svc.Name == fabric.Negotiator {
+			p.httpAddr, p.grpcAddr = h, g
+		}
+		fmt.Fprintf(&services, "  %s: {http_addr: %q, grpc_addr: %q}\n", svc.Name, h, g)
+	}
 	p.cfgFile = filepath.Join(dir, "fabric.yaml")
-	body := fmt.Sprintf("target: federated-negotiator\ndata_dir: %s\nreports_dir: %s\nsimulation_mode: \"true\"\n"+
-		"shutdown_timeout: 2s\ntelemetry: {log_level: info}\nservices:\n  federated-negotiator: {http_addr: %q, grpc_addr: %q}\n%s",
-		filepath.Join(dir, "data"), filepath.Join(dir, "reports"), p.httpAddr, p.grpcAddr, extra)
+	body := fmt.Sprintf("target: %s\ndata_dir: %s\nreports_dir: %s\nsimulation_mode: \"true\"\n"+
+		"shutdown_timeout: 2s\ntelemetry: {log_level: info}\nservices:\n%s%s",
+		target, filepath.Join(dir, "data"), filepath.Join(dir, "reports"), services.String(), extra)
 	require.NoError(t, os.WriteFile(p.cfgFile, []byte(body), 0o600))
 	t.Cleanup(func() {
 		p.stop()
@@ -301,6 +320,9 @@ type setup struct {
 	viaURL bool
 	// mtls: every process has its own certificate, signed by one CA generated here.
 	mtls bool
+	// allInOne: the coordinating negotiator is the all-in-one fabric (target all), so
+	// its decision coordinator checks the certificates and seals consensus bundles.
+	allInOne bool
 }
 
 // newFederationWith is newFederation wired as s says.
@@ -358,7 +380,11 @@ func newFederationWith(t testing.TB, opts map[string]regionOpts, s setup) *feder
 	} else {
 		regFile := filepath.Join(t.TempDir(), "registry.json")
 		require.NoError(t, os.WriteFile(regFile, raw, 0o600))
-		f.coord = newProc(t, "coordinator", fmt.Sprintf("federation:\n  enabled: true\n  registry_file: %s\n%s", regFile, tlsYAML("coordinator")))
+		target := fabric.Negotiator
+		if s.allInOne {
+			target = "all"
+		}
+		f.coord = newProcTarget(t, "coordinator", target, fmt.Sprintf("federation:\n  enabled: true\n  registry_file: %s\n%s", regFile, tlsYAML("coordinator")))
 	}
 	f.coord.start()
 	key, err := auth.LoadOrCreateDevKey(filepath.Join(f.coord.dir, "data"))
