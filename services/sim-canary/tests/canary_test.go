@@ -149,21 +149,52 @@ func dump(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) string {
 	return strings.Join(lines, "\n")
 }
 
-// quiet waits until the fabric's background work (audit relay, approval requests) has
-// settled, and returns the dump.
+// quiet waits until the fabric's background work (audit relay, checkpoints, approval
+// requests) has settled — the same rows for a second — and returns the dump.
 func quiet(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) string {
 	t.Helper()
-	prev := dump(t, f, st)
-	for range 100 {
-		time.Sleep(300 * time.Millisecond)
+	prev, same := dump(t, f, st), 0
+	for range 200 {
+		time.Sleep(250 * time.Millisecond)
 		cur := dump(t, f, st)
-		if cur == prev {
+		if cur != prev {
+			prev, same = cur, 0
+			continue
+		}
+		if same++; same == 4 {
 			return cur
 		}
-		prev = cur
 	}
 	t.Fatal("the fabric never settled")
 	return ""
+}
+
+// requireSame fails with the rows that differ between two dumps.
+func requireSame(t *testing.T, before, after string) {
+	t.Helper()
+	if before == after {
+		return
+	}
+	was, now := map[string]bool{}, map[string]bool{}
+	for _, l := range strings.Split(before, "\n") {
+		was[l] = true
+	}
+	for _, l := range strings.Split(after, "\n") {
+		now[l] = true
+	}
+	var diff []string
+	for l := range was {
+		if !now[l] {
+			diff = append(diff, "- "+l)
+		}
+	}
+	for l := range now {
+		if !was[l] {
+			diff = append(diff, "+ "+l)
+		}
+	}
+	sort.Strings(diff)
+	t.Fatalf("a dry run changes no table but canary_runs; rows that differ:\n%s", strings.Join(diff, "\n"))
 }
 
 func dryRun(t *testing.T, f *fabrictest.Fabric, token, id string) run {
@@ -203,8 +234,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 
 			before := quiet(t, f, st)
 			r := dryRun(t, f, tok, p.ID)
-			after := dump(t, f, st)
-			require.Equal(t, before, after, "a dry run changes no table but canary_runs")
+			requireSame(t, before, dump(t, f, st))
 
 			require.True(t, r.DryRun)
 			require.Equal(t, "PASSED", r.State)
@@ -284,7 +314,7 @@ func TestDryRunNeedsApprovalNotifiesNobody(t *testing.T) {
 
 	before := quiet(t, f, st)
 	r := dryRun(t, f, tok, p.ID)
-	require.Equal(t, before, dump(t, f, st), "a dry run changes no table but canary_runs")
+	requireSame(t, before, dump(t, f, st))
 
 	require.Equal(t, "PASSED", r.State)
 	require.Equal(t, "NEEDS_APPROVAL", r.Scorecard.Recommendation, r.Scorecard.RecommendationDetail)
@@ -298,7 +328,7 @@ func TestDryRunNeedsApprovalNotifiesNobody(t *testing.T) {
 	ro := f.Do(t, http.MethodPost, fabric.Canary, "/canary/run", tok, `{"proposal_id":"`+p.ID+`"}`)
 	require.Equal(t, http.StatusConflict, ro.Status, string(ro.Body))
 	require.Contains(t, string(ro.Body), "approval")
-	require.Equal(t, before, dump(t, f, st))
+	requireSame(t, before, dump(t, f, st))
 	runs, err := f.Store().CanaryRuns().ListByProposal(t.Context(), "t1", p.ID, 0)
 	require.NoError(t, err)
 	require.Len(t, runs, 1, "only the dry run")
@@ -341,7 +371,7 @@ func TestRunErrors(t *testing.T) {
 	} {
 		require.Equal(t, want, f.Do(t, http.MethodGet, fabric.Canary, path, tok, "").Status, path)
 	}
-	require.Equal(t, before, dump(t, f, fabrictest.SQLite))
+	requireSame(t, before, dump(t, f, fabrictest.SQLite))
 	s := f.Store()
 	runs, err := s.CanaryRuns().ListByProposal(t.Context(), "t1", p.ID, 0)
 	require.NoError(t, err)
