@@ -36,6 +36,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/judge"
 	"github.com/decision-fabric/fabric/internal/metricsource"
 	"github.com/decision-fabric/fabric/internal/model"
 	"github.com/decision-fabric/fabric/internal/policy"
@@ -300,6 +301,7 @@ var modules = map[string]module{
 			As:          identity{a.serviceToken}.as,
 			Logger:      a.Log, Registerer: reg,
 			Metrics: series, Settle: settle,
+			Judge: a.Cfg.Canary.Judge.JudgeConfig(), TenantJudge: tenantJudges(a.Cfg.Canary),
 		})
 		if err != nil {
 			return server.Service{}, err
@@ -746,4 +748,13 @@ func (a *App) seriesSource() (metricsource.SeriesSource, time.Duration, error) {
 		return nil, 0, err
 	}
 	return metricsource.NewSimulatedSeries(faults), 0, nil
+}
+
+// tenantJudges are the per-tenant judgements of canary.tenants.
+func tenantJudges(c config.Canary) map[string]judge.Config {
+	out := make(map[string]judge.Config, len(c.Tenants))
+	for tenant, j := range c.Tenants {
+		out[tenant] = j.JudgeConfig()
+	}
+	return out
 }

@@ -238,6 +238,8 @@ type Config struct {
 	HIL HIL `yaml:"hil"`
 	// Federation runs regions as processes (federation.go).
 	Federation Federation `yaml:"federation"`
+	// Canary configures the judgement of canary rollouts (canary.go).
+	Canary Canary `yaml:"canary"`
 }
 
 // HIL configures the human-in-loop gateway (docs/operations.md, "Approvals").
@@ -617,6 +619,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.HIL.Validate(); err != nil {
+		return err
+	}
+	if err := c.Canary.Validate(); err != nil {
 		return err
 	}
 	if err := c.Federation.Validate(c.Integrations.GlobalRegistryURL); err != nil {

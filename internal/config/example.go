@@ -140,6 +140,14 @@ var exampleDocs = map[string]exampleDoc{
 	"federation.tls.cert_file":          {line: "this process's certificate"},
 	"federation.tls.key_file":           {line: "its private key"},
 	"federation.tls.ca_file":            {line: "the federation's CA, which signs every region's certificate"},
+
+	"canary":                      {head: "How canary rollouts judge each wave against its baseline (internal/judge; docs/operations.md,\n\"Canary rollouts and the emergency stop\"). Without metrics: latency_p99 must not increase,\nerror_rate must not increase (critical), throughput must not decrease. A metric is\n  {name: latency_p99|error_rate|throughput, direction: increase|decrease|either,\n   critical: false, tolerance: 0.25}"},
+	"canary.judge":                {head: "Every tenant's judgement."},
+	"canary.judge.metrics":        {line: "empty = the defaults above"},
+	"canary.judge.confidence":     {line: "0 = 0.98"},
+	"canary.judge.pass_score":     {line: "0 = 95"},
+	"canary.judge.marginal_score": {line: "0 = 75"},
+	"canary.tenants":              {head: "Per tenant, a judgement replacing canary.judge, e.g.\n  tenants:\n    t1: {metrics: [{name: error_rate, direction: increase, critical: true}]}"},
 }
 
 // exampleNeed is what one service's example says beyond the common keys.
@@ -156,7 +164,7 @@ type exampleNeed struct {
 
 // exampleOnly are the top-level keys shown only in the examples of the services that
 // name them in their exampleNeed.sections.
-var exampleOnly = []string{"audit", "hil", "federation"}
+var exampleOnly = []string{"audit", "hil", "federation", "canary"}
 
 // exampleNeeds are the services' own notes and sections.
 var exampleNeeds = map[string]exampleNeed{
@@ -180,6 +188,9 @@ var exampleNeeds = map[string]exampleNeed{
 			"data_dir": {head: "\nThe audit checkpoint signing keys live in data_dir/keys (audit-checkpoint-*.key, 0600):\ncreated on first use in simulation; in production provision them first with\n  go run ./services/decision-auditor/cmd/audit-keygen -dir data/keys"},
 		},
 		sections: []string{"audit"},
+	},
+	fabric.Canary: {
+		sections: []string{"canary"},
 	},
 	fabric.HIL: {
 		intro:    "The hil-gateway asks people to approve high-impact proposals: TOTP second factor\n(POST /mfa/enroll) or, where hil.webauthn is set, WebAuthn; approver signatures;\nnotifications by e-mail, Slack and Telegram; and the approval page at /ui.",

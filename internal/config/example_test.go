@@ -38,6 +38,9 @@ func TestExamplesAreGeneratedAndLoad(t *testing.T) {
 			require.Empty(t, c.HIL.WebAuthn.RPOrigins)
 			require.Empty(t, c.Federation.Region.AllowedActions)
 			c.Federation.Region.AllowedActions = nil
+			require.Empty(t, c.Canary.Judge.Metrics)
+			require.Empty(t, c.Canary.Tenants)
+			c.Canary.Judge.Metrics, c.Canary.Tenants = nil, nil
 			c.TrustedKeys, c.Executors = nil, nil
 			c.HIL.Channels, c.HIL.SMTP.To, c.HIL.ChatUsers, c.HIL.WebAuthn.RPOrigins = nil, nil, nil, nil
 			require.Equal(t, def, c)

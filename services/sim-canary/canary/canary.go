@@ -76,6 +76,8 @@ type Deps struct {
 	// Judge configures the judgement of a wave; DefaultJudgeConfig() when it has no
 	// metrics.
 	Judge judge.Config
+	// TenantJudge replaces Judge for the tenants listed (config canary.tenants).
+	TenantJudge map[string]judge.Config
 	// Window and Step are the metrics' window and resolution; 10 minutes and 30
 	// seconds when zero.
 	Window, Step time.Duration
@@ -115,6 +117,11 @@ func New(deps Deps) (*Service, error) {
 	}
 	if err := deps.Judge.Validate(); err != nil {
 		return nil, fmt.Errorf("canary: %w", err)
+	}
+	for tenant, cfg := range deps.TenantJudge {
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("canary: tenant %s: %w", tenant, err)
+		}
 	}
 	if deps.Window <= 0 {
 		deps.Window = 10 * time.Minute

@@ -297,6 +297,9 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (s *Service) judgeStage(ctx context.Context, tenant, target string, st *canaryv1.CanaryStage) {
 	st.JudgedAt = timestamppb.New(s.deps.Now().UTC())
 	cfg := s.deps.Judge
+	if own, ok := s.deps.TenantJudge[tenant]; ok {
+		cfg = own
+	}
 	data := map[string]judge.Series{}
 	var missing []string
 	for _, m := range cfg.Metrics {
