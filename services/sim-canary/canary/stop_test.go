@@ -70,11 +70,11 @@ func TestStopHaltsARunningRollout(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	coord, aud := &fakeCoordinator{}, &fakeAuditor{}
 	base := around(100, 0.05, 20)
-	s, err := New(Deps{Store: st, Coordinator: coord, Negotiator: nil, Scorer: nil, Auditor: aud,
+	_, err = New(Deps{Store: st, Coordinator: coord, Negotiator: nil, Scorer: nil, Auditor: aud,
 		Metrics: fixedSeries{"eu-west", base, base}, Settle: time.Hour,
 		As: func(ctx context.Context, _ string) context.Context { return ctx }})
 	require.Error(t, err, "every peer is required")
-	s, err = New(Deps{Store: st, Coordinator: coord, Negotiator: noNegotiator{}, Scorer: noScorer{}, Auditor: aud,
+	s, err := New(Deps{Store: st, Coordinator: coord, Negotiator: noNegotiator{}, Scorer: noScorer{}, Auditor: aud,
 		Metrics: fixedSeries{"eu-west", base, base}, Settle: time.Hour,
 		As: func(ctx context.Context, _ string) context.Context { return ctx }})
 	require.NoError(t, err)
