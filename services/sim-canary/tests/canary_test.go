@@ -297,6 +297,11 @@ func TestDryRunChangesNothing(t *testing.T) {
 			require.Equal(t, "FAILED", again.State)
 			require.Equal(t, "REFUSED", again.Scorecard.Recommendation)
 			require.Contains(t, again.Scorecard.RecommendationDetail, "ENACTED")
+
+			metrics := string(f.Do(t, http.MethodGet, fabric.Canary, "/metrics", "", "").Body)
+			require.Contains(t, metrics, `fabric_canary_runs_total{kind="dry_run",state="PASSED"} 1`)
+			require.Contains(t, metrics, `fabric_canary_runs_total{kind="dry_run",state="FAILED"} 1`)
+			require.Contains(t, metrics, `fabric_canary_steps_total{result="PASSED",step="negotiate"} 2`)
 		})
 	}
 }
@@ -305,8 +310,15 @@ func TestDryRunChangesNothing(t *testing.T) {
 // approve, notifies nobody (the notification outbox and approval requests do not
 // change) and writes no audit entry.
 func TestDryRunNeedsApprovalNotifiesNobody(t *testing.T) {
-	t.Parallel()
-	const st = fabrictest.SQLite
+	for _, st := range []fabrictest.Store{fabrictest.SQLite, fabrictest.Postgres} {
+		t.Run(string(st), func(t *testing.T) {
+			t.Parallel()
+			needsApproval(t, st)
+		})
+	}
+}
+
+func needsApproval(t *testing.T, st fabrictest.Store) {
 	f := fabrictest.Start(t, fabrictest.Options{Store: st, Configure: fabrictest.InstantLowImpact(t)})
 	tok := f.Token(t, "t1", auth.RoleProposer)
 	p := submit(t, f, tok, "serviceY", "high")

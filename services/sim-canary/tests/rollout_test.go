@@ -147,6 +147,9 @@ func TestWorseCanaryIsRolledBack(t *testing.T) {
 			require.True(t, latency, "the scorecard shows each metric")
 			await(t, f, tok, p.ID, "PROPOSAL_STATUS_SCORED")
 			auditEvents(t, f, p.ID, "canary.stage_enacted", "canary.rolled_back")
+			metrics := string(f.Do(t, http.MethodGet, fabric.Canary, "/metrics", "", "").Body)
+			require.Contains(t, metrics, `fabric_canary_verdicts_total{verdict="FAIL"} 1`)
+			require.Contains(t, metrics, `fabric_canary_runs_total{kind="canary",state="ROLLED_BACK"} 1`)
 		})
 	}
 }
