@@ -115,8 +115,10 @@ type CoordinatorServiceClient interface {
 	// EnactCanaryStage makes the proposal's change in some of its regions, one stage of a
 	// canary rollout (gRPC only, service role: the sim-canary). The proposal must allow
 	// enactment exactly as EnactProposal requires (agreed, consensus bundle verified,
-	// approvals met and not waiting for approval: P3 is not bypassed), and the stage's
-	// regions must still hold their recorded pre-state. The change and its audit entry
+	// approvals met and not waiting for approval: P3 is not bypassed; before stage 1 the
+	// exact change is classified again, and one the policy now puts higher goes back to
+	// PENDING_APPROVAL, as EnactProposal does), and the stage's regions must still hold
+	// their recorded pre-state. The change and its audit entry
 	// (canary.stage_enacted) are recorded together; the proposal's status does not move
 	// until CompleteCanaryRun.
 	//
@@ -342,8 +344,10 @@ type CoordinatorServiceServer interface {
 	// EnactCanaryStage makes the proposal's change in some of its regions, one stage of a
 	// canary rollout (gRPC only, service role: the sim-canary). The proposal must allow
 	// enactment exactly as EnactProposal requires (agreed, consensus bundle verified,
-	// approvals met and not waiting for approval: P3 is not bypassed), and the stage's
-	// regions must still hold their recorded pre-state. The change and its audit entry
+	// approvals met and not waiting for approval: P3 is not bypassed; before stage 1 the
+	// exact change is classified again, and one the policy now puts higher goes back to
+	// PENDING_APPROVAL, as EnactProposal does), and the stage's regions must still hold
+	// their recorded pre-state. The change and its audit entry
 	// (canary.stage_enacted) are recorded together; the proposal's status does not move
 	// until CompleteCanaryRun.
 	//
