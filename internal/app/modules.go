@@ -253,8 +253,12 @@ var modules = map[string]module{
 		}
 		return svc.Definition(), nil
 	}},
-	fabric.Canary: {deps: []string{Auth}, service: func(context.Context, *App, prometheus.Registerer) (server.Service, error) {
-		return canary.New().Definition(), nil
+	fabric.Canary: {deps: []string{Auth}, service: func(_ context.Context, a *App, _ prometheus.Registerer) (server.Service, error) {
+		replay, err := a.replayDeps()
+		if err != nil {
+			return server.Service{}, err
+		}
+		return canary.New().WithReplay(replay).Definition(), nil
 	}},
 }
 

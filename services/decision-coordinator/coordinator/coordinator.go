@@ -150,6 +150,9 @@ func (s *Service) Definition() server.Service {
 			m("RollbackProposal"): {auth.RoleProposer, auth.RoleService},
 			m("DescribeChange"):   readers,
 			m("RecordApproval"):   {auth.RoleService},
+
+			// Replays (sim-canary) read decision records with their inputs (decisions.go).
+			m("ListDecisionRecords"): {auth.RoleAuditor, auth.RoleService},
 		},
 		Validators: server.Validators{
 			m("SubmitProposal"):   validateSubmit,
@@ -159,6 +162,8 @@ func (s *Service) Definition() server.Service {
 			m("RollbackProposal"): validateRollback,
 			m("DescribeChange"):   validateDescribeChange,
 			m("RecordApproval"):   validateRecordApproval,
+
+			m("ListDecisionRecords"): validateListDecisionRecords,
 		},
 	}
 }

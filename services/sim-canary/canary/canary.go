@@ -18,6 +18,7 @@ import (
 // Service implements canaryv1.CanaryServiceServer.
 type Service struct {
 	canaryv1.UnimplementedCanaryServiceServer
+	replay *ReplayDeps // set by WithReplay (replay.go)
 }
 
 // New returns the service.
@@ -36,6 +37,7 @@ func (s *Service) Definition() server.Service {
 		Policy: auth.Policy{
 			m("RunCanary"):       {auth.RoleProposer, auth.RoleService},
 			m("GetCanaryResult"): readers,
+			m("Replay"):          {auth.RoleAuditor, auth.RoleAdmin},
 		},
 	}
 }

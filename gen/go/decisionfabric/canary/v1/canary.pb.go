@@ -396,7 +396,7 @@ var File_decisionfabric_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"%decisionfabric/canary/v1/canary.proto\x12\x18decisionfabric.canary.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n" +
+	"%decisionfabric/canary/v1/canary.proto\x12\x18decisionfabric.canary.v1\x1a%decisionfabric/canary/v1/replay.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n" +
 	"\x10RunCanaryRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x17\n" +
@@ -423,10 +423,11 @@ const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"CanaryStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06result\x18\x02 \x01(\tR\x06result\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail2\xa3\x02\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail2\x9b\x03\n" +
 	"\rCanaryService\x12|\n" +
 	"\tRunCanary\x12*.decisionfabric.canary.v1.RunCanaryRequest\x1a+.decisionfabric.canary.v1.RunCanaryResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/canary/run\x12\x93\x01\n" +
-	"\x0fGetCanaryResult\x120.decisionfabric.canary.v1.GetCanaryResultRequest\x1a1.decisionfabric.canary.v1.GetCanaryResultResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/canary/{id}/resultBLZJgithub.com/decision-fabric/fabric/gen/go/decisionfabric/canary/v1;canaryv1b\x06proto3"
+	"\x0fGetCanaryResult\x120.decisionfabric.canary.v1.GetCanaryResultRequest\x1a1.decisionfabric.canary.v1.GetCanaryResultResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/canary/{id}/result\x12v\n" +
+	"\x06Replay\x12'.decisionfabric.canary.v1.ReplayRequest\x1a(.decisionfabric.canary.v1.ReplayResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/canary/replayBLZJgithub.com/decision-fabric/fabric/gen/go/decisionfabric/canary/v1;canaryv1b\x06proto3"
 
 var (
 	file_decisionfabric_canary_v1_canary_proto_rawDescOnce sync.Once
@@ -449,6 +450,8 @@ var file_decisionfabric_canary_v1_canary_proto_goTypes = []any{
 	(*CanaryRun)(nil),               // 4: decisionfabric.canary.v1.CanaryRun
 	(*CanaryStep)(nil),              // 5: decisionfabric.canary.v1.CanaryStep
 	(*timestamppb.Timestamp)(nil),   // 6: google.protobuf.Timestamp
+	(*ReplayRequest)(nil),           // 7: decisionfabric.canary.v1.ReplayRequest
+	(*ReplayResponse)(nil),          // 8: decisionfabric.canary.v1.ReplayResponse
 }
 var file_decisionfabric_canary_v1_canary_proto_depIdxs = []int32{
 	4, // 0: decisionfabric.canary.v1.RunCanaryResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
@@ -458,10 +461,12 @@ var file_decisionfabric_canary_v1_canary_proto_depIdxs = []int32{
 	6, // 4: decisionfabric.canary.v1.CanaryRun.finished_at:type_name -> google.protobuf.Timestamp
 	0, // 5: decisionfabric.canary.v1.CanaryService.RunCanary:input_type -> decisionfabric.canary.v1.RunCanaryRequest
 	2, // 6: decisionfabric.canary.v1.CanaryService.GetCanaryResult:input_type -> decisionfabric.canary.v1.GetCanaryResultRequest
-	1, // 7: decisionfabric.canary.v1.CanaryService.RunCanary:output_type -> decisionfabric.canary.v1.RunCanaryResponse
-	3, // 8: decisionfabric.canary.v1.CanaryService.GetCanaryResult:output_type -> decisionfabric.canary.v1.GetCanaryResultResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
+	7, // 7: decisionfabric.canary.v1.CanaryService.Replay:input_type -> decisionfabric.canary.v1.ReplayRequest
+	1, // 8: decisionfabric.canary.v1.CanaryService.RunCanary:output_type -> decisionfabric.canary.v1.RunCanaryResponse
+	3, // 9: decisionfabric.canary.v1.CanaryService.GetCanaryResult:output_type -> decisionfabric.canary.v1.GetCanaryResultResponse
+	8, // 10: decisionfabric.canary.v1.CanaryService.Replay:output_type -> decisionfabric.canary.v1.ReplayResponse
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
 	5, // [5:5] is the sub-list for extension extendee
 	0, // [0:5] is the sub-list for field type_name
@@ -472,6 +477,7 @@ func file_decisionfabric_canary_v1_canary_proto_init() {
 	if File_decisionfabric_canary_v1_canary_proto != nil {
 		return
 	}
+	file_decisionfabric_canary_v1_replay_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	CanaryService_RunCanary_FullMethodName       = "/decisionfabric.canary.v1.CanaryService/RunCanary"
 	CanaryService_GetCanaryResult_FullMethodName = "/decisionfabric.canary.v1.CanaryService/GetCanaryResult"
+	CanaryService_Replay_FullMethodName          = "/decisionfabric.canary.v1.CanaryService/Replay"
 )
 
 // CanaryServiceClient is the client API for CanaryService service.
@@ -39,6 +40,15 @@ type CanaryServiceClient interface {
 	RunCanary(ctx context.Context, in *RunCanaryRequest, opts ...grpc.CallOption) (*RunCanaryResponse, error)
 	// GetCanaryResult returns a run's scorecard.
 	GetCanaryResult(ctx context.Context, in *GetCanaryResultRequest, opts ...grpc.CallOption) (*GetCanaryResultResponse, error)
+	// Replay re-decides past decisions of the caller's tenant under a candidate (a
+	// decision policy, a region set) and reports which outcomes would change and why. It
+	// verifies each record it reads (decision export, signatures, audit proofs) and reports
+	// one that does not verify. It only reads: no proposal, audit entry or notification.
+	//
+	// Errors: INVALID_ARGUMENT (400) for neither or both of proposal_ids and from/to, more
+	// than 100 ids, a bad window, a candidate policy that does not compile (naming its
+	// line) or over 64 KiB, a bad region; UNIMPLEMENTED (501) for candidate_model.
+	Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (*ReplayResponse, error)
 }
 
 type canaryServiceClient struct {
@@ -69,6 +79,16 @@ func (c *canaryServiceClient) GetCanaryResult(ctx context.Context, in *GetCanary
 	return out, nil
 }
 
+func (c *canaryServiceClient) Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (*ReplayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayResponse)
+	err := c.cc.Invoke(ctx, CanaryService_Replay_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CanaryServiceServer is the server API for CanaryService service.
 // All implementations must embed UnimplementedCanaryServiceServer
 // for forward compatibility.
@@ -82,6 +102,15 @@ type CanaryServiceServer interface {
 	RunCanary(context.Context, *RunCanaryRequest) (*RunCanaryResponse, error)
 	// GetCanaryResult returns a run's scorecard.
 	GetCanaryResult(context.Context, *GetCanaryResultRequest) (*GetCanaryResultResponse, error)
+	// Replay re-decides past decisions of the caller's tenant under a candidate (a
+	// decision policy, a region set) and reports which outcomes would change and why. It
+	// verifies each record it reads (decision export, signatures, audit proofs) and reports
+	// one that does not verify. It only reads: no proposal, audit entry or notification.
+	//
+	// Errors: INVALID_ARGUMENT (400) for neither or both of proposal_ids and from/to, more
+	// than 100 ids, a bad window, a candidate policy that does not compile (naming its
+	// line) or over 64 KiB, a bad region; UNIMPLEMENTED (501) for candidate_model.
+	Replay(context.Context, *ReplayRequest) (*ReplayResponse, error)
 	mustEmbedUnimplementedCanaryServiceServer()
 }
 
@@ -97,6 +126,9 @@ func (UnimplementedCanaryServiceServer) RunCanary(context.Context, *RunCanaryReq
 }
 func (UnimplementedCanaryServiceServer) GetCanaryResult(context.Context, *GetCanaryResultRequest) (*GetCanaryResultResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCanaryResult not implemented")
+}
+func (UnimplementedCanaryServiceServer) Replay(context.Context, *ReplayRequest) (*ReplayResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Replay not implemented")
 }
 func (UnimplementedCanaryServiceServer) mustEmbedUnimplementedCanaryServiceServer() {}
 func (UnimplementedCanaryServiceServer) testEmbeddedByValue()                       {}
@@ -155,6 +187,24 @@ func _CanaryService_GetCanaryResult_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CanaryService_Replay_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).Replay(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_Replay_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).Replay(ctx, req.(*ReplayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CanaryService_ServiceDesc is the grpc.ServiceDesc for CanaryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -169,6 +219,10 @@ var CanaryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCanaryResult",
 			Handler:    _CanaryService_GetCanaryResult_Handler,
+		},
+		{
+			MethodName: "Replay",
+			Handler:    _CanaryService_Replay_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1693,6 +1693,208 @@ func (x *RecordApprovalResponse) GetApproval() *v1.Approval {
 	return nil
 }
 
+// ListDecisionRecordsRequest names decision records by id or by creation window.
+type ListDecisionRecordsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Proposal ids, at most 200.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Start of the creation window (inclusive).
+	From *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// End of the creation window (exclusive).
+	To *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	// For a window: at most this many records, 1-200 (0 means 200).
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionRecordsRequest) Reset() {
+	*x = ListDecisionRecordsRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionRecordsRequest) ProtoMessage() {}
+
+func (x *ListDecisionRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionRecordsRequest.ProtoReflect.Descriptor instead.
+func (*ListDecisionRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListDecisionRecordsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListDecisionRecordsResponse carries the records.
+type ListDecisionRecordsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records: in request order for ids, oldest first for a window.
+	Records []*DecisionRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Requested ids that name no proposal of the caller's tenant.
+	NotFound []string `protobuf:"bytes,2,rep,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	// The window held more proposals than limit.
+	Truncated     bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionRecordsResponse) Reset() {
+	*x = ListDecisionRecordsResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionRecordsResponse) ProtoMessage() {}
+
+func (x *ListDecisionRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionRecordsResponse.ProtoReflect.Descriptor instead.
+func (*ListDecisionRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListDecisionRecordsResponse) GetRecords() []*DecisionRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsResponse) GetNotFound() []string {
+	if x != nil {
+		return x.NotFound
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// DecisionRecord is one decision with the inputs it was decided on.
+type DecisionRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal, as GetProposal returns it.
+	Proposal *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// The pre-state snapshot of the target as stored at submission: RFC 8785 canonical
+	// JSON, the state the policy classified the change against. Empty when none is stored.
+	PreState []byte `protobuf:"bytes,2,opt,name=pre_state,json=preState,proto3" json:"pre_state,omitempty"`
+	// Lower-case hex SHA256 of pre_state, as stored with it.
+	PreStateSha256 string `protobuf:"bytes,3,opt,name=pre_state_sha256,json=preStateSha256,proto3" json:"pre_state_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DecisionRecord) Reset() {
+	*x = DecisionRecord{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionRecord) ProtoMessage() {}
+
+func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
+func (*DecisionRecord) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DecisionRecord) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *DecisionRecord) GetPreState() []byte {
+	if x != nil {
+		return x.PreState
+	}
+	return nil
+}
+
+func (x *DecisionRecord) GetPreStateSha256() string {
+	if x != nil {
+		return x.PreStateSha256
+	}
+	return ""
+}
+
 var File_decisionfabric_coordinator_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
@@ -1820,7 +2022,20 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\bapproval\x18\x03 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval\"\x9c\x01\n" +
 	"\x16RecordApprovalResponse\x12C\n" +
 	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12=\n" +
-	"\bapproval\x18\x02 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval*\xca\x03\n" +
+	"\bapproval\x18\x02 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval\"\xa0\x01\n" +
+	"\x1aListDecisionRecordsRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xa1\x01\n" +
+	"\x1bListDecisionRecordsResponse\x12G\n" +
+	"\arecords\x18\x01 \x03(\v2-.decisionfabric.coordinator.v1.DecisionRecordR\arecords\x12\x1b\n" +
+	"\tnot_found\x18\x02 \x03(\tR\bnotFound\x12\x1c\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"\x9c\x01\n" +
+	"\x0eDecisionRecord\x12C\n" +
+	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12\x1b\n" +
+	"\tpre_state\x18\x02 \x01(\fR\bpreState\x12(\n" +
+	"\x10pre_state_sha256\x18\x03 \x01(\tR\x0epreStateSha256*\xca\x03\n" +
 	"\x0eProposalStatus\x12\x1f\n" +
 	"\x1bPROPOSAL_STATUS_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19PROPOSAL_STATUS_SUBMITTED\x10\x01\x12\x1f\n" +
@@ -1836,7 +2051,7 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x12\"\n" +
 	"\x1ePROPOSAL_STATUS_DRY_RUN_FAILED\x10\v\x12\x1b\n" +
 	"\x17PROPOSAL_STATUS_ENACTED\x10\f\x12\x1f\n" +
-	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xb5\b\n" +
+	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xc4\t\n" +
 	"\x12CoordinatorService\x12\x94\x01\n" +
 	"\x0eSubmitProposal\x124.decisionfabric.coordinator.v1.SubmitProposalRequest\x1a5.decisionfabric.coordinator.v1.SubmitProposalResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/proposals\x12\x8d\x01\n" +
@@ -1846,7 +2061,8 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\rEnactProposal\x123.decisionfabric.coordinator.v1.EnactProposalRequest\x1a4.decisionfabric.coordinator.v1.EnactProposalResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/proposals/{id}/enact\x12\xa8\x01\n" +
 	"\x10RollbackProposal\x126.decisionfabric.coordinator.v1.RollbackProposalRequest\x1a7.decisionfabric.coordinator.v1.RollbackProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/proposals/{id}/rollback\x12\x9d\x01\n" +
 	"\x0eDescribeChange\x124.decisionfabric.coordinator.v1.DescribeChangeRequest\x1a5.decisionfabric.coordinator.v1.DescribeChangeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/proposals/{id}/change\x12}\n" +
-	"\x0eRecordApproval\x124.decisionfabric.coordinator.v1.RecordApprovalRequest\x1a5.decisionfabric.coordinator.v1.RecordApprovalResponseBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
+	"\x0eRecordApproval\x124.decisionfabric.coordinator.v1.RecordApprovalRequest\x1a5.decisionfabric.coordinator.v1.RecordApprovalResponse\x12\x8c\x01\n" +
+	"\x13ListDecisionRecords\x129.decisionfabric.coordinator.v1.ListDecisionRecordsRequest\x1a:.decisionfabric.coordinator.v1.ListDecisionRecordsResponseBVZTgithub.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1;coordinatorv1b\x06proto3"
 
 var (
 	file_decisionfabric_coordinator_v1_coordinator_proto_rawDescOnce sync.Once
@@ -1861,90 +2077,99 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
-	(ProposalStatus)(0),              // 0: decisionfabric.coordinator.v1.ProposalStatus
-	(*Proposal)(nil),                 // 1: decisionfabric.coordinator.v1.Proposal
-	(*PolicyDecision)(nil),           // 2: decisionfabric.coordinator.v1.PolicyDecision
-	(*Score)(nil),                    // 3: decisionfabric.coordinator.v1.Score
-	(*DryRunResult)(nil),             // 4: decisionfabric.coordinator.v1.DryRunResult
-	(*VoteSummary)(nil),              // 5: decisionfabric.coordinator.v1.VoteSummary
-	(*SubmitProposalRequest)(nil),    // 6: decisionfabric.coordinator.v1.SubmitProposalRequest
-	(*SubmitProposalResponse)(nil),   // 7: decisionfabric.coordinator.v1.SubmitProposalResponse
-	(*GetProposalRequest)(nil),       // 8: decisionfabric.coordinator.v1.GetProposalRequest
-	(*GetProposalResponse)(nil),      // 9: decisionfabric.coordinator.v1.GetProposalResponse
-	(*ListProposalsRequest)(nil),     // 10: decisionfabric.coordinator.v1.ListProposalsRequest
-	(*ListProposalsResponse)(nil),    // 11: decisionfabric.coordinator.v1.ListProposalsResponse
-	(*EnactProposalRequest)(nil),     // 12: decisionfabric.coordinator.v1.EnactProposalRequest
-	(*RollbackProposalRequest)(nil),  // 13: decisionfabric.coordinator.v1.RollbackProposalRequest
-	(*RollbackProposalResponse)(nil), // 14: decisionfabric.coordinator.v1.RollbackProposalResponse
-	(*EnactProposalResponse)(nil),    // 15: decisionfabric.coordinator.v1.EnactProposalResponse
-	(*DescribeChangeRequest)(nil),    // 16: decisionfabric.coordinator.v1.DescribeChangeRequest
-	(*DescribeChangeResponse)(nil),   // 17: decisionfabric.coordinator.v1.DescribeChangeResponse
-	(*ChangeLine)(nil),               // 18: decisionfabric.coordinator.v1.ChangeLine
-	(*RecordApprovalRequest)(nil),    // 19: decisionfabric.coordinator.v1.RecordApprovalRequest
-	(*RecordApprovalResponse)(nil),   // 20: decisionfabric.coordinator.v1.RecordApprovalResponse
-	(*v1.Manifest)(nil),              // 21: decisionfabric.types.v1.Manifest
-	(*structpb.Struct)(nil),          // 22: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
-	(*v1.ManifestSignature)(nil),     // 24: decisionfabric.types.v1.ManifestSignature
-	(*v1.ConsensusBundle)(nil),       // 25: decisionfabric.types.v1.ConsensusBundle
-	(*v1.Approval)(nil),              // 26: decisionfabric.types.v1.Approval
-	(*v1.Snapshot)(nil),              // 27: decisionfabric.types.v1.Snapshot
+	(ProposalStatus)(0),                 // 0: decisionfabric.coordinator.v1.ProposalStatus
+	(*Proposal)(nil),                    // 1: decisionfabric.coordinator.v1.Proposal
+	(*PolicyDecision)(nil),              // 2: decisionfabric.coordinator.v1.PolicyDecision
+	(*Score)(nil),                       // 3: decisionfabric.coordinator.v1.Score
+	(*DryRunResult)(nil),                // 4: decisionfabric.coordinator.v1.DryRunResult
+	(*VoteSummary)(nil),                 // 5: decisionfabric.coordinator.v1.VoteSummary
+	(*SubmitProposalRequest)(nil),       // 6: decisionfabric.coordinator.v1.SubmitProposalRequest
+	(*SubmitProposalResponse)(nil),      // 7: decisionfabric.coordinator.v1.SubmitProposalResponse
+	(*GetProposalRequest)(nil),          // 8: decisionfabric.coordinator.v1.GetProposalRequest
+	(*GetProposalResponse)(nil),         // 9: decisionfabric.coordinator.v1.GetProposalResponse
+	(*ListProposalsRequest)(nil),        // 10: decisionfabric.coordinator.v1.ListProposalsRequest
+	(*ListProposalsResponse)(nil),       // 11: decisionfabric.coordinator.v1.ListProposalsResponse
+	(*EnactProposalRequest)(nil),        // 12: decisionfabric.coordinator.v1.EnactProposalRequest
+	(*RollbackProposalRequest)(nil),     // 13: decisionfabric.coordinator.v1.RollbackProposalRequest
+	(*RollbackProposalResponse)(nil),    // 14: decisionfabric.coordinator.v1.RollbackProposalResponse
+	(*EnactProposalResponse)(nil),       // 15: decisionfabric.coordinator.v1.EnactProposalResponse
+	(*DescribeChangeRequest)(nil),       // 16: decisionfabric.coordinator.v1.DescribeChangeRequest
+	(*DescribeChangeResponse)(nil),      // 17: decisionfabric.coordinator.v1.DescribeChangeResponse
+	(*ChangeLine)(nil),                  // 18: decisionfabric.coordinator.v1.ChangeLine
+	(*RecordApprovalRequest)(nil),       // 19: decisionfabric.coordinator.v1.RecordApprovalRequest
+	(*RecordApprovalResponse)(nil),      // 20: decisionfabric.coordinator.v1.RecordApprovalResponse
+	(*ListDecisionRecordsRequest)(nil),  // 21: decisionfabric.coordinator.v1.ListDecisionRecordsRequest
+	(*ListDecisionRecordsResponse)(nil), // 22: decisionfabric.coordinator.v1.ListDecisionRecordsResponse
+	(*DecisionRecord)(nil),              // 23: decisionfabric.coordinator.v1.DecisionRecord
+	(*v1.Manifest)(nil),                 // 24: decisionfabric.types.v1.Manifest
+	(*structpb.Struct)(nil),             // 25: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),       // 26: google.protobuf.Timestamp
+	(*v1.ManifestSignature)(nil),        // 27: decisionfabric.types.v1.ManifestSignature
+	(*v1.ConsensusBundle)(nil),          // 28: decisionfabric.types.v1.ConsensusBundle
+	(*v1.Approval)(nil),                 // 29: decisionfabric.types.v1.Approval
+	(*v1.Snapshot)(nil),                 // 30: decisionfabric.types.v1.Snapshot
 }
 var file_decisionfabric_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.coordinator.v1.Proposal.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	21, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
-	22, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
-	23, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
-	23, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
+	24, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
+	25, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
+	26, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
+	26, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: decisionfabric.coordinator.v1.Proposal.votes:type_name -> decisionfabric.coordinator.v1.VoteSummary
-	21, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
+	24, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
 	2,  // 7: decisionfabric.coordinator.v1.Proposal.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
 	3,  // 8: decisionfabric.coordinator.v1.Proposal.score:type_name -> decisionfabric.coordinator.v1.Score
 	4,  // 9: decisionfabric.coordinator.v1.Proposal.dry_run_result:type_name -> decisionfabric.coordinator.v1.DryRunResult
-	24, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	25, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
-	26, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
-	23, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
-	23, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
-	21, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	22, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
-	24, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	27, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	28, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	29, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
+	26, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
+	26, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
+	24, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	25, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
+	27, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
 	1,  // 18: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
 	1,  // 19: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
 	0,  // 20: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
 	1,  // 21: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
 	1,  // 22: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	27, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
+	30, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
 	1,  // 24: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	27, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
-	27, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
-	22, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
-	22, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
+	30, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
+	30, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
+	25, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
+	25, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
 	18, // 29: decisionfabric.coordinator.v1.DescribeChangeResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
-	26, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
+	29, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
 	1,  // 31: decisionfabric.coordinator.v1.RecordApprovalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	26, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
-	6,  // 33: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
-	8,  // 34: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
-	10, // 35: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
-	12, // 36: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
-	13, // 37: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
-	16, // 38: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
-	19, // 39: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
-	7,  // 40: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
-	9,  // 41: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
-	11, // 42: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
-	15, // 43: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
-	14, // 44: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
-	17, // 45: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
-	20, // 46: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
-	40, // [40:47] is the sub-list for method output_type
-	33, // [33:40] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	29, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
+	26, // 33: decisionfabric.coordinator.v1.ListDecisionRecordsRequest.from:type_name -> google.protobuf.Timestamp
+	26, // 34: decisionfabric.coordinator.v1.ListDecisionRecordsRequest.to:type_name -> google.protobuf.Timestamp
+	23, // 35: decisionfabric.coordinator.v1.ListDecisionRecordsResponse.records:type_name -> decisionfabric.coordinator.v1.DecisionRecord
+	1,  // 36: decisionfabric.coordinator.v1.DecisionRecord.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	6,  // 37: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
+	8,  // 38: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
+	10, // 39: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
+	12, // 40: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
+	13, // 41: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
+	16, // 42: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
+	19, // 43: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
+	21, // 44: decisionfabric.coordinator.v1.CoordinatorService.ListDecisionRecords:input_type -> decisionfabric.coordinator.v1.ListDecisionRecordsRequest
+	7,  // 45: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
+	9,  // 46: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
+	11, // 47: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
+	15, // 48: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
+	14, // 49: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
+	17, // 50: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
+	20, // 51: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
+	22, // 52: decisionfabric.coordinator.v1.CoordinatorService.ListDecisionRecords:output_type -> decisionfabric.coordinator.v1.ListDecisionRecordsResponse
+	45, // [45:53] is the sub-list for method output_type
+	37, // [37:45] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_coordinator_v1_coordinator_proto_init() }
@@ -1959,7 +2184,7 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc), len(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
