@@ -1,8 +1,10 @@
 package replay
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -120,7 +122,7 @@ func Parse(req *canaryv1.ReplayRequest) (Selection, Candidate, error) {
 		}
 		e, err := policy.Parse([]byte(text), PolicySource)
 		if err != nil {
-			return sel, cand, invalid("candidate_policy: %v", err)
+			return sel, cand, invalid("%s", compileError(err))
 		}
 		cand.Policy = e
 	}
@@ -141,6 +143,25 @@ func Parse(req *canaryv1.ReplayRequest) (Selection, Candidate, error) {
 		cand.Regions = append(cand.Regions, Region{Name: r.GetRegion(), Weight: r.GetWeight()})
 	}
 	return sel, cand, nil
+}
+
+// compileError says where the candidate policy is wrong: "candidate_policy: line 5:
+// defaults.impact_rules[0].when: ...".
+func compileError(err error) string {
+	var le *policy.LoadError
+	if !errors.As(err, &le) {
+		return PolicySource + ": " + err.Error()
+	}
+	var b strings.Builder
+	b.WriteString(PolicySource)
+	if le.Line > 0 {
+		fmt.Fprintf(&b, ": line %d", le.Line)
+	}
+	if le.Path != "" {
+		b.WriteString(": " + le.Path)
+	}
+	b.WriteString(": " + le.Msg)
+	return b.String()
 }
 
 func truncate(s string, n int) string {
