@@ -20,6 +20,7 @@
 package replay
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -62,6 +63,10 @@ type Record struct {
 	// Votes is the final round of signed votes (a quorum certificate that verified
 	// against the region key registry); nil when none was recorded.
 	Votes *quorum.Certificate
+	// AgreedManifest is the manifest the regions agreed to when the decision record
+	// does not carry it (a change refused at agreement is recorded without it): the
+	// negotiator's final manifest. nil: the record's, if any.
+	AgreedManifest *typesv1.Manifest
 	// VerifyError says what did not verify; "" when everything did.
 	VerifyError string
 }
@@ -96,6 +101,17 @@ func Redecide(rec Record, cand Candidate) *canaryv1.ReplayResult {
 		}
 	}
 
+	if p.GetAgreedManifest() == nil && rec.AgreedManifest != nil {
+		p = proto.CloneOf(p)
+		p.AgreedManifest = rec.AgreedManifest
+	}
+	if recordedGate(p) == gateRefused && p.GetAgreedManifest() == nil && cand.Policy != nil {
+		// Refused at agreement, and the agreed change is not known: nothing to classify.
+		res.CandidateOutcome = OutcomeError
+		res.Reasons = []string{"not re-decided: the regions agreed on a change the policy refused, and that change is not recorded with the decision (the negotiator's final manifest could not be read)",
+			"recorded: " + p.GetReason()}
+		return res
+	}
 	cls := recorded(p)
 	if cand.Policy != nil {
 		cls = underPolicy(cand.Policy, p, rec.PreState)
@@ -107,6 +123,9 @@ func Redecide(rec Record, cand Candidate) *canaryv1.ReplayResult {
 
 	var why []string
 	outcome := ""
+	if cand.Policy == nil && recordedGate(p) == gateRefused {
+		cls.refused = "refused by the recorded policy: " + p.GetReason()
+	}
 	if cls.refused != "" {
 		outcome = OutcomeRefused
 		why = append(why, cls.refused)
@@ -141,7 +160,7 @@ func Redecide(rec Record, cand Candidate) *canaryv1.ReplayResult {
 	res.CandidateOutcome = outcome
 
 	rg := recordedGate(p)
-	res.Changed = gate(outcome) != rg
+	res.Changed = outcome != OutcomeError && gate(outcome) != rg
 	lead := fmt.Sprintf("unchanged: %s", describe(rg))
 	if res.Changed {
 		lead = fmt.Sprintf("changed: recorded %s, candidate %s", describe(rg), describe(gate(outcome)))
@@ -200,6 +219,10 @@ func evaluate(e *policy.Engine, tenant string, m *typesv1.Manifest, pre world.Sn
 	var err error
 	if len(pre.JSON) == 0 {
 		in.ImpactUnknown = "no pre-state snapshot was recorded"
+	} else if missing := outside(pre, m.GetRegions()); len(missing) > 0 {
+		// The coordinator classified an agreed change that moved regions against the
+		// world at agreement, which was not recorded: fail closed.
+		in.ImpactUnknown = fmt.Sprintf("the change touches %s, which the recorded pre-state does not hold: its size is not known", strings.Join(missing, ", "))
 	} else {
 		plan, planErr := world.PlanFrom(pre, c)
 		if errors.Is(planErr, world.ErrRejected) || planErr == nil {
@@ -228,6 +251,23 @@ func evaluate(e *policy.Engine, tenant string, m *typesv1.Manifest, pre world.Sn
 			refused: prefix + "the candidate policy cannot classify this decision, so it counts as refused at high impact (fails closed): " + err.Error()}
 	}
 	return c2
+}
+
+// outside lists the regions of regions the snapshot pre holds no state for.
+func outside(pre world.Snapshot, regions []string) []string {
+	var doc struct {
+		Regions map[string]json.RawMessage `json:"regions"`
+	}
+	if json.Unmarshal(pre.JSON, &doc) != nil {
+		return nil // the plan reports it
+	}
+	var out []string
+	for _, r := range regions {
+		if _, ok := doc.Regions[r]; !ok && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // recount counts the recorded votes under the candidate's rule and region set.

@@ -233,13 +233,13 @@ func TestVerifyReportsWhatDoesNotVerify(t *testing.T) {
 		RegionKeys: []*negotiatorv1.QuorumCertificateRegionKey{{Region: "eu-west", KeyId: k.KeyID(),
 			PublicKeyPem: string(k.PublicKeyPEM()), Weight: 1}}}
 	keys := bundle.Keys{Regions: map[string][]byte{"eu-west": k.PublicKeyPEM()}}
-	got = replay.Verify(dr, replay.Evidence{Certificate: cert}, keys)
+	got = replay.Verify(dr, replay.Evidence{Negotiation: &negotiatorv1.Negotiation{QuorumCertificate: cert}}, keys)
 	require.NotNil(t, got.Votes)
 	require.Equal(t, quorum.OutcomeRejected, got.Votes.Outcome)
 
 	other, err := signing.GenerateEd25519()
 	require.NoError(t, err)
-	got = replay.Verify(dr, replay.Evidence{Certificate: cert}, bundle.Keys{Regions: map[string][]byte{"eu-west": other.PublicKeyPEM()}})
+	got = replay.Verify(dr, replay.Evidence{Negotiation: &negotiatorv1.Negotiation{QuorumCertificate: cert}}, bundle.Keys{Regions: map[string][]byte{"eu-west": other.PublicKeyPEM()}})
 	require.Nil(t, got.Votes, "a certificate that does not verify is not used")
 	require.Contains(t, got.VerifyError, "quorum certificate")
 }

@@ -23,9 +23,9 @@ type Evidence struct {
 	// not be read.
 	Export    *auditorv1.ExportDecisionResponse
 	ExportErr error
-	// Certificate is the negotiator's quorum certificate, read for a decision without
-	// a consensus bundle (the regions did not agree); nil when there is none.
-	Certificate *negotiatorv1.QuorumCertificate
+	// Negotiation is the negotiator's record, read for a decision without a consensus
+	// bundle: its quorum certificate and final manifest; nil when there is none.
+	Negotiation *negotiatorv1.Negotiation
 }
 
 // Verify checks what was read about a decision and returns the record to re-decide:
@@ -95,8 +95,8 @@ func Verify(dr *coordinatorv1.DecisionRecord, ev Evidence, keys bundle.Keys) Rec
 			rec.Votes = &cert
 		}
 	}
-	if rec.Votes == nil && ev.Certificate != nil {
-		cert := quorum.FromProto(ev.Certificate)
+	if qc := ev.Negotiation.GetQuorumCertificate(); rec.Votes == nil && qc != nil {
+		cert := quorum.FromProto(qc)
 		switch err := quorum.Verify(cert, keys.Regions); {
 		case err != nil:
 			note("quorum certificate: %v", err)
@@ -104,6 +104,11 @@ func Verify(dr *coordinatorv1.DecisionRecord, ev Evidence, keys bundle.Keys) Rec
 			note("quorum certificate: about manifest %s, not this decision's %s", short(cert.ProposalDigest), short(p.GetManifestSha256()))
 		default:
 			rec.Votes = &cert
+			if cert.Outcome == quorum.OutcomeAgreed && p.GetAgreedManifest() == nil {
+				// The regions agreed but no bundle was sealed (the policy refused the
+				// agreed change): the change they agreed on is the negotiator's.
+				rec.AgreedManifest = ev.Negotiation.GetFinalManifest()
+			}
 		}
 	}
 	if len(problems) > 0 {

@@ -88,7 +88,7 @@ func (s *Service) Replay(ctx context.Context, req *canaryv1.ReplayRequest) (*can
 		if p.GetConsensusBundle() == nil && p.GetVotes().GetNegotiationId() != "" {
 			st, err := d.Negotiator.GetNegotiationStatus(sctx, &negotiatorv1.GetNegotiationStatusRequest{Id: p.GetVotes().GetNegotiationId()})
 			if err == nil {
-				ev.Certificate = st.GetNegotiation().GetQuorumCertificate()
+				ev.Negotiation = st.GetNegotiation()
 			}
 		}
 		r := replay.Redecide(replay.Verify(dr, ev, keys), cand)
