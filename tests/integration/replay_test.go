@@ -1,10 +1,13 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -14,8 +17,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/cli"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
@@ -222,6 +227,26 @@ func TestReplayUnderAStricterPolicy(t *testing.T) {
 	require.Equal(t, "REJECTED", out.Results[0].CandidateOutcome, out.Results[0].Reasons)
 	require.True(t, out.Results[0].Changed)
 	require.False(t, *out.Results[0].QuorumReached)
+
+	// The command line: the same replay, as a table.
+	polFile := filepath.Join(t.TempDir(), "candidate.yaml")
+	require.NoError(t, os.WriteFile(polFile, []byte(stricterPolicy), 0o600))
+	var stdout, stderr bytes.Buffer
+	code := cli.Main(context.Background(), []string{"canary", "replay", "-url", f.URL(fabric.Canary), "-token", auditor,
+		"-policy", polFile, "-from", from.UTC().Format(time.RFC3339)}, app.All, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	require.Contains(t, stdout.String(), "2 of 4 decisions would change")
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		if strings.HasPrefix(l, two.ID) || strings.HasPrefix(l, four.ID) {
+			require.Contains(t, l, " YES ", l)
+		}
+		if strings.HasPrefix(l, small.ID) || strings.HasPrefix(l, high.ID) {
+			require.NotContains(t, l, " YES ", l)
+		}
+	}
+	stdout.Reset()
+	require.Equal(t, 1, cli.Main(context.Background(), []string{"canary", "replay", "-url", f.URL(fabric.Canary), "-token", auditor,
+		"-id", small.ID, "-region", "eu-west=x"}, app.All, &stdout, &stderr))
 
 	// Refusals: 400 with what is wrong, nothing read or written.
 	bad := f.Do(t, http.MethodPost, fabric.Canary, "/canary/replay", auditor, replayBody(t, map[string]any{
