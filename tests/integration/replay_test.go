@@ -98,8 +98,21 @@ func auditSize(t *testing.T, f *fabrictest.Fabric, token string) int64 {
 // that the replay lists exactly the decisions whose outcome the candidate changes,
 // verifies every record, answers a table too, and writes nothing; then the refusals:
 // a candidate policy that does not compile, too many ids, another tenant's id.
+// It runs all in one process on SQLite, and split in seven processes on Postgres with
+// the auditor on its own database (the sim-canary then reads its peers over gRPC).
 func TestReplayUnderAStricterPolicy(t *testing.T) {
-	f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: fabrictest.SQLite})
+	for _, opts := range []fabrictest.Options{
+		{Topology: fabrictest.AllInOne, Store: fabrictest.SQLite},
+		{Topology: fabrictest.Split, Store: fabrictest.Postgres, AuditorOwnStore: true},
+	} {
+		t.Run(fmt.Sprintf("%s/%s", opts.Topology, opts.Store), func(t *testing.T) {
+			t.Parallel()
+			replayScenario(t, fabrictest.Start(t, opts))
+		})
+	}
+}
+
+func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	agent := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
 	auditor := f.Token(t, "t1", auth.RoleAuditor)
 	from := time.Now().Add(-time.Minute)
