@@ -3,6 +3,7 @@ module github.com/decision-fabric/fabric
 go 1.26.0
 
 require (
+	github.com/aclements/go-moremath v0.0.0-20210112150236-f10218a38794
 	github.com/chromedp/chromedp v0.23.1
 	github.com/cloudflare/circl v1.6.5
 	github.com/fullstorydev/grpchan v1.1.2

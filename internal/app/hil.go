@@ -27,7 +27,8 @@ import (
 )
 
 // hilService builds the hil-gateway from the configuration: its TOTP second factor
-// (sealing key in data_dir/keys, created in simulation only), its notification
+// (sealing key in data_dir/keys, created in simulation only), its WebAuthn second
+// factor where hil.webauthn.rp_id is set, its notification
 // channels, the approvers' public keys, the approval page and the chat callbacks.
 func (a *App) hilService(_ context.Context) (server.Service, error) {
 	coord, err := a.Dial(fabric.Coordinator)
@@ -67,10 +68,21 @@ func (a *App) hilService(_ context.Context) (server.Service, error) {
 	if r := a.Cfg.HIL.RequireSignature; r != nil && *r {
 		requireSig = true
 	}
+	var wa *hil.WebAuthn
+	if w := a.Cfg.HIL.WebAuthn; w.Enabled() {
+		name := w.RPDisplayName
+		if name == "" {
+			name = "Decision Fabric"
+		}
+		wa, err = hil.NewWebAuthn(a.Store.WebAuthn(), hil.WebAuthnConfig{RPID: w.RPID, RPDisplayName: name, RPOrigins: w.RPOrigins})
+		if err != nil {
+			return server.Service{}, fmt.Errorf("hil.webauthn: %w", err)
+		}
+	}
 	id := identity{a.serviceToken}
 	svc, err := hil.New(hil.Deps{
 		Coordinator: coordinatorv1.NewCoordinatorServiceClient(coord), AsService: id.as,
-		Store: a.Store, MFA: totp, Verifier: a.Verifier, Channels: chans, PublicURL: public,
+		Store: a.Store, MFA: totp, WebAuthn: wa, Verifier: a.Verifier, Channels: chans, PublicURL: public,
 		ApproverKeys: keys, RequireSignature: requireSig, ChatUsers: users, Logger: a.Log,
 	})
 	if err != nil {

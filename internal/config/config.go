@@ -269,6 +269,104 @@ type HIL struct {
 	// MFAKeyFile holds the 32-byte key TOTP secrets are sealed with; default
 	// <data_dir>/keys/mfa.key, created on first use in simulation only.
 	MFAKeyFile string `yaml:"mfa_key_file"`
+	// WebAuthn is the WebAuthn second factor (docs/operations.md); off when its RPID is
+	// empty.
+	WebAuthn WebAuthn `yaml:"webauthn"`
+}
+
+// WebAuthn configures the hil-gateway's WebAuthn relying party: approvers may register
+// an authenticator and vote with its assertion instead of a TOTP code. Off when RPID is
+// empty.
+type WebAuthn struct {
+	// RPID is the relying party ID: the host name of the site approvers use
+	// ("approvals.example"), never a URL, port or IP address. Credentials are bound
+	// to it: changing it orphans every registered authenticator.
+	RPID string `yaml:"rp_id"`
+	// RPDisplayName is shown by authenticators at registration (default "Decision
+	// Fabric").
+	RPDisplayName string `yaml:"rp_display_name"`
+	// RPOrigins are the origins the ceremonies may run at: https://<RPID or a
+	// subdomain>[:port], or http://localhost[:port] for development.
+	RPOrigins []string `yaml:"rp_origins"`
+}
+
+// Enabled reports whether WebAuthn is configured.
+func (w WebAuthn) Enabled() bool { return w.RPID != "" }
+
+// Validate checks the relying party: RPID a host name, each origin an absolute https
+// URL on RPID or a subdomain of it (or http://localhost for development).
+func (w WebAuthn) Validate() error {
+	if w.RPID == "" {
+		if len(w.RPOrigins) > 0 || w.RPDisplayName != "" {
+			return errors.New("hil.webauthn.rp_id: required with rp_origins and rp_display_name (WebAuthn is off while it is empty)")
+		}
+		return nil
+	}
+	if !validHostName(w.RPID) {
+		return fmt.Errorf("hil.webauthn.rp_id %q: want a host name in lower case (\"approvals.example\"), not a URL, a port or an IP address", w.RPID)
+	}
+	if len(w.RPOrigins) == 0 {
+		return fmt.Errorf("hil.webauthn.rp_origins: required with rp_id (e.g. [\"https://%s\"])", w.RPID)
+	}
+	if len(w.RPDisplayName) > 64 {
+		return errors.New("hil.webauthn.rp_display_name: at most 64 bytes")
+	}
+	for _, o := range w.RPOrigins {
+		if err := validOrigin(o, w.RPID); err != nil {
+			return fmt.Errorf("hil.webauthn.rp_origins: %q: %w", o, err)
+		}
+	}
+	return nil
+}
+
+// validHostName reports whether h is a DNS host name in lower case (letters, digits,
+// hyphens; labels of 1 to 63 characters, not starting or ending with a hyphen), not an
+// IP address.
+func validHostName(h string) bool {
+	if h == "" || len(h) > 253 || net.ParseIP(h) != nil {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+				return false
+			}
+		}
+	}
+	// The last label of a name is never all digits ("1.2.3.999" is no host name).
+	last := h[strings.LastIndexByte(h, '.')+1:]
+	return strings.Trim(last, "0123456789") != ""
+}
+
+// validOrigin checks one WebAuthn origin against the RP ID.
+func validOrigin(o, rpID string) error {
+	u, err := url.Parse(o)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http":
+		return errors.New("want an absolute https URL (https://host[:port])")
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || (u.Path != "" && u.Path != "/"):
+		return errors.New("an origin is scheme://host[:port] only: no user, path, query or fragment")
+	case u.Hostname() == "":
+		return errors.New("no host")
+	case u.Scheme == "http" && u.Hostname() != "localhost":
+		return errors.New("plain http only for http://localhost (development); use https")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errors.New("bad port")
+		}
+	}
+	host := u.Hostname()
+	if host != rpID && !strings.HasSuffix(host, "."+rpID) {
+		return fmt.Errorf("its host must be rp_id %q or a subdomain of it", rpID)
+	}
+	return nil
 }
 
 // SMTP is the e-mail notification channel.
@@ -522,7 +620,8 @@ func (c Config) Validate() error {
 	return c.Admission.Validate()
 }
 
-// Validate checks the hil-gateway's channel list and chat identities.
+// Validate checks the hil-gateway's channel list, chat identities and WebAuthn relying
+// party.
 func (h HIL) Validate() error {
 	seen := map[string]bool{}
 	for _, ch := range h.Channels {
@@ -544,7 +643,7 @@ func (h HIL) Validate() error {
 			return fmt.Errorf("hil.chat_users: %q: subject and tenant are required", id)
 		}
 	}
-	return nil
+	return h.WebAuthn.Validate()
 }
 
 // runs reports whether the target includes the service.

@@ -103,3 +103,53 @@ func TestDecisionTimeoutBound(t *testing.T) {
 	c.DecisionTimeoutMS = 600001
 	require.ErrorContains(t, c.Validate(), "decision_timeout_ms")
 }
+
+func TestWebAuthnValidation(t *testing.T) {
+	t.Parallel()
+	require.False(t, Default().HIL.WebAuthn.Enabled(), "off by default")
+	ok := []WebAuthn{
+		{},
+		{RPID: "approvals.example", RPOrigins: []string{"https://approvals.example"}},
+		{RPID: "example.com", RPDisplayName: "Ops approvals", RPOrigins: []string{"https://approvals.example.com:8443", "https://example.com/"}},
+		{RPID: "localhost", RPOrigins: []string{"http://localhost:9205", "https://localhost"}},
+	}
+	for _, w := range ok {
+		require.NoError(t, w.Validate(), "%+v", w)
+	}
+	bad := map[string]WebAuthn{
+		"origins without rp_id":    {RPOrigins: []string{"https://approvals.example"}},
+		"display name alone":       {RPDisplayName: "x"},
+		"rp_id without origins":    {RPID: "approvals.example"},
+		"rp_id a URL":              {RPID: "https://approvals.example", RPOrigins: []string{"https://approvals.example"}},
+		"rp_id with a port":        {RPID: "approvals.example:443", RPOrigins: []string{"https://approvals.example"}},
+		"rp_id an IP":              {RPID: "10.0.0.1", RPOrigins: []string{"https://10.0.0.1"}},
+		"rp_id upper case":         {RPID: "Approvals.example", RPOrigins: []string{"https://approvals.example"}},
+		"rp_id empty label":        {RPID: "approvals..example", RPOrigins: []string{"https://approvals.example"}},
+		"plain http":               {RPID: "approvals.example", RPOrigins: []string{"http://approvals.example"}},
+		"http on a loopback IP":    {RPID: "localhost", RPOrigins: []string{"http://127.0.0.1:9205"}},
+		"relative":                 {RPID: "approvals.example", RPOrigins: []string{"approvals.example"}},
+		"with a path":              {RPID: "approvals.example", RPOrigins: []string{"https://approvals.example/ui"}},
+		"with a query":             {RPID: "approvals.example", RPOrigins: []string{"https://approvals.example?x=1"}},
+		"with a user":              {RPID: "approvals.example", RPOrigins: []string{"https://u@approvals.example"}},
+		"another site":             {RPID: "approvals.example", RPOrigins: []string{"https://evil.example"}},
+		"suffix is not subdomain":  {RPID: "approvals.example", RPOrigins: []string{"https://notapprovals.example"}},
+		"other scheme":             {RPID: "approvals.example", RPOrigins: []string{"ftp://approvals.example"}},
+		"display name too long":    {RPID: "approvals.example", RPDisplayName: strings.Repeat("x", 65), RPOrigins: []string{"https://approvals.example"}},
+		"one good, one bad origin": {RPID: "approvals.example", RPOrigins: []string{"https://approvals.example", "http://approvals.example"}},
+	}
+	for name, w := range bad {
+		err := w.Validate()
+		require.Error(t, err, name)
+		require.Contains(t, err.Error(), "hil.webauthn.", name)
+	}
+
+	// Through Load: the file's keys, and the error names the key.
+	c, err := Load(writeFile(t, "hil:\n  webauthn:\n    rp_id: approvals.example\n    rp_origins: [\"https://approvals.example\"]\n"), env(nil))
+	require.NoError(t, err)
+	require.True(t, c.HIL.WebAuthn.Enabled())
+	require.Equal(t, []string{"https://approvals.example"}, c.HIL.WebAuthn.RPOrigins)
+	_, err = Load(writeFile(t, "hil:\n  webauthn:\n    rp_id: approvals.example\n    rp_origins: [\"http://approvals.example\"]\n"), env(nil))
+	require.ErrorContains(t, err, "hil.webauthn.rp_origins")
+	_, err = Load(writeFile(t, "hil:\n  webauthn:\n    rp_idd: approvals.example\n"), env(nil))
+	require.Error(t, err, "unknown keys are errors")
+}

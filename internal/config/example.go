@@ -117,6 +117,10 @@ var exampleDocs = map[string]exampleDoc{
 	"hil.require_signature":           {line: "true asks for approver signatures in simulation too (always on outside it)"},
 	"hil.delivery_lease":              {line: "a notification being sent is held this long; after a crash it is retried then (0 = 30s)"},
 	"hil.mfa_key_file":                {head: "32 random bytes that seal TOTP secrets; empty = data_dir/keys/mfa.key (created in\nsimulation only)."},
+	"hil.webauthn":                    {head: "WebAuthn (security keys, platform authenticators) as an approver's second factor\ninstead of a TOTP code (docs/operations.md, \"WebAuthn\"); off while rp_id is empty.\nAn approver registers with POST /mfa/webauthn/register/begin (a current TOTP code\nin the body) and .../finish, then votes with POST /approve/{id}/webauthn/begin and\nthe assertion in mfa.webauthn. The approval page (/ui) stays TOTP-only."},
+	"hil.webauthn.rp_id":              {line: "host name approvers reach the gateway at, e.g. approvals.example; empty = off"},
+	"hil.webauthn.rp_display_name":    {line: `shown by the authenticator; empty = "Decision Fabric"`},
+	"hil.webauthn.rp_origins":         {line: "https://<rp_id or a subdomain>[:port]; http://localhost[:port] for development"},
 }
 
 // exampleNeed is what one service's example says beyond the common keys.
@@ -158,7 +162,7 @@ var exampleNeeds = map[string]exampleNeed{
 		sections: []string{"audit"},
 	},
 	fabric.HIL: {
-		intro:    "The hil-gateway asks people to approve high-impact proposals: TOTP second factor\n(POST /mfa/enroll), approver signatures, notifications by e-mail, Slack and Telegram,\nand the approval page at /ui.",
+		intro:    "The hil-gateway asks people to approve high-impact proposals: TOTP second factor\n(POST /mfa/enroll) or, where hil.webauthn is set, WebAuthn; approver signatures;\nnotifications by e-mail, Slack and Telegram; and the approval page at /ui.",
 		sections: []string{"hil"},
 	},
 }

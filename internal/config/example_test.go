@@ -35,8 +35,9 @@ func TestExamplesAreGeneratedAndLoad(t *testing.T) {
 			require.Empty(t, c.HIL.Channels)
 			require.Empty(t, c.HIL.SMTP.To)
 			require.Empty(t, c.HIL.ChatUsers)
+			require.Empty(t, c.HIL.WebAuthn.RPOrigins)
 			c.TrustedKeys, c.Executors = nil, nil
-			c.HIL.Channels, c.HIL.SMTP.To, c.HIL.ChatUsers = nil, nil, nil
+			c.HIL.Channels, c.HIL.SMTP.To, c.HIL.ChatUsers, c.HIL.WebAuthn.RPOrigins = nil, nil, nil, nil
 			require.Equal(t, def, c)
 		})
 	}

@@ -42,3 +42,10 @@ func TestIdempotencyKeyReusedIs422(t *testing.T) {
 	require.Equal(t, http.StatusConflict, httpStatusOf(status.Error(codes.FailedPrecondition, "other")))
 	require.Equal(t, http.StatusBadRequest, httpStatusOf(status.Error(codes.InvalidArgument, "x")))
 }
+
+func TestNotConfiguredIs412(t *testing.T) {
+	t.Parallel()
+	err := NotConfigured("webauthn is not configured")
+	require.Equal(t, codes.FailedPrecondition, status.Code(err))
+	require.Equal(t, http.StatusPreconditionFailed, httpStatusOf(err))
+}

@@ -12,6 +12,11 @@
 //   - RequestApproval (the coordinator's lifecycle engine) opens a request and queues
 //     its notifications in one transaction; the Deliverer sends them (delivery.go).
 //   - EnrollMFA enrols the caller for TOTP.
+//   - Where hil.webauthn is configured, an approver may register a WebAuthn
+//     authenticator (BeginWebAuthnRegistration with a current TOTP code,
+//     FinishWebAuthnRegistration) and vote with an assertion instead of a code
+//     (BeginWebAuthnApproval, whose challenge is bound to the manifest digest, then
+//     Approve with mfa.webauthn): webauthn_rpc.go.
 //   - The approval page (package web) and the chat channels (internal/notify) vote
 //     through the same path.
 package hil
@@ -58,6 +63,8 @@ type Deps struct {
 	Store store.Store
 	// MFA verifies TOTP codes.
 	MFA *mfa.TOTP
+	// WebAuthn is the WebAuthn second factor; nil when not configured (hil.webauthn).
+	WebAuthn *WebAuthn
 	// Verifier checks tokens typed into the approval page.
 	Verifier *auth.Verifier
 	// Channels are the notification channels: the first for requests, reminders and
@@ -129,12 +136,20 @@ func (s *Service) Definition() server.Service {
 			m("ListPending"):     {auth.RoleApprover},
 			m("RequestApproval"): {auth.RoleService},
 			m("EnrollMFA"):       {auth.RoleApprover},
+			// Registering or using an authenticator is an approver's own business:
+			// the approver role only, as for Approve and EnrollMFA.
+			m("BeginWebAuthnRegistration"):  {auth.RoleApprover},
+			m("FinishWebAuthnRegistration"): {auth.RoleApprover},
+			m("BeginWebAuthnApproval"):      {auth.RoleApprover},
 		},
 		Validators: server.Validators{
-			m("Approve"):         validateApprove,
-			m("ListPending"):     validateListPending,
-			m("RequestApproval"): validateRequestApproval,
-			m("EnrollMFA"):       validateEnroll,
+			m("Approve"):                    validateApprove,
+			m("ListPending"):                validateListPending,
+			m("RequestApproval"):            validateRequestApproval,
+			m("EnrollMFA"):                  validateEnroll,
+			m("BeginWebAuthnRegistration"):  validateBeginWebAuthnRegistration,
+			m("FinishWebAuthnRegistration"): validateFinishWebAuthnRegistration,
+			m("BeginWebAuthnApproval"):      validateBeginWebAuthnApproval,
 		},
 	}
 }
@@ -145,6 +160,7 @@ type vote struct {
 	decision   string // "approve" | "deny"
 	reason     string
 	totp       string
+	webauthn   string // a WebAuthn assertion (PublicKeyCredential JSON), instead of totp
 	signature  string
 	channel    string // "api" | "page" | "slack" | "telegram"
 }
@@ -172,7 +188,7 @@ func (s *Service) Approve(ctx context.Context, req *hilv1.ApproveRequest) (*hilv
 		sig = req.GetProof().GetSignature() //nolint:staticcheck // deprecated alias
 	}
 	a, p, err := s.vote(ctx, pr, vote{proposalID: req.GetProposalId(), decision: decisionName(req.GetDecision()),
-		reason: reason, totp: code, signature: sig, channel: "api"})
+		reason: reason, totp: code, webauthn: req.GetMfa().GetWebauthn(), signature: sig, channel: "api"})
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +221,14 @@ func (s *Service) vote(ctx context.Context, pr *auth.Principal, v vote) (*typesv
 	if len([]rune(v.reason)) > MaxReason {
 		return nil, nil, status.Errorf(codes.InvalidArgument, "reason is longer than %d characters", MaxReason)
 	}
+	if v.webauthn != "" {
+		if v.totp != "" {
+			return nil, nil, status.Error(codes.InvalidArgument, "give one second factor: mfa.totp or mfa.webauthn, not both")
+		}
+		if s.deps.WebAuthn == nil {
+			return nil, nil, webAuthnOff()
+		}
+	}
 	tenant := pr.TenantID
 	svc := s.deps.AsService(ctx, tenant)
 	got, err := s.deps.Coordinator.GetProposal(svc, &coordinatorv1.GetProposalRequest{Id: v.proposalID})
@@ -223,21 +247,35 @@ func (s *Service) vote(ctx context.Context, pr *auth.Principal, v vote) (*typesv
 		}
 		return nil, nil, status.Error(code, why)
 	}
-	if strings.TrimSpace(v.totp) == "" {
-		return nil, nil, status.Error(codes.Unauthenticated, "a TOTP code is required (mfa.totp); enrol with POST /mfa/enroll")
+	if v.webauthn == "" && strings.TrimSpace(v.totp) == "" {
+		msg := "a TOTP code is required (mfa.totp); enrol with POST /mfa/enroll"
+		if s.deps.WebAuthn != nil {
+			msg = "a second factor is required: a TOTP code (mfa.totp), or a WebAuthn assertion (mfa.webauthn) answering POST /approve/{proposal_id}/webauthn/begin"
+		}
+		return nil, nil, status.Error(codes.Unauthenticated, msg)
 	}
 	keyID, err := s.checkSignature(pr, p, v.signature)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.deps.MFA.Verify(ctx, tenant, actor, v.totp); err != nil {
+	method := "totp"
+	if v.webauthn != "" {
+		// The assertion's challenge must have been issued for this manifest digest;
+		// its session is used up whatever the outcome.
+		method = "webauthn"
+		if err := s.deps.WebAuthn.FinishApproval(ctx, tenant, actor, p.GetManifestSha256(), []byte(v.webauthn)); err != nil {
+			s.deps.Logger.WarnContext(ctx, "webauthn assertion refused", "proposal_id", p.GetId(), "tenant_id", tenant,
+				"approver", actor, "error", err.Error())
+			return nil, nil, WebAuthnGRPCError(err)
+		}
+	} else if err := s.deps.MFA.Verify(ctx, tenant, actor, v.totp); err != nil {
 		return nil, nil, mfaError(err, s.deps.Now())
 	}
 	a := &typesv1.Approval{
 		ProposalId: p.GetId(), TenantId: tenant, ManifestSha256: p.GetManifestSha256(),
 		Approver: actor, Roles: slices.Clone(pr.Roles), Groups: slices.Clone(pr.Groups),
 		Decision: v.decision, Reason: redact.String(v.reason),
-		MfaMethod: "totp", MfaVerified: true,
+		MfaMethod: method, MfaVerified: true,
 		ApproverSignature: v.signature, ApproverKeyId: keyID, Channel: v.channel,
 	}
 	rec, err := s.deps.Coordinator.RecordApproval(svc, &coordinatorv1.RecordApprovalRequest{ProposalId: p.GetId(), TenantId: tenant, Approval: a})
@@ -443,6 +481,10 @@ func validateApprove(r any) error {
 		return status.Error(codes.InvalidArgument, `decision is required: "approve", or "deny" ("reject")`)
 	case len(req.GetMfa().GetTotp()) > 16:
 		return status.Error(codes.InvalidArgument, "mfa.totp is a 6-digit code")
+	case len(req.GetMfa().GetWebauthn()) > MaxWebAuthnResponse:
+		return status.Errorf(codes.InvalidArgument, "mfa.webauthn is longer than %d bytes", MaxWebAuthnResponse)
+	case req.GetMfa().GetWebauthn() != "" && (req.GetMfa().GetTotp() != "" || req.GetProof().GetMfaCode() != ""): //nolint:staticcheck // the deprecated alias of mfa.totp counts too
+		return status.Error(codes.InvalidArgument, "give one second factor: mfa.totp or mfa.webauthn, not both")
 	case len(req.GetSignature()) > 4096:
 		return status.Error(codes.InvalidArgument, "signature is longer than 4096 bytes")
 	case len([]rune(req.GetReason())) > MaxReason:

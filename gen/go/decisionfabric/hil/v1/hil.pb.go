@@ -15,6 +15,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -230,7 +231,11 @@ func (x *ApproveRequest) GetSignature() string {
 type MFAProof struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A current TOTP code (RFC 6238, six digits).
-	Totp          string `protobuf:"bytes,1,opt,name=totp,proto3" json:"totp,omitempty"`
+	Totp string `protobuf:"bytes,1,opt,name=totp,proto3" json:"totp,omitempty"`
+	// A WebAuthn assertion: the PublicKeyCredential (its toJSON()) that answered the
+	// options of BeginWebAuthnApproval for this proposal, as a JSON string. Not with
+	// totp; only where hil.webauthn is configured.
+	Webauthn      string `protobuf:"bytes,2,opt,name=webauthn,proto3" json:"webauthn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +273,13 @@ func (*MFAProof) Descriptor() ([]byte, []int) {
 func (x *MFAProof) GetTotp() string {
 	if x != nil {
 		return x.Totp
+	}
+	return ""
+}
+
+func (x *MFAProof) GetWebauthn() string {
+	if x != nil {
+		return x.Webauthn
 	}
 	return ""
 }
@@ -996,11 +1008,298 @@ func (x *EnrollMFAResponse) GetQrPng() []byte {
 	return nil
 }
 
+// BeginWebAuthnRegistrationRequest is the body of POST /mfa/webauthn/register/begin.
+type BeginWebAuthnRegistrationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. A current TOTP code of the caller's enrolment.
+	Totp          string `protobuf:"bytes,1,opt,name=totp,proto3" json:"totp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginWebAuthnRegistrationRequest) Reset() {
+	*x = BeginWebAuthnRegistrationRequest{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginWebAuthnRegistrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginWebAuthnRegistrationRequest) ProtoMessage() {}
+
+func (x *BeginWebAuthnRegistrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginWebAuthnRegistrationRequest.ProtoReflect.Descriptor instead.
+func (*BeginWebAuthnRegistrationRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BeginWebAuthnRegistrationRequest) GetTotp() string {
+	if x != nil {
+		return x.Totp
+	}
+	return ""
+}
+
+// BeginWebAuthnRegistrationResponse carries the registration ceremony's options.
+type BeginWebAuthnRegistrationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The PublicKeyCredentialCreationOptions, in their JSON form.
+	Options       *structpb.Struct `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginWebAuthnRegistrationResponse) Reset() {
+	*x = BeginWebAuthnRegistrationResponse{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginWebAuthnRegistrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginWebAuthnRegistrationResponse) ProtoMessage() {}
+
+func (x *BeginWebAuthnRegistrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginWebAuthnRegistrationResponse.ProtoReflect.Descriptor instead.
+func (*BeginWebAuthnRegistrationResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BeginWebAuthnRegistrationResponse) GetOptions() *structpb.Struct {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+// FinishWebAuthnRegistrationRequest is the body of POST /mfa/webauthn/register/finish.
+type FinishWebAuthnRegistrationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The PublicKeyCredential that answered the creation options (its
+	// toJSON()), as a JSON string.
+	Credential    string `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishWebAuthnRegistrationRequest) Reset() {
+	*x = FinishWebAuthnRegistrationRequest{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishWebAuthnRegistrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishWebAuthnRegistrationRequest) ProtoMessage() {}
+
+func (x *FinishWebAuthnRegistrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishWebAuthnRegistrationRequest.ProtoReflect.Descriptor instead.
+func (*FinishWebAuthnRegistrationRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FinishWebAuthnRegistrationRequest) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+// FinishWebAuthnRegistrationResponse confirms a registration.
+type FinishWebAuthnRegistrationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many authenticators the caller has registered now.
+	Registered    int32 `protobuf:"varint,1,opt,name=registered,proto3" json:"registered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishWebAuthnRegistrationResponse) Reset() {
+	*x = FinishWebAuthnRegistrationResponse{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishWebAuthnRegistrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishWebAuthnRegistrationResponse) ProtoMessage() {}
+
+func (x *FinishWebAuthnRegistrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishWebAuthnRegistrationResponse.ProtoReflect.Descriptor instead.
+func (*FinishWebAuthnRegistrationResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FinishWebAuthnRegistrationResponse) GetRegistered() int32 {
+	if x != nil {
+		return x.Registered
+	}
+	return 0
+}
+
+// BeginWebAuthnApprovalRequest is the body of POST /approve/{proposal_id}/webauthn/begin.
+type BeginWebAuthnApprovalRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The proposal to vote on.
+	ProposalId    string `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginWebAuthnApprovalRequest) Reset() {
+	*x = BeginWebAuthnApprovalRequest{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginWebAuthnApprovalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginWebAuthnApprovalRequest) ProtoMessage() {}
+
+func (x *BeginWebAuthnApprovalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginWebAuthnApprovalRequest.ProtoReflect.Descriptor instead.
+func (*BeginWebAuthnApprovalRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BeginWebAuthnApprovalRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+// BeginWebAuthnApprovalResponse carries the assertion's options.
+type BeginWebAuthnApprovalResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The PublicKeyCredentialRequestOptions, in their JSON form; the challenge is bound
+	// to manifest_sha256.
+	Options *structpb.Struct `protobuf:"bytes,1,opt,name=options,proto3" json:"options,omitempty"`
+	// The manifest digest the challenge is bound to (the proposal's manifest_sha256).
+	ManifestSha256 string `protobuf:"bytes,2,opt,name=manifest_sha256,json=manifestSha256,proto3" json:"manifest_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BeginWebAuthnApprovalResponse) Reset() {
+	*x = BeginWebAuthnApprovalResponse{}
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginWebAuthnApprovalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginWebAuthnApprovalResponse) ProtoMessage() {}
+
+func (x *BeginWebAuthnApprovalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_hil_v1_hil_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginWebAuthnApprovalResponse.ProtoReflect.Descriptor instead.
+func (*BeginWebAuthnApprovalResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_hil_v1_hil_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *BeginWebAuthnApprovalResponse) GetOptions() *structpb.Struct {
+	if x != nil {
+		return x.Options
+	}
+	return nil
+}
+
+func (x *BeginWebAuthnApprovalResponse) GetManifestSha256() string {
+	if x != nil {
+		return x.ManifestSha256
+	}
+	return ""
+}
+
 var File_decisionfabric_hil_v1_hil_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_hil_v1_hil_proto_rawDesc = "" +
 	"\n" +
-	"\x1fdecisionfabric/hil/v1/hil.proto\x12\x15decisionfabric.hil.v1\x1a/decisionfabric/coordinator/v1/coordinator.proto\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x02\n" +
+	"\x1fdecisionfabric/hil/v1/hil.proto\x12\x15decisionfabric.hil.v1\x1a/decisionfabric/coordinator/v1/coordinator.proto\x1a#decisionfabric/types/v1/types.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x02\n" +
 	"\x0eApproveRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12C\n" +
@@ -1011,9 +1310,10 @@ const file_decisionfabric_hil_v1_hil_proto_rawDesc = "" +
 	"\acomment\x18\x05 \x01(\tB\x02\x18\x01R\acomment\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x121\n" +
 	"\x03mfa\x18\a \x01(\v2\x1f.decisionfabric.hil.v1.MFAProofR\x03mfa\x12\x1c\n" +
-	"\tsignature\x18\b \x01(\tR\tsignature\"\x1e\n" +
+	"\tsignature\x18\b \x01(\tR\tsignature\":\n" +
 	"\bMFAProof\x12\x12\n" +
-	"\x04totp\x18\x01 \x01(\tR\x04totp\"H\n" +
+	"\x04totp\x18\x01 \x01(\tR\x04totp\x12\x1a\n" +
+	"\bwebauthn\x18\x02 \x01(\tR\bwebauthn\"H\n" +
 	"\rApprovalProof\x12\x19\n" +
 	"\bmfa_code\x18\x01 \x01(\tR\amfaCode\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\tR\tsignature\"N\n" +
@@ -1070,7 +1370,25 @@ const file_decisionfabric_hil_v1_hil_proto_rawDesc = "" +
 	"\x11EnrollMFAResponse\x12\x1f\n" +
 	"\votpauth_uri\x18\x01 \x01(\tR\n" +
 	"otpauthUri\x12\x15\n" +
-	"\x06qr_png\x18\x02 \x01(\fR\x05qrPng*\xb5\x01\n" +
+	"\x06qr_png\x18\x02 \x01(\fR\x05qrPng\"6\n" +
+	" BeginWebAuthnRegistrationRequest\x12\x12\n" +
+	"\x04totp\x18\x01 \x01(\tR\x04totp\"V\n" +
+	"!BeginWebAuthnRegistrationResponse\x121\n" +
+	"\aoptions\x18\x01 \x01(\v2\x17.google.protobuf.StructR\aoptions\"C\n" +
+	"!FinishWebAuthnRegistrationRequest\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\tR\n" +
+	"credential\"D\n" +
+	"\"FinishWebAuthnRegistrationResponse\x12\x1e\n" +
+	"\n" +
+	"registered\x18\x01 \x01(\x05R\n" +
+	"registered\"?\n" +
+	"\x1cBeginWebAuthnApprovalRequest\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\"{\n" +
+	"\x1dBeginWebAuthnApprovalResponse\x121\n" +
+	"\aoptions\x18\x01 \x01(\v2\x17.google.protobuf.StructR\aoptions\x12'\n" +
+	"\x0fmanifest_sha256\x18\x02 \x01(\tR\x0emanifestSha256*\xb5\x01\n" +
 	"\x10ApprovalDecision\x12!\n" +
 	"\x1dAPPROVAL_DECISION_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19APPROVAL_DECISION_APPROVE\x10\x01\x12\x1c\n" +
@@ -1079,13 +1397,16 @@ const file_decisionfabric_hil_v1_hil_proto_rawDesc = "" +
 	"\aapprove\x10\x01\x12\b\n" +
 	"\x04deny\x10\x02\x12\n" +
 	"\n" +
-	"\x06reject\x10\x02\x1a\x02\x10\x012\xf8\x03\n" +
+	"\x06reject\x10\x02\x1a\x02\x10\x012\xa7\b\n" +
 	"\n" +
 	"HILService\x12{\n" +
 	"\aApprove\x12%.decisionfabric.hil.v1.ApproveRequest\x1a&.decisionfabric.hil.v1.ApproveResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/approve/{proposal_id}\x12\x82\x01\n" +
 	"\vListPending\x12).decisionfabric.hil.v1.ListPendingRequest\x1a*.decisionfabric.hil.v1.ListPendingResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/pending/{tenant_id}\x12p\n" +
 	"\x0fRequestApproval\x12-.decisionfabric.hil.v1.RequestApprovalRequest\x1a..decisionfabric.hil.v1.RequestApprovalResponse\x12v\n" +
-	"\tEnrollMFA\x12'.decisionfabric.hil.v1.EnrollMFARequest\x1a(.decisionfabric.hil.v1.EnrollMFAResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/mfa/enrollBFZDgithub.com/decision-fabric/fabric/gen/go/decisionfabric/hil/v1;hilv1b\x06proto3"
+	"\tEnrollMFA\x12'.decisionfabric.hil.v1.EnrollMFARequest\x1a(.decisionfabric.hil.v1.EnrollMFAResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/mfa/enroll\x12\xb7\x01\n" +
+	"\x19BeginWebAuthnRegistration\x127.decisionfabric.hil.v1.BeginWebAuthnRegistrationRequest\x1a8.decisionfabric.hil.v1.BeginWebAuthnRegistrationResponse\"'\x82\xd3\xe4\x93\x02!:\x01*\"\x1c/mfa/webauthn/register/begin\x12\xbb\x01\n" +
+	"\x1aFinishWebAuthnRegistration\x128.decisionfabric.hil.v1.FinishWebAuthnRegistrationRequest\x1a9.decisionfabric.hil.v1.FinishWebAuthnRegistrationResponse\"(\x82\xd3\xe4\x93\x02\":\x01*\"\x1d/mfa/webauthn/register/finish\x12\xb4\x01\n" +
+	"\x15BeginWebAuthnApproval\x123.decisionfabric.hil.v1.BeginWebAuthnApprovalRequest\x1a4.decisionfabric.hil.v1.BeginWebAuthnApprovalResponse\"0\x82\xd3\xe4\x93\x02*:\x01*\"%/approve/{proposal_id}/webauthn/beginBFZDgithub.com/decision-fabric/fabric/gen/go/decisionfabric/hil/v1;hilv1b\x06proto3"
 
 var (
 	file_decisionfabric_hil_v1_hil_proto_rawDescOnce sync.Once
@@ -1100,26 +1421,33 @@ func file_decisionfabric_hil_v1_hil_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_hil_v1_hil_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_decisionfabric_hil_v1_hil_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_decisionfabric_hil_v1_hil_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_decisionfabric_hil_v1_hil_proto_goTypes = []any{
-	(ApprovalDecision)(0),           // 0: decisionfabric.hil.v1.ApprovalDecision
-	(*ApproveRequest)(nil),          // 1: decisionfabric.hil.v1.ApproveRequest
-	(*MFAProof)(nil),                // 2: decisionfabric.hil.v1.MFAProof
-	(*ApprovalProof)(nil),           // 3: decisionfabric.hil.v1.ApprovalProof
-	(*ApproveResponse)(nil),         // 4: decisionfabric.hil.v1.ApproveResponse
-	(*Approval)(nil),                // 5: decisionfabric.hil.v1.Approval
-	(*ListPendingRequest)(nil),      // 6: decisionfabric.hil.v1.ListPendingRequest
-	(*ListPendingResponse)(nil),     // 7: decisionfabric.hil.v1.ListPendingResponse
-	(*PendingApproval)(nil),         // 8: decisionfabric.hil.v1.PendingApproval
-	(*RequestApprovalRequest)(nil),  // 9: decisionfabric.hil.v1.RequestApprovalRequest
-	(*RequestApprovalResponse)(nil), // 10: decisionfabric.hil.v1.RequestApprovalResponse
-	(*EnrollMFARequest)(nil),        // 11: decisionfabric.hil.v1.EnrollMFARequest
-	(*EnrollMFAResponse)(nil),       // 12: decisionfabric.hil.v1.EnrollMFAResponse
-	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
-	(*v1.Approval)(nil),             // 14: decisionfabric.types.v1.Approval
-	(v11.ProposalStatus)(0),         // 15: decisionfabric.coordinator.v1.ProposalStatus
-	(*v11.Proposal)(nil),            // 16: decisionfabric.coordinator.v1.Proposal
-	(*v11.ChangeLine)(nil),          // 17: decisionfabric.coordinator.v1.ChangeLine
+	(ApprovalDecision)(0),                      // 0: decisionfabric.hil.v1.ApprovalDecision
+	(*ApproveRequest)(nil),                     // 1: decisionfabric.hil.v1.ApproveRequest
+	(*MFAProof)(nil),                           // 2: decisionfabric.hil.v1.MFAProof
+	(*ApprovalProof)(nil),                      // 3: decisionfabric.hil.v1.ApprovalProof
+	(*ApproveResponse)(nil),                    // 4: decisionfabric.hil.v1.ApproveResponse
+	(*Approval)(nil),                           // 5: decisionfabric.hil.v1.Approval
+	(*ListPendingRequest)(nil),                 // 6: decisionfabric.hil.v1.ListPendingRequest
+	(*ListPendingResponse)(nil),                // 7: decisionfabric.hil.v1.ListPendingResponse
+	(*PendingApproval)(nil),                    // 8: decisionfabric.hil.v1.PendingApproval
+	(*RequestApprovalRequest)(nil),             // 9: decisionfabric.hil.v1.RequestApprovalRequest
+	(*RequestApprovalResponse)(nil),            // 10: decisionfabric.hil.v1.RequestApprovalResponse
+	(*EnrollMFARequest)(nil),                   // 11: decisionfabric.hil.v1.EnrollMFARequest
+	(*EnrollMFAResponse)(nil),                  // 12: decisionfabric.hil.v1.EnrollMFAResponse
+	(*BeginWebAuthnRegistrationRequest)(nil),   // 13: decisionfabric.hil.v1.BeginWebAuthnRegistrationRequest
+	(*BeginWebAuthnRegistrationResponse)(nil),  // 14: decisionfabric.hil.v1.BeginWebAuthnRegistrationResponse
+	(*FinishWebAuthnRegistrationRequest)(nil),  // 15: decisionfabric.hil.v1.FinishWebAuthnRegistrationRequest
+	(*FinishWebAuthnRegistrationResponse)(nil), // 16: decisionfabric.hil.v1.FinishWebAuthnRegistrationResponse
+	(*BeginWebAuthnApprovalRequest)(nil),       // 17: decisionfabric.hil.v1.BeginWebAuthnApprovalRequest
+	(*BeginWebAuthnApprovalResponse)(nil),      // 18: decisionfabric.hil.v1.BeginWebAuthnApprovalResponse
+	(*timestamppb.Timestamp)(nil),              // 19: google.protobuf.Timestamp
+	(*v1.Approval)(nil),                        // 20: decisionfabric.types.v1.Approval
+	(v11.ProposalStatus)(0),                    // 21: decisionfabric.coordinator.v1.ProposalStatus
+	(*v11.Proposal)(nil),                       // 22: decisionfabric.coordinator.v1.Proposal
+	(*v11.ChangeLine)(nil),                     // 23: decisionfabric.coordinator.v1.ChangeLine
+	(*structpb.Struct)(nil),                    // 24: google.protobuf.Struct
 }
 var file_decisionfabric_hil_v1_hil_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.hil.v1.ApproveRequest.decision:type_name -> decisionfabric.hil.v1.ApprovalDecision
@@ -1127,30 +1455,38 @@ var file_decisionfabric_hil_v1_hil_proto_depIdxs = []int32{
 	2,  // 2: decisionfabric.hil.v1.ApproveRequest.mfa:type_name -> decisionfabric.hil.v1.MFAProof
 	5,  // 3: decisionfabric.hil.v1.ApproveResponse.approval:type_name -> decisionfabric.hil.v1.Approval
 	0,  // 4: decisionfabric.hil.v1.Approval.decision:type_name -> decisionfabric.hil.v1.ApprovalDecision
-	13, // 5: decisionfabric.hil.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
-	14, // 6: decisionfabric.hil.v1.Approval.record:type_name -> decisionfabric.types.v1.Approval
-	15, // 7: decisionfabric.hil.v1.Approval.proposal_status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
+	19, // 5: decisionfabric.hil.v1.Approval.decided_at:type_name -> google.protobuf.Timestamp
+	20, // 6: decisionfabric.hil.v1.Approval.record:type_name -> decisionfabric.types.v1.Approval
+	21, // 7: decisionfabric.hil.v1.Approval.proposal_status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
 	8,  // 8: decisionfabric.hil.v1.ListPendingResponse.pending:type_name -> decisionfabric.hil.v1.PendingApproval
-	13, // 9: decisionfabric.hil.v1.PendingApproval.requested_at:type_name -> google.protobuf.Timestamp
-	16, // 10: decisionfabric.hil.v1.PendingApproval.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	17, // 11: decisionfabric.hil.v1.PendingApproval.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
-	13, // 12: decisionfabric.hil.v1.PendingApproval.deadline:type_name -> google.protobuf.Timestamp
-	13, // 13: decisionfabric.hil.v1.RequestApprovalRequest.deadline:type_name -> google.protobuf.Timestamp
-	13, // 14: decisionfabric.hil.v1.RequestApprovalRequest.remind_at:type_name -> google.protobuf.Timestamp
+	19, // 9: decisionfabric.hil.v1.PendingApproval.requested_at:type_name -> google.protobuf.Timestamp
+	22, // 10: decisionfabric.hil.v1.PendingApproval.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	23, // 11: decisionfabric.hil.v1.PendingApproval.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
+	19, // 12: decisionfabric.hil.v1.PendingApproval.deadline:type_name -> google.protobuf.Timestamp
+	19, // 13: decisionfabric.hil.v1.RequestApprovalRequest.deadline:type_name -> google.protobuf.Timestamp
+	19, // 14: decisionfabric.hil.v1.RequestApprovalRequest.remind_at:type_name -> google.protobuf.Timestamp
 	8,  // 15: decisionfabric.hil.v1.RequestApprovalResponse.pending:type_name -> decisionfabric.hil.v1.PendingApproval
-	1,  // 16: decisionfabric.hil.v1.HILService.Approve:input_type -> decisionfabric.hil.v1.ApproveRequest
-	6,  // 17: decisionfabric.hil.v1.HILService.ListPending:input_type -> decisionfabric.hil.v1.ListPendingRequest
-	9,  // 18: decisionfabric.hil.v1.HILService.RequestApproval:input_type -> decisionfabric.hil.v1.RequestApprovalRequest
-	11, // 19: decisionfabric.hil.v1.HILService.EnrollMFA:input_type -> decisionfabric.hil.v1.EnrollMFARequest
-	4,  // 20: decisionfabric.hil.v1.HILService.Approve:output_type -> decisionfabric.hil.v1.ApproveResponse
-	7,  // 21: decisionfabric.hil.v1.HILService.ListPending:output_type -> decisionfabric.hil.v1.ListPendingResponse
-	10, // 22: decisionfabric.hil.v1.HILService.RequestApproval:output_type -> decisionfabric.hil.v1.RequestApprovalResponse
-	12, // 23: decisionfabric.hil.v1.HILService.EnrollMFA:output_type -> decisionfabric.hil.v1.EnrollMFAResponse
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	24, // 16: decisionfabric.hil.v1.BeginWebAuthnRegistrationResponse.options:type_name -> google.protobuf.Struct
+	24, // 17: decisionfabric.hil.v1.BeginWebAuthnApprovalResponse.options:type_name -> google.protobuf.Struct
+	1,  // 18: decisionfabric.hil.v1.HILService.Approve:input_type -> decisionfabric.hil.v1.ApproveRequest
+	6,  // 19: decisionfabric.hil.v1.HILService.ListPending:input_type -> decisionfabric.hil.v1.ListPendingRequest
+	9,  // 20: decisionfabric.hil.v1.HILService.RequestApproval:input_type -> decisionfabric.hil.v1.RequestApprovalRequest
+	11, // 21: decisionfabric.hil.v1.HILService.EnrollMFA:input_type -> decisionfabric.hil.v1.EnrollMFARequest
+	13, // 22: decisionfabric.hil.v1.HILService.BeginWebAuthnRegistration:input_type -> decisionfabric.hil.v1.BeginWebAuthnRegistrationRequest
+	15, // 23: decisionfabric.hil.v1.HILService.FinishWebAuthnRegistration:input_type -> decisionfabric.hil.v1.FinishWebAuthnRegistrationRequest
+	17, // 24: decisionfabric.hil.v1.HILService.BeginWebAuthnApproval:input_type -> decisionfabric.hil.v1.BeginWebAuthnApprovalRequest
+	4,  // 25: decisionfabric.hil.v1.HILService.Approve:output_type -> decisionfabric.hil.v1.ApproveResponse
+	7,  // 26: decisionfabric.hil.v1.HILService.ListPending:output_type -> decisionfabric.hil.v1.ListPendingResponse
+	10, // 27: decisionfabric.hil.v1.HILService.RequestApproval:output_type -> decisionfabric.hil.v1.RequestApprovalResponse
+	12, // 28: decisionfabric.hil.v1.HILService.EnrollMFA:output_type -> decisionfabric.hil.v1.EnrollMFAResponse
+	14, // 29: decisionfabric.hil.v1.HILService.BeginWebAuthnRegistration:output_type -> decisionfabric.hil.v1.BeginWebAuthnRegistrationResponse
+	16, // 30: decisionfabric.hil.v1.HILService.FinishWebAuthnRegistration:output_type -> decisionfabric.hil.v1.FinishWebAuthnRegistrationResponse
+	18, // 31: decisionfabric.hil.v1.HILService.BeginWebAuthnApproval:output_type -> decisionfabric.hil.v1.BeginWebAuthnApprovalResponse
+	25, // [25:32] is the sub-list for method output_type
+	18, // [18:25] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_hil_v1_hil_proto_init() }
@@ -1164,7 +1500,7 @@ func file_decisionfabric_hil_v1_hil_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_hil_v1_hil_proto_rawDesc), len(file_decisionfabric_hil_v1_hil_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

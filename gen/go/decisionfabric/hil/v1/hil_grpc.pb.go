@@ -22,10 +22,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HILService_Approve_FullMethodName         = "/decisionfabric.hil.v1.HILService/Approve"
-	HILService_ListPending_FullMethodName     = "/decisionfabric.hil.v1.HILService/ListPending"
-	HILService_RequestApproval_FullMethodName = "/decisionfabric.hil.v1.HILService/RequestApproval"
-	HILService_EnrollMFA_FullMethodName       = "/decisionfabric.hil.v1.HILService/EnrollMFA"
+	HILService_Approve_FullMethodName                    = "/decisionfabric.hil.v1.HILService/Approve"
+	HILService_ListPending_FullMethodName                = "/decisionfabric.hil.v1.HILService/ListPending"
+	HILService_RequestApproval_FullMethodName            = "/decisionfabric.hil.v1.HILService/RequestApproval"
+	HILService_EnrollMFA_FullMethodName                  = "/decisionfabric.hil.v1.HILService/EnrollMFA"
+	HILService_BeginWebAuthnRegistration_FullMethodName  = "/decisionfabric.hil.v1.HILService/BeginWebAuthnRegistration"
+	HILService_FinishWebAuthnRegistration_FullMethodName = "/decisionfabric.hil.v1.HILService/FinishWebAuthnRegistration"
+	HILService_BeginWebAuthnApproval_FullMethodName      = "/decisionfabric.hil.v1.HILService/BeginWebAuthnApproval"
 )
 
 // HILServiceClient is the client API for HILService service.
@@ -36,18 +39,27 @@ const (
 type HILServiceClient interface {
 	// Approve records the caller's vote (approve or deny) on a proposal waiting for
 	// approval. The approver is the token's subject; the vote counts only with a valid
-	// second factor (a TOTP code, each time step accepted once) and, where the policy
-	// asks (always outside simulation), the approver's signature over the manifest's
-	// digest. Body: {"decision":"approve","reason":"…","mfa":{"totp":"123456"},"signature":"…"};
-	// decision also accepts "deny" and "reject" and the enum names.
+	// second factor, exactly one of: a TOTP code (each time step accepted once), or,
+	// where hil.webauthn is configured, a WebAuthn assertion answering the options of
+	// BeginWebAuthnApproval for this proposal (its challenge is bound to the manifest
+	// digest; each assertion accepted once); and, where the policy asks (always outside
+	// simulation), the approver's signature over the manifest's digest. Body:
+	// {"decision":"approve","reason":"…","mfa":{"totp":"123456"},"signature":"…"} or
+	// {"decision":"approve","mfa":{"webauthn":"<PublicKeyCredential JSON>"}}; decision
+	// also accepts "deny" and "reject" and the enum names. The vote records mfa_method
+	// "totp" or "webauthn".
 	//
-	// Errors: INVALID_ARGUMENT (400) for a missing or unknown decision; UNAUTHENTICATED
-	// (401) for a missing, wrong, expired or replayed code; RESOURCE_EXHAUSTED (429) after
-	// too many wrong codes; PERMISSION_DENIED (403) for one's own proposal, another
-	// tenant's, without an MFA enrolment, or for a missing or invalid signature where
-	// one is required; NOT_FOUND (404) when no such proposal; FAILED_PRECONDITION (409)
-	// when it is not waiting for approval, was already voted on by the caller, or the
-	// approval rules do not count the caller. Nothing changes on any error.
+	// Errors: INVALID_ARGUMENT (400) for a missing or unknown decision, or both a TOTP
+	// code and a WebAuthn assertion; UNAUTHENTICATED (401) for a missing, wrong, expired
+	// or replayed code, or a WebAuthn assertion that does not verify, answers no live
+	// challenge of the caller (never begun, expired, already used) or was made for
+	// another manifest; RESOURCE_EXHAUSTED (429) after too many wrong codes;
+	// PERMISSION_DENIED (403) for one's own proposal, another tenant's, without an MFA
+	// enrolment (or a registered authenticator), or for a missing or invalid signature
+	// where one is required; NOT_FOUND (404) when no such proposal; FAILED_PRECONDITION
+	// (409) when it is not waiting for approval, was already voted on by the caller, or
+	// the approval rules do not count the caller, and (412 over HTTP) for a WebAuthn
+	// assertion where WebAuthn is not configured. Nothing changes on any error.
 	Approve(ctx context.Context, in *ApproveRequest, opts ...grpc.CallOption) (*ApproveResponse, error)
 	// ListPending lists what the tenant's approvers must decide, oldest first: each
 	// proposal waiting for approval with its manifest and its diff against the current
@@ -70,6 +82,42 @@ type HILServiceClient interface {
 	// Errors: UNAUTHENTICATED (401) when replacing an enrolment without a valid current
 	// code; RESOURCE_EXHAUSTED (429) after too many wrong codes.
 	EnrollMFA(ctx context.Context, in *EnrollMFARequest, opts ...grpc.CallOption) (*EnrollMFAResponse, error)
+	// BeginWebAuthnRegistration starts registering a WebAuthn authenticator (a security
+	// key or platform authenticator) as the caller's second factor, where hil.webauthn
+	// is configured. It takes a current TOTP code of the caller's enrolment: a token
+	// alone cannot add an authenticator. Returns the PublicKeyCredentialCreationOptions
+	// (for PublicKeyCredential.parseCreationOptionsFromJSON and
+	// navigator.credentials.create; the caller's registered authenticators are
+	// excluded), to be answered by FinishWebAuthnRegistration within 5 minutes.
+	//
+	// Errors: FAILED_PRECONDITION (412 over HTTP) when WebAuthn is not configured;
+	// UNAUTHENTICATED (401) for a missing, wrong, expired or replayed code;
+	// RESOURCE_EXHAUSTED (429) after too many wrong codes; PERMISSION_DENIED (403)
+	// without a TOTP enrolment.
+	BeginWebAuthnRegistration(ctx context.Context, in *BeginWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*BeginWebAuthnRegistrationResponse, error)
+	// FinishWebAuthnRegistration registers the authenticator that answered
+	// BeginWebAuthnRegistration's options: the PublicKeyCredential (its toJSON()) as a
+	// JSON string. Attestation is not asked for: the factor proves possession of the
+	// registered key. Each begun registration can be finished once.
+	//
+	// Errors: FAILED_PRECONDITION (412 over HTTP) when WebAuthn is not configured;
+	// UNAUTHENTICATED (401) when the response answers no live registration of the
+	// caller (never begun, expired, already used) or does not verify (origin, RP ID,
+	// user presence and verification), or the credential is already registered.
+	FinishWebAuthnRegistration(ctx context.Context, in *FinishWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*FinishWebAuthnRegistrationResponse, error)
+	// BeginWebAuthnApproval starts a WebAuthn assertion to vote on a proposal waiting
+	// for approval: it returns the PublicKeyCredentialRequestOptions (for
+	// PublicKeyCredential.parseRequestOptionsFromJSON and navigator.credentials.get)
+	// whose challenge is SHA-256 over the tenant, the proposal's manifest digest and a
+	// nonce, so the assertion approves that manifest only. The assertion goes in
+	// Approve's mfa.webauthn within 2 minutes; it is accepted once.
+	//
+	// Errors: FAILED_PRECONDITION (412 over HTTP) when WebAuthn is not configured, and
+	// (409) when the proposal is not waiting for approval or was already voted on by
+	// the caller; PERMISSION_DENIED (403) for one's own proposal or without a
+	// registered authenticator; NOT_FOUND (404) when no such proposal in the caller's
+	// tenant. It changes nothing but the stored challenge.
+	BeginWebAuthnApproval(ctx context.Context, in *BeginWebAuthnApprovalRequest, opts ...grpc.CallOption) (*BeginWebAuthnApprovalResponse, error)
 }
 
 type hILServiceClient struct {
@@ -120,6 +168,36 @@ func (c *hILServiceClient) EnrollMFA(ctx context.Context, in *EnrollMFARequest, 
 	return out, nil
 }
 
+func (c *hILServiceClient) BeginWebAuthnRegistration(ctx context.Context, in *BeginWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*BeginWebAuthnRegistrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginWebAuthnRegistrationResponse)
+	err := c.cc.Invoke(ctx, HILService_BeginWebAuthnRegistration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hILServiceClient) FinishWebAuthnRegistration(ctx context.Context, in *FinishWebAuthnRegistrationRequest, opts ...grpc.CallOption) (*FinishWebAuthnRegistrationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishWebAuthnRegistrationResponse)
+	err := c.cc.Invoke(ctx, HILService_FinishWebAuthnRegistration_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hILServiceClient) BeginWebAuthnApproval(ctx context.Context, in *BeginWebAuthnApprovalRequest, opts ...grpc.CallOption) (*BeginWebAuthnApprovalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginWebAuthnApprovalResponse)
+	err := c.cc.Invoke(ctx, HILService_BeginWebAuthnApproval_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HILServiceServer is the server API for HILService service.
 // All implementations must embed UnimplementedHILServiceServer
 // for forward compatibility.
@@ -128,18 +206,27 @@ func (c *hILServiceClient) EnrollMFA(ctx context.Context, in *EnrollMFARequest, 
 type HILServiceServer interface {
 	// Approve records the caller's vote (approve or deny) on a proposal waiting for
 	// approval. The approver is the token's subject; the vote counts only with a valid
-	// second factor (a TOTP code, each time step accepted once) and, where the policy
-	// asks (always outside simulation), the approver's signature over the manifest's
-	// digest. Body: {"decision":"approve","reason":"…","mfa":{"totp":"123456"},"signature":"…"};
-	// decision also accepts "deny" and "reject" and the enum names.
+	// second factor, exactly one of: a TOTP code (each time step accepted once), or,
+	// where hil.webauthn is configured, a WebAuthn assertion answering the options of
+	// BeginWebAuthnApproval for this proposal (its challenge is bound to the manifest
+	// digest; each assertion accepted once); and, where the policy asks (always outside
+	// simulation), the approver's signature over the manifest's digest. Body:
+	// {"decision":"approve","reason":"…","mfa":{"totp":"123456"},"signature":"…"} or
+	// {"decision":"approve","mfa":{"webauthn":"<PublicKeyCredential JSON>"}}; decision
+	// also accepts "deny" and "reject" and the enum names. The vote records mfa_method
+	// "totp" or "webauthn".
 	//
-	// Errors: INVALID_ARGUMENT (400) for a missing or unknown decision; UNAUTHENTICATED
-	// (401) for a missing, wrong, expired or replayed code; RESOURCE_EXHAUSTED (429) after
-	// too many wrong codes; PERMISSION_DENIED (403) for one's own proposal, another
-	// tenant's, without an MFA enrolment, or for a missing or invalid signature where
-	// one is required; NOT_FOUND (404) when no such proposal; FAILED_PRECONDITION (409)
-	// when it is not waiting for approval, was already voted on by the caller, or the
-	// approval rules do not count the caller. Nothing changes on any error.
+	// Errors: INVALID_ARGUMENT (400) for a missing or unknown decision, or both a TOTP
+	// code and a WebAuthn assertion; UNAUTHENTICATED (401) for a missing, wrong, expired
+	// or replayed code, or a WebAuthn assertion that does not verify, answers no live
+	// challenge of the caller (never begun, expired, already used) or was made for
+	// another manifest; RESOURCE_EXHAUSTED (429) after too many wrong codes;
+	// PERMISSION_DENIED (403) for one's own proposal, another tenant's, without an MFA
+	// enrolment (or a registered authenticator), or for a missing or invalid signature
+	// where one is required; NOT_FOUND (404) when no such proposal; FAILED_PRECONDITION
+	// (409) when it is not waiting for approval, was already voted on by the caller, or
+	// the approval rules do not count the caller, and (412 over HTTP) for a WebAuthn
+	// assertion where WebAuthn is not configured. Nothing changes on any error.
 	Approve(context.Context, *ApproveRequest) (*ApproveResponse, error)
 	// ListPending lists what the tenant's approvers must decide, oldest first: each
 	// proposal waiting for approval with its manifest and its diff against the current
@@ -162,6 +249,42 @@ type HILServiceServer interface {
 	// Errors: UNAUTHENTICATED (401) when replacing an enrolment without a valid current
 	// code; RESOURCE_EXHAUSTED (429) after too many wrong codes.
 	EnrollMFA(context.Context, *EnrollMFARequest) (*EnrollMFAResponse, error)
+	// BeginWebAuthnRegistration starts registering a WebAuthn authenticator (a security
+	// key or platform authenticator) as the caller's second factor, where hil.webauthn
+	// is configured. It takes a current TOTP code of the caller's enrolment: a token
+	// alone cannot add an authenticator. Returns the PublicKeyCredentialCreationOptions
+	// (for PublicKeyCredential.parseCreationOptionsFromJSON and
+	// navigator.credentials.create; the caller's registered authenticators are
+	// excluded), to be answered by FinishWebAuthnRegistration within 5 minutes.
+	//
+	// Errors: FAILED_PRECONDITION (412 over HTTP) when WebAuthn is not configured;
+	// UNAUTHENTICATED (401) for a missing, wrong, expired or replayed code;
+	// RESOURCE_EXHAUSTED (429) after too many wrong codes; PERMISSION_DENIED (403)
+	// without a TOTP enrolment.
+	BeginWebAuthnRegistration(context.Context, *BeginWebAuthnRegistrationRequest) (*BeginWebAuthnRegistrationResponse, error)
+	// FinishWebAuthnRegistration registers the authenticator that answered
+	// BeginWebAuthnRegistration's options: the PublicKeyCredential (its toJSON()) as a
+	// JSON string. Attestation is not asked for: the factor proves possession of the
+	// registered key. Each begun registration can be finished once.
+	//
+	// Errors: FAILED_PRECONDITION (412 over HTTP) when WebAuthn is not configured;
+	// UNAUTHENTICATED (401) when the response answers no live registration of the
+	// caller (never begun, expired, already used) or does not verify (origin, RP ID,
+	// user presence and verification), or the credential is already registered.
+	FinishWebAuthnRegistration(context.Context, *FinishWebAuthnRegistrationRequest) (*FinishWebAuthnRegistrationResponse, error)
+	// BeginWebAuthnApproval starts a WebAuthn assertion to vote on a proposal waiting
+	// for approval: it returns the PublicKeyCredentialRequestOptions (for
+	// PublicKeyCredential.parseRequestOptionsFromJSON and navigator.credentials.get)
+	// whose challenge is SHA-256 over the tenant, the proposal's manifest digest and a
+	// nonce, so the assertion approves that manifest only. The assertion goes in
+	// Approve's mfa.webauthn within 2 minutes; it is accepted once.
+	//
+	// Errors: FAILED_PRECONDITION (412 over HTTP) when WebAuthn is not configured, and
+	// (409) when the proposal is not waiting for approval or was already voted on by
+	// the caller; PERMISSION_DENIED (403) for one's own proposal or without a
+	// registered authenticator; NOT_FOUND (404) when no such proposal in the caller's
+	// tenant. It changes nothing but the stored challenge.
+	BeginWebAuthnApproval(context.Context, *BeginWebAuthnApprovalRequest) (*BeginWebAuthnApprovalResponse, error)
 	mustEmbedUnimplementedHILServiceServer()
 }
 
@@ -183,6 +306,15 @@ func (UnimplementedHILServiceServer) RequestApproval(context.Context, *RequestAp
 }
 func (UnimplementedHILServiceServer) EnrollMFA(context.Context, *EnrollMFARequest) (*EnrollMFAResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EnrollMFA not implemented")
+}
+func (UnimplementedHILServiceServer) BeginWebAuthnRegistration(context.Context, *BeginWebAuthnRegistrationRequest) (*BeginWebAuthnRegistrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginWebAuthnRegistration not implemented")
+}
+func (UnimplementedHILServiceServer) FinishWebAuthnRegistration(context.Context, *FinishWebAuthnRegistrationRequest) (*FinishWebAuthnRegistrationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FinishWebAuthnRegistration not implemented")
+}
+func (UnimplementedHILServiceServer) BeginWebAuthnApproval(context.Context, *BeginWebAuthnApprovalRequest) (*BeginWebAuthnApprovalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginWebAuthnApproval not implemented")
 }
 func (UnimplementedHILServiceServer) mustEmbedUnimplementedHILServiceServer() {}
 func (UnimplementedHILServiceServer) testEmbeddedByValue()                    {}
@@ -277,6 +409,60 @@ func _HILService_EnrollMFA_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HILService_BeginWebAuthnRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginWebAuthnRegistrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HILServiceServer).BeginWebAuthnRegistration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HILService_BeginWebAuthnRegistration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HILServiceServer).BeginWebAuthnRegistration(ctx, req.(*BeginWebAuthnRegistrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HILService_FinishWebAuthnRegistration_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishWebAuthnRegistrationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HILServiceServer).FinishWebAuthnRegistration(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HILService_FinishWebAuthnRegistration_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HILServiceServer).FinishWebAuthnRegistration(ctx, req.(*FinishWebAuthnRegistrationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HILService_BeginWebAuthnApproval_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginWebAuthnApprovalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HILServiceServer).BeginWebAuthnApproval(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HILService_BeginWebAuthnApproval_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HILServiceServer).BeginWebAuthnApproval(ctx, req.(*BeginWebAuthnApprovalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HILService_ServiceDesc is the grpc.ServiceDesc for HILService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -299,6 +485,18 @@ var HILService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EnrollMFA",
 			Handler:    _HILService_EnrollMFA_Handler,
+		},
+		{
+			MethodName: "BeginWebAuthnRegistration",
+			Handler:    _HILService_BeginWebAuthnRegistration_Handler,
+		},
+		{
+			MethodName: "FinishWebAuthnRegistration",
+			Handler:    _HILService_FinishWebAuthnRegistration_Handler,
+		},
+		{
+			MethodName: "BeginWebAuthnApproval",
+			Handler:    _HILService_BeginWebAuthnApproval_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
