@@ -16,12 +16,17 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
 
 	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/cli"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 	"github.com/decision-fabric/fabric/services/hil-gateway/hil"
@@ -131,6 +136,10 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	// Declared high: waits for an approver under both.
 	high := agent.submit(t, `{"action":"scale","target":"svc-high","regions":["eu-west"],"impact":"high","parameters":{"replicas_delta":1}}`)
 	agent.await(t, high.ID, "PROPOSAL_STATUS_PENDING_APPROVAL")
+	// Over eu-west's cost ceiling: the region rejects it (no consensus bundle; its
+	// signed vote is in the negotiator's certificate).
+	rejected := agent.submit(t, `{"action":"scale","target":"svc-rej","regions":["eu-west"],"impact":"low","parameters":{"replicas_delta":1,"monthly_cost":50000}}`)
+	agent.await(t, rejected.ID, "PROPOSAL_STATUS_REJECTED")
 	// Another tenant's decision.
 	other := client{f: f, token: f.Token(t, "t2", auth.RoleProposer)}
 	r := other.f.Do(t, http.MethodPost, fabric.Coordinator, "/proposals", other.token,
@@ -138,7 +147,7 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	var t2 struct{ Proposal proposal }
 	require.NoError(t, json.Unmarshal(r.Body, &t2))
-	ids := []string{small.ID, two.ID, four.ID, high.ID}
+	ids := []string{small.ID, two.ID, four.ID, high.ID, rejected.ID}
 
 	// Quiet: every audit event relayed, the checkpoint covering them all.
 	require.Eventually(t, func() bool {
@@ -172,13 +181,13 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	var out replayResponse
 	require.NoError(t, json.Unmarshal(r.Body, &out))
-	require.Len(t, out.Results, 4, "the window holds t1's four decisions and not t2's")
+	require.Len(t, out.Results, 5, "the window holds t1's five decisions and not t2's")
 	var changed []string
 	byID := map[string]replayResult{}
 	for _, res := range out.Results {
 		require.True(t, res.Verified, "%s: %s", res.ProposalID, res.VerificationError)
 		require.NotNil(t, res.QuorumReached, res.ProposalID)
-		require.True(t, *res.QuorumReached, "%s: %v", res.ProposalID, res.Reasons)
+		require.Equal(t, res.ProposalID != rejected.ID, *res.QuorumReached, "%s: %v", res.ProposalID, res.Reasons)
 		byID[res.ProposalID] = res
 		if res.Changed {
 			changed = append(changed, res.ProposalID)
@@ -202,11 +211,14 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	require.Equal(t, "PENDING_APPROVAL", byID[four.ID].CandidateOutcome)
 	require.Equal(t, "PENDING_APPROVAL", byID[high.ID].RecordedOutcome)
 	require.Equal(t, "PENDING_APPROVAL", byID[high.ID].CandidateOutcome)
+	require.Equal(t, "REJECTED", byID[rejected.ID].RecordedOutcome)
+	require.Equal(t, "REJECTED", byID[rejected.ID].CandidateOutcome)
+	require.Contains(t, strings.Join(byID[rejected.ID].Reasons, "\n"), "majority quorum not reached")
 
 	t.Logf("replay table:\n%s", out.Table)
 	// The table: a header and one aligned line per decision.
 	lines := strings.Split(strings.TrimRight(out.Table, "\n"), "\n")
-	require.Len(t, lines, 5, out.Table)
+	require.Len(t, lines, 6, out.Table)
 	require.True(t, strings.HasPrefix(lines[0], "PROPOSAL"), out.Table)
 	col := strings.Index(lines[0], "CHANGED")
 	for _, l := range lines[1:] {
@@ -248,12 +260,12 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	code := cli.Main(context.Background(), []string{"canary", "replay", "-url", f.URL(fabric.Canary), "-token", auditor,
 		"-policy", polFile, "-from", from.UTC().Format(time.RFC3339)}, app.All, &stdout, &stderr)
 	require.Equal(t, 0, code, stderr.String())
-	require.Contains(t, stdout.String(), "2 of 4 decisions would change")
+	require.Contains(t, stdout.String(), "2 of 5 decisions would change")
 	for _, l := range strings.Split(stdout.String(), "\n") {
 		if strings.HasPrefix(l, two.ID) || strings.HasPrefix(l, four.ID) {
 			require.Contains(t, l, " YES ", l)
 		}
-		if strings.HasPrefix(l, small.ID) || strings.HasPrefix(l, high.ID) {
+		if strings.HasPrefix(l, small.ID) || strings.HasPrefix(l, high.ID) || strings.HasPrefix(l, rejected.ID) {
 			require.NotContains(t, l, " YES ", l)
 		}
 	}
@@ -295,3 +307,55 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	require.NoError(t, err)
 	require.Len(t, notesAfter, len(notesBefore), "no notification")
 }
+
+// TestExportOfARejectedDecisionVerifies: a decision the regions rejected has no
+// consensus bundle; its export verifies with Keys.AllowNoConsensus (every other check
+// still runs) and not without it, nor when it claims a status reached only by agreeing.
+func TestExportOfARejectedDecisionVerifies(t *testing.T) {
+	f := fabrictest.Start(t, fabrictest.Options{Topology: fabrictest.AllInOne, Store: fabrictest.SQLite})
+	agent := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
+	p := agent.submit(t, `{"action":"scale","target":"svc-rej","regions":["eu-west"],"impact":"low","parameters":{"replicas_delta":1,"monthly_cost":50000}}`)
+	agent.await(t, p.ID, "PROPOSAL_STATUS_REJECTED")
+	auditor := f.Token(t, "t1", auth.RoleAuditor)
+	var x *auditorv1.ExportDecisionResponse
+	require.Eventually(t, func() bool { // the relay has delivered the rejection
+		r := f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p.ID+"/bundle", auditor, "")
+		require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+		var err error
+		x, err = bundle.ParseExport(r.Body)
+		require.NoError(t, err)
+		return x.GetStatus() == "REJECTED" && strings.Contains(string(r.Body), `\"status\":\"REJECTED\"`)
+	}, 20*time.Second, 50*time.Millisecond)
+
+	keyDir := filepath.Join(f.Cfg.DataDir, "keys")
+	ring := &signing.Keyring{}
+	require.NoError(t, ring.AddFiles(filepath.Join(keyDir, signing.CosignPubFile)))
+	vkey, err := os.ReadFile(filepath.Join(keyDir, auditlog.Ed25519PubFile))
+	require.NoError(t, err)
+	mpub, err := os.ReadFile(filepath.Join(keyDir, auditlog.MLDSAPubFile))
+	require.NoError(t, err)
+	v, err := auditlog.NewVerifier(strings.TrimSpace(string(vkey)), mpub)
+	require.NoError(t, err)
+	reg, err := app.RegionRegistry(f.Cfg)
+	require.NoError(t, err)
+	keys := bundle.Keys{Cosign: ring, Regions: reg.Trusted(), Audit: v, AllowUnsignedManifest: true}
+
+	_, err = bundle.VerifyExport(x, keys)
+	require.ErrorIs(t, err, bundle.ErrMissing, "without the option a bundle is required")
+	keys.AllowNoConsensus = true
+	rep, err := bundle.VerifyExport(x, keys)
+	require.NoError(t, err)
+	require.Contains(t, fmt.Sprint(rep.Steps), "SKIPPED: the decision never agreed (REJECTED)")
+	require.Contains(t, fmt.Sprint(rep.Steps), "status REJECTED, the status the last audited transition records", "the status check still runs")
+	require.Contains(t, fmt.Sprint(rep.Steps), "(the decision never agreed)")
+
+	claimed := proto.CloneOf(x)
+	claimed.Status = "ENACTED"
+	_, err = bundle.VerifyExport(claimed, keys)
+	require.Error(t, err, "an enacted decision must carry its bundle")
+	tampered := proto.CloneOf(x)
+	tampered.Entries[len(tampered.Entries)-1].Summary = `{"status":"AGREED"}`
+	_, err = bundle.VerifyExport(tampered, keys)
+	require.Error(t, err, "the audit entries are still checked")
+}
+
