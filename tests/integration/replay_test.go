@@ -358,4 +358,3 @@ func TestExportOfARejectedDecisionVerifies(t *testing.T) {
 	_, err = bundle.VerifyExport(tampered, keys)
 	require.Error(t, err, "the audit entries are still checked")
 }
-
