@@ -44,6 +44,7 @@ type CanaryServiceClient interface {
 	// decision policy, a region set) and reports which outcomes would change and why. It
 	// verifies each record it reads (decision export, signatures, audit proofs) and reports
 	// one that does not verify. It only reads: no proposal, audit entry or notification.
+	// Roles: auditor, admin. The answer carries a plain-text `table` beside the results.
 	//
 	// Errors: INVALID_ARGUMENT (400) for neither or both of proposal_ids and from/to, more
 	// than 100 ids, a bad window, a candidate policy that does not compile (naming its
@@ -106,6 +107,7 @@ type CanaryServiceServer interface {
 	// decision policy, a region set) and reports which outcomes would change and why. It
 	// verifies each record it reads (decision export, signatures, audit proofs) and reports
 	// one that does not verify. It only reads: no proposal, audit entry or notification.
+	// Roles: auditor, admin. The answer carries a plain-text `table` beside the results.
 	//
 	// Errors: INVALID_ARGUMENT (400) for neither or both of proposal_ids and from/to, more
 	// than 100 ids, a bad window, a candidate policy that does not compile (naming its

@@ -292,11 +292,14 @@ type ReplayResult struct {
 	// refuses the change: cost cap, cross-tenant, unknown action), "REJECTED" (the
 	// regions' quorum is not reached), "PENDING_APPROVAL" (approvals now needed are not
 	// among the recorded ones), "APPROVED" (approval needed and met by the recorded
-	// approvals), "PROCEED" (no approval needed), or "ERROR" (the record could not be
-	// re-decided, see reasons).
+	// approvals), "DENIED" (a recorded approver's deny settles it), "PROCEED" (no
+	// approval needed); the recorded status when the negotiation ended without a final
+	// round of votes to recount ("EXPIRED", "NEGOTIATING"...); or "ERROR" (the record
+	// could not be re-decided, see reasons; changed is then false).
 	CandidateOutcome string `protobuf:"bytes,5,opt,name=candidate_outcome,json=candidateOutcome,proto3" json:"candidate_outcome,omitempty"`
-	// Whether the outcome would differ: the candidate would not have let through a
-	// decision that went through (or the reverse), or would need more approvals.
+	// Whether the outcome would differ at the fabric's gates: the decision went through
+	// and the candidate stops it (refused, quorum not reached, approvals not met), or the
+	// reverse, or it stops at another gate.
 	Changed bool `protobuf:"varint,6,opt,name=changed,proto3" json:"changed,omitempty"`
 	// Impact recorded at the decision, "low", "medium" or "high".
 	RecordedImpact string `protobuf:"bytes,7,opt,name=recorded_impact,json=recordedImpact,proto3" json:"recorded_impact,omitempty"`
