@@ -12,6 +12,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/services/sim-canary/canary"
 )
 
@@ -33,10 +34,6 @@ func (a *App) replayDeps() (canary.ReplayDeps, error) {
 	if err != nil {
 		return canary.ReplayDeps{}, err
 	}
-	ring, err := a.trustedKeys()
-	if err != nil {
-		return canary.ReplayDeps{}, err
-	}
 	registry, err := a.regionRegistry()
 	if err != nil {
 		return canary.ReplayDeps{}, err
@@ -49,6 +46,10 @@ func (a *App) replayDeps() (canary.ReplayDeps, error) {
 		Negotiator:  negotiatorv1.NewNegotiatorServiceClient(neg),
 		AsService:   id.as,
 		Keys: func() (bundle.Keys, error) {
+			ring, err := a.verifyingKeys()
+			if err != nil {
+				return bundle.Keys{}, err
+			}
 			v, err := auditPublicKeys(keyDir)
 			if err != nil {
 				return bundle.Keys{}, err
@@ -69,4 +70,30 @@ func auditPublicKeys(dir string) (*auditlog.Verifier, error) {
 		return nil, fmt.Errorf("audit checkpoint keys: %w", err)
 	}
 	return auditlog.NewVerifier(strings.TrimSpace(string(vkey)), mpub)
+}
+
+// verifyingKeys are the cosign public keys a verifier trusts, without the private key:
+// in simulation the simulation key's (created in data_dir on first use, as the
+// coordinator does); in production the public key beside COSIGN_KEY_PATH
+// (cosign.pub for cosign.key, as `cosign generate-key-pair` writes them), when present,
+// and trusted_keys.
+func (a *App) verifyingKeys() (*signing.Keyring, error) {
+	path := a.Cfg.Integrations.CosignKeyPath
+	if a.Simulation || path == "" {
+		return a.trustedKeys()
+	}
+	ring := &signing.Keyring{}
+	pub := strings.TrimSuffix(path, filepath.Ext(path)) + ".pub"
+	if _, err := os.Stat(pub); err == nil {
+		if err := ring.AddFiles(pub); err != nil {
+			return nil, err
+		}
+	}
+	if err := ring.AddFiles(a.Cfg.TrustedKeys...); err != nil {
+		return nil, fmt.Errorf("trusted_keys: %w", err)
+	}
+	if ring.Len() == 0 {
+		return nil, fmt.Errorf("no cosign public key to verify decisions with: put the fabric's public key at %s or list it in trusted_keys", pub)
+	}
+	return ring, nil
 }
