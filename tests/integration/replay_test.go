@@ -149,7 +149,13 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	require.NoError(t, json.Unmarshal(r.Body, &t2))
 	ids := []string{small.ID, two.ID, four.ID, high.ID, rejected.ID}
 
-	// Quiet: every audit event relayed, the checkpoint covering them all.
+	// Quiet: the approval request of the high one opened (the engine asks the
+	// hil-gateway after the move), every audit event relayed, the checkpoint covering
+	// them all.
+	require.Eventually(t, func() bool {
+		_, err := f.Store().Approvals().GetRequest(context.Background(), "t1", high.ID)
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the approval request is opened")
 	require.Eventually(t, func() bool {
 		es, err := f.Store().Outbox().List(context.Background(), 0, time.Time{}, 10)
 		require.NoError(t, err)
