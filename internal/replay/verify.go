@@ -26,6 +26,8 @@ type Evidence struct {
 	// Negotiation is the negotiator's record, read for a decision without a consensus
 	// bundle: its quorum certificate and final manifest; nil when there is none.
 	Negotiation *negotiatorv1.Negotiation
+	// NegotiationErr is why the negotiator's record could not be read.
+	NegotiationErr error
 }
 
 // Verify checks what was read about a decision and returns the record to re-decide:
@@ -110,6 +112,9 @@ func Verify(dr *coordinatorv1.DecisionRecord, ev Evidence, keys bundle.Keys) Rec
 				rec.AgreedManifest = ev.Negotiation.GetFinalManifest()
 			}
 		}
+	}
+	if ev.NegotiationErr != nil && rec.Votes == nil {
+		note("negotiation: %v", ev.NegotiationErr)
 	}
 	if len(problems) > 0 {
 		rec.VerifyError = problems[0]

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
@@ -87,8 +89,9 @@ func (s *Service) Replay(ctx context.Context, req *canaryv1.ReplayRequest) (*can
 		}
 		if p.GetConsensusBundle() == nil && p.GetVotes().GetNegotiationId() != "" {
 			st, err := d.Negotiator.GetNegotiationStatus(sctx, &negotiatorv1.GetNegotiationStatusRequest{Id: p.GetVotes().GetNegotiationId()})
-			if err == nil {
-				ev.Negotiation = st.GetNegotiation()
+			ev.Negotiation = st.GetNegotiation()
+			if status.Code(err) != codes.NotFound { // never started: no votes to recount
+				ev.NegotiationErr = err
 			}
 		}
 		r := replay.Redecide(replay.Verify(dr, ev, keys), cand)
