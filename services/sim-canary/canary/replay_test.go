@@ -40,7 +40,9 @@ func (a *fakeAuditor) ExportDecision(context.Context, *auditorv1.ExportDecisionR
 	return nil, status.Error(codes.NotFound, "no trail")
 }
 
-type fakeNegotiator struct{ negotiatorv1.NegotiatorServiceClient }
+type fakeNegotiator struct {
+	negotiatorv1.NegotiatorServiceClient
+}
 
 func caller(tenant string) context.Context {
 	return auth.WithPrincipal(context.Background(), &auth.Principal{Subject: "ana", TenantID: tenant, Roles: []string{auth.RoleAuditor}})
