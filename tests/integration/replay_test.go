@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -112,12 +113,12 @@ func TestReplayUnderAStricterPolicy(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%s/%s", opts.Topology, opts.Store), func(t *testing.T) {
 			t.Parallel()
-			replayScenario(t, fabrictest.Start(t, opts))
+			replayScenario(t, fabrictest.Start(t, opts), opts.Store)
 		})
 	}
 }
 
-func replayScenario(t *testing.T, f *fabrictest.Fabric) {
+func replayScenario(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) {
 	agent := client{f: f, token: f.Token(t, "t1", auth.RoleProposer)}
 	auditor := f.Token(t, "t1", auth.RoleAuditor)
 	from := time.Now().Add(-time.Minute)
@@ -162,6 +163,9 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 		return len(es) == 0
 	}, 20*time.Second, 50*time.Millisecond, "the audit relay delivers every event")
 	sizeBefore := auditSize(t, f, auditor)
+	db := rawDB(t, f, st)
+	rowsBefore := dumpRows(t, db, st)
+	require.Contains(t, rowsBefore, two.ID, "the dump holds the decisions")
 	before := stateTables(t, f.Store(), ids)
 	notesBefore, err := f.Store().Approvals().ListNotifications(context.Background(), "t1", high.ID)
 	require.NoError(t, err)
@@ -305,6 +309,7 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric) {
 	labels.Range(func(k, _ any) bool { seen = append(seen, k); return true })
 	require.Zero(t, commits.Load(), "the replay committed writes (labels %v)", seen)
 	require.Equal(t, before, stateTables(t, f.Store(), ids))
+	require.Equal(t, rowsBefore, dumpRows(t, db, st), "every row of every table is as it was")
 	es, err := f.Store().Outbox().List(context.Background(), 0, time.Time{}, 10)
 	require.NoError(t, err)
 	require.Empty(t, es, "no audit event staged")
@@ -363,4 +368,55 @@ func TestExportOfARejectedDecisionVerifies(t *testing.T) {
 	tampered.Entries[len(tampered.Entries)-1].Summary = `{"status":"AGREED"}`
 	_, err = bundle.VerifyExport(tampered, keys)
 	require.Error(t, err, "the audit entries are still checked")
+}
+
+// dumpRows renders every row of every table of db, sorted, without the lease deadlines
+// the background workers renew (lease_until).
+func dumpRows(t *testing.T, db *sql.DB, st fabrictest.Store) string {
+	t.Helper()
+	q := `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`
+	if st == fabrictest.Postgres {
+		q = `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`
+	}
+	rs, err := db.Query(q)
+	require.NoError(t, err)
+	var tables []string
+	for rs.Next() {
+		var name string
+		require.NoError(t, rs.Scan(&name))
+		tables = append(tables, name)
+	}
+	require.NoError(t, rs.Err())
+	require.NoError(t, rs.Close())
+	require.Contains(t, tables, "proposals")
+	var out []string
+	for _, table := range tables {
+		rows, err := db.Query(`SELECT * FROM ` + table) //nolint:gosec // names from the catalogue
+		require.NoError(t, err)
+		cols, err := rows.Columns()
+		require.NoError(t, err)
+		var lines []string
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			require.NoError(t, rows.Scan(ptrs...))
+			var cells []string
+			for i, c := range cols {
+				if c == "lease_until" {
+					continue
+				}
+				cells = append(cells, fmt.Sprintf("%s=%v", c, vals[i]))
+			}
+			lines = append(lines, strings.Join(cells, " "))
+		}
+		require.NoError(t, rows.Err())
+		require.NoError(t, rows.Close())
+		sort.Strings(lines)
+		out = append(out, fmt.Sprintf("%s (%d rows)", table, len(lines)))
+		out = append(out, lines...)
+	}
+	return strings.Join(out, "\n")
 }
