@@ -391,7 +391,7 @@ func dumpRows(t *testing.T, db *sql.DB, st fabrictest.Store) string {
 	require.Contains(t, tables, "proposals")
 	var out []string
 	for _, table := range tables {
-		rows, err := db.Query(`SELECT * FROM ` + table) //nolint:gosec // names from the catalogue
+		rows, err := db.Query(`SELECT * FROM ` + table) // names from the catalogue
 		require.NoError(t, err)
 		cols, err := rows.Columns()
 		require.NoError(t, err)
