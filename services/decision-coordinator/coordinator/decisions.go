@@ -1,7 +1,8 @@
-package coordinator
-
 // decisions.go holds ListDecisionRecords: decision records with the inputs they were
-// decided on (the proposal and its stored pre-state), for replays. It only reads.
+// decided on (the proposal and its stored pre-state), by id or creation window, for the
+// sim-canary's replays. It only reads.
+
+package coordinator
 
 import (
 	"context"
