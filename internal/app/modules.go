@@ -91,6 +91,8 @@ type App struct {
 	regionKeysOnce sync.Once
 	regionKeys     *regionkeys.Registry
 	regionKeysErr  error
+
+	federation federationState
 }
 
 type module struct {
@@ -198,18 +200,33 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		fed, err := a.negotiatorFederation(ctx)
+		if err != nil {
+			return server.Service{}, err
+		}
 		svc, err := negotiator.NewService(negotiator.Deps{
 			Store: a.Store, KeySeed: seed, RegionKeys: registry, Logger: a.Log,
-			Registerer: reg, DecisionTimeout: a.Cfg.DecisionTimeout(), Regions: regions,
+			Registerer: reg, DecisionTimeout: a.Cfg.DecisionTimeout(), Regions: regions, Federation: fed,
 		})
 		if err != nil {
+			return server.Service{}, err
+		}
+		// This process's own region, when it is one (federation.region).
+		stopRegion, err := a.startRegion(reg)
+		if err != nil {
+			_ = svc.Close()
 			return server.Service{}, err
 		}
 		// Negotiations left RUNNING by a previous process resume or expire now.
 		if err := svc.Resume(ctx); err != nil {
 			return server.Service{}, err
 		}
-		return svc.Definition(), nil
+		def := svc.Definition()
+		if stopRegion != nil {
+			closeSvc := def.Close
+			def.Close = func() error { return errors.Join(stopRegion(), closeSvc()) }
+		}
+		return def, nil
 	}},
 	fabric.Scorer: {deps: []string{Store, Auth}, service: func(_ context.Context, a *App, _ prometheus.Registerer) (server.Service, error) {
 		// The scorer reads the world through the same executors the coordinator enacts
@@ -587,6 +604,10 @@ func loadRegions(cfg config.Config) (*negotiator.RegionsConfig, error) {
 // negotiator's seed in data_dir for every configured region.
 func (a *App) regionRegistry() (*regionkeys.Registry, error) {
 	a.regionKeysOnce.Do(func() {
+		if a.Cfg.Federation.Enabled { // the regions run as processes: their registry's keys
+			a.regionKeys, a.regionKeysErr = a.federationRegionKeys()
+			return
+		}
 		if a.Cfg.RegionKeysDir == "" && !a.Simulation {
 			a.regionKeysErr = errors.New("region_keys_dir (FABRIC_REGION_KEYS_DIR) is required outside simulation mode: " +
 				"a folder of <region>.pub Ed25519 public keys the regions sign their votes with " +
@@ -598,10 +619,17 @@ func (a *App) regionRegistry() (*regionkeys.Registry, error) {
 	return a.regionKeys, a.regionKeysErr
 }
 
-// RegionRegistry is the region key registry cfg configures: the folder
-// region_keys_dir when set, else the keys derived from the negotiator's seed in
+// RegionRegistry is the region key registry cfg configures: with federation.enabled
+// the keys of the federation registry; else the folder region_keys_dir when set, else the keys derived from the negotiator's seed in
 // data_dir (created on first use) for every configured region.
 func RegionRegistry(cfg config.Config) (*regionkeys.Registry, error) {
+	if cfg.Federation.Enabled { // regions as processes: the federation registry's keys
+		reg, err := LoadFederationRegistry(context.Background(), cfg)
+		if err != nil {
+			return nil, err
+		}
+		return reg.Keys()
+	}
 	if dir := cfg.RegionKeysDir; dir != "" {
 		return regionkeys.LoadDir(dir)
 	}

@@ -236,6 +236,8 @@ type Config struct {
 	// HIL configures the hil-gateway: notification channels, chat identities, approver
 	// keys, the approval page's address.
 	HIL HIL `yaml:"hil"`
+	// Federation runs regions as processes (federation.go).
+	Federation Federation `yaml:"federation"`
 }
 
 // HIL configures the human-in-loop gateway (docs/operations.md, "Approvals").
@@ -615,6 +617,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.HIL.Validate(); err != nil {
+		return err
+	}
+	if err := c.Federation.Validate(c.Integrations.GlobalRegistryURL); err != nil {
 		return err
 	}
 	return c.Admission.Validate()

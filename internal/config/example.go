@@ -121,6 +121,25 @@ var exampleDocs = map[string]exampleDoc{
 	"hil.webauthn.rp_id":              {line: "host name approvers reach the gateway at, e.g. approvals.example; empty = off"},
 	"hil.webauthn.rp_display_name":    {line: `shown by the authenticator; empty = "Decision Fabric"`},
 	"hil.webauthn.rp_origins":         {line: "https://<rp_id or a subdomain>[:port]; http://localhost[:port] for development"},
+
+	"federation":                        {head: "Regions as processes (docs/operations.md, \"Federation\"). Every federation call carries\nFEDERATION_TOKEN (integrations.federation_token) as a bearer; with tls set, also mutual TLS."},
+	"federation.enabled":                {line: "coordinate the regions of the registry over gRPC instead of the simulated ones"},
+	"federation.registry_file":          {line: "the registry (JSON) when GLOBAL_REGISTRY_URL is not set"},
+	"federation.region":                 {head: "This process's own region: when name is set, it answers vote requests on grpc_addr."},
+	"federation.region.name":            {line: "the region, as in the registry"},
+	"federation.region.key_file":        {line: "its Ed25519 private key (PEM PKCS #8); the registry holds its public key"},
+	"federation.region.grpc_addr":       {line: "RegionService listener (token and mTLS, not JWTs)"},
+	"federation.region.allowed_actions": {line: "actions it accepts; empty = the catalogue's"},
+	"federation.region.max_replicas":    {line: "above it the region rejects; 0 = the catalogue's 1000"},
+	"federation.region.capacity":        {line: "above it (within max_replicas) it counter-offers; 0 = no limit"},
+	"federation.region.cost_ceiling":    {line: "monthly; 0 = none"},
+	"federation.region.replica_cost":    {line: "monthly cost of one replica; 0 = unknown"},
+	"federation.region.currency":        {line: "ISO 4217 code of the two amounts"},
+	"federation.region.vote_delay":      {line: "TEST-ONLY: delay every decision (a region slower than the deadline abstains)"},
+	"federation.tls":                    {head: "Mutual TLS between regions: all three PEM files, or none."},
+	"federation.tls.cert_file":          {line: "this process's certificate"},
+	"federation.tls.key_file":           {line: "its private key"},
+	"federation.tls.ca_file":            {line: "the federation's CA, which signs every region's certificate"},
 }
 
 // exampleNeed is what one service's example says beyond the common keys.
@@ -137,7 +156,7 @@ type exampleNeed struct {
 
 // exampleOnly are the top-level keys shown only in the examples of the services that
 // name them in their exampleNeed.sections.
-var exampleOnly = []string{"audit", "hil"}
+var exampleOnly = []string{"audit", "hil", "federation"}
 
 // exampleNeeds are the services' own notes and sections.
 var exampleNeeds = map[string]exampleNeed{
@@ -148,6 +167,7 @@ var exampleNeeds = map[string]exampleNeed{
 		docs: map[string]exampleDoc{
 			"decision_timeout_ms": {head: "Negotiation deadline in milliseconds (P6); a request's deadline_ms (1-600000) overrides it."},
 		},
+		sections: []string{"federation"},
 	},
 	fabric.Scorer: {
 		docs: map[string]exampleDoc{

@@ -36,6 +36,8 @@ func TestExamplesAreGeneratedAndLoad(t *testing.T) {
 			require.Empty(t, c.HIL.SMTP.To)
 			require.Empty(t, c.HIL.ChatUsers)
 			require.Empty(t, c.HIL.WebAuthn.RPOrigins)
+			require.Empty(t, c.Federation.Region.AllowedActions)
+			c.Federation.Region.AllowedActions = nil
 			c.TrustedKeys, c.Executors = nil, nil
 			c.HIL.Channels, c.HIL.SMTP.To, c.HIL.ChatUsers, c.HIL.WebAuthn.RPOrigins = nil, nil, nil, nil
 			require.Equal(t, def, c)

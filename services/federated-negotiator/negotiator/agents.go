@@ -26,6 +26,9 @@ type Offer struct {
 	Round          int32
 	// Manifest is the round's offer. Agents must not modify it.
 	Manifest *typesv1.Manifest
+	// Deadline is the negotiation's deadline (regions that run as processes abstain
+	// when they cannot decide before it).
+	Deadline time.Time
 }
 
 // Vote is one region's signed answer in one round.

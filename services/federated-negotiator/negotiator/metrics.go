@@ -17,6 +17,9 @@ type metrics struct {
 	votes *prometheus.CounterVec
 	// running: negotiations this process is running now.
 	running prometheus.Gauge
+	// refused: regions' votes refused by a federation coordinator, by reason
+	// (forged, replayed, duplicate, late, malformed; remote.go).
+	refused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,14 +42,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fabric_negotiations_running",
 			Help: "Negotiations this process is running.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fabric_federation_votes_refused_total",
+			Help: "Votes of regions running as processes that the coordinating negotiator refused, by reason (forged, replayed, duplicate, late, malformed).",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.rounds, m.votes, m.running} {
+	for _, c := range []prometheus.Collector{m.duration, m.rounds, m.votes, m.running, m.refused} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("negotiator: register metrics: %w", err)
 		}
 	}
 	for _, v := range []string{"accept", "reject", "counter", "abstain"} {
 		m.votes.WithLabelValues(v) // export zeros, so rate() works from the first vote
+	}
+	for _, r := range refusedReasons {
+		m.refused.WithLabelValues(r)
 	}
 	return m, nil
 }

@@ -69,9 +69,11 @@ type Deps struct {
 	// Regions are the regions, their state and the tenants' policy;
 	// DefaultRegions() when nil.
 	Regions *RegionsConfig
-	// Agents replaces the simulated agent of a configured region (tests; in
-	// federation, a client of the region's negotiator). Optional.
+	// Agents replaces the simulated agent of a configured region (tests). Optional.
 	Agents map[string]Agent
+	// Federation, when set, replaces Regions, Agents and RegionKeys with the regions of
+	// its registry, each asked over gRPC (federation.go). Optional.
+	Federation *Federation
 	// OnFinished, when set, is called once a negotiation this process ran
 	// ended (AGREED, REJECTED or EXPIRED) and the outcome is stored, with the
 	// final negotiation. ctx carries no caller identity and ends within
@@ -94,6 +96,9 @@ type Service struct {
 	base context.Context
 	stop context.CancelCauseFunc
 
+	// conns are the connections to federated regions, closed by Close.
+	conns []*grpc.ClientConn
+
 	mu     sync.Mutex
 	closed bool
 	active map[string]bool // negotiation ids running in this process
@@ -108,7 +113,7 @@ var errClosing = errors.New("negotiator: service closing")
 
 // NewService returns the negotiator. It does not resume stored negotiations:
 // call Resume once at start-up. Close stops its background work.
-func NewService(deps Deps) (*Service, error) {
+func NewService(deps Deps) (_ *Service, err error) {
 	if deps.Store == nil {
 		return nil, errors.New("negotiator: Deps.Store is required")
 	}
@@ -133,6 +138,19 @@ func NewService(deps Deps) (*Service, error) {
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
 		return nil, err
+	}
+	var conns []*grpc.ClientConn
+	if deps.Federation != nil {
+		if conns, err = federate(&deps, m); err != nil {
+			return nil, err
+		}
+		defer func() { // the connections live with the service, or not at all
+			if err != nil {
+				for _, c := range conns {
+					_ = c.Close()
+				}
+			}
+		}()
 	}
 	agents := map[string]Agent{}
 	for _, r := range deps.Regions.Regions {
@@ -182,6 +200,7 @@ func NewService(deps Deps) (*Service, error) {
 		stop:     stop,
 		active:   map[string]bool{},
 		pending:  map[string][]*store.NegotiationVote{},
+		conns:    conns,
 	}, nil
 }
 
@@ -224,7 +243,12 @@ func (s *Service) Close() error {
 	s.mu.Unlock()
 	s.stop(errClosing)
 	s.wg.Wait()
-	return nil
+	var errs []error
+	for _, c := range s.conns {
+		errs = append(errs, c.Close())
+	}
+	s.conns = nil
+	return errors.Join(errs...)
 }
 
 // StartNegotiation implements the RPC: it stores a RUNNING negotiation of the manifest

@@ -215,7 +215,7 @@ func (s *Service) round(ctx context.Context, n *store.Negotiation, rule negotiat
 		answered[v.Region] = true
 	}
 	o := Offer{NegotiationID: n.ID, TenantID: n.TenantID, ProposalID: n.ProposalID,
-		ProposalDigest: n.ProposalDigest, Round: n.Round, Manifest: offer}
+		ProposalDigest: n.ProposalDigest, Round: n.Round, Manifest: offer, Deadline: n.Deadline}
 	results := make(chan Vote, len(n.Regions)) // each region answers at most once: sends never block
 	for _, r := range n.Regions {
 		if answered[r.Region] {
