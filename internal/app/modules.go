@@ -306,11 +306,15 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		replay, err := a.replayDeps()
+		if err != nil {
+			return server.Service{}, err
+		}
 		// Rollouts left RUNNING by a previous process go on.
 		if err := svc.Resume(ctx); err != nil {
 			return server.Service{}, err
 		}
-		return svc.Definition(), nil
+		return svc.WithReplay(replay).Definition(), nil
 	}},
 }
 

@@ -120,6 +120,11 @@ type Keys struct {
 	// AllowUnsignedManifest accepts a manifest submitted without a signature
 	// (possible in simulation only); the check is then reported as skipped.
 	AllowUnsignedManifest bool
+	// AllowNoConsensus accepts the export of a decision that never reached an
+	// agreement (status SUBMITTED, NEGOTIATING, REJECTED or EXPIRED) without a
+	// consensus bundle: the bundle and agreement checks are then reported as skipped,
+	// every other check still runs. A replay reads such decisions too.
+	AllowNoConsensus bool
 }
 
 // Step is one check that passed.
@@ -185,19 +190,24 @@ func VerifyExport(x *auditorv1.ExportDecisionResponse, keys Keys) (*Report, erro
 	}
 
 	b := x.GetConsensusBundle()
-	c, err := Verify(b, Trust{Keys: keys.Cosign, Regions: keys.Regions, RequireManifestSignature: !keys.AllowUnsignedManifest},
-		Expect{TenantID: x.GetTenantId(), ProposalID: x.GetProposalId(), ManifestSHA256: x.GetManifestSha256()})
-	if err != nil {
-		return r, err
+	noConsensus := b == nil && keys.AllowNoConsensus && NeverAgreed(x.GetStatus())
+	if noConsensus {
+		r.ok(PartBundle, "SKIPPED: the decision never agreed (%s), so it has no consensus bundle", x.GetStatus())
+	} else {
+		c, err := Verify(b, Trust{Keys: keys.Cosign, Regions: keys.Regions, RequireManifestSignature: !keys.AllowUnsignedManifest},
+			Expect{TenantID: x.GetTenantId(), ProposalID: x.GetProposalId(), ManifestSHA256: x.GetManifestSha256()})
+		if err != nil {
+			return r, err
+		}
+		if !sameSignature(c.ManifestSignature, x.GetManifestSignature()) {
+			return r, fail(PartBundle, "its manifest_signature is not the export's manifest_signature")
+		}
+		r.ok(PartBundleSignature, "sha256 %s, cosign signature by trusted key %s", b.GetSha256(), short(keyID(b.GetSignature())))
+		qc := c.QuorumCertificate
+		r.ok(PartCertificate, "%s by %s rule in round %d: %d signed votes of %d regions verify against the region key registry",
+			qc.Outcome, qc.Rule, qc.Round, len(qc.Votes), len(qc.RegionKeys))
+		r.ok(PartAgreedManifest, "sha256 %s", c.AgreedManifestSHA256)
 	}
-	if !sameSignature(c.ManifestSignature, x.GetManifestSignature()) {
-		return r, fail(PartBundle, "its manifest_signature is not the export's manifest_signature")
-	}
-	r.ok(PartBundleSignature, "sha256 %s, cosign signature by trusted key %s", b.GetSha256(), short(keyID(b.GetSignature())))
-	qc := c.QuorumCertificate
-	r.ok(PartCertificate, "%s by %s rule in round %d: %d signed votes of %d regions verify against the region key registry",
-		qc.Outcome, qc.Rule, qc.Round, len(qc.Votes), len(qc.RegionKeys))
-	r.ok(PartAgreedManifest, "sha256 %s", c.AgreedManifestSHA256)
 	if err := verifyApprovals(x, keys, r); err != nil {
 		return r, err
 	}
@@ -211,15 +221,29 @@ func VerifyExport(x *auditorv1.ExportDecisionResponse, keys Keys) (*Report, erro
 	if err := verifyEntries(x, cp, r); err != nil {
 		return r, err
 	}
-	if err := verifyLinks(x); err != nil {
+	if err := verifyLinks(x, !noConsensus); err != nil {
 		return r, err
 	}
-	r.ok(PartAuditTrail, "records the manifest's sha256 at submission and the consensus bundle's at agreement")
+	if noConsensus {
+		r.ok(PartAuditTrail, "records the manifest's sha256 at submission (the decision never agreed)")
+	} else {
+		r.ok(PartAuditTrail, "records the manifest's sha256 at submission and the consensus bundle's at agreement")
+	}
 	if err := verifyStatus(x); err != nil {
 		return r, err
 	}
 	r.ok(PartStatus, "%s, the status the last audited transition records", x.GetStatus())
 	return r, nil
+}
+
+// NeverAgreed reports whether a decision in status (the stored form, "REJECTED") never
+// reached an agreement of the regions, so has no consensus bundle to verify.
+func NeverAgreed(status string) bool {
+	switch status {
+	case "SUBMITTED", "NEGOTIATING", "REJECTED", "EXPIRED":
+		return true
+	}
+	return false
 }
 
 func keyID(sig *typesv1.ManifestSignature) string {
@@ -339,7 +363,7 @@ func verifyStatus(x *auditorv1.ExportDecisionResponse) error {
 }
 
 // verifyLinks checks that the (verified) trail records the manifest and the bundle.
-func verifyLinks(x *auditorv1.ExportDecisionResponse) error {
+func verifyLinks(x *auditorv1.ExportDecisionResponse, agreement bool) error {
 	var submitted, agreed bool
 	bundleSum := x.GetConsensusBundle().GetSha256()
 	for _, e := range x.GetEntries() {
@@ -357,7 +381,7 @@ func verifyLinks(x *auditorv1.ExportDecisionResponse) error {
 	switch {
 	case !submitted:
 		return fail(PartAuditTrail, "no %s entry records manifest_sha256 %s", EventSubmitted, short(x.GetManifestSha256()))
-	case !agreed:
+	case agreement && !agreed:
 		return fail(PartAuditTrail, "no entry records the consensus bundle's sha256 %s", short(bundleSum))
 	}
 	return nil

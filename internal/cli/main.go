@@ -1,5 +1,5 @@
 // Package cli is the command line of `fabric` and of every services/<name> binary: flag
-// parsing and the subcommands (serve, precheck, token, policy, decision, region-keys,
+// parsing and the subcommands (serve, precheck, token, policy, decision, canary, region-keys,
 // audit-verify, witness, version). Serving itself is internal/app's module graph
 // (app.Start); this package only turns arguments into a configuration and calls it.
 package cli
@@ -34,6 +34,7 @@ import (
 //	fabric token [-config FILE] -tenant T [-role R[,R]] [-subject S] [-ttl 24h]
 //	fabric policy check FILE
 //	fabric decision export -url URL -id ID [-token T] [-out FILE]
+//	fabric canary replay -url URL -policy FILE -from T [-to T] | -id ID ... [-region NAME[=W] ...] [-token T] [-json]
 //	fabric decision verify -bundle FILE -cosign-key PUB -audit-key PUB -mldsa-key PUB -region-keys DIR [-approver-keys DIR]
 //	fabric region-keys export [-config FILE] -out DIR
 //	fabric audit-verify [-data-dir DIR] [-trusted-checkpoint FILE] [-witness-key FILE] ...
@@ -65,6 +66,8 @@ func Main(ctx context.Context, args []string, defaultTarget string, stdout, stde
 		err = policyCheck(args, stdout)
 	case "decision":
 		err = decision(ctx, args, stdout, stderr)
+	case "canary":
+		err = canary(ctx, args, stdout, stderr)
 	case "region-keys":
 		err = regionKeysExport(args, stdout, stderr)
 	case "audit-verify":
@@ -76,7 +79,7 @@ func Main(ctx context.Context, args []string, defaultTarget string, stdout, stde
 	case "version":
 		fmt.Fprintln(stdout, fabric.Version)
 	default:
-		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, policy, decision, region-keys, audit-verify, witness, version)", cmd)
+		err = fmt.Errorf("unknown command %q (commands: serve, precheck, token, policy, decision, canary, region-keys, audit-verify, witness, version)", cmd)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

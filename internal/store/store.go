@@ -194,6 +194,9 @@ type ProposalStore interface {
 	// descending), optional status filter ("" = all), limit<=0 -> 100,
 	// capped at MaxListLimit. No match is an empty slice, not an error.
 	List(ctx context.Context, tenantID, status string, limit int) ([]*Proposal, error)
+	// ListCreated returns a tenant's proposals created in [from, to), oldest first
+	// (created_at, then id), limit<=0 -> 100, capped at MaxListLimit. It only reads.
+	ListCreated(ctx context.Context, tenantID string, from, to time.Time, limit int) ([]*Proposal, error)
 	// UpdateStatus moves a proposal from `from` to `to` only if its current status is `from` and its version
 	// equals expectedVersion; otherwise ErrConflict (ErrNotFound if missing/other tenant). Returns the updated
 	// row (Version+1, UpdatedAt = store clock). The check and the write are one atomic statement.

@@ -259,3 +259,15 @@ func (s *Simulated) write(ctx context.Context, st store.Store, c Change, expect,
 		return nil
 	})
 }
+
+// PlanFrom computes the state applying c to pre would produce, with the simulated
+// semantics of each action, reading nothing: the dry run of c against a recorded
+// state (a replay re-classifies a past decision against its pre-state snapshot). An
+// error wrapping ErrRejected means c is not valid for pre.
+func PlanFrom(pre Snapshot, c Change) (Snapshot, error) {
+	d, err := decode(pre)
+	if err != nil {
+		return Snapshot{}, err
+	}
+	return plan(d, c)
+}

@@ -33,14 +33,8 @@ type PlannerFrom interface {
 	PlanFrom(c Change, pre Snapshot) (Snapshot, error)
 }
 
-// PlanFrom implements PlannerFrom.
-func (s *Simulated) PlanFrom(c Change, pre Snapshot) (Snapshot, error) {
-	d, err := s.decode(c, pre)
-	if err != nil {
-		return Snapshot{}, err
-	}
-	return plan(d, c)
-}
+// PlanFrom implements PlannerFrom with the simulated semantics (the package's PlanFrom).
+func (s *Simulated) PlanFrom(c Change, pre Snapshot) (Snapshot, error) { return PlanFrom(pre, c) }
 
 // PlanFrom implements PlannerFrom for the tenant's executor when it can.
 func (r Router) PlanFrom(c Change, pre Snapshot) (Snapshot, error) {

@@ -461,3 +461,30 @@ func testProposalHistory(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Empty(t, got)
 }
+
+func testProposalListCreated(t *testing.T, s store.Store) {
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	var all []*store.Proposal
+	for i := range 5 {
+		p := NewProposal("t")
+		p.CreatedAt = base.Add(time.Duration(i) * time.Second)
+		all = append(all, mustCreate(t, s, p))
+	}
+	other := NewProposal("u")
+	other.CreatedAt = base.Add(2 * time.Second)
+	mustCreate(t, s, other)
+
+	// [from, to): from included, to excluded, oldest first, the tenant's only.
+	got, err := s.Proposals().ListCreated(ctx(t), "t", base.Add(time.Second), base.Add(4*time.Second), 0)
+	require.NoError(t, err)
+	require.Equal(t, all[1:4], got)
+
+	got, err = s.Proposals().ListCreated(ctx(t), "t", base, base.Add(time.Hour), 2)
+	require.NoError(t, err)
+	require.Equal(t, all[:2], got)
+
+	got, err = s.Proposals().ListCreated(ctx(t), "u", base, base.Add(2*time.Second), 10)
+	require.NoError(t, err)
+	require.NotNil(t, got)
+	require.Empty(t, got, "to is excluded")
+}

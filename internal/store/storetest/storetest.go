@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ProposalDuplicateID", testProposalDuplicateID},
 		{"ProposalTenantIsolation", testProposalTenantIsolation},
 		{"ProposalList", testProposalList},
+		{"ProposalListCreated", testProposalListCreated},
 		{"ProposalHistory", testProposalHistory},
 		{"ClaimWork", testClaimWork},
 		{"ClaimWorkConcurrent", testClaimWorkConcurrent},

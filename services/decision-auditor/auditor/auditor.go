@@ -177,8 +177,10 @@ func (s *Service) Definition() server.Service {
 			m("RecordSnapshot"): {auth.RoleService},
 			m("AppendEntry"):    {auth.RoleService},
 			m("AppendEntries"):  {auth.RoleService},
-			// A whole decision leaves the fabric in an export: auditors and admins only.
-			m("ExportDecision"): {auth.RoleAuditor, auth.RoleAdmin},
+			// A whole decision leaves the fabric in an export: auditors and admins only,
+			// and the fabric's own services (the sim-canary verifies the decisions it
+			// replays with their exports).
+			m("ExportDecision"): {auth.RoleAuditor, auth.RoleAdmin, auth.RoleService},
 		},
 	}
 	def.Validators = server.Validators{

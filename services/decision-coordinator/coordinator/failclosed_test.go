@@ -28,6 +28,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/actions"
 	"github.com/decision-fabric/fabric/internal/approval"
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/classify"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/world"
@@ -264,7 +265,7 @@ func (f *fabricUnderTest) checkEnacted(t testing.TB, c enactCase, out *coordinat
 	}
 	in := policy.Input{TenantID: "t1", Action: m.GetAction(), Target: m.GetTarget(), DeclaredImpact: m.GetImpact(),
 		Regions: m.GetRegions(), Parameters: m.GetParameters().AsMap(), UnknownAction: !actions.Known(m.GetAction()),
-		BlastRadius: math.Min(1, float64(max(len(m.GetRegions()), 1))/referenceRegions)}
+		BlastRadius: math.Min(1, float64(max(len(m.GetRegions()), 1))/classify.ReferenceRegions)}
 	in.ReplicaDelta, in.CostDeltaMonthly = world.Totals(diff)
 	d, err := f.engines[c.Enact].Evaluate(in)
 	require.NoError(t, err, "a change the policy refuses was enacted: %s", c)

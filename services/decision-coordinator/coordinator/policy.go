@@ -14,15 +14,12 @@ import (
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/actions"
+	"github.com/decision-fabric/fabric/internal/classify"
 	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/policy"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/world"
 )
-
-// referenceRegions is the region count a blast radius of 1 corresponds to: the five
-// default simulated regions.
-const referenceRegions = 5
 
 type policyResult struct {
 	decision policy.Decision
@@ -42,33 +39,13 @@ type policyResult struct {
 // and an infrastructure failure are returned as they are (not status errors): there is
 // no classification, and nothing may proceed on one.
 func (s *Service) evaluatePolicy(ctx context.Context, tenant string, m *typesv1.Manifest, pre world.Snapshot) (policyResult, error) {
-	c := manifestpkg.Change(tenant, m)
-	in := policy.Input{
-		TenantID: tenant, Action: m.GetAction(), Target: m.GetTarget(), DeclaredImpact: m.GetImpact(),
-		Regions: m.GetRegions(), Parameters: c.Parameters, TargetTenant: m.GetTenantId(),
-		BlastRadius:   math.Min(1, float64(max(len(m.GetRegions()), 1))/referenceRegions),
-		UnknownAction: !actions.Known(m.GetAction()),
-	}
+	in, c := classify.Input(tenant, m)
 	if s.deps.Policy == nil {
 		return policyResult{}, errors.New("coordinator: no decision policy")
 	}
 	plan, err := s.deps.World.Plan(ctx, c)
-	switch {
-	case errors.Is(err, world.ErrRejected):
-		// Still recorded (its dry run will fail with the reason), but at high impact.
-		in.ImpactUnknown = "the dry-run plan failed: " + err.Error()
-	case err != nil:
+	if err := classify.Size(&in, pre, plan, err); err != nil {
 		return policyResult{}, err
-	default:
-		changes, err := world.Diff(pre, plan)
-		if err != nil {
-			in.ImpactUnknown = "the plan cannot be compared with the pre-state: " + err.Error()
-			break
-		}
-		in.ReplicaDelta, in.CostDeltaMonthly = world.Totals(changes)
-		if math.IsNaN(in.CostDeltaMonthly) || math.IsInf(in.CostDeltaMonthly, 0) {
-			in.ImpactUnknown, in.CostDeltaMonthly = "the plan's cost change is not a finite number", 0
-		}
 	}
 	d, err := s.deps.Policy.Evaluate(in)
 	switch {

@@ -90,6 +90,7 @@ type Deps struct {
 type Service struct {
 	canaryv1.UnimplementedCanaryServiceServer
 	deps    Deps
+	replay  *ReplayDeps // set by WithReplay (replay.go)
 	metrics *metrics
 
 	// base is the parent of every rollout's context; Close cancels it.
@@ -169,6 +170,7 @@ func (s *Service) Definition() server.Service {
 			m("GetCanaryResult"): readers,
 			// The emergency stop: whoever may start a run (an admin holds every tenant role).
 			m("StopCanary"): {auth.RoleProposer, auth.RoleService},
+			m("Replay"):     {auth.RoleAuditor, auth.RoleAdmin},
 		},
 		Validators: server.Validators{
 			m("RunCanary"):       validateRun,

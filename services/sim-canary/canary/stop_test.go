@@ -19,41 +19,41 @@ import (
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
-// fakeCoordinator is the coordinator as a rollout sees it: it records the waves made
+// rolloutCoordinator is the coordinator as a rollout sees it: it records the waves made
 // and undone (the other methods are not called).
-type fakeCoordinator struct {
+type rolloutCoordinator struct {
 	coordinatorv1.CoordinatorServiceClient
 	mu        sync.Mutex
 	enacted   [][]string
 	rollbacks int
 }
 
-func (c *fakeCoordinator) GetProposal(context.Context, *coordinatorv1.GetProposalRequest, ...grpc.CallOption) (*coordinatorv1.GetProposalResponse, error) {
+func (c *rolloutCoordinator) GetProposal(context.Context, *coordinatorv1.GetProposalRequest, ...grpc.CallOption) (*coordinatorv1.GetProposalResponse, error) {
 	return &coordinatorv1.GetProposalResponse{Proposal: &coordinatorv1.Proposal{Id: "01JAAAAAAAAAAAAAAAAAAAAAAA", TenantId: "t1",
 		PreStateSha256: "pre", Manifest: &typesv1.Manifest{Action: "scale", Target: "svc", Regions: []string{"eu-west", "us-east"}}}}, nil
 }
 
-func (c *fakeCoordinator) EnactCanaryStage(_ context.Context, in *coordinatorv1.EnactCanaryStageRequest, _ ...grpc.CallOption) (*coordinatorv1.EnactCanaryStageResponse, error) {
+func (c *rolloutCoordinator) EnactCanaryStage(_ context.Context, in *coordinatorv1.EnactCanaryStageRequest, _ ...grpc.CallOption) (*coordinatorv1.EnactCanaryStageResponse, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.enacted = append(c.enacted, in.GetRegions())
 	return &coordinatorv1.EnactCanaryStageResponse{StagePreStateSha256: "a", StagePostStateSha256: "b", PreStateSha256: "pre"}, nil
 }
 
-func (c *fakeCoordinator) RollbackCanaryRun(context.Context, *coordinatorv1.RollbackCanaryRunRequest, ...grpc.CallOption) (*coordinatorv1.RollbackCanaryRunResponse, error) {
+func (c *rolloutCoordinator) RollbackCanaryRun(context.Context, *coordinatorv1.RollbackCanaryRunRequest, ...grpc.CallOption) (*coordinatorv1.RollbackCanaryRunResponse, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rollbacks++
 	return &coordinatorv1.RollbackCanaryRunResponse{RestoredStateSha256: "pre", PreStateSha256: "pre"}, nil
 }
 
-type fakeAuditor struct {
+type rolloutAuditor struct {
 	auditorv1.AuditorServiceClient
 	mu     sync.Mutex
 	events []string
 }
 
-func (a *fakeAuditor) AppendEntry(_ context.Context, in *auditorv1.AppendEntryRequest, _ ...grpc.CallOption) (*auditorv1.AppendEntryResponse, error) {
+func (a *rolloutAuditor) AppendEntry(_ context.Context, in *auditorv1.AppendEntryRequest, _ ...grpc.CallOption) (*auditorv1.AppendEntryResponse, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.events = append(a.events, in.GetEvent())
@@ -68,7 +68,7 @@ func TestStopHaltsARunningRollout(t *testing.T) {
 	st, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close() })
-	coord, aud := &fakeCoordinator{}, &fakeAuditor{}
+	coord, aud := &rolloutCoordinator{}, &rolloutAuditor{}
 	base := around(100, 0.05, 20)
 	_, err = New(Deps{Store: st, Coordinator: coord, Negotiator: nil, Scorer: nil, Auditor: aud,
 		Metrics: fixedSeries{"eu-west", base, base}, Settle: time.Hour,

@@ -1242,7 +1242,7 @@ var File_decisionfabric_canary_v1_canary_proto protoreflect.FileDescriptor
 
 const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"\n" +
-	"%decisionfabric/canary/v1/canary.proto\x12\x18decisionfabric.canary.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n" +
+	"%decisionfabric/canary/v1/canary.proto\x12\x18decisionfabric.canary.v1\x1a%decisionfabric/canary/v1/replay.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n" +
 	"\x10RunCanaryRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
 	"proposalId\x12\x17\n" +
@@ -1352,10 +1352,11 @@ const file_decisionfabric_canary_v1_canary_proto_rawDesc = "" +
 	"\x06inputs\x18\x06 \x03(\v20.decisionfabric.canary.v1.CanaryStep.InputsEntryR\x06inputs\x1a9\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xab\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xa3\x04\n" +
 	"\rCanaryService\x12|\n" +
 	"\tRunCanary\x12*.decisionfabric.canary.v1.RunCanaryRequest\x1a+.decisionfabric.canary.v1.RunCanaryResponse\"\x16\x82\xd3\xe4\x93\x02\x10:\x01*\"\v/canary/run\x12\x93\x01\n" +
-	"\x0fGetCanaryResult\x120.decisionfabric.canary.v1.GetCanaryResultRequest\x1a1.decisionfabric.canary.v1.GetCanaryResultResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/canary/{id}/result\x12\x85\x01\n" +
+	"\x0fGetCanaryResult\x120.decisionfabric.canary.v1.GetCanaryResultRequest\x1a1.decisionfabric.canary.v1.GetCanaryResultResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/canary/{id}/result\x12v\n" +
+	"\x06Replay\x12'.decisionfabric.canary.v1.ReplayRequest\x1a(.decisionfabric.canary.v1.ReplayResponse\"\x19\x82\xd3\xe4\x93\x02\x13:\x01*\"\x0e/canary/replay\x12\x85\x01\n" +
 	"\n" +
 	"StopCanary\x12+.decisionfabric.canary.v1.StopCanaryRequest\x1a,.decisionfabric.canary.v1.StopCanaryResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/canary/{id}/stopBLZJgithub.com/decision-fabric/fabric/gen/go/decisionfabric/canary/v1;canaryv1b\x06proto3"
 
@@ -1389,6 +1390,8 @@ var file_decisionfabric_canary_v1_canary_proto_goTypes = []any{
 	(*CanaryStep)(nil),              // 13: decisionfabric.canary.v1.CanaryStep
 	nil,                             // 14: decisionfabric.canary.v1.CanaryStep.InputsEntry
 	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(*ReplayRequest)(nil),           // 16: decisionfabric.canary.v1.ReplayRequest
+	(*ReplayResponse)(nil),          // 17: decisionfabric.canary.v1.ReplayResponse
 }
 var file_decisionfabric_canary_v1_canary_proto_depIdxs = []int32{
 	4,  // 0: decisionfabric.canary.v1.RunCanaryResponse.run:type_name -> decisionfabric.canary.v1.CanaryRun
@@ -1409,12 +1412,14 @@ var file_decisionfabric_canary_v1_canary_proto_depIdxs = []int32{
 	14, // 15: decisionfabric.canary.v1.CanaryStep.inputs:type_name -> decisionfabric.canary.v1.CanaryStep.InputsEntry
 	0,  // 16: decisionfabric.canary.v1.CanaryService.RunCanary:input_type -> decisionfabric.canary.v1.RunCanaryRequest
 	2,  // 17: decisionfabric.canary.v1.CanaryService.GetCanaryResult:input_type -> decisionfabric.canary.v1.GetCanaryResultRequest
-	7,  // 18: decisionfabric.canary.v1.CanaryService.StopCanary:input_type -> decisionfabric.canary.v1.StopCanaryRequest
-	1,  // 19: decisionfabric.canary.v1.CanaryService.RunCanary:output_type -> decisionfabric.canary.v1.RunCanaryResponse
-	3,  // 20: decisionfabric.canary.v1.CanaryService.GetCanaryResult:output_type -> decisionfabric.canary.v1.GetCanaryResultResponse
-	8,  // 21: decisionfabric.canary.v1.CanaryService.StopCanary:output_type -> decisionfabric.canary.v1.StopCanaryResponse
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
+	16, // 18: decisionfabric.canary.v1.CanaryService.Replay:input_type -> decisionfabric.canary.v1.ReplayRequest
+	7,  // 19: decisionfabric.canary.v1.CanaryService.StopCanary:input_type -> decisionfabric.canary.v1.StopCanaryRequest
+	1,  // 20: decisionfabric.canary.v1.CanaryService.RunCanary:output_type -> decisionfabric.canary.v1.RunCanaryResponse
+	3,  // 21: decisionfabric.canary.v1.CanaryService.GetCanaryResult:output_type -> decisionfabric.canary.v1.GetCanaryResultResponse
+	17, // 22: decisionfabric.canary.v1.CanaryService.Replay:output_type -> decisionfabric.canary.v1.ReplayResponse
+	8,  // 23: decisionfabric.canary.v1.CanaryService.StopCanary:output_type -> decisionfabric.canary.v1.StopCanaryResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -1425,6 +1430,7 @@ func file_decisionfabric_canary_v1_canary_proto_init() {
 	if File_decisionfabric_canary_v1_canary_proto != nil {
 		return
 	}
+	file_decisionfabric_canary_v1_replay_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	CanaryService_RunCanary_FullMethodName       = "/decisionfabric.canary.v1.CanaryService/RunCanary"
 	CanaryService_GetCanaryResult_FullMethodName = "/decisionfabric.canary.v1.CanaryService/GetCanaryResult"
+	CanaryService_Replay_FullMethodName          = "/decisionfabric.canary.v1.CanaryService/Replay"
 	CanaryService_StopCanary_FullMethodName      = "/decisionfabric.canary.v1.CanaryService/StopCanary"
 )
 
@@ -65,6 +66,16 @@ type CanaryServiceClient interface {
 	// Errors: INVALID_ARGUMENT (400) for a malformed id; NOT_FOUND (404) for an unknown run
 	// or another tenant's.
 	GetCanaryResult(ctx context.Context, in *GetCanaryResultRequest, opts ...grpc.CallOption) (*GetCanaryResultResponse, error)
+	// Replay re-decides past decisions of the caller's tenant under a candidate (a
+	// decision policy, a region set) and reports which outcomes would change and why. It
+	// verifies each record it reads (decision export, signatures, audit proofs) and reports
+	// one that does not verify. It only reads: no proposal, audit entry or notification.
+	// Roles: auditor, admin. The answer carries a plain-text `table` beside the results.
+	//
+	// Errors: INVALID_ARGUMENT (400) for neither or both of proposal_ids and from/to, more
+	// than 100 ids, a bad window, a candidate policy that does not compile (naming its
+	// line) or over 64 KiB, a bad region; UNIMPLEMENTED (501) for candidate_model.
+	Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (*ReplayResponse, error)
 	// StopCanary is the emergency stop: a RUNNING or HELD canary rollout stops at once,
 	// every wave it enacted is rolled back (the world hashes to the pre-state again) and
 	// the run is STOPPED, audited. Stopping a run that has already ended changes nothing
@@ -99,6 +110,16 @@ func (c *canaryServiceClient) GetCanaryResult(ctx context.Context, in *GetCanary
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetCanaryResultResponse)
 	err := c.cc.Invoke(ctx, CanaryService_GetCanaryResult_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *canaryServiceClient) Replay(ctx context.Context, in *ReplayRequest, opts ...grpc.CallOption) (*ReplayResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplayResponse)
+	err := c.cc.Invoke(ctx, CanaryService_Replay_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +174,16 @@ type CanaryServiceServer interface {
 	// Errors: INVALID_ARGUMENT (400) for a malformed id; NOT_FOUND (404) for an unknown run
 	// or another tenant's.
 	GetCanaryResult(context.Context, *GetCanaryResultRequest) (*GetCanaryResultResponse, error)
+	// Replay re-decides past decisions of the caller's tenant under a candidate (a
+	// decision policy, a region set) and reports which outcomes would change and why. It
+	// verifies each record it reads (decision export, signatures, audit proofs) and reports
+	// one that does not verify. It only reads: no proposal, audit entry or notification.
+	// Roles: auditor, admin. The answer carries a plain-text `table` beside the results.
+	//
+	// Errors: INVALID_ARGUMENT (400) for neither or both of proposal_ids and from/to, more
+	// than 100 ids, a bad window, a candidate policy that does not compile (naming its
+	// line) or over 64 KiB, a bad region; UNIMPLEMENTED (501) for candidate_model.
+	Replay(context.Context, *ReplayRequest) (*ReplayResponse, error)
 	// StopCanary is the emergency stop: a RUNNING or HELD canary rollout stops at once,
 	// every wave it enacted is rolled back (the world hashes to the pre-state again) and
 	// the run is STOPPED, audited. Stopping a run that has already ended changes nothing
@@ -178,6 +209,9 @@ func (UnimplementedCanaryServiceServer) RunCanary(context.Context, *RunCanaryReq
 }
 func (UnimplementedCanaryServiceServer) GetCanaryResult(context.Context, *GetCanaryResultRequest) (*GetCanaryResultResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCanaryResult not implemented")
+}
+func (UnimplementedCanaryServiceServer) Replay(context.Context, *ReplayRequest) (*ReplayResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Replay not implemented")
 }
 func (UnimplementedCanaryServiceServer) StopCanary(context.Context, *StopCanaryRequest) (*StopCanaryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StopCanary not implemented")
@@ -239,6 +273,24 @@ func _CanaryService_GetCanaryResult_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CanaryService_Replay_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplayRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CanaryServiceServer).Replay(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CanaryService_Replay_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CanaryServiceServer).Replay(ctx, req.(*ReplayRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CanaryService_StopCanary_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StopCanaryRequest)
 	if err := dec(in); err != nil {
@@ -271,6 +323,10 @@ var CanaryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCanaryResult",
 			Handler:    _CanaryService_GetCanaryResult_Handler,
+		},
+		{
+			MethodName: "Replay",
+			Handler:    _CanaryService_Replay_Handler,
 		},
 		{
 			MethodName: "StopCanary",

@@ -1694,6 +1694,208 @@ func (x *RecordApprovalResponse) GetApproval() *v1.Approval {
 	return nil
 }
 
+// ListDecisionRecordsRequest names decision records by id or by creation window.
+type ListDecisionRecordsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Proposal ids, at most 200.
+	Ids []string `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	// Start of the creation window (inclusive).
+	From *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// End of the creation window (exclusive).
+	To *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	// For a window: at most this many records, 1-200 (0 means 200).
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionRecordsRequest) Reset() {
+	*x = ListDecisionRecordsRequest{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionRecordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionRecordsRequest) ProtoMessage() {}
+
+func (x *ListDecisionRecordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionRecordsRequest.ProtoReflect.Descriptor instead.
+func (*ListDecisionRecordsRequest) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListDecisionRecordsRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListDecisionRecordsResponse carries the records.
+type ListDecisionRecordsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The records: in request order for ids, oldest first for a window.
+	Records []*DecisionRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Requested ids that name no proposal of the caller's tenant.
+	NotFound []string `protobuf:"bytes,2,rep,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	// The window held more proposals than limit.
+	Truncated     bool `protobuf:"varint,3,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionRecordsResponse) Reset() {
+	*x = ListDecisionRecordsResponse{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionRecordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionRecordsResponse) ProtoMessage() {}
+
+func (x *ListDecisionRecordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionRecordsResponse.ProtoReflect.Descriptor instead.
+func (*ListDecisionRecordsResponse) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListDecisionRecordsResponse) GetRecords() []*DecisionRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsResponse) GetNotFound() []string {
+	if x != nil {
+		return x.NotFound
+	}
+	return nil
+}
+
+func (x *ListDecisionRecordsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+// DecisionRecord is one decision with the inputs it was decided on.
+type DecisionRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The proposal, as GetProposal returns it.
+	Proposal *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	// The pre-state snapshot of the target as stored at submission: RFC 8785 canonical
+	// JSON, the state the policy classified the change against. Empty when none is stored.
+	PreState []byte `protobuf:"bytes,2,opt,name=pre_state,json=preState,proto3" json:"pre_state,omitempty"`
+	// Lower-case hex SHA256 of pre_state, as stored with it.
+	PreStateSha256 string `protobuf:"bytes,3,opt,name=pre_state_sha256,json=preStateSha256,proto3" json:"pre_state_sha256,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DecisionRecord) Reset() {
+	*x = DecisionRecord{}
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecisionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecisionRecord) ProtoMessage() {}
+
+func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
+func (*DecisionRecord) Descriptor() ([]byte, []int) {
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DecisionRecord) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+func (x *DecisionRecord) GetPreState() []byte {
+	if x != nil {
+		return x.PreState
+	}
+	return nil
+}
+
+func (x *DecisionRecord) GetPreStateSha256() string {
+	if x != nil {
+		return x.PreStateSha256
+	}
+	return ""
+}
+
 // RehearseEnactmentRequest names the proposal and, optionally, the manifest a rehearsed
 // negotiation agreed on.
 type RehearseEnactmentRequest struct {
@@ -1710,7 +1912,7 @@ type RehearseEnactmentRequest struct {
 
 func (x *RehearseEnactmentRequest) Reset() {
 	*x = RehearseEnactmentRequest{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[20]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1722,7 +1924,7 @@ func (x *RehearseEnactmentRequest) String() string {
 func (*RehearseEnactmentRequest) ProtoMessage() {}
 
 func (x *RehearseEnactmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[20]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1735,7 +1937,7 @@ func (x *RehearseEnactmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RehearseEnactmentRequest.ProtoReflect.Descriptor instead.
 func (*RehearseEnactmentRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{20}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RehearseEnactmentRequest) GetId() string {
@@ -1787,7 +1989,7 @@ type RehearseEnactmentResponse struct {
 
 func (x *RehearseEnactmentResponse) Reset() {
 	*x = RehearseEnactmentResponse{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[21]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +2001,7 @@ func (x *RehearseEnactmentResponse) String() string {
 func (*RehearseEnactmentResponse) ProtoMessage() {}
 
 func (x *RehearseEnactmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[21]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +2014,7 @@ func (x *RehearseEnactmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RehearseEnactmentResponse.ProtoReflect.Descriptor instead.
 func (*RehearseEnactmentResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{21}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RehearseEnactmentResponse) GetStatus() ProposalStatus {
@@ -1917,7 +2119,7 @@ type RehearsedApproval struct {
 
 func (x *RehearsedApproval) Reset() {
 	*x = RehearsedApproval{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[22]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2131,7 @@ func (x *RehearsedApproval) String() string {
 func (*RehearsedApproval) ProtoMessage() {}
 
 func (x *RehearsedApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[22]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2144,7 @@ func (x *RehearsedApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RehearsedApproval.ProtoReflect.Descriptor instead.
 func (*RehearsedApproval) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{22}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RehearsedApproval) GetRequired() bool {
@@ -1988,7 +2190,7 @@ type RehearsedAuditEntry struct {
 
 func (x *RehearsedAuditEntry) Reset() {
 	*x = RehearsedAuditEntry{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2000,7 +2202,7 @@ func (x *RehearsedAuditEntry) String() string {
 func (*RehearsedAuditEntry) ProtoMessage() {}
 
 func (x *RehearsedAuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[23]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2013,7 +2215,7 @@ func (x *RehearsedAuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RehearsedAuditEntry.ProtoReflect.Descriptor instead.
 func (*RehearsedAuditEntry) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{23}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RehearsedAuditEntry) GetEvent() string {
@@ -2054,7 +2256,7 @@ type EnactCanaryStageRequest struct {
 
 func (x *EnactCanaryStageRequest) Reset() {
 	*x = EnactCanaryStageRequest{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2268,7 @@ func (x *EnactCanaryStageRequest) String() string {
 func (*EnactCanaryStageRequest) ProtoMessage() {}
 
 func (x *EnactCanaryStageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[24]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2281,7 @@ func (x *EnactCanaryStageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnactCanaryStageRequest.ProtoReflect.Descriptor instead.
 func (*EnactCanaryStageRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{24}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EnactCanaryStageRequest) GetId() string {
@@ -2125,7 +2327,7 @@ type EnactCanaryStageResponse struct {
 
 func (x *EnactCanaryStageResponse) Reset() {
 	*x = EnactCanaryStageResponse{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2339,7 @@ func (x *EnactCanaryStageResponse) String() string {
 func (*EnactCanaryStageResponse) ProtoMessage() {}
 
 func (x *EnactCanaryStageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[25]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2352,7 @@ func (x *EnactCanaryStageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnactCanaryStageResponse.ProtoReflect.Descriptor instead.
 func (*EnactCanaryStageResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{25}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EnactCanaryStageResponse) GetStagePreStateSha256() string {
@@ -2189,7 +2391,7 @@ type RollbackCanaryRunRequest struct {
 
 func (x *RollbackCanaryRunRequest) Reset() {
 	*x = RollbackCanaryRunRequest{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2201,7 +2403,7 @@ func (x *RollbackCanaryRunRequest) String() string {
 func (*RollbackCanaryRunRequest) ProtoMessage() {}
 
 func (x *RollbackCanaryRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[26]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2214,7 +2416,7 @@ func (x *RollbackCanaryRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackCanaryRunRequest.ProtoReflect.Descriptor instead.
 func (*RollbackCanaryRunRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{26}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RollbackCanaryRunRequest) GetId() string {
@@ -2251,7 +2453,7 @@ type RollbackCanaryRunResponse struct {
 
 func (x *RollbackCanaryRunResponse) Reset() {
 	*x = RollbackCanaryRunResponse{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2465,7 @@ func (x *RollbackCanaryRunResponse) String() string {
 func (*RollbackCanaryRunResponse) ProtoMessage() {}
 
 func (x *RollbackCanaryRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[27]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2478,7 @@ func (x *RollbackCanaryRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackCanaryRunResponse.ProtoReflect.Descriptor instead.
 func (*RollbackCanaryRunResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{27}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RollbackCanaryRunResponse) GetRestoredStateSha256() string {
@@ -2306,7 +2508,7 @@ type CompleteCanaryRunRequest struct {
 
 func (x *CompleteCanaryRunRequest) Reset() {
 	*x = CompleteCanaryRunRequest{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2318,7 +2520,7 @@ func (x *CompleteCanaryRunRequest) String() string {
 func (*CompleteCanaryRunRequest) ProtoMessage() {}
 
 func (x *CompleteCanaryRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[28]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2331,7 +2533,7 @@ func (x *CompleteCanaryRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCanaryRunRequest.ProtoReflect.Descriptor instead.
 func (*CompleteCanaryRunRequest) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{28}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CompleteCanaryRunRequest) GetId() string {
@@ -2361,7 +2563,7 @@ type CompleteCanaryRunResponse struct {
 
 func (x *CompleteCanaryRunResponse) Reset() {
 	*x = CompleteCanaryRunResponse{}
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +2575,7 @@ func (x *CompleteCanaryRunResponse) String() string {
 func (*CompleteCanaryRunResponse) ProtoMessage() {}
 
 func (x *CompleteCanaryRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[29]
+	mi := &file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +2588,7 @@ func (x *CompleteCanaryRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteCanaryRunResponse.ProtoReflect.Descriptor instead.
 func (*CompleteCanaryRunResponse) Descriptor() ([]byte, []int) {
-	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{29}
+	return file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CompleteCanaryRunResponse) GetProposal() *Proposal {
@@ -2530,7 +2732,20 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\bapproval\x18\x03 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval\"\x9c\x01\n" +
 	"\x16RecordApprovalResponse\x12C\n" +
 	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12=\n" +
-	"\bapproval\x18\x02 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval\"i\n" +
+	"\bapproval\x18\x02 \x01(\v2!.decisionfabric.types.v1.ApprovalR\bapproval\"\xa0\x01\n" +
+	"\x1aListDecisionRecordsRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12.\n" +
+	"\x04from\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\"\xa1\x01\n" +
+	"\x1bListDecisionRecordsResponse\x12G\n" +
+	"\arecords\x18\x01 \x03(\v2-.decisionfabric.coordinator.v1.DecisionRecordR\arecords\x12\x1b\n" +
+	"\tnot_found\x18\x02 \x03(\tR\bnotFound\x12\x1c\n" +
+	"\ttruncated\x18\x03 \x01(\bR\ttruncated\"\x9c\x01\n" +
+	"\x0eDecisionRecord\x12C\n" +
+	"\bproposal\x18\x01 \x01(\v2'.decisionfabric.coordinator.v1.ProposalR\bproposal\x12\x1b\n" +
+	"\tpre_state\x18\x02 \x01(\fR\bpreState\x12(\n" +
+	"\x10pre_state_sha256\x18\x03 \x01(\tR\x0epreStateSha256\"i\n" +
 	"\x18RehearseEnactmentRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12=\n" +
 	"\bmanifest\x18\x02 \x01(\v2!.decisionfabric.types.v1.ManifestR\bmanifest\"\xe8\x05\n" +
@@ -2594,7 +2809,7 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\x12\"\n" +
 	"\x1ePROPOSAL_STATUS_DRY_RUN_FAILED\x10\v\x12\x1b\n" +
 	"\x17PROPOSAL_STATUS_ENACTED\x10\f\x12\x1f\n" +
-	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xd6\f\n" +
+	"\x1bPROPOSAL_STATUS_ROLLED_BACK\x10\r2\xe5\r\n" +
 	"\x12CoordinatorService\x12\x94\x01\n" +
 	"\x0eSubmitProposal\x124.decisionfabric.coordinator.v1.SubmitProposalRequest\x1a5.decisionfabric.coordinator.v1.SubmitProposalResponse\"\x15\x82\xd3\xe4\x93\x02\x0f:\x01*\"\n" +
 	"/proposals\x12\x8d\x01\n" +
@@ -2604,7 +2819,8 @@ const file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc = "" +
 	"\rEnactProposal\x123.decisionfabric.coordinator.v1.EnactProposalRequest\x1a4.decisionfabric.coordinator.v1.EnactProposalResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/proposals/{id}/enact\x12\xa8\x01\n" +
 	"\x10RollbackProposal\x126.decisionfabric.coordinator.v1.RollbackProposalRequest\x1a7.decisionfabric.coordinator.v1.RollbackProposalResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/proposals/{id}/rollback\x12\x9d\x01\n" +
 	"\x0eDescribeChange\x124.decisionfabric.coordinator.v1.DescribeChangeRequest\x1a5.decisionfabric.coordinator.v1.DescribeChangeResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/proposals/{id}/change\x12}\n" +
-	"\x0eRecordApproval\x124.decisionfabric.coordinator.v1.RecordApprovalRequest\x1a5.decisionfabric.coordinator.v1.RecordApprovalResponse\x12\x86\x01\n" +
+	"\x0eRecordApproval\x124.decisionfabric.coordinator.v1.RecordApprovalRequest\x1a5.decisionfabric.coordinator.v1.RecordApprovalResponse\x12\x8c\x01\n" +
+	"\x13ListDecisionRecords\x129.decisionfabric.coordinator.v1.ListDecisionRecordsRequest\x1a:.decisionfabric.coordinator.v1.ListDecisionRecordsResponse\x12\x86\x01\n" +
 	"\x11RehearseEnactment\x127.decisionfabric.coordinator.v1.RehearseEnactmentRequest\x1a8.decisionfabric.coordinator.v1.RehearseEnactmentResponse\x12\x83\x01\n" +
 	"\x10EnactCanaryStage\x126.decisionfabric.coordinator.v1.EnactCanaryStageRequest\x1a7.decisionfabric.coordinator.v1.EnactCanaryStageResponse\x12\x86\x01\n" +
 	"\x11RollbackCanaryRun\x127.decisionfabric.coordinator.v1.RollbackCanaryRunRequest\x1a8.decisionfabric.coordinator.v1.RollbackCanaryRunResponse\x12\x86\x01\n" +
@@ -2623,118 +2839,127 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_decisionfabric_coordinator_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_decisionfabric_coordinator_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_decisionfabric_coordinator_v1_coordinator_proto_goTypes = []any{
-	(ProposalStatus)(0),               // 0: decisionfabric.coordinator.v1.ProposalStatus
-	(*Proposal)(nil),                  // 1: decisionfabric.coordinator.v1.Proposal
-	(*PolicyDecision)(nil),            // 2: decisionfabric.coordinator.v1.PolicyDecision
-	(*Score)(nil),                     // 3: decisionfabric.coordinator.v1.Score
-	(*DryRunResult)(nil),              // 4: decisionfabric.coordinator.v1.DryRunResult
-	(*VoteSummary)(nil),               // 5: decisionfabric.coordinator.v1.VoteSummary
-	(*SubmitProposalRequest)(nil),     // 6: decisionfabric.coordinator.v1.SubmitProposalRequest
-	(*SubmitProposalResponse)(nil),    // 7: decisionfabric.coordinator.v1.SubmitProposalResponse
-	(*GetProposalRequest)(nil),        // 8: decisionfabric.coordinator.v1.GetProposalRequest
-	(*GetProposalResponse)(nil),       // 9: decisionfabric.coordinator.v1.GetProposalResponse
-	(*ListProposalsRequest)(nil),      // 10: decisionfabric.coordinator.v1.ListProposalsRequest
-	(*ListProposalsResponse)(nil),     // 11: decisionfabric.coordinator.v1.ListProposalsResponse
-	(*EnactProposalRequest)(nil),      // 12: decisionfabric.coordinator.v1.EnactProposalRequest
-	(*RollbackProposalRequest)(nil),   // 13: decisionfabric.coordinator.v1.RollbackProposalRequest
-	(*RollbackProposalResponse)(nil),  // 14: decisionfabric.coordinator.v1.RollbackProposalResponse
-	(*EnactProposalResponse)(nil),     // 15: decisionfabric.coordinator.v1.EnactProposalResponse
-	(*DescribeChangeRequest)(nil),     // 16: decisionfabric.coordinator.v1.DescribeChangeRequest
-	(*DescribeChangeResponse)(nil),    // 17: decisionfabric.coordinator.v1.DescribeChangeResponse
-	(*ChangeLine)(nil),                // 18: decisionfabric.coordinator.v1.ChangeLine
-	(*RecordApprovalRequest)(nil),     // 19: decisionfabric.coordinator.v1.RecordApprovalRequest
-	(*RecordApprovalResponse)(nil),    // 20: decisionfabric.coordinator.v1.RecordApprovalResponse
-	(*RehearseEnactmentRequest)(nil),  // 21: decisionfabric.coordinator.v1.RehearseEnactmentRequest
-	(*RehearseEnactmentResponse)(nil), // 22: decisionfabric.coordinator.v1.RehearseEnactmentResponse
-	(*RehearsedApproval)(nil),         // 23: decisionfabric.coordinator.v1.RehearsedApproval
-	(*RehearsedAuditEntry)(nil),       // 24: decisionfabric.coordinator.v1.RehearsedAuditEntry
-	(*EnactCanaryStageRequest)(nil),   // 25: decisionfabric.coordinator.v1.EnactCanaryStageRequest
-	(*EnactCanaryStageResponse)(nil),  // 26: decisionfabric.coordinator.v1.EnactCanaryStageResponse
-	(*RollbackCanaryRunRequest)(nil),  // 27: decisionfabric.coordinator.v1.RollbackCanaryRunRequest
-	(*RollbackCanaryRunResponse)(nil), // 28: decisionfabric.coordinator.v1.RollbackCanaryRunResponse
-	(*CompleteCanaryRunRequest)(nil),  // 29: decisionfabric.coordinator.v1.CompleteCanaryRunRequest
-	(*CompleteCanaryRunResponse)(nil), // 30: decisionfabric.coordinator.v1.CompleteCanaryRunResponse
-	(*v1.Manifest)(nil),               // 31: decisionfabric.types.v1.Manifest
-	(*structpb.Struct)(nil),           // 32: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
-	(*v1.ManifestSignature)(nil),      // 34: decisionfabric.types.v1.ManifestSignature
-	(*v1.ConsensusBundle)(nil),        // 35: decisionfabric.types.v1.ConsensusBundle
-	(*v1.Approval)(nil),               // 36: decisionfabric.types.v1.Approval
-	(*v1.Snapshot)(nil),               // 37: decisionfabric.types.v1.Snapshot
-	(*v11.HistoryCounts)(nil),         // 38: decisionfabric.scorer.v1.HistoryCounts
+	(ProposalStatus)(0),                 // 0: decisionfabric.coordinator.v1.ProposalStatus
+	(*Proposal)(nil),                    // 1: decisionfabric.coordinator.v1.Proposal
+	(*PolicyDecision)(nil),              // 2: decisionfabric.coordinator.v1.PolicyDecision
+	(*Score)(nil),                       // 3: decisionfabric.coordinator.v1.Score
+	(*DryRunResult)(nil),                // 4: decisionfabric.coordinator.v1.DryRunResult
+	(*VoteSummary)(nil),                 // 5: decisionfabric.coordinator.v1.VoteSummary
+	(*SubmitProposalRequest)(nil),       // 6: decisionfabric.coordinator.v1.SubmitProposalRequest
+	(*SubmitProposalResponse)(nil),      // 7: decisionfabric.coordinator.v1.SubmitProposalResponse
+	(*GetProposalRequest)(nil),          // 8: decisionfabric.coordinator.v1.GetProposalRequest
+	(*GetProposalResponse)(nil),         // 9: decisionfabric.coordinator.v1.GetProposalResponse
+	(*ListProposalsRequest)(nil),        // 10: decisionfabric.coordinator.v1.ListProposalsRequest
+	(*ListProposalsResponse)(nil),       // 11: decisionfabric.coordinator.v1.ListProposalsResponse
+	(*EnactProposalRequest)(nil),        // 12: decisionfabric.coordinator.v1.EnactProposalRequest
+	(*RollbackProposalRequest)(nil),     // 13: decisionfabric.coordinator.v1.RollbackProposalRequest
+	(*RollbackProposalResponse)(nil),    // 14: decisionfabric.coordinator.v1.RollbackProposalResponse
+	(*EnactProposalResponse)(nil),       // 15: decisionfabric.coordinator.v1.EnactProposalResponse
+	(*DescribeChangeRequest)(nil),       // 16: decisionfabric.coordinator.v1.DescribeChangeRequest
+	(*DescribeChangeResponse)(nil),      // 17: decisionfabric.coordinator.v1.DescribeChangeResponse
+	(*ChangeLine)(nil),                  // 18: decisionfabric.coordinator.v1.ChangeLine
+	(*RecordApprovalRequest)(nil),       // 19: decisionfabric.coordinator.v1.RecordApprovalRequest
+	(*RecordApprovalResponse)(nil),      // 20: decisionfabric.coordinator.v1.RecordApprovalResponse
+	(*ListDecisionRecordsRequest)(nil),  // 21: decisionfabric.coordinator.v1.ListDecisionRecordsRequest
+	(*ListDecisionRecordsResponse)(nil), // 22: decisionfabric.coordinator.v1.ListDecisionRecordsResponse
+	(*DecisionRecord)(nil),              // 23: decisionfabric.coordinator.v1.DecisionRecord
+	(*RehearseEnactmentRequest)(nil),    // 24: decisionfabric.coordinator.v1.RehearseEnactmentRequest
+	(*RehearseEnactmentResponse)(nil),   // 25: decisionfabric.coordinator.v1.RehearseEnactmentResponse
+	(*RehearsedApproval)(nil),           // 26: decisionfabric.coordinator.v1.RehearsedApproval
+	(*RehearsedAuditEntry)(nil),         // 27: decisionfabric.coordinator.v1.RehearsedAuditEntry
+	(*EnactCanaryStageRequest)(nil),     // 28: decisionfabric.coordinator.v1.EnactCanaryStageRequest
+	(*EnactCanaryStageResponse)(nil),    // 29: decisionfabric.coordinator.v1.EnactCanaryStageResponse
+	(*RollbackCanaryRunRequest)(nil),    // 30: decisionfabric.coordinator.v1.RollbackCanaryRunRequest
+	(*RollbackCanaryRunResponse)(nil),   // 31: decisionfabric.coordinator.v1.RollbackCanaryRunResponse
+	(*CompleteCanaryRunRequest)(nil),    // 32: decisionfabric.coordinator.v1.CompleteCanaryRunRequest
+	(*CompleteCanaryRunResponse)(nil),   // 33: decisionfabric.coordinator.v1.CompleteCanaryRunResponse
+	(*v1.Manifest)(nil),                 // 34: decisionfabric.types.v1.Manifest
+	(*structpb.Struct)(nil),             // 35: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
+	(*v1.ManifestSignature)(nil),        // 37: decisionfabric.types.v1.ManifestSignature
+	(*v1.ConsensusBundle)(nil),          // 38: decisionfabric.types.v1.ConsensusBundle
+	(*v1.Approval)(nil),                 // 39: decisionfabric.types.v1.Approval
+	(*v1.Snapshot)(nil),                 // 40: decisionfabric.types.v1.Snapshot
+	(*v11.HistoryCounts)(nil),           // 41: decisionfabric.scorer.v1.HistoryCounts
 }
 var file_decisionfabric_coordinator_v1_coordinator_proto_depIdxs = []int32{
 	0,  // 0: decisionfabric.coordinator.v1.Proposal.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	31, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
-	32, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
-	33, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
-	33, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
+	34, // 1: decisionfabric.coordinator.v1.Proposal.manifest:type_name -> decisionfabric.types.v1.Manifest
+	35, // 2: decisionfabric.coordinator.v1.Proposal.metadata:type_name -> google.protobuf.Struct
+	36, // 3: decisionfabric.coordinator.v1.Proposal.created_at:type_name -> google.protobuf.Timestamp
+	36, // 4: decisionfabric.coordinator.v1.Proposal.updated_at:type_name -> google.protobuf.Timestamp
 	5,  // 5: decisionfabric.coordinator.v1.Proposal.votes:type_name -> decisionfabric.coordinator.v1.VoteSummary
-	31, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
+	34, // 6: decisionfabric.coordinator.v1.Proposal.agreed_manifest:type_name -> decisionfabric.types.v1.Manifest
 	2,  // 7: decisionfabric.coordinator.v1.Proposal.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
 	3,  // 8: decisionfabric.coordinator.v1.Proposal.score:type_name -> decisionfabric.coordinator.v1.Score
 	4,  // 9: decisionfabric.coordinator.v1.Proposal.dry_run_result:type_name -> decisionfabric.coordinator.v1.DryRunResult
-	34, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
-	35, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
-	36, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
-	33, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
-	33, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
-	31, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	32, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
-	34, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	37, // 10: decisionfabric.coordinator.v1.Proposal.manifest_signature:type_name -> decisionfabric.types.v1.ManifestSignature
+	38, // 11: decisionfabric.coordinator.v1.Proposal.consensus_bundle:type_name -> decisionfabric.types.v1.ConsensusBundle
+	39, // 12: decisionfabric.coordinator.v1.Proposal.approvals:type_name -> decisionfabric.types.v1.Approval
+	36, // 13: decisionfabric.coordinator.v1.Proposal.approval_deadline:type_name -> google.protobuf.Timestamp
+	36, // 14: decisionfabric.coordinator.v1.DryRunResult.ran_at:type_name -> google.protobuf.Timestamp
+	34, // 15: decisionfabric.coordinator.v1.SubmitProposalRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	35, // 16: decisionfabric.coordinator.v1.SubmitProposalRequest.metadata:type_name -> google.protobuf.Struct
+	37, // 17: decisionfabric.coordinator.v1.SubmitProposalRequest.signature:type_name -> decisionfabric.types.v1.ManifestSignature
 	1,  // 18: decisionfabric.coordinator.v1.SubmitProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
 	1,  // 19: decisionfabric.coordinator.v1.GetProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
 	0,  // 20: decisionfabric.coordinator.v1.ListProposalsRequest.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
 	1,  // 21: decisionfabric.coordinator.v1.ListProposalsResponse.proposals:type_name -> decisionfabric.coordinator.v1.Proposal
 	1,  // 22: decisionfabric.coordinator.v1.RollbackProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	37, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
+	40, // 23: decisionfabric.coordinator.v1.RollbackProposalResponse.restored:type_name -> decisionfabric.types.v1.Snapshot
 	1,  // 24: decisionfabric.coordinator.v1.EnactProposalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	37, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
-	37, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
-	32, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
-	32, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
+	40, // 25: decisionfabric.coordinator.v1.EnactProposalResponse.pre:type_name -> decisionfabric.types.v1.Snapshot
+	40, // 26: decisionfabric.coordinator.v1.EnactProposalResponse.post:type_name -> decisionfabric.types.v1.Snapshot
+	35, // 27: decisionfabric.coordinator.v1.DescribeChangeResponse.current_state:type_name -> google.protobuf.Struct
+	35, // 28: decisionfabric.coordinator.v1.DescribeChangeResponse.planned_state:type_name -> google.protobuf.Struct
 	18, // 29: decisionfabric.coordinator.v1.DescribeChangeResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
-	36, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
+	39, // 30: decisionfabric.coordinator.v1.RecordApprovalRequest.approval:type_name -> decisionfabric.types.v1.Approval
 	1,  // 31: decisionfabric.coordinator.v1.RecordApprovalResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	36, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
-	31, // 33: decisionfabric.coordinator.v1.RehearseEnactmentRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
-	0,  // 34: decisionfabric.coordinator.v1.RehearseEnactmentResponse.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
-	2,  // 35: decisionfabric.coordinator.v1.RehearseEnactmentResponse.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
-	23, // 36: decisionfabric.coordinator.v1.RehearseEnactmentResponse.approval:type_name -> decisionfabric.coordinator.v1.RehearsedApproval
-	4,  // 37: decisionfabric.coordinator.v1.RehearseEnactmentResponse.dry_run:type_name -> decisionfabric.coordinator.v1.DryRunResult
-	18, // 38: decisionfabric.coordinator.v1.RehearseEnactmentResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
-	24, // 39: decisionfabric.coordinator.v1.RehearseEnactmentResponse.audit_entries:type_name -> decisionfabric.coordinator.v1.RehearsedAuditEntry
-	38, // 40: decisionfabric.coordinator.v1.RehearseEnactmentResponse.history:type_name -> decisionfabric.scorer.v1.HistoryCounts
-	1,  // 41: decisionfabric.coordinator.v1.CompleteCanaryRunResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
-	6,  // 42: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
-	8,  // 43: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
-	10, // 44: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
-	12, // 45: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
-	13, // 46: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
-	16, // 47: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
-	19, // 48: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
-	21, // 49: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:input_type -> decisionfabric.coordinator.v1.RehearseEnactmentRequest
-	25, // 50: decisionfabric.coordinator.v1.CoordinatorService.EnactCanaryStage:input_type -> decisionfabric.coordinator.v1.EnactCanaryStageRequest
-	27, // 51: decisionfabric.coordinator.v1.CoordinatorService.RollbackCanaryRun:input_type -> decisionfabric.coordinator.v1.RollbackCanaryRunRequest
-	29, // 52: decisionfabric.coordinator.v1.CoordinatorService.CompleteCanaryRun:input_type -> decisionfabric.coordinator.v1.CompleteCanaryRunRequest
-	7,  // 53: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
-	9,  // 54: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
-	11, // 55: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
-	15, // 56: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
-	14, // 57: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
-	17, // 58: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
-	20, // 59: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
-	22, // 60: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:output_type -> decisionfabric.coordinator.v1.RehearseEnactmentResponse
-	26, // 61: decisionfabric.coordinator.v1.CoordinatorService.EnactCanaryStage:output_type -> decisionfabric.coordinator.v1.EnactCanaryStageResponse
-	28, // 62: decisionfabric.coordinator.v1.CoordinatorService.RollbackCanaryRun:output_type -> decisionfabric.coordinator.v1.RollbackCanaryRunResponse
-	30, // 63: decisionfabric.coordinator.v1.CoordinatorService.CompleteCanaryRun:output_type -> decisionfabric.coordinator.v1.CompleteCanaryRunResponse
-	53, // [53:64] is the sub-list for method output_type
-	42, // [42:53] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	39, // 32: decisionfabric.coordinator.v1.RecordApprovalResponse.approval:type_name -> decisionfabric.types.v1.Approval
+	36, // 33: decisionfabric.coordinator.v1.ListDecisionRecordsRequest.from:type_name -> google.protobuf.Timestamp
+	36, // 34: decisionfabric.coordinator.v1.ListDecisionRecordsRequest.to:type_name -> google.protobuf.Timestamp
+	23, // 35: decisionfabric.coordinator.v1.ListDecisionRecordsResponse.records:type_name -> decisionfabric.coordinator.v1.DecisionRecord
+	1,  // 36: decisionfabric.coordinator.v1.DecisionRecord.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	34, // 37: decisionfabric.coordinator.v1.RehearseEnactmentRequest.manifest:type_name -> decisionfabric.types.v1.Manifest
+	0,  // 38: decisionfabric.coordinator.v1.RehearseEnactmentResponse.status:type_name -> decisionfabric.coordinator.v1.ProposalStatus
+	2,  // 39: decisionfabric.coordinator.v1.RehearseEnactmentResponse.policy:type_name -> decisionfabric.coordinator.v1.PolicyDecision
+	26, // 40: decisionfabric.coordinator.v1.RehearseEnactmentResponse.approval:type_name -> decisionfabric.coordinator.v1.RehearsedApproval
+	4,  // 41: decisionfabric.coordinator.v1.RehearseEnactmentResponse.dry_run:type_name -> decisionfabric.coordinator.v1.DryRunResult
+	18, // 42: decisionfabric.coordinator.v1.RehearseEnactmentResponse.diff:type_name -> decisionfabric.coordinator.v1.ChangeLine
+	27, // 43: decisionfabric.coordinator.v1.RehearseEnactmentResponse.audit_entries:type_name -> decisionfabric.coordinator.v1.RehearsedAuditEntry
+	41, // 44: decisionfabric.coordinator.v1.RehearseEnactmentResponse.history:type_name -> decisionfabric.scorer.v1.HistoryCounts
+	1,  // 45: decisionfabric.coordinator.v1.CompleteCanaryRunResponse.proposal:type_name -> decisionfabric.coordinator.v1.Proposal
+	6,  // 46: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:input_type -> decisionfabric.coordinator.v1.SubmitProposalRequest
+	8,  // 47: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:input_type -> decisionfabric.coordinator.v1.GetProposalRequest
+	10, // 48: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:input_type -> decisionfabric.coordinator.v1.ListProposalsRequest
+	12, // 49: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:input_type -> decisionfabric.coordinator.v1.EnactProposalRequest
+	13, // 50: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:input_type -> decisionfabric.coordinator.v1.RollbackProposalRequest
+	16, // 51: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:input_type -> decisionfabric.coordinator.v1.DescribeChangeRequest
+	19, // 52: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:input_type -> decisionfabric.coordinator.v1.RecordApprovalRequest
+	21, // 53: decisionfabric.coordinator.v1.CoordinatorService.ListDecisionRecords:input_type -> decisionfabric.coordinator.v1.ListDecisionRecordsRequest
+	24, // 54: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:input_type -> decisionfabric.coordinator.v1.RehearseEnactmentRequest
+	28, // 55: decisionfabric.coordinator.v1.CoordinatorService.EnactCanaryStage:input_type -> decisionfabric.coordinator.v1.EnactCanaryStageRequest
+	30, // 56: decisionfabric.coordinator.v1.CoordinatorService.RollbackCanaryRun:input_type -> decisionfabric.coordinator.v1.RollbackCanaryRunRequest
+	32, // 57: decisionfabric.coordinator.v1.CoordinatorService.CompleteCanaryRun:input_type -> decisionfabric.coordinator.v1.CompleteCanaryRunRequest
+	7,  // 58: decisionfabric.coordinator.v1.CoordinatorService.SubmitProposal:output_type -> decisionfabric.coordinator.v1.SubmitProposalResponse
+	9,  // 59: decisionfabric.coordinator.v1.CoordinatorService.GetProposal:output_type -> decisionfabric.coordinator.v1.GetProposalResponse
+	11, // 60: decisionfabric.coordinator.v1.CoordinatorService.ListProposals:output_type -> decisionfabric.coordinator.v1.ListProposalsResponse
+	15, // 61: decisionfabric.coordinator.v1.CoordinatorService.EnactProposal:output_type -> decisionfabric.coordinator.v1.EnactProposalResponse
+	14, // 62: decisionfabric.coordinator.v1.CoordinatorService.RollbackProposal:output_type -> decisionfabric.coordinator.v1.RollbackProposalResponse
+	17, // 63: decisionfabric.coordinator.v1.CoordinatorService.DescribeChange:output_type -> decisionfabric.coordinator.v1.DescribeChangeResponse
+	20, // 64: decisionfabric.coordinator.v1.CoordinatorService.RecordApproval:output_type -> decisionfabric.coordinator.v1.RecordApprovalResponse
+	22, // 65: decisionfabric.coordinator.v1.CoordinatorService.ListDecisionRecords:output_type -> decisionfabric.coordinator.v1.ListDecisionRecordsResponse
+	25, // 66: decisionfabric.coordinator.v1.CoordinatorService.RehearseEnactment:output_type -> decisionfabric.coordinator.v1.RehearseEnactmentResponse
+	29, // 67: decisionfabric.coordinator.v1.CoordinatorService.EnactCanaryStage:output_type -> decisionfabric.coordinator.v1.EnactCanaryStageResponse
+	31, // 68: decisionfabric.coordinator.v1.CoordinatorService.RollbackCanaryRun:output_type -> decisionfabric.coordinator.v1.RollbackCanaryRunResponse
+	33, // 69: decisionfabric.coordinator.v1.CoordinatorService.CompleteCanaryRun:output_type -> decisionfabric.coordinator.v1.CompleteCanaryRunResponse
+	58, // [58:70] is the sub-list for method output_type
+	46, // [46:58] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_decisionfabric_coordinator_v1_coordinator_proto_init() }
@@ -2749,7 +2974,7 @@ func file_decisionfabric_coordinator_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc), len(file_decisionfabric_coordinator_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

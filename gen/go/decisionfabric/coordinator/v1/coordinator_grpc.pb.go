@@ -23,17 +23,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CoordinatorService_SubmitProposal_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/SubmitProposal"
-	CoordinatorService_GetProposal_FullMethodName       = "/decisionfabric.coordinator.v1.CoordinatorService/GetProposal"
-	CoordinatorService_ListProposals_FullMethodName     = "/decisionfabric.coordinator.v1.CoordinatorService/ListProposals"
-	CoordinatorService_EnactProposal_FullMethodName     = "/decisionfabric.coordinator.v1.CoordinatorService/EnactProposal"
-	CoordinatorService_RollbackProposal_FullMethodName  = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackProposal"
-	CoordinatorService_DescribeChange_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/DescribeChange"
-	CoordinatorService_RecordApproval_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/RecordApproval"
-	CoordinatorService_RehearseEnactment_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/RehearseEnactment"
-	CoordinatorService_EnactCanaryStage_FullMethodName  = "/decisionfabric.coordinator.v1.CoordinatorService/EnactCanaryStage"
-	CoordinatorService_RollbackCanaryRun_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackCanaryRun"
-	CoordinatorService_CompleteCanaryRun_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/CompleteCanaryRun"
+	CoordinatorService_SubmitProposal_FullMethodName      = "/decisionfabric.coordinator.v1.CoordinatorService/SubmitProposal"
+	CoordinatorService_GetProposal_FullMethodName         = "/decisionfabric.coordinator.v1.CoordinatorService/GetProposal"
+	CoordinatorService_ListProposals_FullMethodName       = "/decisionfabric.coordinator.v1.CoordinatorService/ListProposals"
+	CoordinatorService_EnactProposal_FullMethodName       = "/decisionfabric.coordinator.v1.CoordinatorService/EnactProposal"
+	CoordinatorService_RollbackProposal_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackProposal"
+	CoordinatorService_DescribeChange_FullMethodName      = "/decisionfabric.coordinator.v1.CoordinatorService/DescribeChange"
+	CoordinatorService_RecordApproval_FullMethodName      = "/decisionfabric.coordinator.v1.CoordinatorService/RecordApproval"
+	CoordinatorService_ListDecisionRecords_FullMethodName = "/decisionfabric.coordinator.v1.CoordinatorService/ListDecisionRecords"
+	CoordinatorService_RehearseEnactment_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/RehearseEnactment"
+	CoordinatorService_EnactCanaryStage_FullMethodName    = "/decisionfabric.coordinator.v1.CoordinatorService/EnactCanaryStage"
+	CoordinatorService_RollbackCanaryRun_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/RollbackCanaryRun"
+	CoordinatorService_CompleteCanaryRun_FullMethodName   = "/decisionfabric.coordinator.v1.CoordinatorService/CompleteCanaryRun"
 )
 
 // CoordinatorServiceClient is the client API for CoordinatorService service.
@@ -101,6 +102,16 @@ type CoordinatorServiceClient interface {
 	// named); PERMISSION_DENIED (403) for a vote on one's own proposal; INVALID_ARGUMENT
 	// (400) for a malformed vote.
 	RecordApproval(ctx context.Context, in *RecordApprovalRequest, opts ...grpc.CallOption) (*RecordApprovalResponse, error)
+	// ListDecisionRecords returns decision records of the caller's tenant with the inputs
+	// they were decided on, for replaying them (sim-canary): each proposal as GetProposal
+	// returns it and its pre-state snapshot as stored. Name them by ids, or by a creation
+	// window [from, to) (oldest first); not both. It only reads (gRPC only; auditor and
+	// service roles).
+	//
+	// Errors: INVALID_ARGUMENT (400) for neither or both of ids and from/to, more than 200
+	// ids, a malformed id, to not after from, or a limit outside 0-200. An id of no
+	// proposal of the tenant (another tenant's included) is listed in not_found.
+	ListDecisionRecords(ctx context.Context, in *ListDecisionRecordsRequest, opts ...grpc.CallOption) (*ListDecisionRecordsResponse, error)
 	// RehearseEnactment rehearses the rest of a proposal's chain and changes nothing (gRPC
 	// only, service role: the sim-canary's whole-chain dry run): the tenant's policy
 	// classifies the manifest on the current state, the approval rules say which approvals
@@ -225,6 +236,16 @@ func (c *coordinatorServiceClient) RecordApproval(ctx context.Context, in *Recor
 	return out, nil
 }
 
+func (c *coordinatorServiceClient) ListDecisionRecords(ctx context.Context, in *ListDecisionRecordsRequest, opts ...grpc.CallOption) (*ListDecisionRecordsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDecisionRecordsResponse)
+	err := c.cc.Invoke(ctx, CoordinatorService_ListDecisionRecords_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *coordinatorServiceClient) RehearseEnactment(ctx context.Context, in *RehearseEnactmentRequest, opts ...grpc.CallOption) (*RehearseEnactmentResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RehearseEnactmentResponse)
@@ -330,6 +351,16 @@ type CoordinatorServiceServer interface {
 	// named); PERMISSION_DENIED (403) for a vote on one's own proposal; INVALID_ARGUMENT
 	// (400) for a malformed vote.
 	RecordApproval(context.Context, *RecordApprovalRequest) (*RecordApprovalResponse, error)
+	// ListDecisionRecords returns decision records of the caller's tenant with the inputs
+	// they were decided on, for replaying them (sim-canary): each proposal as GetProposal
+	// returns it and its pre-state snapshot as stored. Name them by ids, or by a creation
+	// window [from, to) (oldest first); not both. It only reads (gRPC only; auditor and
+	// service roles).
+	//
+	// Errors: INVALID_ARGUMENT (400) for neither or both of ids and from/to, more than 200
+	// ids, a malformed id, to not after from, or a limit outside 0-200. An id of no
+	// proposal of the tenant (another tenant's included) is listed in not_found.
+	ListDecisionRecords(context.Context, *ListDecisionRecordsRequest) (*ListDecisionRecordsResponse, error)
 	// RehearseEnactment rehearses the rest of a proposal's chain and changes nothing (gRPC
 	// only, service role: the sim-canary's whole-chain dry run): the tenant's policy
 	// classifies the manifest on the current state, the approval rules say which approvals
@@ -404,6 +435,9 @@ func (UnimplementedCoordinatorServiceServer) DescribeChange(context.Context, *De
 }
 func (UnimplementedCoordinatorServiceServer) RecordApproval(context.Context, *RecordApprovalRequest) (*RecordApprovalResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordApproval not implemented")
+}
+func (UnimplementedCoordinatorServiceServer) ListDecisionRecords(context.Context, *ListDecisionRecordsRequest) (*ListDecisionRecordsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDecisionRecords not implemented")
 }
 func (UnimplementedCoordinatorServiceServer) RehearseEnactment(context.Context, *RehearseEnactmentRequest) (*RehearseEnactmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RehearseEnactment not implemented")
@@ -564,6 +598,24 @@ func _CoordinatorService_RecordApproval_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CoordinatorService_ListDecisionRecords_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDecisionRecordsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoordinatorServiceServer).ListDecisionRecords(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoordinatorService_ListDecisionRecords_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoordinatorServiceServer).ListDecisionRecords(ctx, req.(*ListDecisionRecordsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _CoordinatorService_RehearseEnactment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RehearseEnactmentRequest)
 	if err := dec(in); err != nil {
@@ -670,6 +722,10 @@ var CoordinatorService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordApproval",
 			Handler:    _CoordinatorService_RecordApproval_Handler,
+		},
+		{
+			MethodName: "ListDecisionRecords",
+			Handler:    _CoordinatorService_ListDecisionRecords_Handler,
 		},
 		{
 			MethodName: "RehearseEnactment",
