@@ -9,6 +9,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -280,7 +281,7 @@ var modules = map[string]module{
 		// Canary waves are judged on Prometheus when PROM_URL answers (after a wave has
 		// run for the metrics' window), else on the simulated series (at once; faults
 		// from FABRIC_SIM_METRIC_FAULTS, development only).
-		series, settle, err := a.seriesSource()
+		series, settle, err := a.seriesSource(time.Duration(a.Cfg.Canary.Window))
 		if err != nil {
 			return server.Service{}, err
 		}
@@ -300,7 +301,7 @@ var modules = map[string]module{
 			Auditor:     auditorv1.NewAuditorServiceClient(conns[fabric.Auditor]),
 			As:          identity{a.serviceToken}.as,
 			Logger:      a.Log, Registerer: reg,
-			Metrics: series, Settle: settle,
+			Metrics: series, Settle: settle, Window: time.Duration(a.Cfg.Canary.Window), Step: time.Duration(a.Cfg.Canary.Step),
 			Judge: a.Cfg.Canary.Judge.JudgeConfig(), TenantJudge: tenantJudges(a.Cfg.Canary),
 		})
 		if err != nil {
@@ -743,15 +744,19 @@ var LookupEnv = os.LookupEnv
 // and the precheck reached it (a wave then runs for the metrics' window before it is
 // judged), the simulated series otherwise (judged at once), with the faults of
 // FABRIC_SIM_METRIC_FAULTS (development and tests only).
-func (a *App) seriesSource() (metricsource.SeriesSource, time.Duration, error) {
+func (a *App) seriesSource(window time.Duration) (metricsource.SeriesSource, time.Duration, error) {
+	settle := time.Duration(a.Cfg.Canary.Settle)
 	if src, ok := a.metricSource().(metricsource.SeriesSource); ok {
-		return src, 10 * time.Minute, nil
+		if settle == 0 {
+			settle = cmp.Or(window, 10*time.Minute)
+		}
+		return src, settle, nil
 	}
 	faults, err := metricsource.ParseFaults(os.Getenv(metricsource.FaultsEnv))
 	if err != nil {
 		return nil, 0, err
 	}
-	return metricsource.NewSimulatedSeries(faults), 0, nil
+	return metricsource.NewSimulatedSeries(faults), settle, nil
 }
 
 // tenantJudges are the per-tenant judgements of canary.tenants.

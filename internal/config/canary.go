@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/decision-fabric/fabric/internal/judge"
 	"github.com/decision-fabric/fabric/internal/metricsource"
@@ -19,6 +20,13 @@ type Canary struct {
 	Judge CanaryJudge `yaml:"judge"`
 	// Tenants replaces Judge for the tenants listed.
 	Tenants map[string]CanaryJudge `yaml:"tenants"`
+	// Window and Step are the metrics compared per wave: the last Window, one sample per
+	// Step (0 = 10m and 30s; at most 1000 samples).
+	Window Duration `yaml:"window"`
+	Step   Duration `yaml:"step"`
+	// Settle is how long a wave runs before it is judged; 0 = Window with Prometheus
+	// (the metrics must cover the new state), at once on the simulated series.
+	Settle Duration `yaml:"settle"`
 }
 
 // CanaryJudge is one judgement configuration (internal/judge).
@@ -74,8 +82,14 @@ func (j CanaryJudge) validate(path string) error {
 	return nil
 }
 
-// Validate checks every judgement.
+// Validate checks every judgement and duration.
 func (c Canary) Validate() error {
+	if c.Window < 0 || c.Step < 0 || c.Settle < 0 {
+		return fmt.Errorf("canary: window, step and settle must not be negative")
+	}
+	if c.Window > 0 && c.Step > 0 && (c.Step > c.Window || c.Window/c.Step > metricsource.MaxSeriesPoints) {
+		return fmt.Errorf("canary: window %s / step %s: want 1-%d samples", time.Duration(c.Window), time.Duration(c.Step), metricsource.MaxSeriesPoints)
+	}
 	if err := c.Judge.validate("canary.judge"); err != nil {
 		return err
 	}

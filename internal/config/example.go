@@ -147,6 +147,9 @@ var exampleDocs = map[string]exampleDoc{
 	"canary.judge.confidence":     {line: "0 = 0.98"},
 	"canary.judge.pass_score":     {line: "0 = 95"},
 	"canary.judge.marginal_score": {line: "0 = 75"},
+	"canary.window":               {line: "metrics compared per wave (0 = 10m)"},
+	"canary.step":                 {line: "one sample per step (0 = 30s)"},
+	"canary.settle":               {line: "a wave runs this long before it is judged (0 = window with PROM_URL, at once in simulation)"},
 	"canary.tenants":              {head: "Per tenant, a judgement replacing canary.judge, e.g.\n  tenants:\n    t1: {metrics: [{name: error_rate, direction: increase, critical: true}]}"},
 }
 
