@@ -505,8 +505,12 @@ func (s *Service) StopCanary(ctx context.Context, req *canaryv1.StopCanaryReques
 	if pr := auth.FromContext(ctx); pr != nil {
 		reason += " (by " + pr.Actor() + ")"
 	}
+	was := run.GetState()
 	s.rollbackRun(s.deps.As(ctx, tenant), run, stateStopped, reason)
 	if run.GetState() == stateFailed {
+		if ok && was == stateRunning {
+			s.launch(tenant, r.ID, r.CreatedBy) // the run goes on as it was
+		}
 		return nil, status.Errorf(codes.Unavailable, "%s; retry the stop", run.GetReason())
 	}
 	actor := ""
