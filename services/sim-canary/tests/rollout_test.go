@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/decision-fabric/fabric/internal/auth"
+	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
@@ -213,4 +214,36 @@ func TestMissingDataHoldsAndStopRollsBack(t *testing.T) {
 	require.Equal(t, http.StatusOK, again.Status)
 	require.Contains(t, string(again.Body), `"STOPPED"`)
 	require.Equal(t, http.StatusBadRequest, f.Do(t, http.MethodPost, fabric.Canary, "/canary/not-a-run/stop", tok, `{}`).Status)
+}
+
+// The emergency stop halts a RUNNING rollout (its first wave settling for an hour)
+// through the gateway: the world is back in the pre-state, the second wave never
+// happens, the proposal is not enacted, the stop is audited.
+func TestStopHaltsARunningRollout(t *testing.T) {
+	t.Parallel()
+	low := fabrictest.InstantLowImpact(t)
+	f := fabrictest.Start(t, fabrictest.Options{Store: fabrictest.SQLite, Configure: func(c *config.Config) {
+		low(c)
+		c.Canary.Settle = config.Duration(time.Hour)
+	}})
+	tok := f.Token(t, "t1", auth.RoleProposer)
+	p := submit(t, f, tok, "settling-svc", "low")
+	p = await(t, f, tok, p.ID, "PROPOSAL_STATUS_SCORED")
+	run := startRollout(t, f, tok, p.ID)
+	require.NotEqual(t, p.PreStateSha256, currentState(t, f, tok, p.ID), "the first wave is made")
+	time.Sleep(200 * time.Millisecond)
+	res := f.Do(t, http.MethodGet, fabric.Canary, "/canary/"+run.ID+"/result", tok, "")
+	require.Contains(t, string(res.Body), `"state":"RUNNING"`, "still settling")
+
+	r := f.Do(t, http.MethodPost, fabric.Canary, "/canary/"+run.ID+"/stop", tok, `{"reason":"rollback drill"}`)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	var body struct{ Run rollout }
+	require.NoError(t, json.Unmarshal(r.Body, &body))
+	require.Equal(t, "STOPPED", body.Run.State)
+	require.Equal(t, "ROLLED_BACK", body.Run.Stages[0].State)
+	require.Equal(t, "PENDING", body.Run.Stages[1].State)
+	require.Equal(t, p.PreStateSha256, body.Run.FinalStateSha256)
+	require.Equal(t, p.PreStateSha256, currentState(t, f, tok, p.ID))
+	await(t, f, tok, p.ID, "PROPOSAL_STATUS_SCORED")
+	auditEvents(t, f, p.ID, "canary.stage_enacted", "canary.rolled_back", "canary.stopped")
 }
