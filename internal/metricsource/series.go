@@ -209,9 +209,10 @@ func ParseFaults(s string) (map[FaultKey]Fault, error) {
 type FaultKey struct{ TenantID, Target, Region string }
 
 // Simulated is the simulated source with series and faults. Its Snapshot is the
-// package's simulated reading; its series are deterministic: a baseline level from a
-// hash of (tenant, target, metric) — the same in every region, so two healthy region
-// sets read alike — with noise per (region, sample).
+// package's simulated reading; its series are deterministic: a level and a noise
+// sequence from a hash of (tenant, target, metric), the same in every region, so that
+// healthy regions read exactly alike (a healthy canary always passes; only a fault
+// makes one region differ).
 type Simulated struct {
 	simulated
 	mu     sync.RWMutex
@@ -278,7 +279,7 @@ func (s *Simulated) Series(ctx context.Context, tenantID, target string, regions
 			factor = f.Degrade
 		}
 		for i := range n {
-			v := base * (1 + spread*(2*unit(tenantID, target, metric, region, i)-1))
+			v := base * (1 + spread*(2*unit(tenantID, target, metric, "", i)-1))
 			if metric == MetricThroughput {
 				v /= factor
 			} else {

@@ -247,3 +247,33 @@ func TestStopHaltsARunningRollout(t *testing.T) {
 	await(t, f, tok, p.ID, "PROPOSAL_STATUS_SCORED")
 	auditEvents(t, f, p.ID, "canary.stage_enacted", "canary.rolled_back", "canary.stopped")
 }
+
+// A rollout left RUNNING by a stopped fabric resumes when it starts again: its first
+// wave (made before the stop) is judged, the second made, and the run PROMOTED.
+func TestRolloutResumesAfterARestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	low := fabrictest.InstantLowImpact(t)
+	configure := func(settle time.Duration) func(*config.Config) {
+		return func(c *config.Config) {
+			low(c)
+			c.DataDir = dir
+			c.Canary.Settle = config.Duration(settle)
+		}
+	}
+	f := fabrictest.Start(t, fabrictest.Options{Store: fabrictest.SQLite, Configure: configure(time.Hour)})
+	tok := f.Token(t, "t1", auth.RoleProposer)
+	p := submit(t, f, tok, "resumed-svc", "low")
+	p = await(t, f, tok, p.ID, "PROPOSAL_STATUS_SCORED")
+	run := startRollout(t, f, tok, p.ID)
+	f.Stop(t)
+
+	g := fabrictest.Start(t, fabrictest.Options{Store: fabrictest.SQLite, Configure: configure(0)})
+	tok = g.Token(t, "t1", auth.RoleProposer)
+	got := awaitRollout(t, g, tok, run.ID)
+	require.Equal(t, "PROMOTED", got.State, got.Reason)
+	require.Equal(t, "PASS", got.Stages[0].Verdict)
+	require.Equal(t, "PASS", got.Stages[1].Verdict)
+	enacted := await(t, g, tok, p.ID, "PROPOSAL_STATUS_ENACTED")
+	require.Equal(t, enacted.PostStateSha256, got.FinalStateSha256)
+}
