@@ -66,17 +66,33 @@ type Controller struct {
 	requests *Limiter
 	service  *Limiter
 	streams  *Limiter
-	tenants  *quotas
+	tenants  Quota
 	now      func() time.Time
 	lastShed atomic.Int64 // unix nanoseconds of the last 503, 0 if none
 	shed     atomic.Int64 // 503s since start
 	refused  *prometheus.CounterVec
 }
 
+// Option changes how New builds a Controller.
+type Option func(*options)
+
+type options struct{ quota Quota }
+
+// WithQuota makes the Controller keep its tenants' quotas in q (e.g. a RedisQuota
+// shared by the service's replicas) instead of in this process.
+func WithQuota(q Quota) Option { return func(o *options) { o.quota = q } }
+
 // New returns the Controller for cfg; its metrics go to reg (none when nil).
-func New(cfg config.Admission, reg prometheus.Registerer) (*Controller, error) {
+func New(cfg config.Admission, reg prometheus.Registerer, opts ...Option) (*Controller, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.quota == nil {
+		o.quota = NewLocalQuota(cfg.Tenant)
 	}
 	maxWait := time.Duration(cfg.MaxWait)
 	c := &Controller{
@@ -86,7 +102,7 @@ func New(cfg config.Admission, reg prometheus.Registerer) (*Controller, error) {
 		// belong to was accepted already.
 		service: NewLimiter(cfg.ServiceMaxInFlight, cfg.ServiceMaxInFlight, maxWait),
 		streams: NewLimiter(cfg.MaxStreams, 0, 0),
-		tenants: newQuotas(cfg.Tenant),
+		tenants: o.quota,
 		now:     time.Now,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fabric_admission_refused_total",
@@ -135,7 +151,7 @@ func (c *Controller) Admit(ctx context.Context, p *auth.Principal) (release func
 		}
 		return release, nil
 	}
-	doneTenant, err := c.tenants.admit(p.TenantID, c.now(), time.Duration(c.cfg.RetryAfter))
+	doneTenant, err := c.tenants.Admit(ctx, p.TenantID, c.now(), time.Duration(c.cfg.RetryAfter))
 	if err != nil {
 		return nil, c.quota(err)
 	}
@@ -159,7 +175,7 @@ func (c *Controller) AdmitStream(ctx context.Context, p *auth.Principal) (releas
 		return func() {}, nil
 	}
 	if !isService(p) {
-		if err := c.tenants.rate(p.TenantID, c.now()); err != nil {
+		if err := c.tenants.Rate(ctx, p.TenantID, c.now()); err != nil {
 			return nil, c.quota(err)
 		}
 	}
@@ -170,16 +186,27 @@ func (c *Controller) AdmitStream(ctx context.Context, p *auth.Principal) (releas
 	return release, nil
 }
 
-// Health lists why the service is degraded by load (nil when it is not): it refused a
-// request for overload within the last DegradedFor.
+// Health lists why the service is degraded (nil when it is not): it refused a request
+// for overload within the last DegradedFor, or its shared quota backend (Redis) is
+// unreachable and the tenants' quotas are kept per replica meanwhile.
 func (c *Controller) Health() []string {
+	reasons := c.tenants.Health()
 	last := c.lastShed.Load()
 	if last == 0 || c.now().Sub(time.Unix(0, last)) > time.Duration(c.cfg.DegradedFor) {
-		return nil
+		return reasons
 	}
-	return []string{fmt.Sprintf("overloaded: refusing requests with 503 (last %s ago, %d since start; in flight %d/%d, queued %d/%d)",
+	return append(reasons, fmt.Sprintf("overloaded: refusing requests with 503 (last %s ago, %d since start; in flight %d/%d, queued %d/%d)",
 		c.now().Sub(time.Unix(0, last)).Round(time.Millisecond), c.shed.Load(),
-		c.requests.Running(), c.cfg.MaxInFlight, c.requests.Waiting(), c.cfg.MaxQueue)}
+		c.requests.Running(), c.cfg.MaxInFlight, c.requests.Waiting(), c.cfg.MaxQueue))
+}
+
+// Components are the statuses of the shared backends admission depends on, for the
+// checks of GET /health (e.g. "redis": "ok" or "degraded"); nil when it has none.
+func (c *Controller) Components() map[string]string {
+	if name, st := c.tenants.Component(); name != "" {
+		return map[string]string{name: st}
+	}
+	return nil
 }
 
 // isService reports whether p is the fabric's own service identity: a token carrying

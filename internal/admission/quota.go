@@ -1,6 +1,7 @@
 package admission
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -14,6 +15,47 @@ import (
 // maxTenants bounds the tenants whose quota state is kept; the least recently seen is
 // forgotten first (it starts again with a full bucket).
 const maxTenants = 10000
+
+// Quota keeps the tenants' quotas of one service: a token bucket (rate, burst) and a
+// cap on requests running or queued. LocalQuota keeps them in this process (each
+// replica its own); RedisQuota shares them between the replicas of a service.
+type Quota interface {
+	// Admit takes one request of tenant's quota at now, or says when to retry (busy
+	// is the Retry-After for the in-flight cap) with a *quotaError. done gives the
+	// in-flight place back (calling it again does nothing).
+	Admit(ctx context.Context, tenant string, now time.Time, busy time.Duration) (done func(), err error)
+	// Rate takes one token of tenant's bucket at now.
+	Rate(ctx context.Context, tenant string, now time.Time) error
+	// Health says why the quota is degraded (nil when it is not).
+	Health() []string
+	// Component is the name and status ("ok", "degraded") of the quota's shared
+	// backend for GET /health; "" when it has none.
+	Component() (name, status string)
+}
+
+// LocalQuota is the tenants' quotas kept in this process.
+type LocalQuota = quotas
+
+// NewLocalQuota returns the in-process quotas for cfg.
+func NewLocalQuota(cfg config.TenantQuota) *LocalQuota { return newQuotas(cfg) }
+
+var _ Quota = (*quotas)(nil)
+
+// Admit implements Quota.
+func (q *quotas) Admit(_ context.Context, tenant string, now time.Time, busy time.Duration) (func(), error) {
+	return q.admit(tenant, now, busy)
+}
+
+// Rate implements Quota.
+func (q *quotas) Rate(_ context.Context, tenant string, now time.Time) error {
+	return q.rate(tenant, now)
+}
+
+// Health implements Quota: the local quotas are never degraded.
+func (q *quotas) Health() []string { return nil }
+
+// Component implements Quota: no shared backend.
+func (q *quotas) Component() (string, string) { return "", "" }
 
 // quotas are the tenants' quotas of one service: a token bucket (rate, burst) and a
 // cap on requests running or queued.

@@ -1,0 +1,365 @@
+package admission
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/decision-fabric/fabric/internal/config"
+)
+
+// testRedisAddr is the machine's Redis (CI runs one); FABRIC_TEST_REDIS_ADDR overrides.
+func testRedisAddr(t testing.TB) string {
+	t.Helper()
+	addr := os.Getenv("FABRIC_TEST_REDIS_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:6379"
+	}
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Redis at %s is unreachable and CI is set: %v", addr, err)
+		}
+		t.Skipf("Redis at %s is unreachable (CI not set): %v", addr, err)
+	}
+	_ = c.Close()
+	return addr
+}
+
+// testPrefix is a key namespace of this test alone; its keys are deleted at the end.
+func testPrefix(t testing.TB, addr string) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := "fabric-test:" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		defer c.Close()
+		ctx := context.Background()
+		iter := c.Scan(ctx, 0, prefix+":*", 100).Iterator()
+		for iter.Next(ctx) {
+			c.Del(ctx, iter.Val())
+		}
+	})
+	return prefix
+}
+
+func newRedisStore(t testing.TB, url, prefix string, lease time.Duration, log *slog.Logger) *RedisStore {
+	t.Helper()
+	s, err := NewRedisStore(RedisOptions{URL: url, Prefix: prefix, Lease: lease, Retry: 50 * time.Millisecond, Logger: log})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// replica is one service replica's admission sharing its tenants' quotas through s.
+func replica(t testing.TB, s *RedisStore, tenant config.TenantQuota) *Controller {
+	t.Helper()
+	cfg := config.DefaultAdmission()
+	cfg.MaxInFlight, cfg.MaxQueue, cfg.Tenant = 1000, 1000, tenant
+	c, err := New(cfg, nil, WithQuota(s.Quota("decision-coordinator", tenant)))
+	require.NoError(t, err)
+	return c
+}
+
+// Two replicas share one tenant's in-flight cap: however the requests are spread
+// over them, no more than the cap hold a slot at once.
+func TestRedisInFlightIsSharedByReplicas(t *testing.T) {
+	t.Parallel()
+	addr := testRedisAddr(t)
+	prefix := testPrefix(t, addr)
+	quota := config.TenantQuota{MaxInFlight: 3}
+	a := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), quota)
+	b := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), quota)
+
+	var mu sync.Mutex
+	var held []func()
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 40 {
+		c := a
+		if i%2 == 1 {
+			c = b
+		}
+		wg.Go(func() {
+			r, err := c.Admit(context.Background(), tenant("shared"))
+			if err != nil {
+				require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+				refused.Add(1)
+				return
+			}
+			mu.Lock()
+			held = append(held, r)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	require.Len(t, held, 3, "the two replicas together admitted exactly the tenant's cap")
+	require.EqualValues(t, 37, refused.Load())
+	require.Equal(t, map[string]string{"redis": "ok"}, a.Components())
+	require.Nil(t, a.Health())
+
+	r, err := b.Admit(context.Background(), tenant("other"))
+	require.NoError(t, err, "another tenant has its own cap")
+	r()
+	held[0]()
+	held[0]() // twice: one place only
+	r, err = b.Admit(context.Background(), tenant("shared"))
+	require.NoError(t, err, "a place released on one replica is free on the other")
+	_, err = a.Admit(context.Background(), tenant("shared"))
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "a double release freed one place only")
+	r()
+	for _, r := range held[1:] {
+		r()
+	}
+}
+
+// Two replicas share one tenant's token bucket: what they admit together never
+// exceeds the burst plus the rate over the time taken.
+func TestRedisRateIsSharedByReplicas(t *testing.T) {
+	t.Parallel()
+	addr := testRedisAddr(t)
+	prefix := testPrefix(t, addr)
+	quota := config.TenantQuota{Rate: 2, Burst: 4}
+	a := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), quota)
+	b := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), quota)
+
+	start := time.Now()
+	admitted := 0
+	for i := range 60 {
+		c := a
+		if i%2 == 1 {
+			c = b
+		}
+		var err error
+		if i%3 == 0 {
+			_, err = c.AdmitStream(context.Background(), tenant("bursty")) // streams spend tokens too
+		} else {
+			var r func()
+			r, err = c.Admit(context.Background(), tenant("bursty"))
+			if err == nil {
+				r()
+			}
+		}
+		if err == nil {
+			admitted++
+			continue
+		}
+		requireRefusal(t, err, codes.ResourceExhausted, 1) // one token every 500ms
+	}
+	elapsed := time.Since(start)
+	require.GreaterOrEqual(t, admitted, 4, "the burst is admitted")
+	require.LessOrEqual(t, float64(admitted), 4+elapsed.Seconds()*2+1,
+		"admitted %d in %s across both replicas: more than burst + rate allows", admitted, elapsed)
+
+	r, err := a.Admit(context.Background(), tenant("calm"))
+	require.NoError(t, err, "another tenant has its own bucket")
+	r()
+}
+
+// A replica that dies without releasing its slots (no Close, no renewal) frees them
+// when their lease runs out; a live replica's slots outlive the lease (renewed).
+func TestRedisCrashedReplicaSlotsExpire(t *testing.T) {
+	t.Parallel()
+	addr := testRedisAddr(t)
+	prefix := testPrefix(t, addr)
+	const lease = 600 * time.Millisecond
+	quota := config.TenantQuota{MaxInFlight: 2}
+	deadStore := newRedisStore(t, "redis://"+addr, prefix, lease, nil)
+	dead := replica(t, deadStore, quota)
+	liveStore := newRedisStore(t, "redis://"+addr, prefix, lease, nil)
+	live := replica(t, liveStore, quota)
+
+	held, err := live.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err)
+	_, err = dead.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err)
+	deadStore.crash()
+
+	_, err = live.Admit(context.Background(), tenant("t"))
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "the dead replica's slot still counts until its lease ends")
+	var again func()
+	require.Eventually(t, func() bool {
+		again, err = live.Admit(context.Background(), tenant("t"))
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond, "the dead replica's slot expired")
+	defer again()
+
+	// The live replica held its first slot for longer than the lease: it was renewed,
+	// so the cap is still full.
+	_, err = live.Admit(context.Background(), tenant("t"))
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "a live replica's slot is renewed past its lease")
+	held()
+}
+
+// proxy forwards TCP to addr until it is closed, which also cuts the open connections:
+// Redis "going down" for one client only.
+type proxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newProxy(t *testing.T, addr string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &proxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", addr)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); _ = up.Close() }()
+			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
+		}
+	}()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) close() {
+	_ = p.ln.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// When Redis goes away the quotas fall back to each replica's local limiter — the
+// same cap, never unlimited — and health says so until Redis answers again.
+func TestRedisDownFallsBackToTheLocalLimiter(t *testing.T) {
+	t.Parallel()
+	addr := testRedisAddr(t)
+	prefix := testPrefix(t, addr)
+	p := newProxy(t, addr)
+	var logs bytes.Buffer
+	s := newRedisStore(t, "redis://"+p.ln.Addr().String(), prefix, time.Minute,
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	c := replica(t, s, config.TenantQuota{MaxInFlight: 2})
+
+	r, err := c.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err)
+	r()
+	require.Equal(t, map[string]string{"redis": "ok"}, c.Components())
+
+	p.close()
+	r1, err := c.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err, "admitted by the local fallback")
+	r2, err := c.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err)
+	_, err = c.Admit(context.Background(), tenant("t"))
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "the fallback keeps the cap: never unlimited")
+	require.Equal(t, map[string]string{"redis": "degraded"}, c.Components())
+	reasons := c.Health()
+	require.Len(t, reasons, 1)
+	require.Contains(t, reasons[0], "redis unreachable")
+	require.Contains(t, logs.String(), "fall back to each replica")
+	r1()
+	r2()
+}
+
+// Redis unreachable from the start: the replica starts (degraded, local quotas), and
+// the URL's password appears in no log line.
+func TestRedisUnreachableAtStartIsDegradedNotUnlimited(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	var logs bytes.Buffer
+	s := newRedisStore(t, "redis://:hunter2-secret@"+dead+"/0", "fabric-test:x", time.Minute,
+		slog.New(slog.NewTextHandler(&logs, nil)))
+	c := replica(t, s, config.TenantQuota{MaxInFlight: 1, Rate: 1000})
+	r, err := c.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err)
+	_, err = c.Admit(context.Background(), tenant("t"))
+	require.Equal(t, codes.ResourceExhausted, status.Code(err))
+	r()
+	require.Equal(t, map[string]string{"redis": "degraded"}, c.Components())
+	require.Contains(t, logs.String(), "redis unreachable")
+	require.NotContains(t, logs.String(), "hunter2")
+}
+
+func TestRedisURLErrorsDoNotQuoteTheURL(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"http://:hunter2@host", "redis://:hunter2@host:notaport", "redis://:hunter2@[::1"} {
+		_, err := NewRedisStore(RedisOptions{URL: u})
+		require.Error(t, err, u)
+		require.NotContains(t, err.Error(), "hunter2")
+	}
+}
+
+func TestEscapeKeyKeepsTheHashTagClosed(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "acme", escapeKey("acme"))
+	require.Equal(t, "a%7Bb%7Dc%3Ad%25", escapeKey("a{b}c:d%"))
+	q := (&RedisStore{prefix: "p"}).Quota("svc", config.TenantQuota{})
+	r1, f1 := q.keys("a:b")
+	r2, _ := q.keys("a%3Ab")
+	require.NotEqual(t, r1, r2, "distinct tenants never share keys")
+	require.Equal(t, "p:{svc:a%3Ab}:inflight", f1)
+}
+
+// BenchmarkTenantQuota measures one admission (quota taken and given back) through
+// Redis against the local limiter — the floor — in the same run.
+func BenchmarkTenantQuota(b *testing.B) {
+	addr := testRedisAddr(b)
+	prefix := testPrefix(b, addr)
+	quota := config.TenantQuota{Rate: 1e6, Burst: 1e6, MaxInFlight: 1000}
+	shared := replica(b, newRedisStore(b, "redis://"+addr, prefix, time.Minute, nil), quota)
+	cfg := config.DefaultAdmission()
+	cfg.Tenant = quota
+	local, err := New(cfg, nil)
+	require.NoError(b, err)
+	ctx := context.Background()
+	var localNs, redisNs time.Duration
+	b.ResetTimer()
+	for b.Loop() {
+		t0 := time.Now()
+		r, err := local.Admit(ctx, tenant("bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r()
+		t1 := time.Now()
+		r, err = shared.Admit(ctx, tenant("bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r()
+		localNs += t1.Sub(t0)
+		redisNs += time.Since(t1)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(localNs.Nanoseconds())/n, "local-ns/admit")
+	b.ReportMetric(float64(redisNs.Nanoseconds())/n, "redis-ns/admit")
+	b.ReportMetric(float64(redisNs)/float64(max(localNs, 1)), "redis/local")
+	if down, _ := shared.tenants.(*RedisQuota).s.Degraded(); down {
+		b.Fatal("Redis failed during the benchmark: the figures are the fallback's")
+	}
+}
