@@ -3,60 +3,21 @@ package admission
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/testredis"
 )
-
-// testRedisAddr is the machine's Redis (CI runs one); FABRIC_TEST_REDIS_ADDR overrides.
-func testRedisAddr(t testing.TB) string {
-	t.Helper()
-	addr := os.Getenv("FABRIC_TEST_REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Redis at %s is unreachable and CI is set: %v", addr, err)
-		}
-		t.Skipf("Redis at %s is unreachable (CI not set): %v", addr, err)
-	}
-	_ = c.Close()
-	return addr
-}
-
-// testPrefix is a key namespace of this test alone; its keys are deleted at the end.
-func testPrefix(t testing.TB, addr string) string {
-	t.Helper()
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	prefix := "fabric-test:" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		defer c.Close()
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, prefix+":*", 100).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
-	})
-	return prefix
-}
 
 func newRedisStore(t testing.TB, url, prefix string, lease time.Duration, log *slog.Logger) *RedisStore {
 	t.Helper()
@@ -80,8 +41,8 @@ func replica(t testing.TB, s *RedisStore, tenant config.TenantQuota) *Controller
 // over them, no more than the cap hold a slot at once.
 func TestRedisInFlightIsSharedByReplicas(t *testing.T) {
 	t.Parallel()
-	addr := testRedisAddr(t)
-	prefix := testPrefix(t, addr)
+	addr := testredis.Addr(t)
+	prefix := testredis.Prefix(t, addr)
 	quota := config.TenantQuota{MaxInFlight: 3}
 	a := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), quota)
 	b := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), quota)
@@ -132,8 +93,8 @@ func TestRedisInFlightIsSharedByReplicas(t *testing.T) {
 // exceeds the burst plus the rate over the time taken.
 func TestRedisRateIsSharedByReplicas(t *testing.T) {
 	t.Parallel()
-	addr := testRedisAddr(t)
-	prefix := testPrefix(t, addr)
+	addr := testredis.Addr(t)
+	prefix := testredis.Prefix(t, addr)
 	quota := config.TenantQuota{Rate: 2, Burst: 4}
 	a := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), quota)
 	b := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), quota)
@@ -175,8 +136,8 @@ func TestRedisRateIsSharedByReplicas(t *testing.T) {
 // when their lease runs out; a live replica's slots outlive the lease (renewed).
 func TestRedisCrashedReplicaSlotsExpire(t *testing.T) {
 	t.Parallel()
-	addr := testRedisAddr(t)
-	prefix := testPrefix(t, addr)
+	addr := testredis.Addr(t)
+	prefix := testredis.Prefix(t, addr)
 	const lease = 600 * time.Millisecond
 	quota := config.TenantQuota{MaxInFlight: 2}
 	deadStore := newRedisStore(t, "redis://"+addr, prefix, lease, nil)
@@ -254,8 +215,8 @@ func (p *proxy) close() {
 // same cap, never unlimited — and health says so until Redis answers again.
 func TestRedisDownFallsBackToTheLocalLimiter(t *testing.T) {
 	t.Parallel()
-	addr := testRedisAddr(t)
-	prefix := testPrefix(t, addr)
+	addr := testredis.Addr(t)
+	prefix := testredis.Prefix(t, addr)
 	p := newProxy(t, addr)
 	var logs bytes.Buffer
 	s := newRedisStore(t, "redis://"+p.ln.Addr().String(), prefix, time.Minute,
@@ -328,8 +289,8 @@ func TestEscapeKeyKeepsTheHashTagClosed(t *testing.T) {
 // BenchmarkTenantQuota measures one admission (quota taken and given back) through
 // Redis against the local limiter — the floor — in the same run.
 func BenchmarkTenantQuota(b *testing.B) {
-	addr := testRedisAddr(b)
-	prefix := testPrefix(b, addr)
+	addr := testredis.Addr(b)
+	prefix := testredis.Prefix(b, addr)
 	quota := config.TenantQuota{Rate: 1e6, Burst: 1e6, MaxInFlight: 1000}
 	shared := replica(b, newRedisStore(b, "redis://"+addr, prefix, time.Minute, nil), quota)
 	cfg := config.DefaultAdmission()

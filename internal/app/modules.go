@@ -34,6 +34,7 @@ import (
 	hilv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/hil/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	scorerv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/scorer/v1"
+	"github.com/decision-fabric/fabric/internal/admission"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
@@ -96,6 +97,37 @@ type App struct {
 	regionKeysErr  error
 
 	federation federationState
+
+	sharedQuota     *admission.RedisStore
+	sharedQuotaDone bool
+}
+
+// quotaStore is the Redis that the services' replicas share their tenants' quotas
+// through (integrations.redis_url, REDIS_URL); nil when it is not set (each replica
+// keeps its own). Created once, at the first service.
+func (a *App) quotaStore() (*admission.RedisStore, error) {
+	if a.sharedQuotaDone {
+		return a.sharedQuota, nil
+	}
+	a.sharedQuotaDone = true
+	url := a.Cfg.Integrations.RedisURL.Reveal()
+	if url == "" {
+		return nil, nil
+	}
+	st, err := admission.NewRedisStore(admission.RedisOptions{URL: url, Logger: a.Log})
+	if err != nil {
+		return nil, err // never quotes the URL
+	}
+	a.sharedQuota = st
+	a.closers = append(a.closers, st.Close)
+	pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := st.Ping(pctx); err != nil {
+		a.Log.Warn("admission: REDIS_URL is set but Redis does not answer; tenant quotas are kept per replica until it does (GET /health: degraded)")
+	} else {
+		a.Log.Info("admission: tenant quotas shared across replicas through Redis")
+	}
+	return st, nil
 }
 
 type module struct {
@@ -410,7 +442,15 @@ func Start(ctx context.Context, cfg config.Config, out io.Writer) (*Running, err
 		if err != nil {
 			return fail(fmt.Errorf("module %s: %w", name, err))
 		}
+		shared, err := a.quotaStore()
+		if err != nil {
+			if def.Close != nil {
+				_ = def.Close()
+			}
+			return fail(err)
+		}
 		srv, err := server.New(ctx, def, server.Options{
+			SharedQuota:     shared,
 			Registry:        reg,
 			Listen:          cfg.Services[name],
 			Logger:          a.Log,

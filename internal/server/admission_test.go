@@ -44,7 +44,7 @@ type admissionHarness struct {
 	signer *auth.Signer
 }
 
-func startAdmission(t *testing.T, adm config.Admission) *admissionHarness {
+func startAdmission(t *testing.T, adm config.Admission, shared ...*admission.RedisStore) *admissionHarness {
 	t.Helper()
 	key, err := auth.LoadOrCreateDevKey(t.TempDir())
 	require.NoError(t, err)
@@ -66,6 +66,7 @@ func startAdmission(t *testing.T, adm config.Admission) *admissionHarness {
 		MaxRequestBytes: 4096,
 		ShutdownTimeout: 2 * time.Second,
 		Admission:       adm,
+		SharedQuota:     sharedStore(shared),
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -81,6 +82,13 @@ func startAdmission(t *testing.T, adm config.Admission) *admissionHarness {
 		require.NoError(t, <-done)
 	})
 	return &admissionHarness{srv: s, scorer: b, signer: auth.NewSigner(key, "i", "a")}
+}
+
+func sharedStore(s []*admission.RedisStore) *admission.RedisStore {
+	if len(s) == 0 {
+		return nil
+	}
+	return s[0]
 }
 
 func (h *admissionHarness) token(t *testing.T, tenant string) string {

@@ -93,6 +93,9 @@ type Options struct {
 	Admission config.Admission
 	// Registry receives the service's metrics; a fresh one is created when nil.
 	Registry *prometheus.Registry
+	// SharedQuota, when set (REDIS_URL), keeps the tenants' quotas in Redis, shared
+	// with the service's other replicas; nil keeps them in this process.
+	SharedQuota *admission.RedisStore
 }
 
 // Server runs one service.
@@ -129,7 +132,11 @@ func New(ctx context.Context, svc Service, opts Options) (*Server, error) {
 		opts.Admission = config.DefaultAdmission()
 	}
 	var err error
-	if s.adm, err = admission.New(opts.Admission, opts.Registry); err != nil {
+	var admOpts []admission.Option
+	if opts.SharedQuota != nil {
+		admOpts = append(admOpts, admission.WithQuota(opts.SharedQuota.Quota(svc.Name, opts.Admission.Tenant)))
+	}
+	if s.adm, err = admission.New(opts.Admission, opts.Registry, admOpts...); err != nil {
 		return nil, fmt.Errorf("server: %s: %w", svc.Name, err)
 	}
 	unary, stream := chain(s.log, metrics, opts.Verifier, svc.Policy, s.adm, svc.Validators)
@@ -279,6 +286,14 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if rep.Status != "ok" {
 		code = http.StatusServiceUnavailable
 	}
+	for k, v := range s.adm.Components() {
+		if rep.Checks == nil {
+			rep.Checks = map[string]string{}
+		}
+		rep.Checks[k] = v
+	}
+	// A shared quota backend that is down degrades without failing either: the
+	// quotas are kept per replica meanwhile.
 	if reasons := s.adm.Health(); len(reasons) > 0 {
 		rep.Status = "degraded"
 		rep.Reasons = append(rep.Reasons, reasons...)
