@@ -412,17 +412,28 @@ func readEd25519(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseEd25519(path, raw)
+}
+
+// ParsePrivateKeyPEM parses an Ed25519 private key (PEM "PRIVATE KEY", PKCS #8) held
+// in memory, e.g. read from Vault; name says where it came from in errors (never the
+// key itself).
+func ParsePrivateKeyPEM(name string, raw []byte) (ed25519.PrivateKey, error) {
+	return parseEd25519(name, raw)
+}
+
+func parseEd25519(name string, raw []byte) (ed25519.PrivateKey, error) {
 	block, _ := pem.Decode(raw)
 	if block == nil {
-		return nil, fmt.Errorf("auth: %s: no PEM block", path)
+		return nil, fmt.Errorf("auth: %s: no PEM block", name)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("auth: %s: %w", path, err)
+		return nil, fmt.Errorf("auth: %s: %w", name, err)
 	}
 	ed, ok := k.(ed25519.PrivateKey)
 	if !ok {
-		return nil, fmt.Errorf("auth: %s: not an Ed25519 key", path)
+		return nil, fmt.Errorf("auth: %s: not an Ed25519 key", name)
 	}
 	return ed, nil
 }
