@@ -121,6 +121,34 @@ type Integrations struct {
 	PromURL           string `yaml:"prom_url"`            // PROM_URL
 	NeuralFabricURL   string `yaml:"neural_fabric_url"`   // NEURAL_FABRIC_URL
 	QuantumProvider   string `yaml:"quantum_provider"`    // QUANTUM_PROVIDER
+	// Vault says which keys are read from Vault (VAULT_ADDR) instead of files.
+	Vault VaultKeys `yaml:"vault"`
+}
+
+// VaultKeys are the fabric's keys kept in Vault's KV v2 engine (internal/vault,
+// docs/security.md "Keys in Vault"), read at start when VAULT_ADDR is set. Each path
+// left empty keeps that key in its file; a path set replaces the file setting, which
+// must then be empty. The token is VAULT_TOKEN, else the content of TokenFile.
+type VaultKeys struct {
+	// TokenFile holds the Vault token when VAULT_TOKEN is unset (VAULT_TOKEN_FILE).
+	TokenFile string `yaml:"token_file"`
+	// KVMount is the KV v2 engine's mount path; empty = "secret".
+	KVMount string `yaml:"kv_mount"`
+	// ServiceKeyPath holds the service key (field "key": PEM Ed25519, PKCS #8), in
+	// place of auth.service_key_file.
+	ServiceKeyPath string `yaml:"service_key_path"`
+	// CosignKeyPath holds the manifest signing key (field "key": the cosign PEM;
+	// field "password": its password, else COSIGN_PASSWORD), in place of
+	// integrations.cosign_key_path.
+	CosignKeyPath string `yaml:"cosign_key_path"`
+	// MFAKeyPath holds the HIL MFA sealing key (field "key": base64 of 32 bytes), in
+	// place of hil.mfa_key_file.
+	MFAKeyPath string `yaml:"mfa_key_path"`
+}
+
+// Any reports whether any key is read from Vault.
+func (v VaultKeys) Any() bool {
+	return v.ServiceKeyPath != "" || v.CosignKeyPath != "" || v.MFAKeyPath != ""
 }
 
 // Executor sends one tenant's enactments to its own webhook instead of the simulated
@@ -533,6 +561,7 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	str("FABRIC_POLICY_FILE", &c.PolicyFile)
 	str("FABRIC_REGION_KEYS_DIR", &c.RegionKeysDir)
 	str("FABRIC_SERVICE_KEY_FILE", &c.Auth.ServiceKeyFile)
+	str("VAULT_TOKEN_FILE", &c.Integrations.Vault.TokenFile)
 	if v, ok := lookup(precheck.EnvDecisionTimeoutMS); ok && v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms <= 0 {
@@ -550,6 +579,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")
+	}
+	if err := c.validateVault(); err != nil {
+		return err
 	}
 	switch strings.ToLower(c.SimulationMode) {
 	case "", "true", "false", "1", "0":
@@ -683,4 +715,30 @@ type Engine struct {
 	Lease Duration `yaml:"lease"`
 	// Sweep is how often each coordinator looks for unclaimed proposals (default 1s).
 	Sweep Duration `yaml:"sweep"`
+}
+
+// validateVault refuses Vault key paths without VAULT_ADDR, and a key configured both
+// in Vault and in a file (which one is meant would be a guess).
+func (c Config) validateVault() error {
+	v := c.Integrations.Vault
+	if !v.Any() {
+		return nil
+	}
+	if c.Integrations.VaultAddr == "" {
+		return errors.New("integrations.vault: key paths are set but integrations.vault_addr (VAULT_ADDR) is not")
+	}
+	for _, both := range []struct {
+		vault, file string
+		vaultKey    string
+		fileKey     string
+	}{
+		{v.ServiceKeyPath, c.Auth.ServiceKeyFile, "integrations.vault.service_key_path", "auth.service_key_file"},
+		{v.CosignKeyPath, c.Integrations.CosignKeyPath, "integrations.vault.cosign_key_path", "integrations.cosign_key_path (COSIGN_KEY_PATH)"},
+		{v.MFAKeyPath, c.HIL.MFAKeyFile, "integrations.vault.mfa_key_path", "hil.mfa_key_file"},
+	} {
+		if both.vault != "" && both.file != "" {
+			return fmt.Errorf("%s and %s are both set: keep the key in one place", both.vaultKey, both.fileKey)
+		}
+	}
+	return nil
 }

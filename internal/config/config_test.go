@@ -153,3 +153,22 @@ func TestWebAuthnValidation(t *testing.T) {
 	_, err = Load(writeFile(t, "hil:\n  webauthn:\n    rp_idd: approvals.example\n"), env(nil))
 	require.Error(t, err, "unknown keys are errors")
 }
+
+func TestVaultKeyPathsNeedVaultAndOnePlace(t *testing.T) {
+	t.Parallel()
+	c := Default()
+	c.Integrations.Vault.ServiceKeyPath = "fabric/service-key"
+	require.ErrorContains(t, c.Validate(), "integrations.vault_addr (VAULT_ADDR) is not")
+	c.Integrations.VaultAddr = "https://vault.example:8200"
+	require.NoError(t, c.Validate())
+	c.Auth.ServiceKeyFile = "/etc/fabric/service.pem"
+	require.ErrorContains(t, c.Validate(), "integrations.vault.service_key_path and auth.service_key_file are both set")
+	c.Auth.ServiceKeyFile = ""
+	c.Integrations.Vault.CosignKeyPath = "fabric/cosign"
+	c.Integrations.CosignKeyPath = "/k"
+	require.ErrorContains(t, c.Validate(), "cosign_key_path (COSIGN_KEY_PATH)")
+	c.Integrations.CosignKeyPath = ""
+	c.Integrations.Vault.MFAKeyPath = "fabric/mfa"
+	c.HIL.MFAKeyFile = "/m"
+	require.ErrorContains(t, c.Validate(), "hil.mfa_key_file")
+}
