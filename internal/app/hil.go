@@ -110,6 +110,16 @@ func plainLoopback(public string) bool {
 // mfaKey is the 32-byte key TOTP secrets are sealed with: hil.mfa_key_file, else
 // data_dir/keys/mfa.key, created on first use in simulation only.
 func (a *App) mfaKey() ([]byte, error) {
+	if vpath := a.Cfg.Integrations.Vault.MFAKeyPath; vpath != "" {
+		key, err := a.vaultField(vpath, "key", true)
+		if err != nil {
+			return nil, fmt.Errorf("hil: mfa key (integrations.vault.mfa_key_path): %w", err)
+		}
+		if len(key) != mfa.KeySize {
+			return nil, fmt.Errorf("hil: mfa key in vault %s holds %d bytes, not %d", vpath, len(key), mfa.KeySize)
+		}
+		return key, nil
+	}
 	path := a.Cfg.HIL.MFAKeyFile
 	if path == "" {
 		path = filepath.Join(a.Cfg.DataDir, "keys", "mfa.key")

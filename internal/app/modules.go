@@ -48,6 +48,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/telemetry"
+	"github.com/decision-fabric/fabric/internal/vault"
 	"github.com/decision-fabric/fabric/internal/world"
 	"github.com/decision-fabric/fabric/services/confidence-scorer/scorer"
 	"github.com/decision-fabric/fabric/services/decision-auditor/auditor"
@@ -100,6 +101,39 @@ type App struct {
 
 	sharedQuota     *admission.RedisStore
 	sharedQuotaDone bool
+
+	vaultOnce   sync.Once
+	vaultClient *vault.Client
+	vaultErr    error
+}
+
+// vault is the Vault the keys configured under integrations.vault are read from; nil
+// when none is (every key in its file).
+func (a *App) vault() (*vault.Client, error) {
+	a.vaultOnce.Do(func() {
+		i := a.Cfg.Integrations
+		if i.VaultAddr == "" || !i.Vault.Any() {
+			return
+		}
+		a.vaultClient, a.vaultErr = vault.New(vault.Options{
+			Addr: i.VaultAddr, Token: os.Getenv("VAULT_TOKEN"), TokenFile: i.Vault.TokenFile, Mount: i.Vault.KVMount,
+		})
+	})
+	return a.vaultClient, a.vaultErr
+}
+
+// vaultField reads field of the secret at path, bounded in time.
+func (a *App) vaultField(path, field string, base64 bool) ([]byte, error) {
+	c, err := a.vault()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if base64 {
+		return c.Base64Field(ctx, path, field)
+	}
+	return c.Field(ctx, path, field)
 }
 
 // quotaStore is the Redis that the services' replicas share their tenants' quotas
@@ -512,6 +546,20 @@ func (a *App) health(ctx context.Context) server.HealthReport {
 			rep.Checks = map[string]string{"store": "unreachable"}
 		}
 	}
+	if c, _ := a.vault(); c != nil {
+		// The keys were read at start and stay in use: an unreachable Vault is
+		// reported, not a reason to take the service out (a restart would fail).
+		vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		st := "ok"
+		if err := c.Ping(vctx); err != nil {
+			st = "unreachable"
+		}
+		if rep.Checks == nil {
+			rep.Checks = map[string]string{}
+		}
+		rep.Checks["vault"] = st
+	}
 	return rep
 }
 
@@ -628,7 +676,16 @@ func initAuth(_ context.Context, a *App) error {
 	// simulation a development service key (not the development token key, so a
 	// `fabric token` never carries it).
 	var serviceKey ed25519.PrivateKey
-	if path := a.Cfg.Auth.ServiceKeyFile; path != "" {
+	if path := a.Cfg.Integrations.Vault.ServiceKeyPath; path != "" {
+		pemKey, err := a.vaultField(path, "key", false)
+		if err != nil {
+			return fmt.Errorf("integrations.vault.service_key_path: %w", err)
+		}
+		if serviceKey, err = auth.ParsePrivateKeyPEM("vault "+path, pemKey); err != nil {
+			return fmt.Errorf("integrations.vault.service_key_path: %w", err)
+		}
+		a.Log.Info("auth: service key read from Vault", "path", path)
+	} else if path := a.Cfg.Auth.ServiceKeyFile; path != "" {
 		if serviceKey, err = auth.LoadPrivateKeyFile(path); err != nil {
 			return fmt.Errorf("auth.service_key_file: %w", err)
 		}
@@ -661,6 +718,10 @@ func (a *App) policy() (*policy.Engine, error) {
 // key in data_dir, or COSIGN_KEY_PATH (password in COSIGN_PASSWORD) in production.
 func (a *App) manifestSigner() (signing.Signer, error) {
 	a.signerOnce.Do(func() {
+		if path := a.Cfg.Integrations.Vault.CosignKeyPath; path != "" && !a.Simulation {
+			a.signer, a.signerErr = a.vaultCosignKey(path)
+			return
+		}
 		if a.Simulation || a.Cfg.Integrations.CosignKeyPath == "" {
 			a.signer, a.signerErr = signing.LoadOrCreateSimulationKey(a.Cfg.DataDir)
 			return
@@ -668,6 +729,28 @@ func (a *App) manifestSigner() (signing.Signer, error) {
 		a.signer, a.signerErr = signing.LoadCosignKey(a.Cfg.Integrations.CosignKeyPath, []byte(os.Getenv("COSIGN_PASSWORD")))
 	})
 	return a.signer, a.signerErr
+}
+
+// vaultCosignKey reads the cosign signing key from Vault: field "key" (the cosign PEM)
+// and field "password" (else COSIGN_PASSWORD).
+func (a *App) vaultCosignKey(path string) (signing.Signer, error) {
+	keyPEM, err := a.vaultField(path, "key", false)
+	if err != nil {
+		return nil, fmt.Errorf("integrations.vault.cosign_key_path: %w", err)
+	}
+	password, err := a.vaultField(path, "password", false)
+	if err != nil {
+		if !errors.Is(err, vault.ErrNoField) {
+			return nil, fmt.Errorf("integrations.vault.cosign_key_path: %w", err)
+		}
+		password = []byte(os.Getenv("COSIGN_PASSWORD"))
+	}
+	s, err := signing.ParseCosignKey(keyPEM, password)
+	if err != nil {
+		return nil, fmt.Errorf("integrations.vault.cosign_key_path %s: %w", path, err)
+	}
+	a.Log.Info("signing: cosign key read from Vault", "path", path, "key_id", s.KeyID())
+	return s, nil
 }
 
 // regions is the negotiator's region set: regions_file, or the built-in one.

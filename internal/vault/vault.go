@@ -24,6 +24,9 @@ import (
 // DefaultMount is the KV v2 mount used when none is configured (Vault's dev default).
 const DefaultMount = "secret"
 
+// ErrNoField is returned (wrapped) for a secret without the field asked for.
+var ErrNoField = errors.New("no such field")
+
 // Options say which Vault to read from, and how to authenticate.
 type Options struct {
 	// Addr is VAULT_ADDR.
@@ -101,7 +104,7 @@ func (c *Client) Field(ctx context.Context, path, field string) ([]byte, error) 
 	}
 	v, ok := s.Data[field]
 	if !ok {
-		return nil, fmt.Errorf("%s: no field %q", where, field)
+		return nil, fmt.Errorf("%s: %w %q", where, ErrNoField, field)
 	}
 	str, ok := v.(string)
 	if !ok || str == "" {

@@ -33,7 +33,8 @@ func TestFieldReadsKVv2(t *testing.T) {
 	require.NoError(t, c.Ping(ctx))
 
 	_, err = c.Field(ctx, "fabric/mfa", "missing")
-	require.ErrorContains(t, err, `no field "missing"`)
+	require.ErrorIs(t, err, vault.ErrNoField)
+	require.ErrorContains(t, err, `"missing"`)
 	_, err = c.Field(ctx, "fabric/mfa", "n")
 	require.ErrorContains(t, err, "not a non-empty string")
 	_, err = c.Base64Field(ctx, "fabric/service-key", "key")

@@ -49,6 +49,11 @@ func errorBody(w http.ResponseWriter, code int, msg string) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/sys/health" { // unauthenticated, as in Vault
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"initialized": true, "sealed": false, "standby": false})
+		return
+	}
 	if r.Header.Get("X-Vault-Token") != s.Token {
 		errorBody(w, http.StatusForbidden, "permission denied")
 		return
