@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/server"
+	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/testredis"
 	"github.com/decision-fabric/fabric/internal/vault/vaulttest"
 )
@@ -105,4 +107,34 @@ func TestWrongVaultTokenRefusesToStart(t *testing.T) {
 	_, err := Start(context.Background(), cfg, io.Discard)
 	require.ErrorContains(t, err, "secret/fabric/service-key: HTTP 403")
 	require.NotContains(t, err.Error(), "hvs.not-the-right-one")
+}
+
+// The cosign signing key and its password come from Vault outside simulation.
+func TestCosignKeyFromVault(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	password := []byte("cosign-pw-in-vault")
+	want, err := signing.GenerateCosignKey(dir, password)
+	require.NoError(t, err)
+	keyPEM, err := os.ReadFile(filepath.Join(dir, signing.CosignKeyFile))
+	require.NoError(t, err)
+	v := vaulttest.New(t, testVaultToken, "secret")
+	v.Put("fabric/cosign", map[string]any{"key": string(keyPEM), "password": string(password)})
+	v.Put("fabric/cosign-badpw", map[string]any{"key": string(keyPEM), "password": "badpw-zz-secret"})
+
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte(testVaultToken), 0o600))
+	cfg := config.Default()
+	cfg.Integrations.VaultAddr = v.URL
+	cfg.Integrations.Vault = config.VaultKeys{TokenFile: tokenFile, CosignKeyPath: "fabric/cosign"}
+	a := &App{Cfg: cfg, Log: slog.New(slog.DiscardHandler)}
+	got, err := a.manifestSigner()
+	require.NoError(t, err)
+	require.Equal(t, want.KeyID(), got.KeyID(), "the signing key in use is Vault's")
+	require.Equal(t, want.PublicKeyPEM(), got.PublicKeyPEM())
+
+	_, err = a.vaultCosignKey("fabric/cosign-badpw")
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "badpw-zz-secret")
+	require.NotContains(t, err.Error(), "PRIVATE KEY")
 }

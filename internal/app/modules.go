@@ -611,6 +611,7 @@ func PrecheckEnv(c config.Config) precheck.Env {
 		NeuralFabricURL:   i.NeuralFabricURL,
 		QuantumProvider:   i.QuantumProvider,
 		DecisionTimeoutMS: fmt.Sprint(c.DecisionTimeoutMS),
+		CosignVaultPath:   i.Vault.CosignKeyPath,
 	}
 }
 

@@ -123,6 +123,9 @@ type Env struct {
 	NeuralFabricURL   string
 	QuantumProvider   string
 	DecisionTimeoutMS string
+	// CosignVaultPath is the KV v2 path the signing key is read from instead of
+	// COSIGN_KEY_PATH (integrations.vault.cosign_key_path; configuration only).
+	CosignVaultPath string
 }
 
 // FromEnviron reads the spec variables through lookup (os.LookupEnv has the
@@ -227,10 +230,14 @@ func Run(ctx context.Context, env Env, opts Options) Report {
 	}
 	ck := &checker{client: client}
 
+	cosignValue, cosignRun := env.CosignKeyPath, ck.cosign
+	if cosignValue == "" && env.CosignVaultPath != "" && env.VaultAddr != "" {
+		cosignValue, cosignRun = env.CosignVaultPath, ck.cosignVault
+	}
 	specs := []spec{
 		{CheckPostgres, EnvPostgresDSN, true, env.PostgresDSN, ck.postgres},
 		{CheckVault, EnvVaultAddr, true, env.VaultAddr, ck.vault},
-		{CheckCosign, EnvCosignKeyPath, true, env.CosignKeyPath, ck.cosign},
+		{CheckCosign, EnvCosignKeyPath, true, cosignValue, cosignRun},
 		{CheckGlobalRegistry, EnvGlobalRegistryURL, true, env.GlobalRegistryURL, ck.registry},
 		{CheckFederationToken, EnvFederationToken, true, env.FederationToken, ck.federationToken},
 		{CheckRedis, EnvRedisURL, false, env.RedisURL, ck.redis},
