@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -59,7 +60,7 @@ func TestRedisInFlightIsSharedByReplicas(t *testing.T) {
 		wg.Go(func() {
 			r, err := c.Admit(context.Background(), tenant("shared"))
 			if err != nil {
-				require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+				assert.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err) // not require: another goroutine
 				refused.Add(1)
 				return
 			}
