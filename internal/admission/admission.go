@@ -113,13 +113,24 @@ func New(cfg config.Admission, reg prometheus.Registerer, opts ...Option) (*Cont
 		gauge := func(name, help string, f func() int64) prometheus.Collector {
 			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
 		}
-		for _, col := range []prometheus.Collector{
+		cols := []prometheus.Collector{
 			c.refused,
 			gauge("fabric_admission_in_flight", "Requests holding a slot (tenant requests).", c.requests.Running),
 			gauge("fabric_admission_queued", "Requests waiting for a slot.", c.requests.Waiting),
 			gauge("fabric_admission_service_in_flight", "Service-identity calls holding a slot.", c.service.Running),
 			gauge("fabric_admission_streams", "Open server streams.", c.streams.Running),
-		} {
+		}
+		if name, _ := c.tenants.Component(); name != "" {
+			cols = append(cols, gauge("fabric_admission_shared_quota_degraded",
+				"1 while the shared quota backend (Redis) does not answer and tenant quotas are kept per replica.",
+				func() int64 {
+					if _, st := c.tenants.Component(); st != "ok" {
+						return 1
+					}
+					return 0
+				}))
+		}
+		for _, col := range cols {
 			if err := reg.Register(col); err != nil {
 				return nil, fmt.Errorf("admission: register metrics: %w", err)
 			}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
@@ -222,12 +223,28 @@ func TestRedisDownFallsBackToTheLocalLimiter(t *testing.T) {
 	var logs bytes.Buffer
 	s := newRedisStore(t, "redis://"+p.ln.Addr().String(), prefix, time.Minute,
 		slog.New(slog.NewTextHandler(&logs, nil)))
-	c := replica(t, s, config.TenantQuota{MaxInFlight: 2})
+	cfg := config.DefaultAdmission()
+	cfg.Tenant = config.TenantQuota{MaxInFlight: 2}
+	reg := prometheus.NewRegistry()
+	c, err := New(cfg, reg, WithQuota(s.Quota("decision-coordinator", cfg.Tenant)))
+	require.NoError(t, err)
+	degraded := func() float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "fabric_admission_shared_quota_degraded" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no fabric_admission_shared_quota_degraded")
+		return 0
+	}
 
 	r, err := c.Admit(context.Background(), tenant("t"))
 	require.NoError(t, err)
 	r()
 	require.Equal(t, map[string]string{"redis": "ok"}, c.Components())
+	require.Zero(t, degraded())
 
 	p.close()
 	r1, err := c.Admit(context.Background(), tenant("t"))
@@ -237,6 +254,7 @@ func TestRedisDownFallsBackToTheLocalLimiter(t *testing.T) {
 	_, err = c.Admit(context.Background(), tenant("t"))
 	require.Equal(t, codes.ResourceExhausted, status.Code(err), "the fallback keeps the cap: never unlimited")
 	require.Equal(t, map[string]string{"redis": "degraded"}, c.Components())
+	require.Equal(t, 1.0, degraded())
 	reasons := c.Health()
 	require.Len(t, reasons, 1)
 	require.Contains(t, reasons[0], "redis unreachable")
@@ -324,4 +342,24 @@ func BenchmarkTenantQuota(b *testing.B) {
 	if down, _ := shared.tenants.(*RedisQuota).s.Degraded(); down {
 		b.Fatal("Redis failed during the benchmark: the figures are the fallback's")
 	}
+}
+
+// A replica stopped gracefully gives its places back at once (no wait for the lease).
+func TestRedisCloseReleasesHeldSlots(t *testing.T) {
+	t.Parallel()
+	addr := testredis.Addr(t)
+	prefix := testredis.Prefix(t, addr)
+	quota := config.TenantQuota{MaxInFlight: 1}
+	stopping, err := NewRedisStore(RedisOptions{URL: "redis://" + addr, Prefix: prefix, Lease: time.Hour})
+	require.NoError(t, err)
+	a := replica(t, stopping, quota)
+	b := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Hour, nil), quota)
+	_, err = a.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err)
+	_, err = b.Admit(context.Background(), tenant("t"))
+	require.Equal(t, codes.ResourceExhausted, status.Code(err))
+	require.NoError(t, stopping.Close())
+	r, err := b.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err, "the stopped replica released its place (the lease is an hour)")
+	r()
 }
