@@ -169,10 +169,11 @@ func TestRedisCrashedReplicaSlotsExpire(t *testing.T) {
 	held()
 }
 
-// proxy forwards TCP to addr until it is closed, which also cuts the open connections:
-// Redis "going down" for one client only.
+// proxy forwards TCP to addr; down cuts the open connections and refuses new ones
+// until up: Redis "going down" and coming back, for one client only.
 type proxy struct {
 	ln    net.Listener
+	down  atomic.Bool
 	mu    sync.Mutex
 	conns []net.Conn
 }
@@ -188,6 +189,10 @@ func newProxy(t *testing.T, addr string) *proxy {
 			if err != nil {
 				return
 			}
+			if p.down.Load() {
+				_ = c.Close()
+				continue
+			}
 			up, err := net.Dial("tcp", addr)
 			if err != nil {
 				_ = c.Close()
@@ -200,18 +205,21 @@ func newProxy(t *testing.T, addr string) *proxy {
 			go func() { _, _ = io.Copy(c, up); _ = c.Close() }()
 		}
 	}()
-	t.Cleanup(p.close)
+	t.Cleanup(func() { p.cut(); _ = ln.Close() })
 	return p
 }
 
-func (p *proxy) close() {
-	_ = p.ln.Close()
+func (p *proxy) cut() {
+	p.down.Store(true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
 		_ = c.Close()
 	}
+	p.conns = nil
 }
+
+func (p *proxy) up() { p.down.Store(false) }
 
 // When Redis goes away the quotas fall back to each replica's local limiter — the
 // same cap, never unlimited — and health says so until Redis answers again.
@@ -246,7 +254,7 @@ func TestRedisDownFallsBackToTheLocalLimiter(t *testing.T) {
 	require.Equal(t, map[string]string{"redis": "ok"}, c.Components())
 	require.Zero(t, degraded())
 
-	p.close()
+	p.cut()
 	r1, err := c.Admit(context.Background(), tenant("t"))
 	require.NoError(t, err, "admitted by the local fallback")
 	r2, err := c.Admit(context.Background(), tenant("t"))
@@ -259,8 +267,23 @@ func TestRedisDownFallsBackToTheLocalLimiter(t *testing.T) {
 	require.Len(t, reasons, 1)
 	require.Contains(t, reasons[0], "redis unreachable")
 	require.Contains(t, logs.String(), "fall back to each replica")
-	r1()
-	r2()
+
+	// Redis back: the next request after the retry delay goes to Redis again (whose
+	// set does not hold the fallback's places), and health is ok.
+	p.up()
+	var held []func()
+	require.Eventually(t, func() bool {
+		if r, err := c.Admit(context.Background(), tenant("t")); err == nil {
+			held = append(held, r)
+		}
+		return c.Components()["redis"] == "ok"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Nil(t, c.Health())
+	require.Zero(t, degraded())
+	require.Contains(t, logs.String(), "redis answers again")
+	for _, r := range append(held, r1, r2) {
+		r()
+	}
 }
 
 // Redis unreachable from the start: the replica starts (degraded, local quotas), and
