@@ -243,6 +243,11 @@ func (c *Controller) overload(reason string) error {
 }
 
 func (c *Controller) quota(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// A shared quota (Redis) was asked while the client left.
+		c.refused.WithLabelValues(reasonClientGone).Inc()
+		return status.FromContextError(err).Err()
+	}
 	var q *quotaError
 	if !errors.As(err, &q) {
 		return status.Error(codes.Internal, "admission: internal error")

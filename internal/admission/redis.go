@@ -412,13 +412,16 @@ func (q *RedisQuota) decide(ctx context.Context, tenant string, now time.Time, b
 	if err == nil && len(res) != 2 {
 		err = errors.New("admission: unexpected reply from the quota script")
 	}
-	q.s.record(err)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, ctxErr // the client left: nothing to decide
+			// The request's own context ended (the client left or its deadline
+			// passed): nothing to decide, and nothing learnt about Redis.
+			return nil, ctxErr
 		}
+		q.s.record(err)
 		return q.fallback(tenant, now, busy, limit)
 	}
+	q.s.record(nil)
 	switch res[0] {
 	case 0:
 		return nil, &quotaError{reason: reasonTenantInFlight, after: busy,

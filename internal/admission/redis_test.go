@@ -386,3 +386,20 @@ func TestRedisCloseReleasesHeldSlots(t *testing.T) {
 	require.NoError(t, err, "the stopped replica released its place (the lease is an hour)")
 	r()
 }
+
+// A request whose client already left is not decided, and says nothing about Redis:
+// the quota stays shared and healthy.
+func TestRedisQuotaOfAGoneClient(t *testing.T) {
+	t.Parallel()
+	addr := testredis.Addr(t)
+	prefix := testredis.Prefix(t, addr)
+	c := replica(t, newRedisStore(t, "redis://"+addr, prefix, time.Minute, nil), config.TenantQuota{MaxInFlight: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Admit(ctx, tenant("t"))
+	require.Equal(t, codes.Canceled, status.Code(err), "%v", err)
+	require.Equal(t, map[string]string{"redis": "ok"}, c.Components())
+	r, err := c.Admit(context.Background(), tenant("t"))
+	require.NoError(t, err, "the gone client took no place")
+	r()
+}
