@@ -238,6 +238,12 @@ func checkRelease(t *testing.T, r *rendered, vals map[string]any) {
 		targets[cfg.Target]++
 		if cfg.Federation.Region.Name != "" {
 			require.Equal(t, name, release+"-decision-fabric-region-"+cfg.Federation.Region.Name)
+			// A region keeps its own store: never the release's POSTGRES_DSN.
+			for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+				if e.Name == "POSTGRES_DSN" {
+					require.NotEqual(t, releasePostgres(vals), e.ValueFrom.SecretKeyRef.Name, "region %s shares the release's database", name)
+				}
+			}
 		}
 		if cfg.Federation.Enabled {
 			checkRegistry(t, r, d, cfg)
@@ -345,6 +351,14 @@ func checkRelease(t *testing.T, r *rendered, vals map[string]any) {
 	} else {
 		require.Empty(t, r.serviceMonitors)
 	}
+}
+
+// releasePostgres is secrets.postgres.existingSecret of vals.
+func releasePostgres(vals map[string]any) string {
+	sec, _ := vals["secrets"].(map[string]any)
+	pg, _ := sec["postgres"].(map[string]any)
+	name, _ := pg["existingSecret"].(string)
+	return name
 }
 
 func containerPorts(d *appsv1.Deployment) map[string]int32 {

@@ -74,7 +74,7 @@ per-workload overrides).
     {{- if not .keySecret -}}{{- fail (printf "regions.list %s: keySecret is required (the Secret holding the region's private key)" .name) -}}{{- end -}}
     {{- if not .publicKey -}}{{- fail (printf "regions.list %s: publicKey is required (its PEM public key, for the registry)" .name) -}}{{- end -}}
     {{- $ports := list (dict "name" "http" "port" 9203 "kind" "http") (dict "name" "grpc" "port" 9303 "kind" "grpc") (dict "name" "region" "port" $root.Values.regions.grpcPort "kind" "region") -}}
-    {{- $over := omit . "name" "publicKey" "keySecret" "weight" "config" -}}
+    {{- $over := omit . "name" "publicKey" "keySecret" "weight" "config" "postgres" -}}
     {{- $s := mustMergeOverwrite (deepCopy $root.Values.defaults) (deepCopy $over) -}}
     {{- $items = append $items (dict "name" (printf "%s-region-%s" $full .name) "component" (printf "region-%s" .name) "target" "federated-negotiator" "image" "federated-negotiator" "ports" $ports "healthPort" 9203 "coordinates" false "hil" false "region" . "settings" $s) -}}
   {{- end -}}
@@ -89,11 +89,6 @@ app.kubernetes.io/component: {{ .w.component }}
 
 {{- define "decision-fabric.image" -}}
 {{- printf "%s/%s:%s" .root.Values.image.repository .w.image (default .root.Chart.AppVersion .root.Values.image.tag) -}}
-{{- end -}}
-
-{{/* Whether the release uses embedded SQLite (no POSTGRES_DSN secret). */}}
-{{- define "decision-fabric.sqlite" -}}
-{{- if not .Values.secrets.postgres.existingSecret -}}true{{- end -}}
 {{- end -}}
 
 {{/*
