@@ -591,6 +591,17 @@ func TestChartDefaults(t *testing.T) {
 	checkRelease(t, decode(t, manifests), map[string]any{})
 }
 
+// No values file holds a secret value: keys, DSNs and passwords come from Secrets.
+func TestValuesFilesHoldNoSecrets(t *testing.T) {
+	files := append(ciValuesFiles(t), filepath.Join(chartDir, "values.yaml"))
+	leak := regexp.MustCompile(`-----BEGIN [A-Z ]*PRIVATE KEY|(?i)postgres(ql)?://|\b(password|token|secret|dsn)\s*:`)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		require.NotRegexp(t, leak, stripComments(string(raw)), "%s", f)
+	}
+}
+
 // helm lint (strict: warnings fail) with the default values and every ci/ values file.
 func TestHelmLint(t *testing.T) {
 	runs := map[string]map[string]any{"values.yaml": {}}
