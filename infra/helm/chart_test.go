@@ -6,8 +6,11 @@ package helm_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,6 +33,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/decision-fabric/fabric/internal/app"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/federation"
@@ -589,6 +593,35 @@ func TestChartDefaults(t *testing.T) {
 	manifests, err := render(t, map[string]any{})
 	require.NoError(t, err)
 	checkRelease(t, decode(t, manifests), map[string]any{})
+}
+
+// The all-in-one pod of the default values boots: its rendered config, loaded as the
+// pod loads it (simulation, nothing else set), starts all seven services, which answer
+// /health. Only the folders and ports are moved to the test's.
+func TestRenderedAllInOneConfigBoots(t *testing.T) {
+	manifests, err := render(t, map[string]any{})
+	require.NoError(t, err)
+	r := decode(t, manifests)
+	d := r.deployments[release+"-decision-fabric"]
+	require.NotNil(t, d)
+	cfg := loadConfig(t, r, d)
+	require.Equal(t, "all", cfg.Target)
+	cfg.SimulationMode = "true"
+	cfg.DataDir, cfg.ReportsDir = t.TempDir(), t.TempDir()
+	for n, l := range cfg.Services {
+		l.HTTPAddr, l.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Services[n] = l
+	}
+	run, err := app.Start(context.Background(), cfg, io.Discard)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, run.Stop()) }()
+	require.Len(t, run.Servers, len(fabric.Services))
+	for name, srv := range run.Servers {
+		resp, err := http.Get("http://" + srv.HTTPAddr() + "/health")
+		require.NoError(t, err, name)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, name)
+	}
 }
 
 // No values file holds a secret value: keys, DSNs and passwords come from Secrets.
