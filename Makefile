@@ -37,6 +37,10 @@ run: ## run all seven services in one process (embedded store, simulation mode)
 test: ## unit tests, store conformance (SQLite + Postgres), end-to-end suite
 	$(GO) test -count=1 ./...
 
+.PHONY: helm-lint
+helm-lint: ## the Helm chart (infra/helm): helm lint --strict and a render per ci/ values file, decoded strictly, configs loaded (Helm's Go packages, no helm binary)
+	$(GO) test -count=1 ./infra/helm/
+
 .PHONY: test-race
 test-race: ## the tests under the race detector
 	$(GO) test -race -count=1 ./...
