@@ -518,7 +518,7 @@ func PrecheckEnv(c config.Config) precheck.Env {
 		FederationToken:   i.FederationToken.Reveal(),
 		SimulationMode:    c.SimulationMode,
 		RedisURL:          i.RedisURL.Reveal(),
-		KafkaURL:          i.KafkaURL,
+		KafkaURL:          i.KafkaURL.Reveal(),
 		PromURL:           i.PromURL,
 		NeuralFabricURL:   i.NeuralFabricURL,
 		QuantumProvider:   i.QuantumProvider,
