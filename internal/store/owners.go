@@ -41,4 +41,5 @@ var PackageOwners = map[string]string{
 	"internal/auditlog": fabric.Auditor,
 	"internal/world":    OwnerWorld,
 	"internal/mfa":      fabric.HIL,
+	"internal/events":   fabric.Coordinator,
 }
