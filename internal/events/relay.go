@@ -34,6 +34,9 @@ func NewProducer(t kafkaurl.Target, clientID string, extra ...kgo.Opt) (*kgo.Cli
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchMaxBytes(1 << 20),
 		kgo.MaxBufferedRecords(4 * maxBatch),
+		// A record the broker keeps refusing fails after this long (when it is safe:
+		// not in flight) and the relay retries it with its own backoff.
+		kgo.RecordDeliveryTimeout(DeliveryTimeout),
 	}
 	if t.TLS {
 		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
@@ -76,6 +79,10 @@ type Config struct {
 
 const maxBatch = 500
 
+// DeliveryTimeout is the producer's record delivery timeout, and the relay's default
+// Timeout.
+const DeliveryTimeout = 10 * time.Second
+
 // Relay publishes the event outbox. One runs per coordinator; relays of several
 // coordinators sharing a store claim disjoint events.
 type Relay struct {
@@ -108,7 +115,7 @@ func NewRelay(cfg Config) (*Relay, error) {
 		}
 	}
 	def(&cfg.Lease, 30*time.Second)
-	def(&cfg.Timeout, 10*time.Second)
+	def(&cfg.Timeout, DeliveryTimeout)
 	def(&cfg.Interval, time.Second)
 	def(&cfg.MinBackoff, 250*time.Millisecond)
 	def(&cfg.MaxBackoff, 30*time.Second)
@@ -163,7 +170,14 @@ func (r *Relay) Close() {
 	r.once.Do(func() {
 		close(r.stop)
 		if r.started.Load() {
-			<-r.done
+			select {
+			case <-r.done:
+			case <-time.After(r.cfg.Timeout):
+				// A publication waits for a broker that does not answer: closing the
+				// client fails its records, which stay in the outbox.
+				r.cfg.Client.Close()
+				<-r.done
+			}
 		}
 		r.cfg.Client.Close()
 	})
@@ -277,7 +291,21 @@ func (r *Relay) round(ctx context.Context) (published, failed int, err error) {
 			wg.Done()
 		})
 	}
-	wg.Wait()
+	// An idempotent producer cannot give up on a record a broker may have written
+	// (sent, no answer): it keeps retrying until the broker answers. The relay waits,
+	// saying so on /health; Close ends the wait by closing the client.
+	acked := make(chan struct{})
+	go func() { wg.Wait(); close(acked) }()
+	select {
+	case <-acked:
+	case <-pctx.Done():
+		select {
+		case <-acked:
+		default:
+			r.setErr(fmt.Sprintf("%d event(s) sent without an answer from the broker after %s; waiting", len(evs), r.cfg.Timeout))
+			<-acked
+		}
+	}
 	var ok []int64
 	var firstErr error
 	byAttempts := map[int][]int64{}
