@@ -258,7 +258,9 @@ func (e Events) validate() error {
 	t := e.KafkaTopic
 	ok := t != "" && len(t) <= 249 && t != "." && t != ".."
 	for _, c := range t {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
 			ok = false
 		}
 	}

@@ -80,7 +80,7 @@ func Decode(value []byte) (*eventsv1.LifecycleEvent, error) {
 	}
 	ev := &eventsv1.LifecycleEvent{}
 	if err := proto.Unmarshal(value, ev); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	switch {
 	case ev.GetEventId() == "", ev.GetTenantId() == "", ev.GetProposalId() == "", ev.GetToState() == "":

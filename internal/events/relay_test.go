@@ -255,14 +255,6 @@ func TestRelayRetriesWithBackoffAndReports(t *testing.T) {
 	require.Eventually(t, func() bool { return r.Health() == "ok" }, 10*time.Second, 10*time.Millisecond)
 }
 
-func seqs(evs []*store.LifecycleEvent) []int64 {
-	out := make([]int64, len(evs))
-	for i, e := range evs {
-		out[i] = e.Seq
-	}
-	return out
-}
-
 func TestBackoff(t *testing.T) {
 	r := &Relay{cfg: Config{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}}
 	require.Equal(t, []time.Duration{100 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second},

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/decision-fabric/fabric/internal/kafkaurl"
 	"io"
 	"io/fs"
 	"net"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/decision-fabric/fabric/internal/kafkaurl"
 )
 
 // maxKeyFileSize bounds how much of COSIGN_KEY_PATH is read.
