@@ -220,16 +220,25 @@ const (
 // for the auditor. A backlog does not make the coordinator unhealthy (it keeps
 // deciding; the events are kept and delivered in order when the auditor is back), so
 // it informs without degrading the status.
+//
+// With Kafka (KAFKA_URL), "event_relay" reports the lifecycle event relay the same way:
+// "ok", or its backlog and last error.
 func (s *Service) healthChecks(context.Context) map[string]string {
+	out := map[string]string{}
+	if s.deps.Events != nil {
+		out["event_relay"] = s.deps.Events.Health()
+	}
 	if s.relay == nil {
-		return nil
+		return out
 	}
 	n, backlog := s.relay.pending.Load(), s.relay.backlog.Load()
 	if n == 0 && !backlog {
-		return map[string]string{"audit_outbox": "ok"}
+		out["audit_outbox"] = "ok"
+		return out
 	}
-	return map[string]string{"audit_outbox": fmt.Sprintf(
-		"%d event(s) waiting for the auditor after the last sweep; retried every %s, in order", n, relayInterval)}
+	out["audit_outbox"] = fmt.Sprintf(
+		"%d event(s) waiting for the auditor after the last sweep; retried every %s, in order", n, relayInterval)
+	return out
 }
 
 // relay delivers what the request path could not, and deletes what was delivered. One
