@@ -29,12 +29,21 @@ import (
 // start the fabric as child processes: tests/crash, tests/replicas).
 func Build(t testing.TB, dir string) string {
 	t.Helper()
+	bin, err := BuildBinary(dir)
+	require.NoError(t, err)
+	return bin
+}
+
+// BuildBinary is Build for a TestMain (no testing.TB yet).
+func BuildBinary(dir string) (string, error) {
 	bin := filepath.Join(dir, "fabric")
 	build := exec.Command("go", "build", "-o", bin, "github.com/decision-fabric/fabric/cmd/fabric")
 	var out bytes.Buffer
 	build.Stdout, build.Stderr = &out, &out
-	require.NoError(t, build.Run(), "go build ./cmd/fabric: %s", out.String())
-	return bin
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/fabric: %w: %s", err, out.String())
+	}
+	return bin, nil
 }
 
 // ProcessOptions configure a fabric run as a child process (cmd/fabric).
