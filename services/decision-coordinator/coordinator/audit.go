@@ -255,7 +255,7 @@ type relay struct {
 	s     *Service
 	locks store.Locks // nil: the store is this process's alone
 	mu    sync.Mutex
-	done []int64 // delivered by the request path, not yet deleted
+	done  []int64 // delivered by the request path, not yet deleted
 	// backlog is set when a delivery failed: until the relay has caught up, every
 	// event is left to it, so events reach the auditor in the order they happened.
 	backlog atomic.Bool
@@ -408,7 +408,7 @@ func (r *relay) sweepLed(ctx context.Context) {
 	if err := r.locks.Check(ctx); err != nil {
 		log.WarnContext(ctx, "audit relay: leader locks lost; taking them again", "error", err)
 	}
-	led := map[string]bool{}    // tenant → this relay leads it (asked once per sweep)
+	led := map[string]bool{}     // tenant → this relay leads it (asked once per sweep)
 	blocked := map[string]bool{} // tenants stopped in this sweep (auditor unavailable)
 	var after int64
 	for {
