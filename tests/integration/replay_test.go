@@ -148,6 +148,7 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	var t2 struct{ Proposal proposal }
 	require.NoError(t, json.Unmarshal(r.Body, &t2))
+	other.await(t, t2.Proposal.ID, "PROPOSAL_STATUS_SCORED") // quiet: no move left behind the replay
 	ids := []string{small.ID, two.ID, four.ID, high.ID, rejected.ID}
 
 	// Quiet: the approval request of the high one opened (the engine asks the
@@ -174,7 +175,7 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) {
 	var labels sync.Map
 	stop, ok := store.Observe(f.Store(), func(ctx context.Context) {
 		switch l := store.CommitLabel(ctx); l {
-		case coordinator.RelayCommitLabel, auditlog.CommitLabel, hil.DeliveryCommitLabel, hil.SweeperCommitLabel:
+		case coordinator.RelayCommitLabel, coordinator.EngineLeaseCommitLabel, auditlog.CommitLabel, hil.DeliveryCommitLabel, hil.SweeperCommitLabel:
 		default:
 			labels.Store(l, true)
 			commits.Add(1)

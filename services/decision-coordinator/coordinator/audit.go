@@ -130,8 +130,14 @@ func (s *Service) deliver(ctx context.Context, entries []*store.OutboxEntry) {
 	}
 	if s.relay.locks != nil {
 		// Replicas: only the tenant's relay delivers, in the outbox's order. Wake this
-		// process's and wait for its next sweep: when this process leads the tenant,
-		// the events are in the log before the answer, as on a single process.
+		// process's and, for a client's request, wait for its next sweep: when this
+		// process leads the tenant, the events are in the log before the answer, as on
+		// a single process. The lifecycle engine's steps (which continue a request)
+		// do not wait.
+		if _, engine := ctx.Value(causeKey{}).(cause); engine {
+			s.relay.kick()
+			return
+		}
 		s.relay.flush(ctx)
 		return
 	}

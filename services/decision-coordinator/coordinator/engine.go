@@ -147,7 +147,9 @@ func (e *engine) claim() {
 	now := e.s.deps.Now()
 	ctx, cancel := context.WithTimeout(e.base, 10*time.Second)
 	defer cancel()
-	ps, err := e.s.deps.Store.Proposals().ClaimWork(ctx, e.cfg.Owner, engineStates, now, now.Add(e.cfg.Lease), min(room, 256))
+	// The claim itself is lease bookkeeping (a commit every sweep, mostly of nothing);
+	// the moves of what it takes are the engine's.
+	ps, err := e.s.deps.Store.Proposals().ClaimWork(store.WithCommitLabel(ctx, EngineLeaseCommitLabel), e.cfg.Owner, engineStates, now, now.Add(e.cfg.Lease), min(room, 256))
 	if err != nil {
 		if e.base.Err() == nil {
 			e.s.deps.Logger.WarnContext(ctx, "lifecycle engine: claim", "error", err)
@@ -160,9 +162,13 @@ func (e *engine) claim() {
 	}
 }
 
+// EngineLeaseCommitLabel names the lifecycle engine's lease claims and renewals for
+// store observers: bookkeeping on a timer, which moves no proposal itself.
+const EngineLeaseCommitLabel = "engine-lease"
+
 // renew extends this engine's leases.
 func (e *engine) renew() {
-	ctx, cancel := context.WithTimeout(e.base, 10*time.Second)
+	ctx, cancel := context.WithTimeout(store.WithCommitLabel(e.base, EngineLeaseCommitLabel), 10*time.Second)
 	defer cancel()
 	if _, err := e.s.deps.Store.Proposals().RenewLeases(ctx, e.cfg.Owner, engineStates, e.s.deps.Now().Add(e.cfg.Lease)); err != nil && e.base.Err() == nil {
 		e.s.deps.Logger.WarnContext(ctx, "lifecycle engine: renew leases", "error", err)
