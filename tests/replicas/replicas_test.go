@@ -1,5 +1,6 @@
 // Package replicas runs two or more replicas of the fabric against one Postgres
-// (issue 13): all-in-one processes (cmd/fabric, built once) on one fresh database,
+// (issue 13): two all-in-one processes (cmd/fabric, built once), and the seven
+// services as seven processes racing an all-in-one one, each on one fresh database,
 // sharing a data directory (the same keys), with concurrent decisions split across
 // their REST gateways. Afterwards it checks, from the answers and the store's rows,
 // that each proposal was negotiated once and enacted once, and that the audit log
@@ -103,6 +104,30 @@ func TestTwoAllInOneReplicas(t *testing.T) {
 		reps = append(reps, p)
 	}
 	runReplicas(t, dsn, reps, decisions())
+}
+
+// TestSplitSetRacesAnAllInOneReplica: the seven services as seven processes and an
+// all-in-one fabric, on one Postgres database: N decisions split across the two sets'
+// gateways, each set's coordinator, negotiator and auditor racing the other's.
+func TestSplitSetRacesAnAllInOneReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replicas test: skipped with -short")
+	}
+	dsn := pgtest.NewDSN(t)
+	data := t.TempDir()
+	all := fabrictest.NewProcess(t, bin, fabrictest.ProcessOptions{DSN: dsn, Regions: replicaRegions, Policy: replicaPolicy,
+		DataDir: data, Name: "all-in-one"})
+	all.Start() // first: it creates the shared keys
+	services := fabrictest.FreeServicePorts(t)
+	var split []*fabrictest.Process
+	for _, s := range fabric.Services {
+		p := fabrictest.NewProcess(t, bin, fabrictest.ProcessOptions{DSN: dsn, Regions: replicaRegions, Policy: replicaPolicy,
+			DataDir: data, Target: s.Name, Services: services, Name: "split-" + s.Name})
+		p.Start()
+		split = append(split, p)
+	}
+	// Every process of the split set has the set's addresses: the first stands for it.
+	runReplicas(t, dsn, []*fabrictest.Process{all, split[0]}, decisions())
 }
 
 // replicaClient sends the decisions' requests.
