@@ -249,6 +249,22 @@ func (c *replicaClient) decide(ctx context.Context, i int) *decision {
 	return d
 }
 
+// approval submits decision i as high impact on replica i%n: it waits for an
+// approver, and the hil-gateway notifies of it (the simulated channel).
+func (c *replicaClient) approval(ctx context.Context, i int) (string, error) {
+	tenant, target := replicaTenants[i%len(replicaTenants)], fmt.Sprintf("rep-high-%d", i)
+	code, body, err := c.retry(ctx, tenant, http.MethodPost, c.reps[i%len(c.reps)].URL(fabric.Coordinator)+"/proposals", fmt.Sprintf(
+		`{"tenant_id":%q,"manifest":{"action":"scale","target":%q,"regions":["eu-west","eu-central","us-east"],"impact":"high","parameters":{"replicas_delta":1}}}`,
+		tenant, target), "Idempotency-Key", "key-"+target)
+	var got struct {
+		Proposal proposalView `json:"proposal"`
+	}
+	if err != nil || code != http.StatusOK || json.Unmarshal(body, &got) != nil || got.Proposal.ID == "" {
+		return "", fmt.Errorf("submit %s: %d %s %v", target, code, body, err)
+	}
+	return got.Proposal.ID, nil
+}
+
 func runReplicas(t *testing.T, dsn string, reps []*fabrictest.Process, n int) {
 	c := &replicaClient{reps: reps, tokens: map[string]string{},
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * replicaConcurrency}}}
@@ -260,6 +276,17 @@ func runReplicas(t *testing.T, dsn string, reps []*fabrictest.Process, n int) {
 	out := make([]*decision, n)
 	sem := make(chan struct{}, replicaConcurrency)
 	var wg sync.WaitGroup
+	// One in ten more decisions are high impact: they wait for an approver, and each
+	// is notified of once.
+	high := make([]string, n/10)
+	highErr := make([]error, n/10)
+	for i := range high {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			high[i], highErr[i] = c.approval(ctx, i)
+		})
+	}
 	for i := range n {
 		sem <- struct{}{}
 		wg.Go(func() {
@@ -304,6 +331,44 @@ func runReplicas(t *testing.T, dsn string, reps []*fabrictest.Process, n int) {
 	if statuses["ENACTED"] != n {
 		problems = append(problems, fmt.Sprintf("%d proposals ENACTED in the store, want %d (%v)", statuses["ENACTED"], n, statuses))
 	}
+	for i, err := range highErr {
+		require.NoError(t, err, "high impact decision %d", i)
+	}
+
+	// Notifications: each approval request notified once, sent once (one attempt).
+	highIDs := map[string]bool{}
+	for _, id := range high {
+		highIDs[id] = true
+	}
+	var unsent int
+	for polls := 0; ; polls++ {
+		require.NoError(t, db.QueryRowContext(ctx, `SELECT count(*) FROM notification_outbox WHERE kind = 'request' AND sent_at IS NULL`).Scan(&unsent))
+		if unsent == 0 || polls == 240 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	rows, err = db.QueryContext(ctx, `SELECT proposal_id, count(*), min(attempts), max(attempts), count(sent_at)
+		FROM notification_outbox WHERE kind = 'request' GROUP BY proposal_id`)
+	require.NoError(t, err)
+	notified := 0
+	for rows.Next() {
+		var pid string
+		var k, minA, maxA, sent int
+		require.NoError(t, rows.Scan(&pid, &k, &minA, &maxA, &sent))
+		notified++
+		if !highIDs[pid] {
+			problems = append(problems, fmt.Sprintf("notification for %s, which waits for nobody", pid))
+		}
+		if k != 1 || sent != 1 || minA != 1 || maxA != 1 {
+			problems = append(problems, fmt.Sprintf("%s: %d request notification(s), %d sent, attempts %d..%d; want one sent at the first attempt", pid, k, sent, minA, maxA))
+		}
+	}
+	require.NoError(t, rows.Err())
+	t.Logf("approval requests notified: %d of %d", notified, len(high))
+	if notified != len(high) {
+		problems = append(problems, fmt.Sprintf("%d approval requests notified, want %d", notified, len(high)))
+	}
 
 	// Negotiations: one per proposal, AGREED, with the votes of a majority of its three
 	// regions (a negotiation ends at quorum; one vote per region and round is the
@@ -329,7 +394,7 @@ func runReplicas(t *testing.T, dsn string, reps []*fabrictest.Process, n int) {
 	}
 
 	// The world: each target (its own per decision) changed once in each region.
-	rows, err = db.QueryContext(ctx, `SELECT version, count(*) FROM world_states WHERE target LIKE 'rep-%' GROUP BY version`)
+	rows, err = db.QueryContext(ctx, `SELECT version, count(*) FROM world_states WHERE target LIKE 'rep-%' AND target NOT LIKE 'rep-high-%' GROUP BY version`)
 	require.NoError(t, err)
 	versions := map[int64]int{}
 	for rows.Next() {
