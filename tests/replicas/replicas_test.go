@@ -130,6 +130,80 @@ func TestSplitSetRacesAnAllInOneReplica(t *testing.T) {
 	runReplicas(t, dsn, []*fabrictest.Process{all, split[0]}, decisions())
 }
 
+// TestCanaryRolloutTakenOverFromAKilledReplica: a rollout driven by one sim-canary
+// replica (which waits an hour before judging its first wave) is taken over by the
+// other once the first is SIGKILLed and its lease has ended; the other judges and
+// promotes it, each wave made once.
+func TestCanaryRolloutTakenOverFromAKilledReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replicas test: skipped with -short")
+	}
+	dsn := pgtest.NewDSN(t)
+	data := t.TempDir()
+	slow := fabrictest.NewProcess(t, bin, fabrictest.ProcessOptions{DSN: dsn, Regions: replicaRegions, Policy: replicaPolicy,
+		DataDir: data, Name: "slow", Extra: "canary: {settle: 1h}\n"})
+	slow.Start()
+	quick := fabrictest.NewProcess(t, bin, fabrictest.ProcessOptions{DSN: dsn, Regions: replicaRegions, Policy: replicaPolicy,
+		DataDir: data, Name: "quick"})
+	quick.Start()
+	reps := []*fabrictest.Process{slow, quick}
+	c := newReplicaClient(reps)
+	ctx := context.Background()
+	d := c.score(ctx, 0)
+	require.Empty(t, d.problems)
+
+	code, body, err := c.retry(ctx, d.tenant, http.MethodPost, slow.URL(fabric.Canary)+"/canary/run", fmt.Sprintf(`{"proposal_id":%q}`, d.id))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code, string(body))
+	var started struct {
+		Run struct {
+			ID     string            `json:"id"`
+			State  string            `json:"state"`
+			Reason string            `json:"reason"`
+			Stages []json.RawMessage `json:"stages"`
+		} `json:"run"`
+	}
+	require.NoError(t, json.Unmarshal(body, &started))
+	require.Equal(t, "RUNNING", started.Run.State)
+	db, err := sql.Open("pgx", dsn)
+	require.NoError(t, err)
+	defer db.Close()
+	var owner string
+	require.NoError(t, db.QueryRowContext(ctx, `SELECT lease_owner FROM canary_runs WHERE id = $1 AND lease_until > now()`, started.Run.ID).Scan(&owner),
+		"the run is leased to the replica that started it")
+	slow.Kill() // its lease on the run stays until it ends
+
+	run := started.Run
+	for polls := 0; run.State == "RUNNING"; polls++ {
+		require.Less(t, polls, 120, "the rollout is still RUNNING: no replica took it over")
+		time.Sleep(500 * time.Millisecond)
+		code, body, err = c.retry(ctx, d.tenant, http.MethodGet, quick.URL(fabric.Canary)+"/canary/"+run.ID+"/result", "")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code, string(body))
+		require.NoError(t, json.Unmarshal(body, &started))
+		run = started.Run
+	}
+	require.Equal(t, "PROMOTED", run.State, run.Reason)
+	var waves int
+	for polls := 0; ; polls++ {
+		require.NoError(t, db.QueryRowContext(ctx, `SELECT count(*) FROM audit_entries WHERE proposal_id = $1 AND event = 'canary.stage_enacted'`, d.id).Scan(&waves))
+		if waves >= len(run.Stages) || polls == 120 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	require.Equal(t, len(run.Stages), waves, "each wave enacted once")
+}
+
+func newReplicaClient(reps []*fabrictest.Process) *replicaClient {
+	c := &replicaClient{reps: reps, tokens: map[string]string{},
+		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * replicaConcurrency}}}
+	for _, tenant := range replicaTenants {
+		c.tokens[tenant] = reps[0].Token(tenant, auth.RoleProposer)
+	}
+	return c
+}
+
 // replicaClient sends the decisions' requests.
 type replicaClient struct {
 	reps   []*fabrictest.Process
@@ -187,6 +261,16 @@ type proposalView struct {
 // decide runs decision i: composed and submitted on replica i%n, followed on the
 // next replica, enacted on every replica at the same time.
 func (c *replicaClient) decide(ctx context.Context, i int) *decision {
+	d := c.score(ctx, i)
+	if len(d.problems) > 0 {
+		return d
+	}
+	return c.enact(ctx, d)
+}
+
+// score runs decision i up to SCORED: composed and submitted on replica i%n, followed
+// on the next replica.
+func (c *replicaClient) score(ctx context.Context, i int) *decision {
 	d := &decision{tenant: replicaTenants[i%len(replicaTenants)], target: fmt.Sprintf("rep-%d", i)}
 	fail := func(format string, args ...any) *decision {
 		d.problems = append(d.problems, fmt.Sprintf(format, args...))
@@ -228,6 +312,11 @@ func (c *replicaClient) decide(ctx context.Context, i int) *decision {
 	if d.status != "PROPOSAL_STATUS_SCORED" {
 		return fail("%s ended %s (%s), not SCORED", d.id, d.status, got.Proposal.Reason)
 	}
+	return d
+}
+
+// enact sends POST /enact for a SCORED decision to every replica at once.
+func (c *replicaClient) enact(ctx context.Context, d *decision) *decision {
 	var wg sync.WaitGroup
 	codes := make([]int, len(c.reps))
 	bodies := make([][]byte, len(c.reps))
@@ -266,11 +355,7 @@ func (c *replicaClient) approval(ctx context.Context, i int) (string, error) {
 }
 
 func runReplicas(t *testing.T, dsn string, reps []*fabrictest.Process, n int) {
-	c := &replicaClient{reps: reps, tokens: map[string]string{},
-		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * replicaConcurrency}}}
-	for _, tenant := range replicaTenants {
-		c.tokens[tenant] = reps[0].Token(tenant, auth.RoleProposer)
-	}
+	c := newReplicaClient(reps)
 	ctx := context.Background()
 	began := time.Now()
 	out := make([]*decision, n)

@@ -203,22 +203,26 @@ func (s *Service) launch(tenant, id, actor string) {
 	}
 	s.active[id] = activeRun{cancel: cancel, done: done}
 	s.mu.Unlock()
+	forget := func() {
+		s.mu.Lock()
+		delete(s.active, id)
+		s.mu.Unlock()
+		cancel()
+	}
+	// The lease is taken before launch returns (a new run's before RunCanary answers).
+	if held, err := s.lease(ctx, tenant, id); err != nil || !held {
+		if err != nil {
+			s.deps.Logger.Warn("canary: lease a rollout", "run_id", id, "tenant_id", tenant, "error", err)
+		}
+		forget()
+		close(done)
+		return // another process drives it, or it ended
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(done)
-		defer func() {
-			s.mu.Lock()
-			delete(s.active, id)
-			s.mu.Unlock()
-			cancel()
-		}()
-		if held, err := s.lease(ctx, tenant, id); err != nil || !held {
-			if err != nil {
-				s.deps.Logger.Warn("canary: lease a rollout", "run_id", id, "tenant_id", tenant, "error", err)
-			}
-			return // another process drives it, or it ended
-		}
+		defer forget()
 		s.deps.Logger.Info("canary run driven", "run_id", id, "tenant_id", tenant, "owner", s.owner)
 		s.wg.Add(1)
 		go func() {
