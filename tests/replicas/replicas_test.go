@@ -349,7 +349,7 @@ func (c *replicaClient) approval(ctx context.Context, i int) (string, error) {
 		Proposal proposalView `json:"proposal"`
 	}
 	if err != nil || code != http.StatusOK || json.Unmarshal(body, &got) != nil || got.Proposal.ID == "" {
-		return "", fmt.Errorf("submit %s: %d %s %v", target, code, body, err)
+		return "", fmt.Errorf("submit %s: %d %s: %w", target, code, body, err)
 	}
 	return got.Proposal.ID, nil
 }
