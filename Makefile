@@ -57,6 +57,10 @@ load: ## load test: max sustainable POST /proposals rate, then 4x for 30 s; figu
 crash: ## crash test: SIGKILL the all-in-one fabric under load 10 times per store (SQLite, Postgres), then check it (docs/operations.md)
 	FABRIC_CRASH=1 $(GO) test -count=1 -v -run '^TestCrash$$' -timeout 20m ./tests/crash/
 
+.PHONY: replicas
+replicas: ## replicas test: 1000 concurrent decisions over two all-in-one fabrics on one Postgres database, then check it (docs/operations.md)
+	FABRIC_REPLICAS_FULL=1 FABRIC_REQUIRE_POSTGRES=1 $(GO) test -count=1 -v -run . -timeout 20m ./tests/replicas/
+
 .PHONY: bench-smoke
 bench-smoke: ## every benchmark once, so one that breaks fails CI (figures mean nothing here)
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...

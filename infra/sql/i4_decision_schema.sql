@@ -415,3 +415,12 @@ CREATE TABLE event_outbox (
     created_at      TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX event_outbox_proposal ON event_outbox (tenant_id, proposal_id, seq);
+
+-- ---- 00016_canary_run_lease.sql ----
+
+-- The sim-canary leases the rollouts it drives (services/sim-canary/canary/rollout.go):
+-- lease_owner names the sim-canary process and lease_until ends the lease (NULL: never
+-- leased). Only the holder drives a RUNNING run; a run whose lease has ended (its
+-- sim-canary stopped) is taken over by any other, so two replicas never drive one run.
+ALTER TABLE canary_runs ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE canary_runs ADD COLUMN lease_until TIMESTAMPTZ;

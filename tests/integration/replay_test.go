@@ -146,6 +146,7 @@ func replayScenario(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) {
 	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	var t2 struct{ Proposal proposal }
 	require.NoError(t, json.Unmarshal(r.Body, &t2))
+	other.await(t, t2.Proposal.ID, "PROPOSAL_STATUS_SCORED") // quiet: no move left behind the replay
 	ids := []string{small.ID, two.ID, four.ID, high.ID, rejected.ID}
 
 	// Quiet: the approval request of the high one opened (the engine asks the
