@@ -37,6 +37,10 @@ run: ## run all seven services in one process (embedded store, simulation mode)
 test: ## unit tests, store conformance (SQLite + Postgres), end-to-end suite
 	$(GO) test -count=1 ./...
 
+.PHONY: helm-lint
+helm-lint: ## the Helm chart (infra/helm): helm lint --strict and a render per ci/ values file, decoded strictly, configs loaded (Helm's Go packages, no helm binary)
+	$(GO) test -count=1 ./infra/helm/
+
 .PHONY: test-race
 test-race: ## the tests under the race detector
 	$(GO) test -race -count=1 ./...
@@ -52,6 +56,10 @@ load: ## load test: max sustainable POST /proposals rate, then 4x for 30 s; figu
 .PHONY: crash
 crash: ## crash test: SIGKILL the all-in-one fabric under load 10 times per store (SQLite, Postgres), then check it (docs/operations.md)
 	FABRIC_CRASH=1 $(GO) test -count=1 -v -run '^TestCrash$$' -timeout 20m ./tests/crash/
+
+.PHONY: replicas
+replicas: ## replicas test: 1000 concurrent decisions over two all-in-one fabrics on one Postgres database, then check it (docs/operations.md)
+	FABRIC_REPLICAS_FULL=1 FABRIC_REQUIRE_POSTGRES=1 $(GO) test -count=1 -v -run . -timeout 20m ./tests/replicas/
 
 .PHONY: bench-smoke
 bench-smoke: ## every benchmark once, so one that breaks fails CI (figures mean nothing here)

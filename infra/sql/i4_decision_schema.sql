@@ -395,3 +395,32 @@ CREATE TABLE canary_runs (
 CREATE INDEX canary_runs_tenant_proposal ON canary_runs (tenant_id, proposal_id, created_at);
 -- The rollouts a restarted sim-canary resumes.
 CREATE INDEX canary_runs_running ON canary_runs (created_at) WHERE state = 'RUNNING';
+
+-- ---- 00015_event_outbox.sql ----
+
+-- Mirrors migrations/sqlite/00015_event_outbox.sql: lifecycle events waiting for
+-- publication to Kafka (a transactional outbox), claimed by the coordinator's event relay
+-- with leases, only the oldest of a proposal at a time, deleted once acknowledged.
+CREATE TABLE event_outbox (
+    seq             BIGSERIAL   PRIMARY KEY,
+    event_id        TEXT        NOT NULL UNIQUE CHECK (event_id <> ''),
+    tenant_id       TEXT        NOT NULL CHECK (tenant_id <> ''),
+    proposal_id     TEXT        NOT NULL CHECK (proposal_id <> ''),
+    payload         BYTEA       NOT NULL CHECK (octet_length(payload) <= 4096),
+    attempts        INTEGER     NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    lease_owner     TEXT        NOT NULL DEFAULT '',
+    lease_until     TIMESTAMPTZ,
+    last_error      TEXT        NOT NULL DEFAULT '' CHECK (char_length(last_error) <= 500),
+    created_at      TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX event_outbox_proposal ON event_outbox (tenant_id, proposal_id, seq);
+
+-- ---- 00016_canary_run_lease.sql ----
+
+-- The sim-canary leases the rollouts it drives (services/sim-canary/canary/rollout.go):
+-- lease_owner names the sim-canary process and lease_until ends the lease (NULL: never
+-- leased). Only the holder drives a RUNNING run; a run whose lease has ended (its
+-- sim-canary stopped) is taken over by any other, so two replicas never drive one run.
+ALTER TABLE canary_runs ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE canary_runs ADD COLUMN lease_until TIMESTAMPTZ;

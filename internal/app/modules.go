@@ -37,6 +37,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/admission"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
+	"github.com/decision-fabric/fabric/internal/events"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/judge"
 	"github.com/decision-fabric/fabric/internal/metricsource"
@@ -223,8 +224,14 @@ var modules = map[string]module{
 		if err != nil {
 			return server.Service{}, err
 		}
+		// Lifecycle events to Kafka, when KAFKA_URL is set (docs/events.md).
+		relay, err := events.FromConfig(a.Cfg.Integrations.KafkaURL.Reveal(), a.Cfg.Events.KafkaTopic, a.Store, a.Log, reg)
+		if err != nil {
+			return server.Service{}, err
+		}
 		svc, err := coordinator.New(coordinator.Deps{
-			Store: a.Store, World: executor, Policy: pol,
+			Events: relay,
+			Store:  a.Store, World: executor, Policy: pol,
 			TrustedKeys: keys, RequireSignature: !a.Simulation,
 			Signer: signer, RegionKeys: registry.Trusted(), RequireConsensusBundle: !a.Simulation,
 			Audit:           auditClient{auditorv1.NewAuditorServiceClient(aud), identity{a.serviceToken}},
@@ -235,6 +242,9 @@ var modules = map[string]module{
 			Engine: coordinator.EngineConfig{Lease: time.Duration(a.Cfg.Engine.Lease), Sweep: time.Duration(a.Cfg.Engine.Sweep)},
 		})
 		if err != nil {
+			if relay != nil {
+				relay.Close()
+			}
 			return server.Service{}, err
 		}
 		return svc.Definition(), nil
@@ -606,7 +616,7 @@ func PrecheckEnv(c config.Config) precheck.Env {
 		FederationToken:   i.FederationToken.Reveal(),
 		SimulationMode:    c.SimulationMode,
 		RedisURL:          i.RedisURL.Reveal(),
-		KafkaURL:          i.KafkaURL,
+		KafkaURL:          i.KafkaURL.Reveal(),
 		PromURL:           i.PromURL,
 		NeuralFabricURL:   i.NeuralFabricURL,
 		QuantumProvider:   i.QuantumProvider,

@@ -117,7 +117,7 @@ type Integrations struct {
 	GlobalRegistryURL string `yaml:"global_registry_url"` // GLOBAL_REGISTRY_URL
 	FederationToken   Secret `yaml:"federation_token"`    // FEDERATION_TOKEN
 	RedisURL          Secret `yaml:"redis_url"`           // REDIS_URL (may carry a password)
-	KafkaURL          string `yaml:"kafka_url"`           // KAFKA_URL
+	KafkaURL          Secret `yaml:"kafka_url"`           // KAFKA_URL (may carry SASL credentials)
 	PromURL           string `yaml:"prom_url"`            // PROM_URL
 	NeuralFabricURL   string `yaml:"neural_fabric_url"`   // NEURAL_FABRIC_URL
 	QuantumProvider   string `yaml:"quantum_provider"`    // QUANTUM_PROVIDER
@@ -268,6 +268,34 @@ type Config struct {
 	Federation Federation `yaml:"federation"`
 	// Canary configures the judgement of canary rollouts (canary.go).
 	Canary Canary `yaml:"canary"`
+	// Events configures the publication of lifecycle events to Kafka (docs/events.md).
+	Events Events `yaml:"events"`
+}
+
+// DefaultKafkaTopic is the topic lifecycle events go to unless events.kafka_topic says.
+const DefaultKafkaTopic = "decision-fabric.lifecycle"
+
+// Events configures the coordinator's lifecycle event relay: on when KAFKA_URL is set.
+type Events struct {
+	// KafkaTopic is the topic (default DefaultKafkaTopic).
+	KafkaTopic string `yaml:"kafka_topic"`
+}
+
+// validate checks the topic name as Kafka does: 1 to 249 of [a-zA-Z0-9._-], not "." or "..".
+func (e Events) validate() error {
+	t := e.KafkaTopic
+	ok := t != "" && len(t) <= 249 && t != "." && t != ".."
+	for _, c := range t {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("events.kafka_topic %q: want 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'", t)
+	}
+	return nil
 }
 
 // HIL configures the human-in-loop gateway (docs/operations.md, "Approvals").
@@ -452,6 +480,7 @@ func Default() Config {
 		Integrations:      Integrations{QuantumProvider: ""},
 		Telemetry:         Telemetry{LogLevel: "info", LogFormat: "json"},
 		Admission:         DefaultAdmission(),
+		Events:            Events{KafkaTopic: DefaultKafkaTopic},
 	}
 	for _, s := range fabric.Services {
 		c.Services[s.Name] = Listen{
@@ -549,13 +578,14 @@ func (c *Config) applyEnv(lookup func(string) (string, bool)) error {
 	str(precheck.EnvGlobalRegistryURL, &c.Integrations.GlobalRegistryURL)
 	sec(precheck.EnvFederationToken, &c.Integrations.FederationToken)
 	sec(precheck.EnvRedisURL, &c.Integrations.RedisURL)
-	str(precheck.EnvKafkaURL, &c.Integrations.KafkaURL)
+	sec(precheck.EnvKafkaURL, &c.Integrations.KafkaURL)
 	str(precheck.EnvPromURL, &c.Integrations.PromURL)
 	str(precheck.EnvNeuralFabricURL, &c.Integrations.NeuralFabricURL)
 	str(precheck.EnvQuantumProvider, &c.Integrations.QuantumProvider)
 	str(precheck.EnvSimulationMode, &c.SimulationMode)
 	str("OTEL_EXPORTER_OTLP_ENDPOINT", &c.Telemetry.OTLPEndpoint)
 	str("FABRIC_DATA_DIR", &c.DataDir)
+	str("FABRIC_EVENTS_KAFKA_TOPIC", &c.Events.KafkaTopic)
 	str("FABRIC_STORE_DIR", &c.StoreDir)
 	str("FABRIC_LOG_LEVEL", &c.Telemetry.LogLevel)
 	str("FABRIC_POLICY_FILE", &c.PolicyFile)
@@ -599,6 +629,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return errors.New("shutdown_timeout: must be positive")
+	}
+	if err := c.Events.validate(); err != nil {
+		return err
 	}
 	seen := map[string]string{}
 	for _, name := range fabric.Names() {

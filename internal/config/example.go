@@ -23,13 +23,15 @@ type exampleDoc struct{ head, line string }
 // exampleDocs documents every key the examples show, by dotted path. A key without an
 // entry makes Example fail, so a new setting cannot reach the examples undocumented.
 var exampleDocs = map[string]exampleDoc{
-	"target":       {head: `Which module to run: "all" or one service name.`},
-	"data_dir":     {head: "Embedded database and development keys (created 0700 on first run). Point every\nservice of one host at the same folder, or set POSTGRES_DSN."},
-	"store_dir":    {head: "Embedded (SQLite) database folder for this service only; empty = data_dir. A service\ngiven its own folder (or its own POSTGRES_DSN) owns its own database. Also FABRIC_STORE_DIR."},
-	"engine":       {head: "The coordinator's lifecycle engine (docs/architecture.md): it claims proposals with\nleases, renews them every lease/3 and looks for unclaimed ones every sweep."},
-	"engine.lease": {line: "a crashed coordinator's proposals are taken over after about this long (0 = 15s)"},
-	"engine.sweep": {line: "how often to look for unclaimed proposals (0 = 1s)"},
-	"reports_dir":  {head: "Where the precheck writes I.4_precheck.json and logs/I.4_precheck.log."},
+	"target":             {head: `Which module to run: "all" or one service name.`},
+	"data_dir":           {head: "Embedded database and development keys (created 0700 on first run). Point every\nservice of one host at the same folder, or set POSTGRES_DSN."},
+	"store_dir":          {head: "Embedded (SQLite) database folder for this service only; empty = data_dir. A service\ngiven its own folder (or its own POSTGRES_DSN) owns its own database. Also FABRIC_STORE_DIR."},
+	"engine":             {head: "The coordinator's lifecycle engine (docs/architecture.md): it claims proposals with\nleases, renews them every lease/3 and looks for unclaimed ones every sweep."},
+	"engine.lease":       {line: "a crashed coordinator's proposals are taken over after about this long (0 = 15s)"},
+	"engine.sweep":       {line: "how often to look for unclaimed proposals (0 = 1s)"},
+	"events":             {head: "Lifecycle events to Kafka (docs/events.md): with KAFKA_URL set, the coordinator\npublishes every proposal transition through its event outbox."},
+	"events.kafka_topic": {line: "the topic; also FABRIC_EVENTS_KAFKA_TOPIC"},
+	"reports_dir":        {head: "Where the precheck writes I.4_precheck.json and logs/I.4_precheck.log."},
 	"simulation_mode": {head: `"" lets the precheck decide; "true" forces simulation; "false" demands production` +
 		"\n(the service refuses to start if production dependencies are missing)."},
 	"decision_timeout_ms": {head: "Negotiation deadline in milliseconds (P6)."},

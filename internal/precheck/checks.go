@@ -22,6 +22,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/decision-fabric/fabric/internal/kafkaurl"
 )
 
 // maxKeyFileSize bounds how much of COSIGN_KEY_PATH is read.
@@ -458,38 +460,17 @@ func (ck *checker) redis(ctx context.Context, raw string) Check {
 
 // ------------------------------------------------------------------- kafka
 
-// parseKafkaBrokers splits KAFKA_URL into host:port addresses.
+// parseKafkaBrokers splits KAFKA_URL into host:port addresses (internal/kafkaurl, as
+// the event relay reads it).
 func parseKafkaBrokers(raw string) (addrs []string, invalid int) {
-	for _, b := range strings.Split(raw, ",") {
-		b = strings.TrimSpace(b)
-		if b == "" {
-			continue
-		}
-		if len(b) >= len("kafka://") && strings.EqualFold(b[:len("kafka://")], "kafka://") {
-			b = b[len("kafka://"):]
-		}
-		b = strings.TrimRight(b, "/")
-		if at := strings.LastIndex(b, "@"); at >= 0 {
-			b = b[at+1:] // credentials are not used for a TCP probe
-		}
-		host, port, err := net.SplitHostPort(b)
-		if err != nil || host == "" {
-			invalid++
-			continue
-		}
-		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
-			invalid++
-			continue
-		}
-		addrs = append(addrs, net.JoinHostPort(host, port))
-	}
-	return addrs, invalid
+	t, invalid := kafkaurl.Parse(raw)
+	return t.Brokers, invalid
 }
 
 func (ck *checker) kafka(ctx context.Context, raw string) Check {
 	addrs, invalid := parseKafkaBrokers(raw)
 	if len(addrs) == 0 {
-		return Check{Status: StatusInvalid, Detail: EnvKafkaURL + ": no host:port broker found (expected host:port[,host:port] with optional kafka:// prefix)"}
+		return Check{Status: StatusInvalid, Detail: EnvKafkaURL + ": no host:port broker found (expected host:port[,host:port] with optional kafka:// or kafka+tls:// prefix)"}
 	}
 	target := strings.Join(addrs, ",")
 	type result struct {

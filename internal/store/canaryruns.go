@@ -46,6 +46,15 @@ type CanaryRunStore interface {
 	// most limit (DefaultListLimit when <= 0, capped at MaxListLimit): what a restarted
 	// sim-canary resumes.
 	ListRunning(ctx context.Context, limit int) ([]*CanaryRun, error)
+	// Lease gives owner the lease of the tenant's RUNNING rollout until until, when
+	// owner holds it already (a renewal) or nobody does (never leased, or its lease
+	// ended before now). It reports whether owner holds it now: false when another
+	// owner's lease runs, or the run is no longer RUNNING. ErrNotFound when the tenant
+	// has no such run.
+	Lease(ctx context.Context, tenantID, id, owner string, now, until time.Time) (bool, error)
+	// ReleaseLeases ends owner's leases (a sim-canary that stops): other processes
+	// take the runs over at once.
+	ReleaseLeases(ctx context.Context, owner string) error
 }
 
 func (s *sqlStore) CanaryRuns() CanaryRunStore { return canaryRunStore{s} }
@@ -143,6 +152,36 @@ func (c canaryRunStore) ListByProposal(ctx context.Context, tenantID, proposalID
 	}
 	out, err := collect(rs, scanCanaryRun)
 	return out, c.s.wrap("list canary runs", err)
+}
+
+const sqlCanaryRunLease = `UPDATE canary_runs SET lease_owner = $3, lease_until = $4
+	WHERE tenant_id = $1 AND id = $2 AND state = 'RUNNING'
+	  AND (lease_owner = $3 OR lease_until IS NULL OR lease_until < $5)`
+
+func (c canaryRunStore) Lease(ctx context.Context, tenantID, id, owner string, now, until time.Time) (bool, error) {
+	if err := checkText("owner", owner, true); err != nil {
+		return false, err
+	}
+	if !until.After(now) {
+		return false, invalidf("lease until %s is not after now %s", until, now)
+	}
+	var n int64
+	err := c.s.write(ctx, func(w querier) (err error) {
+		n, err = w.exec(ctx, sqlCanaryRunLease, tenantID, id, owner, c.s.leaseArg(until), c.s.drv.timeArg(normTime(now)))
+		if err == nil && n == 0 {
+			_, err = scanCanaryRun(w.queryRow(ctx, sqlCanaryRunGet, tenantID, id)) // ErrNotFound, or held
+		}
+		return err
+	})
+	return n == 1, c.s.wrap("lease canary run", err)
+}
+
+func (c canaryRunStore) ReleaseLeases(ctx context.Context, owner string) error {
+	err := c.s.write(ctx, func(w querier) error {
+		_, err := w.exec(ctx, `UPDATE canary_runs SET lease_until = NULL WHERE lease_owner = $1 AND lease_until IS NOT NULL`, owner)
+		return err
+	})
+	return c.s.wrap("release canary run leases", err)
 }
 
 func (c canaryRunStore) ListRunning(ctx context.Context, limit int) ([]*CanaryRun, error) {

@@ -24,6 +24,7 @@ var Owners = map[string]Ownership{
 	"Proposals":    {Owner: fabric.Coordinator, Tables: []string{"proposals"}},
 	"Snapshots":    {Owner: fabric.Coordinator, Tables: []string{"snapshots"}},
 	"Outbox":       {Owner: fabric.Coordinator, Tables: []string{"audit_outbox"}},
+	"EventOutbox":  {Owner: fabric.Coordinator, Tables: []string{"event_outbox"}},
 	"Negotiations": {Owner: fabric.Negotiator, Tables: []string{"negotiations", "negotiation_votes"}},
 	"AuditLog":     {Owner: fabric.Auditor, Tables: []string{"audit_entries", "audit_checkpoints"}},
 	"WorldStates":  {Owner: OwnerWorld, Tables: []string{"world_states"}},
@@ -40,4 +41,5 @@ var PackageOwners = map[string]string{
 	"internal/auditlog": fabric.Auditor,
 	"internal/world":    OwnerWorld,
 	"internal/mfa":      fabric.HIL,
+	"internal/events":   fabric.Coordinator,
 }

@@ -93,6 +93,8 @@ type Store interface {
 	AuditLog() AuditLogStore
 	// Outbox holds audit events until the decision auditor has them.
 	Outbox() OutboxStore
+	// EventOutbox holds lifecycle events until a Kafka broker has them.
+	EventOutbox() EventOutboxStore
 	// MFA holds the hil-gateway's TOTP enrolments (internal/mfa).
 	MFA() MFAStore
 	// Approvals holds the hil-gateway's approval requests and notification outbox.

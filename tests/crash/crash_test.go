@@ -44,6 +44,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
+	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -83,7 +84,7 @@ func TestCrash(t *testing.T) {
 		require.NoError(t, err, "FABRIC_CRASH_SEED")
 	}
 	t.Logf("seed %d (replay the kill points with FABRIC_CRASH_SEED=%d)", seed, seed)
-	bin := crashBuild(t, t.TempDir())
+	bin := fabrictest.Build(t, t.TempDir())
 	for i, st := range []string{"sqlite", "postgres"} {
 		t.Run(st, func(t *testing.T) {
 			dsn := ""
@@ -103,7 +104,7 @@ type crashKill struct {
 func crashRun(t *testing.T, bin, st, dsn string, kills int, rng *rand.Rand) {
 	began := time.Now()
 	f := crashNewFabric(t, bin, dsn)
-	f.start()
+	f.Start()
 	load := newCrashLoad(f, st)
 
 	abort, cancelAbort := context.WithCancel(context.Background())
@@ -122,9 +123,9 @@ func crashRun(t *testing.T, bin, st, dsn string, kills int, rng *rand.Rand) {
 		load.mu.Unlock()
 		t.Logf("kill %d/%d after %s of load (%d proposals acknowledged so far)", k+1, kills, run, acked)
 		at := time.Now()
-		f.kill()
+		f.Kill()
 		time.Sleep(crashDowntime)
-		f.start()
+		f.Start()
 		dead = append(dead, crashKill{at: at, back: time.Now()})
 	}
 	time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
@@ -360,9 +361,9 @@ func crashKillBetween(dead []crashKill, a, b time.Time) bool {
 // crashNegotiationsByProposal lists the negotiation ids of every proposal, read from
 // the store (read only): the negotiator's API reads a negotiation by its id only.
 func crashNegotiationsByProposal(t *testing.T, f *crashFabric) map[string][]string {
-	driver, dsn := "sqlite", "file:"+filepath.Join(f.cfg.DataDir, store.SQLiteFileName)+"?mode=ro&_pragma=busy_timeout(5000)"
-	if f.dsn != "" {
-		driver, dsn = "pgx", f.dsn
+	driver, dsn := "sqlite", "file:"+filepath.Join(f.Cfg.DataDir, store.SQLiteFileName)+"?mode=ro&_pragma=busy_timeout(5000)"
+	if f.DSN != "" {
+		driver, dsn = "pgx", f.DSN
 	}
 	db, err := sql.Open(driver, dsn)
 	require.NoError(t, err)
@@ -381,7 +382,7 @@ func crashNegotiationsByProposal(t *testing.T, f *crashFabric) map[string][]stri
 }
 
 func crashGetNegotiation(load *crashLoad, tenant, id string) (*crashNegotiation, error) {
-	code, body, err := load.do(context.Background(), tenant, http.MethodGet, load.f.url(fabric.Negotiator)+"/negotiate/"+id+"/status", "")
+	code, body, err := load.do(context.Background(), tenant, http.MethodGet, load.f.URL(fabric.Negotiator)+"/negotiate/"+id+"/status", "")
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +402,7 @@ func crashGetNegotiation(load *crashLoad, tenant, id string) (*crashNegotiation,
 // through the coordinator: a dry-run-only probe proposal for the same target and
 // regions records it as its pre-state.
 func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final map[string]*crashProposal) {
-	coord := load.f.url(fabric.Coordinator)
+	coord := load.f.URL(fabric.Coordinator)
 	seen := map[string]bool{}
 	counts := map[string]int{}
 	for _, a := range acks {
@@ -454,11 +455,11 @@ func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final 
 // a last SIGKILL (no age limit on the unsigned tail, which a dead auditor could not
 // sign; its size stays bounded).
 func crashCheckAudit(t *testing.T, f *crashFabric) {
-	code, out := f.auditVerify()
+	code, out := f.AuditVerify()
 	t.Logf("audit-verify (running fabric):\n%s", out)
 	require.Equal(t, 0, code, "audit-verify on the running fabric after the crashes")
-	f.kill()
-	code, out = f.auditVerify("-max-unsigned-age", "0")
+	f.Kill()
+	code, out = f.AuditVerify("-max-unsigned-age", "0")
 	t.Logf("audit-verify (after a last SIGKILL, -max-unsigned-age 0):\n%s", out)
 	require.Equal(t, 0, code, "audit-verify after a last SIGKILL")
 }

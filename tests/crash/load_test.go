@@ -102,7 +102,7 @@ func newCrashLoad(f *crashFabric, store string) *crashLoad {
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
 	for tenant := range crashRegionsOf {
-		l.tokens[tenant] = f.token(tenant, auth.RoleProposer)
+		l.tokens[tenant] = f.Token(tenant, auth.RoleProposer)
 	}
 	return l
 }
@@ -180,7 +180,7 @@ func (l *crashLoad) runClient(abort context.Context, stopNew <-chan struct{}, i 
 
 // decide runs one decision on a target no other proposal touches.
 func (l *crashLoad) decide(ctx context.Context, tenant, target string) {
-	coord, composer := l.f.url(fabric.Coordinator), l.f.url(fabric.Composer)
+	coord, composer := l.f.URL(fabric.Coordinator), l.f.URL(fabric.Composer)
 	regions, _ := json.Marshal(crashRegionsOf[tenant])
 	code, body, ok := crashRetry(ctx, func() (int, []byte, error) {
 		return l.do(ctx, tenant, http.MethodPost, composer+"/compose", fmt.Sprintf(
@@ -275,7 +275,7 @@ func (l *crashLoad) decide(ctx context.Context, tenant, target string) {
 
 // getProposal reads a proposal once (no retry): status 0 with err on a transport error.
 func (l *crashLoad) getProposal(ctx context.Context, tenant, id string) (int, *crashProposal, []byte, error) {
-	code, body, err := l.do(ctx, tenant, http.MethodGet, l.f.url(fabric.Coordinator)+"/proposals/"+id, "")
+	code, body, err := l.do(ctx, tenant, http.MethodGet, l.f.URL(fabric.Coordinator)+"/proposals/"+id, "")
 	if err != nil || code != http.StatusOK {
 		return code, nil, body, err
 	}

@@ -27,11 +27,14 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/decision-fabric/fabric/internal/app"
+	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
+	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
+	"github.com/decision-fabric/fabric/services/hil-gateway/hil"
 )
 
 // Topology says how the services are started.
@@ -394,4 +397,17 @@ func InstantLowImpact(t testing.TB) func(*config.Config) {
 	require.NoError(t, os.WriteFile(regions, []byte(InstantRegions), 0o600))
 	require.NoError(t, os.WriteFile(pol, []byte(LowImpactPolicy), 0o600))
 	return func(c *config.Config) { c.RegionsFile, c.PolicyFile = regions, pol }
+}
+
+// BackgroundCommit reports whether a commit (seen by store.Observe) is the fabric's
+// own background work rather than a request's: the audit relay and the audit log's
+// batches, the hil-gateway's deliverer and sweeper, and the engine's lease renewals
+// (which move no proposal). A test proving that reads never write counts every other
+// commit; the background ones land whenever the machine lets them.
+func BackgroundCommit(ctx context.Context) bool {
+	switch store.CommitLabel(ctx) {
+	case coordinator.RelayCommitLabel, auditlog.CommitLabel, hil.DeliveryCommitLabel, hil.SweeperCommitLabel, coordinator.LeaseCommitLabel:
+		return true
+	}
+	return false
 }

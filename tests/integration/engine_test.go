@@ -14,13 +14,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/decision-fabric/fabric/internal/auditlog"
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/store"
 	"github.com/decision-fabric/fabric/internal/store/pgtest"
-	"github.com/decision-fabric/fabric/services/decision-coordinator/coordinator"
 	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
@@ -45,10 +43,9 @@ func TestDecisionCommitBudget(t *testing.T) {
 			stop, ok := store.Observe(f.Store(), func(ctx context.Context) {
 				mu.Lock()
 				defer mu.Unlock()
-				switch l := store.CommitLabel(ctx); l {
-				case coordinator.RelayCommitLabel, auditlog.CommitLabel:
+				if l := store.CommitLabel(ctx); fabrictest.BackgroundCommit(ctx) {
 					background = append(background, l)
-				default:
+				} else {
 					critical = append(critical, l)
 				}
 			})
@@ -86,7 +83,7 @@ func TestReadsNeverWrite(t *testing.T) {
 
 			var commits atomic.Int64
 			stop, ok := store.Observe(f.Store(), func(ctx context.Context) {
-				if l := store.CommitLabel(ctx); l != coordinator.RelayCommitLabel && l != auditlog.CommitLabel {
+				if !fabrictest.BackgroundCommit(ctx) {
 					commits.Add(1)
 				}
 			})

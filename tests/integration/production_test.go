@@ -89,7 +89,7 @@ func production(t *testing.T, regionsFile string) (func(*config.Config), signing
 		c.RegionsFile = regionsFile
 		i := &c.Integrations
 		i.VaultAddr, i.GlobalRegistryURL, i.PromURL, i.NeuralFabricURL, i.QuantumProvider = infra.URL, infra.URL, infra.URL, infra.URL, infra.URL
-		i.KafkaURL = strings.TrimPrefix(infra.URL, "http://")
+		i.KafkaURL = config.Secret(strings.TrimPrefix(infra.URL, "http://"))
 		i.RedisURL = config.Secret("redis://" + redis.Addr().String())
 		i.FederationToken = "federation-test-token"
 		i.CosignKeyPath = filepath.Join(keyDir, signing.CosignKeyFile)

@@ -75,10 +75,16 @@ func NewEmptyDSN(t testing.TB) string {
 // are dropped by the next process that uses pgtest.
 func Main(m *testing.M) {
 	code := m.Run()
+	Shutdown()
+	os.Exit(code)
+}
+
+// Shutdown drops this process's databases: for a TestMain that does more than [Main]
+// around m.Run.
+func Shutdown() {
 	if s := current.Load(); s != nil {
 		s.shutdown()
 	}
-	os.Exit(code)
 }
 
 type server struct {

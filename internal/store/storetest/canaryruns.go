@@ -23,6 +23,64 @@ var canaryRunTests = []struct {
 	{"CanaryRunUpdateConcurrent", testCanaryRunUpdateConcurrent},
 	{"CanaryRunList", testCanaryRunList},
 	{"CanaryRunListRunning", testCanaryRunListRunning},
+	{"CanaryRunLease", testCanaryRunLease},
+}
+
+// One sim-canary at a time drives a RUNNING rollout: its lease is renewed by its
+// holder, refused to others until it ends or is released, and never given on a run
+// that is not RUNNING or another tenant's.
+func testCanaryRunLease(t *testing.T, s store.Store) {
+	cr := s.CanaryRuns()
+	in := newCanaryRun("t", "P1")
+	in.State, in.DryRun = "RUNNING", false
+	r, err := cr.Create(ctx(t), in)
+	require.NoError(t, err)
+	now := canaryT0.Add(time.Hour)
+	until := now.Add(15 * time.Second)
+
+	ok, err := cr.Lease(ctx(t), "t", r.ID, "a", now, until)
+	require.NoError(t, err)
+	require.True(t, ok, "a run never leased goes to the first asker")
+	ok, err = cr.Lease(ctx(t), "t", r.ID, "b", now.Add(time.Second), until.Add(time.Second))
+	require.NoError(t, err)
+	require.False(t, ok, "b must not take a's running lease")
+	ok, err = cr.Lease(ctx(t), "t", r.ID, "a", now.Add(5*time.Second), until.Add(5*time.Second))
+	require.NoError(t, err)
+	require.True(t, ok, "a renews its own lease")
+	ok, err = cr.Lease(ctx(t), "t", r.ID, "b", until.Add(time.Second), until.Add(time.Second))
+	require.Error(t, err, "a lease ending at its start is invalid")
+	require.False(t, ok)
+	ok, err = cr.Lease(ctx(t), "t", r.ID, "b", until.Add(time.Second), until.Add(16*time.Second))
+	require.NoError(t, err)
+	require.False(t, ok, "a's renewal moved the end: b must still wait")
+	ok, err = cr.Lease(ctx(t), "t", r.ID, "b", until.Add(6*time.Second), until.Add(21*time.Second))
+	require.NoError(t, err)
+	require.True(t, ok, "b takes the run over once a's lease ended")
+	ok, err = cr.Lease(ctx(t), "t", r.ID, "a", until.Add(7*time.Second), until.Add(22*time.Second))
+	require.NoError(t, err)
+	require.False(t, ok, "a lost the run to b")
+
+	// b stops: its leases are released, and a takes the run at once.
+	require.NoError(t, cr.ReleaseLeases(ctx(t), "b"))
+	ok, err = cr.Lease(ctx(t), "t", r.ID, "a", until.Add(8*time.Second), until.Add(23*time.Second))
+	require.NoError(t, err)
+	require.True(t, ok, "a takes the run b released")
+
+	_, err = cr.Lease(ctx(t), "other", r.ID, "a", now, until)
+	require.ErrorIs(t, err, store.ErrNotFound, "another tenant's run")
+	_, err = cr.Lease(ctx(t), "t", NewID(), "a", now, until)
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = cr.Lease(ctx(t), "t", r.ID, "", now, until)
+	require.ErrorIs(t, err, store.ErrInvalid)
+
+	// A run that ended is no longer driven by anyone.
+	got, err := cr.Get(ctx(t), "t", r.ID)
+	require.NoError(t, err)
+	_, err = cr.Update(ctx(t), "t", r.ID, got.Version, "PROMOTED", got.Run)
+	require.NoError(t, err)
+	ok, err = cr.Lease(ctx(t), "t", r.ID, "a", until.Add(9*time.Second), until.Add(24*time.Second))
+	require.NoError(t, err)
+	require.False(t, ok, "a run that is not RUNNING has no lease to take")
 }
 
 var canaryT0 = time.Date(2026, 3, 4, 5, 6, 7, 8009, time.UTC)

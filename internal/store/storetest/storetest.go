@@ -57,7 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"InTxPanic", testInTxPanic},
 		{"InTxNested", testInTxNested},
 		{"InTxContextEnded", testInTxContextEnded},
-	}, append(append(append(append(negotiationTests, auditLogTests...), mfaTests...), approvalTests...), append(webAuthnTests, canaryRunTests...)...)...) {
+	}, append(append(append(append(negotiationTests, auditLogTests...), mfaTests...), approvalTests...), append(append(webAuthnTests, canaryRunTests...), eventOutboxTests...)...)...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tc.fn(t, newStore(t))

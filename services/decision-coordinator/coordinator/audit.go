@@ -128,6 +128,19 @@ func (s *Service) deliver(ctx context.Context, entries []*store.OutboxEntry) {
 	if len(entries) == 0 || s.relay == nil {
 		return
 	}
+	if s.relay.locks != nil {
+		// Replicas: only the tenant's relay delivers, in the outbox's order. Wake this
+		// process's and, for a client's request, wait for its next sweep: when this
+		// process leads the tenant, the events are in the log before the answer, as on
+		// a single process. The lifecycle engine's steps (which continue a request)
+		// do not wait.
+		if _, engine := ctx.Value(causeKey{}).(cause); engine {
+			s.relay.kick()
+			return
+		}
+		s.relay.flush(ctx)
+		return
+	}
 	if s.relay.backlog.Load() {
 		s.metrics.outboxDeferred.Add(float64(len(entries)))
 		s.relay.kick()
@@ -220,25 +233,44 @@ const (
 // for the auditor. A backlog does not make the coordinator unhealthy (it keeps
 // deciding; the events are kept and delivered in order when the auditor is back), so
 // it informs without degrading the status.
+//
+// With Kafka (KAFKA_URL), "event_relay" reports the lifecycle event relay the same way:
+// "ok", or its backlog and last error.
 func (s *Service) healthChecks(context.Context) map[string]string {
+	out := map[string]string{}
+	if s.deps.Events != nil {
+		out["event_relay"] = s.deps.Events.Health()
+	}
 	if s.relay == nil {
-		return nil
+		return out
 	}
 	n, backlog := s.relay.pending.Load(), s.relay.backlog.Load()
 	if n == 0 && !backlog {
-		return map[string]string{"audit_outbox": "ok"}
+		out["audit_outbox"] = "ok"
+		return out
 	}
-	return map[string]string{"audit_outbox": fmt.Sprintf(
-		"%d event(s) waiting for the auditor after the last sweep; retried every %s, in order", n, relayInterval)}
+	out["audit_outbox"] = fmt.Sprintf(
+		"%d event(s) waiting for the auditor after the last sweep; retried every %s, in order", n, relayInterval)
+	return out
 }
 
 // relay delivers what the request path could not, and deletes what was delivered. One
-// relay runs per coordinator process; relays of several processes sharing a store may
-// deliver an entry twice, which the auditor's idempotency keys absorb.
+// relay runs per coordinator process.
+//
+// On a store that several processes may share (Postgres), each tenant's events are
+// delivered by one relay alone, the tenant's leader: the relay that holds the tenant's
+// leader lock (store.Locks, a session advisory lock that a crashed process's
+// connection releases). It delivers the tenant's events in the outbox's order, and the
+// request path delivers nothing itself (it waits for its own relay's next sweep, see
+// flush): two processes never race each other's events of one proposal into the log
+// out of order. A relay that finds a tenant's lock held elsewhere leaves its events to
+// that leader, and takes the lock over when the leader is gone. On SQLite (one process)
+// locks is nil and the request path delivers, the relay catching up behind it.
 type relay struct {
-	s    *Service
-	mu   sync.Mutex
-	done []int64 // delivered by the request path, not yet deleted
+	s     *Service
+	locks store.Locks // nil: the store is this process's alone
+	mu    sync.Mutex
+	done  []int64 // delivered by the request path, not yet deleted
 	// backlog is set when a delivery failed: until the relay has caught up, every
 	// event is left to it, so events reach the auditor in the order they happened.
 	backlog atomic.Bool
@@ -247,10 +279,59 @@ type relay struct {
 
 	wake, stop, exited chan struct{}
 	once               sync.Once
+
+	// Sweeps are counted (locks mode): flush waits for one that starts after it asked.
+	gen      sync.Mutex
+	started  uint64
+	finished uint64
+	swept    chan struct{} // closed when the running sweep finishes
 }
 
 func newRelay(s *Service) *relay {
-	return &relay{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
+	r := &relay{s: s, wake: make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{}), swept: make(chan struct{})}
+	if s.deps.Store.Backend() == store.BackendPostgres {
+		locks, err := store.NewLocks(s.deps.Store)
+		if err != nil {
+			// A wrapped store (tests): the request path delivers, as on one process.
+			s.deps.Logger.Warn("audit relay: no leader locks on this store; delivering from every process", "error", err)
+		} else {
+			r.locks = locks
+		}
+	}
+	return r
+}
+
+// relayFlushWait bounds how long a request waits for its relay's sweep.
+const relayFlushWait = 5 * time.Second
+
+// flush wakes the relay and waits until a sweep that started after the call has
+// finished (bounded by ctx and relayFlushWait): the events this request committed have
+// been delivered, if this process leads their tenant. Concurrent requests share
+// sweeps.
+func (r *relay) flush(ctx context.Context) {
+	r.gen.Lock()
+	want := r.started + 1
+	r.gen.Unlock()
+	r.kick()
+	timer := time.NewTimer(relayFlushWait)
+	defer timer.Stop()
+	for {
+		r.gen.Lock()
+		done, swept := r.finished, r.swept
+		r.gen.Unlock()
+		if done >= want {
+			return
+		}
+		select {
+		case <-swept:
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		case <-r.exited:
+			return
+		}
+	}
 }
 
 // kick asks for a sweep now.
@@ -295,15 +376,116 @@ func (r *relay) run() {
 		case <-r.wake:
 		}
 		ctx, cancel := context.WithTimeout(store.WithCommitLabel(context.Background(), RelayCommitLabel), 30*time.Second)
-		r.sweep(ctx)
+		if r.locks == nil {
+			r.sweep(ctx)
+		} else {
+			r.gen.Lock()
+			r.started++
+			gen := r.started
+			r.gen.Unlock()
+			r.sweepLed(ctx)
+			r.gen.Lock()
+			r.finished = gen
+			close(r.swept)
+			r.swept = make(chan struct{})
+			r.gen.Unlock()
+		}
 		cancel()
 	}
 }
 
-// close stops the relay; what is left in the outbox is delivered after the next start.
+// close stops the relay and releases its leader locks; what is left in the outbox is
+// delivered after the next start, or by the relay that takes the tenants over.
 func (r *relay) close() {
 	r.once.Do(func() { close(r.stop) })
 	<-r.exited
+	if r.locks != nil {
+		if err := r.locks.Close(); err != nil {
+			r.s.deps.Logger.Warn("audit relay: release the leader locks", "error", err)
+		}
+	}
+}
+
+// relayLockName is the leader lock of a tenant's audit relay.
+func relayLockName(tenant string) string { return "audit-relay/" + tenant }
+
+// sweepLed delivers, in the outbox's order, the events of the tenants this relay
+// leads, taking the lock of a tenant no relay leads. A tenant whose auditor call fails
+// retryably is left for the next sweep from the same event (its order holds); the
+// other tenants go on.
+func (r *relay) sweepLed(ctx context.Context) {
+	log := r.s.deps.Logger
+	pending := 0
+	defer func() {
+		r.pending.Store(int64(pending))
+		r.s.metrics.outboxPending.Set(float64(pending))
+	}()
+	if err := r.locks.Check(ctx); err != nil {
+		log.WarnContext(ctx, "audit relay: leader locks lost; taking them again", "error", err)
+	}
+	led := map[string]bool{}     // tenant → this relay leads it (asked once per sweep)
+	blocked := map[string]bool{} // tenants stopped in this sweep (auditor unavailable)
+	var after int64
+	for {
+		entries, err := r.s.deps.Store.Outbox().List(ctx, after, time.Time{}, relayBatch)
+		if err != nil {
+			log.WarnContext(ctx, "audit outbox: list", "error", err)
+			return
+		}
+		var order []string
+		byTenant := map[string][]*store.OutboxEntry{}
+		for _, e := range entries {
+			after = e.Seq
+			t := e.TenantID
+			if blocked[t] {
+				pending++
+				continue
+			}
+			lead, asked := led[t]
+			if !asked {
+				if lead, err = r.locks.TryLock(ctx, relayLockName(t)); err != nil {
+					log.WarnContext(ctx, "audit relay: leader lock", "tenant_id", t, "error", err)
+				}
+				led[t] = lead
+			}
+			if !lead {
+				continue // another process's relay leads this tenant
+			}
+			if byTenant[t] == nil {
+				order = append(order, t)
+			}
+			byTenant[t] = append(byTenant[t], e)
+		}
+		var sent []int64
+		for _, t := range order {
+			list := byTenant[t]
+			for len(list) > 0 {
+				n, err := r.s.sendAll(ctx, list)
+				for _, e := range list[:n] {
+					sent = append(sent, e.Seq)
+				}
+				r.s.metrics.outboxRelayed.Add(float64(n))
+				if err == nil {
+					break
+				}
+				e := list[n]
+				if retryable(err) {
+					log.WarnContext(ctx, "audit outbox: auditor unavailable; will retry", "tenant_id", t, "seq", e.Seq, "error", err)
+					blocked[t] = true
+					pending += len(list) - n
+					break
+				}
+				pending++
+				log.ErrorContext(ctx, "audit outbox: entry refused by the auditor; left in the outbox", "seq", e.Seq,
+					"proposal_id", e.ProposalID, "event", e.Event, "error", err)
+				list = list[n+1:]
+			}
+		}
+		r.forget(ctx, sent)
+		if len(entries) < relayBatch {
+			return
+		}
+	}
 }
 
 // sweep deletes the entries the request path delivered, then delivers, in order, the

@@ -28,6 +28,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/bundle"
 	"github.com/decision-fabric/fabric/internal/canonical"
 	"github.com/decision-fabric/fabric/internal/consent"
+	"github.com/decision-fabric/fabric/internal/events"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/policy"
@@ -71,6 +72,10 @@ type Deps struct {
 	Approvals Approvals
 	// Audit receives every lifecycle event (the decision auditor); nil records none.
 	Audit Auditor
+	// Events publishes every committed transition to Kafka (internal/events): each is
+	// staged in the event outbox in the transition's transaction and this relay
+	// publishes it. Nil (no KAFKA_URL) stages none. The coordinator starts and closes it.
+	Events *events.Relay
 	// DecisionTimeout is the default negotiation deadline (P6) when the policy sets none.
 	DecisionTimeout time.Duration
 	Logger          *slog.Logger
@@ -108,6 +113,9 @@ func New(deps Deps) (*Service, error) {
 		s.relay = newRelay(s)
 		go s.relay.run()
 	}
+	if deps.Events != nil {
+		deps.Events.Start()
+	}
 	if deps.Negotiator != nil && deps.Store != nil && !deps.Engine.Disabled {
 		s.engine = newEngine(s, deps.Engine)
 		s.engine.start()
@@ -125,7 +133,17 @@ func (s *Service) Close() error {
 	if s.relay != nil {
 		s.relay.close()
 	}
+	if s.deps.Events != nil {
+		s.deps.Events.Close()
+	}
 	return nil
+}
+
+// kickEvents asks the event relay to publish what a commit staged.
+func (s *Service) kickEvents() {
+	if s.deps.Events != nil {
+		s.deps.Events.Kick()
+	}
 }
 
 // Definition is what the platform serves.
@@ -311,8 +329,11 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 		if err := tx.Snapshots().Put(ctx, preSnap); err != nil {
 			return err
 		}
+		if err := s.stageEvent(ctx, tx, "", stored, ""); err != nil {
+			return err
+		}
 		if negotiating != nil {
-			if stored, err = applyMove(ctx, tx, stored, negotiating); err != nil {
+			if stored, err = s.applyMove(ctx, tx, stored, negotiating); err != nil {
 				return err
 			}
 		}
@@ -329,6 +350,7 @@ func (s *Service) SubmitProposal(ctx context.Context, req *coordinatorv1.SubmitP
 		remember(stored, negotiating)
 	}
 	s.deliver(ctx, staged)
+	s.kickEvents()
 	if s.engine != nil {
 		s.engine.drive(stored)
 	}

@@ -145,7 +145,7 @@ func (e *engine) claim() {
 		return
 	}
 	now := e.s.deps.Now()
-	ctx, cancel := context.WithTimeout(e.base, 10*time.Second)
+	ctx, cancel := context.WithTimeout(store.WithCommitLabel(e.base, LeaseCommitLabel), 10*time.Second)
 	defer cancel()
 	ps, err := e.s.deps.Store.Proposals().ClaimWork(ctx, e.cfg.Owner, engineStates, now, now.Add(e.cfg.Lease), min(room, 256))
 	if err != nil {
@@ -160,9 +160,15 @@ func (e *engine) claim() {
 	}
 }
 
+// LeaseCommitLabel labels the engine's lease claims (every sweep, most of them taking
+// nothing) and renewals for commit observers (store.Observe): they move no proposal,
+// only its lease_owner and lease_until, so a test that proves a read wrote nothing may
+// leave them out. What the engine does with a claimed proposal is labelled "engine".
+const LeaseCommitLabel = "engine-lease"
+
 // renew extends this engine's leases.
 func (e *engine) renew() {
-	ctx, cancel := context.WithTimeout(e.base, 10*time.Second)
+	ctx, cancel := context.WithTimeout(store.WithCommitLabel(e.base, LeaseCommitLabel), 10*time.Second)
 	defer cancel()
 	if _, err := e.s.deps.Store.Proposals().RenewLeases(ctx, e.cfg.Owner, engineStates, e.s.deps.Now().Add(e.cfg.Lease)); err != nil && e.base.Err() == nil {
 		e.s.deps.Logger.WarnContext(ctx, "lifecycle engine: renew leases", "error", err)

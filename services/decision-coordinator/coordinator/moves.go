@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
+	"github.com/decision-fabric/fabric/internal/events"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -72,7 +73,7 @@ func (s *Service) moveChain(ctx context.Context, p *store.Proposal, extra func(t
 		}
 		from := p
 		for i, m := range moves {
-			next, err := applyMove(ctx, tx, from, m)
+			next, err := s.applyMove(ctx, tx, from, m)
 			if err != nil {
 				return err
 			}
@@ -92,6 +93,7 @@ func (s *Service) moveChain(ctx context.Context, p *store.Proposal, extra func(t
 		from = stored[i]
 	}
 	s.deliver(ctx, staged)
+	s.kickEvents()
 	s.changes.notify(p.ID)
 	return from, nil
 }
@@ -178,13 +180,39 @@ func planMoveFrom(p *store.Proposal, shared *coordinatorv1.Proposal, to string, 
 }
 
 // applyMove stores a planned move through st, as a compare-and-swap on p's status and
-// version.
-func applyMove(ctx context.Context, st store.Store, p *store.Proposal, m *plannedMove) (*store.Proposal, error) {
+// version, with its lifecycle event (stageEvent) in the same transaction: every
+// transition the coordinator commits goes through here.
+func (s *Service) applyMove(ctx context.Context, st store.Store, p *store.Proposal, m *plannedMove) (*store.Proposal, error) {
 	next, err := st.Proposals().Advance(ctx, p.TenantID, p.ID, p.Status, p.Version, m.change)
 	if err != nil {
 		return nil, storeError(err)
 	}
+	if err := s.stageEvent(ctx, st, p.Status, next, m.d.GetReason()); err != nil {
+		return nil, err
+	}
 	return next, nil
+}
+
+// stageEvent writes the lifecycle event of next having come from status from (""
+// for a submission) into the event outbox through st, the transaction of the
+// transition; the event relay publishes it to Kafka after the commit
+// (docs/events.md). Without a relay (no KAFKA_URL) there is none.
+func (s *Service) stageEvent(ctx context.Context, st store.Store, from string, next *store.Proposal, reason string) error {
+	if s.deps.Events == nil {
+		return nil
+	}
+	at := next.UpdatedAt
+	if at.IsZero() {
+		at = s.deps.Now()
+	}
+	e, err := events.New(next.TenantID, next.ID, from, next.Status, reason, next.Version, at)
+	if err != nil {
+		return err
+	}
+	if _, err := st.EventOutbox().Add(ctx, e); err != nil {
+		return storeError(err)
+	}
+	return nil
 }
 
 // remember caches the decision record of a committed move (it is already decoded).

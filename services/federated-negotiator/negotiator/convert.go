@@ -34,16 +34,25 @@ func invalid(format string, a ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, a...)
 }
 
-func validateStart(req any) error {
-	r := req.(*negotiatorv1.StartNegotiationRequest)
-	if r.GetProposalId() == "" {
+// validateProposalAndRule checks the proposal reference and quorum rule that starting
+// and rehearsing a negotiation both take.
+func validateProposalAndRule(proposalID string, rule negotiatorv1.QuorumRule) error {
+	if proposalID == "" {
 		return invalid("proposal_id is required")
 	}
-	if !manifestpkg.ValidProposalRef(r.GetProposalId()) {
-		return invalid("proposal_id %q: want 1-128 letters, digits, '_', '.', ':' or '-'", redact.Echo(r.GetProposalId()))
+	if !manifestpkg.ValidProposalRef(proposalID) {
+		return invalid("proposal_id %q: want 1-128 letters, digits, '_', '.', ':' or '-'", redact.Echo(proposalID))
 	}
-	if _, ok := negotiatorv1.QuorumRule_name[int32(r.GetQuorumRule())]; !ok {
-		return invalid("quorum_rule %d: unknown rule", r.GetQuorumRule())
+	if _, ok := negotiatorv1.QuorumRule_name[int32(rule)]; !ok {
+		return invalid("quorum_rule %d: unknown rule", rule)
+	}
+	return nil
+}
+
+func validateStart(req any) error {
+	r := req.(*negotiatorv1.StartNegotiationRequest)
+	if err := validateProposalAndRule(r.GetProposalId(), r.GetQuorumRule()); err != nil {
+		return err
 	}
 	if d := r.GetDeadlineMs(); d != 0 && (d < 1 || d > maxDeadlineMS) {
 		return invalid("deadline_ms %d: want 1-%d (or 0 for the default)", d, maxDeadlineMS)

@@ -18,7 +18,6 @@ import (
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	"github.com/decision-fabric/fabric/internal/auth"
 	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
-	"github.com/decision-fabric/fabric/internal/redact"
 	"github.com/decision-fabric/fabric/internal/store"
 )
 
@@ -28,14 +27,8 @@ const rehearsalNegotiationID = "rehearsal"
 // validateRehearse checks a RehearseNegotiationRequest.
 func validateRehearse(req any) error {
 	r := req.(*negotiatorv1.RehearseNegotiationRequest)
-	if r.GetProposalId() == "" {
-		return invalid("proposal_id is required")
-	}
-	if !manifestpkg.ValidProposalRef(r.GetProposalId()) {
-		return invalid("proposal_id %q: want 1-128 letters, digits, '_', '.', ':' or '-'", redact.Echo(r.GetProposalId()))
-	}
-	if _, ok := negotiatorv1.QuorumRule_name[int32(r.GetQuorumRule())]; !ok {
-		return invalid("quorum_rule %d: unknown rule", r.GetQuorumRule())
+	if err := validateProposalAndRule(r.GetProposalId(), r.GetQuorumRule()); err != nil {
+		return err
 	}
 	if d := r.GetTimeoutMs(); d != 0 && (d < 1 || d > maxDeadlineMS) {
 		return invalid("timeout_ms %d: want 1-%d (or 0 for the decision timeout)", d, maxDeadlineMS)

@@ -20,9 +20,12 @@ package canary
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -84,6 +87,11 @@ type Deps struct {
 	// Settle is how long a wave runs before it is judged (0: at once, as in simulation,
 	// where the metrics do not need time to accumulate).
 	Settle time.Duration
+	// Lease is how long this process's claim on a rollout it drives lasts without
+	// renewal (renewed every third of it): replicas sharing the store drive each
+	// rollout from one process, and take over those of a stopped one once its lease
+	// ends. 15 seconds when zero.
+	Lease time.Duration
 }
 
 // Service implements canaryv1.CanaryServiceServer.
@@ -99,6 +107,9 @@ type Service struct {
 	mu     sync.Mutex
 	active map[string]activeRun // rollouts this process drives, by run id
 	wg     sync.WaitGroup
+	// owner names this process in the rollouts' leases.
+	owner     string
+	watchOnce sync.Once
 }
 
 // activeRun is a rollout driven by this process.
@@ -143,8 +154,20 @@ func New(deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if deps.Lease <= 0 {
+		deps.Lease = 15 * time.Second
+	}
 	base, cancel := context.WithCancel(context.Background())
-	return &Service{deps: deps, metrics: m, base: base, cancel: cancel, active: map[string]activeRun{}}, nil
+	return &Service{deps: deps, metrics: m, base: base, cancel: cancel, active: map[string]activeRun{}, owner: leaseOwner()}, nil
+}
+
+// leaseOwner is a name for this process, unique among the replicas: host, pid and a
+// random part (a restarted process is another owner).
+func leaseOwner() string {
+	host, _ := os.Hostname()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Close stops the rollouts this process drives (they stay RUNNING in the store: a stop
@@ -152,6 +175,12 @@ func New(deps Deps) (*Service, error) {
 func (s *Service) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	// Another replica takes the rollouts over at once instead of after their leases.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.deps.Store.CanaryRuns().ReleaseLeases(ctx, s.owner); err != nil {
+		s.deps.Logger.Warn("canary: release the rollouts' leases", "error", err)
+	}
 	return nil
 }
 

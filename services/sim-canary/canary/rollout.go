@@ -139,9 +139,31 @@ func (s *Service) enactStage(ctx context.Context, run *canaryv1.CanaryRun, st *c
 	return nil
 }
 
-// Resume drives again the rollouts a previous process left RUNNING (its waves and
-// verdicts so far are in the run's record). Call it once at start.
+// Resume drives again the rollouts left RUNNING whose lease has ended (a previous
+// process, or a replica that stopped; their waves and verdicts so far are in the run's
+// record). Call it once at start: it goes on looking for such rollouts every third of
+// the lease until Close, so that a replica takes over those of another that stopped.
 func (s *Service) Resume(ctx context.Context) error {
+	if err := s.resume(ctx); err != nil {
+		return err
+	}
+	s.watchOnce.Do(func() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for sleep(s.base, s.deps.Lease/3) {
+				if err := s.resume(s.base); err != nil && s.base.Err() == nil {
+					s.deps.Logger.Warn("canary: look for rollouts to take over", "error", err)
+				}
+			}
+		}()
+	})
+	return nil
+}
+
+// resume launches the RUNNING rollouts this process does not drive; launch takes
+// those whose lease has ended and leaves the others to their drivers.
+func (s *Service) resume(ctx context.Context) error {
 	runs, err := s.deps.Store.CanaryRuns().ListRunning(ctx, store.MaxListLimit)
 	if err != nil {
 		return err
@@ -150,28 +172,62 @@ func (s *Service) Resume(ctx context.Context) error {
 		if r.DryRun {
 			continue
 		}
-		s.deps.Logger.InfoContext(ctx, "canary run resumed", "run_id", r.ID, "tenant_id", r.TenantID, "proposal_id", r.ProposalID)
-		s.launch(r.TenantID, r.ID, r.CreatedBy)
+		s.mu.Lock()
+		_, driving := s.active[r.ID]
+		s.mu.Unlock()
+		if !driving {
+			s.launch(r.TenantID, r.ID, r.CreatedBy)
+		}
 	}
 	return nil
 }
 
-// launch drives run id in the background until it ends, is held, or is stopped.
+// lease takes or renews this process's lease on run id: false when another process
+// drives it (or it is no longer RUNNING).
+func (s *Service) lease(ctx context.Context, tenant, id string) (bool, error) {
+	now := s.deps.Now()
+	return s.deps.Store.CanaryRuns().Lease(context.WithoutCancel(ctx), tenant, id, s.owner, now, now.Add(s.deps.Lease))
+}
+
+// launch drives run id in the background until it ends, is held, or is stopped, as
+// long as this process holds its lease: a rollout another process drives is left to
+// it, and losing the lease (the store unreachable for most of it) stops the driving.
 func (s *Service) launch(tenant, id, actor string) {
 	ctx, cancel := context.WithCancel(s.base)
 	done := make(chan struct{})
 	s.mu.Lock()
+	if _, driving := s.active[id]; driving {
+		s.mu.Unlock()
+		cancel()
+		return
+	}
 	s.active[id] = activeRun{cancel: cancel, done: done}
 	s.mu.Unlock()
+	forget := func() {
+		s.mu.Lock()
+		delete(s.active, id)
+		s.mu.Unlock()
+		cancel()
+	}
+	// The lease is taken before launch returns (a new run's before RunCanary answers).
+	if held, err := s.lease(ctx, tenant, id); err != nil || !held {
+		if err != nil {
+			s.deps.Logger.Warn("canary: lease a rollout", "run_id", id, "tenant_id", tenant, "error", err)
+		}
+		forget()
+		close(done)
+		return // another process drives it, or it ended
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer close(done)
-		defer func() {
-			s.mu.Lock()
-			delete(s.active, id)
-			s.mu.Unlock()
-			cancel()
+		defer forget()
+		s.deps.Logger.Info("canary run driven", "run_id", id, "tenant_id", tenant, "owner", s.owner)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.renew(ctx, cancel, tenant, id)
 		}()
 		// A peer that is not reachable yet (a resumed run at start, a restarting
 		// coordinator) is waited for, with a growing delay; any other error leaves the
@@ -196,6 +252,23 @@ func (s *Service) launch(tenant, id, actor string) {
 	}()
 }
 
+// renew renews the lease of the rollout ctx drives every third of the lease, and
+// cancels the driving when it is lost (another process took it over after the store
+// was out of reach for the rest of the lease) or when it ends.
+func (s *Service) renew(ctx context.Context, cancel context.CancelFunc, tenant, id string) {
+	for sleep(ctx, s.deps.Lease/3) {
+		held, err := s.lease(ctx, tenant, id)
+		if err == nil && !held {
+			s.deps.Logger.Warn("canary: lease of a rollout lost or ended; this process stops driving it", "run_id", id, "tenant_id", tenant)
+			cancel()
+			return
+		}
+		if err != nil {
+			s.deps.Logger.Warn("canary: renew a rollout's lease", "run_id", id, "tenant_id", tenant, "error", err)
+		}
+	}
+}
+
 // drive judges the run's enacted wave, acts on the verdict, and goes on until the run
 // is no longer RUNNING.
 func (s *Service) drive(ctx context.Context, tenant, id, actor string) error {
@@ -213,6 +286,16 @@ func (s *Service) drive(ctx context.Context, tenant, id, actor string) error {
 			return s.finish(ctx, peer, r, run, actor)
 		}
 		if st.GetState() == stagePending {
+			// The lease is checked again right before a wave: no wave is made by a
+			// process that lost the run to another.
+			held, err := s.lease(ctx, tenant, id)
+			if err != nil {
+				return err
+			}
+			if !held {
+				s.deps.Logger.Warn("canary: a rollout is driven by another process now; this one stops", "run_id", id, "tenant_id", tenant)
+				return nil
+			}
 			if err := s.enactStage(peer, run, st); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err()

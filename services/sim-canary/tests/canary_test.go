@@ -149,15 +149,44 @@ func dump(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) string {
 	return strings.Join(lines, "\n")
 }
 
-// quiet waits until the fabric's background work (audit relay, checkpoints, approval
-// requests) has settled — the same rows for a second — and returns the dump.
+// pendingBackground is the SQL that counts the background work still to do: audit
+// events not yet relayed, and tenants whose audit log has entries no signed
+// checkpoint covers yet (checkpoints are batched, up to 10 s apart).
+const pendingBackground = `SELECT
+	(SELECT count(*) FROM audit_outbox) +
+	(SELECT count(*) FROM (SELECT tenant_id, count(*) AS n FROM audit_entries GROUP BY tenant_id) e
+	  WHERE NOT EXISTS (SELECT 1 FROM audit_checkpoints c WHERE c.tenant_id = e.tenant_id AND c.size = e.n))`
+
+// backgroundPending runs pendingBackground on the fabric's store.
+func backgroundPending(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) int64 {
+	t.Helper()
+	var n int64
+	if st == fabrictest.Postgres {
+		conn, err := pgx.Connect(t.Context(), f.Cfg.Integrations.PostgresDSN.Reveal())
+		require.NoError(t, err)
+		defer conn.Close(context.Background())
+		require.NoError(t, conn.QueryRow(t.Context(), pendingBackground).Scan(&n))
+		return n
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.Cfg.DataDir, store.SQLiteFileName)+"?_pragma=query_only(1)")
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.QueryRowContext(t.Context(), pendingBackground).Scan(&n))
+	return n
+}
+
+// quiet waits until the fabric's background work has settled — every audit event
+// relayed, every audit log covered by a signed checkpoint, and then the same rows for
+// a second (approval requests, notifications) — and returns the dump. A machine under
+// load can hold the relay back for longer than any fixed pause, so the relay and the
+// checkpoints are waited for by what they leave behind, not by time.
 func quiet(t *testing.T, f *fabrictest.Fabric, st fabrictest.Store) string {
 	t.Helper()
 	prev, same := dump(t, f, st), 0
-	for range 200 {
+	for range 480 {
 		time.Sleep(250 * time.Millisecond)
 		cur := dump(t, f, st)
-		if cur != prev {
+		if cur != prev || backgroundPending(t, f, st) != 0 {
 			prev, same = cur, 0
 			continue
 		}
