@@ -106,6 +106,11 @@ type App struct {
 	vaultOnce   sync.Once
 	vaultClient *vault.Client
 	vaultErr    error
+	// vaultHealth caches GET /health's Vault probe: a token lookup at most every
+	// vaultHealthEvery, not one per probe of every replica.
+	vaultHealthMu   sync.Mutex
+	vaultHealthAt   time.Time
+	vaultHealthLast string
 }
 
 // vault is the Vault the keys configured under integrations.vault are read from; nil
@@ -557,20 +562,34 @@ func (a *App) health(ctx context.Context) server.HealthReport {
 		}
 	}
 	if c, _ := a.vault(); c != nil {
-		// The keys were read at start and stay in use: an unreachable Vault is
-		// reported, not a reason to take the service out (a restart would fail).
-		vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		st := "ok"
-		if err := c.Ping(vctx); err != nil {
-			st = "unreachable"
-		}
 		if rep.Checks == nil {
 			rep.Checks = map[string]string{}
 		}
-		rep.Checks["vault"] = st
+		rep.Checks["vault"] = a.vaultHealth(ctx, c)
 	}
 	return rep
+}
+
+// vaultHealthEvery is how long a Vault probe's answer is reused by GET /health.
+const vaultHealthEvery = 15 * time.Second
+
+// vaultHealth is "ok" or "unreachable", probing Vault at most every vaultHealthEvery.
+// The keys were read at start and stay in use: an unreachable Vault is reported, not a
+// reason to take the service out (a restart would fail).
+func (a *App) vaultHealth(ctx context.Context, c *vault.Client) string {
+	a.vaultHealthMu.Lock()
+	defer a.vaultHealthMu.Unlock()
+	if a.vaultHealthLast != "" && time.Since(a.vaultHealthAt) < vaultHealthEvery {
+		return a.vaultHealthLast
+	}
+	vctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	a.vaultHealthLast = "ok"
+	if err := c.Ping(vctx); err != nil {
+		a.vaultHealthLast = "unreachable"
+	}
+	a.vaultHealthAt = time.Now()
+	return a.vaultHealthLast
 }
 
 func initTelemetry(ctx context.Context, a *App) error {

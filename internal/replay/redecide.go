@@ -141,8 +141,15 @@ func Redecide(rec Record, cand Candidate) *canaryv1.ReplayResult {
 		}
 	} else {
 		why = append(why, "no final round of signed votes was recorded (the negotiation did not end with one): the vote is not recounted")
-		if outcome == "" && bundleless(p.GetStatus()) {
-			outcome = StatusName(p.GetStatus()) // the negotiation's outcome stands
+		if outcome == "" {
+			if bundleless(p.GetStatus()) {
+				outcome = StatusName(p.GetStatus()) // the negotiation's outcome stands
+			} else {
+				// An agreed decision whose signed votes did not verify (or could not be
+				// read) is not re-decided as if its quorum held: that would fail open.
+				outcome = OutcomeError
+				why = append(why, "the signed votes of an agreed decision did not verify: the quorum cannot be recounted")
+			}
 		}
 	}
 

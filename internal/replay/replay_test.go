@@ -200,6 +200,15 @@ func TestRedecideRecountsTheVotes(t *testing.T) {
 	require.Nil(t, res.QuorumReached)
 	require.False(t, res.GetChanged(), res.GetReasons())
 	require.Equal(t, "EXPIRED", res.GetCandidateOutcome())
+
+	// An enacted decision whose signed votes did not verify: never re-decided as if its
+	// quorum held (that would report PROCEED on votes nobody could check).
+	unverified := decision(t, "svc", 1, enacted, "low", "eu-west")
+	unverified.Votes = nil
+	res = replay.Redecide(unverified, replay.Candidate{})
+	require.Equal(t, replay.OutcomeError, res.GetCandidateOutcome(), res.GetReasons())
+	require.False(t, res.GetChanged())
+	require.Contains(t, strings.Join(res.GetReasons(), "\n"), "did not verify")
 }
 
 func TestVerifyReportsWhatDoesNotVerify(t *testing.T) {

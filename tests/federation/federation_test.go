@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -192,4 +193,24 @@ func TestFabricCoordinatesRegionProcesses(t *testing.T) {
 	require.Empty(t, p.GetConsensusError())
 	require.NotNil(t, p.GetConsensusBundle(), "the coordinator sealed a bundle: the certificate verified against the registry's keys")
 	require.Equal(t, "AGREED", p.GetVotes().GetOutcome())
+}
+
+// A rehearsal (the sim-canary's dry run of a negotiation) asks the region processes
+// for real votes, stores nothing, and agrees as the real negotiation would: its offers
+// carry a ULID and a live deadline, which the regions require.
+func TestRehearsalOverRegionProcesses(t *testing.T) {
+	f := newFederation(t, map[string]regionOpts{"eu-west": {}, "eu-central": {}, "us-east": {}, "us-west": {}, "ap-south": {}})
+	conn, err := grpc.NewClient(f.coord.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	svc, err := auth.LoadOrCreateDevServiceKey(filepath.Join(f.coord.dir, "data"))
+	require.NoError(t, err)
+	jwt, err := auth.NewServiceSigner(svc, "decision-fabric", "decision-fabric").Mint("sim-canary", "t1", []string{auth.RoleService}, time.Hour)
+	require.NoError(t, err)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+jwt)
+	resp, err := negotiatorv1.NewNegotiatorServiceClient(conn).RehearseNegotiation(ctx, &negotiatorv1.RehearseNegotiationRequest{
+		ProposalId: "p-rehearsal", Manifest: scaleManifest(12), QuorumRule: majority, TimeoutMs: 5000})
+	require.NoError(t, err)
+	require.Equal(t, agreed, resp.GetState(), resp.GetReason())
+	require.GreaterOrEqual(t, len(resp.GetVotes()), 3, "a majority of the region processes voted (the round ends once the tally decides)")
 }

@@ -132,16 +132,18 @@ func (s *Service) EnactCanaryStage(ctx context.Context, req *coordinatorv1.Enact
 	if err != nil {
 		return nil, err
 	}
-	if req.GetStage() == 1 {
-		// As EnactProposal does: the exact change is classified again before the world
-		// first changes; nothing is enacted above what was classified and approved.
+	// As EnactProposal does: the exact change is classified again before the world
+	// first changes; nothing is enacted above what was classified and approved. "First"
+	// is read from the world (every region still at its pre-state), never from the
+	// caller's stage number, which a caller could choose to skip the check.
+	full, err := s.deps.World.Read(ctx, c.TenantID, c.Target, c.Regions)
+	if err != nil {
+		return nil, status.Errorf(codes.Unavailable, "read the world: %v", err)
+	}
+	if full.SHA256 == pre.SHA256 {
 		d, _, m, err := decisionChange(p)
 		if err != nil {
 			return nil, err
-		}
-		full, err := s.deps.World.Read(ctx, c.TenantID, c.Target, c.Regions)
-		if err != nil {
-			return nil, status.Errorf(codes.Unavailable, "read the world: %v", err)
 		}
 		if re := s.reclassify(ctx, p, d, m, full, nil, stageEnactment); re != nil {
 			return nil, s.holdForApproval(ctx, p, re)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/oklog/ulid/v2"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -20,9 +22,6 @@ import (
 	manifestpkg "github.com/decision-fabric/fabric/internal/manifest"
 	"github.com/decision-fabric/fabric/internal/store"
 )
-
-// rehearsalNegotiationID names a rehearsal in its offers (it is never stored).
-const rehearsalNegotiationID = "rehearsal"
 
 // validateRehearse checks a RehearseNegotiationRequest.
 func validateRehearse(req any) error {
@@ -78,11 +77,16 @@ func (s *Service) RehearseNegotiation(ctx context.Context, req *negotiatorv1.Reh
 		}
 	}
 	out := &negotiatorv1.RehearseNegotiationResponse{QuorumRule: rule}
+	// Offers carry a fresh negotiation id (never stored) and the rehearsal's deadline,
+	// as a real negotiation's do: regions that run as processes refuse an id that is
+	// not a ULID and a deadline already passed, so a placeholder would make every
+	// rehearsal over remote regions expire.
+	rehearsalID, deadline := ulid.Make().String(), s.now().Add(timeout)
 	maxRounds := max(s.deps.Regions.MaxRounds, 1)
 	for round := int32(1); ; round++ {
 		out.Rounds = round
-		o := Offer{NegotiationID: rehearsalNegotiationID, TenantID: tenant, ProposalID: req.GetProposalId(),
-			ProposalDigest: digest, Round: round, Manifest: offer}
+		o := Offer{NegotiationID: rehearsalID, TenantID: tenant, ProposalID: req.GetProposalId(),
+			ProposalDigest: digest, Round: round, Manifest: offer, Deadline: deadline}
 		votes := s.rehearseRound(ctx, o, regions, keys, rule, weights)
 		for _, v := range votes {
 			pv := &negotiatorv1.Vote{Region: v.Region, Round: v.Round, Verdict: v.Verdict, Reason: truncate(cleanText(v.Reason), maxReasonLen),
