@@ -445,8 +445,8 @@ func checks(c *chain) []*canaryv1.PropertyCheck {
 		out = append(out, check("P1", "personal data only with consent", checkPassed,
 			"the manifest carries a signed consent, verified when the proposal was submitted"))
 	} else {
-		out = append(out, check("P1", "personal data only with consent", checkPassed,
-			"no consent: the coordinator accepted the manifest as free of personal data at submission"))
+		out = append(out, check("P1", "personal data only with consent", checkNA,
+			"no consent carried: the coordinator found no personal data in the manifest at submission"))
 	}
 
 	// P2: signatures.

@@ -270,7 +270,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 			require.Equal(t, "t1", r.TenantID)
 			steps, checks, events := names(r)
 			require.Equal(t, []string{"policy=PASSED", "negotiate=PASSED", "score=PASSED", "approval=PASSED", "enact=PASSED", "audit=PASSED"}, steps)
-			require.Equal(t, []string{"P1=PASSED", "P2=PASSED", "P3=PASSED", "P4=PASSED", "P5=PASSED", "P6=PASSED", "P7=PASSED"}, checks)
+			require.Equal(t, []string{"P1=NOT_APPLICABLE", "P2=PASSED", "P3=PASSED", "P4=PASSED", "P5=PASSED", "P6=PASSED", "P7=PASSED"}, checks)
 			require.Equal(t, []string{"proposal.dry_run_passed", "proposal.enacted", "post"}, events)
 			require.Equal(t, "PROCEED", r.Scorecard.Recommendation, r.Scorecard.RecommendationDetail)
 			require.Equal(t, p.PreStateSha256, r.Scorecard.PreStateSha256)
