@@ -49,6 +49,10 @@ test-race: ## the tests under the race detector
 bench: ## benchmarks, each printed beside its floor from the same run
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
+.PHONY: reports
+reports: ## the spec's evidence files from a real run: precheck, the fabric and the spec's verification calls, every task's tests -> reports/ (docs/operations.md)
+	FABRIC_REPORTS_DIR=reports $(GO) test -count=1 -v -run '^TestReports$$' -timeout 60m ./tests/reports/
+
 .PHONY: load
 load: ## load test: max sustainable POST /proposals rate, then 4x for 30 s; figures beside floors (docs/operations.md)
 	FABRIC_LOAD=1 $(GO) test -count=1 -v -run '^TestOverload$$' -timeout 10m ./tests/load/

@@ -236,7 +236,14 @@ func (f *Process) Kill() {
 
 // Token mints a development token for tenant with roles.
 func (f *Process) Token(tenant string, roles ...string) string {
-	tok, err := f.signer.Mint("process-test", tenant, roles, 2*time.Hour)
+	return f.TokenFor("process-test", tenant, nil, roles...)
+}
+
+// TokenFor mints a development token for subject, with a groups claim when groups is
+// not empty (approval rules filter reviewers by group; an approver must not be the
+// proposer).
+func (f *Process) TokenFor(subject, tenant string, groups []string, roles ...string) string {
+	tok, err := f.signer.MintWithGroups(subject, tenant, roles, groups, 2*time.Hour)
 	require.NoError(f.t, err)
 	return tok
 }
