@@ -209,7 +209,7 @@ func underPolicy(e *policy.Engine, p *coordinatorv1.Proposal, pre world.Snapshot
 	// at least what the submitted one did (the coordinator's reclassification).
 	out := sub
 	out.reasons = append(out.reasons, ag.reasons...)
-	if impactRank(ag.impact) > impactRank(out.impact) {
+	if policy.ImpactRank(ag.impact) > policy.ImpactRank(out.impact) {
 		out.impact = ag.impact
 	}
 	out.approvalRequired = out.approvalRequired || ag.approvalRequired
@@ -470,18 +470,6 @@ func describe(g string) string {
 		return "not re-decided"
 	}
 	return "undecided"
-}
-
-func impactRank(s string) int {
-	switch s {
-	case policy.ImpactLow:
-		return 1
-	case policy.ImpactMedium:
-		return 2
-	case policy.ImpactHigh:
-		return 3
-	}
-	return 0
 }
 
 func orNone(s string) string {

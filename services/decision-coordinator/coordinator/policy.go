@@ -133,14 +133,14 @@ func (s *Service) reclassify(ctx context.Context, p *store.Proposal, d *coordina
 		res = policyResult{decision: policy.Decision{Impact: policy.ImpactHigh, ApprovalRequired: true}, record: record}
 	}
 	dec := res.decision
-	higher := impactRank(dec.Impact) > impactRank(p.Impact) ||
+	higher := policy.ImpactRank(dec.Impact) > policy.ImpactRank(p.Impact) ||
 		dec.ApprovalRequired && !old.GetApprovalRequired() ||
 		int32(dec.ApprovalsRequired) > old.GetApprovalsRequired()
 	if !higher {
 		return nil
 	}
 	re.to = p.Impact
-	if impactRank(dec.Impact) > impactRank(p.Impact) {
+	if policy.ImpactRank(dec.Impact) > policy.ImpactRank(p.Impact) {
 		re.to = dec.Impact
 	}
 	record := proto.Clone(res.record).(*coordinatorv1.PolicyDecision)
@@ -183,18 +183,6 @@ func (re *reclassification) edit(d *coordinatorv1.Proposal) {
 	d.Policy = re.record
 	d.Reason = re.record.GetReasons()[0]
 	d.Approvers, d.Approvals = nil, nil
-}
-
-func impactRank(s string) int {
-	switch s {
-	case policy.ImpactLow:
-		return 1
-	case policy.ImpactMedium:
-		return 2
-	case policy.ImpactHigh:
-		return 3
-	}
-	return 0
 }
 
 func orNone(s string) string {
