@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	auditorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/auditor/v1"
+	coordinatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/coordinator/v1"
 	negotiatorv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/negotiator/v1"
 	typesv1 "github.com/decision-fabric/fabric/gen/go/decisionfabric/types/v1"
 	"github.com/decision-fabric/fabric/internal/auditlog"
@@ -644,4 +645,22 @@ func TestSealedStoredForm(t *testing.T) {
 		require.Error(t, err, name)
 		require.ErrorIs(t, err, bundle.ErrInvalid, name)
 	}
+}
+
+// TestExportFromTrailIsTheExport: a decision export assembled by a reader from the
+// coordinator's record (GetProposal, ListDecisionRecords) and the auditor's trail
+// (GetAuditTrail) is the auditor's export, field for field, and verifies the same: the
+// sim-canary's replay verifies with it and needs no ExportDecision.
+func TestExportFromTrailIsTheExport(t *testing.T) {
+	t.Parallel()
+	x, keys := decisionExport(t)
+	p := &coordinatorv1.Proposal{Id: x.GetProposalId(), TenantId: x.GetTenantId(),
+		Status: coordinatorv1.ProposalStatus_PROPOSAL_STATUS_ENACTED, Manifest: x.GetManifest(),
+		ManifestSha256: x.GetManifestSha256(), ManifestSignature: x.GetManifestSignature(),
+		ConsensusBundle: x.GetConsensusBundle(), Approvers: x.GetApprovals(), Approvals: x.GetSignedApprovals()}
+	trail := &auditorv1.GetAuditTrailResponse{Checkpoint: x.GetCheckpoint(), Entries: x.GetEntries()}
+	got := bundle.FromTrail(bundle.FromProposal(p), trail, now)
+	require.True(t, proto.Equal(x, got), "got %v\nwant %v", got, x)
+	_, err := bundle.VerifyExport(got, keys)
+	require.NoError(t, err)
 }

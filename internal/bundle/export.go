@@ -76,17 +76,34 @@ func FromProposal(p *coordinatorv1.Proposal) *Decision {
 // auditlog.Log.Trail returns it), with v the log's verifier (for the public keys
 // carried for pinning).
 func Assemble(d *Decision, tr *auditlog.Trail, v *auditlog.Verifier, now time.Time) *auditorv1.ExportDecisionResponse {
-	out := &auditorv1.ExportDecisionResponse{
-		Format: ExportFormat, ProposalId: d.ProposalID, TenantId: d.TenantID, Status: d.Status,
-		ExportedAt: timestamppb.New(now), Manifest: d.Manifest, ManifestSha256: d.ManifestSHA256,
-		ManifestSignature: d.ManifestSignature, ConsensusBundle: d.ConsensusBundle, Approvals: d.Approvals,
-		SignedApprovals: d.SignedApprovals,
-		Checkpoint:      auditlog.CheckpointProto(tr.Checkpoint, v),
-	}
+	return FromTrail(d, TrailResponse(tr, v), now)
+}
+
+// TrailResponse is a proposal's audit trail as GetAuditTrail answers it: the entries
+// with their inclusion proofs in one signed checkpoint, with v the log's verifier (for
+// the public keys carried for pinning). An export carries exactly this.
+func TrailResponse(tr *auditlog.Trail, v *auditlog.Verifier) *auditorv1.GetAuditTrailResponse {
+	out := &auditorv1.GetAuditTrailResponse{Checkpoint: auditlog.CheckpointProto(tr.Checkpoint, v)}
 	for i, e := range tr.Entries {
 		out.Entries = append(out.Entries, auditlog.EntryProto(e, tr.Proofs[i]))
 	}
 	return out
+}
+
+// FromTrail makes the export of a decision from its record and its audit trail as
+// GetAuditTrail answers it. A reader that may read both (the sim-canary's replay, as
+// the fabric's service identity) assembles the same document the auditor's
+// ExportDecision would give, and verifies it the same way (VerifyExport), without the
+// export permission, which is the tenant's auditors' and admins' alone.
+func FromTrail(d *Decision, trail *auditorv1.GetAuditTrailResponse, now time.Time) *auditorv1.ExportDecisionResponse {
+	return &auditorv1.ExportDecisionResponse{
+		Format: ExportFormat, ProposalId: d.ProposalID, TenantId: d.TenantID, Status: d.Status,
+		ExportedAt: timestamppb.New(now), Manifest: d.Manifest, ManifestSha256: d.ManifestSHA256,
+		ManifestSignature: d.ManifestSignature, ConsensusBundle: d.ConsensusBundle, Approvals: d.Approvals,
+		SignedApprovals: d.SignedApprovals,
+		Checkpoint:      trail.GetCheckpoint(),
+		Entries:         trail.GetEntries(),
+	}
 }
 
 // ParseExport decodes a decision export (the JSON body of GET

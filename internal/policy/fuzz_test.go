@@ -56,7 +56,7 @@ func FuzzParse(f *testing.F) {
 			if err != nil && !errors.Is(err, ErrCostCapExceeded) && !errors.Is(err, ErrCrossTenantDenied) && !errors.Is(err, ErrEvaluation) {
 				t.Fatalf("unexpected error %v", err)
 			}
-			if err == nil && (impactRank(d.Impact) == 0 || d.Quorum == "") {
+			if err == nil && (ImpactRank(d.Impact) == 0 || d.Quorum == "") {
 				t.Fatalf("incomplete decision %+v", d)
 			}
 			if d.Impact == ImpactHigh && (!d.ApprovalRequired || !d.DryRunDefault) {

@@ -160,7 +160,12 @@ func (e *Engine) WithDefaultDecisionTimeout(d time.Duration) *Engine {
 	return &c
 }
 
-func impactRank(s string) int {
+// ImpactRank orders impacts: low 1, medium 2, high 3. Anything else (the empty
+// impact of a proposal not yet classified, an unknown word, another case) is 0, below
+// low: the ranking itself does not fail closed, its callers do (the policy refuses a
+// declared impact ranked 0; a classification that fails is made high by the caller).
+// The one ordering the policy, the coordinator and the replay share.
+func ImpactRank(s string) int {
 	switch s {
 	case ImpactLow:
 		return 1
@@ -172,8 +177,10 @@ func impactRank(s string) int {
 	return 0
 }
 
-func maxImpact(a, b string) string {
-	if impactRank(b) > impactRank(a) {
+// MaxImpact is the higher of a and b by ImpactRank; a on a tie (so an impact ranked 0
+// never replaces a).
+func MaxImpact(a, b string) string {
+	if ImpactRank(b) > ImpactRank(a) {
 		return b
 	}
 	return a
@@ -200,7 +207,7 @@ func normalize(in Input) (*facts, error) {
 	if f.declared == "" {
 		f.declared = ImpactLow
 	}
-	if impactRank(f.declared) == 0 {
+	if ImpactRank(f.declared) == 0 {
 		return nil, fmt.Errorf("%w: declared impact %q is not low, medium or high", ErrInvalidInput, in.DeclaredImpact)
 	}
 	if math.IsNaN(in.CostDeltaMonthly) || math.IsInf(in.CostDeltaMonthly, 0) {
@@ -294,12 +301,12 @@ func (e *Engine) Evaluate(in Input) (Decision, error) {
 			return Decision{}, ruleErr(fmt.Sprintf("%s impact rule %q", p.name, r.name), err)
 		}
 		if ok {
-			computed = maxImpact(computed, r.impact)
+			computed = MaxImpact(computed, r.impact)
 			d.Reasons = append(d.Reasons, fmt.Sprintf("rule %q: %s → %s", r.name, r.reason.render(act), r.impact))
 		}
 	}
 	f.computedImpact = computed
-	f.impact = maxImpact(f.declared, computed)
+	f.impact = MaxImpact(f.declared, computed)
 	d.ComputedImpact = computed
 	d.Impact = f.impact
 	switch {

@@ -180,6 +180,11 @@ func Redecide(rec Record, cand Candidate) *canaryv1.ReplayResult {
 	return res
 }
 
+// gate is what c asks of the decision.
+func (c classification) gate() classify.Gate {
+	return classify.Gate{Impact: c.impact, ApprovalRequired: c.approvalRequired, ApprovalsRequired: c.approvalsRequired}
+}
+
 // recorded is the classification the decision was made with.
 func recorded(p *coordinatorv1.Proposal) classification {
 	pol := p.GetPolicy()
@@ -205,18 +210,12 @@ func underPolicy(e *policy.Engine, p *coordinatorv1.Proposal, pre world.Snapshot
 		ag.quorum = sub.quorum
 		return ag
 	}
-	// The negotiation ran under the submission's quorum; the agreed change asks for
-	// at least what the submitted one did (the coordinator's reclassification).
+	// The negotiation ran under the submission's quorum; the agreed change is
+	// reclassified as the coordinator does it (classify.Reclassify, one rule).
 	out := sub
 	out.reasons = append(out.reasons, ag.reasons...)
-	if impactRank(ag.impact) > impactRank(out.impact) {
-		out.impact = ag.impact
-	}
-	out.approvalRequired = out.approvalRequired || ag.approvalRequired
-	out.approvalsRequired = max(out.approvalsRequired, ag.approvalsRequired)
-	if out.approvalRequired {
-		out.approvalsRequired = max(out.approvalsRequired, 1)
-	}
+	g, _ := classify.Reclassify(sub.gate(), ag.gate())
+	out.impact, out.approvalRequired, out.approvalsRequired = g.Impact, g.ApprovalRequired, g.ApprovalsRequired
 	return out
 }
 
@@ -470,18 +469,6 @@ func describe(g string) string {
 		return "not re-decided"
 	}
 	return "undecided"
-}
-
-func impactRank(s string) int {
-	switch s {
-	case policy.ImpactLow:
-		return 1
-	case policy.ImpactMedium:
-		return 2
-	case policy.ImpactHigh:
-		return 3
-	}
-	return 0
 }
 
 func orNone(s string) string {

@@ -39,6 +39,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/federation/fedtest"
 	"github.com/decision-fabric/fabric/internal/regionkeys"
+	"github.com/decision-fabric/fabric/tests/fabrictest"
 )
 
 // token is the federation token every process of the test federation shares. The
@@ -54,10 +55,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin = filepath.Join(dir, "fabric")
-	build := exec.Command("go", "build", "-o", bin, "github.com/decision-fabric/fabric/cmd/fabric")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/fabric: %v\n%s", err, out)
+	if bin, err = fabrictest.BuildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()

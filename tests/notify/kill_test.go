@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -9,12 +8,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,19 +32,11 @@ const (
 	nfPerRound = 20
 )
 
-// nfProc is the all-in-one fabric (cmd/fabric) as a child process.
+// nfProc is the all-in-one fabric (cmd/fabric) as a child process
+// (fabrictest.Process), with its own ports and an HTTP client.
 type nfProc struct {
-	t       *testing.T
-	bin     string
-	dir     string
-	cfgFile string
-	cfg     config.Config
-	logs    *nfLogs
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-
+	*fabrictest.Process
+	t      *testing.T
 	signer *auth.Signer
 	client *http.Client
 }
@@ -58,7 +46,8 @@ var nfProcPortsTaken sync.Map
 
 // nfProcPort is a free loopback port in 32000-32767: below the kernel's ephemeral
 // range (so no other test's "127.0.0.1:0" takes it while the fabric is dead and is
-// restarted on the same ports) and above tests/crash's 20000-32000.
+// restarted on the same ports) and above tests/crash's 20000-32000 (fabrictest.FreePort,
+// whose record of the ports it gave out is per test binary).
 func nfProcPort(t *testing.T) int {
 	t.Helper()
 	const lo, hi = 32000, 32768
@@ -83,114 +72,35 @@ func nfProcPort(t *testing.T) int {
 // proposals a dead process held are taken over quickly.
 func nfNewProc(t *testing.T, mp *fabrictest.Mailpit) *nfProc {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "fabric")
-	build := exec.Command("go", "build", "-o", bin, "github.com/decision-fabric/fabric/cmd/fabric")
-	var out bytes.Buffer
-	build.Stdout, build.Stderr = &out, &out
-	require.NoError(t, build.Run(), "go build ./cmd/fabric: %s", out.String())
-
-	regions, pol := nfWritePolicy(t, dir, "5m", "4m")
-	var services strings.Builder
+	bin := fabrictest.Build(t, t.TempDir())
+	services := make(map[string]config.Listen, len(fabric.Services))
 	for _, s := range fabric.Services {
-		fmt.Fprintf(&services, "  %s: {http_addr: \"127.0.0.1:%d\", grpc_addr: \"127.0.0.1:%d\"}\n", s.Name, nfProcPort(t), nfProcPort(t))
+		services[s.Name] = config.Listen{HTTPAddr: fmt.Sprintf("127.0.0.1:%d", nfProcPort(t)), GRPCAddr: fmt.Sprintf("127.0.0.1:%d", nfProcPort(t))}
 	}
-	cfgFile := filepath.Join(dir, "fabric.yaml")
-	body := fmt.Sprintf("target: all\ndata_dir: %s\nreports_dir: %s\nsimulation_mode: \"true\"\nregions_file: %s\npolicy_file: %s\n"+
-		"shutdown_timeout: 5s\ntelemetry: {log_level: warn}\nengine: {lease: 2s, sweep: 200ms}\nservices:\n%s"+
-		"hil:\n  channels: [smtp]\n  delivery_lease: 3s\n  smtp: {host: %q, port: %d, from: \"hil@fabric.test\", to: [\"approvers@fabric.test\"], tls: none}\n",
-		filepath.Join(dir, "data"), filepath.Join(dir, "reports"), regions, pol, services.String(), mp.SMTPHost, mp.SMTPPort)
-	require.NoError(t, os.WriteFile(cfgFile, []byte(body), 0o600))
-	cfg, err := config.Load(cfgFile, nil)
-	require.NoError(t, err)
-	p := &nfProc{t: t, bin: bin, dir: dir, cfgFile: cfgFile, cfg: cfg, logs: &nfLogs{}, client: &http.Client{Timeout: 10 * time.Second}}
-	t.Cleanup(func() {
-		p.mu.Lock()
-		cmd, exited := p.cmd, p.exited
-		p.cmd = nil
-		p.mu.Unlock()
-		if cmd != nil {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("last fabric log lines:\n%s", p.logs.tail(60))
-		}
+	proc := fabrictest.NewProcess(t, bin, fabrictest.ProcessOptions{
+		Regions: fabrictest.InstantRegions, Policy: fmt.Sprintf(nfPolicy, "5m", "4m"), Services: services,
+		Extra: "engine: {lease: 2s, sweep: 200ms}\n" +
+			"hil:\n  channels: [smtp]\n  delivery_lease: 3s\n" +
+			fmt.Sprintf("  smtp: {host: %q, port: %d, from: \"hil@fabric.test\", to: [\"approvers@fabric.test\"], tls: none}\n", mp.SMTPHost, mp.SMTPPort),
 	})
-	return p
-}
-
-// env is the child's environment without variables that would override the
-// configuration.
-func (p *nfProc) env() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "POSTGRES_DSN", "SIMULATION_MODE", "FABRIC_DATA_DIR", "FABRIC_POLICY_FILE", "PHASE_I4_DECISION_TIMEOUT_MS", "GOGC":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "POSTGRES_DSN=", "SIMULATION_MODE=true")
+	return &nfProc{Process: proc, t: t, client: &http.Client{Timeout: 10 * time.Second}}
 }
 
 // start starts the process and waits until every service answers /health.
 func (p *nfProc) start() {
-	t := p.t
-	t.Helper()
-	cmd := exec.Command(p.bin, "-config", p.cfgFile)
-	cmd.Dir, cmd.Env = p.dir, p.env()
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() {
-		err := cmd.Wait()
-		p.logs.note(fmt.Sprintf("process %d exited: %v", cmd.Process.Pid, err))
-		close(exited)
-	}()
-	p.mu.Lock()
-	p.cmd, p.exited = cmd, exited
-	p.mu.Unlock()
-	deadline := time.Now().Add(time.Minute)
-	for _, s := range fabric.Services {
-		for {
-			resp, err := p.client.Get(p.url(s.Name) + "/health")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-exited:
-				t.Fatalf("the fabric exited while starting:\n%s", p.logs.tail(40))
-			case <-time.After(25 * time.Millisecond):
-			}
-			require.True(t, time.Now().Before(deadline), "%s does not answer /health after a minute", s.Name)
-		}
-	}
+	p.t.Helper()
+	p.Start()
 	if p.signer == nil {
-		key, err := auth.LoadOrCreateDevKey(p.cfg.DataDir)
-		require.NoError(t, err)
-		p.signer = auth.NewSigner(key, p.cfg.Auth.Issuer, p.cfg.Auth.Audience)
+		key, err := auth.LoadOrCreateDevKey(p.Cfg.DataDir)
+		require.NoError(p.t, err)
+		p.signer = auth.NewSigner(key, p.Cfg.Auth.Issuer, p.Cfg.Auth.Audience)
 	}
 }
 
 // kill SIGKILLs the process and waits until it is gone.
-func (p *nfProc) kill() {
-	p.t.Helper()
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.cmd = nil
-	p.mu.Unlock()
-	require.NotNil(p.t, cmd, "no fabric process to kill")
-	p.logs.note(fmt.Sprintf("SIGKILL to process %d", cmd.Process.Pid))
-	require.NoError(p.t, syscall.Kill(cmd.Process.Pid, syscall.SIGKILL))
-	<-exited
-}
+func (p *nfProc) kill() { p.Kill() }
 
-func (p *nfProc) url(service string) string { return "http://" + p.cfg.Services[service].HTTPAddr }
+func (p *nfProc) url(service string) string { return p.URL(service) }
 
 // submit posts one proposal for t1 and returns its id (the fabric acknowledged it).
 func (p *nfProc) submit(tok, manifest string) (string, error) {
@@ -357,7 +267,7 @@ func TestNotificationsSurviveGatewayKill(t *testing.T) {
 func (p *nfProc) sentRequests() map[string]bool {
 	t := p.t
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(p.cfg.DataDir, store.SQLiteFileName)+"?_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(p.Cfg.DataDir, store.SQLiteFileName)+"?_pragma=busy_timeout(5000)")
 	require.NoError(t, err)
 	defer db.Close()
 	rows, err := db.Query(`SELECT event_id FROM notification_outbox WHERE kind = 'request' AND sent_at IS NOT NULL`)
@@ -371,35 +281,4 @@ func (p *nfProc) sentRequests() map[string]bool {
 	}
 	require.NoError(t, rows.Err())
 	return out
-}
-
-// nfLogs keeps the child's output (all its lives), shown when the test fails.
-type nfLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *nfLogs) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if os.Getenv("FABRIC_TEST_LOGS") == "1" {
-		_, _ = os.Stderr.Write(b)
-	}
-	if l.buf.Len() > 8<<20 {
-		rest := l.buf.Bytes()[l.buf.Len()-4<<20:]
-		l.buf = *bytes.NewBuffer(append([]byte(nil), rest...))
-	}
-	return l.buf.Write(b)
-}
-
-func (l *nfLogs) note(s string) { _, _ = io.WriteString(l, "== notify kill test: "+s+"\n") }
-
-func (l *nfLogs) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(l.buf.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

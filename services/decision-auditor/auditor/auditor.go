@@ -177,10 +177,12 @@ func (s *Service) Definition() server.Service {
 			m("RecordSnapshot"): {auth.RoleService},
 			m("AppendEntry"):    {auth.RoleService},
 			m("AppendEntries"):  {auth.RoleService},
-			// A whole decision leaves the fabric in an export: auditors and admins only,
-			// and the fabric's own services (the sim-canary verifies the decisions it
-			// replays with their exports).
-			m("ExportDecision"): {auth.RoleAuditor, auth.RoleAdmin, auth.RoleService},
+			// A whole decision leaves the fabric in an export: auditors and admins only
+			// (a role means exactly itself). The fabric's services never export: the
+			// sim-canary's replay assembles the same document from what the service
+			// identity may read (the coordinator's records and GetAuditTrail,
+			// bundle.FromTrail) and verifies it the same way.
+			m("ExportDecision"): {auth.RoleAuditor, auth.RoleAdmin},
 		},
 	}
 	def.Validators = server.Validators{
@@ -321,11 +323,7 @@ func (s *Service) GetAuditTrail(ctx context.Context, req *auditorv1.GetAuditTrai
 		s.logFailure(ctx, "GetAuditTrail", err)
 		return nil, fail(err)
 	}
-	out := &auditorv1.GetAuditTrailResponse{Checkpoint: auditlog.CheckpointProto(tr.Checkpoint, s.log.Verifier())}
-	for i, e := range tr.Entries {
-		out.Entries = append(out.Entries, auditlog.EntryProto(e, tr.Proofs[i]))
-	}
-	return out, nil
+	return bundle.TrailResponse(tr, s.log.Verifier()), nil
 }
 
 // GetCheckpoint implements the RPC.

@@ -494,3 +494,26 @@ func TestAPIOnlyReadsAndAppends(t *testing.T) {
 	require.ElementsMatch(t, []string{"GetAuditTrail", "GetCheckpoint", "RecordSnapshot", "AppendEntry", "AppendEntries", "PlanRollback", "ExportDecision"}, names)
 	require.Empty(t, auditorv1.AuditorService_ServiceDesc.Streams)
 }
+
+// TestServiceCannotExportADecision: a whole decision export leaves the fabric, so it is
+// for the tenant's auditors and admins alone. The fabric's service identity (which any
+// compromised fabric process holds) is refused, over REST and gRPC, before the handler
+// runs; it reads what it needs through GetAuditTrail and the coordinator's records.
+func TestServiceCannotExportADecision(t *testing.T) {
+	t.Parallel()
+	f := start(t, fabrictest.SQLite)
+	p := ulid.Make().String()
+	svc := f.Token(t, "t1", auth.RoleService)
+	r := f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p+"/bundle", svc, "")
+	require.Equal(t, http.StatusForbidden, r.Status, string(r.Body))
+	c := auditorv1.NewAuditorServiceClient(f.Conn(t, fabric.Auditor))
+	_, err := c.ExportDecision(fabrictest.WithToken(context.Background(), svc), &auditorv1.ExportDecisionRequest{ProposalId: p})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	for _, role := range []string{auth.RoleAuditor, auth.RoleAdmin} {
+		r := f.Do(t, http.MethodGet, fabric.Auditor, "/audit/"+p+"/bundle", f.Token(t, "t1", role), "")
+		require.NotEqual(t, http.StatusForbidden, r.Status, "%s may export: %s", role, r.Body)
+	}
+	// The service identity still reads the trail it verifies replays with.
+	_, err = c.GetAuditTrail(fabrictest.WithToken(context.Background(), svc), &auditorv1.GetAuditTrailRequest{ProposalId: p})
+	require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
+}

@@ -269,7 +269,7 @@ func (f *fabricUnderTest) checkEnacted(t testing.TB, c enactCase, out *coordinat
 	in.ReplicaDelta, in.CostDeltaMonthly = world.Totals(diff)
 	d, err := f.engines[c.Enact].Evaluate(in)
 	require.NoError(t, err, "a change the policy refuses was enacted: %s", c)
-	require.LessOrEqual(t, impactRank(d.Impact), impactRank(a.impact), "enacted at %s impact, authorised at %s: %s", d.Impact, a.impact, c)
+	require.LessOrEqual(t, policy.ImpactRank(d.Impact), policy.ImpactRank(a.impact), "enacted at %s impact, authorised at %s: %s", d.Impact, a.impact, c)
 	if d.ApprovalRequired {
 		require.GreaterOrEqual(t, a.approvers, max(d.ApprovalsRequired, 1), "enacted without the approvers the change needs: %s", c)
 	}

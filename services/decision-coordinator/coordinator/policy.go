@@ -133,20 +133,17 @@ func (s *Service) reclassify(ctx context.Context, p *store.Proposal, d *coordina
 		res = policyResult{decision: policy.Decision{Impact: policy.ImpactHigh, ApprovalRequired: true}, record: record}
 	}
 	dec := res.decision
-	higher := impactRank(dec.Impact) > impactRank(p.Impact) ||
-		dec.ApprovalRequired && !old.GetApprovalRequired() ||
-		int32(dec.ApprovalsRequired) > old.GetApprovalsRequired()
+	// The rule is classify.Reclassify, which the replay applies too.
+	g, higher := classify.Reclassify(
+		classify.Gate{Impact: p.Impact, ApprovalRequired: old.GetApprovalRequired(), ApprovalsRequired: int(old.GetApprovalsRequired())},
+		classify.GateOf(dec))
 	if !higher {
 		return nil
 	}
-	re.to = p.Impact
-	if impactRank(dec.Impact) > impactRank(p.Impact) {
-		re.to = dec.Impact
-	}
+	re.to = g.Impact
 	record := proto.Clone(res.record).(*coordinatorv1.PolicyDecision)
 	record.Quorum, record.DecisionTimeoutMs = old.GetQuorum(), old.GetDecisionTimeoutMs() // the negotiation is over
-	record.ApprovalRequired = true
-	record.ApprovalsRequired = max(record.GetApprovalsRequired(), old.GetApprovalsRequired(), 1)
+	record.ApprovalRequired, record.ApprovalsRequired = g.ApprovalRequired, int32(g.ApprovalsRequired)
 	what := map[string]string{stageAgreement: "the agreed change", stageEnactment: "the change to enact"}[stage]
 	lead := fmt.Sprintf("reclassified at %s: %s is %s impact (classified %s before) → approval required, %d approval(s)",
 		stage, what, dec.Impact, orNone(p.Impact), record.GetApprovalsRequired())
@@ -183,18 +180,6 @@ func (re *reclassification) edit(d *coordinatorv1.Proposal) {
 	d.Policy = re.record
 	d.Reason = re.record.GetReasons()[0]
 	d.Approvers, d.Approvals = nil, nil
-}
-
-func impactRank(s string) int {
-	switch s {
-	case policy.ImpactLow:
-		return 1
-	case policy.ImpactMedium:
-		return 2
-	case policy.ImpactHigh:
-		return 3
-	}
-	return 0
 }
 
 func orNone(s string) string {

@@ -77,9 +77,7 @@ func (s *Service) RehearseEnactment(ctx context.Context, req *coordinatorv1.Rehe
 	res, perr := s.evaluatePolicy(ctx, p.TenantID, m, pre)
 	if perr == nil {
 		out.Policy = res.record
-		if impactRank(res.decision.Impact) > impactRank(effective) {
-			effective = res.decision.Impact
-		}
+		effective = policy.MaxImpact(effective, res.decision.Impact)
 		rec := proto.Clone(res.record).(*coordinatorv1.PolicyDecision)
 		rec.ApprovalRequired = rec.GetApprovalRequired() || d.GetPolicy().GetApprovalRequired()
 		rec.ApprovalsRequired = max(rec.GetApprovalsRequired(), d.GetPolicy().GetApprovalsRequired())

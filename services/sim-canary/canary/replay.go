@@ -8,6 +8,7 @@ package canary
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -28,7 +29,9 @@ import (
 type ReplayDeps struct {
 	// Coordinator gives the decision records (ListDecisionRecords).
 	Coordinator coordinatorv1.CoordinatorServiceClient
-	// Auditor gives the decision exports (ExportDecision).
+	// Auditor gives the audit trails (GetAuditTrail): with the coordinator's record
+	// they make the decision's export (bundle.FromTrail), verified as the auditor's
+	// would be. The service identity may not call ExportDecision.
 	Auditor auditorv1.AuditorServiceClient
 	// Negotiator gives the quorum certificate of a decision the regions did not agree
 	// to (GetNegotiationStatus).
@@ -82,7 +85,7 @@ func (s *Service) Replay(ctx context.Context, req *canaryv1.ReplayRequest) (*can
 		if keysErr != nil {
 			ev.ExportErr = errors.New("no keys to verify with: " + keysErr.Error())
 		} else {
-			ev.Export, ev.ExportErr = d.Auditor.ExportDecision(sctx, &auditorv1.ExportDecisionRequest{ProposalId: p.GetId()})
+			ev.Export, ev.ExportErr = export(sctx, d.Auditor, p)
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -102,4 +105,16 @@ func (s *Service) Replay(ctx context.Context, req *canaryv1.ReplayRequest) (*can
 	}
 	out.Table = replay.Table(out.GetResults(), out.GetNotFound())
 	return out, nil
+}
+
+// export is the decision export of p, assembled from p (the coordinator's record, as
+// the auditor's ExportDecision reads it too) and its audit trail, as the service
+// identity may read them: the document ExportDecision would give, verified the same
+// way by replay.Verify.
+func export(ctx context.Context, c auditorv1.AuditorServiceClient, p *coordinatorv1.Proposal) (*auditorv1.ExportDecisionResponse, error) {
+	tr, err := c.GetAuditTrail(ctx, &auditorv1.GetAuditTrailRequest{ProposalId: p.GetId()})
+	if err != nil {
+		return nil, err
+	}
+	return bundle.FromTrail(bundle.FromProposal(p), tr, time.Now().UTC()), nil
 }

@@ -30,14 +30,21 @@ func (c *fakeCoordinator) ListDecisionRecords(_ context.Context, in *coordinator
 	return &coordinatorv1.ListDecisionRecordsResponse{Records: c.records}, nil
 }
 
+// fakeAuditor answers GetAuditTrail; the replay never asks for a whole decision export
+// (ExportDecision is for auditors and admins, not the service identity).
 type fakeAuditor struct {
 	auditorv1.AuditorServiceClient
-	calls int
+	calls, exports int
+}
+
+func (a *fakeAuditor) GetAuditTrail(context.Context, *auditorv1.GetAuditTrailRequest, ...grpc.CallOption) (*auditorv1.GetAuditTrailResponse, error) {
+	a.calls++
+	return nil, status.Error(codes.NotFound, "no trail")
 }
 
 func (a *fakeAuditor) ExportDecision(context.Context, *auditorv1.ExportDecisionRequest, ...grpc.CallOption) (*auditorv1.ExportDecisionResponse, error) {
-	a.calls++
-	return nil, status.Error(codes.NotFound, "no trail")
+	a.exports++
+	return nil, status.Error(codes.PermissionDenied, "the service role may not export")
 }
 
 type fakeNegotiator struct {
@@ -64,6 +71,9 @@ func TestReplayKeepsToTheCallersTenantAndReportsWhatDoesNotVerify(t *testing.T) 
 	require.Equal(t, []string{theirs.GetId()}, out.GetNotFound())
 	require.False(t, out.GetResults()[0].GetVerified())
 	require.Contains(t, out.GetResults()[0].GetVerificationError(), "decision export")
+	require.Contains(t, out.GetResults()[0].GetVerificationError(), "no trail", "the trail is read with GetAuditTrail")
+	require.Equal(t, 1, aud.calls)
+	require.Zero(t, aud.exports, "the replay reads the trail, never a whole export")
 	require.Contains(t, out.GetTable(), theirs.GetId()+": not found")
 
 	// Without keys nothing is exported, and every record says why it is not verified.
