@@ -189,13 +189,6 @@ func Blockers(in Input, task *Task) []string {
 	return out
 }
 
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
-}
-
 func mark(o Outcome) string {
 	if o == Pass {
 		return "PASS"
