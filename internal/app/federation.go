@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,8 @@ type federationState struct {
 	once sync.Once
 	reg  *federation.Registry
 	err  error
+	// warnOnce logs the federation.allow_insecure warning once per process.
+	warnOnce sync.Once
 }
 
 // federationRegistry is the registry: GLOBAL_REGISTRY_URL when set, else
@@ -63,6 +66,9 @@ func (a *App) negotiatorFederation(ctx context.Context) (*negotiator.Federation,
 	if !a.Cfg.Federation.Enabled {
 		return nil, nil
 	}
+	if err := a.checkFederationTransport(ctx); err != nil {
+		return nil, err
+	}
 	reg, err := a.federationRegistry(ctx)
 	if err != nil {
 		return nil, err
@@ -86,6 +92,9 @@ func (a *App) startRegion(reg prometheus.Registerer) (func() error, error) {
 	rc := a.Cfg.Federation.Region
 	if rc.Name == "" {
 		return nil, nil
+	}
+	if err := a.checkFederationTransport(context.Background()); err != nil {
+		return nil, err
 	}
 	key, err := auth.LoadPrivateKeyFile(rc.KeyFile)
 	if err != nil {
@@ -131,4 +140,35 @@ func (a *App) startRegion(reg prometheus.Registerer) (func() error, error) {
 	}()
 	a.Log.Info("federation region serving", "region", rc.Name, "grpc_addr", lis.Addr().String(), "mtls", a.federationTLS().Enabled())
 	return func() error { g.Stop(); return nil }, nil
+}
+
+// checkFederationTransport refuses a federation that would send FEDERATION_TOKEN in
+// cleartext outside simulation (config.Federation.CheckTransport): without
+// federation.tls, every region this coordinator dials (the registry's endpoints) and
+// this process's own region listener must be loopback, unless
+// federation.allow_insecure, which is warned about once per process (the endpoints,
+// never the token). It runs after the precheck, which decides a.Simulation.
+func (a *App) checkFederationTransport(ctx context.Context) error {
+	f := a.Cfg.Federation
+	endpoints := f.RegionEndpoints()
+	if f.Enabled && !a.Simulation && !f.TLS.Enabled() {
+		reg, err := a.federationRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range reg.Regions {
+			endpoints = append(endpoints, r.Endpoint)
+		}
+	}
+	plain, err := f.CheckTransport(a.Simulation, endpoints...)
+	if err != nil {
+		return err
+	}
+	if len(plain) > 0 {
+		a.federation.warnOnce.Do(func() {
+			a.Log.WarnContext(ctx, "federation.allow_insecure: FEDERATION_TOKEN is sent in cleartext (plain gRPC); set federation.tls",
+				"endpoints", strings.Join(plain, ","))
+		})
+	}
+	return nil
 }

@@ -692,6 +692,14 @@ func (c Config) Validate() error {
 	if err := c.Federation.Validate(c.Integrations.GlobalRegistryURL); err != nil {
 		return err
 	}
+	if sim := strings.ToLower(c.SimulationMode); sim == "false" || sim == "0" {
+		// Production is demanded: this region's listener must not take the federation
+		// token in cleartext. The registry's endpoints (and an undecided
+		// simulation_mode) are checked at start, once the precheck has decided.
+		if _, err := c.Federation.CheckTransport(false, c.Federation.RegionEndpoints()...); err != nil {
+			return err
+		}
+	}
 	return c.Admission.Validate()
 }
 

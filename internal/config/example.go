@@ -130,7 +130,7 @@ var exampleDocs = map[string]exampleDoc{
 	"hil.webauthn.rp_display_name":    {line: `shown by the authenticator; empty = "Decision Fabric"`},
 	"hil.webauthn.rp_origins":         {line: "https://<rp_id or a subdomain>[:port]; http://localhost[:port] for development"},
 
-	"federation":                        {head: "Regions as processes (docs/operations.md, \"Federation\"). Every federation call carries\nFEDERATION_TOKEN (integrations.federation_token) as a bearer; with tls set, also mutual TLS."},
+	"federation":                        {head: "Regions as processes (docs/operations.md, \"Federation\"). Every federation call carries\nFEDERATION_TOKEN (integrations.federation_token) as a bearer; with tls set, also mutual TLS\n(required outside simulation unless every endpoint is loopback, or allow_insecure)."},
 	"federation.enabled":                {line: "coordinate the regions of the registry over gRPC instead of the simulated ones"},
 	"federation.registry_file":          {line: "the registry (JSON) when GLOBAL_REGISTRY_URL is not set"},
 	"federation.region":                 {head: "This process's own region: when name is set, it answers vote requests on grpc_addr."},
@@ -148,6 +148,9 @@ var exampleDocs = map[string]exampleDoc{
 	"federation.tls.cert_file":          {line: "this process's certificate"},
 	"federation.tls.key_file":           {line: "its private key"},
 	"federation.tls.ca_file":            {line: "the federation's CA, which signs every region's certificate"},
+	"federation.allow_insecure": {head: "Outside simulation, a federation without tls refuses to start when the token would\n" +
+		"cross the network in cleartext (a region endpoint or grpc_addr that is not loopback).\n" +
+		"true accepts it anyway, with a warning at start (docs/security.md)."},
 
 	"canary":                      {head: "How canary rollouts judge each wave against its baseline (internal/judge; docs/operations.md,\n\"Canary rollouts and the emergency stop\"). Without metrics: latency_p99 must not increase,\nerror_rate must not increase (critical), throughput must not decrease. A metric is\n  {name: latency_p99|error_rate|throughput, direction: increase|decrease|either,\n   critical: false, tolerance: 0.25}"},
 	"canary.judge":                {head: "Every tenant's judgement."},

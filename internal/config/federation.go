@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -26,6 +27,11 @@ type Federation struct {
 	Region FederationRegion `yaml:"region"`
 	// TLS turns on mutual TLS between regions (all three files, or none).
 	TLS FederationTLS `yaml:"tls"`
+	// AllowInsecure lets a production federation (not simulation) send
+	// FEDERATION_TOKEN in cleartext: plain gRPC to or from an address that is not
+	// loopback. Off, such a federation refuses to start (set TLS). A warning is
+	// logged at start when it is used.
+	AllowInsecure bool `yaml:"allow_insecure"`
 }
 
 // FederationRegion is this process's own region: its name, key, listener and real limits.
@@ -103,4 +109,61 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// CheckTransport decides whether the federation token may travel to or from
+// endpoints (host:port of regions dialled, or this region's listener). With TLS set,
+// or in simulation (kept as it always was), anything goes. Otherwise every endpoint
+// must be loopback (IsLoopback): the token on plain gRPC never leaves the host. A
+// federation with other plain endpoints is refused with an error naming them and the
+// fix (federation.tls), unless AllowInsecure: then those endpoints are returned, for
+// the caller to warn about once. The token itself is never part of the answer.
+func (f Federation) CheckTransport(simulation bool, endpoints ...string) ([]string, error) {
+	if simulation || f.TLS.Enabled() {
+		return nil, nil
+	}
+	var plain []string
+	for _, ep := range endpoints {
+		if !IsLoopback(ep) {
+			plain = append(plain, ep)
+		}
+	}
+	if len(plain) == 0 {
+		return nil, nil
+	}
+	if f.AllowInsecure {
+		return plain, nil
+	}
+	return nil, fmt.Errorf("federation: FEDERATION_TOKEN would cross the network in cleartext (plain gRPC, %s): "+
+		"set federation.tls (cert_file, key_file, ca_file) for mutual TLS, or federation.allow_insecure: true "+
+		"to accept it knowingly (loopback endpoints need neither)", strings.Join(plain, ", "))
+}
+
+// IsLoopback reports whether host:port (or a bare host) stays on this host: localhost,
+// 127.0.0.0/8 or ::1. An empty host or an unspecified address (":9403", "0.0.0.0")
+// listens on every interface and is not loopback; no name other than localhost is
+// resolved (a DNS answer is not trusted here).
+func IsLoopback(endpoint string) bool {
+	host := endpoint
+	if h, _, err := net.SplitHostPort(endpoint); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Enabled reports whether any TLS file is set (Validate demands all three then).
+func (t FederationTLS) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" }
+
+// RegionEndpoints are the endpoints of this process's own region listener (none
+// without federation.region).
+func (f Federation) RegionEndpoints() []string {
+	if f.Region.Name == "" {
+		return nil
+	}
+	return []string{f.Region.GRPCAddr}
 }
