@@ -443,7 +443,8 @@ func mountFor(t *testing.T, d *appsv1.Deployment, path string) corev1.Volume {
 // loadConfig loads the Deployment's rendered config with the fabric's own strict
 // loader and checks that what it names is there: files mounted, environment variables
 // set, peers' Services.
-func loadConfig(t *testing.T, r *rendered, d *appsv1.Deployment) config.Config {
+// renderedConfig is d's fabric config file as rendered (from its ConfigMap).
+func renderedConfig(t *testing.T, r *rendered, d *appsv1.Deployment) string {
 	t.Helper()
 	c := d.Spec.Template.Spec.Containers[0]
 	require.GreaterOrEqual(t, len(c.Command), 3)
@@ -453,15 +454,27 @@ func loadConfig(t *testing.T, r *rendered, d *appsv1.Deployment) config.Config {
 	require.NotNil(t, v.ConfigMap, "Deployment %s: the config comes from a ConfigMap", d.Name)
 	raw, ok := r.configMaps[v.ConfigMap.Name].Data[filepath.Base(cfgPath)]
 	require.True(t, ok, "ConfigMap %s has no %s", v.ConfigMap.Name, filepath.Base(cfgPath))
+	return raw
+}
 
+// loadRendered loads raw with the strict loader, reading no variable: the file alone
+// must be valid.
+func loadRendered(t *testing.T, raw string) (config.Config, error) {
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(file, []byte(raw), 0o600))
+	return config.LoadTarget(file, func(string) (string, bool) { return "", false }, "", "")
+}
+
+func loadConfig(t *testing.T, r *rendered, d *appsv1.Deployment) config.Config {
+	t.Helper()
+	c := d.Spec.Template.Spec.Containers[0]
+	raw := renderedConfig(t, r, d)
 	env := map[string]bool{}
 	for _, e := range c.Env {
 		env[e.Name] = true
 	}
-	// The loader reads no variable: the file alone must be valid.
-	cfg, err := config.LoadTarget(file, func(string) (string, bool) { return "", false }, "", "")
+	cfg, err := loadRendered(t, raw)
 	require.NoError(t, err, "Deployment %s: config:\n%s", d.Name, raw)
 
 	for what, p := range map[string]string{
@@ -551,6 +564,37 @@ func checkRegistry(t *testing.T, r *rendered, d *appsv1.Deployment, cfg config.C
 
 // helm lint reports a broken chart (the check is wired, not vacuous): the chart
 // copied with a template that is no YAML.
+// The chart mounts no federation.tls, and its regions listen on every interface: with
+// simulation_mode "false" a region's config is refused at load (the federation token
+// would cross the pod network in cleartext) unless config.federation.allow_insecure,
+// which survives the federation settings the chart writes.
+func TestChartRegionsOutsideSimulationNeedAllowInsecure(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		vals, err := common.ReadValuesFile(filepath.Join(chartDir, "ci", "regions-values.yaml"))
+		require.NoError(t, err)
+		vals["config"] = map[string]any{"simulation_mode": "false", "federation": map[string]any{"allow_insecure": allow}}
+		manifests, err := render(t, vals)
+		require.NoError(t, err)
+		r := decode(t, manifests)
+		regions := 0
+		for name, d := range r.deployments {
+			if !strings.Contains(name, "-region-") {
+				continue
+			}
+			regions++
+			cfg, err := loadRendered(t, renderedConfig(t, r, d))
+			if !allow {
+				require.ErrorContains(t, err, "set federation.tls", name)
+				continue
+			}
+			require.NoError(t, err, name)
+			require.True(t, cfg.Federation.AllowInsecure, name)
+			require.NotEmpty(t, cfg.Federation.Region.Name, name)
+		}
+		require.Equal(t, 3, regions)
+	}
+}
+
 func TestHelmLintReportsABrokenChart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "decision-fabric")
 	require.NoError(t, os.CopyFS(dir, os.DirFS(chartDir)))
