@@ -21,6 +21,7 @@ import (
 	"github.com/decision-fabric/fabric/internal/auth"
 	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
+	"github.com/decision-fabric/fabric/internal/precheck"
 	"github.com/decision-fabric/fabric/internal/server"
 	"github.com/decision-fabric/fabric/internal/signing"
 	"github.com/decision-fabric/fabric/internal/testredis"
@@ -137,4 +138,23 @@ func TestCosignKeyFromVault(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "badpw-zz-secret")
 	require.NotContains(t, err.Error(), "PRIVATE KEY")
+
+	// The precheck reads it as the fabric does (token file, mount) and accepts it; a
+	// path holding no key fails its critical cosign check.
+	cosignCheck := func(cfg config.Config) precheck.Check {
+		rep := precheck.Run(context.Background(), PrecheckEnv(cfg), precheck.Options{Timeout: 5 * time.Second})
+		for _, c := range rep.Checks {
+			if c.Name == precheck.CheckCosign {
+				return c
+			}
+		}
+		t.Fatal("no cosign check")
+		return precheck.Check{}
+	}
+	c := cosignCheck(cfg)
+	require.Equal(t, precheck.StatusOK, c.Status, c.Detail)
+	cfg.Integrations.Vault.CosignKeyPath = "fabric/absent"
+	c = cosignCheck(cfg)
+	require.Equal(t, precheck.StatusInvalid, c.Status, c.Detail)
+	require.NotContains(t, c.Detail, testVaultToken)
 }

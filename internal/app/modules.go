@@ -641,6 +641,10 @@ func PrecheckEnv(c config.Config) precheck.Env {
 		QuantumProvider:   i.QuantumProvider,
 		DecisionTimeoutMS: fmt.Sprint(c.DecisionTimeoutMS),
 		CosignVaultPath:   i.Vault.CosignKeyPath,
+		// The precheck reads the Vault signing key as the fabric will (vault()).
+		VaultToken:     os.Getenv("VAULT_TOKEN"),
+		VaultTokenFile: i.Vault.TokenFile,
+		VaultKVMount:   i.Vault.KVMount,
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/decision-fabric/fabric/internal/kafkaurl"
+	"github.com/decision-fabric/fabric/internal/vault"
 )
 
 // maxKeyFileSize bounds how much of COSIGN_KEY_PATH is read.
@@ -37,6 +38,13 @@ const userAgent = "decision-fabric-precheck/I.4"
 // checker holds what the individual checks share.
 type checker struct {
 	client *http.Client
+	va     vaultAccess
+}
+
+// vaultAccess is how the precheck reads a key kept in Vault: the fabric's own address,
+// token (or token file) and KV v2 mount.
+type vaultAccess struct {
+	Addr, Token, TokenFile, KVMount string
 }
 
 // newDefaultHTTPClient returns a client that does not follow redirects: a 3xx
@@ -286,11 +294,42 @@ var acceptedKeyBlocks = []string{
 	"EC PRIVATE KEY",
 }
 
-// cosignVault reports a signing key kept in Vault: it is read (and so checked) at
-// start, with the token the precheck does not hold.
-func (ck *checker) cosignVault(_ context.Context, path string) Check {
-	return Check{Status: StatusOK, Target: "vault:" + path,
-		Detail: "signing key read from Vault's KV v2 engine at start (VAULT_ADDR); a missing or unreadable key stops the start"}
+// cosignVault reads the signing key kept in Vault (integrations.vault.cosign_key_path,
+// field "key") with the fabric's Vault token and applies the acceptance of the file
+// check (acceptKeyBlock). A key that cannot be read (no such secret or field, token
+// refused, Vault down) or is not a usable key is invalid (unreachable when the
+// deadline ran out); with no token it is unverified. Neither the key nor the token
+// appears in the result: vault's errors name the mount, path, field and HTTP status.
+func (ck *checker) cosignVault(ctx context.Context, path string) Check {
+	mount := ck.va.KVMount
+	if mount == "" {
+		mount = vault.DefaultMount
+	}
+	target := "vault:" + strings.Trim(mount, "/") + "/" + strings.Trim(path, "/")
+	if ck.va.Token == "" && ck.va.TokenFile == "" {
+		return Check{Status: StatusUnverified, Target: target,
+			Detail: "signing key in Vault not read: the precheck has no Vault token (VAULT_TOKEN or integrations.vault.token_file)"}
+	}
+	c, err := vault.New(vault.Options{Addr: ck.va.Addr, Token: ck.va.Token, TokenFile: ck.va.TokenFile, Mount: mount})
+	if err != nil {
+		return Check{Status: StatusInvalid, Target: target, Detail: err.Error()}
+	}
+	data, err := c.Field(ctx, path, "key")
+	if err != nil {
+		status := StatusInvalid
+		if ctx.Err() != nil {
+			status = StatusUnreachable
+		}
+		return Check{Status: status, Target: target, Detail: "signing key not readable: " + err.Error()}
+	}
+	defer clear(data)
+	status, detail := acceptKeyPEM(data)
+	if status == StatusOK {
+		detail = "key read from Vault (field \"key\"), " + detail
+	} else {
+		detail = "field \"key\" in Vault: " + detail
+	}
+	return Check{Status: status, Target: target, Detail: detail}
 }
 
 func (ck *checker) cosign(_ context.Context, path string) Check {
@@ -318,6 +357,16 @@ func (ck *checker) cosign(_ context.Context, path string) Check {
 	}
 	defer clear(data)
 
+	status, detail := acceptKeyPEM(data)
+	if status == StatusOK {
+		detail = "readable key file, " + detail
+	}
+	return Check{Status: status, Target: target, Detail: detail}
+}
+
+// acceptKeyPEM finds the first usable cosign key block in data (acceptKeyBlock); the
+// detail names the block type, never its content.
+func acceptKeyPEM(data []byte) (Status, string) {
 	rest := data
 	for {
 		var block *pem.Block
@@ -326,11 +375,10 @@ func (ck *checker) cosign(_ context.Context, path string) Check {
 			break
 		}
 		if ok, note := acceptKeyBlock(block); ok {
-			return Check{Status: StatusOK, Target: target, Detail: fmt.Sprintf("readable key file, PEM block %s%s", block.Type, note)}
+			return StatusOK, fmt.Sprintf("PEM block %s%s", block.Type, note)
 		}
 	}
-	return Check{Status: StatusInvalid, Target: target,
-		Detail: "no usable PEM block; expected one of: " + strings.Join(acceptedKeyBlocks, ", ")}
+	return StatusInvalid, "no usable PEM block; expected one of: " + strings.Join(acceptedKeyBlocks, ", ")
 }
 
 // acceptKeyBlock reports whether block is a usable cosign key. The key

@@ -41,6 +41,9 @@ const (
 	StatusUnreachable Status = "unreachable" // configured, but the dependency did not answer (in time)
 	StatusInvalid     Status = "invalid"     // configured, but the value or the answer is unusable
 	StatusSimulated   Status = "simulated"   // explicitly configured as simulated
+	// StatusUnverified: configured, but the precheck has no means to check it (a
+	// signing key in Vault and no Vault token); a critical one is not ok.
+	StatusUnverified Status = "unverified"
 )
 
 // Names of the environment variables read by the precheck.
@@ -126,6 +129,12 @@ type Env struct {
 	// CosignVaultPath is the KV v2 path the signing key is read from instead of
 	// COSIGN_KEY_PATH (integrations.vault.cosign_key_path; configuration only).
 	CosignVaultPath string
+	// VaultToken (VAULT_TOKEN), else the token in VaultTokenFile
+	// (integrations.vault.token_file), reads CosignVaultPath from the KV v2 mount
+	// VaultKVMount (integrations.vault.kv_mount; empty: vault.DefaultMount).
+	VaultToken     string
+	VaultTokenFile string
+	VaultKVMount   string
 }
 
 // FromEnviron reads the spec variables through lookup (os.LookupEnv has the
@@ -228,7 +237,8 @@ func Run(ctx context.Context, env Env, opts Options) Report {
 		defer c.CloseIdleConnections()
 		client = c
 	}
-	ck := &checker{client: client}
+	ck := &checker{client: client, va: vaultAccess{
+		Addr: env.VaultAddr, Token: env.VaultToken, TokenFile: env.VaultTokenFile, KVMount: env.VaultKVMount}}
 
 	cosignValue, cosignRun := env.CosignKeyPath, ck.cosign
 	if cosignValue == "" && env.CosignVaultPath != "" && env.VaultAddr != "" {
@@ -451,6 +461,7 @@ func decide(checks []Check, simMode triState, timeoutOK bool) Report {
 func collectSecrets(env Env) *secretSet {
 	s := newSecretSet()
 	s.add(env.FederationToken)
+	s.add(env.VaultToken)
 	for _, p := range postgresSecrets(env.PostgresDSN) {
 		s.add(p)
 	}

@@ -333,18 +333,3 @@ func TestDecideTable(t *testing.T) {
 		})
 	}
 }
-
-// A signing key kept in Vault counts as configured (it is read and checked at start);
-// without VAULT_ADDR the Vault path means nothing and COSIGN_KEY_PATH is missing.
-func TestRunCosignKeyInVault(t *testing.T) {
-	t.Parallel()
-	env := Env{CosignVaultPath: "fabric/cosign"}
-	r := Run(context.Background(), env, Options{Timeout: time.Second})
-	require.Equal(t, StatusMissing, checkByName(t, r, CheckCosign).Status)
-
-	env.VaultAddr = statusServer(t, "/v1/sys/health", 200).URL
-	r = Run(context.Background(), env, Options{Timeout: time.Second})
-	c := checkByName(t, r, CheckCosign)
-	require.Equal(t, StatusOK, c.Status, c.Detail)
-	require.Equal(t, "vault:fabric/cosign", c.Target)
-}
