@@ -573,6 +573,9 @@ func TestChartRegionsOutsideSimulationNeedAllowInsecure(t *testing.T) {
 		vals, err := common.ReadValuesFile(filepath.Join(chartDir, "ci", "regions-values.yaml"))
 		require.NoError(t, err)
 		vals["config"] = map[string]any{"simulation_mode": "false", "federation": map[string]any{"allow_insecure": allow}}
+		if tls, ok := vals["regions"].(map[string]any)["tls"].(map[string]any); ok {
+			tls["existingSecret"] = "" // this test is about the release without mutual TLS
+		}
 		manifests, err := render(t, vals)
 		require.NoError(t, err)
 		r := decode(t, manifests)
@@ -593,6 +596,46 @@ func TestChartRegionsOutsideSimulationNeedAllowInsecure(t *testing.T) {
 		}
 		require.Equal(t, 3, regions)
 	}
+}
+
+// With regions.tls, every federation workload (the regions and the coordinating
+// negotiator) mounts the Secret and gets federation.tls: outside simulation it starts
+// without allow_insecure, and FEDERATION_TOKEN never crosses the pod network in
+// cleartext.
+func TestChartRegionsWithMutualTLS(t *testing.T) {
+	vals, err := common.ReadValuesFile(filepath.Join(chartDir, "ci", "regions-values.yaml"))
+	require.NoError(t, err)
+	vals["config"] = map[string]any{"simulation_mode": "false"}
+	vals["regions"].(map[string]any)["tls"] = map[string]any{"existingSecret": "federation-mtls", "certKey": "tls.crt", "keyKey": "tls.key", "caKey": "ca.crt"}
+	manifests, err := render(t, vals)
+	require.NoError(t, err)
+	r := decode(t, manifests)
+	federated := 0
+	for name, d := range r.deployments {
+		cfg, err := loadRendered(t, renderedConfig(t, r, d))
+		require.NoError(t, err, name)
+		if !cfg.Federation.Enabled && cfg.Federation.Region.Name == "" {
+			continue
+		}
+		federated++
+		require.False(t, cfg.Federation.AllowInsecure, name)
+		require.Equal(t, "/etc/fabric/secrets/federation-tls/tls.crt", cfg.Federation.TLS.CertFile, name)
+		require.Equal(t, "/etc/fabric/secrets/federation-tls/tls.key", cfg.Federation.TLS.KeyFile, name)
+		require.Equal(t, "/etc/fabric/secrets/federation-tls/ca.crt", cfg.Federation.TLS.CAFile, name)
+		mounted := false
+		for _, m := range d.Spec.Template.Spec.Containers[0].VolumeMounts {
+			mounted = mounted || (m.Name == "federation-tls" && m.MountPath == "/etc/fabric/secrets/federation-tls" && m.ReadOnly)
+		}
+		require.True(t, mounted, "%s mounts the federation TLS Secret", name)
+		secret := ""
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == "federation-tls" && v.Secret != nil {
+				secret = v.Secret.SecretName
+			}
+		}
+		require.Equal(t, "federation-mtls", secret, name)
+	}
+	require.Equal(t, 4, federated, "three regions and the coordinating negotiator")
 }
 
 func TestHelmLintReportsABrokenChart(t *testing.T) {

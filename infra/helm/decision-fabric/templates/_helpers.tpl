@@ -128,12 +128,22 @@ settings over .Values.config (and a region's config under federation.region).
   {{- if $sec.telegram.existingSecret -}}{{- $_ := set $hil "telegram" (dict "token_env" "TELEGRAM_BOT_TOKEN" "webhook_secret_env" "TELEGRAM_WEBHOOK_SECRET") -}}{{- end -}}
   {{- if $hil -}}{{- $_ := set $c "hil" $hil -}}{{- end -}}
 {{- end -}}
+{{- $ftls := dict -}}
+{{- if $root.Values.regions.tls.existingSecret -}}
+  {{- $dir := "/etc/fabric/secrets/federation-tls" -}}
+  {{- $t := $root.Values.regions.tls -}}
+  {{- $ftls = dict "cert_file" (printf "%s/%s" $dir $t.certKey) "key_file" (printf "%s/%s" $dir $t.keyKey) "ca_file" (printf "%s/%s" $dir $t.caKey) -}}
+{{- end -}}
 {{- if $w.coordinates -}}
-  {{- $_ := set $c "federation" (dict "enabled" true "registry_file" "/etc/fabric/registry/registry.json") -}}
+  {{- $f := dict "enabled" true "registry_file" "/etc/fabric/registry/registry.json" -}}
+  {{- if $ftls -}}{{- $_ := set $f "tls" $ftls -}}{{- end -}}
+  {{- $_ := set $c "federation" $f -}}
 {{- end -}}
 {{- if $w.region -}}
   {{- $r := mustMergeOverwrite (deepCopy (default dict $w.region.config)) (dict "name" $w.region.name "key_file" (printf "/etc/fabric/secrets/region/%s" $root.Values.regions.keySecretKey) "grpc_addr" (printf ":%v" $root.Values.regions.grpcPort)) -}}
-  {{- $_ := set $c "federation" (dict "region" $r) -}}
+  {{- $f := dict "region" $r -}}
+  {{- if $ftls -}}{{- $_ := set $f "tls" $ftls -}}{{- end -}}
+  {{- $_ := set $c "federation" $f -}}
 {{- end -}}
 {{- $user := deepCopy (default dict $root.Values.config) -}}
 {{- if $w.region -}}{{- $_ := unset $user "hil" -}}{{- end -}}
