@@ -34,7 +34,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -77,13 +76,7 @@ func TestCrash(t *testing.T) {
 	} else if testing.Short() {
 		t.Skip("crash test: skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FABRIC_CRASH_SEED"); s != "" {
-		var err error
-		seed, err = strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err, "FABRIC_CRASH_SEED")
-	}
-	t.Logf("seed %d (replay the kill points with FABRIC_CRASH_SEED=%d)", seed, seed)
+	seed := crashSeed(t)
 	bin := fabrictest.Build(t, t.TempDir())
 	for i, st := range []string{"sqlite", "postgres"} {
 		t.Run(st, func(t *testing.T) {
@@ -96,6 +89,18 @@ func TestCrash(t *testing.T) {
 	}
 }
 
+// crashSeed is the run's seed of its kill points: FABRIC_CRASH_SEED, or the clock's.
+func crashSeed(t *testing.T) uint64 {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("FABRIC_CRASH_SEED"); s != "" {
+		var err error
+		seed, err = strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, "FABRIC_CRASH_SEED")
+	}
+	t.Logf("seed %d (replay the kill points with FABRIC_CRASH_SEED=%d)", seed, seed)
+	return seed
+}
+
 // crashKill is one kill: when, and when the restarted fabric answered again.
 type crashKill struct {
 	at, back time.Time
@@ -105,15 +110,8 @@ func crashRun(t *testing.T, bin, st, dsn string, kills int, rng *rand.Rand) {
 	began := time.Now()
 	f := crashNewFabric(t, bin, dsn)
 	f.Start()
-	load := newCrashLoad(f, st)
-
-	abort, cancelAbort := context.WithCancel(context.Background())
-	defer cancelAbort()
-	stopNew := make(chan struct{})
-	var clients sync.WaitGroup
-	for i := range crashClients {
-		clients.Go(func() { load.runClient(abort, stopNew, i) })
-	}
+	load := newCrashLoad(st, f)
+	stop := load.run(crashClients)
 	var dead []crashKill
 	for k := range kills {
 		run := time.Duration(1500+rng.IntN(2500)) * time.Millisecond
@@ -129,16 +127,7 @@ func crashRun(t *testing.T, bin, st, dsn string, kills int, rng *rand.Rand) {
 		dead = append(dead, crashKill{at: at, back: time.Now()})
 	}
 	time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
-	close(stopNew)
-	// The clients finish the decision they are in (bounded), then stop.
-	done := make(chan struct{})
-	go func() { clients.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		cancelAbort()
-		<-done
-	}
+	stop()
 
 	load.mu.Lock()
 	acks := slices.Clone(load.acks)
@@ -166,13 +155,14 @@ func crashSettle(t *testing.T, load *crashLoad, acks []crashAck) map[string]*cra
 	final := map[string]*crashProposal{}
 	pending := slices.Clone(acks)
 	ctx := context.Background()
+	via := &crashVia{}
 	for pass := 0; pass < crashSettlePasses && len(pending) > 0; pass++ {
 		if pass > 0 {
 			time.Sleep(crashSettleWait)
 		}
 		var still []crashAck
 		for _, a := range pending {
-			code, p, _, err := load.getProposal(ctx, a.Tenant, a.ID)
+			code, p, _, err := load.getProposal(ctx, via, a.Tenant, a.ID)
 			if err == nil && code == http.StatusOK {
 				final[a.ID] = p
 				if !crashInFlight(p.Status) {
@@ -198,12 +188,13 @@ func crashCheckPresent(t *testing.T, load *crashLoad, acks []crashAck, final map
 		t.Errorf("a client was answered: %s", p)
 	}
 	seen := map[string]bool{}
+	via := &crashVia{}
 	for _, a := range acks {
 		if seen[a.ID] {
 			continue // acknowledged again by an Idempotency-Key replay
 		}
 		seen[a.ID] = true
-		code, p, body, err := load.getProposal(context.Background(), a.Tenant, a.ID)
+		code, p, body, err := load.getProposal(context.Background(), via, a.Tenant, a.ID)
 		switch {
 		case err != nil || code != http.StatusOK:
 			t.Errorf("acknowledged proposal %s (%s, acknowledged %s): GET %d %v %s", a.ID, a.Target, a.AckedAt.Format(time.RFC3339Nano), code, err, body)
@@ -240,7 +231,7 @@ type crashNegotiation struct {
 
 // (b) nothing was negotiated after its deadline.
 func crashCheckNegotiations(t *testing.T, load *crashLoad, acks []crashAck, final map[string]*crashProposal, dead []crashKill) {
-	byProposal := crashNegotiationsByProposal(t, load.f)
+	byProposal := crashNegotiationsByProposal(t, load.fs[0])
 	var found []string
 	bad := func(format string, args ...any) {
 		found = append(found, fmt.Sprintf(format, args...))
@@ -382,7 +373,7 @@ func crashNegotiationsByProposal(t *testing.T, f *crashFabric) map[string][]stri
 }
 
 func crashGetNegotiation(load *crashLoad, tenant, id string) (*crashNegotiation, error) {
-	code, body, err := load.do(context.Background(), tenant, http.MethodGet, load.f.URL(fabric.Negotiator)+"/negotiate/"+id+"/status", "")
+	code, body, err := load.do(context.Background(), &crashVia{}, tenant, http.MethodGet, fabric.Negotiator, "/negotiate/"+id+"/status", "")
 	if err != nil {
 		return nil, err
 	}
@@ -402,7 +393,7 @@ func crashGetNegotiation(load *crashLoad, tenant, id string) (*crashNegotiation,
 // through the coordinator: a dry-run-only probe proposal for the same target and
 // regions records it as its pre-state.
 func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final map[string]*crashProposal) {
-	coord := load.f.URL(fabric.Coordinator)
+	via := &crashVia{}
 	seen := map[string]bool{}
 	counts := map[string]int{}
 	for _, a := range acks {
@@ -414,7 +405,7 @@ func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final 
 		counts[p.Status]++
 		regions, _ := json.Marshal(p.Manifest.Regions)
 		code, body, ok := crashRetry(context.Background(), func() (int, []byte, error) {
-			return load.do(context.Background(), a.Tenant, http.MethodPost, coord+"/proposals", fmt.Sprintf(
+			return load.do(context.Background(), via, a.Tenant, http.MethodPost, fabric.Coordinator, "/proposals", fmt.Sprintf(
 				`{"tenant_id":%q,"dry_run":true,"manifest":{"action":"scale","target":%q,"regions":%s,"parameters":{"replicas":1}}}`,
 				a.Tenant, p.Manifest.Target, regions))
 		})
@@ -452,13 +443,16 @@ func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final 
 
 // (d) the audit log verifies: now, with the fabric running after its crashes (the
 // default bounds: the auditor signed what was left unsigned by the kills), and after
-// a last SIGKILL (no age limit on the unsigned tail, which a dead auditor could not
-// sign; its size stays bounded).
-func crashCheckAudit(t *testing.T, f *crashFabric) {
+// a last SIGKILL of every replica (no age limit on the unsigned tail, which a dead
+// auditor could not sign; its size stays bounded).
+func crashCheckAudit(t *testing.T, fs ...*crashFabric) {
+	f := fs[0]
 	code, out := f.AuditVerify()
 	t.Logf("audit-verify (running fabric):\n%s", out)
 	require.Equal(t, 0, code, "audit-verify on the running fabric after the crashes")
-	f.Kill()
+	for _, r := range fs {
+		r.Kill()
+	}
 	code, out = f.AuditVerify("-max-unsigned-age", "0")
 	t.Logf("audit-verify (after a last SIGKILL, -max-unsigned-age 0):\n%s", out)
 	require.Equal(t, 0, code, "audit-verify after a last SIGKILL")

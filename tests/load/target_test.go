@@ -32,6 +32,8 @@ type target struct {
 	token       func(tenant string) string
 	// peakRSS is the fabric's peak resident set in bytes, 0 when unknown.
 	peakRSS func() int64
+	// rss is the fabric's resident set now, in bytes (0 when unknown).
+	rss func() int64
 	// stored counts the proposals in the fabric's store.
 	stored func() int
 	where  string
@@ -50,6 +52,7 @@ func inProcess(t *testing.T, st fabrictest.Store) *target {
 		coordinator: f.URL(fabric.Coordinator), dataDir: f.Cfg.DataDir, admission: f.Cfg.Admission,
 		token:   func(tenant string) string { return f.Token(t, tenant, auth.RoleProposer) },
 		peakRSS: func() int64 { return vmHWM(t, "self") },
+		rss:     func() int64 { return procStatus(t, "self", "VmRSS") },
 		where:   "in the test process (RSS includes the generator)",
 	}
 }
@@ -107,6 +110,7 @@ func child(t *testing.T) *target {
 			return tok
 		},
 		peakRSS: func() int64 { return vmHWM(t, pid) },
+		rss:     func() int64 { return procStatus(t, pid, "VmRSS") },
 		stored:  func() int { return count(t, "sqlite", sqliteDSN(dataDir)) },
 		where:   "a child process, as `make run`",
 	}
@@ -137,14 +141,18 @@ func freePort(t *testing.T) int {
 
 // vmHWM is the peak resident set (VmHWM) of process pid ("self": this one), in bytes;
 // 0 when unavailable.
-func vmHWM(t *testing.T, pid string) int64 {
+func vmHWM(t *testing.T, pid string) int64 { return procStatus(t, pid, "VmHWM") }
+
+// procStatus is a size in /proc/<pid>/status (VmHWM, VmRSS, ...) of process pid
+// ("self": this one), in bytes; 0 when unavailable.
+func procStatus(t *testing.T, pid, field string) int64 {
 	raw, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
-		t.Logf("peak RSS unavailable: %v", err)
+		t.Logf("%s unavailable: %v", field, err)
 		return 0
 	}
 	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			require.NoError(t, err)
 			return kb << 10
