@@ -34,6 +34,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,6 +67,8 @@ const (
 	// last restart (one pass reads each of them once, then waits crashSettleWait).
 	crashSettlePasses = 60
 	crashSettleWait   = 500 * time.Millisecond
+	// crashProbers read the world's state of the targets concurrently.
+	crashProbers = 8
 )
 
 // TestCrash: see the package comment.
@@ -393,9 +396,9 @@ func crashGetNegotiation(load *crashLoad, tenant, id string) (*crashNegotiation,
 // through the coordinator: a dry-run-only probe proposal for the same target and
 // regions records it as its pre-state.
 func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final map[string]*crashProposal) {
-	via := &crashVia{}
 	seen := map[string]bool{}
 	counts := map[string]int{}
+	var ps []*crashProposal
 	for _, a := range acks {
 		p := final[a.ID]
 		if p == nil || seen[a.ID] {
@@ -403,20 +406,31 @@ func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final 
 		}
 		seen[a.ID] = true
 		counts[p.Status]++
-		regions, _ := json.Marshal(p.Manifest.Regions)
-		code, body, ok := crashRetry(context.Background(), func() (int, []byte, error) {
-			return load.do(context.Background(), via, a.Tenant, http.MethodPost, fabric.Coordinator, "/proposals", fmt.Sprintf(
-				`{"tenant_id":%q,"dry_run":true,"manifest":{"action":"scale","target":%q,"regions":%s,"parameters":{"replicas":1}}}`,
-				a.Tenant, p.Manifest.Target, regions))
+		ps = append(ps, p)
+	}
+	// The probes, crashProbers at a time (spread over the replicas).
+	states, failures := make([]string, len(ps)), make([]string, len(ps))
+	next := make(chan int)
+	var probers sync.WaitGroup
+	for w := range crashProbers {
+		probers.Go(func() {
+			via := &crashVia{at: w}
+			for i := range next {
+				states[i], failures[i] = crashProbe(load, via, ps[i])
+			}
 		})
-		require.True(t, ok)
-		require.Equal(t, http.StatusOK, code, "probe of %s: %s", p.Manifest.Target, body)
-		var probe struct {
-			Proposal crashProposal `json:"proposal"`
+	}
+	for i := range ps {
+		next <- i
+	}
+	close(next)
+	probers.Wait()
+	for i, p := range ps {
+		now := states[i]
+		if failures[i] != "" {
+			t.Errorf("probe of %s: %s", p.Manifest.Target, failures[i])
+			continue
 		}
-		require.NoError(t, json.Unmarshal(body, &probe))
-		now := probe.Proposal.PreStateSHA256
-		require.NotEmpty(t, now)
 		switch p.Status {
 		case crashEnacted:
 			if p.PostStateSHA256 == "" {
@@ -439,6 +453,32 @@ func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final 
 	sort.Strings(names)
 	t.Logf("final states: %s", strings.Join(names, " "))
 	require.Positive(t, counts[crashEnacted], "no proposal was enacted: the run did not test enactment")
+}
+
+// crashProbe reads the world's current state of p's target (the pre-state hash of a
+// dry-run probe proposal); failure says why it could not.
+func crashProbe(load *crashLoad, via *crashVia, p *crashProposal) (state, failure string) {
+	regions, _ := json.Marshal(p.Manifest.Regions)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, body, ok := crashRetry(ctx, func() (int, []byte, error) {
+		return load.do(ctx, via, p.TenantID, http.MethodPost, fabric.Coordinator, "/proposals", fmt.Sprintf(
+			`{"tenant_id":%q,"dry_run":true,"manifest":{"action":"scale","target":%q,"regions":%s,"parameters":{"replicas":1}}}`,
+			p.TenantID, p.Manifest.Target, regions))
+	})
+	if !ok {
+		return "", "no answer within a minute"
+	}
+	var probe struct {
+		Proposal crashProposal `json:"proposal"`
+	}
+	if code != http.StatusOK {
+		return "", fmt.Sprintf("%d %s", code, body)
+	}
+	if err := json.Unmarshal(body, &probe); err != nil || probe.Proposal.PreStateSHA256 == "" {
+		return "", fmt.Sprintf("no pre-state in %s (%v)", body, err)
+	}
+	return probe.Proposal.PreStateSHA256, ""
 }
 
 // (d) the audit log verifies: now, with the fabric running after its crashes (the

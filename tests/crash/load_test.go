@@ -92,16 +92,16 @@ type crashDone struct {
 
 // crashLoad is the load: clients that each run one decision after another
 // (compose → submit with an Idempotency-Key → poll → enact), through kills. With
-// more than one replica (fs), client i starts each decision on replica i mod n and
+// more than one replica (fs), client i starts each decision on replica i/2 mod n and
 // moves to the next one whenever a request fails at the transport (crashVia).
 type crashLoad struct {
-	fs     []*crashFabric
-	store  string
+	fs    []*crashFabric
+	store string
 	// highEvery > 0: every highEvery-th decision of a client is high impact (it
 	// waits for an approver, who is notified); 0: none.
 	highEvery int
-	client *http.Client
-	tokens map[string]string
+	client    *http.Client
+	tokens    map[string]string
 
 	mu       sync.Mutex
 	acks     []crashAck
