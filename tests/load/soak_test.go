@@ -31,10 +31,11 @@ const (
 )
 
 // soakWindow is one window of the soak: its requests' outcomes, and the fabric's
-// memory at its end.
+// memory and the lifecycle engine's backlog at its end.
 type soakWindow struct {
 	tally     *tally
 	rss, heap int64
+	backlog   int64
 }
 
 // TestSoak: the maximum sustainable rate of POST /proposals on a `make run`-like
@@ -79,7 +80,7 @@ func TestSoak(t *testing.T) {
 
 	// 2. The soak, with the fabric's memory sampled at the end of each window.
 	stopSampling := make(chan struct{})
-	samples := make(chan [2]int64, int(d/window)+2)
+	samples := make(chan [3]int64, int(d/window)+2)
 	go func() {
 		defer close(samples)
 		tick := time.NewTicker(window)
@@ -89,13 +90,13 @@ func TestSoak(t *testing.T) {
 			case <-stopSampling:
 				return
 			case <-tick.C:
-				samples <- [2]int64{fab.rss(), goHeap(fab.coordinator)}
+				samples <- [3]int64{fab.rss(), goHeap(fab.coordinator), int64(fab.inFlight())}
 			}
 		}
 	}()
 	tallies := g.openLoopWindows(rate, d, window)
 	close(stopSampling)
-	var mem [][2]int64
+	var mem [][3]int64
 	for s := range samples {
 		mem = append(mem, s)
 	}
@@ -104,7 +105,7 @@ func TestSoak(t *testing.T) {
 		windows[i].tally = tl
 		if len(mem) > 0 {
 			m := mem[min(i, len(mem)-1)]
-			windows[i].rss, windows[i].heap = m[0], m[1]
+			windows[i].rss, windows[i].heap, windows[i].backlog = m[0], m[1], m[2]
 		}
 	}
 
@@ -119,7 +120,7 @@ func TestSoak(t *testing.T) {
 
 	// The figures.
 	var sent, ok, refused, timeouts, other, noRetry int
-	t.Logf("%6s %8s %8s %9s %9s %8s %8s", "window", "sent", "2xx", "p50", "p99", "RSS MB", "heap MB")
+	t.Logf("%6s %8s %8s %9s %9s %8s %8s %8s", "window", "sent", "2xx", "p50", "p99", "RSS MB", "heap MB", "backlog")
 	for i, w := range windows {
 		tl := w.tally
 		sent += tl.total()
@@ -130,8 +131,8 @@ func TestSoak(t *testing.T) {
 		for _, n := range tl.other {
 			other += n
 		}
-		t.Logf("%6d %8d %8d %9s %9s %8d %8d", i+1, tl.total(), len(tl.ok), tl.p(0.50).Round(time.Millisecond),
-			tl.p(0.99).Round(time.Millisecond), w.rss>>20, w.heap>>20)
+		t.Logf("%6d %8d %8d %9s %9s %8d %8d %8d", i+1, tl.total(), len(tl.ok), tl.p(0.50).Round(time.Millisecond),
+			tl.p(0.99).Round(time.Millisecond), w.rss>>20, w.heap>>20, w.backlog)
 	}
 	third := max(1, len(windows)/3)
 	first, last := windows[:third], windows[len(windows)-third:]
@@ -159,6 +160,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("%-44s %9d MB   (first window %d MB, last %d MB)", "Go heap in use, median of the first third", heapFirst>>20, windows[0].heap>>20, windows[len(windows)-1].heap>>20)
 	t.Logf("%-44s %9d MB   <= %d MB (%.2fx first third + %d MB)", "Go heap in use, median of the last third", heapLast>>20, heapCeiling>>20, soakMemFactor, soakMemSlack>>20)
 	t.Logf("%-44s %9d MB", "peak RSS of the fabric (VmHWM)", fab.peakRSS()>>20)
+	t.Logf("%-44s %12d   (first window %d; proposals SUBMITTED, NEGOTIATING or AGREED)", "lifecycle backlog, last window", windows[len(windows)-1].backlog, windows[0].backlog)
 	t.Logf("%-44s %12s   stored == acknowledged", "stored / acknowledged", fmt.Sprintf("%d/%d", stored, acked))
 
 	// Correctness, in every run: no time-out, no answer but 2xx or a refusal that
@@ -176,7 +178,7 @@ func TestSoak(t *testing.T) {
 		t.Logf("short run: refusals, p99 and memory printed, not asserted (FABRIC_SOAK_DURATION asserts them)")
 		return
 	}
-	require.Zero(t, refused, "at 80%% of the maximum sustainable rate no request is refused")
+	require.Zero(t, refused, "at 80 % of the maximum sustainable rate no request is refused")
 	require.Equal(t, sent, ok, "every request answered 2xx")
 	require.LessOrEqual(t, time.Duration(p99Last), p99Ceiling, "p99 flat: the last third's median p99 against the first third's")
 	require.LessOrEqual(t, rssLast, rssCeilingSoak, "RSS flat: the last third's median against the first third's")
@@ -190,6 +192,9 @@ func soakMedian(windows []soakWindow, f func(soakWindow) int64) int64 {
 		v = append(v, f(w))
 	}
 	slices.Sort(v)
+	if len(v)%2 == 0 {
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
 	return v[len(v)/2]
 }
 

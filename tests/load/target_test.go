@@ -36,7 +36,10 @@ type target struct {
 	rss func() int64
 	// stored counts the proposals in the fabric's store.
 	stored func() int
-	where  string
+	// inFlight counts the proposals the lifecycle engine still owes a move
+	// (SUBMITTED, NEGOTIATING, AGREED): its backlog.
+	inFlight func() int
+	where    string
 }
 
 // inProcess starts the fabric inside the test process on st (fast; its RSS includes
@@ -112,7 +115,10 @@ func child(t *testing.T) *target {
 		peakRSS: func() int64 { return vmHWM(t, pid) },
 		rss:     func() int64 { return procStatus(t, pid, "VmRSS") },
 		stored:  func() int { return count(t, "sqlite", sqliteDSN(dataDir)) },
-		where:   "a child process, as `make run`",
+		inFlight: func() int {
+			return countWhere(t, "sqlite", sqliteDSN(dataDir), "status IN ('SUBMITTED', 'NEGOTIATING', 'AGREED')")
+		},
+		where: "a child process, as `make run`",
 	}
 }
 
@@ -124,11 +130,17 @@ func sqliteDSN(dataDir string) string {
 // count counts the proposals in a store (all tenants), through its SQL driver.
 func count(t *testing.T, driver, dsn string) int {
 	t.Helper()
+	return countWhere(t, driver, dsn, "TRUE")
+}
+
+// countWhere counts the proposals in a store that satisfy where.
+func countWhere(t *testing.T, driver, dsn, where string) int {
+	t.Helper()
 	db, err := sql.Open(driver, dsn)
 	require.NoError(t, err)
 	defer db.Close()
 	var n int
-	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM proposals").Scan(&n))
+	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM proposals WHERE "+where).Scan(&n))
 	return n
 }
 
