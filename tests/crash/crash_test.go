@@ -19,6 +19,9 @@
 // `make crash` (FABRIC_CRASH=1) kills 10 times per store; `go test ./...` runs a
 // short version (2 kills per store). FABRIC_CRASH_SEED=n replays a run's kill points
 // (each run logs its seed).
+//
+// TestReplicaCrash (replica_test.go) runs the same load over two replicas on one
+// Postgres database and SIGKILLs one of them at a time while the other serves.
 package crash
 
 import (

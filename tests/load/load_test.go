@@ -9,6 +9,9 @@
 // figures against their floors. Without FABRIC_LOAD a short version (about 3 s at 4×)
 // runs with the other tests as a correctness check: it asserts only the
 // classification of responses and stored == acknowledged, never a speed.
+//
+// TestSoak (soak_test.go, `make soak`) offers 80 % of the maximum sustainable rate
+// for ten minutes and checks that p99 latency and memory stay flat.
 package load
 
 import (

@@ -147,7 +147,11 @@ func TestSoak(t *testing.T) {
 	t.Logf("%-44s %10.0f/s   %.0f%% of the maximum, for %s", "offered", rate, 100*soakFraction, d)
 	t.Logf("%-44s %10.0f/s", "goodput (2xx)", float64(ok)/d.Seconds())
 	t.Logf("%-44s %12d   = sent (%d)", "answered 2xx", ok, sent)
-	t.Logf("%-44s %12d   0", "refused (429/503)", refused)
+	var r503, r429 int
+	for _, w := range windows {
+		r503, r429 = r503+w.tally.refused[503], r429+w.tally.refused[429]
+	}
+	t.Logf("%-44s %12d   0 (503: %d, 429: %d; without Retry-After: %d)", "refused", refused, r503, r429, noRetry)
 	t.Logf("%-44s %12d   0", "client time-outs", timeouts)
 	t.Logf("%-44s %12d   0", "other answers", other)
 	t.Logf("%-44s %12s   (first window)", "p99, first window", windows[0].tally.p(0.99).Round(time.Millisecond))
