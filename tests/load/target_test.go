@@ -3,7 +3,6 @@ package load
 import (
 	"database/sql"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,9 +68,13 @@ func child(t *testing.T) *target {
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run(), "go build ./cmd/fabric")
 
+	// Ports from the harness: distinct within the run, below the ephemeral range (two
+	// `127.0.0.1:0` listeners closed at once may be handed the same port: a soak once
+	// failed on "sim-canary.http_addr also used by decision-coordinator").
+	ports := fabrictest.FreeServicePorts(t)
 	var services strings.Builder
 	for _, s := range fabric.Services {
-		fmt.Fprintf(&services, "  %s: {http_addr: \"127.0.0.1:%d\", grpc_addr: \"127.0.0.1:%d\"}\n", s.Name, freePort(t), freePort(t))
+		fmt.Fprintf(&services, "  %s: {http_addr: %q, grpc_addr: %q}\n", s.Name, ports[s.Name].HTTPAddr, ports[s.Name].GRPCAddr)
 	}
 	dataDir := filepath.Join(dir, "data")
 	cfgFile := filepath.Join(dir, "fabric.yaml")
@@ -142,13 +145,6 @@ func countWhere(t *testing.T, driver, dsn, where string) int {
 	var n int
 	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM proposals WHERE "+where).Scan(&n))
 	return n
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // vmHWM is the peak resident set (VmHWM) of process pid ("self": this one), in bytes;
