@@ -61,6 +61,17 @@ load: ## load test: max sustainable POST /proposals rate, then 4x for 30 s; figu
 crash: ## crash test: SIGKILL the all-in-one fabric under load 10 times per store (SQLite, Postgres), then check it (docs/operations.md)
 	FABRIC_CRASH=1 $(GO) test -count=1 -v -run '^TestCrash$$' -timeout 20m ./tests/crash/
 
+.PHONY: crash-replicas
+crash-replicas: ## replica crash test: two all-in-one fabrics on one Postgres, one SIGKILLed 20 times under load while the other serves, then check it (docs/operations.md)
+	FABRIC_CRASH=1 FABRIC_REQUIRE_POSTGRES=1 $(GO) test -count=1 -v -run '^TestReplicaCrash$$' -timeout 20m ./tests/crash/
+
+# SOAK_DURATION is how long `make soak` offers 80 % of the maximum sustainable rate.
+SOAK_DURATION ?= 10m
+
+.PHONY: soak
+soak: ## soak test: max sustainable decision rate, then 80% of it for SOAK_DURATION (10m); p99 and memory flat, zero errors; figures beside floors (docs/performance.md)
+	FABRIC_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -v -run '^TestSoak$$' -timeout 60m ./tests/load/
+
 .PHONY: replicas
 replicas: ## replicas test: 1000 concurrent decisions over two all-in-one fabrics on one Postgres database, then check it (docs/operations.md)
 	FABRIC_REPLICAS_FULL=1 FABRIC_REQUIRE_POSTGRES=1 $(GO) test -count=1 -v -run . -timeout 20m ./tests/replicas/

@@ -19,6 +19,9 @@
 // `make crash` (FABRIC_CRASH=1) kills 10 times per store; `go test ./...` runs a
 // short version (2 kills per store). FABRIC_CRASH_SEED=n replays a run's kill points
 // (each run logs its seed).
+//
+// TestReplicaCrash (replica_test.go) runs the same load over two replicas on one
+// Postgres database and SIGKILLs one of them at a time while the other serves.
 package crash
 
 import (
@@ -67,6 +70,8 @@ const (
 	// last restart (one pass reads each of them once, then waits crashSettleWait).
 	crashSettlePasses = 60
 	crashSettleWait   = 500 * time.Millisecond
+	// crashProbers read the world's state of the targets concurrently.
+	crashProbers = 8
 )
 
 // TestCrash: see the package comment.
@@ -77,13 +82,7 @@ func TestCrash(t *testing.T) {
 	} else if testing.Short() {
 		t.Skip("crash test: skipped with -short")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FABRIC_CRASH_SEED"); s != "" {
-		var err error
-		seed, err = strconv.ParseUint(s, 10, 64)
-		require.NoError(t, err, "FABRIC_CRASH_SEED")
-	}
-	t.Logf("seed %d (replay the kill points with FABRIC_CRASH_SEED=%d)", seed, seed)
+	seed := crashSeed(t)
 	bin := fabrictest.Build(t, t.TempDir())
 	for i, st := range []string{"sqlite", "postgres"} {
 		t.Run(st, func(t *testing.T) {
@@ -96,6 +95,18 @@ func TestCrash(t *testing.T) {
 	}
 }
 
+// crashSeed is the run's seed of its kill points: FABRIC_CRASH_SEED, or the clock's.
+func crashSeed(t *testing.T) uint64 {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("FABRIC_CRASH_SEED"); s != "" {
+		var err error
+		seed, err = strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, "FABRIC_CRASH_SEED")
+	}
+	t.Logf("seed %d (replay the kill points with FABRIC_CRASH_SEED=%d)", seed, seed)
+	return seed
+}
+
 // crashKill is one kill: when, and when the restarted fabric answered again.
 type crashKill struct {
 	at, back time.Time
@@ -105,15 +116,8 @@ func crashRun(t *testing.T, bin, st, dsn string, kills int, rng *rand.Rand) {
 	began := time.Now()
 	f := crashNewFabric(t, bin, dsn)
 	f.Start()
-	load := newCrashLoad(f, st)
-
-	abort, cancelAbort := context.WithCancel(context.Background())
-	defer cancelAbort()
-	stopNew := make(chan struct{})
-	var clients sync.WaitGroup
-	for i := range crashClients {
-		clients.Go(func() { load.runClient(abort, stopNew, i) })
-	}
+	load := newCrashLoad(st, f)
+	stop := load.run(crashClients)
 	var dead []crashKill
 	for k := range kills {
 		run := time.Duration(1500+rng.IntN(2500)) * time.Millisecond
@@ -129,16 +133,7 @@ func crashRun(t *testing.T, bin, st, dsn string, kills int, rng *rand.Rand) {
 		dead = append(dead, crashKill{at: at, back: time.Now()})
 	}
 	time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
-	close(stopNew)
-	// The clients finish the decision they are in (bounded), then stop.
-	done := make(chan struct{})
-	go func() { clients.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		cancelAbort()
-		<-done
-	}
+	stop()
 
 	load.mu.Lock()
 	acks := slices.Clone(load.acks)
@@ -166,13 +161,14 @@ func crashSettle(t *testing.T, load *crashLoad, acks []crashAck) map[string]*cra
 	final := map[string]*crashProposal{}
 	pending := slices.Clone(acks)
 	ctx := context.Background()
+	via := &crashVia{}
 	for pass := 0; pass < crashSettlePasses && len(pending) > 0; pass++ {
 		if pass > 0 {
 			time.Sleep(crashSettleWait)
 		}
 		var still []crashAck
 		for _, a := range pending {
-			code, p, _, err := load.getProposal(ctx, a.Tenant, a.ID)
+			code, p, _, err := load.getProposal(ctx, via, a.Tenant, a.ID)
 			if err == nil && code == http.StatusOK {
 				final[a.ID] = p
 				if !crashInFlight(p.Status) {
@@ -198,12 +194,13 @@ func crashCheckPresent(t *testing.T, load *crashLoad, acks []crashAck, final map
 		t.Errorf("a client was answered: %s", p)
 	}
 	seen := map[string]bool{}
+	via := &crashVia{}
 	for _, a := range acks {
 		if seen[a.ID] {
 			continue // acknowledged again by an Idempotency-Key replay
 		}
 		seen[a.ID] = true
-		code, p, body, err := load.getProposal(context.Background(), a.Tenant, a.ID)
+		code, p, body, err := load.getProposal(context.Background(), via, a.Tenant, a.ID)
 		switch {
 		case err != nil || code != http.StatusOK:
 			t.Errorf("acknowledged proposal %s (%s, acknowledged %s): GET %d %v %s", a.ID, a.Target, a.AckedAt.Format(time.RFC3339Nano), code, err, body)
@@ -240,7 +237,7 @@ type crashNegotiation struct {
 
 // (b) nothing was negotiated after its deadline.
 func crashCheckNegotiations(t *testing.T, load *crashLoad, acks []crashAck, final map[string]*crashProposal, dead []crashKill) {
-	byProposal := crashNegotiationsByProposal(t, load.f)
+	byProposal := crashNegotiationsByProposal(t, load.fs[0])
 	var found []string
 	bad := func(format string, args ...any) {
 		found = append(found, fmt.Sprintf(format, args...))
@@ -382,7 +379,7 @@ func crashNegotiationsByProposal(t *testing.T, f *crashFabric) map[string][]stri
 }
 
 func crashGetNegotiation(load *crashLoad, tenant, id string) (*crashNegotiation, error) {
-	code, body, err := load.do(context.Background(), tenant, http.MethodGet, load.f.URL(fabric.Negotiator)+"/negotiate/"+id+"/status", "")
+	code, body, err := load.do(context.Background(), &crashVia{}, tenant, http.MethodGet, fabric.Negotiator, "/negotiate/"+id+"/status", "")
 	if err != nil {
 		return nil, err
 	}
@@ -402,9 +399,9 @@ func crashGetNegotiation(load *crashLoad, tenant, id string) (*crashNegotiation,
 // through the coordinator: a dry-run-only probe proposal for the same target and
 // regions records it as its pre-state.
 func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final map[string]*crashProposal) {
-	coord := load.f.URL(fabric.Coordinator)
 	seen := map[string]bool{}
 	counts := map[string]int{}
+	var ps []*crashProposal
 	for _, a := range acks {
 		p := final[a.ID]
 		if p == nil || seen[a.ID] {
@@ -412,20 +409,31 @@ func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final 
 		}
 		seen[a.ID] = true
 		counts[p.Status]++
-		regions, _ := json.Marshal(p.Manifest.Regions)
-		code, body, ok := crashRetry(context.Background(), func() (int, []byte, error) {
-			return load.do(context.Background(), a.Tenant, http.MethodPost, coord+"/proposals", fmt.Sprintf(
-				`{"tenant_id":%q,"dry_run":true,"manifest":{"action":"scale","target":%q,"regions":%s,"parameters":{"replicas":1}}}`,
-				a.Tenant, p.Manifest.Target, regions))
+		ps = append(ps, p)
+	}
+	// The probes, crashProbers at a time (spread over the replicas).
+	states, failures := make([]string, len(ps)), make([]string, len(ps))
+	next := make(chan int)
+	var probers sync.WaitGroup
+	for w := range crashProbers {
+		probers.Go(func() {
+			via := &crashVia{at: w}
+			for i := range next {
+				states[i], failures[i] = crashProbe(load, via, ps[i])
+			}
 		})
-		require.True(t, ok)
-		require.Equal(t, http.StatusOK, code, "probe of %s: %s", p.Manifest.Target, body)
-		var probe struct {
-			Proposal crashProposal `json:"proposal"`
+	}
+	for i := range ps {
+		next <- i
+	}
+	close(next)
+	probers.Wait()
+	for i, p := range ps {
+		now := states[i]
+		if failures[i] != "" {
+			t.Errorf("probe of %s: %s", p.Manifest.Target, failures[i])
+			continue
 		}
-		require.NoError(t, json.Unmarshal(body, &probe))
-		now := probe.Proposal.PreStateSHA256
-		require.NotEmpty(t, now)
 		switch p.Status {
 		case crashEnacted:
 			if p.PostStateSHA256 == "" {
@@ -450,15 +458,44 @@ func crashCheckEnactments(t *testing.T, load *crashLoad, acks []crashAck, final 
 	require.Positive(t, counts[crashEnacted], "no proposal was enacted: the run did not test enactment")
 }
 
+// crashProbe reads the world's current state of p's target (the pre-state hash of a
+// dry-run probe proposal); failure says why it could not.
+func crashProbe(load *crashLoad, via *crashVia, p *crashProposal) (state, failure string) {
+	regions, _ := json.Marshal(p.Manifest.Regions)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	code, body, ok := crashRetry(ctx, func() (int, []byte, error) {
+		return load.do(ctx, via, p.TenantID, http.MethodPost, fabric.Coordinator, "/proposals", fmt.Sprintf(
+			`{"tenant_id":%q,"dry_run":true,"manifest":{"action":"scale","target":%q,"regions":%s,"parameters":{"replicas":1}}}`,
+			p.TenantID, p.Manifest.Target, regions))
+	})
+	if !ok {
+		return "", "no answer within a minute"
+	}
+	var probe struct {
+		Proposal crashProposal `json:"proposal"`
+	}
+	if code != http.StatusOK {
+		return "", fmt.Sprintf("%d %s", code, body)
+	}
+	if err := json.Unmarshal(body, &probe); err != nil || probe.Proposal.PreStateSHA256 == "" {
+		return "", fmt.Sprintf("no pre-state in %s (%v)", body, err)
+	}
+	return probe.Proposal.PreStateSHA256, ""
+}
+
 // (d) the audit log verifies: now, with the fabric running after its crashes (the
 // default bounds: the auditor signed what was left unsigned by the kills), and after
-// a last SIGKILL (no age limit on the unsigned tail, which a dead auditor could not
-// sign; its size stays bounded).
-func crashCheckAudit(t *testing.T, f *crashFabric) {
+// a last SIGKILL of every replica (no age limit on the unsigned tail, which a dead
+// auditor could not sign; its size stays bounded).
+func crashCheckAudit(t *testing.T, fs ...*crashFabric) {
+	f := fs[0]
 	code, out := f.AuditVerify()
 	t.Logf("audit-verify (running fabric):\n%s", out)
 	require.Equal(t, 0, code, "audit-verify on the running fabric after the crashes")
-	f.Kill()
+	for _, r := range fs {
+		r.Kill()
+	}
 	code, out = f.AuditVerify("-max-unsigned-age", "0")
 	t.Logf("audit-verify (after a last SIGKILL, -max-unsigned-age 0):\n%s", out)
 	require.Equal(t, 0, code, "audit-verify after a last SIGKILL")

@@ -9,6 +9,9 @@
 // figures against their floors. Without FABRIC_LOAD a short version (about 3 s at 4×)
 // runs with the other tests as a correctness check: it asserts only the
 // classification of responses and stored == acknowledged, never a speed.
+//
+// TestSoak (soak_test.go, `make soak`) offers 80 % of the maximum sustainable rate
+// for ten minutes and checks that p99 latency and memory stay flat.
 package load
 
 import (
@@ -180,21 +183,32 @@ func (g *generator) closedLoop(workers int, d time.Duration) *tally {
 // openLoop offers rate requests per second for d whatever the answers (an open
 // system: new clients keep coming), then waits for every request to end.
 func (g *generator) openLoop(rate float64, d time.Duration) *tally {
-	tl := newTally()
+	return g.openLoopWindows(rate, d, d)[0]
+}
+
+// openLoopWindows is openLoop with the outcomes tallied per window of the offer: a
+// request counts in the window in which it was sent.
+func (g *generator) openLoopWindows(rate float64, d, window time.Duration) []*tally {
+	tallies := make([]*tally, max(1, int((d+window-1)/window)))
+	for w := range tallies {
+		tallies[w] = newTally()
+	}
 	var wg sync.WaitGroup
 	start := time.Now()
 	n := int(rate * d.Seconds())
 	for i := range n {
-		if wait := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); wait > 0 {
+		at := time.Duration(float64(i) / rate * float64(time.Second))
+		if wait := time.Until(start.Add(at)); wait > 0 {
 			time.Sleep(wait)
 		}
+		tl := tallies[min(len(tallies)-1, int(at/window))]
 		wg.Go(func() {
 			o, ra := g.post(context.Background())
 			tl.add(o, ra)
 		})
 	}
 	wg.Wait()
-	return tl
+	return tallies
 }
 
 // TestOverload is the load test: see the package comment. The short version runs on

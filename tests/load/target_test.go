@@ -3,7 +3,6 @@ package load
 import (
 	"database/sql"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,9 +31,14 @@ type target struct {
 	token       func(tenant string) string
 	// peakRSS is the fabric's peak resident set in bytes, 0 when unknown.
 	peakRSS func() int64
+	// rss is the fabric's resident set now, in bytes (0 when unknown).
+	rss func() int64
 	// stored counts the proposals in the fabric's store.
 	stored func() int
-	where  string
+	// inFlight counts the proposals the lifecycle engine still owes a move
+	// (SUBMITTED, NEGOTIATING, AGREED): its backlog.
+	inFlight func() int
+	where    string
 }
 
 // inProcess starts the fabric inside the test process on st (fast; its RSS includes
@@ -50,6 +54,7 @@ func inProcess(t *testing.T, st fabrictest.Store) *target {
 		coordinator: f.URL(fabric.Coordinator), dataDir: f.Cfg.DataDir, admission: f.Cfg.Admission,
 		token:   func(tenant string) string { return f.Token(t, tenant, auth.RoleProposer) },
 		peakRSS: func() int64 { return vmHWM(t, "self") },
+		rss:     func() int64 { return procStatus(t, "self", "VmRSS") },
 		where:   "in the test process (RSS includes the generator)",
 	}
 }
@@ -63,9 +68,13 @@ func child(t *testing.T) *target {
 	build.Stderr = os.Stderr
 	require.NoError(t, build.Run(), "go build ./cmd/fabric")
 
+	// Ports from the harness: distinct within the run, below the ephemeral range (two
+	// `127.0.0.1:0` listeners closed at once may be handed the same port: a soak once
+	// failed on "sim-canary.http_addr also used by decision-coordinator").
+	ports := fabrictest.FreeServicePorts(t)
 	var services strings.Builder
 	for _, s := range fabric.Services {
-		fmt.Fprintf(&services, "  %s: {http_addr: \"127.0.0.1:%d\", grpc_addr: \"127.0.0.1:%d\"}\n", s.Name, freePort(t), freePort(t))
+		fmt.Fprintf(&services, "  %s: {http_addr: %q, grpc_addr: %q}\n", s.Name, ports[s.Name].HTTPAddr, ports[s.Name].GRPCAddr)
 	}
 	dataDir := filepath.Join(dir, "data")
 	cfgFile := filepath.Join(dir, "fabric.yaml")
@@ -107,8 +116,12 @@ func child(t *testing.T) *target {
 			return tok
 		},
 		peakRSS: func() int64 { return vmHWM(t, pid) },
+		rss:     func() int64 { return procStatus(t, pid, "VmRSS") },
 		stored:  func() int { return count(t, "sqlite", sqliteDSN(dataDir)) },
-		where:   "a child process, as `make run`",
+		inFlight: func() int {
+			return countWhere(t, "sqlite", sqliteDSN(dataDir), "status IN ('SUBMITTED', 'NEGOTIATING', 'AGREED')")
+		},
+		where: "a child process, as `make run`",
 	}
 }
 
@@ -120,31 +133,34 @@ func sqliteDSN(dataDir string) string {
 // count counts the proposals in a store (all tenants), through its SQL driver.
 func count(t *testing.T, driver, dsn string) int {
 	t.Helper()
+	return countWhere(t, driver, dsn, "TRUE")
+}
+
+// countWhere counts the proposals in a store that satisfy where.
+func countWhere(t *testing.T, driver, dsn, where string) int {
+	t.Helper()
 	db, err := sql.Open(driver, dsn)
 	require.NoError(t, err)
 	defer db.Close()
 	var n int
-	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM proposals").Scan(&n))
+	require.NoError(t, db.QueryRow("SELECT COUNT(*) FROM proposals WHERE "+where).Scan(&n))
 	return n
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // vmHWM is the peak resident set (VmHWM) of process pid ("self": this one), in bytes;
 // 0 when unavailable.
-func vmHWM(t *testing.T, pid string) int64 {
+func vmHWM(t *testing.T, pid string) int64 { return procStatus(t, pid, "VmHWM") }
+
+// procStatus is a size in /proc/<pid>/status (VmHWM, VmRSS, ...) of process pid
+// ("self": this one), in bytes; 0 when unavailable.
+func procStatus(t *testing.T, pid, field string) int64 {
 	raw, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
-		t.Logf("peak RSS unavailable: %v", err)
+		t.Logf("%s unavailable: %v", field, err)
 		return 0
 	}
 	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			require.NoError(t, err)
 			return kb << 10
