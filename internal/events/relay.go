@@ -187,7 +187,7 @@ func (r *Relay) Close() {
 type Status struct {
 	Backlog   int64     // events waiting after the last sweep
 	Oldest    time.Time // the oldest waiting event's commit time
-	Published int64     // events published by this relay
+	Published int64     // events this relay published and deleted from the outbox
 	LastError string    // the last failure since the last clean sweep; "" when none
 }
 
@@ -323,12 +323,16 @@ func (r *Relay) round(ctx context.Context) (published, failed int, err error) {
 	mctx, mcancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timeout)
 	defer mcancel()
 	if len(ok) > 0 {
-		if _, err := r.cfg.Store.EventOutbox().Published(mctx, r.cfg.Owner, ok); err != nil {
+		// Only the events this relay still holds are deleted and counted: one whose
+		// lease ended while the broker was slow was claimed again by another relay,
+		// which publishes it again (consumers drop the repeat by event id) and counts it.
+		n, err := r.cfg.Store.EventOutbox().Published(mctx, r.cfg.Owner, ok)
+		if err != nil {
 			// The lease ends and the events go out again: consumers drop the repeat.
 			return 0, len(evs) - len(ok), fmt.Errorf("record published events: %w", err)
 		}
-		r.published.Add(int64(len(ok)))
-		r.mPublished.Add(float64(len(ok)))
+		r.published.Add(int64(n))
+		r.mPublished.Add(float64(n))
 	}
 	if firstErr == nil {
 		return len(ok), 0, nil

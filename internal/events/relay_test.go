@@ -202,11 +202,14 @@ func TestRelayPublishesInOrderThroughFailures(t *testing.T) {
 				total += v
 			}
 			require.Equal(t, total, a.Status().Published+b.Status().Published+b2.Status().Published,
-				"each event acknowledged to exactly one relay")
+				"each event recorded as published by exactly one relay (the one that deleted it)")
 			require.Positive(t, dropped.Load(), "connections were killed")
 			t.Logf("%s: %d events, %d raw records, %d raw duplicates (dropped by event id), %d produce connections killed; published a=%d b=%d b2=%d",
 				backend, total, got.raw, got.dups, dropped.Load(), a.Status().Published, b.Status().Published, b2.Status().Published)
-			require.Equal(t, "ok", b.Health())
+			// The backlog a relay reports is the one it saw at its last sweep: b's next
+			// sweep (every 20 ms, unless one is still waiting on the broker) sees the
+			// outbox empty.
+			require.Eventually(t, func() bool { return b.Health() == "ok" }, 10*time.Second, 10*time.Millisecond, "b: %s", b.Health())
 		})
 	}
 }
