@@ -290,6 +290,9 @@ func FreePort(t testing.TB) int {
 		if _, taken := portsTaken.LoadOrStore(port, true); taken {
 			continue // given to another service of this test run already
 		}
+		if !lockPort(port) {
+			continue // given out by another test process (go test runs packages at once)
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
@@ -300,6 +303,31 @@ func FreePort(t testing.TB) int {
 	t.Fatal("no free port below the ephemeral range")
 	return 0
 }
+
+// lockPort takes an exclusive lock on a file named after port, held until this test
+// process exits (the kernel releases it then, even on a crash): test binaries that go
+// test runs at the same time never give out the same port, which a child fabric binds
+// only seconds later (a CI run lost a split set's scorer port to another package's
+// child that way). A port whose lock cannot be taken or made is not given out.
+func lockPort(port int) bool {
+	dir := filepath.Join(os.TempDir(), "decision-fabric-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return false
+	}
+	f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(port)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return false
+	}
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		_ = f.Close()
+		return false
+	}
+	portLocks.Store(port, f) // kept open: the lock lasts as long as this process
+	return true
+}
+
+// portLocks hold the files of the ports this test process locked.
+var portLocks sync.Map
 
 // portsTaken are the ports FreePort gave out in this test process.
 var portsTaken sync.Map
