@@ -143,9 +143,15 @@ var remediation = map[string]string{
 	"QUANTUM_PROVIDER":    "set QUANTUM_PROVIDER (ML-DSA-65 runs locally either way)",
 }
 
-// Blockers of a task: missing infrastructure (the whole phase), failed tests and
-// blocked policies, each with its remediation.
-func Blockers(in Input, task *Task) []string {
+// Blockers of a task: the missing infrastructure (the whole phase's), then the task's
+// own, each with its remediation.
+func Blockers(in Input, task Task) []string {
+	return append(infraBlockers(in), taskBlockers(in, task)...)
+}
+
+// infraBlockers are the precheck's checks that did not pass: each dependency runs
+// simulated.
+func infraBlockers(in Input) []string {
 	var out []string
 	for _, c := range in.Precheck.Checks {
 		if c.Status == "ok" {
@@ -161,29 +167,34 @@ func Blockers(in Input, task *Task) []string {
 		}
 		out = append(out, fmt.Sprintf("%s (%s, %s): %s, so it runs simulated. Remediation: %s.", c.Name, kind, c.Status, c.Detail, fix))
 	}
-	if task != nil {
-		tr := in.Tests[task.ID]
-		if tr.Run != nil {
-			for _, f := range tr.Run.Failures() {
-				out = append(out, "test failed: "+f+". Remediation: see the log excerpt above and fix before enactment in production.")
-			}
-			for _, p := range tr.Run.PackageFailures {
-				out = append(out, "package failed outside a test (build or TestMain): "+p+".")
-			}
+	return out
+}
+
+// taskBlockers are a task's failed tests, blocked policies and failed verification
+// calls.
+func taskBlockers(in Input, task Task) []string {
+	var out []string
+	tr := in.Tests[task.ID]
+	if tr.Run != nil {
+		for _, f := range tr.Run.Failures() {
+			out = append(out, "test failed: "+f+". Remediation: see the log excerpt above and fix before enactment in production.")
 		}
-		for _, r := range Matrix(in.Module, *task, tr.Run) {
-			if r.Status != "PASS" {
-				out = append(out, fmt.Sprintf("%s %s is BLOCKED: a cited test did not pass in this run.", r.Policy.ID, r.Policy.Title))
-			}
+		for _, p := range tr.Run.PackageFailures {
+			out = append(out, "package failed outside a test (build or TestMain): "+p+".")
 		}
-		for _, v := range task.Verify {
-			c, ok := in.Calls[v.File]
-			switch {
-			case !ok:
-				out = append(out, "verification "+v.File+" was not made.")
-			case c.Status < 200 || c.Status > 299:
-				out = append(out, fmt.Sprintf("verification %s answered %d.", v.File, c.Status))
-			}
+	}
+	for _, r := range Matrix(in.Module, task, tr.Run) {
+		if r.Status != "PASS" {
+			out = append(out, fmt.Sprintf("%s %s is BLOCKED: a cited test did not pass in this run.", r.Policy.ID, r.Policy.Title))
+		}
+	}
+	for _, v := range task.Verify {
+		c, ok := in.Calls[v.File]
+		switch {
+		case !ok:
+			out = append(out, "verification "+v.File+" was not made.")
+		case c.Status < 200 || c.Status > 299:
+			out = append(out, fmt.Sprintf("verification %s answered %d.", v.File, c.Status))
 		}
 	}
 	return out
@@ -291,7 +302,7 @@ func RenderTask(in Input, task Task) string {
 	b.WriteString("\n")
 
 	writeAudit(&b, in)
-	writeBlockers(&b, Blockers(in, &task))
+	writeBlockers(&b, Blockers(in, task))
 	return b.String()
 }
 
@@ -371,13 +382,10 @@ func RenderSummary(in Input) string {
 			c.Passed, c.Failed, c.Skipped, EndToEnd.Log)
 	}
 	writeAudit(&b, in)
-	var blockers []string
-	blockers = append(blockers, Blockers(in, nil)...)
-	for i := range Tasks {
-		for _, x := range Blockers(in, &Tasks[i]) {
-			if !strings.Contains(x, "runs simulated") {
-				blockers = append(blockers, Tasks[i].ID+": "+x)
-			}
+	blockers := infraBlockers(in)
+	for _, t := range Tasks {
+		for _, x := range taskBlockers(in, t) {
+			blockers = append(blockers, t.ID+": "+x)
 		}
 	}
 	if e.Run != nil {

@@ -57,9 +57,12 @@ func NewRun() *Run {
 	return &Run{Results: map[string]map[string]Result{}, output: map[string][]string{}}
 }
 
-// Add reads test2json events from r into the run. Lines that are not JSON (the go
+// Add reads test2json events from r into the run.
+func (run *Run) Add(r io.Reader) error { return run.read(r, run.add) }
+
+// read calls handle with each test2json event of r; lines that are not JSON (the go
 // command's own messages, such as build failures) are kept in Text.
-func (run *Run) Add(r io.Reader) error {
+func (run *Run) read(r io.Reader, handle func(event)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -70,7 +73,7 @@ func (run *Run) Add(r io.Reader) error {
 			run.Text.WriteByte('\n')
 			continue
 		}
-		run.add(ev)
+		handle(ev)
 	}
 	return sc.Err()
 }
@@ -111,21 +114,12 @@ func (run *Run) add(ev event) {
 // AddList reads the events of `go test -json -list REGEXP` into the run: each test
 // the listing names is recorded as Listed.
 func (run *Run) AddList(r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		var ev event
-		line := sc.Bytes()
-		if len(line) == 0 || line[0] != '{' || json.Unmarshal(line, &ev) != nil {
-			run.Text.Write(line)
-			run.Text.WriteByte('\n')
-			continue
-		}
+	return run.read(r, func(ev event) {
 		if ev.Action == "fail" && ev.Test == "" {
 			run.PackageFailures = append(run.PackageFailures, ev.Package)
 		}
 		if ev.Action != "output" || ev.Test != "" {
-			continue
+			return
 		}
 		run.Text.WriteString(ev.Output)
 		name := strings.TrimSpace(ev.Output)
@@ -135,8 +129,7 @@ func (run *Run) AddList(r io.Reader) error {
 			}
 			run.Results[ev.Package][name] = Result{Package: ev.Package, Test: name, Outcome: Listed}
 		}
-	}
-	return sc.Err()
+	})
 }
 
 // Counts are a run's tests by outcome.

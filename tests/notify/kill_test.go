@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/decision-fabric/fabric/internal/auth"
-	"github.com/decision-fabric/fabric/internal/config"
 	"github.com/decision-fabric/fabric/internal/fabric"
 	"github.com/decision-fabric/fabric/internal/notify"
 	"github.com/decision-fabric/fabric/internal/store"
@@ -33,38 +31,11 @@ const (
 )
 
 // nfProc is the all-in-one fabric (cmd/fabric) as a child process
-// (fabrictest.Process), with its own ports and an HTTP client.
+// (fabrictest.Process) and an HTTP client.
 type nfProc struct {
 	*fabrictest.Process
 	t      *testing.T
-	signer *auth.Signer
 	client *http.Client
-}
-
-// nfProcPortsTaken are the ports nfProcPort gave out in this process.
-var nfProcPortsTaken sync.Map
-
-// nfProcPort is a free loopback port in 32000-32767: below the kernel's ephemeral
-// range (so no other test's "127.0.0.1:0" takes it while the fabric is dead and is
-// restarted on the same ports) and above tests/crash's 20000-32000 (fabrictest.FreePort,
-// whose record of the ports it gave out is per test binary).
-func nfProcPort(t *testing.T) int {
-	t.Helper()
-	const lo, hi = 32000, 32768
-	for range 1000 {
-		port := lo + rand.IntN(hi-lo) //nolint:gosec // a port, not a secret
-		if _, taken := nfProcPortsTaken.LoadOrStore(port, true); taken {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		require.NoError(t, l.Close())
-		return port
-	}
-	t.Fatal("no free port in 32000-32767")
-	return 0
 }
 
 // nfNewProc builds cmd/fabric and writes its configuration: SQLite in a temporary
@@ -73,12 +44,8 @@ func nfProcPort(t *testing.T) int {
 func nfNewProc(t *testing.T, mp *fabrictest.Mailpit) *nfProc {
 	t.Helper()
 	bin := fabrictest.Build(t, t.TempDir())
-	services := make(map[string]config.Listen, len(fabric.Services))
-	for _, s := range fabric.Services {
-		services[s.Name] = config.Listen{HTTPAddr: fmt.Sprintf("127.0.0.1:%d", nfProcPort(t)), GRPCAddr: fmt.Sprintf("127.0.0.1:%d", nfProcPort(t))}
-	}
 	proc := fabrictest.NewProcess(t, bin, fabrictest.ProcessOptions{
-		Regions: fabrictest.InstantRegions, Policy: fmt.Sprintf(nfPolicy, "5m", "4m"), Services: services,
+		Regions: fabrictest.InstantRegions, Policy: fmt.Sprintf(nfPolicy, "5m", "4m"),
 		Extra: "engine: {lease: 2s, sweep: 200ms}\n" +
 			"hil:\n  channels: [smtp]\n  delivery_lease: 3s\n" +
 			fmt.Sprintf("  smtp: {host: %q, port: %d, from: \"hil@fabric.test\", to: [\"approvers@fabric.test\"], tls: none}\n", mp.SMTPHost, mp.SMTPPort),
@@ -90,11 +57,6 @@ func nfNewProc(t *testing.T, mp *fabrictest.Mailpit) *nfProc {
 func (p *nfProc) start() {
 	p.t.Helper()
 	p.Start()
-	if p.signer == nil {
-		key, err := auth.LoadOrCreateDevKey(p.Cfg.DataDir)
-		require.NoError(p.t, err)
-		p.signer = auth.NewSigner(key, p.Cfg.Auth.Issuer, p.Cfg.Auth.Audience)
-	}
 }
 
 // kill SIGKILLs the process and waits until it is gone.
@@ -141,8 +103,7 @@ func TestNotificationsSurviveGatewayKill(t *testing.T) {
 	mp := fabrictest.StartMailpit(t)
 	p := nfNewProc(t, mp)
 	p.start()
-	tok, err := p.signer.Mint("agent-kill", "t1", []string{auth.RoleProposer}, time.Hour)
-	require.NoError(t, err)
+	tok := p.TokenFor("agent-kill", "t1", nil, auth.RoleProposer)
 
 	byMessageID := map[string]string{} // Message-ID -> event id
 	window := map[string]int{}         // event id -> kills it was mailed but not marked sent at

@@ -451,10 +451,12 @@ func goTest(t *testing.T, root, logPath, mode string, packages []string, cited [
 	return reports.TestRun{Commands: commands, Run: run}
 }
 
-// coveredBy reports whether pkg ("./dir") is matched by one of the patterns.
+// coveredBy reports whether pkg ("./dir") is matched by one of the patterns ("./dir"
+// or "./dir/...").
 func coveredBy(pkg string, patterns []string) bool {
 	for _, p := range patterns {
-		if p == pkg || (strings.HasSuffix(p, "/...") && strings.HasPrefix(pkg+"/", strings.TrimSuffix(p, "...")) || pkg == strings.TrimSuffix(p, "/...")) {
+		base, tree := strings.CutSuffix(p, "/...")
+		if pkg == base || (tree && strings.HasPrefix(pkg, base+"/")) {
 			return true
 		}
 	}
