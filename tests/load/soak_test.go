@@ -63,17 +63,11 @@ func TestSoak(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, d, 3*window, "a soak of at least three windows")
 	fab := child(t)
-	adm := fab.admission
 	g := newGenerator(fab)
 	t.Logf("fabric: %s; RSS after start %d MB", fab.where, fab.rss()>>20)
 
 	// 1. The maximum sustainable rate, as TestOverload finds it.
-	clients := adm.MaxInFlight + adm.MaxQueue/2
-	base := g.closedLoop(clients, measure)
-	require.Empty(t, base.other, "at capacity every request succeeds")
-	require.Zero(t, base.timeouts)
-	closedRate := float64(len(base.ok)) / measure.Seconds()
-	require.Positive(t, closedRate)
+	base, closedRate, clients := closedLoopMax(t, g, fab.admission, measure)
 	maxRate := closedRate
 	t.Logf("closed-loop maximum %.0f/s (%d clients, %s; p99 %s)", closedRate, clients, measure, base.p(0.99).Round(time.Millisecond))
 	searchAcked := 0 // proposals acknowledged during the search
