@@ -195,9 +195,13 @@ func TestNegotiateOverREST(t *testing.T) {
 			code, _ = f.do(t, http.MethodGet, "/negotiate/"+n.GetId()+"/status", f.token(t, "t2", auth.RoleAuditor), "")
 			require.Equal(t, http.StatusNotFound, code)
 
-			// Metrics are on the service's /metrics.
-			_, metrics := f.do(t, http.MethodGet, "/metrics", "", "")
-			require.Contains(t, string(metrics), `fabric_negotiation_duration_seconds_count{outcome="agreed"} 1`)
+			// Metrics are on the service's /metrics. The outcome is stored (and so read
+			// as AGREED) just before the negotiation's goroutine observes its duration.
+			var metrics []byte
+			require.Eventually(t, func() bool {
+				_, metrics = f.do(t, http.MethodGet, "/metrics", "", "")
+				return strings.Contains(string(metrics), `fabric_negotiation_duration_seconds_count{outcome="agreed"} 1`)
+			}, 5*time.Second, 10*time.Millisecond, "the agreed negotiation's duration is observed")
 			require.Contains(t, string(metrics), `fabric_negotiation_votes_total{verdict="accept"}`)
 		})
 	}
